@@ -1,0 +1,29 @@
+//! sealcast: live video kept encrypted from the encoder to the player.
+//!
+//! An encoder pushes FLV-framed audio and video; sealcast remuxes it without
+//! transcoding into MPEG-TS segments, encrypts each one with AES-128-CBC under a
+//! data key from a key management service (envelope encryption), and publishes an
+//! HLS media playlist whose `EXT-X-KEY` URIs carry the wrapped data key.
+//!
+//! # Layout
+//! The format cores are sans-IO: bytes and time come in as arguments, output
+//! comes back as values. They never touch sockets, files or the clock.
+//! - [`media`]: the types the cores share (access units, tracks, codecs).
+//! - [`flv`]: FLV file and tag-body parsing; AVC/AAC configs to Annex B / ADTS.
+//! - [`ts`]: MPEG-TS muxer (PAT/PMT/PES/PCR) on the `mpeg2ts` crate.
+//! - [`hls`]: segmenter and media playlist model (render and parse).
+//! - [`crypto`]: data keys, segment cipher (AES-128-CBC), envelope format.
+//! - [`pipeline`]: FLV tags in, closed encrypted segments out: the cores joined.
+//!
+//! Adapters with IO:
+//! - [`kms`]: key providers behind one async trait (local keyring first).
+//! - [`package`]: the `sealcast package` / `sealcast decrypt` file tools.
+
+pub mod crypto;
+pub mod flv;
+pub mod hls;
+pub mod kms;
+pub mod media;
+pub mod package;
+pub mod pipeline;
+pub mod ts;
