@@ -17,6 +17,8 @@
 //!
 //! Adapters with IO:
 //! - [`kms`]: key providers behind one async trait (local keyring first).
+//! - [`names`]: stream names, segment names and key URIs, validated.
+//! - [`store`]: atomic file writes.
 //! - [`package`]: the `sealcast package` / `sealcast decrypt` file tools.
 
 pub mod crypto;
@@ -24,6 +26,8 @@ pub mod flv;
 pub mod hls;
 pub mod kms;
 pub mod media;
+pub mod names;
 pub mod package;
 pub mod pipeline;
+pub mod store;
 pub mod ts;

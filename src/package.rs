@@ -1,1 +1,191 @@
-//! placeholder
+//! The file tools: `sealcast package` (an FLV file to encrypted HLS VOD) and
+//! `sealcast decrypt` (an encrypted playlist back to one TS file, for operators
+//! and tests). Both run the same cores as the live server.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+
+use ring::rand::SecureRandom;
+
+use crate::crypto::{self, EncryptionContext, KeyId};
+use crate::flv;
+use crate::hls::{self, CutPolicy, KeyTag, MediaPlaylist, SegmentEntry};
+use crate::kms::{Kms, KmsError};
+use crate::names::{self, KeyUri, StreamName};
+use crate::pipeline::{Output, Pipeline, PipelineConfig, SegmentKey};
+use crate::store;
+
+/// Why packaging or decrypting failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    /// Reading the input or writing the output failed.
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// The input is not an FLV file.
+    #[error("{path}: {source}")]
+    Flv { path: PathBuf, source: flv::Error },
+    /// The input holds no segment's worth of media.
+    #[error("{0}: no media to package")]
+    Empty(PathBuf),
+    /// The key service refused or failed.
+    #[error("key service: {0}")]
+    Kms(#[from] KmsError),
+    /// The playlist cannot be parsed or names something unexpected.
+    #[error("{path}: {reason}")]
+    Playlist { path: PathBuf, reason: String },
+    /// The operating system's random number generator failed.
+    #[error("no randomness available from the operating system")]
+    NoRandomness,
+    /// A segment did not decrypt with its key.
+    #[error("{path}: {source}")]
+    Crypto { path: PathBuf, source: crypto::Error },
+}
+
+/// What `sealcast package` is asked to do.
+#[derive(Debug, Clone)]
+pub struct PackageOptions {
+    pub stream: StreamName,
+    pub segment_duration_secs: u32,
+    pub segments_per_key: NonZeroU32,
+    /// Prefix of key URIs; empty for root-relative `/keys/…` URIs.
+    pub key_uri_base: String,
+}
+
+/// What packaging produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackageReport {
+    pub segments: u64,
+    pub keys: u64,
+    pub video_frames: u64,
+    pub audio_frames: u64,
+    /// Tags skipped as malformed or unsupported (each logged with its reason).
+    pub skipped_tags: u64,
+}
+
+/// Packages an FLV file into `outdir/index.m3u8` and encrypted segments.
+/// Every file is written atomically (temporary name, then rename).
+pub async fn package(input: &Path, outdir: &Path, options: &PackageOptions, kms: &dyn Kms) -> Result<PackageReport, PackageError> {
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| PackageError::Io { path, source }
+    };
+    let file = std::fs::read(input).map_err(io_err(input))?;
+    std::fs::create_dir_all(outdir).map_err(io_err(outdir))?;
+    let (_, tags) = flv::tags(&file).map_err(|source| PackageError::Flv { path: input.to_owned(), source })?;
+
+    let publish_id = random_publish_id().map_err(|_| PackageError::NoRandomness)?;
+    let mut pipeline = Pipeline::new(PipelineConfig {
+        target_duration_secs: options.segment_duration_secs,
+        segments_per_key: options.segments_per_key,
+        cut_policy: CutPolicy::KeyframesOnly,
+        first_sequence: 0,
+        discontinuity_at_start: false,
+    });
+    let mut playlist = MediaPlaylist::vod();
+    let mut report = PackageReport::default();
+    let mut store_output = |output: Output, pipeline: &mut Pipeline, report: &mut PackageReport| -> Result<(), PackageError> {
+        let Output::Segment(segment) = output else {
+            // Keys are provided before every push, so no segment waits for one.
+            return Ok(());
+        };
+        let file_name = names::segment_file_name(&publish_id, segment.sequence);
+        let path = outdir.join(&file_name);
+        store::write_atomic(&path, &segment.ciphertext).map_err(io_err(&path))?;
+        report.segments += 1;
+        playlist.push(SegmentEntry {
+            uri: file_name,
+            duration_secs: segment.duration_secs,
+            key: Some(KeyTag {
+                uri: KeyUri::render(&options.stream, &segment.key.id, &segment.key.wrapped, &options.key_uri_base),
+                iv: segment.key.iv,
+            }),
+            program_date_time_ms: None,
+            discontinuity: segment.discontinuity,
+            sequence: segment.sequence,
+        });
+        pipeline.recycle_buffer(segment.ciphertext);
+        Ok(())
+    };
+
+    for tag in tags {
+        let tag = match tag {
+            Ok(tag) => tag,
+            Err(error) => {
+                // A truncated tail: keep everything before it.
+                tracing::warn!(%error, "stopping at a malformed FLV tag");
+                report.skipped_tags += 1;
+                break;
+            }
+        };
+        while pipeline.wants_key() {
+            let key_id = KeyId::new(&format!("{publish_id}-{}", report.keys)).map_err(|e| PackageError::Playlist {
+                path: input.to_owned(),
+                reason: e.to_string(),
+            })?;
+            let (key, wrapped) = kms.generate_data_key(&EncryptionContext::new(&options.stream.to_string(), &key_id)).await?;
+            pipeline.provide_key(SegmentKey { id: key_id, key, wrapped });
+            report.keys += 1;
+        }
+        match pipeline.push(tag.kind, tag.timestamp_ms, tag.body) {
+            Ok(Some(output)) => store_output(output, &mut pipeline, &mut report)?,
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, timestamp_ms = tag.timestamp_ms, "skipping FLV tag");
+                report.skipped_tags += 1;
+            }
+        }
+    }
+    if let Some(output) = pipeline.finish() {
+        store_output(output, &mut pipeline, &mut report)?;
+    }
+    let stats = pipeline.stats();
+    report.video_frames = stats.video_frames;
+    report.audio_frames = stats.audio_frames;
+    if report.segments == 0 {
+        return Err(PackageError::Empty(input.to_owned()));
+    }
+    playlist.end();
+    let playlist_path = outdir.join("index.m3u8");
+    store::write_atomic(&playlist_path, playlist.render(None).as_bytes()).map_err(io_err(&playlist_path))?;
+    Ok(report)
+}
+
+/// Decrypts every segment of a playlist written by sealcast into one TS file,
+/// unwrapping each key through `kms`. Returns the number of segments.
+pub async fn decrypt(playlist_path: &Path, output: &Path, kms: &dyn Kms) -> Result<u64, PackageError> {
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| PackageError::Io { path, source }
+    };
+    let playlist_err = |reason: String| PackageError::Playlist { path: playlist_path.to_owned(), reason };
+    let text = std::fs::read_to_string(playlist_path).map_err(io_err(playlist_path))?;
+    let parsed = hls::parse_media_playlist(&text).map_err(|e| playlist_err(e.to_string()))?;
+    let dir = playlist_path.parent().unwrap_or(Path::new("."));
+
+    let mut ts = Vec::new();
+    let mut segments = 0;
+    for segment in &parsed.segments {
+        if !names::is_segment_file_name(&segment.uri) {
+            return Err(playlist_err(format!("segment URI {:?} is not a sealcast segment", segment.uri)));
+        }
+        let key_tag = segment.key.as_ref().ok_or_else(|| playlist_err(format!("{} has no key", segment.uri)))?;
+        let key_uri = KeyUri::parse(&key_tag.uri).map_err(|e| playlist_err(format!("{}: {e}", key_tag.uri)))?;
+        let context = EncryptionContext::new(&key_uri.stream.to_string(), &key_uri.key_id);
+        let key = kms.decrypt(&key_uri.wrapped, &context).await?;
+        let path = dir.join(&segment.uri);
+        let mut bytes = std::fs::read(&path).map_err(io_err(&path))?;
+        crypto::decrypt_segment(&key, key_tag.iv, &mut bytes).map_err(|source| PackageError::Crypto { path, source })?;
+        ts.extend_from_slice(&bytes);
+        segments += 1;
+    }
+    store::write_atomic(output, &ts).map_err(io_err(output))?;
+    Ok(segments)
+}
+
+/// A random 8-hex-digit id per publish (or per packaging run), so two sessions
+/// of one stream never share a segment URL.
+pub fn random_publish_id() -> Result<String, ring::error::Unspecified> {
+    let mut bytes = [0u8; 4];
+    ring::rand::SystemRandom::new().fill(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}

@@ -1,1 +1,363 @@
-//! placeholder
+//! The format cores joined: FLV tag bodies in, closed encrypted segments out.
+//!
+//! A [`Pipeline`] is one stream's remuxer. It is sans-IO like the cores it joins:
+//! the live server feeds it RTMP message bodies, `sealcast package` feeds it the
+//! tags of an FLV file, and both store the [`ClosedSegment`]s it returns. Data keys
+//! come in through [`Pipeline::provide_key`] because fetching them is IO; the
+//! caller keeps one key ready ahead of need ([`Pipeline::wants_key`]) so a slow KMS
+//! never delays a segment.
+//!
+//! Each segment's TS bytes are encrypted in place as they are produced, so a segment
+//! is held in memory once, as ciphertext plus at most 15 bytes of plaintext tail.
+//! A segment opened before any key is ready keeps its plaintext in memory only and
+//! is encrypted as soon as a key arrives; one that closes without a key is dropped,
+//! never returned: plaintext media never leaves this module.
+
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use crate::crypto::{self, DataKey, KeyId, SegmentEncryptor, WrappedKey};
+use crate::flv::{self, TagKind};
+use crate::hls::{CutPolicy, Decision, Segmenter};
+use crate::media::{AccessUnit, CLOCK_90K, Track, Tracks};
+use crate::ts;
+
+/// How one stream is cut and keyed.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub target_duration_secs: u32,
+    pub segments_per_key: NonZeroU32,
+    pub cut_policy: CutPolicy,
+    /// Media sequence number of the first segment.
+    pub first_sequence: u64,
+    /// Mark the first segment as a discontinuity (a republish continuing a playlist).
+    pub discontinuity_at_start: bool,
+}
+
+/// A data key ready for use: the plaintext (memory only) and its wrapped form.
+pub struct SegmentKey {
+    pub id: KeyId,
+    pub key: DataKey,
+    pub wrapped: WrappedKey,
+}
+
+/// The public half of a segment's key: what the playlist's `EXT-X-KEY` carries.
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    pub id: KeyId,
+    /// Shared by every segment under this key.
+    pub wrapped: Arc<WrappedKey>,
+    pub iv: [u8; 16],
+}
+
+/// A finished, encrypted segment, ready to be stored and listed.
+#[derive(Debug)]
+pub struct ClosedSegment {
+    pub sequence: u64,
+    pub duration_secs: f64,
+    /// DTS of the segment's first access unit, for `EXT-X-PROGRAM-DATE-TIME`.
+    pub start_dts_90k: u64,
+    /// AES-128-CBC ciphertext of the TS bytes, PKCS#7 padded.
+    pub ciphertext: Vec<u8>,
+    pub key: KeyInfo,
+    pub discontinuity: bool,
+    /// Cut without a keyframe because the encoder's GOP exceeds the target.
+    pub forced_cut: bool,
+    pub video_frames: u32,
+    pub audio_frames: u32,
+}
+
+/// Why a segment was not returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// No data key arrived before the segment closed.
+    NoKey,
+}
+
+/// What a push produced besides nothing.
+#[derive(Debug)]
+pub enum Output {
+    Segment(ClosedSegment),
+    Dropped { sequence: u64, reason: DropReason },
+}
+
+/// Counters for logs and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub video_frames: u64,
+    pub audio_frames: u64,
+    /// Frames before the first keyframe, which no segment can start with.
+    pub frames_before_keyframe: u64,
+    pub segments: u64,
+    pub segments_dropped: u64,
+    pub forced_cuts: u64,
+}
+
+/// The key currently encrypting segments, and how many more it may encrypt.
+struct ActiveKey {
+    key: DataKey,
+    id: KeyId,
+    wrapped: Arc<WrappedKey>,
+    uses_left: u32,
+}
+
+struct OpenSegment {
+    sequence: u64,
+    start_dts_90k: u64,
+    buf: Vec<u8>,
+    /// `None` while no key is available; the buffer is then plaintext in memory.
+    cipher: Option<(SegmentEncryptor, KeyInfo)>,
+    tracks: Tracks,
+    discontinuity: bool,
+    forced_cut: bool,
+    video_frames: u32,
+    audio_frames: u32,
+}
+
+/// One stream's FLV → TS → encrypted segment remuxer.
+pub struct Pipeline {
+    demuxer: flv::Demuxer,
+    packager: Packager,
+}
+
+impl Pipeline {
+    pub fn new(config: PipelineConfig) -> Self {
+        Self {
+            demuxer: flv::Demuxer::new(),
+            packager: Packager::new(config),
+        }
+    }
+
+    /// True while no key is waiting to be used: the caller should fetch one.
+    pub fn wants_key(&self) -> bool {
+        self.packager.ready_keys.is_empty()
+    }
+
+    /// Hands over a data key for upcoming segments. If a segment is waiting for
+    /// a key, it is encrypted with this one right away.
+    pub fn provide_key(&mut self, key: SegmentKey) {
+        self.packager.provide_key(key);
+    }
+
+    /// Returns a stored segment's buffer for reuse by a later segment.
+    pub fn recycle_buffer(&mut self, mut buf: Vec<u8>) {
+        if self.packager.spare_buffers.len() < 2 {
+            buf.clear();
+            self.packager.spare_buffers.push(buf);
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.packager.stats
+    }
+
+    pub fn tracks(&self) -> Tracks {
+        self.demuxer.tracks()
+    }
+
+    pub fn metadata(&self) -> Option<&flv::Metadata> {
+        self.demuxer.metadata()
+    }
+
+    /// Feeds one FLV tag body (an FLV file tag or an RTMP audio/video/data
+    /// message). A malformed or unsupported tag is returned as an error for the
+    /// caller to log; the pipeline stays usable.
+    pub fn push(&mut self, kind: TagKind, timestamp_ms: u32, body: &[u8]) -> Result<Option<Output>, flv::Error> {
+        let tracks = self.demuxer.tracks();
+        let Some(au) = self.demuxer.push(kind, timestamp_ms, body)? else {
+            return Ok(None);
+        };
+        Ok(self.packager.push(&au, tracks))
+    }
+
+    /// Closes the last, partial segment (the publisher left or the file ended).
+    pub fn finish(&mut self) -> Option<Output> {
+        self.packager.finish()
+    }
+}
+
+/// Access units in, encrypted segments out: everything after the demuxer.
+struct Packager {
+    segmenter: Segmenter,
+    muxer: ts::Muxer,
+    segments_per_key: u32,
+    ready_keys: VecDeque<SegmentKey>,
+    active_key: Option<ActiveKey>,
+    open: Option<OpenSegment>,
+    next_sequence: u64,
+    discontinuity_pending: bool,
+    spare_buffers: Vec<Vec<u8>>,
+    stats: Stats,
+}
+
+impl Packager {
+    fn new(config: PipelineConfig) -> Self {
+        Self {
+            segmenter: Segmenter::new(config.target_duration_secs, config.cut_policy),
+            muxer: ts::Muxer::new(),
+            segments_per_key: config.segments_per_key.get(),
+            ready_keys: VecDeque::new(),
+            active_key: None,
+            open: None,
+            next_sequence: config.first_sequence,
+            discontinuity_pending: config.discontinuity_at_start,
+            spare_buffers: Vec::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    fn provide_key(&mut self, key: SegmentKey) {
+        self.ready_keys.push_back(key);
+        let waiting = self.open.as_ref().is_some_and(|open| open.cipher.is_none());
+        if waiting && let Some(source) = self.next_key() {
+            // Some(open) was just checked.
+            if let Some(open) = self.open.as_mut() {
+                open.cipher = Some(start_cipher(source, open.sequence, &mut open.buf));
+            }
+        }
+    }
+
+    fn push(&mut self, au: &AccessUnit<'_>, tracks: Tracks) -> Option<Output> {
+        let mut output = None;
+        match self.segmenter.decide(au, tracks) {
+            Decision::Drop => {
+                self.stats.frames_before_keyframe += 1;
+                return None;
+            }
+            Decision::Continue => {}
+            Decision::Cut { closed_duration_secs, forced, discontinuity } => {
+                if let (Some(open), Some(duration_secs)) = (self.open.take(), closed_duration_secs) {
+                    output = Some(close_segment(open, duration_secs, &mut self.stats));
+                }
+                if forced {
+                    self.stats.forced_cuts += 1;
+                }
+                let discontinuity = discontinuity || std::mem::take(&mut self.discontinuity_pending);
+                self.open_segment(au.dts_90k, tracks, forced, discontinuity);
+            }
+        }
+        let Some(open) = self.open.as_mut() else {
+            return output;
+        };
+        if open.tracks != tracks {
+            // A track's sequence header arrived mid-segment: announce the new
+            // program so the track's frames are not lost.
+            self.muxer.start_segment(tracks, &mut open.buf);
+            open.tracks = tracks;
+        }
+        if self.muxer.write(au, &mut open.buf).is_err() {
+            // Unreachable: the program was just updated to `tracks`, which
+            // holds the track of every access unit the demuxer returns.
+            return output;
+        }
+        match au.track {
+            Track::Video => {
+                open.video_frames += 1;
+                self.stats.video_frames += 1;
+            }
+            Track::Audio => {
+                open.audio_frames += 1;
+                self.stats.audio_frames += 1;
+            }
+        }
+        if let Some((cipher, _)) = open.cipher.as_mut() {
+            cipher.encrypt_available(&mut open.buf);
+        }
+        output
+    }
+
+    fn finish(&mut self) -> Option<Output> {
+        let duration_secs = self.segmenter.finish()?;
+        let open = self.open.take()?;
+        Some(close_segment(open, duration_secs, &mut self.stats))
+    }
+
+    fn open_segment(&mut self, start_dts_90k: u64, tracks: Tracks, forced_cut: bool, discontinuity: bool) {
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        let mut buf = self.spare_buffers.pop().unwrap_or_default();
+        self.muxer.start_segment(tracks, &mut buf);
+        let cipher = self.next_key().map(|source| start_cipher(source, sequence, &mut buf));
+        self.open = Some(OpenSegment {
+            sequence,
+            start_dts_90k,
+            buf,
+            cipher,
+            tracks,
+            discontinuity,
+            forced_cut,
+            video_frames: 0,
+            audio_frames: 0,
+        });
+    }
+
+    /// Picks the key for the next segment: the active key while it has uses
+    /// left, else the next ready key. `None` when no key is available.
+    fn next_key(&mut self) -> Option<KeyInfoSource> {
+        if self.active_key.as_ref().is_none_or(|a| a.uses_left == 0) {
+            // Dropping the spent key zeroizes it.
+            self.active_key = self.ready_keys.pop_front().map(|k| ActiveKey {
+                key: k.key,
+                id: k.id,
+                wrapped: Arc::new(k.wrapped),
+                uses_left: self.segments_per_key,
+            });
+        }
+        let active = self.active_key.as_mut()?;
+        active.uses_left -= 1;
+        Some(KeyInfoSource {
+            key: active.key.clone(),
+            id: active.id.clone(),
+            wrapped: Arc::clone(&active.wrapped),
+        })
+    }
+}
+
+/// What a segment needs from its key: the key bytes, to build the cipher, and
+/// the public half.
+struct KeyInfoSource {
+    key: DataKey,
+    id: KeyId,
+    wrapped: Arc<WrappedKey>,
+}
+
+fn start_cipher(source: KeyInfoSource, sequence: u64, buf: &mut [u8]) -> (SegmentEncryptor, KeyInfo) {
+    let iv = crypto::segment_iv(&source.key, sequence);
+    let mut cipher = SegmentEncryptor::new(&source.key, iv);
+    cipher.encrypt_available(buf);
+    let info = KeyInfo {
+        id: source.id,
+        wrapped: source.wrapped,
+        iv,
+    };
+    (cipher, info)
+}
+
+fn close_segment(open: OpenSegment, duration_secs: f64, stats: &mut Stats) -> Output {
+    let OpenSegment { sequence, start_dts_90k, mut buf, cipher, discontinuity, forced_cut, video_frames, audio_frames, .. } = open;
+    let Some((cipher, key)) = cipher else {
+        // Never let plaintext out: wipe what we had and report the gap.
+        buf.fill(0);
+        stats.segments_dropped += 1;
+        return Output::Dropped { sequence, reason: DropReason::NoKey };
+    };
+    cipher.finish(&mut buf);
+    stats.segments += 1;
+    Output::Segment(ClosedSegment {
+        sequence,
+        duration_secs,
+        start_dts_90k,
+        ciphertext: buf,
+        key,
+        discontinuity,
+        forced_cut,
+        video_frames,
+        audio_frames,
+    })
+}
+
+/// Milliseconds of media between two 90 kHz timestamps.
+pub fn media_ms_between(from_90k: u64, to_90k: u64) -> u64 {
+    to_90k.saturating_sub(from_90k) * 1000 / CLOCK_90K
+}

@@ -1,0 +1,46 @@
+//! Atomic file output: readers (an HTTP server, a CDN origin pull, a player
+//! reading from disk) see a file whole or not at all.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and
+/// a rename, so the file appears complete or not at all. No fsync: segments and
+/// playlists are replaced every few seconds, and after a crash a torn temporary
+/// file is never visible under its final name.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = temp_path(path);
+    let result = std::fs::File::create(&tmp)
+        .and_then(|mut file| file.write_all(bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// `dir/.name.tmp`: hidden, never a valid segment or playlist name, and unique
+/// per final path (each path has a single writer: its stream's task).
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_whole_file_and_leaves_no_temporary() {
+        let dir = std::env::temp_dir().join(format!("sealcast-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.ts");
+        write_atomic(&path, b"first").unwrap();
+        write_atomic(&path, b"second").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("a.ts")]);
+        assert!(write_atomic(&dir.join("missing/b.ts"), b"x").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
