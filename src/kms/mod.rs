@@ -1,1 +1,77 @@
-//! placeholder
+//! Key providers behind one async trait.
+//!
+//! A [`Kms`] hands out data keys (plaintext for the segment cipher, wrapped for the
+//! playlist) and unwraps them again for the key endpoint. The wrapped key is bound to
+//! an [`EncryptionContext`], so a wrapped key copied to another stream or key id does
+//! not unwrap. [`local::LocalKms`] keeps master keys in a keyring file; a cloud KMS
+//! (AWS KMS `GenerateDataKey`/`Decrypt`) fits the same trait.
+
+use std::io;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+
+use crate::crypto::{DataKey, EncryptionContext, WrappedKey};
+
+pub mod local;
+
+/// A key management service that generates and unwraps data keys.
+#[async_trait]
+pub trait Kms: Send + Sync + 'static {
+    /// A fresh data key and its wrapped form, bound to `ctx`.
+    async fn generate_data_key(
+        &self,
+        ctx: &EncryptionContext,
+    ) -> Result<(DataKey, WrappedKey), KmsError>;
+
+    /// Unwraps `wrapped`, which must have been generated for exactly `ctx`.
+    async fn decrypt(
+        &self,
+        wrapped: &WrappedKey,
+        ctx: &EncryptionContext,
+    ) -> Result<DataKey, KmsError>;
+}
+
+/// Errors of key providers. None of them carries key material.
+#[derive(Debug, thiserror::Error)]
+pub enum KmsError {
+    /// The wrapped key is malformed, names a master key this provider does not have,
+    /// or does not authenticate under its context: the client's fault (HTTP 403).
+    #[error("wrapped key does not authenticate")]
+    InvalidCiphertext,
+    /// The provider is unavailable or throttling (HTTP 503); the text is for logs.
+    #[error("key provider unavailable: {0}")]
+    Unavailable(String),
+    /// The keyring file or its directory could not be read, created or written.
+    #[error("keyring {}: {action}: {source}", .path.display())]
+    KeyringIo {
+        /// The file or directory the operation was on.
+        path: PathBuf,
+        /// What was being done, e.g. "open", "write".
+        action: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The keyring is readable or writable by group or others; like ssh with a
+    /// private key, the local provider refuses to use it.
+    #[error(
+        "keyring {} is accessible by group or others (mode {mode:03o}); it holds master keys, run `chmod 600 {}`",
+        .path.display(),
+        .path.display()
+    )]
+    KeyringPermissions {
+        /// The keyring file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The keyring's content is not a valid keyring.
+    #[error("keyring {} is invalid: {reason}", .path.display())]
+    KeyringInvalid {
+        /// The keyring file.
+        path: PathBuf,
+        /// What is wrong, without key material.
+        reason: String,
+    },
+}
