@@ -18,6 +18,8 @@
 //! Adapters with IO:
 //! - [`kms`]: key providers behind one async trait (local keyring first).
 //! - [`package`]: the `sealcast package` / `sealcast decrypt` file tools.
+//! - [`rtmp`]: RTMP ingest: accept loop, handshake, publish authorization,
+//!   media into a bounded channel per publish.
 
 pub mod crypto;
 pub mod flv;
@@ -26,4 +28,5 @@ pub mod kms;
 pub mod media;
 pub mod package;
 pub mod pipeline;
+pub mod rtmp;
 pub mod ts;
