@@ -20,6 +20,8 @@
 //! - [`names`]: stream names, segment names and key URIs, validated.
 //! - [`store`]: atomic file writes.
 //! - [`package`]: the `sealcast package` / `sealcast decrypt` file tools.
+//! - [`rtmp`]: RTMP ingest: accept loop, handshake, publish authorization,
+//!   media into a bounded channel per publish.
 
 pub mod crypto;
 pub mod flv;
@@ -29,5 +31,6 @@ pub mod media;
 pub mod names;
 pub mod package;
 pub mod pipeline;
+pub mod rtmp;
 pub mod store;
 pub mod ts;

@@ -1,0 +1,282 @@
+//! RTMP ingest: the async adapter between encoders and the stream registry.
+//!
+//! [`serve`] accepts TCP connections (mini-redis style: a `Semaphore` caps
+//! them, one task per connection in a `peer` span). Each connection runs the
+//! RTMP handshake and `rml_rtmp`'s `ServerSession`, asks a
+//! [`PublishAuthorizer`] whether a publish may start, and forwards that
+//! publish's media, in arrival order, into the bounded channel of the
+//! [`PublishGrant`]. A full channel stops the connection from reading its
+//! socket, so a slow pipeline slows the encoder through TCP flow control and
+//! no accepted message is ever dropped. The publish ends, and the pipeline
+//! learns it by its receiver returning `None`, when the connection drops the
+//! grant: on unpublish, disconnect, error, idle timeout or server shutdown.
+//!
+//! This module knows nothing about FLV demuxing, HLS, files or keys.
+//!
+//! Pieces:
+//! - `session`: sans-IO, bytes in, outbound bytes and [`MediaMessage`]s out.
+//! - `connection`: the per-connection driver (socket, timeouts, backpressure).
+//! - [`serve`] here: the accept loop.
+
+mod connection;
+mod session;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rml_rtmp::handshake::HandshakeError;
+use rml_rtmp::sessions::{ServerSessionError, StreamMetadata};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::{Id, JoinError, JoinSet};
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+/// One media message of a publish, in arrival order. Bodies are FLV tag
+/// bodies (what RTMP audio/video messages carry, FLV spec v10.1 E.4.2/E.4.3).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaMessage {
+    /// An RTMP video message (message type 9).
+    Video {
+        /// RTMP message timestamp (the FLV tag's DTS), 32-bit ms, wraps.
+        timestamp_ms: u32,
+        /// The FLV VIDEODATA body: frame type/codec byte, then codec payload.
+        body: bytes::Bytes,
+    },
+    /// An RTMP audio message (message type 8).
+    Audio {
+        /// RTMP message timestamp, 32-bit ms, wraps.
+        timestamp_ms: u32,
+        /// The FLV AUDIODATA body: format byte, then codec payload.
+        body: bytes::Bytes,
+    },
+    /// @setDataFrame/onMetaData as rml_rtmp parsed it.
+    Metadata(StreamMetadata),
+}
+
+/// What the server's stream registry answers to a publish request.
+#[derive(Debug)]
+pub struct PublishGrant {
+    /// "app/name" (the PUBLIC name) for logs and spans; never the publish key.
+    pub stream: String,
+    /// Where the connection sends the publish's media. Dropped by the
+    /// connection when the publish ends, which closes the channel.
+    pub media: mpsc::Sender<MediaMessage>,
+}
+
+/// Why a publish request was refused. The text is sent to the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PublishRefused {
+    /// Unknown app or wrong key (deliberately not saying which).
+    #[error("unknown app or stream key")]
+    BadKey,
+    /// Another connection is already publishing this stream.
+    #[error("stream is already live")]
+    AlreadyLive,
+    /// The server no longer starts publishes.
+    #[error("server is shutting down")]
+    ShuttingDown,
+}
+
+/// Decides whether a publish may start (implemented by the stream registry).
+pub trait PublishAuthorizer: Send + Sync + 'static {
+    /// `app` from connect, `stream_key` from publish with any "?query" already
+    /// stripped (the query, e.g. OBS/ffmpeg `key?foo=bar`, is passed
+    /// separately, `None` when absent or empty).
+    ///
+    /// Called on the connection's task: it must not block.
+    fn authorize(
+        &self,
+        app: &str,
+        stream_key: &str,
+        query: Option<&str>,
+        peer: SocketAddr,
+    ) -> Result<PublishGrant, PublishRefused>;
+}
+
+/// Resource limits of the ingest listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestLimits {
+    /// Connections served at once; further ones wait in the listen backlog.
+    /// 0 is treated as 1.
+    pub max_connections: usize,
+    /// Time allowed for the whole RTMP handshake (C0..C2).
+    pub handshake_timeout: Duration,
+    /// A peer that sends nothing (or accepts none of our bytes) for this long
+    /// is disconnected.
+    pub idle_timeout: Duration,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1000,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why one connection ended early. Logged in the connection's span; never
+/// returned to the accept loop.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading from or writing to the socket failed.
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer did not finish the handshake within `handshake_timeout`.
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+    /// The peer closed the connection before the handshake finished.
+    #[error("peer closed the connection during the handshake")]
+    HandshakeEof,
+    /// The peer's handshake bytes were not RTMP.
+    #[error("bad handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The chunk or message layer rejected the peer's bytes.
+    #[error("rtmp protocol error: {0}")]
+    Session(#[from] ServerSessionError),
+    /// rml_rtmp panicked on the peer's bytes; treated as a protocol error.
+    #[error("rtmp parser panicked on peer input")]
+    ParserPanic,
+    /// The peer sent nothing for `idle_timeout`.
+    #[error("peer idle for {0:?}")]
+    IdleTimeout(Duration),
+    /// The peer accepted none of our bytes for `idle_timeout`.
+    #[error("peer did not read for {0:?}")]
+    WriteStalled(Duration),
+    /// The publish's media receiver was dropped (the pipeline ended).
+    #[error("media consumer went away")]
+    MediaClosed,
+}
+
+/// Back-off after a failed `accept` (e.g. out of file descriptors), doubled
+/// up to the maximum while failures continue.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Accept loop (mini-redis style): a Semaphore caps connections; one task per
+/// connection, each in a `peer` span; an error or panic in one connection
+/// never reaches the loop or another connection (panics are logged at error).
+///
+/// Returns when `shutdown` resolves: it stops accepting, tells every live
+/// connection to end (which drops their media senders, so pipelines see their
+/// channels close and flush), waits for those tasks, and returns `Ok(())`.
+/// Failed `accept` calls are logged and retried with back-off, never returned.
+pub async fn serve(
+    listener: TcpListener,
+    authorizer: Arc<dyn PublishAuthorizer>,
+    limits: IngestLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let permits = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let semaphore = Arc::new(Semaphore::new(permits));
+    // Connections hold receivers; dropping the sender tells them all to end.
+    let (notify_shutdown, _) = watch::channel(());
+    let mut tasks = JoinSet::new();
+    // Task id -> peer, so a panicked task can be reported with its peer.
+    let mut peers: HashMap<Id, SocketAddr> = HashMap::new();
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    tokio::pin!(shutdown);
+
+    match listener.local_addr() {
+        Ok(addr) => info!(%addr, max_connections = permits, "rtmp ingest listening"),
+        Err(err) => warn!("rtmp ingest listening (local address unknown: {err})"),
+    }
+
+    loop {
+        // Wait for a free slot first, then accept: at the cap, new peers
+        // queue in the kernel backlog instead of being accepted and dropped.
+        // Both steps are cancel safe, so losing the select! loses nothing.
+        let accept = async {
+            let permit = Arc::clone(&semaphore).acquire_owned().await;
+            (permit, listener.accept().await)
+        };
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(joined) = tasks.join_next_with_id() => report_task_end(joined, &mut peers),
+            (permit, accepted) = accept => {
+                let Ok(permit) = permit else {
+                    // The semaphore is never closed; if it were, accepting
+                    // more connections would bypass the cap, so stop.
+                    error!("connection limit semaphore closed; no longer accepting");
+                    break;
+                };
+                match accepted {
+                    Ok((socket, peer)) => {
+                        backoff = ACCEPT_BACKOFF_MIN;
+                        let span = info_span!("rtmp", %peer, stream = tracing::field::Empty);
+                        let authorizer = Arc::clone(&authorizer);
+                        let mut shutdown_rx = notify_shutdown.subscribe();
+                        let task = async move {
+                            let _permit = permit; // frees the slot when the connection ends
+                            tokio::select! {
+                                result = connection::run(socket, peer, authorizer, limits) => {
+                                    log_connection_end(result);
+                                }
+                                _ = shutdown_rx.changed() => {
+                                    info!("closing connection: server shutting down");
+                                }
+                            }
+                        };
+                        let handle = tasks.spawn(task.instrument(span));
+                        peers.insert(handle.id(), peer);
+                    }
+                    Err(err) => {
+                        warn!("accept failed, retrying in {backoff:?}: {err}");
+                        drop(permit);
+                        tokio::select! {
+                            () = &mut shutdown => break,
+                            () = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    }
+                }
+            }
+        }
+    }
+
+    info!(live = tasks.len(), "rtmp ingest shutting down");
+    drop(notify_shutdown);
+    while let Some(joined) = tasks.join_next_with_id().await {
+        report_task_end(joined, &mut peers);
+    }
+    Ok(())
+}
+
+/// Reaps one connection task; a panic is logged here (outside the task's span,
+/// so with its peer).
+fn report_task_end(joined: Result<(Id, ()), JoinError>, peers: &mut HashMap<Id, SocketAddr>) {
+    match joined {
+        Ok((id, ())) => {
+            peers.remove(&id);
+        }
+        Err(err) => {
+            let peer = peers.remove(&err.id());
+            if err.is_panic() {
+                error!(peer = ?peer, "rtmp connection task panicked: {err}");
+            } else {
+                // Only an abort cancels a task, and nothing aborts them.
+                debug!(peer = ?peer, "rtmp connection task cancelled");
+            }
+        }
+    }
+}
+
+/// Log level by cause: port scanners and dropped encoders are routine, a
+/// protocol violation is worth a warning, a parser panic is an error.
+fn log_connection_end(result: Result<(), Error>) {
+    match result {
+        Ok(()) => debug!("connection closed"),
+        Err(err @ Error::ParserPanic) => error!("closing connection: {err}"),
+        Err(err @ (Error::Session(_) | Error::MediaClosed)) => warn!("closing connection: {err}"),
+        Err(err @ (Error::Handshake(_) | Error::HandshakeTimeout | Error::HandshakeEof)) => {
+            debug!("closing connection: {err}")
+        }
+        Err(err @ (Error::Io(_) | Error::IdleTimeout(_) | Error::WriteStalled(_))) => {
+            info!("closing connection: {err}");
+        }
+    }
+}
