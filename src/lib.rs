@@ -14,11 +14,15 @@
 //! - [`hls`]: segmenter and media playlist model (render and parse).
 //! - [`crypto`]: data keys, segment cipher (AES-128-CBC), envelope format.
 //! - [`pipeline`]: FLV tags in, closed encrypted segments out: the cores joined.
+//! - [`auth`]: the `Secret` wrapper and HS256 playback tokens (mint, verify).
 //!
 //! Adapters with IO:
+//! - [`config`]: the TOML config: defaults, validation, secret resolution.
 //! - [`kms`]: key providers behind one async trait (local keyring first).
 //! - [`package`]: the `sealcast package` / `sealcast decrypt` file tools.
 
+pub mod auth;
+pub mod config;
 pub mod crypto;
 pub mod flv;
 pub mod hls;
