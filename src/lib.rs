@@ -14,8 +14,10 @@
 //! - [`hls`]: segmenter and media playlist model (render and parse).
 //! - [`crypto`]: data keys, segment cipher (AES-128-CBC), envelope format.
 //! - [`pipeline`]: FLV tags in, closed encrypted segments out: the cores joined.
+//! - [`auth`]: the `Secret` wrapper and HS256 playback tokens (mint, verify).
 //!
 //! Adapters with IO:
+//! - [`config`]: the TOML config: defaults, validation, secret resolution.
 //! - [`kms`]: key providers behind one async trait (local keyring first).
 //! - [`names`]: stream names, segment names and key URIs, validated.
 //! - [`store`]: atomic file writes.
@@ -23,6 +25,8 @@
 //! - [`rtmp`]: RTMP ingest: accept loop, handshake, publish authorization,
 //!   media into a bounded channel per publish.
 
+pub mod auth;
+pub mod config;
 pub mod crypto;
 pub mod flv;
 pub mod hls;

@@ -1,0 +1,583 @@
+//! Playback tokens: compact-serialized JWTs (RFC 7519) signed with HS256
+//! (RFC 7515, RFC 7518 section 3.2), checked by the key endpoint.
+//!
+//! Only HS256 is accepted, and the `alg` header is checked before anything
+//! else, so `"none"` and algorithm-confusion tokens never reach the signature
+//! or claims code. The clock is an argument.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::hmac;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+use super::Secret;
+
+/// Longest token [`verify`] will look at, in bytes. Real tokens are a few
+/// hundred bytes; the cap bounds the work an anonymous request can cause.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+
+/// `{"alg":"HS256","typ":"JWT"}` in base64url, the header every minted token has.
+const HEADER_B64: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
+
+/// The claims sealcast reads. Other claims (`iat`, `aud`, ...) are allowed
+/// and ignored, so tokens from any JWT library with extra fields still verify.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Expiry, seconds since the Unix epoch (RFC 7519 section 4.1.4). Required.
+    pub exp: u64,
+    /// The stream this token unlocks: `app/name`, `*`, or a prefix ending in
+    /// `*` such as `live/*`; see [`stream_matches`].
+    pub stream: String,
+    /// Who the token was issued to (the viewer), for logs and auditing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// Token id, for one-time tickets and revocation lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+}
+
+/// Why a token was refused. Messages are terse on purpose: the HTTP layer
+/// answers 403 without details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not three base64url segments of JSON, missing claims, or too long.
+    #[error("malformed token")]
+    Malformed,
+    /// The HMAC-SHA256 signature does not match the secret.
+    #[error("bad token signature")]
+    BadSignature,
+    /// `exp` is at or before the current time.
+    #[error("token expired")]
+    Expired,
+    /// The `stream` claim does not cover the requested stream.
+    #[error("token not valid for this stream")]
+    WrongStream,
+    /// The header's `alg` is not `HS256` (this includes `none`).
+    #[error("unsupported token algorithm")]
+    UnsupportedAlg,
+}
+
+/// The part of the JOSE header we read; other members are ignored.
+#[derive(Deserialize)]
+struct Header<'a> {
+    /// Signature algorithm (RFC 7515 section 4.1.1).
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    /// Critical extensions (RFC 7515 section 4.1.11): we understand none, so
+    /// a token that lists any must be rejected.
+    #[serde(default)]
+    crit: Option<serde::de::IgnoredAny>,
+}
+
+/// Mints a token for `claims`, header `{"alg":"HS256","typ":"JWT"}`.
+///
+/// The output is deterministic: the same secret and claims give the same
+/// token. Huge claims can make a token longer than [`MAX_TOKEN_BYTES`], which
+/// [`verify`] then refuses.
+pub fn mint(secret: &Secret, claims: &Claims) -> String {
+    // Serializing a struct of strings and integers into memory cannot fail
+    // (no maps with non-string keys, no IO), so this never panics.
+    let payload = serde_json::to_vec(claims).expect("Claims always serialize to JSON");
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.expose());
+    let mut token = String::with_capacity(HEADER_B64.len() + 2 + payload.len() * 4 / 3 + 48);
+    token.push_str(HEADER_B64);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+    let tag = hmac::sign(&key, token.as_bytes());
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(tag.as_ref(), &mut token);
+    token
+}
+
+/// Verifies `token` for `stream` (`app/name`) at `now_unix_secs`.
+///
+/// Order: length cap, three segments, header `alg == "HS256"` (checked before
+/// any other check, so `none` and other algorithms are refused outright),
+/// HMAC-SHA256 in constant time (`ring::hmac::verify`), then the claims:
+/// `exp > now_unix_secs` (a token is expired at the second `exp` names) and
+/// `stream` matching via [`stream_matches`].
+pub fn verify(
+    secret: &Secret,
+    token: &str,
+    stream: &str,
+    now_unix_secs: u64,
+) -> Result<Claims, TokenError> {
+    let payload = verified_payload(secret, token)?;
+    let claims: Claims = json_object(&payload)?;
+    if claims.exp <= now_unix_secs {
+        return Err(TokenError::Expired);
+    }
+    if !stream_matches(&claims.stream, stream) {
+        return Err(TokenError::WrongStream);
+    }
+    Ok(claims)
+}
+
+/// Checks form, algorithm and signature; returns the decoded payload bytes.
+fn verified_payload(secret: &Secret, token: &str) -> Result<Vec<u8>, TokenError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(TokenError::Malformed);
+    }
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+
+    let header_json = decode_segment(header_b64)?;
+    let header: Header<'_> = json_object(&header_json)?;
+    if header.alg != "HS256" {
+        return Err(TokenError::UnsupportedAlg);
+    }
+    if header.crit.is_some() {
+        return Err(TokenError::Malformed);
+    }
+
+    // Strict base64url (no padding, zero trailing bits) so one signature has
+    // exactly one encoding: a one-time token cannot be replayed re-encoded.
+    let signature = decode_segment(signature_b64)?;
+    // The signing input is the ASCII text `header.payload` (RFC 7515 5.2).
+    let signing_input = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.expose());
+    hmac::verify(&key, signing_input, &signature).map_err(|_| TokenError::BadSignature)?;
+
+    decode_segment(payload_b64)
+}
+
+/// Parses a JSON object into `T`. serde's derived structs also accept a JSON
+/// array of the fields in order, but JOSE headers and claims sets must be
+/// objects (RFC 7515 section 4, RFC 7519 section 7.2 step 10), so check first.
+fn json_object<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Result<T, TokenError> {
+    let first = json
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return Err(TokenError::Malformed);
+    }
+    serde_json::from_slice(json).map_err(|_| TokenError::Malformed)
+}
+
+fn decode_segment(segment: &str) -> Result<Vec<u8>, TokenError> {
+    URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| TokenError::Malformed)
+}
+
+/// Whether the `stream` claim `pattern` covers `stream` (`app/name`).
+///
+/// `"live/demo"` matches only itself; a pattern ending in `*` matches every
+/// stream that starts with what precedes the `*`: `"*"` matches any stream,
+/// `"live/*"` any stream in app `live`. A `*` anywhere else is literal (and
+/// never matches, since stream names cannot contain it).
+pub fn stream_matches(pattern: &str, stream: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => stream.starts_with(prefix),
+        None => pattern == stream,
+    }
+}
+
+/// The token in an `Authorization: Bearer <token>` header value (RFC 6750
+/// section 2.1; the scheme is case-insensitive), or `None`.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, rest) = authorization.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = rest.trim_matches(' ');
+    (!token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"sealcast-test-secret-0123456789abcdef";
+    const EXP: u64 = 1_700_000_000;
+
+    /// Built by hand from RFC 7515 section 7.1 / RFC 7519 section 7.1 (with
+    /// Python's stdlib `hmac` and `base64`, no JWT library):
+    /// header `{"alg":"HS256","typ":"JWT"}`, payload
+    /// `{"exp":1700000000,"stream":"live/demo","sub":"viewer-42","jti":"n-1"}`.
+    const VECTOR: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.\
+        eyJleHAiOjE3MDAwMDAwMDAsInN0cmVhbSI6ImxpdmUvZGVtbyIsInN1YiI6InZpZXdlci00MiIsImp0aSI6Im4tMSJ9.\
+        3aq43nt6cCeyyTtwwFHSdTw56GqU9WPDnX98LuNwYJ8";
+
+    /// Same method; header `{"typ":"JWT","alg":"HS256","kid":"k1"}`, payload
+    /// `{"stream": "live/*", "exp": 1700000000, "iat": 1699990000, "aud": ["cdn"], "sub": null}`
+    /// (other member order, spaces, extra claims: what other libraries emit).
+    const VECTOR_EXTRA_CLAIMS: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiIsImtpZCI6ImsxIn0.\
+        eyJzdHJlYW0iOiAibGl2ZS8qIiwgImV4cCI6IDE3MDAwMDAwMDAsICJpYXQiOiAxNjk5OTkwMDAwLCAiYXVkIjogWyJjZG4iXSwgInN1YiI6IG51bGx9.\
+        pAAeHZo0Vn5m8dX0aLnPRlIul4LLpvWUCNMbddFPVk8";
+
+    fn secret() -> Secret {
+        Secret::new(SECRET.to_vec())
+    }
+
+    fn claims() -> Claims {
+        Claims {
+            exp: EXP,
+            stream: "live/demo".into(),
+            sub: Some("viewer-42".into()),
+            jti: Some("n-1".into()),
+        }
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    #[test]
+    fn header_constant_is_the_documented_json() {
+        assert_eq!(HEADER_B64, b64(br#"{"alg":"HS256","typ":"JWT"}"#));
+    }
+
+    #[test]
+    fn mint_matches_hand_built_vector() {
+        assert_eq!(mint(&secret(), &claims()), VECTOR);
+    }
+
+    #[test]
+    fn verify_accepts_hand_built_vectors() {
+        assert_eq!(
+            verify(&secret(), VECTOR, "live/demo", EXP - 1),
+            Ok(claims())
+        );
+        let c = verify(&secret(), VECTOR_EXTRA_CLAIMS, "live/other", EXP - 1).unwrap();
+        assert_eq!(
+            c,
+            Claims {
+                exp: EXP,
+                stream: "live/*".into(),
+                sub: None,
+                jti: None
+            }
+        );
+    }
+
+    /// RFC 7515 Appendix A.1: an external HS256 vector (CRLFs in the JSON,
+    /// `typ` before `alg`). The signature layer must accept it; the claims
+    /// layer refuses it because it has no `stream`.
+    #[test]
+    fn rfc7515_a1_signature_verifies() {
+        let key = URL_SAFE_NO_PAD
+            .decode(
+                "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow",
+            )
+            .unwrap();
+        let token = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.\
+            eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.\
+            dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let secret = Secret::new(key);
+        assert_eq!(
+            verified_payload(&secret, token).unwrap(),
+            b"{\"iss\":\"joe\",\r\n \"exp\":1300819380,\r\n \"http://example.com/is_root\":true}"
+        );
+        assert_eq!(
+            verify(&secret, token, "live/demo", 0),
+            Err(TokenError::Malformed)
+        );
+    }
+
+    /// The jwt.io sample token, secret `your-256-bit-secret`.
+    #[test]
+    fn jwt_io_sample_signature_verifies() {
+        let token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.\
+            eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.\
+            SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
+        let secret = Secret::new(b"your-256-bit-secret".to_vec());
+        assert_eq!(
+            verified_payload(&secret, token).unwrap(),
+            br#"{"sub":"1234567890","name":"John Doe","iat":1516239022}"#
+        );
+        let wrong = Secret::new(b"your-256-bit-secreT".to_vec());
+        assert_eq!(
+            verified_payload(&wrong, token),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn round_trip_without_optional_claims() {
+        let c = Claims {
+            exp: 42,
+            stream: "*".into(),
+            sub: None,
+            jti: None,
+        };
+        let token = mint(&secret(), &c);
+        let payload = token.split('.').nth(1).unwrap();
+        assert_eq!(
+            URL_SAFE_NO_PAD.decode(payload).unwrap(),
+            br#"{"exp":42,"stream":"*"}"#
+        );
+        assert_eq!(verify(&secret(), &token, "app/x", 41), Ok(c));
+    }
+
+    #[test]
+    fn expiry_is_exclusive() {
+        let cases = [
+            (0, Ok(())),
+            (EXP - 1, Ok(())),
+            (EXP, Err(TokenError::Expired)),
+            (EXP + 1, Err(TokenError::Expired)),
+            (u64::MAX, Err(TokenError::Expired)),
+        ];
+        for (now, want) in cases {
+            let got = verify(&secret(), VECTOR, "live/demo", now).map(|_| ());
+            assert_eq!(got, want, "now = {now}");
+        }
+    }
+
+    #[test]
+    fn wrong_stream_and_wrong_secret() {
+        for stream in ["live/demo2", "live/dem", "other/demo", "", "live/demo/x"] {
+            assert_eq!(
+                verify(&secret(), VECTOR, stream, 0),
+                Err(TokenError::WrongStream),
+                "{stream}"
+            );
+        }
+        let other = Secret::new(b"sealcast-test-secret-0123456789abcdeF".to_vec());
+        assert_eq!(
+            verify(&other, VECTOR, "live/demo", 0),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    fn parts(token: &str) -> (String, String, String) {
+        let v: Vec<&str> = token.split('.').collect();
+        (v[0].into(), v[1].into(), v[2].into())
+    }
+
+    #[test]
+    fn tampering_is_detected() {
+        let (h, p, s) = parts(VECTOR);
+        // A payload that claims every stream and a far expiry, old signature.
+        let forged_payload = b64(br#"{"exp":9999999999,"stream":"*"}"#);
+        // A header with an extra member: still HS256, but signed bytes differ.
+        let forged_header = b64(br#"{"alg":"HS256","typ":"JWT","kid":"x"}"#);
+        let mut flipped_sig = s.clone().into_bytes();
+        flipped_sig[0] = if flipped_sig[0] == b'A' { b'B' } else { b'A' };
+        let flipped_sig = String::from_utf8(flipped_sig).unwrap();
+        let mut flipped_payload = p.clone().into_bytes();
+        flipped_payload[5] ^= 0x01; // 'A'..'z' stay in the alphabet
+        let flipped_payload = String::from_utf8(flipped_payload).unwrap();
+
+        let cases = [
+            (
+                format!("{h}.{forged_payload}.{s}"),
+                TokenError::BadSignature,
+            ),
+            (
+                format!("{h}.{flipped_payload}.{s}"),
+                TokenError::BadSignature,
+            ),
+            (format!("{forged_header}.{p}.{s}"), TokenError::BadSignature),
+            (format!("{h}.{p}.{flipped_sig}"), TokenError::BadSignature),
+            // Truncated signature: still base64url, wrong length.
+            (format!("{h}.{p}.{}", &s[..40]), TokenError::BadSignature),
+            (format!("{h}.{p}."), TokenError::BadSignature),
+        ];
+        for (token, want) in cases {
+            assert_eq!(
+                verify(&secret(), &token, "live/demo", 0),
+                Err(want),
+                "{token}"
+            );
+        }
+    }
+
+    /// The last base64url char of a 32-byte signature carries 4 data bits and
+    /// 2 padding bits; a different padding-bit value is the same bytes under a
+    /// lenient decoder. Strict decoding refuses it, so a token has one form.
+    #[test]
+    fn non_canonical_signature_encoding_is_refused() {
+        let (h, p, s) = parts(VECTOR);
+        assert!(s.ends_with('8'));
+        let alt = format!("{h}.{p}.{}9", &s[..s.len() - 1]);
+        assert_eq!(
+            verify(&secret(), &alt, "live/demo", 0),
+            Err(TokenError::Malformed)
+        );
+        let padded = format!("{VECTOR}=");
+        assert_eq!(
+            verify(&secret(), &padded, "live/demo", 0),
+            Err(TokenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn other_algorithms_are_refused_first() {
+        let (_, p, s) = parts(VECTOR);
+        let hs512 = "eyJhbGciOiJIUzUxMiIsInR5cCI6IkpXVCJ9.\
+            eyJleHAiOjE3MDAwMDAwMDAsInN0cmVhbSI6ImxpdmUvZGVtbyJ9.\
+            7hNcFt4po0d6chiRuR8mncKbtw2Y_nnBwmkVznXT4woMRnKrLu8BtBBMgpPhJLSFzfd6AT4BlgHMl_p-_WdWqg";
+        let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.\
+            eyJleHAiOjE3MDAwMDAwMDAsInN0cmVhbSI6ImxpdmUvZGVtbyJ9.";
+        let cases = [
+            hs512.to_string(),
+            none.to_string(),
+            // `none` with garbage elsewhere: alg is still what is reported.
+            format!("{}.!!!.", b64(br#"{"alg":"none"}"#)),
+            format!("{}.{p}.{s}", b64(br#"{"alg":"None"}"#)),
+            format!("{}.{p}.{s}", b64(br#"{"alg":"hs256"}"#)),
+            format!("{}.{p}.{s}", b64(br#"{"alg":"RS256","typ":"JWT"}"#)),
+            format!("{}.{p}.{s}", b64(br#"{"alg":""}"#)),
+        ];
+        for token in cases {
+            assert_eq!(
+                verify(&secret(), &token, "live/demo", 0),
+                Err(TokenError::UnsupportedAlg),
+                "{token}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_tokens() {
+        let (h, p, s) = parts(VECTOR);
+        let sign = |header: &str, payload: &str| {
+            let input = format!("{header}.{payload}");
+            let key = hmac::Key::new(hmac::HMAC_SHA256, SECRET);
+            let tag = hmac::sign(&key, input.as_bytes());
+            format!("{input}.{}", b64(tag.as_ref()))
+        };
+        let huge = mint(
+            &secret(),
+            &Claims {
+                exp: EXP,
+                stream: "live/demo".into(),
+                sub: Some("x".repeat(MAX_TOKEN_BYTES)),
+                jti: None,
+            },
+        );
+        let cases: Vec<(&str, String)> = vec![
+            ("empty", String::new()),
+            ("one segment", h.clone()),
+            ("two segments", format!("{h}.{p}")),
+            ("four segments", format!("{h}.{p}.{s}.{s}")),
+            ("bad base64 header", format!("{h}*.{p}.{s}")),
+            ("bad base64 signature", format!("{h}.{p}.{s}*")),
+            ("header not JSON", format!("{}.{p}.{s}", b64(b"alg=HS256"))),
+            (
+                "header JSON array",
+                format!("{}.{p}.{s}", b64(b"[\"HS256\"]")),
+            ),
+            (
+                "header without alg",
+                format!("{}.{p}.{s}", b64(b"{\"typ\":\"JWT\"}")),
+            ),
+            (
+                "alg not a string",
+                format!("{}.{p}.{s}", b64(b"{\"alg\":256}")),
+            ),
+            (
+                "duplicate alg",
+                format!("{}.{p}.{s}", b64(br#"{"alg":"HS256","alg":"none"}"#)),
+            ),
+            (
+                "crit header",
+                sign(&b64(br#"{"alg":"HS256","crit":["b64"],"b64":false}"#), &p),
+            ),
+            ("signed non-JSON payload", sign(&h, &b64(b"hello"))),
+            (
+                "signed payload without exp",
+                sign(&h, &b64(br#"{"stream":"*"}"#)),
+            ),
+            (
+                "signed payload without stream",
+                sign(&h, &b64(br#"{"exp":9999999999}"#)),
+            ),
+            (
+                "signed float exp",
+                sign(&h, &b64(br#"{"exp":9999999999.5,"stream":"*"}"#)),
+            ),
+            (
+                "signed negative exp",
+                sign(&h, &b64(br#"{"exp":-1,"stream":"*"}"#)),
+            ),
+            (
+                "signed payload JSON array",
+                sign(&h, &b64(br#"[9999999999,"*"]"#)),
+            ),
+            (
+                "signed duplicate stream",
+                sign(&h, &b64(br#"{"exp":9999999999,"stream":"x","stream":"*"}"#)),
+            ),
+            ("signed bad base64 payload", sign(&h, "e30*")),
+            ("huge but well formed", huge),
+            ("huge garbage", "a".repeat(MAX_TOKEN_BYTES + 1)),
+        ];
+        for (what, token) in cases {
+            assert_eq!(
+                verify(&secret(), &token, "live/demo", 0),
+                Err(TokenError::Malformed),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn pattern_table() {
+        let cases = [
+            ("live/demo", "live/demo", true),
+            ("live/demo", "live/demo2", false),
+            ("live/demo", "live/dem", false),
+            ("live/demo", "Live/demo", false),
+            ("*", "live/demo", true),
+            ("*", "a/b", true),
+            ("live/*", "live/demo", true),
+            ("live/*", "live/x", true),
+            ("live/*", "livex/demo", false),
+            ("live/*", "other/demo", false),
+            ("live/d*", "live/demo", true),
+            ("live/d*", "live/x", false),
+            ("live*", "livestream/a", true),
+            ("live/demo*", "live/demo", true),
+            ("*/demo", "live/demo", false),
+            ("live/*/x", "live/a/x", false),
+            ("**", "live/demo", false),
+            ("", "live/demo", false),
+        ];
+        for (pattern, stream, want) in cases {
+            assert_eq!(
+                stream_matches(pattern, stream),
+                want,
+                "{pattern} vs {stream}"
+            );
+        }
+    }
+
+    #[test]
+    fn bearer_header_table() {
+        let cases = [
+            ("Bearer abc.def.ghi", Some("abc.def.ghi")),
+            ("bearer abc", Some("abc")),
+            ("BEARER  abc ", Some("abc")),
+            ("Bearer ", None),
+            ("Bearer", None),
+            ("Basic dXNlcjpwYXNz", None),
+            ("Bearerabc", None),
+            ("", None),
+        ];
+        for (value, want) in cases {
+            assert_eq!(bearer_token(value), want, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn error_messages_are_terse() {
+        let cases = [
+            (TokenError::Malformed, "malformed token"),
+            (TokenError::BadSignature, "bad token signature"),
+            (TokenError::Expired, "token expired"),
+            (TokenError::WrongStream, "token not valid for this stream"),
+            (TokenError::UnsupportedAlg, "unsupported token algorithm"),
+        ];
+        for (err, text) in cases {
+            assert_eq!(err.to_string(), text);
+        }
+    }
+}
