@@ -1,0 +1,797 @@
+//! The media playlist: a model of the listed segments and its rendering
+//! (RFC 8216 sections 4.3 and 6.2).
+
+use std::collections::VecDeque;
+use std::fmt::{self, Write as _};
+
+use super::datetime::UtcDateTime;
+
+/// An `EXT-X-KEY` with `METHOD=AES-128` (RFC 8216 4.3.2.4). The IV is always
+/// written: without it the IV would be the media sequence number, of which
+/// hls.js uses only the low 32 bits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyTag {
+    pub uri: String,
+    pub iv: [u8; 16],
+}
+
+/// One media segment as listed in a playlist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentEntry {
+    pub uri: String,
+    /// EXTINF, written rounded to milliseconds.
+    pub duration_secs: f64,
+    /// The key the segment is encrypted with; `None` for a clear segment.
+    pub key: Option<KeyTag>,
+    /// `EXT-X-PROGRAM-DATE-TIME` of the segment's first sample, Unix milliseconds.
+    pub program_date_time_ms: Option<i64>,
+    /// Preceded by `EXT-X-DISCONTINUITY` (RFC 8216 4.3.2.3).
+    pub discontinuity: bool,
+    /// Media sequence number (RFC 8216 4.3.3.2); [`MediaPlaylist::push`] sets it.
+    pub sequence: u64,
+}
+
+/// Whether segments are removed as new ones arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaylistKind {
+    /// A sliding window without `EXT-X-PLAYLIST-TYPE` (RFC 8216 6.2.2).
+    Live,
+    /// A complete presentation: `EXT-X-PLAYLIST-TYPE:VOD` and `EXT-X-ENDLIST`.
+    Vod,
+}
+
+/// A media playlist under construction.
+#[derive(Debug, Clone)]
+pub struct MediaPlaylist {
+    kind: PlaylistKind,
+    /// Live only: fixed for the playlist's life (RFC 8216 6.2.1).
+    target_duration_secs: u32,
+    window: usize,
+    segments: VecDeque<SegmentEntry>,
+    media_sequence: u64,
+    discontinuity_sequence: u64,
+    /// Sum of the listed EXTINF values as written, in milliseconds.
+    listed_ms: u64,
+    ended: bool,
+    target_overruns: u64,
+}
+
+impl MediaPlaylist {
+    /// A live playlist listing at least `window` segments (clamped to at least
+    /// 1; the server's config requires 3). `media_sequence_start` and
+    /// `discontinuity_sequence_start` continue the numbering of an earlier
+    /// publish, so that neither ever goes backwards (RFC 8216 6.2.2).
+    /// `target_duration_secs` is clamped to at least 1.
+    pub fn live(
+        target_duration_secs: u32,
+        window: usize,
+        media_sequence_start: u64,
+        discontinuity_sequence_start: u64,
+    ) -> Self {
+        Self {
+            kind: PlaylistKind::Live,
+            target_duration_secs: target_duration_secs.max(1),
+            window: window.max(1),
+            segments: VecDeque::with_capacity(window.clamp(1, 64) + 1),
+            media_sequence: media_sequence_start,
+            discontinuity_sequence: discontinuity_sequence_start,
+            listed_ms: 0,
+            ended: false,
+            target_overruns: 0,
+        }
+    }
+
+    /// A VOD playlist: every segment stays listed; TARGETDURATION is the
+    /// longest EXTINF rounded half up, computed at render.
+    pub fn vod() -> Self {
+        Self {
+            kind: PlaylistKind::Vod,
+            target_duration_secs: 1,
+            window: usize::MAX,
+            segments: VecDeque::new(),
+            media_sequence: 0,
+            discontinuity_sequence: 0,
+            listed_ms: 0,
+            ended: false,
+            target_overruns: 0,
+        }
+    }
+
+    /// Appends a segment and sets its `sequence` to the media sequence number
+    /// it gets: numbers are positional (RFC 8216 4.3.3.2), so any value the
+    /// caller put there is replaced.
+    ///
+    /// In a live playlist the oldest segments then slide out while more than
+    /// `window` are listed — but never so far that the listed EXTINFs add up
+    /// to less than three target durations (RFC 8216 6.2.2). Each removed
+    /// segment raises MEDIA-SEQUENCE by one, and DISCONTINUITY-SEQUENCE by one
+    /// if it carried `EXT-X-DISCONTINUITY`, so the numbers of the segments
+    /// still listed never change (RFC 8216 6.2.2). The removed segments are
+    /// returned: the server must keep them, and their keys, fetchable for
+    /// their duration plus the playlist's.
+    ///
+    /// After [`MediaPlaylist::end`] the playlist may no longer change (RFC 8216
+    /// 6.2.1): the segment is not listed and comes straight back.
+    pub fn push(&mut self, mut seg: SegmentEntry) -> Vec<SegmentEntry> {
+        if self.ended {
+            return vec![seg];
+        }
+        debug_assert!(
+            is_clean_uri(&seg.uri) && seg.key.as_ref().is_none_or(|k| is_clean_uri(&k.uri)),
+            "URIs must be non-empty and free of '\"', CR and LF: {seg:?}"
+        );
+        debug_assert!(
+            seg.duration_secs.is_finite() && seg.duration_secs >= 0.0,
+            "bad duration {}",
+            seg.duration_secs
+        );
+        debug_assert!(
+            seg.program_date_time_ms
+                .is_none_or(|ms| UtcDateTime::from_unix_ms(ms).is_some()),
+            "program date-time outside years 0000-9999"
+        );
+        if !(seg.duration_secs.is_finite() && seg.duration_secs >= 0.0) {
+            seg.duration_secs = 0.0;
+        }
+        let seg_ms = extinf_ms(seg.duration_secs);
+        if self.kind == PlaylistKind::Live
+            && rounded_secs(seg_ms) > u64::from(self.target_duration_secs)
+        {
+            self.target_overruns += 1;
+        }
+        seg.sequence = self.next_sequence();
+        self.listed_ms = self.listed_ms.saturating_add(seg_ms);
+        self.segments.push_back(seg);
+
+        let mut removed = Vec::new();
+        if self.kind == PlaylistKind::Live {
+            let floor_ms = 3 * 1000 * u64::from(self.target_duration_secs);
+            while self.segments.len() > self.window {
+                let Some(front) = self.segments.front() else {
+                    break;
+                };
+                let front_ms = extinf_ms(front.duration_secs);
+                if self.listed_ms.saturating_sub(front_ms) < floor_ms {
+                    break;
+                }
+                let Some(front) = self.segments.pop_front() else {
+                    break;
+                };
+                self.listed_ms = self.listed_ms.saturating_sub(front_ms);
+                self.media_sequence += 1;
+                if front.discontinuity {
+                    self.discontinuity_sequence += 1;
+                }
+                removed.push(front);
+            }
+        }
+        removed
+    }
+
+    /// Marks the presentation complete: `EXT-X-ENDLIST` (RFC 8216 4.3.3.4).
+    pub fn end(&mut self) {
+        self.ended = true;
+    }
+
+    /// Whether [`MediaPlaylist::end`] was called (always written for VOD).
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Live or VOD.
+    pub fn kind(&self) -> PlaylistKind {
+        self.kind
+    }
+
+    /// The listed segments, oldest first.
+    pub fn segments(&self) -> impl ExactSizeIterator<Item = &SegmentEntry> + DoubleEndedIterator {
+        self.segments.iter()
+    }
+
+    /// Number of listed segments.
+    pub fn len(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Whether no segment is listed.
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// `EXT-X-MEDIA-SEQUENCE`: the sequence number of the first listed segment.
+    pub fn media_sequence(&self) -> u64 {
+        self.media_sequence
+    }
+
+    /// `EXT-X-DISCONTINUITY-SEQUENCE` (RFC 8216 4.3.3.3).
+    pub fn discontinuity_sequence(&self) -> u64 {
+        self.discontinuity_sequence
+    }
+
+    /// The sequence number the next pushed segment gets.
+    pub fn next_sequence(&self) -> u64 {
+        self.media_sequence
+            .saturating_add(self.segments.len() as u64)
+    }
+
+    /// `EXT-X-TARGETDURATION`: fixed for live; for VOD the longest EXTINF
+    /// rounded half up, at least 1.
+    pub fn target_duration_secs(&self) -> u32 {
+        match self.kind {
+            PlaylistKind::Live => self.target_duration_secs,
+            PlaylistKind::Vod => {
+                let longest = self
+                    .segments
+                    .iter()
+                    .map(|s| rounded_secs(extinf_ms(s.duration_secs)))
+                    .max()
+                    .unwrap_or(1);
+                u32::try_from(longest).unwrap_or(u32::MAX).max(1)
+            }
+        }
+    }
+
+    /// The playlist's duration: the sum of the listed EXTINFs as written.
+    pub fn duration_secs(&self) -> f64 {
+        self.listed_ms as f64 / 1000.0
+    }
+
+    /// Live segments pushed so far whose EXTINF rounds above TARGETDURATION
+    /// (RFC 8216 4.3.3.1 violated: the encoder stalled mid-segment, or
+    /// the segmenter was not [`super::CutPolicy::BoundedByTarget`]).
+    pub fn target_overruns(&self) -> u64 {
+        self.target_overruns
+    }
+
+    /// Renders the playlist. `key_query` (e.g. `token=abc`) is appended to
+    /// every key URI with `?` or `&` as the URI needs, because native players
+    /// do not carry the playlist's query string over to key requests.
+    pub fn render(&self, key_query: Option<&str>) -> String {
+        let mut out = String::new();
+        self.render_into(&mut out, key_query);
+        out
+    }
+
+    /// [`MediaPlaylist::render`] appending to a caller's buffer, so a server
+    /// rendering per request can reuse one.
+    pub fn render_into(&self, out: &mut String, key_query: Option<&str>) {
+        let key_query = key_query
+            .map(|q| q.trim_start_matches(['?', '&']))
+            .filter(|q| !q.is_empty());
+        out.reserve(self.render_len_hint(key_query));
+        // fmt::Write into a String never fails.
+        let _ = self.write(out, key_query);
+    }
+
+    fn write(&self, out: &mut String, key_query: Option<&str>) -> fmt::Result {
+        // Version 2 for the IV attribute, 3 for decimal EXTINF (RFC 8216 7).
+        out.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
+        writeln!(out, "#EXT-X-TARGETDURATION:{}", self.target_duration_secs())?;
+        writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", self.media_sequence)?;
+        // Required once segments with EXT-X-DISCONTINUITY were removed (RFC
+        // 8216 6.2.2); a non-zero value means exactly that, or a republish
+        // continuing an earlier count. Zero is the default when absent (4.3.3.3).
+        if self.discontinuity_sequence > 0 {
+            writeln!(
+                out,
+                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+                self.discontinuity_sequence
+            )?;
+        }
+        if self.kind == PlaylistKind::Vod {
+            out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
+        }
+        let mut previous_key: Option<&KeyTag> = None;
+        for (i, seg) in self.segments.iter().enumerate() {
+            if seg.discontinuity {
+                out.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            // A key tag applies until the next one, and one that applies to a
+            // listed segment must stay listed (RFC 8216 6.2.3): repeat it on
+            // the first listed segment, whatever slid out before it.
+            match (&seg.key, previous_key) {
+                (Some(key), previous) if i == 0 || previous != Some(key) => {
+                    out.push_str("#EXT-X-KEY:METHOD=AES-128,URI=\"");
+                    write_uri(out, &key.uri, key_query);
+                    out.push_str("\",IV=0x");
+                    write_hex(out, &key.iv);
+                    out.push('\n');
+                }
+                // A clear segment after an encrypted one needs METHOD=NONE
+                // (RFC 8216 6.2.3).
+                (None, Some(_)) => out.push_str("#EXT-X-KEY:METHOD=NONE\n"),
+                _ => {}
+            }
+            previous_key = seg.key.as_ref();
+            if let Some(dt) = seg.program_date_time_ms.and_then(UtcDateTime::from_unix_ms) {
+                writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{dt}")?;
+            }
+            let ms = extinf_ms(seg.duration_secs);
+            writeln!(out, "#EXTINF:{}.{:03},", ms / 1000, ms % 1000)?;
+            write_uri(out, &seg.uri, None);
+            out.push('\n');
+        }
+        if self.kind == PlaylistKind::Vod || self.ended {
+            out.push_str("#EXT-X-ENDLIST\n");
+        }
+        Ok(())
+    }
+
+    fn render_len_hint(&self, key_query: Option<&str>) -> usize {
+        let query = key_query.map_or(0, |q| q.len() + 1);
+        self.segments.iter().fold(160, |n, s| {
+            n + s.uri.len()
+                + 48
+                + s.key.as_ref().map_or(0, |k| k.uri.len() + query + 80)
+                + s.program_date_time_ms.map_or(0, |_| 50)
+        })
+    }
+}
+
+/// EXTINF in whole milliseconds, rounded half up: the value written.
+pub(crate) fn extinf_ms(duration_secs: f64) -> u64 {
+    // `as` saturates, and maps NaN and negatives to 0.
+    (duration_secs * 1000.0).round() as u64
+}
+
+/// A written EXTINF rounded half up to whole seconds, as RFC 8216 4.3.3.1
+/// compares it with TARGETDURATION.
+fn rounded_secs(ms: u64) -> u64 {
+    ms.saturating_add(500) / 1000
+}
+
+fn is_clean_uri(uri: &str) -> bool {
+    !uri.is_empty() && !uri.bytes().any(|b| matches!(b, b'"' | b'\r' | b'\n'))
+}
+
+/// Writes `uri`, percent-encoding every byte RFC 3986 does not allow in a URI
+/// (so `"`, CR, LF, spaces and control characters can never break the quoted
+/// string or the line, RFC 8216 4.2), with `query` appended to its query
+/// component.
+fn write_uri(out: &mut String, uri: &str, query: Option<&str>) {
+    let (base, fragment) = match uri.split_once('#') {
+        Some((base, fragment)) => (base, Some(fragment)),
+        None => (uri, None),
+    };
+    write_escaped(out, base);
+    if let Some(query) = query {
+        match base.split_once('?') {
+            Some((_, existing)) if !existing.is_empty() && !existing.ends_with('&') => {
+                out.push('&');
+            }
+            Some(_) => {}
+            None => out.push('?'),
+        }
+        write_escaped(out, query);
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        write_escaped(out, fragment);
+    }
+}
+
+fn write_escaped(out: &mut String, text: &str) {
+    let mut rest = text;
+    loop {
+        let clean = rest
+            .bytes()
+            .position(|b| !is_uri_byte(b))
+            .unwrap_or(rest.len());
+        // Bytes before `clean` are ASCII, so `clean` is a char boundary.
+        let Some((ok, tail)) = rest.split_at_checked(clean) else {
+            return;
+        };
+        out.push_str(ok);
+        let mut chars = tail.chars();
+        let Some(c) = chars.next() else {
+            return;
+        };
+        let mut buf = [0u8; 4];
+        for b in c.encode_utf8(&mut buf).bytes() {
+            out.push('%');
+            write_hex_upper(out, b);
+        }
+        rest = chars.as_str();
+    }
+}
+
+/// RFC 3986 2.2 and 2.3: unreserved and reserved characters, and `%` of an
+/// existing escape. `#` is excluded: only the fragment separator may appear.
+fn is_uri_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~:/?[]@!$&'()*+,;=%".contains(&b)
+}
+
+const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+fn write_hex(out: &mut String, bytes: &[u8]) {
+    for &b in bytes {
+        // Nibbles are < 16.
+        out.push(char::from(HEX_LOWER[usize::from(b >> 4)]));
+        out.push(char::from(HEX_LOWER[usize::from(b & 0x0f)]));
+    }
+}
+
+fn write_hex_upper(out: &mut String, b: u8) {
+    // Nibbles are < 16.
+    out.push(char::from(HEX_UPPER[usize::from(b >> 4)]));
+    out.push(char::from(HEX_UPPER[usize::from(b & 0x0f)]));
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// 2026-11-22T08:00:00.000Z
+    const T0_MS: i64 = 1_795_334_400_000;
+
+    fn key(name: &str, iv_last: u8) -> KeyTag {
+        let mut iv = [0u8; 16];
+        iv[15] = iv_last;
+        KeyTag {
+            uri: format!("/keys/live/cam/{name}?edk=RW5jcnlwdGVk"),
+            iv,
+        }
+    }
+
+    fn seg(uri: &str, duration_secs: f64) -> SegmentEntry {
+        SegmentEntry {
+            uri: uri.to_owned(),
+            duration_secs,
+            key: None,
+            program_date_time_ms: None,
+            discontinuity: false,
+            sequence: 0,
+        }
+    }
+
+    pub(crate) fn vod_golden() -> (MediaPlaylist, &'static str) {
+        let mut k1 = key("k1", 0);
+        k1.iv = *b"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f";
+        let k2 = KeyTag {
+            uri: "/keys/vod/film/k2?edk=AQID".to_owned(),
+            iv: [0xf0; 16],
+        };
+        let mut p = MediaPlaylist::vod();
+        for (uri, d, k) in [
+            ("a-0.ts", 8.333, &k1),
+            ("a-1.ts", 8.5, &k1),
+            ("a-2.ts", 2.0004, &k2),
+        ] {
+            let removed = p.push(SegmentEntry {
+                key: Some(k.clone()),
+                ..seg(uri, d)
+            });
+            assert!(removed.is_empty());
+        }
+        let golden = "\
+#EXTM3U
+#EXT-X-VERSION:3
+#EXT-X-TARGETDURATION:9
+#EXT-X-MEDIA-SEQUENCE:0
+#EXT-X-PLAYLIST-TYPE:VOD
+#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/live/cam/k1?edk=RW5jcnlwdGVk\",IV=0x000102030405060708090a0b0c0d0e0f
+#EXTINF:8.333,
+a-0.ts
+#EXTINF:8.500,
+a-1.ts
+#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/vod/film/k2?edk=AQID\",IV=0xf0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0
+#EXTINF:2.000,
+a-2.ts
+#EXT-X-ENDLIST
+";
+        (p, golden)
+    }
+
+    /// Five 4 s segments through a window of three; the key changes at
+    /// sequence 103, and 100..=102 share k1.
+    pub(crate) fn live_golden() -> (MediaPlaylist, Vec<SegmentEntry>, &'static str) {
+        let mut p = MediaPlaylist::live(4, 3, 100, 0);
+        let mut removed = Vec::new();
+        for i in 0..5u8 {
+            let k = if i < 3 { key("k1", 1) } else { key("k2", 2) };
+            removed.extend(p.push(SegmentEntry {
+                key: Some(k),
+                program_date_time_ms: Some(T0_MS + 4000 * i64::from(i)),
+                ..seg(&format!("p1-{}.ts", 100 + u32::from(i)), 4.0)
+            }));
+        }
+        let golden = "\
+#EXTM3U
+#EXT-X-VERSION:3
+#EXT-X-TARGETDURATION:4
+#EXT-X-MEDIA-SEQUENCE:102
+#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/live/cam/k1?edk=RW5jcnlwdGVk\",IV=0x00000000000000000000000000000001
+#EXT-X-PROGRAM-DATE-TIME:2026-11-22T08:00:08.000Z
+#EXTINF:4.000,
+p1-102.ts
+#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/live/cam/k2?edk=RW5jcnlwdGVk\",IV=0x00000000000000000000000000000002
+#EXT-X-PROGRAM-DATE-TIME:2026-11-22T08:00:12.000Z
+#EXTINF:4.000,
+p1-103.ts
+#EXT-X-PROGRAM-DATE-TIME:2026-11-22T08:00:16.000Z
+#EXTINF:4.000,
+p1-104.ts
+";
+        (p, removed, golden)
+    }
+
+    #[test]
+    fn vod_with_three_segments_and_two_keys() {
+        let (p, golden) = vod_golden();
+        assert_eq!(p.render(None), golden);
+        assert_eq!(p.target_duration_secs(), 9); // 8.5 rounds half up
+        let seqs: Vec<u64> = p.segments().map(|s| s.sequence).collect();
+        assert_eq!(seqs, [0, 1, 2]);
+        assert_eq!(p.duration_secs(), 18.833);
+    }
+
+    #[test]
+    fn live_window_slides_past_a_key_change_and_keeps_the_key_tag() {
+        let (p, removed, golden) = live_golden();
+        assert_eq!(p.render(None), golden);
+        let removed: Vec<(u64, &str)> = removed
+            .iter()
+            .map(|s| (s.sequence, s.uri.as_str()))
+            .collect();
+        assert_eq!(removed, [(100, "p1-100.ts"), (101, "p1-101.ts")]);
+        assert_eq!(p.media_sequence(), 102);
+        assert_eq!(p.next_sequence(), 105);
+        assert_eq!(p.len(), 3);
+        assert_eq!(p.target_overruns(), 0);
+    }
+
+    fn push_numbered(p: &mut MediaPlaylist, i: u32, discontinuity: bool) -> usize {
+        p.push(SegmentEntry {
+            discontinuity,
+            ..seg(&format!("s{i}.ts"), 2.0)
+        })
+        .len()
+    }
+
+    #[test]
+    fn discontinuity_sequence_counts_removed_discontinuities() {
+        let mut p = MediaPlaylist::live(2, 3, 0, 0);
+        assert_eq!(push_numbered(&mut p, 0, false), 0);
+        assert_eq!(push_numbered(&mut p, 1, true), 0);
+        assert_eq!(push_numbered(&mut p, 2, false), 0);
+        let before = "\
+#EXTM3U
+#EXT-X-VERSION:3
+#EXT-X-TARGETDURATION:2
+#EXT-X-MEDIA-SEQUENCE:0
+#EXTINF:2.000,
+s0.ts
+#EXT-X-DISCONTINUITY
+#EXTINF:2.000,
+s1.ts
+#EXTINF:2.000,
+s2.ts
+";
+        assert_eq!(p.render(None), before);
+
+        assert_eq!(push_numbered(&mut p, 3, true), 1); // s0 out: no discontinuity removed
+        assert_eq!(push_numbered(&mut p, 4, false), 1); // s1 out: DISCONTINUITY-SEQUENCE 1
+        let after = "\
+#EXTM3U
+#EXT-X-VERSION:3
+#EXT-X-TARGETDURATION:2
+#EXT-X-MEDIA-SEQUENCE:2
+#EXT-X-DISCONTINUITY-SEQUENCE:1
+#EXTINF:2.000,
+s2.ts
+#EXT-X-DISCONTINUITY
+#EXTINF:2.000,
+s3.ts
+#EXTINF:2.000,
+s4.ts
+";
+        assert_eq!(p.render(None), after);
+        assert_eq!(p.discontinuity_sequence(), 1);
+
+        // s2 out: the first listed segment is the flagged s3, tag kept.
+        p.push(seg("s5.ts", 2.0));
+        let first_flagged = "\
+#EXTM3U
+#EXT-X-VERSION:3
+#EXT-X-TARGETDURATION:2
+#EXT-X-MEDIA-SEQUENCE:3
+#EXT-X-DISCONTINUITY-SEQUENCE:1
+#EXT-X-DISCONTINUITY
+#EXTINF:2.000,
+s3.ts
+#EXTINF:2.000,
+s4.ts
+#EXTINF:2.000,
+s5.ts
+";
+        assert_eq!(p.render(None), first_flagged);
+        p.push(seg("s6.ts", 2.0));
+        assert_eq!((p.media_sequence(), p.discontinuity_sequence()), (4, 2));
+    }
+
+    #[test]
+    fn restart_continues_both_sequences() {
+        let mut p = MediaPlaylist::live(6, 5, 1000, 7);
+        p.push(SegmentEntry {
+            discontinuity: true,
+            ..seg("p2-0.ts", 6.0)
+        });
+        let golden = "\
+#EXTM3U
+#EXT-X-VERSION:3
+#EXT-X-TARGETDURATION:6
+#EXT-X-MEDIA-SEQUENCE:1000
+#EXT-X-DISCONTINUITY-SEQUENCE:7
+#EXT-X-DISCONTINUITY
+#EXTINF:6.000,
+p2-0.ts
+";
+        assert_eq!(p.render(None), golden);
+        assert_eq!(p.segments().next().map(|s| s.sequence), Some(1000));
+    }
+
+    #[test]
+    fn live_keeps_three_target_durations_listed() {
+        // Window 3 with 3 s segments and a 4 s target: three segments make
+        // 9 s < 12 s, so a fourth stays listed (RFC 8216 6.2.2).
+        let mut p = MediaPlaylist::live(4, 3, 0, 0);
+        let removed: Vec<usize> = (0..8)
+            .map(|i| p.push(seg(&format!("s{i}.ts"), 3.0)).len())
+            .collect();
+        assert_eq!(removed, [0, 0, 0, 0, 1, 1, 1, 1]);
+        assert_eq!(p.len(), 4);
+        assert_eq!(p.media_sequence(), 4);
+        assert_eq!(p.duration_secs(), 12.0);
+    }
+
+    #[test]
+    fn key_query_is_appended_with_the_right_separator() {
+        let cases: &[(&str, Option<&str>, &str)] = &[
+            (
+                "/keys/a/b/k1?edk=eHl6",
+                Some("token=abc"),
+                "/keys/a/b/k1?edk=eHl6&token=abc",
+            ),
+            (
+                "https://k.example/k1",
+                Some("token=abc"),
+                "https://k.example/k1?token=abc",
+            ),
+            ("/k1?", Some("token=abc"), "/k1?token=abc"),
+            ("/k1?a=1&", Some("token=abc"), "/k1?a=1&token=abc"),
+            ("/k1?edk=x", Some("?token=abc"), "/k1?edk=x&token=abc"),
+            ("/k1?edk=x", Some("&token=abc"), "/k1?edk=x&token=abc"),
+            ("/k1?edk=x", Some(""), "/k1?edk=x"),
+            ("/k1?edk=x", None, "/k1?edk=x"),
+            ("/k1#frag", Some("t=1"), "/k1?t=1#frag"),
+            // A token is peer input: it can never break the quoted string or the line.
+            (
+                "/k1",
+                Some("token=a\"b\r\nc d#e"),
+                "/k1?token=a%22b%0D%0Ac%20d%23e",
+            ),
+            ("/k1", Some("t=\u{e9}"), "/k1?t=%C3%A9"),
+        ];
+        for &(uri, query, want) in cases {
+            let mut p = MediaPlaylist::live(4, 3, 0, 0);
+            p.push(SegmentEntry {
+                key: Some(KeyTag {
+                    uri: uri.to_owned(),
+                    iv: [0xab; 16],
+                }),
+                ..seg("s.ts", 4.0)
+            });
+            let text = p.render(query);
+            let expected = format!(
+                "#EXT-X-KEY:METHOD=AES-128,URI=\"{want}\",IV=0xabababababababababababababababab\n"
+            );
+            assert!(text.contains(&expected), "{uri} {query:?}:\n{text}");
+            assert_eq!(text.lines().count(), 7, "{text}");
+        }
+    }
+
+    #[test]
+    fn token_golden() {
+        let (p, _, golden) = live_golden();
+        let with_token = golden.replace("RW5jcnlwdGVk\"", "RW5jcnlwdGVk&token=eyJ.x-y_z\"");
+        assert_ne!(with_token, golden);
+        assert_eq!(p.render(Some("token=eyJ.x-y_z")), with_token);
+        // render_into appends to a reused buffer.
+        let mut buf = String::from("x");
+        p.render_into(&mut buf, None);
+        assert_eq!(buf, format!("x{golden}"));
+    }
+
+    #[test]
+    fn endlist_in_live_freezes_the_playlist() {
+        let mut p = MediaPlaylist::live(4, 3, 9, 0);
+        p.push(seg("s9.ts", 3.5));
+        p.end();
+        assert!(p.is_ended());
+        let golden = "\
+#EXTM3U
+#EXT-X-VERSION:3
+#EXT-X-TARGETDURATION:4
+#EXT-X-MEDIA-SEQUENCE:9
+#EXTINF:3.500,
+s9.ts
+#EXT-X-ENDLIST
+";
+        assert_eq!(p.render(None), golden);
+        let back = p.push(seg("s10.ts", 4.0));
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].uri, "s10.ts");
+        assert_eq!(p.render(None), golden);
+    }
+
+    #[test]
+    fn clear_segment_after_encrypted_one_gets_method_none() {
+        let mut p = MediaPlaylist::vod();
+        p.push(seg("c0.ts", 1.0));
+        p.push(SegmentEntry {
+            key: Some(key("k1", 1)),
+            ..seg("e1.ts", 1.0)
+        });
+        p.push(seg("c2.ts", 1.0));
+        let golden = "\
+#EXTM3U
+#EXT-X-VERSION:3
+#EXT-X-TARGETDURATION:1
+#EXT-X-MEDIA-SEQUENCE:0
+#EXT-X-PLAYLIST-TYPE:VOD
+#EXTINF:1.000,
+c0.ts
+#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/live/cam/k1?edk=RW5jcnlwdGVk\",IV=0x00000000000000000000000000000001
+#EXTINF:1.000,
+e1.ts
+#EXT-X-KEY:METHOD=NONE
+#EXTINF:1.000,
+c2.ts
+#EXT-X-ENDLIST
+";
+        assert_eq!(p.render(None), golden);
+    }
+
+    #[test]
+    fn target_duration_rounding() {
+        // (EXTINF seconds, rounded as RFC 8216 4.3.3.1 compares it)
+        let cases: &[(f64, u32)] = &[
+            (0.0, 1),
+            (0.4, 1),
+            (1.4995, 2), // written as 1.500
+            (1.4994, 1), // written as 1.499
+            (4.5, 5),
+            (4.499, 4),
+            (8.333, 8),
+        ];
+        for &(d, want) in cases {
+            let mut vod = MediaPlaylist::vod();
+            vod.push(seg("s.ts", d));
+            assert_eq!(vod.target_duration_secs(), want, "{d}");
+            let mut live = MediaPlaylist::live(4, 3, 0, 0);
+            live.push(seg("s.ts", d));
+            assert_eq!(live.target_duration_secs(), 4);
+            assert_eq!(live.target_overruns(), u64::from(want > 4), "{d}");
+        }
+        assert_eq!(MediaPlaylist::vod().target_duration_secs(), 1);
+        assert_eq!(MediaPlaylist::live(0, 0, 0, 0).target_duration_secs(), 1);
+    }
+
+    #[test]
+    fn uri_escaping() {
+        let cases: &[(&str, &str)] = &[
+            ("p1-0.ts", "p1-0.ts"),
+            ("a b.ts", "a%20b.ts"),
+            ("a\"b\nc.ts", "a%22b%0Ac.ts"),
+            ("caf\u{e9}.ts", "caf%C3%A9.ts"),
+            ("x%20y.ts", "x%20y.ts"),
+            ("a#b#c", "a#b%23c"),
+        ];
+        for &(uri, want) in cases {
+            let mut out = String::new();
+            write_uri(&mut out, uri, None);
+            assert_eq!(out, want);
+        }
+    }
+}

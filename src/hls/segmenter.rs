@@ -1,0 +1,753 @@
+//! Where segments are cut, decided from access-unit timestamps alone.
+//!
+//! The segmenter sees every access unit before it is written and answers with a
+//! [`Decision`]. It never reads a clock: elapsed time is the DTS distance on the
+//! *deciding track* — video when the stream has video, audio otherwise. Audio in a
+//! stream with video simply follows into whatever segment is open.
+//!
+//! Segment durations (the EXTINF values) come back with each cut: the distance
+//! from the closed segment's first DTS to the first DTS of the new one on the
+//! deciding track, or — for the last segment ([`Segmenter::finish`]) and for a
+//! segment closed by a timestamp jump — its last DTS plus one frame interval
+//! minus its first DTS.
+
+use crate::media::{AccessUnit, CLOCK_90K, Track, Tracks};
+
+/// A DTS step on the deciding track larger than this many target durations is
+/// an encoder glitch, not a pause: it is treated like a backward step.
+const JUMP_TARGETS: u64 = 10;
+
+/// How segment boundaries are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutPolicy {
+    /// VOD: cut only at keyframes — the first keyframe at or after the target
+    /// duration. Segments may run long (a 250-frame GOP makes 8.33 s segments);
+    /// a VOD playlist derives its TARGETDURATION from the longest one.
+    KeyframesOnly,
+    /// Live: the TARGETDURATION of a live playlist is fixed when it is first
+    /// published (RFC 8216 6.2.1) and bounds every EXTINF rounded to the nearest
+    /// integer (RFC 8216 4.3.3.1), so segments must not run long. Cuts happen at
+    /// keyframes as in [`CutPolicy::KeyframesOnly`], with two additions:
+    ///
+    /// - *early keyframe cut*: at a keyframe after at least half the target, if
+    ///   the last GOP length says the next keyframe would come too late, cut
+    ///   here (a 3 s GOP with a 4 s target gives clean 3 s segments instead of
+    ///   forced cuts);
+    /// - *forced cut*: when no keyframe comes in time, cut before a frame that
+    ///   is not a keyframe, reported as `forced: true`. The new segment then
+    ///   does not start with an IDR picture; players decode it fine when
+    ///   playing continuously, and the operator should shorten the GOP.
+    BoundedByTarget,
+}
+
+/// What to do with one access unit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decision {
+    /// Discard the access unit: it comes before the first keyframe of the
+    /// stream, before the next keyframe after the set of tracks changed, or
+    /// belongs to a track whose sequence header has not been seen (it cannot be
+    /// declared in the PMT).
+    Drop,
+    /// Write the access unit into the open segment.
+    Continue,
+    /// Close the open segment, if any, and open a new one that starts with this
+    /// access unit.
+    Cut {
+        /// EXTINF of the segment this cut closes, in seconds; `None` when no
+        /// segment was open (the first cut of a stream).
+        closed_duration_secs: Option<f64>,
+        /// The new segment does not start with a keyframe (a forced cut under
+        /// [`CutPolicy::BoundedByTarget`], or a timestamp jump at a non-key frame).
+        forced: bool,
+        /// The new segment needs `#EXT-X-DISCONTINUITY` (RFC 8216 4.3.2.3): the
+        /// timestamps jumped backwards or more than ten target durations
+        /// forwards, or the set of tracks changed (the new segment's PMT differs).
+        /// The closed segment's duration is then measured up to its own last
+        /// frame, never across the jump, so it is never negative or huge.
+        discontinuity: bool,
+    },
+}
+
+/// State of the segment being written.
+#[derive(Debug, Clone, Copy)]
+struct Open {
+    /// Track whose timestamps measure this segment.
+    track: Track,
+    /// Tracks declared when the segment was opened (its PMT).
+    tracks: Tracks,
+    start_dts_90k: u64,
+    /// DTS of the latest deciding-track access unit in this segment.
+    last_dts_90k: u64,
+    /// Largest DTS step between deciding-track access units in this segment.
+    max_interval_90k: u64,
+}
+
+/// Decides segment boundaries. Time comes only from access-unit timestamps.
+#[derive(Debug, Clone)]
+pub struct Segmenter {
+    policy: CutPolicy,
+    target_secs: u32,
+    target_90k: u64,
+    /// Exclusive upper bound on a live segment's duration: the shortest duration
+    /// whose EXTINF, written with three decimals, rounds above the target.
+    /// See [`Segmenter::decide`].
+    limit_90k: u64,
+    jump_90k: u64,
+    open: Option<Open>,
+    /// Latest non-zero DTS step on the deciding track: the duration given to a
+    /// segment's last frame when nothing follows it.
+    last_interval_90k: u64,
+    /// DTS of the latest keyframe on the deciding track.
+    last_keyframe_dts_90k: Option<u64>,
+    /// Distance between the two latest keyframes: the GOP length estimate.
+    gop_90k: Option<u64>,
+    forced_cuts: u64,
+    discontinuities: u64,
+    dropped: u64,
+}
+
+impl Segmenter {
+    /// A segmenter aiming at `target_duration_secs` (clamped to at least 1 s;
+    /// the server's config validation rejects 0 before this point).
+    pub fn new(target_duration_secs: u32, policy: CutPolicy) -> Self {
+        let target_secs = target_duration_secs.max(1);
+        let target_90k = u64::from(target_secs) * CLOCK_90K;
+        Self {
+            policy,
+            target_secs,
+            target_90k,
+            // EXTINF is written in whole milliseconds rounded half up, and then
+            // rounded half up to seconds by the reader: it stays <= target while
+            // the duration is below target + 499.5 ms = target + 44_955 ticks.
+            limit_90k: target_90k + 44_955,
+            jump_90k: target_90k * JUMP_TARGETS,
+            open: None,
+            last_interval_90k: 0,
+            last_keyframe_dts_90k: None,
+            gop_90k: None,
+            forced_cuts: 0,
+            discontinuities: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Called for every access unit BEFORE it is written. `tracks` are the
+    /// tracks known so far (sequence headers seen).
+    ///
+    /// Rules, on the deciding track (video when `tracks.video` is set, else audio):
+    /// - nothing is open: the first keyframe opens a segment (`Cut` with no
+    ///   closed duration); everything before it is dropped — audio too, when
+    ///   the stream has video;
+    /// - a keyframe whose DTS is at least the target past the segment start
+    ///   cuts;
+    /// - under [`CutPolicy::BoundedByTarget`], a keyframe at least half the
+    ///   target past the start also cuts when `elapsed + gop >= target + 0.5 s`
+    ///   (`gop`: distance between the two latest keyframes), since waiting for
+    ///   the next keyframe would overshoot and end in a forced cut;
+    /// - under [`CutPolicy::BoundedByTarget`], a frame forces a cut when
+    ///   `elapsed + interval >= target + 0.5 s`, where `elapsed` is this
+    ///   frame's DTS minus the segment start and `interval` the largest frame
+    ///   step seen in the segment. Keeping this frame would make the segment
+    ///   last at least until the next frame, about `elapsed + interval`, which
+    ///   rounds above the target (RFC 8216 4.3.3.1: rounding to nearest, so
+    ///   `d` rounds to at most `T` exactly when `d < T + 0.5`). Cutting before
+    ///   it closes the segment at `elapsed`, which the previous frame's check
+    ///   kept below `T + 0.5`. The largest step rather than the last one is used
+    ///   because RTMP millisecond timestamps jitter (30 fps is 33, 33, 34 ms):
+    ///   the last step alone can under-predict by a millisecond and let a
+    ///   segment of exactly `T + 0.5` s through. The bound holds whenever no
+    ///   frame step exceeds the largest earlier step of its segment; a stall
+    ///   longer than that can't be foreseen. `T + 0.5 s` is taken as
+    ///   `T + 0.4995 s` because EXTINF is itself written rounded to milliseconds.
+    /// - a backward DTS step, or a forward step of more than ten target
+    ///   durations, cuts with `discontinuity: true`;
+    /// - when the set of tracks changes, audio keeps flowing into the open
+    ///   segment if it carries audio, frames of the new track are dropped, and
+    ///   the next keyframe of the deciding track cuts with `discontinuity: true`
+    ///   (RFC 8216 4.3.2.3: a change in the number or type of tracks); so does
+    ///   a forced cut that comes first.
+    pub fn decide(&mut self, au: &AccessUnit<'_>, tracks: Tracks) -> Decision {
+        if !carries(tracks, au.track) {
+            return self.drop();
+        }
+        let deciding = if tracks.video.is_some() {
+            Track::Video
+        } else {
+            Track::Audio
+        };
+        let Some(open) = self.open else {
+            if au.track == deciding && au.keyframe {
+                return self.open_at(au, deciding, tracks, None, false);
+            }
+            return self.drop();
+        };
+
+        if open.track != deciding {
+            // Video appeared in a stream that started audio-only: the open
+            // segment goes on with audio until video can start a new one.
+            if au.track == deciding {
+                if au.keyframe {
+                    let closed = self.tail_duration(&open);
+                    // Keyframe spacing and steps measured on the old track mean
+                    // nothing for the new one.
+                    self.last_keyframe_dts_90k = None;
+                    self.gop_90k = None;
+                    return self.open_at(au, deciding, tracks, Some(closed), true);
+                }
+                return self.drop();
+            }
+            if au.track == open.track {
+                // Keep measuring the open segment so its duration stays right.
+                let step = au.dts_90k.checked_sub(open.last_dts_90k);
+                if let Some(step) = step.filter(|s| *s <= self.jump_90k) {
+                    if step > 0 {
+                        self.last_interval_90k = step;
+                    }
+                    self.open = Some(Open {
+                        last_dts_90k: au.dts_90k,
+                        ..open
+                    });
+                }
+                return Decision::Continue;
+            }
+            return self.follow(&open, au.track);
+        }
+        if au.track != deciding {
+            return self.follow(&open, au.track);
+        }
+
+        let dts = au.dts_90k;
+        let step = dts.checked_sub(open.last_dts_90k);
+        let Some(step) = step.filter(|s| *s <= self.jump_90k) else {
+            let closed = self.tail_duration(&open);
+            self.last_keyframe_dts_90k = None;
+            return self.open_at(au, deciding, tracks, Some(closed), true);
+        };
+        if step > 0 {
+            self.last_interval_90k = step;
+        }
+        let max_interval_90k = open.max_interval_90k.max(step);
+        // dts >= last_dts >= start_dts inside a segment, so this cannot underflow.
+        let elapsed = dts - open.start_dts_90k;
+
+        // A cut while the track set differs from the open segment's PMT is a
+        // discontinuity; at a keyframe it cuts at once.
+        let tracks_changed = tracks != open.tracks;
+        if au.keyframe {
+            if let Some(prev) = self.last_keyframe_dts_90k {
+                self.gop_90k = dts.checked_sub(prev).filter(|g| *g > 0).or(self.gop_90k);
+            }
+            self.last_keyframe_dts_90k = Some(dts);
+            let early = self.policy == CutPolicy::BoundedByTarget
+                && elapsed.saturating_mul(2) >= self.target_90k
+                && self
+                    .gop_90k
+                    .is_some_and(|gop| elapsed.saturating_add(gop) >= self.limit_90k);
+            if tracks_changed || early || elapsed >= self.target_90k {
+                return self.open_at(au, deciding, tracks, Some(elapsed), tracks_changed);
+            }
+        }
+        if self.policy == CutPolicy::BoundedByTarget
+            && elapsed.saturating_add(max_interval_90k) >= self.limit_90k
+        {
+            return self.open_at(au, deciding, tracks, Some(elapsed), tracks_changed);
+        }
+
+        self.open = Some(Open {
+            last_dts_90k: dts,
+            max_interval_90k,
+            ..open
+        });
+        Decision::Continue
+    }
+
+    /// Closes the open segment at the end of the stream and returns its
+    /// duration in seconds: last DTS plus one frame interval minus first DTS
+    /// (on the deciding track). `None` when no segment is open. The next
+    /// access unit starts afresh, as at the beginning of a stream.
+    pub fn finish(&mut self) -> Option<f64> {
+        let open = self.open.take()?;
+        let secs = ticks_to_secs(self.tail_duration(&open));
+        self.last_keyframe_dts_90k = None;
+        self.last_interval_90k = 0;
+        Some(secs)
+    }
+
+    /// First DTS (90 kHz) of the open segment on its deciding track.
+    pub fn segment_start_dts_90k(&self) -> Option<u64> {
+        self.open.map(|o| o.start_dts_90k)
+    }
+
+    /// The target duration in seconds (at least 1).
+    pub fn target_duration_secs(&self) -> u32 {
+        self.target_secs
+    }
+
+    /// The policy given at construction.
+    pub fn policy(&self) -> CutPolicy {
+        self.policy
+    }
+
+    /// Cuts so far whose new segment does not start with a keyframe.
+    pub fn forced_cuts(&self) -> u64 {
+        self.forced_cuts
+    }
+
+    /// Cuts so far that were reported with `discontinuity: true`.
+    pub fn discontinuities(&self) -> u64 {
+        self.discontinuities
+    }
+
+    /// Access units answered with [`Decision::Drop`] so far.
+    pub fn dropped_access_units(&self) -> u64 {
+        self.dropped
+    }
+
+    fn drop(&mut self) -> Decision {
+        self.dropped += 1;
+        Decision::Drop
+    }
+
+    /// A non-deciding access unit joins the open segment if its PMT has the track.
+    fn follow(&mut self, open: &Open, track: Track) -> Decision {
+        if carries(open.tracks, track) {
+            Decision::Continue
+        } else {
+            self.drop()
+        }
+    }
+
+    /// Duration of a segment measured to the end of its last frame.
+    fn tail_duration(&self, open: &Open) -> u64 {
+        // last_dts >= start_dts inside a segment (jumps never enter one).
+        (open.last_dts_90k - open.start_dts_90k).saturating_add(self.last_interval_90k)
+    }
+
+    fn open_at(
+        &mut self,
+        au: &AccessUnit<'_>,
+        track: Track,
+        tracks: Tracks,
+        closed_90k: Option<u64>,
+        discontinuity: bool,
+    ) -> Decision {
+        let forced = !au.keyframe;
+        if forced {
+            self.forced_cuts += 1;
+        }
+        if discontinuity {
+            self.discontinuities += 1;
+        }
+        if au.keyframe && self.last_keyframe_dts_90k.is_none() {
+            self.last_keyframe_dts_90k = Some(au.dts_90k);
+        }
+        self.open = Some(Open {
+            track,
+            tracks,
+            start_dts_90k: au.dts_90k,
+            last_dts_90k: au.dts_90k,
+            max_interval_90k: 0,
+        });
+        Decision::Cut {
+            closed_duration_secs: closed_90k.map(ticks_to_secs),
+            forced,
+            discontinuity,
+        }
+    }
+}
+
+/// Whether a program with `tracks` declares `track`.
+fn carries(tracks: Tracks, track: Track) -> bool {
+    match track {
+        Track::Video => tracks.video.is_some(),
+        Track::Audio => tracks.audio.is_some(),
+    }
+}
+
+fn ticks_to_secs(ticks: u64) -> f64 {
+    ticks as f64 / CLOCK_90K as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::{AudioCodec, VideoCodec};
+
+    const AV: Tracks = Tracks {
+        video: Some(VideoCodec::H264),
+        audio: Some(AudioCodec::Aac),
+    };
+    const V: Tracks = Tracks {
+        video: Some(VideoCodec::H264),
+        audio: None,
+    };
+    const A: Tracks = Tracks {
+        video: None,
+        audio: Some(AudioCodec::Aac),
+    };
+
+    fn video(dts_ms: u64, keyframe: bool) -> AccessUnit<'static> {
+        AccessUnit {
+            track: Track::Video,
+            pts_90k: dts_ms * 90,
+            dts_90k: dts_ms * 90,
+            keyframe,
+            payload: &[],
+        }
+    }
+
+    fn audio(dts_ms: u64) -> AccessUnit<'static> {
+        AccessUnit {
+            track: Track::Audio,
+            pts_90k: dts_ms * 90,
+            dts_90k: dts_ms * 90,
+            keyframe: true,
+            payload: &[],
+        }
+    }
+
+    /// 30 fps video with RTMP millisecond timestamps (0, 33, 66, 100, ...),
+    /// a keyframe every `gop` frames, and AAC at 44.1 kHz interleaved in order.
+    fn av_stream(frames: u64, gop: u64) -> Vec<AccessUnit<'static>> {
+        let mut aus = Vec::new();
+        let mut a = 0u64;
+        for n in 0..frames {
+            let v_ms = n * 1000 / 30;
+            while a * 1024 * 1000 / 44_100 <= v_ms {
+                aus.push(audio(a * 1024 * 1000 / 44_100));
+                a += 1;
+            }
+            aus.push(video(v_ms, n % gop == 0));
+        }
+        aus
+    }
+
+    /// (first DTS in ms, closed duration in ms of the previous segment, forced, discontinuity)
+    type CutRow = (u64, Option<u64>, bool, bool);
+
+    fn run(seg: &mut Segmenter, aus: &[AccessUnit<'_>], tracks: Tracks) -> Vec<CutRow> {
+        let mut cuts = Vec::new();
+        for au in aus {
+            if let Decision::Cut {
+                closed_duration_secs,
+                forced,
+                discontinuity,
+            } = seg.decide(au, tracks)
+            {
+                cuts.push((
+                    au.dts_90k / 90,
+                    closed_duration_secs.map(|s| (s * 1000.0).round() as u64),
+                    forced,
+                    discontinuity,
+                ));
+            }
+        }
+        cuts
+    }
+
+    #[test]
+    fn two_second_gop_four_second_target_cuts_every_four_seconds() {
+        for policy in [CutPolicy::KeyframesOnly, CutPolicy::BoundedByTarget] {
+            let mut seg = Segmenter::new(4, policy);
+            let cuts = run(&mut seg, &av_stream(30 * 13, 60), AV);
+            assert_eq!(
+                cuts,
+                vec![
+                    (0, None, false, false),
+                    (4000, Some(4000), false, false),
+                    (8000, Some(4000), false, false),
+                    (12000, Some(4000), false, false),
+                ],
+                "{policy:?}"
+            );
+            assert_eq!(seg.forced_cuts(), 0);
+            assert_eq!(seg.segment_start_dts_90k(), Some(12000 * 90));
+            // Last video frame is n = 389 at 12966 ms; one more 33/34 ms step.
+            let last = seg.finish().unwrap();
+            assert!((last - 1.0).abs() < 0.0015, "{last}");
+            assert_eq!(seg.finish(), None);
+        }
+    }
+
+    #[test]
+    fn obs_250_frame_gop_keyframes_only_makes_long_segments() {
+        let mut seg = Segmenter::new(4, CutPolicy::KeyframesOnly);
+        let cuts = run(&mut seg, &av_stream(751, 250), AV);
+        assert_eq!(
+            cuts,
+            vec![
+                (0, None, false, false),
+                (8333, Some(8333), false, false),
+                (16666, Some(8333), false, false),
+                (25000, Some(8334), false, false),
+            ]
+        );
+        assert_eq!(seg.forced_cuts(), 0);
+    }
+
+    #[test]
+    fn obs_250_frame_gop_bounded_by_target_forces_cuts() {
+        let mut seg = Segmenter::new(4, CutPolicy::BoundedByTarget);
+        let cuts = run(&mut seg, &av_stream(751, 250), AV);
+        // Forced cut at the first frame with elapsed + 34 ms >= 4499.5 ms
+        // (frame 134 at 4466 ms); then the keyframe at 8333 ms comes after half
+        // the target and the 8.33 s GOP says the next one is too far: cut there.
+        assert_eq!(
+            cuts,
+            vec![
+                (0, None, false, false),
+                (4466, Some(4466), true, false),
+                (8333, Some(3867), false, false),
+                (12800, Some(4467), true, false),
+                (16666, Some(3866), false, false),
+                (21133, Some(4467), true, false),
+                (25000, Some(3867), false, false),
+            ]
+        );
+        assert_eq!(seg.forced_cuts(), 3);
+        for (_, closed, _, _) in &cuts {
+            if let Some(ms) = closed {
+                assert!((ms + 500) / 1000 <= 4, "{ms} ms rounds above 4 s");
+            }
+        }
+    }
+
+    #[test]
+    fn bounded_by_target_holds_for_many_gops_and_targets() {
+        for target in [1u32, 2, 4, 6] {
+            for gop in [15u64, 30, 45, 60, 90, 125, 250, 300] {
+                let mut seg = Segmenter::new(target, CutPolicy::BoundedByTarget);
+                let cuts = run(&mut seg, &av_stream(3000, gop), AV);
+                assert!(cuts.len() > 3, "target {target} gop {gop}");
+                for (start, closed, forced, disc) in &cuts {
+                    assert!(!disc);
+                    if let Some(ms) = closed {
+                        assert!(
+                            (ms + 500) / 1000 <= u64::from(target),
+                            "target {target} gop {gop}: {ms} ms before {start}"
+                        );
+                        assert!(*ms > 0);
+                    }
+                    // A GOP that fits the target never needs a forced cut.
+                    if gop * 1000 / 30 <= u64::from(target) * 1000 {
+                        assert!(!forced, "target {target} gop {gop} at {start}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn three_second_gop_four_second_target_cuts_early_at_keyframes() {
+        let mut seg = Segmenter::new(4, CutPolicy::BoundedByTarget);
+        let cuts = run(&mut seg, &av_stream(30 * 10, 90), AV);
+        assert_eq!(
+            cuts,
+            vec![
+                (0, None, false, false),
+                (3000, Some(3000), false, false),
+                (6000, Some(3000), false, false),
+                (9000, Some(3000), false, false),
+            ]
+        );
+        // KeyframesOnly waits for the target: 6 s segments.
+        let mut seg = Segmenter::new(4, CutPolicy::KeyframesOnly);
+        let cuts = run(&mut seg, &av_stream(30 * 10, 90), AV);
+        assert_eq!(
+            cuts,
+            vec![(0, None, false, false), (6000, Some(6000), false, false)]
+        );
+    }
+
+    #[test]
+    fn audio_only_cuts_on_duration() {
+        for policy in [CutPolicy::KeyframesOnly, CutPolicy::BoundedByTarget] {
+            let mut seg = Segmenter::new(4, policy);
+            // AAC, 1024 samples at 44.1 kHz: 23.22 ms per frame.
+            let aus: Vec<_> = (0..600).map(|a| audio(a * 1024 * 1000 / 44_100)).collect();
+            let cuts = run(&mut seg, &aus, A);
+            assert_eq!(
+                cuts,
+                vec![
+                    (0, None, false, false),
+                    (4017, Some(4017), false, false),
+                    (8034, Some(4017), false, false),
+                    (12051, Some(4017), false, false),
+                ],
+                "{policy:?}"
+            );
+            assert_eq!(seg.dropped_access_units(), 0);
+        }
+    }
+
+    #[test]
+    fn drops_everything_before_the_first_video_keyframe() {
+        let mut seg = Segmenter::new(4, CutPolicy::BoundedByTarget);
+        let table: &[(AccessUnit<'static>, Tracks, Decision)] = &[
+            (video(0, false), AV, Decision::Drop),
+            (audio(10), AV, Decision::Drop),
+            (video(33, false), AV, Decision::Drop),
+            (audio(33), V, Decision::Drop), // audio header not seen yet
+            (
+                video(66, true),
+                AV,
+                Decision::Cut {
+                    closed_duration_secs: None,
+                    forced: false,
+                    discontinuity: false,
+                },
+            ),
+            (audio(70), AV, Decision::Continue),
+            (video(100, false), AV, Decision::Continue),
+        ];
+        for (i, (au, tracks, want)) in table.iter().enumerate() {
+            assert_eq!(seg.decide(au, *tracks), *want, "row {i}");
+        }
+        assert_eq!(seg.dropped_access_units(), 4);
+        assert_eq!(seg.segment_start_dts_90k(), Some(66 * 90));
+    }
+
+    #[test]
+    fn video_appearing_in_an_audio_only_stream_is_a_discontinuity() {
+        let mut seg = Segmenter::new(4, CutPolicy::KeyframesOnly);
+        let cut = |closed: Option<f64>, disc| Decision::Cut {
+            closed_duration_secs: closed,
+            forced: false,
+            discontinuity: disc,
+        };
+        let table: &[(AccessUnit<'static>, Tracks, Decision)] = &[
+            (audio(0), A, cut(None, false)),
+            (audio(23), A, Decision::Continue),
+            (audio(46), A, Decision::Continue),
+            (video(40, false), AV, Decision::Drop),
+            (audio(69), AV, Decision::Continue),
+            // 69 + one 23 ms frame: the audio segment measured to its end.
+            (video(73, true), AV, cut(Some(0.092), true)),
+            (audio(92), AV, Decision::Continue),
+            (video(106, false), AV, Decision::Continue),
+        ];
+        for (i, (au, tracks, want)) in table.iter().enumerate() {
+            assert_eq!(seg.decide(au, *tracks), *want, "row {i}");
+        }
+        assert_eq!(seg.discontinuities(), 1);
+    }
+
+    #[test]
+    fn audio_appearing_late_waits_for_the_next_keyframe() {
+        let mut seg = Segmenter::new(4, CutPolicy::KeyframesOnly);
+        let table: &[(AccessUnit<'static>, Tracks, Decision)] = &[
+            (
+                video(0, true),
+                V,
+                Decision::Cut {
+                    closed_duration_secs: None,
+                    forced: false,
+                    discontinuity: false,
+                },
+            ),
+            (audio(10), AV, Decision::Drop), // the open segment's PMT has no audio
+            (video(1000, false), AV, Decision::Continue),
+            (
+                video(2000, true),
+                AV,
+                Decision::Cut {
+                    closed_duration_secs: Some(2.0),
+                    forced: false,
+                    discontinuity: true,
+                },
+            ),
+            (audio(2010), AV, Decision::Continue),
+        ];
+        for (i, (au, tracks, want)) in table.iter().enumerate() {
+            assert_eq!(seg.decide(au, *tracks), *want, "row {i}");
+        }
+    }
+
+    #[test]
+    fn forced_cut_while_tracks_changed_is_a_discontinuity() {
+        let mut seg = Segmenter::new(2, CutPolicy::BoundedByTarget);
+        let mut aus: Vec<_> = (0..120)
+            .map(|n| (video(n * 1000 / 30, n == 0), AV))
+            .collect();
+        aus[0].1 = V;
+        aus[1].1 = V;
+        let mut cuts = Vec::new();
+        for (au, tracks) in &aus {
+            if let Decision::Cut {
+                forced,
+                discontinuity,
+                ..
+            } = seg.decide(au, *tracks)
+            {
+                cuts.push((au.dts_90k / 90, forced, discontinuity));
+            }
+        }
+        // First frame with elapsed + 34 ms >= 2499.5 ms: 2466 ms.
+        assert_eq!(cuts, vec![(0, false, false), (2466, true, true)]);
+    }
+
+    #[test]
+    fn timestamp_jumps_cut_with_discontinuity() {
+        // (second part's first DTS in ms, its first frame is a keyframe, expected forced)
+        let cases: &[(u64, bool)] = &[
+            (500, false),   // backward, mid-GOP: forced and discontinuous
+            (500, true),    // backward at a keyframe
+            (60_000, true), // 58.5 s forward with a 4 s target: more than 10x
+        ];
+        for &(jump_to, key) in cases {
+            let mut seg = Segmenter::new(4, CutPolicy::BoundedByTarget);
+            let mut aus: Vec<_> = (0..45).map(|n| video(n * 1000 / 30, n == 0)).collect();
+            aus.push(video(jump_to, key));
+            aus.push(video(jump_to + 33, false));
+            let cuts = run(&mut seg, &aus, V);
+            // Frames 0..=44 end at 1466 ms + one 33 ms step.
+            assert_eq!(
+                cuts,
+                vec![(0, None, false, false), (jump_to, Some(1499), !key, true)],
+                "jump to {jump_to}"
+            );
+            assert_eq!(seg.discontinuities(), 1);
+            assert_eq!(seg.forced_cuts(), u64::from(!key));
+            assert_eq!(seg.segment_start_dts_90k(), Some(jump_to * 90));
+        }
+        // A forward step within 10x target is a pause, not a discontinuity:
+        // the keyframe after it cuts normally.
+        let mut seg = Segmenter::new(4, CutPolicy::KeyframesOnly);
+        let aus = [video(0, true), video(33, false), video(30_000, true)];
+        assert_eq!(
+            run(&mut seg, &aus, V),
+            vec![
+                (0, None, false, false),
+                (30_000, Some(30_000), false, false)
+            ]
+        );
+    }
+
+    #[test]
+    fn finish_measures_to_the_end_of_the_last_frame() {
+        let mut seg = Segmenter::new(4, CutPolicy::KeyframesOnly);
+        assert_eq!(seg.finish(), None);
+        for au in [video(1000, true), video(1040, false), video(1080, false)] {
+            seg.decide(&au, V);
+        }
+        // 1080 - 1000 + 40
+        assert_eq!(seg.finish(), Some(0.12));
+        assert_eq!(seg.segment_start_dts_90k(), None);
+        // A stream after finish() starts afresh, not as a discontinuity.
+        assert_eq!(
+            seg.decide(&video(5000, true), V),
+            Decision::Cut {
+                closed_duration_secs: None,
+                forced: false,
+                discontinuity: false
+            }
+        );
+    }
+
+    #[test]
+    fn zero_target_is_clamped() {
+        let seg = Segmenter::new(0, CutPolicy::KeyframesOnly);
+        assert_eq!(seg.target_duration_secs(), 1);
+        assert_eq!(seg.policy(), CutPolicy::KeyframesOnly);
+    }
+}
