@@ -398,8 +398,7 @@ impl Config {
     /// Parses and validates a TOML document. The error lists every problem;
     /// a syntax error or unknown key is reported alone (parsing stops there).
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        let config: Config =
-            toml::from_str(text).map_err(|e| ConfigError::one(describe_toml_error(text, &e)))?;
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::one(describe_toml_error(text, &e)))?;
         let problems = config.validate();
         if problems.is_empty() {
             Ok(config)
@@ -410,8 +409,8 @@ impl Config {
 
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = fs::read_to_string(path)
-            .map_err(|e| ConfigError::one(format!("cannot read {}: {e}", path.display())))?;
+        let text =
+            fs::read_to_string(path).map_err(|e| ConfigError::one(format!("cannot read {}: {e}", path.display())))?;
         Config::from_toml_str(&text)
     }
 
@@ -458,9 +457,7 @@ impl Config {
         }
         let window = self.hls.playlist_window;
         if window < 3 {
-            p.push(format!(
-                "hls.playlist_window must be at least 3 (got {window})"
-            ));
+            p.push(format!("hls.playlist_window must be at least 3 (got {window})"));
         }
         if self.encryption.segments_per_key == 0 {
             p.push("encryption.segments_per_key must be at least 1 (got 0)".to_string());
@@ -474,10 +471,7 @@ impl Config {
 
         let auth = &self.auth;
         if auth.token_secret_env.is_some() && auth.token_secret_file.is_some() {
-            p.push(
-                "auth.token_secret_env and auth.token_secret_file are both set; set at most one"
-                    .to_string(),
-            );
+            p.push("auth.token_secret_env and auth.token_secret_file are both set; set at most one".to_string());
         }
         if let Some(var) = &auth.token_secret_env
             && let Err(why) = check_env_name(var)
@@ -531,11 +525,7 @@ impl Config {
     }
 
     /// [`Config::resolve_token_secret`] with the environment and RNG injected.
-    fn resolve_token_secret_with(
-        &self,
-        env: EnvLookup<'_>,
-        rng: RandomFill<'_>,
-    ) -> Result<Secret, ConfigError> {
+    fn resolve_token_secret_with(&self, env: EnvLookup<'_>, rng: RandomFill<'_>) -> Result<Secret, ConfigError> {
         let too_short = |what: String, len: usize| {
             ConfigError::one(format!(
                 "{what} holds {len} bytes; a token secret needs at least {MIN_TOKEN_SECRET_BYTES}"
@@ -553,10 +543,7 @@ impl Config {
             return Ok(secret);
         }
         let (path, what) = match &self.auth.token_secret_file {
-            Some(path) => (
-                path.clone(),
-                format!("auth.token_secret_file {}", path.display()),
-            ),
+            Some(path) => (path.clone(), format!("auth.token_secret_file {}", path.display())),
             None => {
                 let path = self.generated_token_secret_path();
                 fs::create_dir_all(&self.storage.data_dir).map_err(|e| {
@@ -574,8 +561,7 @@ impl Config {
                 (path, what)
             }
         };
-        let secret = read_secret_file(&path)
-            .map_err(|e| ConfigError::one(format!("{what}: cannot read: {e}")))?;
+        let secret = read_secret_file(&path).map_err(|e| ConfigError::one(format!("{what}: cannot read: {e}")))?;
         if secret.len() < MIN_TOKEN_SECRET_BYTES {
             return Err(too_short(what, secret.len()));
         }
@@ -608,11 +594,7 @@ impl Config {
                 (None, Some(var), None) => {
                     let what = format!("key_env {var}");
                     match env(var).filter(|v| !v.is_empty()) {
-                        Some(v) => Ok((
-                            Secret::new(v.into_encoded_bytes()),
-                            KeyOrigin::Env(var.clone()),
-                            what,
-                        )),
+                        Some(v) => Ok((Secret::new(v.into_encoded_bytes()), KeyOrigin::Env(var.clone()), what)),
                         None => Err(format!("streams[{i}].{what} is not set or empty")),
                     }
                 }
@@ -623,9 +605,7 @@ impl Config {
                         Err(e) => Err(format!("streams[{i}].{what}: cannot read: {e}")),
                     }
                 }
-                _ => Err(format!(
-                    "streams[{i}] must set exactly one of key, key_env, key_file"
-                )),
+                _ => Err(format!("streams[{i}] must set exactly one of key, key_env, key_file")),
             };
             match got {
                 Ok((key, origin, what)) => {
@@ -644,10 +624,7 @@ impl Config {
         }
         // Keys from different sources can still coincide once read.
         for (j, b) in resolved.iter().enumerate() {
-            if let Some(a) = resolved[..j]
-                .iter()
-                .find(|a| a.publish_key == b.publish_key)
-            {
+            if let Some(a) = resolved[..j].iter().find(|a| a.publish_key == b.publish_key) {
                 problems.push(format!(
                     "streams: {} and {} have the same publish key; publish keys must be unique",
                     a.path(),
@@ -666,9 +643,8 @@ impl Config {
         let path = self.generated_publish_key_path(DEFAULT_APP, DEFAULT_STREAM);
         let what = format!("generated publish key {}", path.display());
         if let Some(dir) = path.parent() {
-            create_private_dir(dir).map_err(|e| {
-                ConfigError::one(format!("{what}: cannot create {}: {e}", dir.display()))
-            })?;
+            create_private_dir(dir)
+                .map_err(|e| ConfigError::one(format!("{what}: cannot create {}: {e}", dir.display())))?;
         }
         let created = create_secret_file(&path, || generate_text(rng, "sk_"))
             .map_err(|e| ConfigError::one(format!("{what}: cannot create: {e}")))?;
@@ -679,8 +655,7 @@ impl Config {
                 path.display()
             );
         }
-        let key = read_secret_file(&path)
-            .map_err(|e| ConfigError::one(format!("{what}: cannot read: {e}")))?;
+        let key = read_secret_file(&path).map_err(|e| ConfigError::one(format!("{what}: cannot read: {e}")))?;
         if let Err(why) = check_publish_key(key.expose()) {
             return Err(ConfigError::one(format!(
                 "{what}: the publish key {why}; delete the file to generate a new one"
@@ -700,9 +675,7 @@ impl HttpConfig {
     /// trailing `/`, or `""` (root-relative URLs) when it is absent. A key URI
     /// is `format!("{}/keys/{app}/{name}/{key_id}?edk=...", http.public_base())`.
     pub fn public_base(&self) -> &str {
-        self.public_url
-            .as_deref()
-            .map_or("", |url| url.trim_end_matches('/'))
+        self.public_url.as_deref().map_or("", |url| url.trim_end_matches('/'))
     }
 }
 
@@ -769,22 +742,14 @@ fn validate_stream(i: usize, s: &StreamConfig, p: &mut Vec<String>) {
 fn validate_stream_uniqueness(streams: &[StreamConfig], p: &mut Vec<String>) {
     for (j, b) in streams.iter().enumerate() {
         let earlier = streams.get(..j).unwrap_or_default();
-        if let Some(i) = earlier
-            .iter()
-            .position(|a| a.app == b.app && a.name == b.name)
-        {
+        if let Some(i) = earlier.iter().position(|a| a.app == b.app && a.name == b.name) {
             p.push(format!(
                 "streams[{j}] duplicates stream {}/{} of streams[{i}]",
                 b.app, b.name
             ));
         }
         let same_source = [
-            (
-                "key",
-                earlier
-                    .iter()
-                    .position(|a| a.key.is_some() && a.key == b.key),
-            ),
+            ("key", earlier.iter().position(|a| a.key.is_some() && a.key == b.key)),
             (
                 "key_env",
                 earlier
@@ -852,9 +817,7 @@ fn check_origin(origin: &str) -> Result<(), ()> {
         .strip_prefix("https://")
         .or_else(|| origin.strip_prefix("http://"))
         .ok_or(())?;
-    let bad = rest.is_empty()
-        || rest.contains(['/', '?', '#', '*'])
-        || rest.contains(char::is_whitespace);
+    let bad = rest.is_empty() || rest.contains(['/', '?', '#', '*']) || rest.contains(char::is_whitespace);
     if bad { Err(()) } else { Ok(()) }
 }
 
@@ -910,15 +873,9 @@ fn find_in_table(table: &toml::de::DeTable<'_>, at: usize, path: &mut String) ->
     false
 }
 
-fn find_in_value(
-    value: &toml::Spanned<toml::de::DeValue<'_>>,
-    at: usize,
-    path: &mut String,
-) -> bool {
+fn find_in_value(value: &toml::Spanned<toml::de::DeValue<'_>>, at: usize, path: &mut String) -> bool {
     match value.get_ref() {
-        toml::de::DeValue::Table(table) => {
-            find_in_table(table, at, path) || value.span().contains(&at)
-        }
+        toml::de::DeValue::Table(table) => find_in_table(table, at, path) || value.span().contains(&at),
         toml::de::DeValue::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 let len = path.len();
@@ -957,10 +914,7 @@ fn read_secret_file(path: &Path) -> io::Result<Secret> {
         if let Ok(meta) = fs::metadata(path)
             && meta.permissions().mode() & 0o077 != 0
         {
-            tracing::warn!(
-                "{} is accessible to other users; chmod 600 it",
-                path.display()
-            );
+            tracing::warn!("{} is accessible to other users; chmod 600 it", path.display());
         }
     }
     Ok(Secret::new(bytes))
@@ -1066,10 +1020,7 @@ mod tests {
     #[test]
     fn empty_file_is_the_default() {
         assert_eq!(Config::from_toml_str(""), Ok(Config::default()));
-        assert_eq!(
-            Config::from_toml_str("# nothing\n\n"),
-            Ok(Config::default())
-        );
+        assert_eq!(Config::from_toml_str("# nothing\n\n"), Ok(Config::default()));
     }
 
     #[test]
@@ -1090,10 +1041,7 @@ mod tests {
         assert_eq!(c.kms.keyring, None);
         assert_eq!(c.auth, AuthConfig::default());
         assert!(c.streams.is_empty());
-        assert_eq!(
-            c.keyring_path(),
-            PathBuf::from("./sealcast-data/keyring.json")
-        );
+        assert_eq!(c.keyring_path(), PathBuf::from("./sealcast-data/keyring.json"));
         assert_eq!(
             c.generated_token_secret_path(),
             PathBuf::from("./sealcast-data/token_secret")
@@ -1115,10 +1063,7 @@ mod tests {
         assert_eq!(c.rtmp.max_connections, 500);
         assert_eq!(c.rtmp.idle_timeout_secs, 20);
         assert_eq!(c.http.listen.to_string(), "[::]:8080");
-        assert_eq!(
-            c.http.public_url.as_deref(),
-            Some("https://video.example.com/")
-        );
+        assert_eq!(c.http.public_url.as_deref(), Some("https://video.example.com/"));
         assert_eq!(c.http.public_base(), "https://video.example.com");
         assert_eq!(
             c.http.cors_allowed_origins,
@@ -1128,18 +1073,9 @@ mod tests {
         assert_eq!(c.hls.segment_duration_secs, 6);
         assert_eq!(c.hls.playlist_window, 5);
         assert_eq!(c.encryption.segments_per_key, 10);
-        assert_eq!(
-            c.kms.keyring,
-            Some(PathBuf::from("/etc/sealcast/keyring.json"))
-        );
-        assert_eq!(
-            c.keyring_path(),
-            PathBuf::from("/etc/sealcast/keyring.json")
-        );
-        assert_eq!(
-            c.auth.token_secret_env.as_deref(),
-            Some("SEALCAST_TOKEN_SECRET")
-        );
+        assert_eq!(c.kms.keyring, Some(PathBuf::from("/etc/sealcast/keyring.json")));
+        assert_eq!(c.keyring_path(), PathBuf::from("/etc/sealcast/keyring.json"));
+        assert_eq!(c.auth.token_secret_env.as_deref(), Some("SEALCAST_TOKEN_SECRET"));
         assert_eq!(c.auth.token_secret_file, None);
         let streams: Vec<_> = c
             .streams
@@ -1157,13 +1093,7 @@ mod tests {
         assert_eq!(
             streams,
             vec![
-                (
-                    "live",
-                    "main",
-                    false,
-                    None,
-                    Some(Path::new("/etc/sealcast/main.key"))
-                ),
+                ("live", "main", false, None, Some(Path::new("/etc/sealcast/main.key"))),
                 ("live", "backup", false, Some("SEALCAST_BACKUP_KEY"), None),
             ]
         );
@@ -1235,14 +1165,16 @@ mod tests {
     fn syntax_error_has_position() {
         assert_eq!(
             problems("[hls]\nplaylist_window = \n"),
-            vec!["TOML syntax error at line 2, column 19: string values must be quoted, expected literal string".to_string()]
+            vec![
+                "TOML syntax error at line 2, column 19: string values must be quoted, expected literal string"
+                    .to_string()
+            ]
         );
     }
 
     #[test]
     fn validation_messages() {
-        let stream =
-            |extra: &str| format!("[[streams]]\napp = \"live\"\nname = \"demo\"\n{extra}\n");
+        let stream = |extra: &str| format!("[[streams]]\napp = \"live\"\nname = \"demo\"\n{extra}\n");
         let cases: Vec<(String, &str)> = vec![
             (
                 "[hls]\nplaylist_window = 2\n".into(),
@@ -1347,10 +1279,7 @@ mod tests {
                 stream("key = \"sk_0123456789abcdef/\""),
                 "streams[0].key must be 16 to 256 characters from A-Z a-z 0-9 . _ ~ -",
             ),
-            (
-                stream("key_file = \"\""),
-                "streams[0].key_file must not be empty",
-            ),
+            (stream("key_file = \"\""), "streams[0].key_file must not be empty"),
         ];
         for (text, want) in &cases {
             assert_eq!(problems(text), vec![want.to_string()], "{text}");
@@ -1429,8 +1358,7 @@ mod tests {
         let text = "[[streams]]\napp = \"live\"\nname = \"a\"\nkey = \"sk_do-not-print-me\"\n";
         let c = Config::from_toml_str(text).unwrap();
         assert!(!format!("{c:?}").contains("do-not-print"));
-        let bad =
-            "[[streams]]\napp = \"live\"\nname = \"a\"\nkey = \"bad key!\"\nkey_env = \"X\"\n";
+        let bad = "[[streams]]\napp = \"live\"\nname = \"a\"\nkey = \"bad key!\"\nkey_env = \"X\"\n";
         let err = Config::from_toml_str(bad).unwrap_err();
         assert_eq!(err.problems.len(), 2);
         assert!(!err.to_string().contains("bad key!"));
@@ -1479,10 +1407,7 @@ mod tests {
     }
 
     fn in_dir(dir: &Path, extra: &str) -> Config {
-        let text = format!(
-            "[storage]\ndata_dir = {:?}\n{extra}",
-            dir.display().to_string()
-        );
+        let text = format!("[storage]\ndata_dir = {:?}\n{extra}", dir.display().to_string());
         Config::from_toml_str(&text).unwrap()
     }
 
@@ -1562,10 +1487,7 @@ mod tests {
         let path = dir.path().join("ts");
         let c = in_dir(
             &dir.path().join("data"),
-            &format!(
-                "[auth]\ntoken_secret_file = {:?}\n",
-                path.display().to_string()
-            ),
+            &format!("[auth]\ntoken_secret_file = {:?}\n", path.display().to_string()),
         );
         fs::write(&path, "0123456789abcdef0123456789abcdef\r\n\n").unwrap();
         let secret = c.resolve_token_secret_with(&no_env, &os_random).unwrap();
@@ -1574,9 +1496,7 @@ mod tests {
         assert!(!dir.path().join("data").exists());
 
         fs::write(&path, "short\n").unwrap();
-        let err = c
-            .resolve_token_secret_with(&no_env, &os_random)
-            .unwrap_err();
+        let err = c.resolve_token_secret_with(&no_env, &os_random).unwrap_err();
         assert_eq!(
             err.problems,
             vec![format!(
@@ -1585,14 +1505,9 @@ mod tests {
             )]
         );
         fs::remove_file(&path).unwrap();
-        let err = c
-            .resolve_token_secret_with(&no_env, &os_random)
-            .unwrap_err();
+        let err = c.resolve_token_secret_with(&no_env, &os_random).unwrap_err();
         assert!(
-            err.problems[0].starts_with(&format!(
-                "auth.token_secret_file {}: cannot read: ",
-                path.display()
-            )),
+            err.problems[0].starts_with(&format!("auth.token_secret_file {}: cannot read: ", path.display())),
             "{err}"
         );
     }
@@ -1638,22 +1553,12 @@ mod tests {
         let got = c.resolve_streams_with(&env, &os_random).unwrap();
         let summary: Vec<_> = got
             .iter()
-            .map(|s| {
-                (
-                    s.path(),
-                    s.publish_key.expose_str().unwrap(),
-                    s.key_origin.clone(),
-                )
-            })
+            .map(|s| (s.path(), s.publish_key.expose_str().unwrap(), s.key_origin.clone()))
             .collect();
         assert_eq!(
             summary,
             vec![
-                (
-                    "live/a".to_string(),
-                    "sk_inline_0123456789",
-                    KeyOrigin::Inline
-                ),
+                ("live/a".to_string(), "sk_inline_0123456789", KeyOrigin::Inline),
                 (
                     "live/b".to_string(),
                     "sk_from_file_0123456789",
@@ -1677,18 +1582,13 @@ mod tests {
         let err = c.resolve_streams_with(&same, &os_random).unwrap_err();
         assert_eq!(
             err.problems,
-            vec![
-                "streams: live/a and live/c have the same publish key; publish keys must be unique"
-            ]
+            vec!["streams: live/a and live/c have the same publish key; publish keys must be unique"]
         );
         let bad = |_: &str| Some(OsString::from("has space 0123456789"));
         fs::remove_file(&key_file).unwrap();
         let err = c.resolve_streams_with(&bad, &os_random).unwrap_err();
         assert_eq!(err.problems.len(), 2, "{err}");
-        assert!(err.problems[0].starts_with(&format!(
-            "streams[1].key_file {}: cannot read: ",
-            key_file.display()
-        )));
+        assert!(err.problems[0].starts_with(&format!("streams[1].key_file {}: cannot read: ", key_file.display())));
         assert_eq!(
             err.problems[1],
             "streams[2].key_env KEY_C: the publish key must be 16 to 256 characters from A-Z a-z 0-9 . _ ~ -"

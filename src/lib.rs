@@ -22,6 +22,10 @@
 //! - [`names`]: stream names, segment names and key URIs, validated.
 //! - [`store`]: atomic file writes.
 //! - [`package`]: the `sealcast package` / `sealcast decrypt` file tools.
+//! - [`live`]: the stream registry, publish authorization, and the task that
+//!   runs one publish's pipeline and stores its segments and playlist.
+//! - [`http`]: playlists with token-rewritten key URIs, segments, key endpoint.
+//! - [`server`]: `sealcast serve`: RTMP and HTTP side by side, graceful shutdown.
 //! - [`rtmp`]: RTMP ingest: accept loop, handshake, publish authorization,
 //!   media into a bounded channel per publish.
 
@@ -30,11 +34,14 @@ pub mod config;
 pub mod crypto;
 pub mod flv;
 pub mod hls;
+pub mod http;
 pub mod kms;
+pub mod live;
 pub mod media;
 pub mod names;
 pub mod package;
 pub mod pipeline;
 pub mod rtmp;
+pub mod server;
 pub mod store;
 pub mod ts;

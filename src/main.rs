@@ -2,17 +2,24 @@
 //! into the library.
 
 use std::num::NonZeroU32;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use sealcast::auth::{self, Claims};
+use sealcast::config::{Config, KeyOrigin};
 use sealcast::kms::local::LocalKms;
 use sealcast::names::StreamName;
 use sealcast::package::{self, PackageOptions};
+use sealcast::server::{self, Server};
 
 #[derive(Parser)]
-#[command(name = "sealcast", version, about = "Live RTMP to AES-128 encrypted HLS, with KMS envelope keys")]
+#[command(
+    name = "sealcast",
+    version,
+    about = "Live RTMP to AES-128 encrypted HLS, with KMS envelope keys"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,6 +47,30 @@ enum Command {
         #[arg(long, default_value = "")]
         key_uri_base: String,
     },
+    /// Run the live server: RTMP ingest, encrypted HLS and the key endpoint.
+    Serve {
+        /// TOML configuration; without it the embedded defaults run.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print a playback token for a stream (signed with the configured secret).
+    Token {
+        /// `app/name`, or a pattern such as `live/*` or `*`.
+        #[arg(long)]
+        stream: String,
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: u64,
+        /// Optional viewer id (`sub` claim).
+        #[arg(long)]
+        sub: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Decrypt a sealcast playlist into one plaintext TS file (operators and tests).
     Decrypt {
         playlist: PathBuf,
@@ -47,6 +78,26 @@ enum Command {
         #[arg(long, default_value = "sealcast-data/keyring.json")]
         keyring: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file; prints every problem and exits non-zero if any.
+    Check { file: PathBuf },
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    match path {
+        Some(path) => Config::load(path).map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display())),
+        None => Ok(Config::default()),
+    }
+}
+
+fn now_unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn parse_stream_name(s: &str) -> Result<StreamName, String> {
@@ -57,7 +108,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -73,9 +125,22 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match cli.command {
-        Command::Package { input, outdir, segment_duration_secs, segments_per_key, keyring, name, key_uri_base } => {
+        Command::Package {
+            input,
+            outdir,
+            segment_duration_secs,
+            segments_per_key,
+            keyring,
+            name,
+            key_uri_base,
+        } => {
             let kms = LocalKms::open_or_create(&keyring)?;
-            let options = PackageOptions { stream: name, segment_duration_secs, segments_per_key, key_uri_base };
+            let options = PackageOptions {
+                stream: name,
+                segment_duration_secs,
+                segments_per_key,
+                key_uri_base,
+            };
             let report = runtime.block_on(package::package(&input, &outdir, &options, &kms))?;
             println!(
                 "packaged {} into {}: {} segments, {} keys, {} video and {} audio frames, {} tags skipped",
@@ -88,11 +153,98 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 report.skipped_tags
             );
         }
-        Command::Decrypt { playlist, output, keyring } => {
+        Command::Serve { config } => {
+            let config = load_config(config.as_deref())?;
+            let server = Server::from_config(&config)?;
+            runtime.block_on(async {
+                let rtmp = tokio::net::TcpListener::bind(config.rtmp.listen)
+                    .await
+                    .with_context(|| format!("binding RTMP to {}", config.rtmp.listen))?;
+                let http = tokio::net::TcpListener::bind(config.http.listen)
+                    .await
+                    .with_context(|| format!("binding HTTP to {}", config.http.listen))?;
+                print_banner(&config, &server, rtmp.local_addr()?, http.local_addr()?);
+                server.run(rtmp, http, server::shutdown_signal()).await?;
+                anyhow::Ok(())
+            })?;
+        }
+        Command::Token {
+            stream,
+            ttl_secs,
+            sub,
+            config,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let secret = config.resolve_token_secret()?;
+            let claims = Claims {
+                exp: now_unix_secs() + ttl_secs,
+                stream,
+                sub,
+                jti: None,
+            };
+            println!("{}", auth::mint(&secret, &claims));
+        }
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => {
+            let config = load_config(Some(&file))?;
+            println!("{}: ok ({} streams)", file.display(), config.streams.len());
+        }
+        Command::Decrypt {
+            playlist,
+            output,
+            keyring,
+        } => {
             let kms = LocalKms::open_or_create(&keyring)?;
             let segments = runtime.block_on(package::decrypt(&playlist, &output, &kms))?;
             println!("decrypted {segments} segments into {}", output.display());
         }
     }
     Ok(())
+}
+
+/// What a person needs after start: OBS settings, a playable URL, how to mint tokens.
+fn print_banner(config: &Config, server: &Server, rtmp: std::net::SocketAddr, http: std::net::SocketAddr) {
+    let base = match config.http.public_base() {
+        "" => format!("http://{http}"),
+        base => base.to_owned(),
+    };
+    println!("sealcast is running: RTMP on {rtmp}, HTTP on {http}");
+    for stream in server.streams() {
+        let key = match &stream.key_origin {
+            KeyOrigin::Generated(path) => {
+                format!(
+                    "{} (generated, kept in {})",
+                    stream.publish_key.expose_str().unwrap_or("?"),
+                    path.display()
+                )
+            }
+            KeyOrigin::Inline => "(as in the config file)".to_owned(),
+            KeyOrigin::Env(var) => format!("(from ${var})"),
+            KeyOrigin::File(path) => format!("(from {})", path.display()),
+        };
+        let token = auth::mint(
+            server.token_secret(),
+            &Claims {
+                exp: now_unix_secs() + 24 * 3600,
+                stream: stream.path(),
+                sub: None,
+                jti: None,
+            },
+        );
+        println!();
+        println!("stream {}", stream.path());
+        println!("  OBS: Settings > Stream > Service: Custom");
+        println!("       Server:     rtmp://{rtmp}/{}", stream.app);
+        println!("       Stream Key: {key}");
+        println!("       (Settings > Output > Keyframe Interval: 2 s)");
+        println!("  play (token valid 24 h):");
+        println!(
+            "       ffplay '{base}/{}/{}/index.m3u8?token={token}'",
+            stream.app, stream.name
+        );
+    }
+    let config_arg = "";
+    println!();
+    println!("more tokens: sealcast token --stream APP/NAME --ttl-secs 3600{config_arg}");
 }

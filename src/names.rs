@@ -44,12 +44,17 @@ impl StreamName {
                 return Err(NameError::BadComponent(part.to_owned()));
             }
         }
-        Ok(Self { app: app.to_owned(), name: name.to_owned() })
+        Ok(Self {
+            app: app.to_owned(),
+            name: name.to_owned(),
+        })
     }
 
     /// Parses `app/name`.
     pub fn parse(s: &str) -> Result<Self, NameError> {
-        let (app, name) = s.split_once('/').ok_or_else(|| NameError::NotAppSlashName(s.to_owned()))?;
+        let (app, name) = s
+            .split_once('/')
+            .ok_or_else(|| NameError::NotAppSlashName(s.to_owned()))?;
         Self::new(app, name)
     }
 
@@ -121,7 +126,8 @@ impl KeyUri {
         let rest = &uri[path_start + "/keys/".len()..];
         let (path, query) = rest.split_once('?').ok_or(NameError::BadKeyUri)?;
         let mut parts = path.split('/');
-        let (Some(app), Some(name), Some(key_id), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(app), Some(name), Some(key_id), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(NameError::BadKeyUri);
         };
         let edk = query
@@ -156,8 +162,14 @@ mod tests {
         assert_eq!((s.app(), s.name()), ("live", "demo"));
         assert_eq!(s.to_string(), "live/demo");
         assert_eq!(s.playlist_path(), "/live/demo/index.m3u8");
-        assert_eq!(StreamName::parse("live"), Err(NameError::NotAppSlashName("live".into())));
-        assert_eq!(StreamName::parse("live/../x"), Err(NameError::BadComponent("../x".into())));
+        assert_eq!(
+            StreamName::parse("live"),
+            Err(NameError::NotAppSlashName("live".into()))
+        );
+        assert_eq!(
+            StreamName::parse("live/../x"),
+            Err(NameError::BadComponent("../x".into()))
+        );
         assert!(StreamName::parse("live/demo/x").is_err());
     }
 
@@ -166,7 +178,16 @@ mod tests {
         assert_eq!(segment_file_name("ab12", 7), "ab12-7.ts");
         assert!(is_segment_file_name("ab12-7.ts"));
         assert!(is_segment_file_name("a-b-18446744073709551615.ts"));
-        for bad in ["ab12-7.ts.tmp", "ab12.ts", "-7.ts", "ab12-.ts", "../x-1.ts", "ab12-7x.ts", "index.m3u8", "a b-1.ts"] {
+        for bad in [
+            "ab12-7.ts.tmp",
+            "ab12.ts",
+            "-7.ts",
+            "ab12-.ts",
+            "../x-1.ts",
+            "ab12-7x.ts",
+            "index.m3u8",
+            "a b-1.ts",
+        ] {
             assert!(!is_segment_file_name(bad), "{bad}");
         }
     }
@@ -182,9 +203,23 @@ mod tests {
         assert_eq!(rel, "/keys/live/demo/ab12-3?edk=-_8AEA");
         for text in [uri.as_str(), rel.as_str(), "/keys/live/demo/ab12-3?token=x&edk=-_8AEA"] {
             let parsed = KeyUri::parse(text).unwrap();
-            assert_eq!(parsed, KeyUri { stream: stream.clone(), key_id: key_id.clone(), wrapped: wrapped.clone() });
+            assert_eq!(
+                parsed,
+                KeyUri {
+                    stream: stream.clone(),
+                    key_id: key_id.clone(),
+                    wrapped: wrapped.clone()
+                }
+            );
         }
-        for bad in ["", "/keys/live/demo/k", "/keys/live/demo?edk=AA", "/keys/live/demo/k/x?edk=AA", "/keys/l/d/k?edk=***", "/keys/l/d/k?x=1"] {
+        for bad in [
+            "",
+            "/keys/live/demo/k",
+            "/keys/live/demo?edk=AA",
+            "/keys/live/demo/k/x?edk=AA",
+            "/keys/l/d/k?edk=***",
+            "/keys/l/d/k?x=1",
+        ] {
             assert!(KeyUri::parse(bad).is_err(), "{bad}");
         }
     }

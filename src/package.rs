@@ -55,6 +55,7 @@ pub struct PackageOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PackageReport {
     pub segments: u64,
+    /// Data keys that encrypt at least one segment.
     pub keys: u64,
     pub video_frames: u64,
     pub audio_frames: u64,
@@ -64,14 +65,22 @@ pub struct PackageReport {
 
 /// Packages an FLV file into `outdir/index.m3u8` and encrypted segments.
 /// Every file is written atomically (temporary name, then rename).
-pub async fn package(input: &Path, outdir: &Path, options: &PackageOptions, kms: &dyn Kms) -> Result<PackageReport, PackageError> {
+pub async fn package(
+    input: &Path,
+    outdir: &Path,
+    options: &PackageOptions,
+    kms: &dyn Kms,
+) -> Result<PackageReport, PackageError> {
     let io_err = |path: &Path| {
         let path = path.to_owned();
         move |source| PackageError::Io { path, source }
     };
     let file = std::fs::read(input).map_err(io_err(input))?;
     std::fs::create_dir_all(outdir).map_err(io_err(outdir))?;
-    let (_, tags) = flv::tags(&file).map_err(|source| PackageError::Flv { path: input.to_owned(), source })?;
+    let (_, tags) = flv::tags(&file).map_err(|source| PackageError::Flv {
+        path: input.to_owned(),
+        source,
+    })?;
 
     let publish_id = random_publish_id().map_err(|_| PackageError::NoRandomness)?;
     let mut pipeline = Pipeline::new(PipelineConfig {
@@ -83,29 +92,41 @@ pub async fn package(input: &Path, outdir: &Path, options: &PackageOptions, kms:
     });
     let mut playlist = MediaPlaylist::vod();
     let mut report = PackageReport::default();
-    let mut store_output = |output: Output, pipeline: &mut Pipeline, report: &mut PackageReport| -> Result<(), PackageError> {
-        let Output::Segment(segment) = output else {
-            // Keys are provided before every push, so no segment waits for one.
-            return Ok(());
+    let mut keys_generated = 0u64;
+    let mut last_key_id = None;
+    let mut store_output =
+        |output: Output, pipeline: &mut Pipeline, report: &mut PackageReport| -> Result<(), PackageError> {
+            let Output::Segment(segment) = output else {
+                // Keys are provided before every push, so no segment waits for one.
+                return Ok(());
+            };
+            let file_name = names::segment_file_name(&publish_id, segment.sequence);
+            let path = outdir.join(&file_name);
+            store::write_atomic(&path, &segment.ciphertext).map_err(io_err(&path))?;
+            report.segments += 1;
+            if last_key_id.as_ref() != Some(&segment.key.id) {
+                report.keys += 1;
+                last_key_id = Some(segment.key.id.clone());
+            }
+            playlist.push(SegmentEntry {
+                uri: file_name,
+                duration_secs: segment.duration_secs,
+                key: Some(KeyTag {
+                    uri: KeyUri::render(
+                        &options.stream,
+                        &segment.key.id,
+                        &segment.key.wrapped,
+                        &options.key_uri_base,
+                    ),
+                    iv: segment.key.iv,
+                }),
+                program_date_time_ms: None,
+                discontinuity: segment.discontinuity,
+                sequence: segment.sequence,
+            });
+            pipeline.recycle_buffer(segment.ciphertext);
+            Ok(())
         };
-        let file_name = names::segment_file_name(&publish_id, segment.sequence);
-        let path = outdir.join(&file_name);
-        store::write_atomic(&path, &segment.ciphertext).map_err(io_err(&path))?;
-        report.segments += 1;
-        playlist.push(SegmentEntry {
-            uri: file_name,
-            duration_secs: segment.duration_secs,
-            key: Some(KeyTag {
-                uri: KeyUri::render(&options.stream, &segment.key.id, &segment.key.wrapped, &options.key_uri_base),
-                iv: segment.key.iv,
-            }),
-            program_date_time_ms: None,
-            discontinuity: segment.discontinuity,
-            sequence: segment.sequence,
-        });
-        pipeline.recycle_buffer(segment.ciphertext);
-        Ok(())
-    };
 
     for tag in tags {
         let tag = match tag {
@@ -118,13 +139,19 @@ pub async fn package(input: &Path, outdir: &Path, options: &PackageOptions, kms:
             }
         };
         while pipeline.wants_key() {
-            let key_id = KeyId::new(&format!("{publish_id}-{}", report.keys)).map_err(|e| PackageError::Playlist {
+            let key_id = KeyId::new(&format!("{publish_id}-{keys_generated}")).map_err(|e| PackageError::Playlist {
                 path: input.to_owned(),
                 reason: e.to_string(),
             })?;
-            let (key, wrapped) = kms.generate_data_key(&EncryptionContext::new(&options.stream.to_string(), &key_id)).await?;
-            pipeline.provide_key(SegmentKey { id: key_id, key, wrapped });
-            report.keys += 1;
+            let (key, wrapped) = kms
+                .generate_data_key(&EncryptionContext::new(&options.stream.to_string(), &key_id))
+                .await?;
+            pipeline.provide_key(SegmentKey {
+                id: key_id,
+                key,
+                wrapped,
+            });
+            keys_generated += 1;
         }
         match pipeline.push(tag.kind, tag.timestamp_ms, tag.body) {
             Ok(Some(output)) => store_output(output, &mut pipeline, &mut report)?,
@@ -157,7 +184,10 @@ pub async fn decrypt(playlist_path: &Path, output: &Path, kms: &dyn Kms) -> Resu
         let path = path.to_owned();
         move |source| PackageError::Io { path, source }
     };
-    let playlist_err = |reason: String| PackageError::Playlist { path: playlist_path.to_owned(), reason };
+    let playlist_err = |reason: String| PackageError::Playlist {
+        path: playlist_path.to_owned(),
+        reason,
+    };
     let text = std::fs::read_to_string(playlist_path).map_err(io_err(playlist_path))?;
     let parsed = hls::parse_media_playlist(&text).map_err(|e| playlist_err(e.to_string()))?;
     let dir = playlist_path.parent().unwrap_or(Path::new("."));
@@ -166,15 +196,22 @@ pub async fn decrypt(playlist_path: &Path, output: &Path, kms: &dyn Kms) -> Resu
     let mut segments = 0;
     for segment in &parsed.segments {
         if !names::is_segment_file_name(&segment.uri) {
-            return Err(playlist_err(format!("segment URI {:?} is not a sealcast segment", segment.uri)));
+            return Err(playlist_err(format!(
+                "segment URI {:?} is not a sealcast segment",
+                segment.uri
+            )));
         }
-        let key_tag = segment.key.as_ref().ok_or_else(|| playlist_err(format!("{} has no key", segment.uri)))?;
+        let key_tag = segment
+            .key
+            .as_ref()
+            .ok_or_else(|| playlist_err(format!("{} has no key", segment.uri)))?;
         let key_uri = KeyUri::parse(&key_tag.uri).map_err(|e| playlist_err(format!("{}: {e}", key_tag.uri)))?;
         let context = EncryptionContext::new(&key_uri.stream.to_string(), &key_uri.key_id);
         let key = kms.decrypt(&key_uri.wrapped, &context).await?;
         let path = dir.join(&segment.uri);
         let mut bytes = std::fs::read(&path).map_err(io_err(&path))?;
-        crypto::decrypt_segment(&key, key_tag.iv, &mut bytes).map_err(|source| PackageError::Crypto { path, source })?;
+        crypto::decrypt_segment(&key, key_tag.iv, &mut bytes)
+            .map_err(|source| PackageError::Crypto { path, source })?;
         ts.extend_from_slice(&bytes);
         segments += 1;
     }

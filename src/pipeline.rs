@@ -108,7 +108,6 @@ struct OpenSegment {
     buf: Vec<u8>,
     /// `None` while no key is available; the buffer is then plaintext in memory.
     cipher: Option<(SegmentEncryptor, KeyInfo)>,
-    tracks: Tracks,
     discontinuity: bool,
     forced_cut: bool,
     video_frames: u32,
@@ -188,8 +187,14 @@ struct Packager {
     next_sequence: u64,
     discontinuity_pending: bool,
     spare_buffers: Vec<Vec<u8>>,
+    /// Audio held until the first segment opens: (pts, dts, ADTS frame).
+    preroll: Vec<(u64, u64, Vec<u8>)>,
     stats: Stats,
 }
+
+/// At most this much audio is held before the first video keyframe.
+const MAX_PREROLL_FRAMES: usize = 64;
+const PREROLL_WINDOW_90K: u64 = CLOCK_90K;
 
 impl Packager {
     fn new(config: PipelineConfig) -> Self {
@@ -203,6 +208,7 @@ impl Packager {
             next_sequence: config.first_sequence,
             discontinuity_pending: config.discontinuity_at_start,
             spare_buffers: Vec::new(),
+            preroll: Vec::new(),
             stats: Stats::default(),
         }
     }
@@ -222,11 +228,19 @@ impl Packager {
         let mut output = None;
         match self.segmenter.decide(au, tracks) {
             Decision::Drop => {
-                self.stats.frames_before_keyframe += 1;
+                if self.open.is_none() && au.track == Track::Audio {
+                    self.hold_preroll(au);
+                } else {
+                    self.stats.frames_before_keyframe += 1;
+                }
                 return None;
             }
             Decision::Continue => {}
-            Decision::Cut { closed_duration_secs, forced, discontinuity } => {
+            Decision::Cut {
+                closed_duration_secs,
+                forced,
+                discontinuity,
+            } => {
                 if let (Some(open), Some(duration_secs)) = (self.open.take(), closed_duration_secs) {
                     output = Some(close_segment(open, duration_secs, &mut self.stats));
                 }
@@ -235,21 +249,22 @@ impl Packager {
                 }
                 let discontinuity = discontinuity || std::mem::take(&mut self.discontinuity_pending);
                 self.open_segment(au.dts_90k, tracks, forced, discontinuity);
+                self.write_preroll(au.dts_90k);
             }
         }
+        self.write(au);
+        output
+    }
+
+    /// Writes an access unit into the open segment and encrypts what it can.
+    fn write(&mut self, au: &AccessUnit<'_>) {
         let Some(open) = self.open.as_mut() else {
-            return output;
+            return;
         };
-        if open.tracks != tracks {
-            // A track's sequence header arrived mid-segment: announce the new
-            // program so the track's frames are not lost.
-            self.muxer.start_segment(tracks, &mut open.buf);
-            open.tracks = tracks;
-        }
-        if self.muxer.write(au, &mut open.buf).is_err() {
-            // Unreachable: the program was just updated to `tracks`, which
-            // holds the track of every access unit the demuxer returns.
-            return output;
+        if let Err(error) = self.muxer.write(au, &mut open.buf) {
+            // The segmenter only lets through tracks the segment's PMT declares.
+            tracing::warn!(%error, "access unit not muxed");
+            return;
         }
         match au.track {
             Track::Video => {
@@ -264,7 +279,35 @@ impl Packager {
         if let Some((cipher, _)) = open.cipher.as_mut() {
             cipher.encrypt_available(&mut open.buf);
         }
-        output
+    }
+
+    /// Keeps a copy of audio that arrives before the first video keyframe
+    /// (encoders often send the first audio frame a few ms ahead of video).
+    fn hold_preroll(&mut self, au: &AccessUnit<'_>) {
+        if self.preroll.len() == MAX_PREROLL_FRAMES {
+            self.preroll.remove(0);
+            self.stats.frames_before_keyframe += 1;
+        }
+        self.preroll.push((au.pts_90k, au.dts_90k, au.payload.to_vec()));
+    }
+
+    /// Writes held audio from up to [`PREROLL_WINDOW_90K`] before the first
+    /// segment's start into it; older audio is dropped.
+    fn write_preroll(&mut self, start_dts_90k: u64) {
+        for (pts_90k, dts_90k, payload) in std::mem::take(&mut self.preroll) {
+            if dts_90k + PREROLL_WINDOW_90K < start_dts_90k {
+                self.stats.frames_before_keyframe += 1;
+                continue;
+            }
+            let au = AccessUnit {
+                track: Track::Audio,
+                pts_90k,
+                dts_90k,
+                keyframe: true,
+                payload: &payload,
+            };
+            self.write(&au);
+        }
     }
 
     fn finish(&mut self) -> Option<Output> {
@@ -284,7 +327,6 @@ impl Packager {
             start_dts_90k,
             buf,
             cipher,
-            tracks,
             discontinuity,
             forced_cut,
             video_frames: 0,
@@ -335,12 +377,25 @@ fn start_cipher(source: KeyInfoSource, sequence: u64, buf: &mut [u8]) -> (Segmen
 }
 
 fn close_segment(open: OpenSegment, duration_secs: f64, stats: &mut Stats) -> Output {
-    let OpenSegment { sequence, start_dts_90k, mut buf, cipher, discontinuity, forced_cut, video_frames, audio_frames, .. } = open;
+    let OpenSegment {
+        sequence,
+        start_dts_90k,
+        mut buf,
+        cipher,
+        discontinuity,
+        forced_cut,
+        video_frames,
+        audio_frames,
+        ..
+    } = open;
     let Some((cipher, key)) = cipher else {
         // Never let plaintext out: wipe what we had and report the gap.
         buf.fill(0);
         stats.segments_dropped += 1;
-        return Output::Dropped { sequence, reason: DropReason::NoKey };
+        return Output::Dropped {
+            sequence,
+            reason: DropReason::NoKey,
+        };
     };
     cipher.finish(&mut buf);
     stats.segments += 1;

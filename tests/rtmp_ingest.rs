@@ -13,13 +13,10 @@ use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::messages::RtmpMessage;
 use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::sessions::{
-    ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
-    PublishRequestType, StreamMetadata,
+    ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType, StreamMetadata,
 };
 use rml_rtmp::time::RtmpTimestamp;
-use sealcast::rtmp::{
-    IngestLimits, MediaMessage, PublishAuthorizer, PublishGrant, PublishRefused, serve,
-};
+use sealcast::rtmp::{IngestLimits, MediaMessage, PublishAuthorizer, PublishGrant, PublishRefused, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -46,11 +43,10 @@ impl PublishAuthorizer for Registry {
         query: Option<&str>,
         _peer: SocketAddr,
     ) -> Result<PublishGrant, PublishRefused> {
-        self.calls.lock().unwrap().push((
-            app.to_owned(),
-            stream_key.to_owned(),
-            query.map(str::to_owned),
-        ));
+        self.calls
+            .lock()
+            .unwrap()
+            .push((app.to_owned(), stream_key.to_owned(), query.map(str::to_owned)));
         if app != "live" || stream_key != "sk_good" {
             return Err(PublishRefused::BadKey);
         }
@@ -217,10 +213,7 @@ impl Client {
 
     async fn connect_and_publish(addr: SocketAddr, raw_key: &str) -> Self {
         let mut client = Self::connect(addr).await;
-        let request = client
-            .session
-            .request_connection("live".to_owned())
-            .unwrap();
+        let request = client.session.request_connection("live".to_owned()).unwrap();
         client.send(request).await;
         client
             .wait_for(|e| matches!(e, ClientSessionEvent::ConnectionRequestAccepted))
@@ -309,9 +302,7 @@ async fn publish_forwards_metadata_and_media_in_order_then_ends() {
         ];
         for message in &expected {
             let result = match message.clone() {
-                MediaMessage::Metadata(metadata) => {
-                    client.session.publish_metadata(&metadata).unwrap()
-                }
+                MediaMessage::Metadata(metadata) => client.session.publish_metadata(&metadata).unwrap(),
                 MediaMessage::Video { timestamp_ms, body } => client
                     .session
                     .publish_video_data(body, RtmpTimestamp::new(timestamp_ms), false)
@@ -342,9 +333,7 @@ async fn wrong_key_is_refused_without_a_grant() {
             match event {
                 ClientSessionEvent::PublishRequestAccepted => panic!("bad key was accepted"),
                 // rml_rtmp's reject answers with `_error` on transaction 0.
-                ClientSessionEvent::UnknownTransactionResultReceived {
-                    additional_values, ..
-                } => {
+                ClientSessionEvent::UnknownTransactionResultReceived { additional_values, .. } => {
                     refusal_code = additional_values.into_iter().find_map(|value| {
                         match value.get_object_properties()?.remove("code")? {
                             Amf0Value::Utf8String(code) => Some(code),
@@ -395,12 +384,8 @@ async fn garbage_and_hostile_peers_are_closed_and_serving_continues() {
         let message = RtmpMessage::Amf0Data {
             values: vec![Amf0Value::Utf8String("@setDataFrame".to_owned())],
         };
-        let payload = message
-            .into_message_payload(RtmpTimestamp::new(0), 1)
-            .unwrap();
-        let packet = ChunkSerializer::new()
-            .serialize(&payload, false, false)
-            .unwrap();
+        let payload = message.into_message_payload(RtmpTimestamp::new(0), 1).unwrap();
+        let packet = ChunkSerializer::new().serialize(&payload, false, false).unwrap();
         hostile.write_all(&packet.bytes).await.unwrap();
         read_until_closed(&mut hostile).await;
 
@@ -420,10 +405,7 @@ async fn garbage_and_hostile_peers_are_closed_and_serving_continues() {
         client.close().await;
         assert_eq!(
             collector.await.unwrap(),
-            vec![MediaMessage::Video {
-                timestamp_ms: 7,
-                body
-            }]
+            vec![MediaMessage::Video { timestamp_ms: 7, body }]
         );
     })
     .await;
@@ -465,13 +447,7 @@ async fn shutdown_ends_live_publishes_and_serve_returns() {
             .publish_audio_data(body.clone(), RtmpTimestamp::new(5), false)
             .unwrap();
         client.send(result).await;
-        assert_eq!(
-            rx.recv().await,
-            Some(MediaMessage::Audio {
-                timestamp_ms: 5,
-                body
-            })
-        );
+        assert_eq!(rx.recv().await, Some(MediaMessage::Audio { timestamp_ms: 5, body }));
 
         server.shutdown.take().unwrap().send(()).unwrap();
         assert_eq!(rx.recv().await, None, "the media sender must be dropped");
@@ -483,11 +459,7 @@ async fn shutdown_ends_live_publishes_and_serve_returns() {
 
 #[tokio::test]
 async fn ffmpeg_publish_delivers_sequence_headers_and_frames() {
-    if std::process::Command::new("ffmpeg")
-        .arg("-version")
-        .output()
-        .is_err()
-    {
+    if std::process::Command::new("ffmpeg").arg("-version").output().is_err() {
         println!("skipping: ffmpeg is not on PATH");
         return;
     }
@@ -542,10 +514,7 @@ async fn ffmpeg_publish_delivers_sequence_headers_and_frames() {
             _ => None,
         });
         let metadata = metadata.expect("ffmpeg sends onMetaData");
-        assert_eq!(
-            (metadata.video_width, metadata.video_height),
-            (Some(320), Some(240))
-        );
+        assert_eq!((metadata.video_width, metadata.video_height), (Some(320), Some(240)));
         // Video timestamps never go backwards within this short publish.
         let stamps: Vec<u32> = got
             .iter()

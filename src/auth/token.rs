@@ -97,12 +97,7 @@ pub fn mint(secret: &Secret, claims: &Claims) -> String {
 /// HMAC-SHA256 in constant time (`ring::hmac::verify`), then the claims:
 /// `exp > now_unix_secs` (a token is expired at the second `exp` names) and
 /// `stream` matching via [`stream_matches`].
-pub fn verify(
-    secret: &Secret,
-    token: &str,
-    stream: &str,
-    now_unix_secs: u64,
-) -> Result<Claims, TokenError> {
+pub fn verify(secret: &Secret, token: &str, stream: &str, now_unix_secs: u64) -> Result<Claims, TokenError> {
     let payload = verified_payload(secret, token)?;
     let claims: Claims = json_object(&payload)?;
     if claims.exp <= now_unix_secs {
@@ -150,9 +145,7 @@ fn verified_payload(secret: &Secret, token: &str) -> Result<Vec<u8>, TokenError>
 /// array of the fields in order, but JOSE headers and claims sets must be
 /// objects (RFC 7515 section 4, RFC 7519 section 7.2 step 10), so check first.
 fn json_object<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Result<T, TokenError> {
-    let first = json
-        .iter()
-        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    let first = json.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
     if first != Some(&b'{') {
         return Err(TokenError::Malformed);
     }
@@ -160,9 +153,7 @@ fn json_object<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Result<T, TokenError> 
 }
 
 fn decode_segment(segment: &str) -> Result<Vec<u8>, TokenError> {
-    URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| TokenError::Malformed)
+    URL_SAFE_NO_PAD.decode(segment).map_err(|_| TokenError::Malformed)
 }
 
 /// Whether the `stream` claim `pattern` covers `stream` (`app/name`).
@@ -240,10 +231,7 @@ mod tests {
 
     #[test]
     fn verify_accepts_hand_built_vectors() {
-        assert_eq!(
-            verify(&secret(), VECTOR, "live/demo", EXP - 1),
-            Ok(claims())
-        );
+        assert_eq!(verify(&secret(), VECTOR, "live/demo", EXP - 1), Ok(claims()));
         let c = verify(&secret(), VECTOR_EXTRA_CLAIMS, "live/other", EXP - 1).unwrap();
         assert_eq!(
             c,
@@ -262,9 +250,7 @@ mod tests {
     #[test]
     fn rfc7515_a1_signature_verifies() {
         let key = URL_SAFE_NO_PAD
-            .decode(
-                "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow",
-            )
+            .decode("AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow")
             .unwrap();
         let token = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.\
             eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.\
@@ -274,10 +260,7 @@ mod tests {
             verified_payload(&secret, token).unwrap(),
             b"{\"iss\":\"joe\",\r\n \"exp\":1300819380,\r\n \"http://example.com/is_root\":true}"
         );
-        assert_eq!(
-            verify(&secret, token, "live/demo", 0),
-            Err(TokenError::Malformed)
-        );
+        assert_eq!(verify(&secret, token, "live/demo", 0), Err(TokenError::Malformed));
     }
 
     /// The jwt.io sample token, secret `your-256-bit-secret`.
@@ -292,10 +275,7 @@ mod tests {
             br#"{"sub":"1234567890","name":"John Doe","iat":1516239022}"#
         );
         let wrong = Secret::new(b"your-256-bit-secreT".to_vec());
-        assert_eq!(
-            verified_payload(&wrong, token),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(verified_payload(&wrong, token), Err(TokenError::BadSignature));
     }
 
     #[test]
@@ -308,10 +288,7 @@ mod tests {
         };
         let token = mint(&secret(), &c);
         let payload = token.split('.').nth(1).unwrap();
-        assert_eq!(
-            URL_SAFE_NO_PAD.decode(payload).unwrap(),
-            br#"{"exp":42,"stream":"*"}"#
-        );
+        assert_eq!(URL_SAFE_NO_PAD.decode(payload).unwrap(), br#"{"exp":42,"stream":"*"}"#);
         assert_eq!(verify(&secret(), &token, "app/x", 41), Ok(c));
     }
 
@@ -340,10 +317,7 @@ mod tests {
             );
         }
         let other = Secret::new(b"sealcast-test-secret-0123456789abcdeF".to_vec());
-        assert_eq!(
-            verify(&other, VECTOR, "live/demo", 0),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(verify(&other, VECTOR, "live/demo", 0), Err(TokenError::BadSignature));
     }
 
     fn parts(token: &str) -> (String, String, String) {
@@ -366,14 +340,8 @@ mod tests {
         let flipped_payload = String::from_utf8(flipped_payload).unwrap();
 
         let cases = [
-            (
-                format!("{h}.{forged_payload}.{s}"),
-                TokenError::BadSignature,
-            ),
-            (
-                format!("{h}.{flipped_payload}.{s}"),
-                TokenError::BadSignature,
-            ),
+            (format!("{h}.{forged_payload}.{s}"), TokenError::BadSignature),
+            (format!("{h}.{flipped_payload}.{s}"), TokenError::BadSignature),
             (format!("{forged_header}.{p}.{s}"), TokenError::BadSignature),
             (format!("{h}.{p}.{flipped_sig}"), TokenError::BadSignature),
             // Truncated signature: still base64url, wrong length.
@@ -381,11 +349,7 @@ mod tests {
             (format!("{h}.{p}."), TokenError::BadSignature),
         ];
         for (token, want) in cases {
-            assert_eq!(
-                verify(&secret(), &token, "live/demo", 0),
-                Err(want),
-                "{token}"
-            );
+            assert_eq!(verify(&secret(), &token, "live/demo", 0), Err(want), "{token}");
         }
     }
 
@@ -397,15 +361,9 @@ mod tests {
         let (h, p, s) = parts(VECTOR);
         assert!(s.ends_with('8'));
         let alt = format!("{h}.{p}.{}9", &s[..s.len() - 1]);
-        assert_eq!(
-            verify(&secret(), &alt, "live/demo", 0),
-            Err(TokenError::Malformed)
-        );
+        assert_eq!(verify(&secret(), &alt, "live/demo", 0), Err(TokenError::Malformed));
         let padded = format!("{VECTOR}=");
-        assert_eq!(
-            verify(&secret(), &padded, "live/demo", 0),
-            Err(TokenError::Malformed)
-        );
+        assert_eq!(verify(&secret(), &padded, "live/demo", 0), Err(TokenError::Malformed));
     }
 
     #[test]
@@ -461,18 +419,9 @@ mod tests {
             ("bad base64 header", format!("{h}*.{p}.{s}")),
             ("bad base64 signature", format!("{h}.{p}.{s}*")),
             ("header not JSON", format!("{}.{p}.{s}", b64(b"alg=HS256"))),
-            (
-                "header JSON array",
-                format!("{}.{p}.{s}", b64(b"[\"HS256\"]")),
-            ),
-            (
-                "header without alg",
-                format!("{}.{p}.{s}", b64(b"{\"typ\":\"JWT\"}")),
-            ),
-            (
-                "alg not a string",
-                format!("{}.{p}.{s}", b64(b"{\"alg\":256}")),
-            ),
+            ("header JSON array", format!("{}.{p}.{s}", b64(b"[\"HS256\"]"))),
+            ("header without alg", format!("{}.{p}.{s}", b64(b"{\"typ\":\"JWT\"}"))),
+            ("alg not a string", format!("{}.{p}.{s}", b64(b"{\"alg\":256}"))),
             (
                 "duplicate alg",
                 format!("{}.{p}.{s}", b64(br#"{"alg":"HS256","alg":"none"}"#)),
@@ -482,10 +431,7 @@ mod tests {
                 sign(&b64(br#"{"alg":"HS256","crit":["b64"],"b64":false}"#), &p),
             ),
             ("signed non-JSON payload", sign(&h, &b64(b"hello"))),
-            (
-                "signed payload without exp",
-                sign(&h, &b64(br#"{"stream":"*"}"#)),
-            ),
+            ("signed payload without exp", sign(&h, &b64(br#"{"stream":"*"}"#))),
             (
                 "signed payload without stream",
                 sign(&h, &b64(br#"{"exp":9999999999}"#)),
@@ -494,14 +440,8 @@ mod tests {
                 "signed float exp",
                 sign(&h, &b64(br#"{"exp":9999999999.5,"stream":"*"}"#)),
             ),
-            (
-                "signed negative exp",
-                sign(&h, &b64(br#"{"exp":-1,"stream":"*"}"#)),
-            ),
-            (
-                "signed payload JSON array",
-                sign(&h, &b64(br#"[9999999999,"*"]"#)),
-            ),
+            ("signed negative exp", sign(&h, &b64(br#"{"exp":-1,"stream":"*"}"#))),
+            ("signed payload JSON array", sign(&h, &b64(br#"[9999999999,"*"]"#))),
             (
                 "signed duplicate stream",
                 sign(&h, &b64(br#"{"exp":9999999999,"stream":"x","stream":"*"}"#)),
@@ -542,11 +482,7 @@ mod tests {
             ("", "live/demo", false),
         ];
         for (pattern, stream, want) in cases {
-            assert_eq!(
-                stream_matches(pattern, stream),
-                want,
-                "{pattern} vs {stream}"
-            );
+            assert_eq!(stream_matches(pattern, stream), want, "{pattern} vs {stream}");
         }
     }
 

@@ -52,11 +52,7 @@ pub fn seal_data_key(
         .ok_or(Error::EnvelopeLength(WRAPPED_KEY_LEN))?;
     let tag = master
         .aead()
-        .seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(&aad[..]),
-            sealed,
-        )
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&aad[..]), sealed)
         .map_err(|_| Error::Seal)?;
     out.extend_from_slice(tag.as_ref());
     Ok(WrappedKey::from_bytes(std::mem::take(&mut *out)))
@@ -84,20 +80,12 @@ pub fn wrapped_master_version(wrapped: &WrappedKey) -> Result<u32, Error> {
 
 /// Opens a wrapped key with `master` (the master key of the version the wrapped key
 /// names), checking that it was sealed for `ctx`.
-pub fn open_data_key(
-    master: &MasterKey,
-    wrapped: &WrappedKey,
-    ctx: &EncryptionContext,
-) -> Result<DataKey, Error> {
+pub fn open_data_key(master: &MasterKey, wrapped: &WrappedKey, ctx: &EncryptionContext) -> Result<DataKey, Error> {
     wrapped_master_version(wrapped)?;
     let bytes = wrapped.as_bytes();
     let malformed = || Error::EnvelopeLength(bytes.len());
-    let (header, rest) = bytes
-        .split_first_chunk::<HEADER_LEN>()
-        .ok_or_else(malformed)?;
-    let (nonce, sealed) = rest
-        .split_first_chunk::<NONCE_LEN>()
-        .ok_or_else(malformed)?;
+    let (header, rest) = bytes.split_first_chunk::<HEADER_LEN>().ok_or_else(malformed)?;
+    let (nonce, sealed) = rest.split_first_chunk::<NONCE_LEN>().ok_or_else(malformed)?;
 
     let mut buf = Zeroizing::new([0u8; DataKey::LEN + TAG_LEN]);
     if sealed.len() != buf.len() {
@@ -133,8 +121,7 @@ mod tests {
     use ring::rand::SystemRandom;
 
     const DATA_KEY: [u8; 16] = [
-        0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6, 0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf, 0x4f,
-        0x3c,
+        0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6, 0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf, 0x4f, 0x3c,
     ];
 
     fn master() -> MasterKey {
@@ -252,9 +239,6 @@ mod tests {
         bytes[4] = 8;
         let w = WrappedKey::from_bytes(bytes);
         assert_eq!(wrapped_master_version(&w), Ok(8));
-        assert_eq!(
-            open_data_key(&master(), &w, &c).map(|_| ()),
-            Err(Error::Unauthentic)
-        );
+        assert_eq!(open_data_key(&master(), &w, &c).map(|_| ()), Err(Error::Unauthentic));
     }
 }

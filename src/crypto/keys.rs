@@ -134,8 +134,8 @@ impl MasterKey {
         // UnboundKey::new fails only when the key length differs from the
         // algorithm's; AES-256-GCM takes 32 bytes and `bytes` is a [u8; 32].
         #[allow(clippy::expect_used)]
-        let unbound = aead::UnboundKey::new(&aead::AES_256_GCM, &bytes[..])
-            .expect("AES-256-GCM key length is 32 bytes");
+        let unbound =
+            aead::UnboundKey::new(&aead::AES_256_GCM, &bytes[..]).expect("AES-256-GCM key length is 32 bytes");
         Self {
             bytes,
             aead: aead::LessSafeKey::new(unbound),
@@ -193,9 +193,7 @@ impl WrappedKey {
             // Unpadded base64 of n characters decodes to floor(n * 3 / 4) bytes.
             return Err(Error::WrappedKeyLength(text.len() * 3 / 4));
         }
-        let bytes = URL_SAFE_NO_PAD
-            .decode(text)
-            .map_err(|_| Error::WrappedKeyEncoding)?;
+        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| Error::WrappedKeyEncoding)?;
         if bytes.is_empty() || bytes.len() > Self::MAX_LEN {
             return Err(Error::WrappedKeyLength(bytes.len()));
         }
@@ -425,10 +423,7 @@ mod tests {
             MasterKey::from_slice(&[7; 31]).map(|_| ()),
             Err(Error::MasterKeyLength(31))
         );
-        assert_eq!(
-            MasterKey::from_slice(&[]).map(|_| ()),
-            Err(Error::MasterKeyLength(0))
-        );
+        assert_eq!(MasterKey::from_slice(&[]).map(|_| ()), Err(Error::MasterKeyLength(0)));
         let a = MasterKey::generate(&SystemRandom::new()).unwrap();
         assert_ne!(a.as_bytes(), &[0; 32]);
     }

@@ -69,9 +69,7 @@ impl Bits<'_> {
                     .iter()
                     .position(|&f| f == hz)
                     .map(|i| i as u8)
-                    .ok_or(Error::BadConfig(
-                        "AAC explicit sampling frequency has no ADTS index",
-                    ))
+                    .ok_or(Error::BadConfig("AAC explicit sampling frequency has no ADTS index"))
             }
             13 | 14 => Err(Error::BadConfig("AAC samplingFrequencyIndex is reserved")),
             index => Ok(index),
@@ -154,11 +152,7 @@ mod tests {
         let cases: &[(&str, &[u8], Result<Config, Error>)] = &[
             ("AAC-LC 48 kHz stereo", &[0x11, 0x90], lc(3, 2)),
             ("AAC-LC 44.1 kHz stereo", &[0x12, 0x10], lc(4, 2)),
-            (
-                "with sync extension bytes",
-                &[0x11, 0x90, 0x56, 0xE5, 0x00],
-                lc(3, 2),
-            ),
+            ("with sync extension bytes", &[0x11, 0x90, 0x56, 0xE5, 0x00], lc(3, 2)),
             ("AAC-LC 22.05 kHz mono", &[0x13, 0x88], lc(7, 1)),
             (
                 "AAC Main 8 kHz 5.1",
@@ -170,17 +164,11 @@ mod tests {
                 }),
             ),
             // AOT 2, index 15, 48000 = 0x00BB80, channels 2.
-            (
-                "explicit 48000 Hz",
-                &[0x17, 0x80, 0x5D, 0xC0, 0x10],
-                lc(3, 2),
-            ),
+            ("explicit 48000 Hz", &[0x17, 0x80, 0x5D, 0xC0, 0x10], lc(3, 2)),
             (
                 "explicit 12345 Hz",
                 &[0x17, 0x80, 0x18, 0x1C, 0x90],
-                Err(Error::BadConfig(
-                    "AAC explicit sampling frequency has no ADTS index",
-                )),
+                Err(Error::BadConfig("AAC explicit sampling frequency has no ADTS index")),
             ),
             // HE-AAC: AOT 5, core 24 kHz (6), stereo, ext index 3 (48 kHz), AOT 2.
             ("HE-AAC explicit", &[0x2B, 0x11, 0x88, 0x00], lc(6, 2)),
@@ -216,11 +204,7 @@ mod tests {
                 &[0x11],
                 Err(Error::BadConfig("AudioSpecificConfig truncated")),
             ),
-            (
-                "empty",
-                &[],
-                Err(Error::BadConfig("AudioSpecificConfig truncated")),
-            ),
+            ("empty", &[], Err(Error::BadConfig("AudioSpecificConfig truncated"))),
         ];
         for (name, asc, want) in cases {
             assert_eq!(&parse_audio_specific_config(asc), want, "{name}");
@@ -231,23 +215,11 @@ mod tests {
     fn writes_adts_headers() {
         let cases: &[(&[u8], usize, [u8; 7])] = &[
             // 48 kHz stereo LC, 100-byte frame: length 107 = 0x06B.
-            (
-                &[0x11, 0x90],
-                100,
-                [0xFF, 0xF1, 0x4C, 0x80, 0x0D, 0x7F, 0xFC],
-            ),
+            (&[0x11, 0x90], 100, [0xFF, 0xF1, 0x4C, 0x80, 0x0D, 0x7F, 0xFC]),
             // 44.1 kHz stereo LC, 232-byte frame: length 239 = 0x0EF.
-            (
-                &[0x12, 0x10],
-                232,
-                [0xFF, 0xF1, 0x50, 0x80, 0x1D, 0xFF, 0xFC],
-            ),
+            (&[0x12, 0x10], 232, [0xFF, 0xF1, 0x50, 0x80, 0x1D, 0xFF, 0xFC]),
             // Longest frame: length 8191 = 0x1FFF.
-            (
-                &[0x11, 0x90],
-                8184,
-                [0xFF, 0xF1, 0x4C, 0x83, 0xFF, 0xFF, 0xFC],
-            ),
+            (&[0x11, 0x90], 8184, [0xFF, 0xF1, 0x4C, 0x83, 0xFF, 0xFF, 0xFC]),
         ];
         for (asc, frame_len, header) in cases {
             let cfg = parse_audio_specific_config(asc).unwrap();
@@ -263,9 +235,6 @@ mod tests {
     fn rejects_frames_too_long_for_adts() {
         let cfg = parse_audio_specific_config(&[0x11, 0x90]).unwrap();
         let mut out = Vec::new();
-        assert_eq!(
-            to_adts(cfg, &[0; 8185], &mut out),
-            Err(Error::AacFrameTooLong(8185))
-        );
+        assert_eq!(to_adts(cfg, &[0; 8185], &mut out), Err(Error::AacFrameTooLong(8185)));
     }
 }

@@ -190,11 +190,7 @@ impl<'a> Reader<'a> {
     /// end marker (an empty name then 0x09) or the end of the input, which
     /// some encoders write instead of the end marker (ffmpeg accepts it
     /// too). Calls `f` for each; stops without error after an opaque value.
-    fn properties(
-        &mut self,
-        depth: u32,
-        mut f: impl FnMut(&'a [u8], Value<'a>),
-    ) -> Result<(), Error> {
+    fn properties(&mut self, depth: u32, mut f: impl FnMut(&'a [u8], Value<'a>)) -> Result<(), Error> {
         while !self.buf.is_empty() {
             let name = self.short_string()?;
             if name.is_empty() && self.buf.first() == Some(&marker::OBJECT_END) {
@@ -226,10 +222,7 @@ pub(crate) fn parse_on_metadata(body: &[u8], out: &mut Metadata) -> Result<bool,
     let mut name = match r.value(0).map_err(not_found)? {
         Value::String(s) => s,
         _ => {
-            return Err((
-                false,
-                Error::BadAmf("script data does not start with a name"),
-            ));
+            return Err((false, Error::BadAmf("script data does not start with a name")));
         }
     };
     if name == b"@setDataFrame" {
@@ -248,14 +241,10 @@ pub(crate) fn parse_on_metadata(body: &[u8], out: &mut Metadata) -> Result<bool,
         }
         marker::OBJECT => {}
         _ => {
-            return Err((
-                true,
-                Error::BadAmf("onMetaData value is not an object or ECMA array"),
-            ));
+            return Err((true, Error::BadAmf("onMetaData value is not an object or ECMA array")));
         }
     }
-    r.properties(1, |name, value| out.set(name, value))
-        .map_err(found)?;
+    r.properties(1, |name, value| out.set(name, value)).map_err(found)?;
     Ok(true)
 }
 
@@ -367,10 +356,7 @@ pub(crate) mod tests {
     #[test]
     fn parses_on_metadata() {
         let with_prefix = on_metadata(Amf::default().string("@setDataFrame"));
-        for (name, body) in [
-            ("plain", on_metadata(Amf::default())),
-            ("@setDataFrame", with_prefix),
-        ] {
+        for (name, body) in [("plain", on_metadata(Amf::default())), ("@setDataFrame", with_prefix)] {
             let mut md = Metadata::default();
             assert_eq!(parse_on_metadata(&body, &mut md), Ok(true), "{name}");
             assert_eq!(md, full_metadata(), "{name}");
@@ -453,10 +439,7 @@ pub(crate) mod tests {
         for body in [
             Amf::default().string("onCuePoint").object().end().0,
             Amf::default().string("|RtmpSampleAccess").boolean(false).0,
-            Amf::default()
-                .string("@setDataFrame")
-                .string("onTextData")
-                .0,
+            Amf::default().string("@setDataFrame").string("onTextData").0,
         ] {
             let mut md = Metadata::default();
             assert_eq!(parse_on_metadata(&body, &mut md), Ok(false));
@@ -467,21 +450,9 @@ pub(crate) mod tests {
     fn rejects_malformed() {
         let cases: &[(&str, Vec<u8>, bool)] = &[
             ("number first", Amf::default().number(1.0).0, false),
-            (
-                "truncated name",
-                vec![marker::STRING, 0, 10, b'o', b'n'],
-                false,
-            ),
-            (
-                "not an object",
-                Amf::default().string("onMetaData").number(1.0).0,
-                true,
-            ),
-            (
-                "nothing after name",
-                Amf::default().string("onMetaData").0,
-                true,
-            ),
+            ("truncated name", vec![marker::STRING, 0, 10, b'o', b'n'], false),
+            ("not an object", Amf::default().string("onMetaData").number(1.0).0, true),
+            ("nothing after name", Amf::default().string("onMetaData").0, true),
             (
                 "deep nesting",
                 Amf::default()
@@ -507,12 +478,7 @@ pub(crate) mod tests {
     fn truncated_keeps_properties_read_so_far() {
         let body = on_metadata(Amf::default());
         // Cut inside "videodatarate"'s number: width and height are complete.
-        let cut = body
-            .windows(13)
-            .position(|w| w == b"videodatarate")
-            .unwrap()
-            + 13
-            + 4;
+        let cut = body.windows(13).position(|w| w == b"videodatarate").unwrap() + 13 + 4;
         let mut md = Metadata::default();
         assert_eq!(
             parse_on_metadata(&body[..cut], &mut md),

@@ -51,17 +51,7 @@ impl Config {
 /// then has to carry them in band).
 pub(crate) fn parse_config(record: &[u8], out: &mut Vec<u8>) -> Result<u8, Error> {
     out.clear();
-    let Some(
-        &[
-            version,
-            _profile,
-            _compat,
-            _level,
-            length_size_byte,
-            sps_count_byte,
-        ],
-    ) = record.get(..6)
-    else {
+    let Some(&[version, _profile, _compat, _level, length_size_byte, sps_count_byte]) = record.get(..6) else {
         return Err(Error::BadConfig("AVCDecoderConfigurationRecord too short"));
     };
     if version != 1 {
@@ -140,9 +130,7 @@ impl<'a> Iterator for Nals<'a> {
             self.rest = &[];
             return Some(Err(Error::Truncated("NAL unit length prefix")));
         };
-        let length = prefix
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        let length = prefix.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
         let body = &self.rest[self.length_size..];
         let Some(nal) = body.get(..length) else {
             self.rest = &[];
@@ -173,11 +161,7 @@ fn nal_type(nal: &[u8]) -> Option<u8> {
 /// NAL units (an IDR slice present) rather than from the FLV FrameType, or
 /// `None` when the sample holds no NAL unit besides AUDs (nothing to decode;
 /// the caller treats it as ignorable).
-pub(crate) fn to_annex_b(
-    sample: &[u8],
-    cfg: &Config,
-    out: &mut Vec<u8>,
-) -> Result<Option<bool>, Error> {
+pub(crate) fn to_annex_b(sample: &[u8], cfg: &Config, out: &mut Vec<u8>) -> Result<Option<bool>, Error> {
     let nals = || Nals {
         rest: sample,
         length_size: usize::from(cfg.nal_length_size),
@@ -239,13 +223,13 @@ pub(crate) mod tests {
     /// AVCDecoderConfigurationRecord of the baseline fixture (x264,
     /// Constrained Baseline level 2.1, 426x240), 4-byte NAL lengths.
     pub(crate) const BASELINE_RECORD: &[u8] = &[
-        0x01, 0x42, 0xC0, 0x15, 0xFF, 0xE1, 0x00, 0x17, 0x67, 0x42, 0xC0, 0x15, 0xDA, 0x06, 0xC7,
-        0xF9, 0x3C, 0x04, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40, 0x00, 0x00, 0x0C, 0x83, 0xC5, 0x8B,
-        0xA8, 0x01, 0x00, 0x04, 0x68, 0xCE, 0x3C, 0x80,
+        0x01, 0x42, 0xC0, 0x15, 0xFF, 0xE1, 0x00, 0x17, 0x67, 0x42, 0xC0, 0x15, 0xDA, 0x06, 0xC7, 0xF9, 0x3C, 0x04,
+        0x40, 0x00, 0x00, 0x03, 0x00, 0x40, 0x00, 0x00, 0x0C, 0x83, 0xC5, 0x8B, 0xA8, 0x01, 0x00, 0x04, 0x68, 0xCE,
+        0x3C, 0x80,
     ];
     const BASELINE_SPS: &[u8] = &[
-        0x67, 0x42, 0xC0, 0x15, 0xDA, 0x06, 0xC7, 0xF9, 0x3C, 0x04, 0x40, 0x00, 0x00, 0x03, 0x00,
-        0x40, 0x00, 0x00, 0x0C, 0x83, 0xC5, 0x8B, 0xA8,
+        0x67, 0x42, 0xC0, 0x15, 0xDA, 0x06, 0xC7, 0xF9, 0x3C, 0x04, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40, 0x00, 0x00,
+        0x0C, 0x83, 0xC5, 0x8B, 0xA8,
     ];
     const BASELINE_PPS: &[u8] = &[0x68, 0xCE, 0x3C, 0x80];
 
@@ -310,10 +294,7 @@ pub(crate) mod tests {
             ];
             let mut out = Vec::new();
             assert_eq!(parse_config(&record, &mut out), Ok(want));
-            assert_eq!(
-                out,
-                annex_b(&[&[0x67, 1], &[0x67, 2, 3], &[0x68, 4], &[0x68]])
-            );
+            assert_eq!(out, annex_b(&[&[0x67, 1], &[0x67, 2, 3], &[0x68, 4], &[0x68]]));
         }
     }
 
@@ -325,23 +306,11 @@ pub(crate) mod tests {
             ("version 0", &[0, 0x42, 0xC0, 0x15, 0xFF, 0xE0, 0]),
             ("3-byte lengths", &[1, 0x42, 0xC0, 0x15, 0xFE, 0xE0, 0]),
             ("no pps count", &[1, 0x42, 0xC0, 0x15, 0xFF, 0xE0]),
-            (
-                "sps length truncated",
-                &[1, 0x42, 0xC0, 0x15, 0xFF, 0xE1, 0],
-            ),
-            (
-                "sps past end",
-                &[1, 0x42, 0xC0, 0x15, 0xFF, 0xE1, 0, 3, 0x67, 1],
-            ),
+            ("sps length truncated", &[1, 0x42, 0xC0, 0x15, 0xFF, 0xE1, 0]),
+            ("sps past end", &[1, 0x42, 0xC0, 0x15, 0xFF, 0xE1, 0, 3, 0x67, 1]),
             ("empty sps", &[1, 0x42, 0xC0, 0x15, 0xFF, 0xE1, 0, 0, 0]),
-            (
-                "sps of wrong type",
-                &[1, 0x42, 0xC0, 0x15, 0xFF, 0xE1, 0, 1, 0x68, 0],
-            ),
-            (
-                "pps of wrong type",
-                &[1, 0x42, 0xC0, 0x15, 0xFF, 0xE0, 1, 0, 1, 0x67],
-            ),
+            ("sps of wrong type", &[1, 0x42, 0xC0, 0x15, 0xFF, 0xE1, 0, 1, 0x68, 0]),
+            ("pps of wrong type", &[1, 0x42, 0xC0, 0x15, 0xFF, 0xE0, 1, 0, 1, 0x67]),
             ("pps missing", &[1, 0x42, 0xC0, 0x15, 0xFF, 0xE0, 1]),
         ];
         for (name, record) in cases {
@@ -354,10 +323,7 @@ pub(crate) mod tests {
         // Every strict prefix of the real record is rejected.
         for len in 0..BASELINE_RECORD.len() {
             let mut out = Vec::new();
-            assert!(
-                parse_config(&BASELINE_RECORD[..len], &mut out).is_err(),
-                "prefix {len}"
-            );
+            assert!(parse_config(&BASELINE_RECORD[..len], &mut out).is_err(), "prefix {len}");
         }
     }
 
@@ -468,11 +434,7 @@ pub(crate) mod tests {
                     remaining: 0,
                 },
             ),
-            (
-                4,
-                &[0, 0, 0, 1, 0x41, 0, 0],
-                Error::Truncated("NAL unit length prefix"),
-            ),
+            (4, &[0, 0, 0, 1, 0x41, 0, 0], Error::Truncated("NAL unit length prefix")),
         ];
         for (size, sample, want) in cases {
             let mut out = Vec::new();

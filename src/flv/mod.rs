@@ -330,12 +330,7 @@ impl Demuxer {
     /// for video PTS = DTS + CompositionTime. A negative CompositionTime
     /// that would put PTS below zero is clamped to PTS 0 (only possible in
     /// the first frames of a stream that starts at timestamp 0).
-    pub fn push(
-        &mut self,
-        kind: TagKind,
-        timestamp_ms: u32,
-        body: &[u8],
-    ) -> Result<Option<AccessUnit<'_>>, Error> {
+    pub fn push(&mut self, kind: TagKind, timestamp_ms: u32, body: &[u8]) -> Result<Option<AccessUnit<'_>>, Error> {
         if body.is_empty() {
             return Ok(None);
         }
@@ -367,11 +362,7 @@ impl Demuxer {
     }
 
     /// FLV v10.1 E.4.3.1 VIDEODATA; AVCVIDEOPACKET.
-    fn push_video(
-        &mut self,
-        timestamp_ms: u32,
-        body: &[u8],
-    ) -> Result<Option<AccessUnit<'_>>, Error> {
+    fn push_video(&mut self, timestamp_ms: u32, body: &[u8]) -> Result<Option<AccessUnit<'_>>, Error> {
         let Some(&first) = body.first() else {
             return Ok(None);
         };
@@ -406,10 +397,7 @@ impl Demuxer {
                 Ok(None)
             }
             1 => {
-                let cfg = self
-                    .avc
-                    .as_ref()
-                    .ok_or(Error::NoSequenceHeader(Track::Video))?;
+                let cfg = self.avc.as_ref().ok_or(Error::NoSequenceHeader(Track::Video))?;
                 let Some(idr) = avc::to_annex_b(data, cfg, &mut self.payload)? else {
                     return Ok(None);
                 };
@@ -435,11 +423,7 @@ impl Demuxer {
     }
 
     /// FLV v10.1 E.4.2.1 AUDIODATA; AACAUDIODATA.
-    fn push_audio(
-        &mut self,
-        timestamp_ms: u32,
-        body: &[u8],
-    ) -> Result<Option<AccessUnit<'_>>, Error> {
+    fn push_audio(&mut self, timestamp_ms: u32, body: &[u8]) -> Result<Option<AccessUnit<'_>>, Error> {
         let Some(&first) = body.first() else {
             return Ok(None);
         };
@@ -511,9 +495,7 @@ impl Demuxer {
 /// type is ModEx (modifier data first).
 fn ex_header_fourcc(packet_type: u8, body: &[u8]) -> CodecId {
     match body.get(1..5) {
-        Some(&[a, b, c, d]) if packet_type != EX_PACKET_TYPE_MOD_EX => {
-            CodecId::FourCc([a, b, c, d])
-        }
+        Some(&[a, b, c, d]) if packet_type != EX_PACKET_TYPE_MOD_EX => CodecId::FourCc([a, b, c, d]),
         _ => CodecId::Enhanced,
     }
 }
@@ -533,9 +515,7 @@ mod tests {
     fn tag_bytes(tag_type: u8, timestamp_ms: u32, body: &[u8]) -> Vec<u8> {
         let size = (body.len() as u32).to_be_bytes();
         let ts = timestamp_ms.to_be_bytes();
-        let mut v = vec![
-            tag_type, size[1], size[2], size[3], ts[1], ts[2], ts[3], ts[0], 0, 0, 0,
-        ];
+        let mut v = vec![tag_type, size[1], size[2], size[3], ts[1], ts[2], ts[3], ts[0], 0, 0, 0];
         v.extend_from_slice(body);
         v.extend_from_slice(&(body.len() as u32 + 11).to_be_bytes());
         v
@@ -543,13 +523,7 @@ mod tests {
 
     fn video(frame_type: u8, packet_type: u8, cts_ms: i32, data: &[u8]) -> Vec<u8> {
         let cts = cts_ms.to_be_bytes();
-        let mut v = vec![
-            (frame_type << 4) | VIDEO_CODEC_AVC,
-            packet_type,
-            cts[1],
-            cts[2],
-            cts[3],
-        ];
+        let mut v = vec![(frame_type << 4) | VIDEO_CODEC_AVC, packet_type, cts[1], cts[2], cts[3]];
         v.extend_from_slice(data);
         v
     }
@@ -580,8 +554,8 @@ mod tests {
     }
 
     const SPS: &[u8] = &[
-        0x67, 0x42, 0xC0, 0x15, 0xDA, 0x06, 0xC7, 0xF9, 0x3C, 0x04, 0x40, 0x00, 0x00, 0x03, 0x00,
-        0x40, 0x00, 0x00, 0x0C, 0x83, 0xC5, 0x8B, 0xA8,
+        0x67, 0x42, 0xC0, 0x15, 0xDA, 0x06, 0xC7, 0xF9, 0x3C, 0x04, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40, 0x00, 0x00,
+        0x0C, 0x83, 0xC5, 0x8B, 0xA8,
     ];
     const PPS: &[u8] = &[0x68, 0xCE, 0x3C, 0x80];
     const AUD_NAL: &[u8] = &[0x09, 0xF0];
@@ -596,13 +570,9 @@ mod tests {
 
     fn primed() -> Demuxer {
         let mut d = Demuxer::new();
+        assert_eq!(d.push(TagKind::Video, 0, &avc_config_body()).map(owned), Ok(None));
         assert_eq!(
-            d.push(TagKind::Video, 0, &avc_config_body()).map(owned),
-            Ok(None)
-        );
-        assert_eq!(
-            d.push(TagKind::Audio, 0, &audio(0, ASC_48K_STEREO))
-                .map(owned),
+            d.push(TagKind::Audio, 0, &audio(0, ASC_48K_STEREO)).map(owned),
             Ok(None)
         );
         d
@@ -612,15 +582,7 @@ mod tests {
     type Au = (Track, u64, u64, bool, Vec<u8>);
 
     fn owned(au: Option<AccessUnit<'_>>) -> Option<Au> {
-        au.map(|a| {
-            (
-                a.track,
-                a.pts_90k,
-                a.dts_90k,
-                a.keyframe,
-                a.payload.to_vec(),
-            )
-        })
+        au.map(|a| (a.track, a.pts_90k, a.dts_90k, a.keyframe, a.payload.to_vec()))
     }
 
     type HeaderResult = Result<Option<(FileHeader, usize)>, Error>;
@@ -642,9 +604,7 @@ mod tests {
             ),
             (
                 "audio only, longer header",
-                &[
-                    b'F', b'L', b'V', 1, 0x04, 0, 0, 0, 11, 0xAA, 0xBB, 0, 0, 0, 0,
-                ],
+                &[b'F', b'L', b'V', 1, 0x04, 0, 0, 0, 11, 0xAA, 0xBB, 0, 0, 0, 0],
                 Ok(Some((
                     FileHeader {
                         has_audio: true,
@@ -670,9 +630,7 @@ mod tests {
             ),
             (
                 "huge header waits",
-                &[
-                    b'F', b'L', b'V', 1, 0x05, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0,
-                ],
+                &[b'F', b'L', b'V', 1, 0x05, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0],
                 Ok(None),
             ),
         ];
@@ -680,11 +638,7 @@ mod tests {
             assert_eq!(&parse_file_header(buf), want, "{name}");
         }
         for len in 0..HEADER_AV.len() {
-            assert_eq!(
-                parse_file_header(&HEADER_AV[..len]),
-                Ok(None),
-                "prefix {len}"
-            );
+            assert_eq!(parse_file_header(&HEADER_AV[..len]), Ok(None), "prefix {len}");
         }
     }
 
@@ -714,21 +668,9 @@ mod tests {
         );
 
         let cases: &[(&str, Vec<u8>, Error)] = &[
-            (
-                "unknown type",
-                tag_bytes(7, 0, &body),
-                Error::UnknownTagType(7),
-            ),
-            (
-                "unknown type, 1 byte",
-                vec![0x1F],
-                Error::UnknownTagType(0x1F),
-            ),
-            (
-                "filtered",
-                tag_bytes(0x20 | 9, 0, &body),
-                Error::FilteredTag,
-            ),
+            ("unknown type", tag_bytes(7, 0, &body), Error::UnknownTagType(7)),
+            ("unknown type, 1 byte", vec![0x1F], Error::UnknownTagType(0x1F)),
+            ("filtered", tag_bytes(0x20 | 9, 0, &body), Error::FilteredTag),
         ];
         for (name, buf, want) in cases {
             assert_eq!(parse_tag(buf), Err(want.clone()), "{name}");
@@ -756,10 +698,7 @@ mod tests {
         let (_, mut it) = tags(cut).unwrap();
         assert!(matches!(it.next(), Some(Ok(t)) if t.kind == TagKind::Audio));
         assert!(matches!(it.next(), Some(Ok(t)) if t.kind == TagKind::Video));
-        assert_eq!(
-            it.next(),
-            Some(Err(Error::Truncated("FLV tag at end of file")))
-        );
+        assert_eq!(it.next(), Some(Err(Error::Truncated("FLV tag at end of file"))));
         assert_eq!(it.next(), None);
 
         // Malformed tail.
@@ -773,10 +712,7 @@ mod tests {
 
         // Header only: no tags.
         assert_eq!(tags(&HEADER_AV).unwrap().1.count(), 0);
-        assert_eq!(
-            tags(&HEADER_AV[..12]).unwrap_err(),
-            Error::Truncated("FLV file header")
-        );
+        assert_eq!(tags(&HEADER_AV[..12]).unwrap_err(), Error::Truncated("FLV file header"));
     }
 
     #[test]
@@ -825,13 +761,7 @@ mod tests {
                 name: "largest positive CTS",
                 ts: 1000,
                 body: video(2, 1, 0x7F_FFFF, &avcc(&[SLICE])),
-                want: Some((
-                    v,
-                    (1000 + 0x7F_FFFF) * 90,
-                    1000 * 90,
-                    false,
-                    annex_b(&[AUD_NAL, SLICE]),
-                )),
+                want: Some((v, (1000 + 0x7F_FFFF) * 90, 1000 * 90, false, annex_b(&[AUD_NAL, SLICE]))),
             },
             Case {
                 name: "FrameType 1 without IDR is not a keyframe",
@@ -843,13 +773,7 @@ mod tests {
                 name: "IDR flagged inter is a keyframe",
                 ts: 1080,
                 body: video(2, 1, 0, &avcc(&[IDR])),
-                want: Some((
-                    v,
-                    1080 * 90,
-                    1080 * 90,
-                    true,
-                    annex_b(&[AUD_NAL, SPS, PPS, IDR]),
-                )),
+                want: Some((v, 1080 * 90, 1080 * 90, true, annex_b(&[AUD_NAL, SPS, PPS, IDR]))),
             },
             Case {
                 name: "no NAL units",
@@ -892,18 +816,11 @@ mod tests {
         assert_eq!(au, (Track::Audio, 21 * 90, 21 * 90, true, want));
 
         // 44.1 kHz config replaces the first one.
-        assert_eq!(
-            d.push(TagKind::Audio, 0, &audio(0, &[0x12, 0x10]))
-                .map(owned),
-            Ok(None)
-        );
+        assert_eq!(d.push(TagKind::Audio, 0, &audio(0, &[0x12, 0x10])).map(owned), Ok(None));
         let au = owned(d.push(TagKind::Audio, 44, &audio(1, &frame)).unwrap()).unwrap();
         assert_eq!(&au.4[..4], &[0xFF, 0xF1, 0x50, 0x80]);
 
-        assert_eq!(
-            d.push(TagKind::Audio, 50, &audio(1, &[])).map(owned),
-            Ok(None)
-        );
+        assert_eq!(d.push(TagKind::Audio, 50, &audio(1, &[])).map(owned), Ok(None));
         assert_eq!(d.push(TagKind::Audio, 50, &[]).map(owned), Ok(None));
         assert_eq!(
             d.push(TagKind::Audio, 50, &audio(1, &[0; 8185])).map(owned),
@@ -1023,23 +940,13 @@ mod tests {
                 "bad AAC config",
                 TagKind::Audio,
                 audio(0, &[0x11, 0x80]),
-                Error::BadConfig(
-                    "AAC channelConfiguration cannot be carried in ADTS (needs 1..=7)",
-                ),
+                Error::BadConfig("AAC channelConfiguration cannot be carried in ADTS (needs 1..=7)"),
             ),
         ];
         for (name, kind, body, want) in cases {
-            assert_eq!(
-                d.push(*kind, 0, body).map(owned),
-                Err(want.clone()),
-                "{name}"
-            );
+            assert_eq!(d.push(*kind, 0, body).map(owned), Err(want.clone()), "{name}");
         }
-        assert_eq!(
-            d.tracks(),
-            Tracks::default(),
-            "failed configs are not tracks"
-        );
+        assert_eq!(d.tracks(), Tracks::default(), "failed configs are not tracks");
 
         // A good config, a bad frame, a bad config, then a good frame: the
         // first config is still in force.
@@ -1053,11 +960,7 @@ mod tests {
             })
         );
         assert!(d.push(TagKind::Video, 0, &video(1, 0, 0, &[1, 2])).is_err());
-        let au = owned(
-            d.push(TagKind::Video, 0, &video(1, 1, 0, &avcc(&[IDR])))
-                .unwrap(),
-        )
-        .unwrap();
+        let au = owned(d.push(TagKind::Video, 0, &video(1, 1, 0, &avcc(&[IDR]))).unwrap()).unwrap();
         assert_eq!(au.4, annex_b(&[AUD_NAL, SPS, PPS, IDR]));
     }
 
@@ -1082,11 +985,7 @@ mod tests {
             (TagKind::Video, 0x0000_0200, wrap + 0x200),
         ];
         for (kind, raw, want_ms) in steps {
-            assert_eq!(
-                push(kind, raw),
-                (want_ms * 90, want_ms * 90),
-                "{kind:?} {raw:#x}"
-            );
+            assert_eq!(push(kind, raw), (want_ms * 90, want_ms * 90), "{kind:?} {raw:#x}");
         }
     }
 
@@ -1096,8 +995,7 @@ mod tests {
         let mut d = Demuxer::new();
         assert_eq!(d.metadata(), None);
         assert_eq!(
-            d.push(TagKind::Script, 0, &on_metadata(Amf::default()))
-                .map(owned),
+            d.push(TagKind::Script, 0, &on_metadata(Amf::default())).map(owned),
             Ok(None)
         );
         assert_eq!(d.metadata(), Some(&full_metadata()));
@@ -1169,9 +1067,7 @@ mod tests {
             Track::Audio => {
                 assert_eq!(&au.payload[..2], &[0xFF, 0xF1]);
                 let p = au.payload;
-                let len = (usize::from(p[3] & 3) << 11)
-                    | (usize::from(p[4]) << 3)
-                    | usize::from(p[5] >> 5);
+                let len = (usize::from(p[3] & 3) << 11) | (usize::from(p[4]) << 3) | usize::from(p[5] >> 5);
                 assert_eq!(len, p.len(), "ADTS frame_length");
                 assert_eq!(au.pts_90k, au.dts_90k);
                 assert!(au.keyframe);
@@ -1185,19 +1081,10 @@ mod tests {
         let bodies: Vec<(TagKind, Vec<u8>)> = vec![
             (TagKind::Video, avc_config_body()),
             (TagKind::Video, video(1, 1, 0, &avcc(&[SEI, IDR]))),
-            (
-                TagKind::Video,
-                video(2, 1, -33, &avcc(&[AUD_NAL, SLICE, SLICE])),
-            ),
+            (TagKind::Video, video(2, 1, -33, &avcc(&[AUD_NAL, SLICE, SLICE]))),
             (TagKind::Audio, audio(0, ASC_48K_STEREO)),
-            (
-                TagKind::Audio,
-                audio(1, &[0x21, 0x10, 0x04, 0x60, 0x8C, 0x1C]),
-            ),
-            (
-                TagKind::Script,
-                on_metadata(Amf::default().string("@setDataFrame")),
-            ),
+            (TagKind::Audio, audio(1, &[0x21, 0x10, 0x04, 0x60, 0x8C, 0x1C])),
+            (TagKind::Script, on_metadata(Amf::default().string("@setDataFrame"))),
         ];
         let (mut frames, mut errors) = (0usize, 0usize);
         let mut tally = |r: Result<Option<AccessUnit<'_>>, Error>| match r {
@@ -1248,19 +1135,10 @@ mod tests {
 
         // Still usable and exact after all that.
         let mut d = primed();
-        let au = owned(
-            d.push(TagKind::Video, 7, &video(1, 1, 0, &avcc(&[IDR])))
-                .unwrap(),
-        );
+        let au = owned(d.push(TagKind::Video, 7, &video(1, 1, 0, &avcc(&[IDR]))).unwrap());
         assert_eq!(
             au,
-            Some((
-                Track::Video,
-                630,
-                630,
-                true,
-                annex_b(&[AUD_NAL, SPS, PPS, IDR])
-            ))
+            Some((Track::Video, 630, 630, true, annex_b(&[AUD_NAL, SPS, PPS, IDR])))
         );
     }
 
@@ -1366,11 +1244,7 @@ mod tests {
                     }
                     Track::Audio => {
                         audio += 1;
-                        assert_eq!(
-                            Some([au.payload[2], au.payload[3] & 0xC0]),
-                            fx.adts,
-                            "{name}"
-                        );
+                        assert_eq!(Some([au.payload[2], au.payload[3] & 0xC0]), fx.adts, "{name}");
                     }
                 }
             }
@@ -1389,13 +1263,7 @@ mod tests {
             );
             let md = d.metadata().unwrap();
             assert_eq!(md.width.zip(md.height), fx.size, "{name}");
-            assert!(
-                md.encoder
-                    .as_deref()
-                    .unwrap_or_default()
-                    .starts_with("Lavf"),
-                "{name}"
-            );
+            assert!(md.encoder.as_deref().unwrap_or_default().starts_with("Lavf"), "{name}");
         }
     }
 }

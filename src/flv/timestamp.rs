@@ -72,20 +72,8 @@ mod tests {
             Case {
                 name: "video wraps before audio",
                 // video, audio (late, pre-wrap), video, audio (post-wrap)
-                raw: &[
-                    0xFFFF_FFF0,
-                    0x0000_0010,
-                    0xFFFF_FFE0,
-                    0x0000_0030,
-                    0x0000_0020,
-                ],
-                want: &[
-                    0xFFFF_FFF0,
-                    WRAP + 0x10,
-                    0xFFFF_FFE0,
-                    WRAP + 0x30,
-                    WRAP + 0x20,
-                ],
+                raw: &[0xFFFF_FFF0, 0x0000_0010, 0xFFFF_FFE0, 0x0000_0030, 0x0000_0020],
+                want: &[0xFFFF_FFF0, WRAP + 0x10, 0xFFFF_FFE0, WRAP + 0x30, WRAP + 0x20],
             },
             Case {
                 name: "two wraps",

@@ -42,11 +42,7 @@ impl UtcDateTime {
 
     /// Milliseconds since the Unix epoch.
     pub fn to_unix_ms(&self) -> i64 {
-        let days = days_from_civil(
-            i64::from(self.year),
-            i64::from(self.month),
-            i64::from(self.day),
-        );
+        let days = days_from_civil(i64::from(self.year), i64::from(self.month), i64::from(self.day));
         days * MS_PER_DAY
             + i64::from(self.hour) * 3_600_000
             + i64::from(self.minute) * 60_000
@@ -66,9 +62,7 @@ impl UtcDateTime {
         let minute = digits(b, 14, 2)?;
         let second = digits(b, 17, 2)?;
         let seps = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
-        if seps.iter().any(|&(i, c)| b.get(i) != Some(&c))
-            || !matches!(b.get(10), Some(b'T' | b't'))
-        {
+        if seps.iter().any(|&(i, c)| b.get(i) != Some(&c)) || !matches!(b.get(10), Some(b'T' | b't')) {
             return None;
         }
         if !(1..=12).contains(&month)
@@ -113,10 +107,7 @@ impl UtcDateTime {
             _ => return None,
         };
         let days = days_from_civil(year, month, day);
-        Some(
-            days * MS_PER_DAY + hour * 3_600_000 + minute * 60_000 + second * 1000 + millisecond
-                - offset_ms,
-        )
+        Some(days * MS_PER_DAY + hour * 3_600_000 + minute * 60_000 + second * 1000 + millisecond - offset_ms)
     }
 }
 

@@ -76,9 +76,7 @@ pub fn parse_media_playlist(text: &str) -> Result<ParsedPlaylist, Error> {
             let Some(duration_secs) = pending.duration_secs else {
                 return Err(Error::MissingExtinf { line: line_no });
             };
-            let sequence = media_sequence
-                .unwrap_or(0u64)
-                .saturating_add(segments.len() as u64);
+            let sequence = media_sequence.unwrap_or(0u64).saturating_add(segments.len() as u64);
             let key = match &key {
                 Key::None => None,
                 Key::Aes128 { uri, iv } => Some(KeyTag {
@@ -157,16 +155,12 @@ pub fn parse_media_playlist(text: &str) -> Result<ParsedPlaylist, Error> {
             }
             "-X-PROGRAM-DATE-TIME" => {
                 let t = "EXT-X-PROGRAM-DATE-TIME";
-                pending.program_date_time_ms =
-                    Some(value.and_then(UtcDateTime::parse_rfc3339).ok_or(err(t))?);
+                pending.program_date_time_ms = Some(value.and_then(UtcDateTime::parse_rfc3339).ok_or(err(t))?);
             }
             "INF" => {
                 let t = "EXTINF";
                 if pending.duration_secs.is_some() {
-                    return Err(Error::Duplicate {
-                        line: line_no,
-                        tag: t,
-                    });
+                    return Err(Error::Duplicate { line: line_no, tag: t });
                 }
                 let value = value.ok_or(err(t))?;
                 let duration = value.split_once(',').map_or(value, |(d, _title)| d);
@@ -175,12 +169,7 @@ pub fn parse_media_playlist(text: &str) -> Result<ParsedPlaylist, Error> {
             "-X-KEY" => {
                 key = parse_key(value.unwrap_or(""), line_no)?;
             }
-            "-X-BYTERANGE"
-            | "-X-MAP"
-            | "-X-STREAM-INF"
-            | "-X-I-FRAME-STREAM-INF"
-            | "-X-I-FRAMES-ONLY"
-            | "-X-MEDIA" => {
+            "-X-BYTERANGE" | "-X-MAP" | "-X-STREAM-INF" | "-X-I-FRAME-STREAM-INF" | "-X-I-FRAMES-ONLY" | "-X-MEDIA" => {
                 return Err(Error::Unsupported {
                     line: line_no,
                     tag: match name {
@@ -194,10 +183,7 @@ pub fn parse_media_playlist(text: &str) -> Result<ParsedPlaylist, Error> {
             _ => {} // unknown tags are ignored (RFC 8216 6.3.1)
         }
     }
-    if pending.duration_secs.is_some()
-        || pending.discontinuity
-        || pending.program_date_time_ms.is_some()
-    {
+    if pending.duration_secs.is_some() || pending.discontinuity || pending.program_date_time_ms.is_some() {
         return Err(Error::Truncated);
     }
     Ok(ParsedPlaylist {
@@ -214,10 +200,7 @@ pub fn parse_media_playlist(text: &str) -> Result<ParsedPlaylist, Error> {
 
 /// `EXT-X-KEY` attributes (RFC 8216 4.3.2.4).
 fn parse_key(attrs: &str, line: usize) -> Result<Key, Error> {
-    let err = Error::Malformed {
-        line,
-        tag: "EXT-X-KEY",
-    };
+    let err = Error::Malformed { line, tag: "EXT-X-KEY" };
     let mut method = None;
     let mut uri = None;
     let mut iv = None;
@@ -294,9 +277,7 @@ fn next_attribute(text: &str) -> Option<(&str, &str, bool, &str)> {
 
 /// A 128-bit hexadecimal-sequence: `0x` or `0X` and 32 hex digits.
 fn hex_iv(text: &str) -> Option<[u8; 16]> {
-    let digits = text
-        .strip_prefix("0x")
-        .or_else(|| text.strip_prefix("0X"))?;
+    let digits = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X"))?;
     if digits.len() != 32 {
         return None;
     }
@@ -378,10 +359,7 @@ mod tests {
         live.push(parsed.segments[2].clone());
         live.end();
         let parsed = assert_round_trip(&live, &live.render(None));
-        assert_eq!(
-            (parsed.media_sequence, parsed.discontinuity_sequence),
-            (105, 0)
-        );
+        assert_eq!((parsed.media_sequence, parsed.discontinuity_sequence), (105, 0));
 
         live.push(parsed.segments[0].clone());
         let text = live.render(Some("token=t"));
@@ -421,19 +399,13 @@ mod tests {
         let cases: Vec<(String, Error)> = vec![
             (String::new(), Error::MissingHeader),
             ("\u{feff}#EXTM3U\n".into(), Error::MissingHeader),
-            (
-                "#EXTM3U\n#EXTINF:4,\ns.ts\n".into(),
-                Error::MissingTargetDuration,
-            ),
+            ("#EXTM3U\n#EXTINF:4,\ns.ts\n".into(), Error::MissingTargetDuration),
             (format!("{h}s.ts\n"), Error::MissingExtinf { line: 3 }),
             (format!("{h}#EXTINF:4,\n"), Error::Truncated),
             (format!("{h}#EXT-X-DISCONTINUITY\n"), Error::Truncated),
             (
                 format!("{h}#EXTINF:4,\n#EXTINF:4,\ns.ts\n"),
-                Error::Duplicate {
-                    line: 4,
-                    tag: "EXTINF",
-                },
+                Error::Duplicate { line: 4, tag: "EXTINF" },
             ),
             (
                 format!("{h}#EXT-X-TARGETDURATION:4\n"),
@@ -486,38 +458,23 @@ mod tests {
             ),
             (
                 format!("{h}#EXTINF:-1,\ns.ts\n"),
-                Error::Malformed {
-                    line: 3,
-                    tag: "EXTINF",
-                },
+                Error::Malformed { line: 3, tag: "EXTINF" },
             ),
             (
                 format!("{h}#EXTINF:inf,\ns.ts\n"),
-                Error::Malformed {
-                    line: 3,
-                    tag: "EXTINF",
-                },
+                Error::Malformed { line: 3, tag: "EXTINF" },
             ),
             (
                 format!("{h}#EXTINF:1e3,\ns.ts\n"),
-                Error::Malformed {
-                    line: 3,
-                    tag: "EXTINF",
-                },
+                Error::Malformed { line: 3, tag: "EXTINF" },
             ),
             (
                 format!("{h}#EXTINF:4.,\ns.ts\n"),
-                Error::Malformed {
-                    line: 3,
-                    tag: "EXTINF",
-                },
+                Error::Malformed { line: 3, tag: "EXTINF" },
             ),
             (
                 format!("{h}#EXTINF\ns.ts\n"),
-                Error::Malformed {
-                    line: 3,
-                    tag: "EXTINF",
-                },
+                Error::Malformed { line: 3, tag: "EXTINF" },
             ),
             (
                 format!("{h}#EXT-X-DISCONTINUITY:1\n"),

@@ -134,9 +134,7 @@ impl MediaPlaylist {
             seg.duration_secs = 0.0;
         }
         let seg_ms = extinf_ms(seg.duration_secs);
-        if self.kind == PlaylistKind::Live
-            && rounded_secs(seg_ms) > u64::from(self.target_duration_secs)
-        {
+        if self.kind == PlaylistKind::Live && rounded_secs(seg_ms) > u64::from(self.target_duration_secs) {
             self.target_overruns += 1;
         }
         seg.sequence = self.next_sequence();
@@ -210,8 +208,7 @@ impl MediaPlaylist {
 
     /// The sequence number the next pushed segment gets.
     pub fn next_sequence(&self) -> u64 {
-        self.media_sequence
-            .saturating_add(self.segments.len() as u64)
+        self.media_sequence.saturating_add(self.segments.len() as u64)
     }
 
     /// `EXT-X-TARGETDURATION`: fixed for live; for VOD the longest EXTINF
@@ -272,11 +269,7 @@ impl MediaPlaylist {
         // 8216 6.2.2); a non-zero value means exactly that, or a republish
         // continuing an earlier count. Zero is the default when absent (4.3.3.3).
         if self.discontinuity_sequence > 0 {
-            writeln!(
-                out,
-                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
-                self.discontinuity_sequence
-            )?;
+            writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", self.discontinuity_sequence)?;
         }
         if self.kind == PlaylistKind::Vod {
             out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
@@ -373,10 +366,7 @@ fn write_uri(out: &mut String, uri: &str, query: Option<&str>) {
 fn write_escaped(out: &mut String, text: &str) {
     let mut rest = text;
     loop {
-        let clean = rest
-            .bytes()
-            .position(|b| !is_uri_byte(b))
-            .unwrap_or(rest.len());
+        let clean = rest.bytes().position(|b| !is_uri_byte(b)).unwrap_or(rest.len());
         // Bytes before `clean` are ASCII, so `clean` is a char boundary.
         let Some((ok, tail)) = rest.split_at_checked(clean) else {
             return;
@@ -453,11 +443,7 @@ pub(crate) mod tests {
             iv: [0xf0; 16],
         };
         let mut p = MediaPlaylist::vod();
-        for (uri, d, k) in [
-            ("a-0.ts", 8.333, &k1),
-            ("a-1.ts", 8.5, &k1),
-            ("a-2.ts", 2.0004, &k2),
-        ] {
+        for (uri, d, k) in [("a-0.ts", 8.333, &k1), ("a-1.ts", 8.5, &k1), ("a-2.ts", 2.0004, &k2)] {
             let removed = p.push(SegmentEntry {
                 key: Some(k.clone()),
                 ..seg(uri, d)
@@ -530,10 +516,7 @@ p1-104.ts
     fn live_window_slides_past_a_key_change_and_keeps_the_key_tag() {
         let (p, removed, golden) = live_golden();
         assert_eq!(p.render(None), golden);
-        let removed: Vec<(u64, &str)> = removed
-            .iter()
-            .map(|s| (s.sequence, s.uri.as_str()))
-            .collect();
+        let removed: Vec<(u64, &str)> = removed.iter().map(|s| (s.sequence, s.uri.as_str())).collect();
         assert_eq!(removed, [(100, "p1-100.ts"), (101, "p1-101.ts")]);
         assert_eq!(p.media_sequence(), 102);
         assert_eq!(p.next_sequence(), 105);
@@ -636,9 +619,7 @@ p2-0.ts
         // Window 3 with 3 s segments and a 4 s target: three segments make
         // 9 s < 12 s, so a fourth stays listed (RFC 8216 6.2.2).
         let mut p = MediaPlaylist::live(4, 3, 0, 0);
-        let removed: Vec<usize> = (0..8)
-            .map(|i| p.push(seg(&format!("s{i}.ts"), 3.0)).len())
-            .collect();
+        let removed: Vec<usize> = (0..8).map(|i| p.push(seg(&format!("s{i}.ts"), 3.0)).len()).collect();
         assert_eq!(removed, [0, 0, 0, 0, 1, 1, 1, 1]);
         assert_eq!(p.len(), 4);
         assert_eq!(p.media_sequence(), 4);
@@ -666,11 +647,7 @@ p2-0.ts
             ("/k1?edk=x", None, "/k1?edk=x"),
             ("/k1#frag", Some("t=1"), "/k1?t=1#frag"),
             // A token is peer input: it can never break the quoted string or the line.
-            (
-                "/k1",
-                Some("token=a\"b\r\nc d#e"),
-                "/k1?token=a%22b%0D%0Ac%20d%23e",
-            ),
+            ("/k1", Some("token=a\"b\r\nc d#e"), "/k1?token=a%22b%0D%0Ac%20d%23e"),
             ("/k1", Some("t=\u{e9}"), "/k1?t=%C3%A9"),
         ];
         for &(uri, query, want) in cases {
@@ -683,9 +660,7 @@ p2-0.ts
                 ..seg("s.ts", 4.0)
             });
             let text = p.render(query);
-            let expected = format!(
-                "#EXT-X-KEY:METHOD=AES-128,URI=\"{want}\",IV=0xabababababababababababababababab\n"
-            );
+            let expected = format!("#EXT-X-KEY:METHOD=AES-128,URI=\"{want}\",IV=0xabababababababababababababababab\n");
             assert!(text.contains(&expected), "{uri} {query:?}:\n{text}");
             assert_eq!(text.lines().count(), 7, "{text}");
         }

@@ -247,9 +247,7 @@ impl Segmenter {
                 return self.open_at(au, deciding, tracks, Some(elapsed), tracks_changed);
             }
         }
-        if self.policy == CutPolicy::BoundedByTarget
-            && elapsed.saturating_add(max_interval_90k) >= self.limit_90k
-        {
+        if self.policy == CutPolicy::BoundedByTarget && elapsed.saturating_add(max_interval_90k) >= self.limit_90k {
             return self.open_at(au, deciding, tracks, Some(elapsed), tracks_changed);
         }
 
@@ -553,10 +551,7 @@ mod tests {
         // KeyframesOnly waits for the target: 6 s segments.
         let mut seg = Segmenter::new(4, CutPolicy::KeyframesOnly);
         let cuts = run(&mut seg, &av_stream(30 * 10, 90), AV);
-        assert_eq!(
-            cuts,
-            vec![(0, None, false, false), (6000, Some(6000), false, false)]
-        );
+        assert_eq!(cuts, vec![(0, None, false, false), (6000, Some(6000), false, false)]);
     }
 
     #[test]
@@ -666,17 +661,13 @@ mod tests {
     #[test]
     fn forced_cut_while_tracks_changed_is_a_discontinuity() {
         let mut seg = Segmenter::new(2, CutPolicy::BoundedByTarget);
-        let mut aus: Vec<_> = (0..120)
-            .map(|n| (video(n * 1000 / 30, n == 0), AV))
-            .collect();
+        let mut aus: Vec<_> = (0..120).map(|n| (video(n * 1000 / 30, n == 0), AV)).collect();
         aus[0].1 = V;
         aus[1].1 = V;
         let mut cuts = Vec::new();
         for (au, tracks) in &aus {
             if let Decision::Cut {
-                forced,
-                discontinuity,
-                ..
+                forced, discontinuity, ..
             } = seg.decide(au, *tracks)
             {
                 cuts.push((au.dts_90k / 90, forced, discontinuity));
@@ -716,10 +707,7 @@ mod tests {
         let aus = [video(0, true), video(33, false), video(30_000, true)];
         assert_eq!(
             run(&mut seg, &aus, V),
-            vec![
-                (0, None, false, false),
-                (30_000, Some(30_000), false, false)
-            ]
+            vec![(0, None, false, false), (30_000, Some(30_000), false, false)]
         );
     }
 

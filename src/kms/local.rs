@@ -82,8 +82,7 @@ impl LocalKms {
     pub fn open_or_create(path: &Path) -> Result<Self, KmsError> {
         match load(path) {
             Ok(masters) => return Ok(Self::new(path, masters)),
-            Err(KmsError::KeyringIo { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-            }
+            Err(KmsError::KeyringIo { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
 
@@ -103,16 +102,11 @@ impl LocalKms {
         let content = serialize(path, std::slice::from_ref(&first))?;
         match write_atomically(path, &content, Replace::No, &rng) {
             Ok(()) => {
-                tracing::info!(
-                    "created keyring {} with master key version 1",
-                    path.display()
-                );
+                tracing::info!("created keyring {} with master key version 1", path.display());
                 Ok(Self::new(path, vec![first]))
             }
             // Another process created it between our open and our link: use theirs.
-            Err(KmsError::KeyringIo { source, .. })
-                if source.kind() == io::ErrorKind::AlreadyExists =>
-            {
+            Err(KmsError::KeyringIo { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
                 Ok(Self::new(path, load(path)?))
             }
             Err(e) => Err(e),
@@ -125,12 +119,10 @@ impl LocalKms {
     pub fn rotate(path: &Path) -> Result<u32, KmsError> {
         let mut masters = load(path)?;
         let newest = masters.last().map_or(0, |m| m.version);
-        let version = newest
-            .checked_add(1)
-            .ok_or_else(|| KmsError::KeyringInvalid {
-                path: path.to_owned(),
-                reason: format!("master key version {newest} is the last one possible"),
-            })?;
+        let version = newest.checked_add(1).ok_or_else(|| KmsError::KeyringInvalid {
+            path: path.to_owned(),
+            reason: format!("master key version {newest} is the last one possible"),
+        })?;
         let rng = SystemRandom::new();
         masters.push(Master {
             version,
@@ -139,10 +131,7 @@ impl LocalKms {
         });
         let content = serialize(path, &masters)?;
         write_atomically(path, &content, Replace::Yes, &rng)?;
-        tracing::info!(
-            "rotated keyring {} to master key version {version}",
-            path.display()
-        );
+        tracing::info!("rotated keyring {} to master key version {version}", path.display());
         Ok(version)
     }
 
@@ -186,30 +175,19 @@ impl fmt::Debug for LocalKms {
 
 #[async_trait]
 impl Kms for LocalKms {
-    async fn generate_data_key(
-        &self,
-        ctx: &EncryptionContext,
-    ) -> Result<(DataKey, WrappedKey), KmsError> {
-        let master = self
-            .masters
-            .last()
-            .ok_or_else(|| KmsError::KeyringInvalid {
-                path: self.path.clone(),
-                reason: "no master keys".to_owned(),
-            })?;
+    async fn generate_data_key(&self, ctx: &EncryptionContext) -> Result<(DataKey, WrappedKey), KmsError> {
+        let master = self.masters.last().ok_or_else(|| KmsError::KeyringInvalid {
+            path: self.path.clone(),
+            reason: "no master keys".to_owned(),
+        })?;
         let key = DataKey::generate(&self.rng).map_err(|e| rng_failed(&e))?;
         let wrapped = crypto::seal_data_key(&master.key, master.version, &key, ctx, &self.rng)
             .map_err(|e| KmsError::Unavailable(format!("local key provider: {e}")))?;
         Ok((key, wrapped))
     }
 
-    async fn decrypt(
-        &self,
-        wrapped: &WrappedKey,
-        ctx: &EncryptionContext,
-    ) -> Result<DataKey, KmsError> {
-        let version =
-            crypto::wrapped_master_version(wrapped).map_err(|_| KmsError::InvalidCiphertext)?;
+    async fn decrypt(&self, wrapped: &WrappedKey, ctx: &EncryptionContext) -> Result<DataKey, KmsError> {
+        let version = crypto::wrapped_master_version(wrapped).map_err(|_| KmsError::InvalidCiphertext)?;
         let master = self
             .masters
             .iter()
@@ -225,11 +203,7 @@ fn rng_failed(e: &crypto::Error) -> KmsError {
 
 fn io_error(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> KmsError {
     let path = path.to_owned();
-    move |source| KmsError::KeyringIo {
-        path,
-        action,
-        source,
-    }
+    move |source| KmsError::KeyringIo { path, action, source }
 }
 
 fn invalid(path: &Path, reason: impl Into<String>) -> KmsError {
@@ -246,9 +220,7 @@ fn parent_dir(path: &Path) -> Option<&Path> {
 
 fn now_unix_secs() -> u64 {
     // A clock before 1970 is misconfigured; the timestamp is informational only.
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Reads, permission-checks and parses the keyring.
@@ -296,10 +268,7 @@ fn parse(path: &Path, text: &str) -> Result<Vec<Master>, KmsError> {
     if file.format != FORMAT {
         return Err(invalid(
             path,
-            format!(
-                "format {} is not supported (expected {FORMAT})",
-                file.format
-            ),
+            format!("format {} is not supported (expected {FORMAT})", file.format),
         ));
     }
     if file.master_keys.is_empty() {
@@ -319,10 +288,7 @@ fn parse(path: &Path, text: &str) -> Result<Vec<Master>, KmsError> {
         let bad_key = || {
             invalid(
                 path,
-                format!(
-                    "key of master key version {} is not 32 bytes of base64",
-                    entry.version
-                ),
+                format!("key of master key version {} is not 32 bytes of base64", entry.version),
             )
         };
         let mut buf = Zeroizing::new([0u8; 48]);
@@ -357,8 +323,7 @@ fn serialize(path: &Path, masters: &[Master]) -> Result<Zeroizing<Vec<u8>>, KmsE
     };
     // Sized up front so the buffer never reallocates and leaves key text behind.
     let mut out = Zeroizing::new(Vec::with_capacity(256 + 160 * masters.len()));
-    serde_json::to_writer_pretty(&mut *out, &file)
-        .map_err(|e| invalid(path, format!("serializing: {e}")))?;
+    serde_json::to_writer_pretty(&mut *out, &file).map_err(|e| invalid(path, format!("serializing: {e}")))?;
     out.push(b'\n');
     Ok(out)
 }
@@ -372,16 +337,9 @@ enum Replace {
 }
 
 /// Writes `content` to `path` atomically with mode 0600 (see the module docs).
-fn write_atomically(
-    path: &Path,
-    content: &[u8],
-    replace: Replace,
-    rng: &SystemRandom,
-) -> Result<(), KmsError> {
+fn write_atomically(path: &Path, content: &[u8], replace: Replace, rng: &SystemRandom) -> Result<(), KmsError> {
     let dir = parent_dir(path).unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| invalid(path, "path has no file name"))?;
+    let name = path.file_name().ok_or_else(|| invalid(path, "path has no file name"))?;
     let mut suffix = [0u8; 8];
     rng.fill(&mut suffix)
         .map_err(|_| KmsError::Unavailable("random number generator failed".to_owned()))?;
@@ -479,14 +437,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keyring.json");
         // Used the way the server holds it: as a shared trait object.
-        let kms: std::sync::Arc<dyn Kms> =
-            std::sync::Arc::new(LocalKms::open_or_create(&path).unwrap());
+        let kms: std::sync::Arc<dyn Kms> = std::sync::Arc::new(LocalKms::open_or_create(&path).unwrap());
         let before = fs::read(&path).unwrap();
         for i in 0..5 {
-            let (key, _) = kms
-                .generate_data_key(&ctx("live/cam", &format!("k{i}")))
-                .await
-                .unwrap();
+            let (key, _) = kms.generate_data_key(&ctx("live/cam", &format!("k{i}"))).await.unwrap();
             let encoded = STANDARD.encode(key.as_bytes());
             assert!(!String::from_utf8_lossy(&before).contains(&encoded));
         }
@@ -510,14 +464,8 @@ mod tests {
 
         let (key2, wrapped2) = v2.generate_data_key(&c).await.unwrap();
         assert_eq!(wrapped2.as_bytes()[..5], [1, 0, 0, 0, 2]);
-        assert_eq!(
-            v2.decrypt(&wrapped1, &c).await.unwrap().as_bytes(),
-            key1.as_bytes()
-        );
-        assert_eq!(
-            v2.decrypt(&wrapped2, &c).await.unwrap().as_bytes(),
-            key2.as_bytes()
-        );
+        assert_eq!(v2.decrypt(&wrapped1, &c).await.unwrap().as_bytes(), key1.as_bytes());
+        assert_eq!(v2.decrypt(&wrapped2, &c).await.unwrap().as_bytes(), key2.as_bytes());
         // The instance opened before the rotation does not know version 2.
         assert!(matches!(
             v1.decrypt(&wrapped2, &c).await,
@@ -526,10 +474,7 @@ mod tests {
 
         assert_eq!(LocalKms::rotate(&path).unwrap(), 3);
         let v3 = LocalKms::open_or_create(&path).unwrap();
-        assert_eq!(
-            v3.decrypt(&wrapped1, &c).await.unwrap().as_bytes(),
-            key1.as_bytes()
-        );
+        assert_eq!(v3.decrypt(&wrapped1, &c).await.unwrap().as_bytes(), key1.as_bytes());
         let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -542,9 +487,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keyring.json");
         LocalKms::open_or_create(&path).unwrap();
-        for mode in [
-            0o640, 0o620, 0o610, 0o604, 0o602, 0o601, 0o644, 0o666, 0o660, 0o777,
-        ] {
+        for mode in [0o640, 0o620, 0o610, 0o604, 0o602, 0o601, 0o644, 0o666, 0o660, 0o777] {
             set_mode(&path, mode);
             let err = LocalKms::open_or_create(&path).unwrap_err();
             assert!(
@@ -553,10 +496,7 @@ mod tests {
             );
             let message = err.to_string();
             assert!(message.contains(&path.display().to_string()), "{message}");
-            assert!(
-                message.contains(&format!("chmod 600 {}", path.display())),
-                "{message}"
-            );
+            assert!(message.contains(&format!("chmod 600 {}", path.display())), "{message}");
             assert!(message.contains(&format!("{mode:03o}")), "{message}");
             assert!(matches!(
                 LocalKms::rotate(&path),
@@ -565,10 +505,7 @@ mod tests {
         }
         // The keyring itself is left alone, and works again once fixed.
         set_mode(&path, 0o600);
-        assert_eq!(
-            LocalKms::open_or_create(&path).unwrap().current_version(),
-            1
-        );
+        assert_eq!(LocalKms::open_or_create(&path).unwrap().current_version(), 1);
         set_mode(&path, 0o400);
         assert!(LocalKms::open_or_create(&path).is_ok());
     }
@@ -577,24 +514,15 @@ mod tests {
     fn refuses_invalid_keyrings_with_clear_errors() {
         let key = STANDARD.encode([7u8; 32]);
         let short_key = STANDARD.encode([7u8; 31]);
-        let entry = |version: u32, key: &str| {
-            format!(r#"{{"version":{version},"created_unix_secs":1,"key":"{key}"}}"#)
-        };
-        let keyring =
-            |entries: &[String]| format!(r#"{{"format":1,"master_keys":[{}]}}"#, entries.join(","));
+        let entry = |version: u32, key: &str| format!(r#"{{"version":{version},"created_unix_secs":1,"key":"{key}"}}"#);
+        let keyring = |entries: &[String]| format!(r#"{{"format":1,"master_keys":[{}]}}"#, entries.join(","));
         let cases: Vec<(String, &str)> = vec![
-            (
-                String::new(),
-                "bad JSON: EOF while parsing a value at line 1 column 0",
-            ),
+            (String::new(), "bad JSON: EOF while parsing a value at line 1 column 0"),
             (
                 "{".to_owned(),
                 "bad JSON: EOF while parsing an object at line 1 column 1",
             ),
-            (
-                "not json".to_owned(),
-                "bad JSON: expected ident at line 1 column 2",
-            ),
+            ("not json".to_owned(), "bad JSON: expected ident at line 1 column 2"),
             (
                 "[]".to_owned(),
                 "bad JSON: invalid length 0, expected struct KeyringFile with 2 elements at line 1 column 2",
@@ -604,10 +532,7 @@ mod tests {
                 "format 2 is not supported (expected 1)",
             ),
             (keyring(&[]), "master_keys is empty"),
-            (
-                keyring(&[entry(0, &key)]),
-                "master key version 0 (versions start at 1)",
-            ),
+            (keyring(&[entry(0, &key)]), "master key version 0 (versions start at 1)"),
             (
                 keyring(&[entry(1, &key), entry(1, &key)]),
                 "master key version 1 appears twice",
@@ -690,15 +615,10 @@ mod tests {
         let rng = SystemRandom::new();
         let key = DataKey::from_bytes([1; 16]);
         let sealed_v9 = crypto::seal_data_key(&other_master, 9, &key, &a, &rng).unwrap();
-        let sealed_v1_other_master =
-            crypto::seal_data_key(&other_master, 1, &key, &a, &rng).unwrap();
+        let sealed_v1_other_master = crypto::seal_data_key(&other_master, 1, &key, &a, &rng).unwrap();
 
         let cases: Vec<(&str, WrappedKey, EncryptionContext)> = vec![
-            (
-                "stream A's key for stream B",
-                wrapped.clone(),
-                ctx("live/b", "k1"),
-            ),
+            ("stream A's key for stream B", wrapped.clone(), ctx("live/b", "k1")),
             ("other key id", wrapped.clone(), ctx("live/a", "k2")),
             (
                 "version byte changed",
@@ -706,11 +626,7 @@ mod tests {
                 a.clone(),
             ),
             ("unknown master version", sealed_v9, a.clone()),
-            (
-                "another keyring's version 1",
-                sealed_v1_other_master,
-                a.clone(),
-            ),
+            ("another keyring's version 1", sealed_v1_other_master, a.clone()),
             ("empty", WrappedKey::from_bytes(vec![]), a.clone()),
             ("garbage", WrappedKey::from_bytes(vec![0x42; 49]), a.clone()),
             (
@@ -734,13 +650,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("new/keyring.json");
         let opened: Vec<LocalKms> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..8)
-                .map(|_| s.spawn(|| LocalKms::open_or_create(&path)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap().unwrap())
-                .collect()
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| LocalKms::open_or_create(&path))).collect();
+            handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect()
         });
         let first = opened[0].masters[0].key.as_bytes();
         for kms in &opened {

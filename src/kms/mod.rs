@@ -19,17 +19,10 @@ pub mod local;
 #[async_trait]
 pub trait Kms: Send + Sync + 'static {
     /// A fresh data key and its wrapped form, bound to `ctx`.
-    async fn generate_data_key(
-        &self,
-        ctx: &EncryptionContext,
-    ) -> Result<(DataKey, WrappedKey), KmsError>;
+    async fn generate_data_key(&self, ctx: &EncryptionContext) -> Result<(DataKey, WrappedKey), KmsError>;
 
     /// Unwraps `wrapped`, which must have been generated for exactly `ctx`.
-    async fn decrypt(
-        &self,
-        wrapped: &WrappedKey,
-        ctx: &EncryptionContext,
-    ) -> Result<DataKey, KmsError>;
+    async fn decrypt(&self, wrapped: &WrappedKey, ctx: &EncryptionContext) -> Result<DataKey, KmsError>;
 }
 
 /// Errors of key providers. None of them carries key material.

@@ -91,8 +91,8 @@ async fn handshake(socket: &mut TcpStream, buf: &mut [u8]) -> Result<Vec<u8>, Er
         };
         // Same reason as `Session::handle_input`: rml_rtmp must not take the
         // task down on hostile bytes.
-        let result = catch_unwind(AssertUnwindSafe(|| handshake.process_bytes(input)))
-            .map_err(|_| Error::ParserPanic)??;
+        let result =
+            catch_unwind(AssertUnwindSafe(|| handshake.process_bytes(input))).map_err(|_| Error::ParserPanic)??;
         match result {
             HandshakeProcessResult::InProgress { response_bytes } => {
                 socket.write_all(&response_bytes).await?;

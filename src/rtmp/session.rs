@@ -11,9 +11,7 @@ use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use rml_rtmp::sessions::{
-    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
-};
+use rml_rtmp::sessions::{ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult};
 use tokio::sync::mpsc;
 use tracing::{debug, info, trace, warn};
 
@@ -83,8 +81,8 @@ impl Session {
         // "@setDataFrame" data message); a panic there must end only this
         // connection. The session is dropped right after, so its possibly
         // broken state is never observed again.
-        let results = catch_unwind(AssertUnwindSafe(|| server.handle_input(bytes)))
-            .map_err(|_| Error::ParserPanic)??;
+        let results =
+            catch_unwind(AssertUnwindSafe(|| server.handle_input(bytes))).map_err(|_| Error::ParserPanic)??;
         self.handle_results(results, out, media)
     }
 
@@ -125,18 +123,10 @@ impl Session {
     ) -> Result<Flow, Error> {
         // Never log `event` itself: publish-related events carry the key.
         match event {
-            ServerSessionEvent::ConnectionRequested {
-                request_id,
-                app_name,
-            } => {
+            ServerSessionEvent::ConnectionRequested { request_id, app_name } => {
                 if self.app.is_some() {
                     warn!(app = %app_name, "second connect on one connection refused");
-                    self.reject(
-                        request_id,
-                        "NetConnection.Connect.Rejected",
-                        "already connected",
-                        out,
-                    )?;
+                    self.reject(request_id, "NetConnection.Connect.Rejected", "already connected", out)?;
                     return Ok(Flow::Close);
                 }
                 let results = self.server.accept_request(request_id)?;
@@ -164,9 +154,7 @@ impl Session {
                 }
                 Ok(Flow::Continue)
             }
-            ServerSessionEvent::VideoDataReceived {
-                data, timestamp, ..
-            } => {
+            ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => {
                 if self.grant.is_some() {
                     media.push(MediaMessage::Video {
                         timestamp_ms: timestamp.value,
@@ -175,9 +163,7 @@ impl Session {
                 }
                 Ok(Flow::Continue)
             }
-            ServerSessionEvent::AudioDataReceived {
-                data, timestamp, ..
-            } => {
+            ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => {
                 if self.grant.is_some() {
                     media.push(MediaMessage::Audio {
                         timestamp_ms: timestamp.value,
@@ -187,9 +173,7 @@ impl Session {
                 Ok(Flow::Continue)
             }
             ServerSessionEvent::PlayStreamRequested {
-                request_id,
-                app_name,
-                ..
+                request_id, app_name, ..
             } => {
                 info!(app = %app_name, "play request refused: this server only ingests (viewers use HLS)");
                 self.reject(
@@ -262,9 +246,7 @@ impl Session {
                 }
                 let code = match refused {
                     PublishRefused::AlreadyLive => "NetStream.Publish.BadName",
-                    PublishRefused::BadKey | PublishRefused::ShuttingDown => {
-                        "NetStream.Publish.Denied"
-                    }
+                    PublishRefused::BadKey | PublishRefused::ShuttingDown => "NetStream.Publish.Denied",
                 };
                 self.reject(request_id, code, &refused.to_string(), out)?;
                 Ok(Flow::Close)
@@ -272,13 +254,7 @@ impl Session {
         }
     }
 
-    fn reject(
-        &mut self,
-        request_id: u32,
-        code: &str,
-        description: &str,
-        out: &mut Vec<u8>,
-    ) -> Result<(), Error> {
+    fn reject(&mut self, request_id: u32, code: &str, description: &str, out: &mut Vec<u8>) -> Result<(), Error> {
         for result in self.server.reject_request(request_id, code, description)? {
             if let ServerSessionResult::OutboundResponse(packet) = result {
                 out.extend_from_slice(&packet.bytes);
@@ -357,11 +333,10 @@ mod tests {
             query: Option<&str>,
             _peer: SocketAddr,
         ) -> Result<PublishGrant, PublishRefused> {
-            self.calls.lock().unwrap().push((
-                app.to_owned(),
-                stream_key.to_owned(),
-                query.map(str::to_owned),
-            ));
+            self.calls
+                .lock()
+                .unwrap()
+                .push((app.to_owned(), stream_key.to_owned(), query.map(str::to_owned)));
             if let Some(refused) = self.refuse {
                 return Err(refused);
             }
@@ -434,13 +409,9 @@ mod tests {
         }
 
         fn send(&mut self, message: RtmpMessage, stream_id: u32, ts: u32) -> Result<Flow, Error> {
-            let payload = message
-                .into_message_payload(RtmpTimestamp::new(ts), stream_id)
-                .unwrap();
+            let payload = message.into_message_payload(RtmpTimestamp::new(ts), stream_id).unwrap();
             let packet = self.serializer.serialize(&payload, false, false).unwrap();
-            let flow = self
-                .session
-                .handle_input(&packet.bytes, &mut self.out, &mut self.media);
+            let flow = self.session.handle_input(&packet.bytes, &mut self.out, &mut self.media);
             self.drain_server_output();
             flow
         }
@@ -474,22 +445,10 @@ mod tests {
 
         fn connect_and_create_stream(&mut self) {
             let key = || vec![Amf0Value::Utf8String("sk_good".to_owned())];
-            assert_eq!(
-                self.command("connect", 1.0, 0, vec![]).unwrap(),
-                Flow::Continue
-            );
-            assert_eq!(
-                self.command("releaseStream", 2.0, 0, key()).unwrap(),
-                Flow::Continue
-            );
-            assert_eq!(
-                self.command("FCPublish", 3.0, 0, key()).unwrap(),
-                Flow::Continue
-            );
-            assert_eq!(
-                self.command("createStream", 4.0, 0, vec![]).unwrap(),
-                Flow::Continue
-            );
+            assert_eq!(self.command("connect", 1.0, 0, vec![]).unwrap(), Flow::Continue);
+            assert_eq!(self.command("releaseStream", 2.0, 0, key()).unwrap(), Flow::Continue);
+            assert_eq!(self.command("FCPublish", 3.0, 0, key()).unwrap(), Flow::Continue);
+            assert_eq!(self.command("createStream", 4.0, 0, vec![]).unwrap(), Flow::Continue);
         }
 
         fn publish(&mut self, raw_key: &str) -> Result<Flow, Error> {
@@ -546,26 +505,17 @@ mod tests {
         assert_eq!(h.publish("sk_good?x=1").unwrap(), Flow::Continue);
         assert_eq!(
             auth.calls(),
-            vec![(
-                "live".to_owned(),
-                "sk_good".to_owned(),
-                Some("x=1".to_owned())
-            )]
+            vec![("live".to_owned(), "sk_good".to_owned(), Some("x=1".to_owned()))]
         );
         assert!(h.session.media_sender().is_some());
         let codes = h.codes();
         assert!(codes.contains(&("_result", Some("NetConnection.Connect.Success"))));
-        assert_eq!(
-            codes.last(),
-            Some(&("onStatus", Some("NetStream.Publish.Start")))
-        );
+        assert_eq!(codes.last(), Some(&("onStatus", Some("NetStream.Publish.Start"))));
 
         h.send(metadata_message(), 1, 0).unwrap();
-        h.send(video(&[0x17, 0x00, 0x00, 0x00, 0x00, 0x01]), 1, 0)
-            .unwrap();
+        h.send(video(&[0x17, 0x00, 0x00, 0x00, 0x00, 0x01]), 1, 0).unwrap();
         h.send(audio(&[0xAF, 0x00, 0x12, 0x10]), 1, 0).unwrap();
-        h.send(video(&[0x27, 0x01, 0x00, 0x00, 0x21, 0xAA]), 1, 33)
-            .unwrap();
+        h.send(video(&[0x27, 0x01, 0x00, 0x00, 0x21, 0xAA]), 1, 33).unwrap();
         h.send(audio(&[0xAF, 0x01, 0x55]), 1, 23).unwrap();
 
         let mut expected_metadata = StreamMetadata::new();
@@ -594,15 +544,9 @@ mod tests {
         assert_eq!(h.media, expected);
 
         let key = vec![Amf0Value::Utf8String("sk_good".to_owned())];
-        assert_eq!(
-            h.command("FCUnpublish", 6.0, 1, key).unwrap(),
-            Flow::Continue
-        );
+        assert_eq!(h.command("FCUnpublish", 6.0, 1, key).unwrap(), Flow::Continue);
         let delete = vec![Amf0Value::Number(1.0)];
-        assert_eq!(
-            h.command("deleteStream", 7.0, 0, delete).unwrap(),
-            Flow::Close
-        );
+        assert_eq!(h.command("deleteStream", 7.0, 0, delete).unwrap(), Flow::Close);
         assert_eq!(auth.calls().len(), 1);
     }
 
@@ -610,11 +554,7 @@ mod tests {
     fn refusals_send_an_error_status_and_close() {
         let cases = [
             (None, "sk_bad", "NetStream.Publish.Denied"),
-            (
-                Some(PublishRefused::BadKey),
-                "sk_good",
-                "NetStream.Publish.Denied",
-            ),
+            (Some(PublishRefused::BadKey), "sk_good", "NetStream.Publish.Denied"),
             (
                 Some(PublishRefused::AlreadyLive),
                 "sk_good",
@@ -631,11 +571,7 @@ mod tests {
             let mut h = Harness::new(Arc::clone(&auth));
             h.connect_and_create_stream();
             assert_eq!(h.publish(key).unwrap(), Flow::Close, "{refuse:?}");
-            assert_eq!(
-                h.codes().last(),
-                Some(&("_error", Some(code))),
-                "{refuse:?}"
-            );
+            assert_eq!(h.codes().last(), Some(&("_error", Some(code))), "{refuse:?}");
             assert!(h.session.media_sender().is_none());
             assert_eq!(auth.calls().len(), 1);
             assert!(auth.receivers.lock().unwrap().is_empty());
@@ -648,24 +584,14 @@ mod tests {
         let mut h = Harness::new(Arc::clone(&auth));
         h.connect_and_create_stream();
         assert_eq!(h.publish("sk_good").unwrap(), Flow::Continue);
-        assert_eq!(
-            h.command("createStream", 6.0, 0, vec![]).unwrap(),
-            Flow::Continue
-        );
+        assert_eq!(h.command("createStream", 6.0, 0, vec![]).unwrap(), Flow::Continue);
         let args = vec![
             Amf0Value::Utf8String("sk_good".to_owned()),
             Amf0Value::Utf8String("live".to_owned()),
         ];
         assert_eq!(h.command("publish", 0.0, 2, args).unwrap(), Flow::Continue);
-        assert_eq!(
-            h.codes().last(),
-            Some(&("_error", Some("NetStream.Publish.BadName")))
-        );
-        assert_eq!(
-            auth.calls().len(),
-            1,
-            "second publish never reaches the registry"
-        );
+        assert_eq!(h.codes().last(), Some(&("_error", Some("NetStream.Publish.BadName"))));
+        assert_eq!(auth.calls().len(), 1, "second publish never reaches the registry");
         // Media on the refused stream id is ignored; the first still flows.
         h.send(video(&[0x27, 0x01]), 2, 10).unwrap();
         h.send(video(&[0x17, 0x01]), 1, 20).unwrap();
@@ -685,20 +611,14 @@ mod tests {
         h.connect_and_create_stream();
         let args = vec![Amf0Value::Utf8String("sk_good".to_owned())];
         assert_eq!(h.command("play", 5.0, 1, args).unwrap(), Flow::Close);
-        assert_eq!(
-            h.codes().last(),
-            Some(&("_error", Some("NetStream.Play.Failed")))
-        );
+        assert_eq!(h.codes().last(), Some(&("_error", Some("NetStream.Play.Failed"))));
         assert!(auth.calls().is_empty());
     }
 
     #[test]
     fn second_connect_is_refused() {
         let mut h = Harness::new(TestAuthorizer::new(None));
-        assert_eq!(
-            h.command("connect", 1.0, 0, vec![]).unwrap(),
-            Flow::Continue
-        );
+        assert_eq!(h.command("connect", 1.0, 0, vec![]).unwrap(), Flow::Continue);
         assert_eq!(h.command("connect", 2.0, 0, vec![]).unwrap(), Flow::Close);
         assert_eq!(
             h.codes().last(),
@@ -731,10 +651,7 @@ mod tests {
                 assert_eq!(h.publish("sk_good").unwrap(), Flow::Continue);
             }
             let result = h.send(RtmpMessage::Amf0Data { values }, 1, 0);
-            assert!(
-                matches!(result, Err(Error::ParserPanic)),
-                "{name}: {result:?}"
-            );
+            assert!(matches!(result, Err(Error::ParserPanic)), "{name}: {result:?}");
         }
     }
 

@@ -21,9 +21,8 @@ use mpeg2ts::pes::PesHeader;
 use mpeg2ts::time::{ClockReference, Timestamp};
 use mpeg2ts::ts::payload::{Bytes, Pat, Pes, Pmt};
 use mpeg2ts::ts::{
-    AdaptationField, ContinuityCounter, EsInfo, Pid, ProgramAssociation,
-    TransportScramblingControl, TsHeader, TsPacket, TsPacketWriter, TsPayload, VersionNumber,
-    WriteTsPacket,
+    AdaptationField, ContinuityCounter, EsInfo, Pid, ProgramAssociation, TransportScramblingControl, TsHeader,
+    TsPacket, TsPacketWriter, TsPayload, VersionNumber, WriteTsPacket,
 };
 
 use crate::media::{AccessUnit, AudioCodec, Track, Tracks, VideoCodec};
@@ -173,12 +172,8 @@ impl Muxer {
     pub fn write(&mut self, au: &AccessUnit<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
         let tracks = self.program.unwrap_or_default();
         let (pid, stream_id, cc) = match au.track {
-            Track::Video if tracks.video.is_some() => {
-                (VIDEO_PID, STREAM_ID_VIDEO, &mut self.video_cc)
-            }
-            Track::Audio if tracks.audio.is_some() => {
-                (AUDIO_PID, STREAM_ID_AUDIO, &mut self.audio_cc)
-            }
+            Track::Video if tracks.video.is_some() => (VIDEO_PID, STREAM_ID_VIDEO, &mut self.video_cc),
+            Track::Audio if tracks.audio.is_some() => (AUDIO_PID, STREAM_ID_AUDIO, &mut self.audio_cc),
             track => return Err(Error::TrackNotInProgram(track)),
         };
 
@@ -193,11 +188,7 @@ impl Muxer {
             copyright: false,
             original_or_copy: false,
             pts: Some(Timestamp::new(pts)?),
-            dts: if with_dts {
-                Some(Timestamp::new(dts)?)
-            } else {
-                None
-            },
+            dts: if with_dts { Some(Timestamp::new(dts)?) } else { None },
             escr: None,
         };
         let pes_header_size = PES_HEADER_SIZE_PTS + if with_dts { 5 } else { 0 };
@@ -275,10 +266,10 @@ impl Muxer {
             return Err(err.into());
         }
         debug_assert_eq!(out.len() - start, packets * PACKET_SIZE);
-        if pcr.is_some() {
-            if let Some(byte) = out.get_mut(start + PCR_RESERVED_BYTE) {
-                *byte |= PCR_RESERVED_BITS;
-            }
+        if pcr.is_some()
+            && let Some(byte) = out.get_mut(start + PCR_RESERVED_BYTE)
+        {
+            *byte |= PCR_RESERVED_BITS;
         }
         Ok(())
     }

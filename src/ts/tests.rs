@@ -30,18 +30,18 @@ const PAT_SECTION: &[u8] = &[
 ];
 /// ffmpeg's PMT: PCR 0x100, H.264 on 0x100, ADTS AAC on 0x101.
 const PMT_AV: &[u8] = &[
-    0x02, 0xB0, 0x17, 0x00, 0x01, 0xC1, 0x00, 0x00, 0xE1, 0x00, 0xF0, 0x00, 0x1B, 0xE1, 0x00, 0xF0,
-    0x00, 0x0F, 0xE1, 0x01, 0xF0, 0x00, 0x2F, 0x44, 0xB9, 0x9B,
+    0x02, 0xB0, 0x17, 0x00, 0x01, 0xC1, 0x00, 0x00, 0xE1, 0x00, 0xF0, 0x00, 0x1B, 0xE1, 0x00, 0xF0, 0x00, 0x0F, 0xE1,
+    0x01, 0xF0, 0x00, 0x2F, 0x44, 0xB9, 0x9B,
 ];
 /// ffmpeg's PMT (`-streamid 0:0x101`): PCR 0x101, ADTS AAC on 0x101.
 const PMT_AUDIO: &[u8] = &[
-    0x02, 0xB0, 0x12, 0x00, 0x01, 0xC1, 0x00, 0x00, 0xE1, 0x01, 0xF0, 0x00, 0x0F, 0xE1, 0x01, 0xF0,
-    0x00, 0xEC, 0xE2, 0xB0, 0x94,
+    0x02, 0xB0, 0x12, 0x00, 0x01, 0xC1, 0x00, 0x00, 0xE1, 0x01, 0xF0, 0x00, 0x0F, 0xE1, 0x01, 0xF0, 0x00, 0xEC, 0xE2,
+    0xB0, 0x94,
 ];
 /// ffmpeg's PMT: PCR 0x100, H.264 on 0x100.
 const PMT_VIDEO: &[u8] = &[
-    0x02, 0xB0, 0x12, 0x00, 0x01, 0xC1, 0x00, 0x00, 0xE1, 0x00, 0xF0, 0x00, 0x1B, 0xE1, 0x00, 0xF0,
-    0x00, 0x15, 0xBD, 0x4D, 0x56,
+    0x02, 0xB0, 0x12, 0x00, 0x01, 0xC1, 0x00, 0x00, 0xE1, 0x00, 0xF0, 0x00, 0x1B, 0xE1, 0x00, 0xF0, 0x00, 0x15, 0xBD,
+    0x4D, 0x56,
 ];
 
 fn au(track: Track, pts_90k: u64, dts_90k: u64, keyframe: bool, payload: &[u8]) -> AccessUnit<'_> {
@@ -124,21 +124,13 @@ fn decode(bytes: &[u8]) -> Vec<TsPacket> {
 #[test]
 fn psi_tables_for_all_tracks() {
     /// Tracks, ffmpeg's PMT section, PCR PID, (stream_type, PID) per stream.
-    type Row = (
-        Tracks,
-        Option<&'static [u8]>,
-        Option<u16>,
-        &'static [(StreamType, u16)],
-    );
+    type Row = (Tracks, Option<&'static [u8]>, Option<u16>, &'static [(StreamType, u16)]);
     let cases: [Row; 4] = [
         (
             AV,
             Some(PMT_AV),
             Some(VIDEO_PID),
-            &[
-                (StreamType::H264, VIDEO_PID),
-                (StreamType::AdtsAac, AUDIO_PID),
-            ],
+            &[(StreamType::H264, VIDEO_PID), (StreamType::AdtsAac, AUDIO_PID)],
         ),
         (
             AUDIO_ONLY,
@@ -307,11 +299,7 @@ fn pes_layout_for_every_size() {
                         assert!(packet.af.is_some_and(|af| !af.is_empty()));
                     }
                 } else {
-                    assert_eq!(
-                        packet.af_flags(),
-                        0,
-                        "{what}: flags only in the first packet"
-                    );
+                    assert_eq!(packet.af_flags(), 0, "{what}: flags only in the first packet");
                 }
                 let stuffing = packet.stuffing();
                 assert!(
@@ -338,10 +326,7 @@ fn pes_layout_for_every_size() {
                 Track::Video => assert_eq!(pes_len, 0, "{what}"),
                 Track::Audio => assert_eq!(pes_len, pes_header - 6 + size, "{what}"),
             }
-            assert_eq!(
-                pes[6], 0x84,
-                "{what}: marker bits + data_alignment_indicator"
-            );
+            assert_eq!(pes[6], 0x84, "{what}: marker bits + data_alignment_indicator");
             assert_eq!(pes[7], if case.with_dts { 0xC0 } else { 0x80 }, "{what}");
             assert_eq!(usize::from(pes[8]), pes_header - 9, "{what}");
             assert_eq!(&pes[pes_header..], &payload[..], "{what}");
@@ -360,16 +345,8 @@ fn pes_layout_for_every_size() {
             );
             assert!(reader.read_pes_packet().unwrap().is_none(), "{what}");
         }
-        assert!(
-            saw_one_byte_af,
-            "{}: adaptation_field_length 0 case",
-            case.name
-        );
-        assert!(
-            saw_exact_fit,
-            "{}: a size that fills packets exactly",
-            case.name
-        );
+        assert!(saw_one_byte_af, "{}: adaptation_field_length 0 case", case.name);
+        assert!(saw_exact_fit, "{}: a size that fills packets exactly", case.name);
     }
 }
 
@@ -387,12 +364,7 @@ fn pts_dts_known_answers() {
             0xC0,
             &[0x31, 0x00, 0x09, 0x10, 0xA1, 0x11, 0x00, 0x07, 0xD8, 0x61],
         ),
-        (
-            WRAP - 126_000,
-            WRAP - 126_000,
-            0x80,
-            &[0x21, 0x00, 0x01, 0x00, 0x01],
-        ),
+        (WRAP - 126_000, WRAP - 126_000, 0x80, &[0x21, 0x00, 0x01, 0x00, 0x01]),
         (
             WRAP - 126_000 + 3600,
             WRAP - 126_000 - 3600,
@@ -434,21 +406,9 @@ fn pts_dts_known_answers() {
 fn pcr_known_answers() {
     type Row = (Tracks, Track, u64, u64, Option<[u8; 6]>);
     let rows: [Row; 6] = [
-        (
-            AV,
-            Track::Video,
-            0,
-            0,
-            Some([0x00, 0x00, 0x7B, 0x0C, 0x7E, 0x00]),
-        ),
+        (AV, Track::Video, 0, 0, Some([0x00, 0x00, 0x7B, 0x0C, 0x7E, 0x00])),
         // PCR follows the DTS, not the PTS.
-        (
-            AV,
-            Track::Video,
-            7200,
-            0,
-            Some([0x00, 0x00, 0x7B, 0x0C, 0x7E, 0x00]),
-        ),
+        (AV, Track::Video, 7200, 0, Some([0x00, 0x00, 0x7B, 0x0C, 0x7E, 0x00])),
         (AV, Track::Audio, 0, 0, None),
         (
             AUDIO_ONLY,
@@ -490,11 +450,7 @@ fn pcr_known_answers() {
 
         let decoded = decode(&stream);
         let pes = &decoded[2];
-        let decoded_pcr = pes
-            .adaptation_field
-            .as_ref()
-            .and_then(|af| af.pcr)
-            .map(|c| c.as_u64());
+        let decoded_pcr = pes.adaptation_field.as_ref().and_then(|af| af.pcr).map(|c| c.as_u64());
         assert_eq!(decoded_pcr.is_some(), pcr.is_some(), "{what}");
         if let Some(pcr_27m) = decoded_pcr {
             assert_eq!(pcr_27m % 300, 0, "extension is 0");
@@ -519,16 +475,10 @@ fn continuity_counters_continue_across_segments() {
         for frame in 0..3u64 {
             let size = ((segment * 3 + frame) * 97 % 2000) as usize;
             muxer
-                .write(
-                    &au(Track::Video, t + 3600, t, frame == 0, &payload[..size]),
-                    &mut out,
-                )
+                .write(&au(Track::Video, t + 3600, t, frame == 0, &payload[..size]), &mut out)
                 .unwrap();
             muxer
-                .write(
-                    &au(Track::Audio, t, t, true, &payload[..size / 8]),
-                    &mut out,
-                )
+                .write(&au(Track::Audio, t, t, true, &payload[..size / 8]), &mut out)
                 .unwrap();
             t += 3600;
         }
@@ -565,9 +515,7 @@ fn undeclared_track_is_an_error() {
             muxer.start_segment(tracks, &mut out);
         }
         let before = out.clone();
-        let err = muxer
-            .write(&au(track, 0, 0, true, &[1, 2, 3]), &mut out)
-            .unwrap_err();
+        let err = muxer.write(&au(track, 0, 0, true, &[1, 2, 3]), &mut out).unwrap_err();
         assert!(
             matches!(err, Error::TrackNotInProgram(t) if t == track),
             "{tracks:?} {track:?}: {err}"
@@ -578,16 +526,10 @@ fn undeclared_track_is_an_error() {
     let mut muxer = Muxer::new();
     let mut out = Vec::new();
     muxer.start_segment(VIDEO_ONLY, &mut out);
-    assert!(
-        muxer
-            .write(&au(Track::Audio, 0, 0, true, &[1]), &mut out)
-            .is_err()
-    );
+    assert!(muxer.write(&au(Track::Audio, 0, 0, true, &[1]), &mut out).is_err());
     muxer.start_segment(AV, &mut out);
     let start = out.len();
-    muxer
-        .write(&au(Track::Audio, 0, 0, true, &[1]), &mut out)
-        .unwrap();
+    muxer.write(&au(Track::Audio, 0, 0, true, &[1]), &mut out).unwrap();
     assert_eq!(parse(&out[start..]).cc, 0);
 }
 
@@ -660,10 +602,7 @@ fn ffprobe_reads_our_stream() {
         })
         .ok()?;
         assert!(output.status.success(), "{program} {args:?} failed");
-        Some((
-            output.stdout,
-            String::from_utf8_lossy(&output.stderr).into(),
-        ))
+        Some((output.stdout, String::from_utf8_lossy(&output.stderr).into()))
     }
 
     let tools_present = ["ffmpeg", "ffprobe"].iter().all(|tool| {
@@ -733,9 +672,7 @@ fn ffprobe_reads_our_stream() {
         .windows(2)
         .map(|w| {
             let unit = &h264[w[0]..w[1]];
-            let idr = unit
-                .windows(4)
-                .any(|n| n[..3] == [0, 0, 1] && n[3] & 0x1F == 5);
+            let idr = unit.windows(4).any(|n| n[..3] == [0, 0, 1] && n[3] & 0x1F == 5);
             (unit, idr)
         })
         .collect();
@@ -744,9 +681,7 @@ fn ffprobe_reads_our_stream() {
     let mut rest = &adts[..];
     while rest.len() >= 7 {
         assert_eq!(rest[0], 0xFF, "ADTS syncword");
-        let len = (usize::from(rest[3] & 3) << 11)
-            | (usize::from(rest[4]) << 3)
-            | usize::from(rest[5] >> 5);
+        let len = (usize::from(rest[3] & 3) << 11) | (usize::from(rest[4]) << 3) | usize::from(rest[5] >> 5);
         let (frame, tail) = rest.split_at(len);
         audio.push(frame);
         rest = tail;
@@ -768,18 +703,12 @@ fn ffprobe_reads_our_stream() {
                 muxer.start_segment(AV, &mut ts);
             }
             muxer
-                .write(
-                    &au(Track::Video, video_dts + 7200, video_dts, key, unit),
-                    &mut ts,
-                )
+                .write(&au(Track::Video, video_dts + 7200, video_dts, key, unit), &mut ts)
                 .unwrap();
             v += 1;
         } else {
             muxer
-                .write(
-                    &au(Track::Audio, audio_dts, audio_dts, true, audio[a]),
-                    &mut ts,
-                )
+                .write(&au(Track::Audio, audio_dts, audio_dts, true, audio[a]), &mut ts)
                 .unwrap();
             a += 1;
         }
@@ -807,10 +736,7 @@ fn ffprobe_reads_our_stream() {
         .collect();
     assert_eq!(
         streams,
-        [
-            ("video".into(), "h264".into()),
-            ("audio".into(), "aac".into())
-        ]
+        [("video".into(), "h264".into()), ("audio".into(), "aac".into())]
     );
     let packets = |kind: &str| -> Vec<(i64, i64, String)> {
         probe["packets"]

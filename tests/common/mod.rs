@@ -21,19 +21,65 @@ pub fn has_ts_sync(bytes: &[u8]) -> bool {
     bytes.len() >= 188 * 2 && bytes.chunks(188).all(|p| p[0] == 0x47)
 }
 
-/// Codec names of the streams ffprobe finds (empty when it finds none).
+/// Codec names of the streams ffprobe finds (empty when it finds none), sorted.
 pub fn probe_streams(path: &Path) -> Vec<String> {
-    let out = run(
-        "ffprobe",
-        &["-v", "quiet", "-show_entries", "stream=codec_name", "-of", "csv=p=0", path.to_str().unwrap()],
-    );
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()).collect()
+    let mut names: Vec<String> = probe(path, "stream=index,codec_name", &[])
+        .into_values()
+        .map(|v| v[0].clone())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Streams an MPEG-TS demuxer finds in a file. Forcing the format matters for
+/// ciphertext: probing random bytes as "any format" now and then guesses a raw
+/// audio format and reports a stream.
+pub fn probe_ts_streams(path: &Path) -> Vec<String> {
+    probe(path, "stream=index,codec_name", &["-f", "mpegts"])
+        .into_values()
+        .map(|v| v[0].clone())
+        .collect()
+}
+
+/// `ffprobe -show_entries ENTRIES` per stream index (TS files list each stream
+/// twice, under its program and alone; keying by index counts it once).
+fn probe(path: &Path, entries: &str, extra: &[&str]) -> std::collections::BTreeMap<u32, Vec<String>> {
+    let mut args = vec!["-v", "quiet", "-show_entries", entries, "-of", "csv=p=0"];
+    args.extend_from_slice(extra);
+    args.push(path.to_str().unwrap());
+    let out = run("ffprobe", &args);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(',').map(|f| f.trim().to_owned());
+            let index = fields.next()?.parse().ok()?;
+            Some((index, fields.filter(|f| !f.is_empty()).collect::<Vec<_>>()))
+        })
+        .filter(|(_, fields)| !fields.is_empty())
+        .collect()
 }
 
 /// What `ffmpeg -v error -i FILE -f null -` prints: empty for a clean decode.
 pub fn ffmpeg_errors(path: &Path) -> String {
-    let out = run("ffmpeg", &["-nostdin", "-v", "error", "-i", path.to_str().unwrap(), "-f", "null", "-"]);
-    assert!(out.status.success(), "ffmpeg failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            path.to_str().unwrap(),
+            "-f",
+            "null",
+            "-",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "ffmpeg failed on {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -45,25 +91,10 @@ pub struct FrameCounts {
 
 /// Decoded frame counts per stream type, from `ffprobe -count_frames`.
 pub fn count_frames(path: &Path) -> FrameCounts {
-    let out = run(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-count_frames",
-            "-show_entries",
-            "stream=codec_type,nb_read_frames",
-            "-of",
-            "csv=p=0",
-            path.to_str().unwrap(),
-        ],
-    );
     let mut counts = FrameCounts::default();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let mut fields = line.split(',');
-        let (Some(kind), Some(n)) = (fields.next(), fields.next()) else { continue };
-        let n: u64 = n.trim().parse().unwrap_or(0);
-        match kind {
+    for fields in probe(path, "stream=index,codec_type,nb_read_frames", &["-count_frames"]).values() {
+        let n: u64 = fields.get(1).and_then(|n| n.parse().ok()).unwrap_or(0);
+        match fields[0].as_str() {
             "video" => counts.video += n,
             "audio" => counts.audio += n,
             _ => {}
@@ -90,5 +121,9 @@ pub fn first_video_frame_is_key(path: &Path) -> Option<bool> {
             path.to_str().unwrap(),
         ],
     );
-    String::from_utf8_lossy(&out.stdout).lines().next().map(|l| l.trim() == "1")
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        // csv lines look like "1," (a separator for side data follows).
+        .map(|l| l.trim().trim_end_matches(',') == "1")
 }

@@ -1,0 +1,479 @@
+//! Live streams: the registry of configured streams, publish authorization, and
+//! the task that runs one publish's pipeline and stores what it produces.
+//!
+//! One task per publish owns its [`Pipeline`]; it talks to the outside through
+//! the media channel from the RTMP connection, the KMS, the file system and the
+//! stream's small shared state (the playlist the HTTP side renders). Streams
+//! share nothing mutable but the registry map, so a slow or broken stream never
+//! delays another.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use ring::digest;
+use tokio::sync::{Notify, mpsc};
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use crate::auth::Secret;
+use crate::crypto::{EncryptionContext, KeyId};
+use crate::flv::TagKind;
+use crate::hls::{CutPolicy, KeyTag, MediaPlaylist, SegmentEntry};
+use crate::kms::Kms;
+use crate::media::{CLOCK_90K, Tracks};
+use crate::names::{self, KeyUri, StreamName};
+use crate::pipeline::{ClosedSegment, Output, Pipeline, PipelineConfig, SegmentKey};
+use crate::rtmp::{MediaMessage, PublishAuthorizer, PublishGrant, PublishRefused};
+use crate::store;
+
+/// Media messages buffered between an RTMP connection and its pipeline. When
+/// full, the connection stops reading: backpressure, never loss.
+const MEDIA_CHANNEL_CAPACITY: usize = 512;
+
+/// What the live side needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct LiveSettings {
+    pub data_dir: PathBuf,
+    /// Prefix of key URIs (the server's public URL), or empty for `/keys/...`.
+    pub key_uri_base: String,
+    pub segment_duration_secs: u32,
+    pub playlist_window: usize,
+    pub segments_per_key: NonZeroU32,
+}
+
+/// A configured stream as the registry is given it.
+pub struct StreamSpec {
+    pub name: StreamName,
+    pub publish_key: Secret,
+}
+
+/// All configured streams, their live state, and publish authorization.
+pub struct Registry {
+    settings: LiveSettings,
+    kms: Arc<dyn Kms>,
+    streams: DashMap<StreamName, Arc<Stream>>,
+    /// SHA-256 of each publish key → stream. Looking up a digest reveals
+    /// nothing about the key through timing, unlike comparing keys directly.
+    by_key_digest: HashMap<[u8; 32], StreamName>,
+    /// Publish tasks still running, and a wake-up for when that reaches zero.
+    active_publishes: AtomicUsize,
+    idle: Notify,
+}
+
+/// One configured stream: its directory and what the HTTP side reads.
+pub struct Stream {
+    pub name: StreamName,
+    dir: PathBuf,
+    state: Mutex<StreamState>,
+}
+
+/// A stream's shared state. Locked only for short, non-async sections.
+#[derive(Default)]
+struct StreamState {
+    /// A publisher is connected (or its pipeline is still flushing).
+    live: bool,
+    publish_id: String,
+    playlist: Option<MediaPlaylist>,
+    info: StreamInfo,
+}
+
+/// What an operator page or API shows about a stream.
+#[derive(Debug, Clone, Default)]
+pub struct StreamInfo {
+    pub live: bool,
+    pub started_unix_ms: Option<u64>,
+    pub tracks: Tracks,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub video_frames: u64,
+    pub audio_frames: u64,
+    pub segments: u64,
+    pub media_sequence: u64,
+}
+
+impl Registry {
+    pub fn new(settings: LiveSettings, kms: Arc<dyn Kms>, specs: Vec<StreamSpec>) -> Self {
+        let streams = DashMap::new();
+        let mut by_key_digest = HashMap::new();
+        for spec in specs {
+            let dir = settings.data_dir.join(spec.name.app()).join(spec.name.name());
+            by_key_digest.insert(key_digest(spec.publish_key.expose()), spec.name.clone());
+            let stream = Stream {
+                name: spec.name.clone(),
+                dir,
+                state: Mutex::default(),
+            };
+            streams.insert(spec.name, Arc::new(stream));
+        }
+        Self {
+            settings,
+            kms,
+            streams,
+            by_key_digest,
+            active_publishes: AtomicUsize::new(0),
+            idle: Notify::new(),
+        }
+    }
+
+    /// Resolves once no publish task is running (after shutdown stopped ingest,
+    /// every pipeline has flushed and ended its playlist).
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.active_publishes.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub fn settings(&self) -> &LiveSettings {
+        &self.settings
+    }
+
+    pub fn kms(&self) -> &Arc<dyn Kms> {
+        &self.kms
+    }
+
+    /// The stream, cloned out of the map so no map guard is held by the caller.
+    pub fn get(&self, name: &StreamName) -> Option<Arc<Stream>> {
+        self.streams.get(name).map(|entry| Arc::clone(entry.value()))
+    }
+
+    /// Every configured stream, sorted by name.
+    pub fn all(&self) -> Vec<Arc<Stream>> {
+        let mut all: Vec<_> = self.streams.iter().map(|entry| Arc::clone(entry.value())).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+}
+
+fn key_digest(key: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, key).as_ref());
+    out
+}
+
+impl PublishAuthorizer for Arc<Registry> {
+    fn authorize(
+        &self,
+        app: &str,
+        stream_key: &str,
+        _query: Option<&str>,
+        peer: std::net::SocketAddr,
+    ) -> Result<PublishGrant, PublishRefused> {
+        let stream = self
+            .by_key_digest
+            .get(&key_digest(stream_key.as_bytes()))
+            .filter(|name| name.app() == app)
+            .and_then(|name| self.get(name))
+            .ok_or(PublishRefused::BadKey)?;
+        let publish_id = crate::package::random_publish_id().map_err(|_| PublishRefused::ShuttingDown)?;
+        {
+            let mut state = stream.lock();
+            if state.live {
+                return Err(PublishRefused::AlreadyLive);
+            }
+            state.live = true;
+            state.publish_id = publish_id.clone();
+            state.info = StreamInfo {
+                live: true,
+                started_unix_ms: Some(unix_ms_now()),
+                ..StreamInfo::default()
+            };
+        }
+        let (tx, rx) = mpsc::channel(MEDIA_CHANNEL_CAPACITY);
+        let span = info_span!("publish", stream = %stream.name);
+        let publish = Publish::new(Arc::clone(self), Arc::clone(&stream), publish_id);
+        self.active_publishes.fetch_add(1, Ordering::AcqRel);
+        let registry = Arc::clone(self);
+        tokio::spawn(
+            async move {
+                publish.run(rx).await;
+                if registry.active_publishes.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    registry.idle.notify_waiters();
+                }
+            }
+            .instrument(span),
+        );
+        info!(stream = %stream.name, %peer, "publish accepted");
+        Ok(PublishGrant {
+            stream: stream.name.to_string(),
+            media: tx,
+        })
+    }
+}
+
+impl Stream {
+    fn lock(&self) -> MutexGuard<'_, StreamState> {
+        // A panic while holding this lock leaves plain data behind; keep serving it.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The directory holding this stream's segments and playlist.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The playlist rendered with `key_query` appended to every key URI, or
+    /// `None` before the first segment.
+    pub fn render_playlist(&self, key_query: Option<&str>) -> Option<String> {
+        self.lock().playlist.as_ref().map(|p| p.render(key_query))
+    }
+
+    pub fn info(&self) -> StreamInfo {
+        self.lock().info.clone()
+    }
+}
+
+/// One publish: from the first media message until the publisher leaves.
+struct Publish {
+    registry: Arc<Registry>,
+    stream: Arc<Stream>,
+    publish_id: String,
+    pipeline: Pipeline,
+    keys_made: u64,
+    /// Wall clock and DTS of the first segment: `EXT-X-PROGRAM-DATE-TIME`
+    /// follows the media timeline from there.
+    anchor: Option<(u64, u64)>,
+    skipped_tags: u64,
+}
+
+impl Publish {
+    fn new(registry: Arc<Registry>, stream: Arc<Stream>, publish_id: String) -> Self {
+        let settings = registry.settings();
+        let pipeline = Pipeline::new(PipelineConfig {
+            target_duration_secs: settings.segment_duration_secs,
+            segments_per_key: settings.segments_per_key,
+            cut_policy: CutPolicy::BoundedByTarget,
+            first_sequence: 0,
+            discontinuity_at_start: false,
+        });
+        Self {
+            registry,
+            stream,
+            publish_id,
+            pipeline,
+            keys_made: 0,
+            anchor: None,
+            skipped_tags: 0,
+        }
+    }
+
+    async fn run(mut self, mut media: mpsc::Receiver<MediaMessage>) {
+        let settings = self.registry.settings().clone();
+        {
+            let mut state = self.stream.lock();
+            state.playlist = Some(MediaPlaylist::live(
+                settings.segment_duration_secs,
+                settings.playlist_window,
+                0,
+                0,
+            ));
+        }
+        loop {
+            self.keep_a_key_ready().await;
+            let Some(message) = media.recv().await else { break };
+            let result = match message {
+                MediaMessage::Video { timestamp_ms, body } => self.pipeline.push(TagKind::Video, timestamp_ms, &body),
+                MediaMessage::Audio { timestamp_ms, body } => self.pipeline.push(TagKind::Audio, timestamp_ms, &body),
+                MediaMessage::Metadata(metadata) => {
+                    let mut state = self.stream.lock();
+                    state.info.width = metadata.video_width;
+                    state.info.height = metadata.video_height;
+                    continue;
+                }
+            };
+            match result {
+                Ok(Some(output)) => self.store(output).await,
+                Ok(None) => {}
+                Err(error) => {
+                    self.skipped_tags += 1;
+                    // One line per 100 bad tags: a broken encoder must not flood the log.
+                    if self.skipped_tags % 100 == 1 {
+                        warn!(%error, skipped = self.skipped_tags, "skipping a tag the demuxer refused");
+                    }
+                }
+            }
+        }
+        if let Some(output) = self.pipeline.finish() {
+            self.store(output).await;
+        }
+        self.end().await;
+    }
+
+    /// Fetches the next data key before a segment needs it, so the KMS's
+    /// latency stays off the segment path.
+    async fn keep_a_key_ready(&mut self) {
+        if !self.pipeline.wants_key() {
+            return;
+        }
+        let key_id = match KeyId::new(&format!("{}-{}", self.publish_id, self.keys_made)) {
+            Ok(id) => id,
+            Err(error) => {
+                error!(%error, "cannot form a key id");
+                return;
+            }
+        };
+        let context = EncryptionContext::new(&self.stream.name.to_string(), &key_id);
+        match self.registry.kms().generate_data_key(&context).await {
+            Ok((key, wrapped)) => {
+                self.keys_made += 1;
+                debug!(key_id = %key_id, "data key ready");
+                self.pipeline.provide_key(SegmentKey {
+                    id: key_id,
+                    key,
+                    wrapped,
+                });
+            }
+            Err(error) => error!(%error, "KMS gave no data key; segments without a key are dropped"),
+        }
+    }
+
+    async fn store(&mut self, output: Output) {
+        match output {
+            Output::Segment(segment) => {
+                if let Err(error) = self.store_segment(segment).await {
+                    error!(%error, "storing a segment failed");
+                }
+            }
+            Output::Dropped { sequence, reason } => {
+                error!(seq = sequence, ?reason, "segment dropped: no plaintext is ever written");
+            }
+        }
+    }
+
+    /// Segment file first (atomically), then the playlist: a listed segment is
+    /// always there to fetch.
+    async fn store_segment(&mut self, segment: ClosedSegment) -> std::io::Result<()> {
+        let closed_at = Instant::now();
+        let settings = self.registry.settings();
+        let file_name = names::segment_file_name(&self.publish_id, segment.sequence);
+        let dir = self.stream.dir.clone();
+        let path = dir.join(&file_name);
+        let ClosedSegment {
+            sequence,
+            duration_secs,
+            start_dts_90k,
+            ciphertext,
+            key,
+            discontinuity,
+            forced_cut,
+            ..
+        } = segment;
+        if forced_cut {
+            warn!(
+                seq = sequence,
+                "cut without a keyframe: set the encoder's keyframe interval to 2 s"
+            );
+        }
+        let ciphertext = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            store::write_atomic(&path, &ciphertext)?;
+            Ok::<_, std::io::Error>(ciphertext)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        self.pipeline.recycle_buffer(ciphertext);
+
+        let (anchor_ms, anchor_dts) = *self.anchor.get_or_insert((unix_ms_now(), start_dts_90k));
+        let program_date_time_ms = anchor_ms + start_dts_90k.saturating_sub(anchor_dts) * 1000 / CLOCK_90K;
+        let entry = SegmentEntry {
+            uri: file_name,
+            duration_secs,
+            key: Some(KeyTag {
+                uri: KeyUri::render(&self.stream.name, &key.id, &key.wrapped, &settings.key_uri_base),
+                iv: key.iv,
+            }),
+            program_date_time_ms: i64::try_from(program_date_time_ms).ok(),
+            discontinuity,
+            sequence,
+        };
+        let stats = self.pipeline.stats();
+        let tracks = self.pipeline.tracks();
+        let (text, removed, window_secs) = {
+            let mut state = self.stream.lock();
+            let Some(playlist) = state.playlist.as_mut() else {
+                return Ok(());
+            };
+            let removed = playlist.push(entry);
+            let window_secs: f64 = playlist.segments().map(|s| s.duration_secs).sum();
+            let text = playlist.render(None);
+            let media_sequence = playlist.media_sequence();
+            let info = &mut state.info;
+            info.tracks = tracks;
+            info.video_frames = stats.video_frames;
+            info.audio_frames = stats.audio_frames;
+            info.segments = stats.segments;
+            info.media_sequence = media_sequence;
+            (text, removed, window_secs)
+        };
+        self.write_playlist(text).await;
+        // RFC 8216 6.2.2: a removed segment stays available for its duration
+        // plus the playlist's duration; keys are stateless, so this covers them.
+        for old in removed {
+            let path = self.stream.dir.join(&old.uri);
+            let delay = Duration::from_secs_f64(old.duration_secs + window_secs);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                if let Err(error) = tokio::fs::remove_file(&path).await {
+                    debug!(%error, path = %path.display(), "removing an expired segment");
+                }
+            });
+        }
+        debug!(
+            seq = sequence,
+            duration_secs,
+            publish_latency_us = closed_at.elapsed().as_micros() as u64,
+            "segment published"
+        );
+        Ok(())
+    }
+
+    async fn write_playlist(&self, text: String) {
+        let path = self.stream.dir.join("index.m3u8");
+        let result = tokio::task::spawn_blocking(move || store::write_atomic(&path, text.as_bytes())).await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => error!(%error, "writing the playlist failed"),
+            Err(error) => error!(%error, "playlist writer task failed"),
+        }
+    }
+
+    /// The publisher left: end the playlist and free the stream for the next publish.
+    async fn end(self) {
+        let stats = self.pipeline.stats();
+        let text = {
+            let mut state = self.stream.lock();
+            state.live = false;
+            state.info.live = false;
+            state.playlist.as_mut().map(|playlist| {
+                playlist.end();
+                playlist.render(None)
+            })
+        };
+        if let Some(text) = text
+            && stats.segments > 0
+        {
+            self.write_playlist(text).await;
+        }
+        info!(
+            segments = stats.segments,
+            video_frames = stats.video_frames,
+            audio_frames = stats.audio_frames,
+            skipped_tags = self.skipped_tags,
+            "publish ended"
+        );
+    }
+}
+
+fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
