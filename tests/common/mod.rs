@@ -127,3 +127,6 @@ pub fn first_video_frame_is_key(path: &Path) -> Option<bool> {
         // csv lines look like "1," (a separator for side data follows).
         .map(|l| l.trim().trim_end_matches(',') == "1")
 }
+
+pub mod http;
+pub mod server;

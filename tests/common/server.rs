@@ -1,0 +1,108 @@
+//! The real server, in process, on 127.0.0.1:0 ports, with its data dir and
+//! secrets in a temporary directory.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use sealcast::auth::{self, Claims, Secret};
+use sealcast::config::Config;
+use sealcast::server::Server;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Publish keys of the streams every test server has.
+pub const DEMO_KEY: &str = "sk_demo_0123456789abcdef";
+pub const OTHER_KEY: &str = "sk_other_0123456789abcdef";
+
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub rtmp: SocketAddr,
+    pub http: SocketAddr,
+    pub secret: Secret,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts a server with streams `live/demo` (DEMO_KEY) and `live/other`
+    /// (OTHER_KEY); `extra_toml` is appended to the config (e.g. an `[hls]` table).
+    pub async fn start(extra_toml: &str) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("sealcast=debug")
+            .try_init();
+        let dir = tempfile::tempdir().unwrap();
+        let secret_path = dir.path().join("token_secret");
+        std::fs::write(&secret_path, "test-secret-0123456789-0123456789-abcdef").unwrap();
+        let text = format!(
+            r#"
+[storage]
+data_dir = "{data}"
+[auth]
+token_secret_file = "{secret}"
+[[streams]]
+app = "live"
+name = "demo"
+key = "{DEMO_KEY}"
+[[streams]]
+app = "live"
+name = "other"
+key = "{OTHER_KEY}"
+{extra_toml}
+"#,
+            data = dir.path().join("data").display(),
+            secret = secret_path.display(),
+        );
+        let config = Config::from_toml_str(&text).unwrap_or_else(|e| panic!("test config: {e}"));
+        let server = Server::from_config(&config).unwrap();
+        let secret = server.token_secret().clone();
+        let rtmp_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let rtmp = rtmp_listener.local_addr().unwrap();
+        let http = http_listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(rtmp_listener, http_listener, async move {
+            let _ = rx.await;
+        }));
+        Self {
+            dir,
+            rtmp,
+            http,
+            secret,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A playback token for `stream` (an `app/name` or pattern) valid for an hour,
+    /// or already expired when `ttl_secs` is negative.
+    pub fn token(&self, stream: &str, ttl_secs: i64) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let claims = Claims {
+            exp: (now + ttl_secs).max(0) as u64,
+            stream: stream.to_owned(),
+            sub: None,
+            jti: None,
+        };
+        auth::mint(&self.secret, &claims)
+    }
+
+    /// Graceful shutdown: every live publish flushes and ends its playlist.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
