@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -33,6 +34,7 @@ const SEGMENT_CACHE: &str = "public, max-age=86400, immutable";
 pub struct HttpState {
     pub registry: Arc<Registry>,
     pub token_secret: Secret,
+    pub cors: CorsPolicy,
 }
 
 /// The router with every route and the CORS layer.
@@ -42,20 +44,69 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/keys/{app}/{name}/{key_id}", get(key))
         .route("/{app}/{name}/{file}", get(media_file))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
-        .layer(axum::middleware::map_response(cors))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), cors))
         .with_state(state)
 }
 
-/// Browser players on other origins need CORS on every response. The media
-/// and keys are guarded by tokens, not by origin, so any origin may read.
-async fn cors(method: Method, mut response: Response) -> Response {
+/// Which browser origins may read responses (CORS).
+#[derive(Debug, Clone, Default)]
+pub enum CorsPolicy {
+    /// No CORS headers: only same-origin pages can read.
+    #[default]
+    Off,
+    /// `Access-Control-Allow-Origin: *`. Keys are guarded by tokens, not by
+    /// origin, so this is safe and the default.
+    AnyOrigin,
+    /// Only these exact origins, echoed back with `Vary: Origin`.
+    Origins(Vec<HeaderValue>),
+}
+
+impl CorsPolicy {
+    /// From the config list: `"*"` anywhere means any origin.
+    pub fn from_origins(origins: &[String]) -> Self {
+        if origins.iter().any(|o| o == "*") {
+            return Self::AnyOrigin;
+        }
+        let values: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+        if values.is_empty() {
+            Self::Off
+        } else {
+            Self::Origins(values)
+        }
+    }
+
+    fn allowed(&self, origin: Option<&HeaderValue>) -> Option<HeaderValue> {
+        match self {
+            Self::Off => None,
+            Self::AnyOrigin => Some(HeaderValue::from_static("*")),
+            Self::Origins(list) => origin.filter(|o| list.contains(o)).cloned(),
+        }
+    }
+}
+
+/// Adds CORS headers, and answers preflight requests (players send one for a
+/// `Range` or `Authorization` header) with 204.
+async fn cors(State(state): State<Arc<HttpState>>, request: Request, next: Next) -> Response {
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    let preflight = request.method() == Method::OPTIONS;
+    let mut response = if preflight {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(request).await
+    };
     let headers = response.headers_mut();
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    if matches!(state.cors, CorsPolicy::Origins(_)) {
+        headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    let Some(allowed) = state.cors.allowed(origin.as_ref()) else {
+        return response;
+    };
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
     headers.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
         HeaderValue::from_static("Content-Length, Content-Range"),
     );
-    if method == Method::OPTIONS {
+    if preflight {
         headers.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
             HeaderValue::from_static("GET, HEAD, OPTIONS"),

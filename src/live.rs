@@ -173,7 +173,7 @@ impl PublishAuthorizer for Arc<Registry> {
             .and_then(|name| self.get(name))
             .ok_or(PublishRefused::BadKey)?;
         let publish_id = crate::package::random_publish_id().map_err(|_| PublishRefused::ShuttingDown)?;
-        {
+        let continuation = {
             let mut state = stream.lock();
             if state.live {
                 return Err(PublishRefused::AlreadyLive);
@@ -185,10 +185,13 @@ impl PublishAuthorizer for Arc<Registry> {
                 started_unix_ms: Some(unix_ms_now()),
                 ..StreamInfo::default()
             };
-        }
+            let (playlist, continuation) = continue_playlist(state.playlist.take(), &self.settings);
+            state.playlist = Some(playlist);
+            continuation
+        };
         let (tx, rx) = mpsc::channel(MEDIA_CHANNEL_CAPACITY);
         let span = info_span!("publish", stream = %stream.name);
-        let publish = Publish::new(Arc::clone(self), Arc::clone(&stream), publish_id);
+        let publish = Publish::new(Arc::clone(self), Arc::clone(&stream), publish_id, continuation);
         self.active_publishes.fetch_add(1, Ordering::AcqRel);
         let registry = Arc::clone(self);
         tokio::spawn(
@@ -240,18 +243,19 @@ struct Publish {
     /// Wall clock and DTS of the first segment: `EXT-X-PROGRAM-DATE-TIME`
     /// follows the media timeline from there.
     anchor: Option<(u64, u64)>,
+    previous_end_unix_ms: u64,
     skipped_tags: u64,
 }
 
 impl Publish {
-    fn new(registry: Arc<Registry>, stream: Arc<Stream>, publish_id: String) -> Self {
+    fn new(registry: Arc<Registry>, stream: Arc<Stream>, publish_id: String, continuation: Continuation) -> Self {
         let settings = registry.settings();
         let pipeline = Pipeline::new(PipelineConfig {
             target_duration_secs: settings.segment_duration_secs,
             segments_per_key: settings.segments_per_key,
             cut_policy: CutPolicy::BoundedByTarget,
-            first_sequence: 0,
-            discontinuity_at_start: false,
+            first_sequence: continuation.first_sequence,
+            discontinuity_at_start: continuation.discontinuity,
         });
         Self {
             registry,
@@ -260,21 +264,12 @@ impl Publish {
             pipeline,
             keys_made: 0,
             anchor: None,
+            previous_end_unix_ms: continuation.previous_end_unix_ms,
             skipped_tags: 0,
         }
     }
 
     async fn run(mut self, mut media: mpsc::Receiver<MediaMessage>) {
-        let settings = self.registry.settings().clone();
-        {
-            let mut state = self.stream.lock();
-            state.playlist = Some(MediaPlaylist::live(
-                settings.segment_duration_secs,
-                settings.playlist_window,
-                0,
-                0,
-            ));
-        }
         loop {
             self.keep_a_key_ready().await;
             let Some(message) = media.recv().await else { break };
@@ -380,7 +375,11 @@ impl Publish {
         .map_err(std::io::Error::other)??;
         self.pipeline.recycle_buffer(ciphertext);
 
-        let (anchor_ms, anchor_dts) = *self.anchor.get_or_insert((unix_ms_now(), start_dts_90k));
+        // The first segment began its duration ago; later ones follow the media clock.
+        let (anchor_ms, anchor_dts) = *self.anchor.get_or_insert_with(|| {
+            let began = unix_ms_now().saturating_sub((duration_secs * 1000.0) as u64);
+            (began.max(self.previous_end_unix_ms), start_dts_90k)
+        });
         let program_date_time_ms = anchor_ms + start_dts_90k.saturating_sub(anchor_dts) * 1000 / CLOCK_90K;
         let entry = SegmentEntry {
             uri: file_name,
@@ -469,6 +468,53 @@ impl Publish {
             "publish ended"
         );
     }
+}
+
+/// Where a new publish starts numbering, and whether it follows an earlier one.
+struct Continuation {
+    first_sequence: u64,
+    discontinuity: bool,
+    /// Wall-clock end of the previous publish's last segment: program date
+    /// times never go backwards, even when an encoder sent faster than real time.
+    previous_end_unix_ms: u64,
+}
+
+/// The playlist for a new publish. A republish continues the stream's last
+/// playlist rather than starting over: media sequence numbers keep growing
+/// and the new segments follow an `EXT-X-DISCONTINUITY` (RFC 8216 6.2.1,
+/// 6.2.2), so a player or CDN never sees a sequence number reused.
+fn continue_playlist(previous: Option<MediaPlaylist>, settings: &LiveSettings) -> (MediaPlaylist, Continuation) {
+    let (target, window) = (settings.segment_duration_secs, settings.playlist_window);
+    let Some(previous) = previous else {
+        let first = Continuation {
+            first_sequence: 0,
+            discontinuity: false,
+            previous_end_unix_ms: 0,
+        };
+        return (MediaPlaylist::live(target, window, 0, 0), first);
+    };
+    // Re-list the old segments in a playlist that is not ended; same target
+    // and window, so nothing slides out while doing so.
+    let mut playlist = MediaPlaylist::live(
+        target,
+        window,
+        previous.media_sequence(),
+        previous.discontinuity_sequence(),
+    );
+    for segment in previous.segments() {
+        playlist.push(segment.clone());
+    }
+    let previous_end_unix_ms = previous
+        .segments()
+        .next_back()
+        .and_then(|last| Some(u64::try_from(last.program_date_time_ms?).ok()? + (last.duration_secs * 1000.0) as u64))
+        .unwrap_or(0);
+    let next = Continuation {
+        first_sequence: playlist.next_sequence(),
+        discontinuity: !playlist.is_empty(),
+        previous_end_unix_ms,
+    };
+    (playlist, next)
 }
 
 fn unix_ms_now() -> u64 {

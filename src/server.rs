@@ -13,7 +13,7 @@ use tracing::info;
 
 use crate::auth::Secret;
 use crate::config::{Config, ConfigError, KmsProvider, ResolvedStream};
-use crate::http::{self, HttpState};
+use crate::http::{self, CorsPolicy, HttpState};
 use crate::kms::local::LocalKms;
 use crate::kms::{Kms, KmsError};
 use crate::live::{LiveSettings, Registry, StreamSpec};
@@ -77,6 +77,7 @@ impl Server {
         let http_state = Arc::new(HttpState {
             registry: Arc::clone(&registry),
             token_secret,
+            cors: CorsPolicy::from_origins(&config.http.cors_allowed_origins),
         });
         Ok(Self {
             registry,
