@@ -156,6 +156,12 @@ pub struct HlsConfig {
     /// 6.2.2: a live playlist stays at least three target durations long).
     #[serde(default = "default_hls_playlist_window")]
     pub playlist_window: u32,
+    /// After a publisher drops, how long the playlist waits for it to come
+    /// back before it ends with `#EXT-X-ENDLIST`, 0 to 3600 seconds. A publish
+    /// within this time continues the playlist after an
+    /// `#EXT-X-DISCONTINUITY`, so players keep playing through a reconnect.
+    #[serde(default = "default_hls_reconnect_grace_secs")]
+    pub reconnect_grace_secs: u64,
 }
 
 /// `[encryption]`: data key rotation.
@@ -258,6 +264,10 @@ fn default_hls_playlist_window() -> u32 {
     6
 }
 
+fn default_hls_reconnect_grace_secs() -> u64 {
+    10
+}
+
 fn default_encryption_segments_per_key() -> u32 {
     1
 }
@@ -299,6 +309,7 @@ impl Default for HlsConfig {
         HlsConfig {
             segment_duration_secs: default_hls_segment_duration_secs(),
             playlist_window: default_hls_playlist_window(),
+            reconnect_grace_secs: default_hls_reconnect_grace_secs(),
         }
     }
 }
@@ -458,6 +469,10 @@ impl Config {
         let window = self.hls.playlist_window;
         if window < 3 {
             p.push(format!("hls.playlist_window must be at least 3 (got {window})"));
+        }
+        let grace = self.hls.reconnect_grace_secs;
+        if grace > 3600 {
+            p.push(format!("hls.reconnect_grace_secs must be at most 3600 (got {grace})"));
         }
         if self.encryption.segments_per_key == 0 {
             p.push("encryption.segments_per_key must be at least 1 (got 0)".to_string());
@@ -1104,7 +1119,7 @@ mod tests {
         let cases = [
             (
                 "[hls]\nsegment_duration = 4\n",
-                "hls.segment_duration: unknown field `segment_duration`, expected `segment_duration_secs` or `playlist_window` (line 2, column 1)",
+                "hls.segment_duration: unknown field `segment_duration`, expected one of `segment_duration_secs`, `playlist_window`, `reconnect_grace_secs` (line 2, column 1)",
             ),
             (
                 "listen = \"127.0.0.1:1\"\n",
@@ -1116,7 +1131,7 @@ mod tests {
             ),
             (
                 "hls.playlist = 3\n",
-                "hls.playlist: unknown field `playlist`, expected `segment_duration_secs` or `playlist_window` (line 1, column 5)",
+                "hls.playlist: unknown field `playlist`, expected one of `segment_duration_secs`, `playlist_window`, `reconnect_grace_secs` (line 1, column 5)",
             ),
             (
                 "[[streams]]\napp = \"live\"\nname = \"a\"\nkey_env = \"A\"\n\n[[streams]]\napp = \"live\"\nnmae = \"b\"\n",

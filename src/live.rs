@@ -22,7 +22,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::auth::Secret;
 use crate::crypto::{EncryptionContext, KeyId};
 use crate::flv::TagKind;
-use crate::hls::{CutPolicy, KeyTag, MediaPlaylist, SegmentEntry};
+use crate::hls::{CutPolicy, KeyTag, MediaPlaylist, SegmentEntry, parse_media_playlist};
 use crate::kms::Kms;
 use crate::media::{CLOCK_90K, Tracks};
 use crate::names::{self, KeyUri, StreamName};
@@ -43,6 +43,8 @@ pub struct LiveSettings {
     pub segment_duration_secs: u32,
     pub playlist_window: usize,
     pub segments_per_key: NonZeroU32,
+    /// How long a playlist waits for its publisher to return before it ends.
+    pub reconnect_grace: Duration,
 }
 
 /// A configured stream as the registry is given it.
@@ -76,6 +78,9 @@ pub struct Stream {
 struct StreamState {
     /// A publisher is connected (or its pipeline is still flushing).
     live: bool,
+    /// Counts publishes, so a grace timer can tell whether the publish it
+    /// waits on is still the latest one.
+    generation: u64,
     publish_id: String,
     playlist: Option<MediaPlaylist>,
     info: StreamInfo,
@@ -102,10 +107,14 @@ impl Registry {
         for spec in specs {
             let dir = settings.data_dir.join(spec.name.app()).join(spec.name.name());
             by_key_digest.insert(key_digest(spec.publish_key.expose()), spec.name.clone());
+            let playlist = restore_playlist(&dir, &settings);
             let stream = Stream {
                 name: spec.name.clone(),
                 dir,
-                state: Mutex::default(),
+                state: Mutex::new(StreamState {
+                    playlist,
+                    ..StreamState::default()
+                }),
             };
             streams.insert(spec.name, Arc::new(stream));
         }
@@ -133,6 +142,44 @@ impl Registry {
 
     pub fn settings(&self) -> &LiveSettings {
         &self.settings
+    }
+
+    /// Picks up where a previous run left off, once the runtime runs: a
+    /// playlist left open (its server was stopped or killed mid-publish) gets
+    /// the reconnect grace period to see its publisher return, and segments
+    /// the previous run would have deleted by now are deleted on schedule.
+    pub fn resume(self: &Arc<Self>) {
+        for stream in self.all() {
+            let (generation, open, listed, window_secs) = {
+                let state = stream.lock();
+                let Some(playlist) = state.playlist.as_ref() else {
+                    continue;
+                };
+                let listed: Vec<String> = playlist.segments().map(|s| s.uri.clone()).collect();
+                (state.generation, !playlist.is_ended(), listed, playlist.duration_secs())
+            };
+            if open {
+                info!(stream = %stream.name, "resuming a playlist left open by the previous run");
+                self.end_after_grace(&stream, generation);
+            }
+            let delay = Duration::from_secs_f64(window_secs + f64::from(self.settings.segment_duration_secs));
+            let dir = stream.dir.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                remove_unlisted_segments(&dir, &listed).await;
+            });
+        }
+    }
+
+    /// Ends the stream's playlist after the grace period unless a new publish
+    /// (a later generation) started meanwhile.
+    fn end_after_grace(&self, stream: &Arc<Stream>, generation: u64) {
+        let grace = self.settings.reconnect_grace;
+        let stream = Arc::clone(stream);
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            stream.end_playlist_if(generation).await;
+        });
     }
 
     pub fn kms(&self) -> &Arc<dyn Kms> {
@@ -179,6 +226,7 @@ impl PublishAuthorizer for Arc<Registry> {
                 return Err(PublishRefused::AlreadyLive);
             }
             state.live = true;
+            state.generation += 1;
             state.publish_id = publish_id.clone();
             state.info = StreamInfo {
                 live: true,
@@ -225,11 +273,109 @@ impl Stream {
     /// The playlist rendered with `key_query` appended to every key URI, or
     /// `None` before the first segment.
     pub fn render_playlist(&self, key_query: Option<&str>) -> Option<String> {
-        self.lock().playlist.as_ref().map(|p| p.render(key_query))
+        self.lock()
+            .playlist
+            .as_ref()
+            .filter(|p| !p.is_empty())
+            .map(|p| p.render(key_query))
     }
 
     pub fn info(&self) -> StreamInfo {
         self.lock().info.clone()
+    }
+
+    /// Writes the playlist file. It doubles as the stream's persisted state:
+    /// after a restart, [`restore_playlist`] reads it back, so media and
+    /// discontinuity sequence numbers continue where they were.
+    async fn write_playlist(&self, text: String) {
+        let path = self.dir.join(PLAYLIST_FILE);
+        let result = tokio::task::spawn_blocking(move || store::write_atomic(&path, text.as_bytes())).await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => error!(stream = %self.name, %error, "writing the playlist failed"),
+            Err(error) => error!(stream = %self.name, %error, "playlist writer task failed"),
+        }
+    }
+
+    /// Ends the playlist with `#EXT-X-ENDLIST` if no publish started after
+    /// `generation`.
+    async fn end_playlist_if(&self, generation: u64) {
+        let text = {
+            let mut state = self.lock();
+            if state.live || state.generation != generation {
+                return;
+            }
+            match state.playlist.as_mut() {
+                Some(playlist) if playlist.is_empty() => {
+                    // A publish that produced no segment leaves nothing behind.
+                    state.playlist = None;
+                    return;
+                }
+                Some(playlist) if !playlist.is_ended() => {
+                    playlist.end();
+                    playlist.render(None)
+                }
+                _ => return,
+            }
+        };
+        info!(stream = %self.name, "playlist ended");
+        self.write_playlist(text).await;
+    }
+}
+
+/// The live playlist's file name, in the stream's directory.
+const PLAYLIST_FILE: &str = "index.m3u8";
+
+/// Reads a stream's playlist as the previous run left it, or `None` when
+/// there is none (or it cannot be read: then the stream starts afresh at
+/// sequence 0, which is logged, since players may see numbers reused).
+fn restore_playlist(dir: &Path, settings: &LiveSettings) -> Option<MediaPlaylist> {
+    let path = dir.join(PLAYLIST_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(error) => {
+            warn!(path = %path.display(), %error, "cannot read the previous playlist; starting afresh");
+            return None;
+        }
+    };
+    let parsed = match parse_media_playlist(&text) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            warn!(path = %path.display(), %error, "cannot parse the previous playlist; starting afresh");
+            return None;
+        }
+    };
+    let mut playlist = MediaPlaylist::live(
+        settings.segment_duration_secs,
+        settings.playlist_window,
+        parsed.media_sequence,
+        parsed.discontinuity_sequence,
+    );
+    for segment in parsed.segments {
+        playlist.push(segment);
+    }
+    if parsed.ended {
+        playlist.end();
+    }
+    Some(playlist)
+}
+
+/// Deletes segment files of a stream's directory that `listed` does not name:
+/// those a previous run removed from its window but had not deleted yet.
+async fn remove_unlisted_segments(dir: &Path, listed: &[String]) {
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if names::is_segment_file_name(name)
+            && !listed.iter().any(|l| l == name)
+            && let Err(error) = tokio::fs::remove_file(entry.path()).await
+        {
+            debug!(%error, file = name, "removing a segment left by the previous run");
+        }
     }
 }
 
@@ -411,7 +557,7 @@ impl Publish {
             info.media_sequence = media_sequence;
             (text, removed, window_secs)
         };
-        self.write_playlist(text).await;
+        self.stream.write_playlist(text).await;
         // RFC 8216 6.2.2: a removed segment stays available for its duration
         // plus the playlist's duration; keys are stateless, so this covers them.
         for old in removed {
@@ -433,32 +579,20 @@ impl Publish {
         Ok(())
     }
 
-    async fn write_playlist(&self, text: String) {
-        let path = self.stream.dir.join("index.m3u8");
-        let result = tokio::task::spawn_blocking(move || store::write_atomic(&path, text.as_bytes())).await;
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => error!(%error, "writing the playlist failed"),
-            Err(error) => error!(%error, "playlist writer task failed"),
-        }
-    }
-
-    /// The publisher left: end the playlist and free the stream for the next publish.
+    /// The publisher left: free the stream for the next publish, and end the
+    /// playlist unless the publisher returns within the grace period.
     async fn end(self) {
         let stats = self.pipeline.stats();
-        let text = {
+        let generation = {
             let mut state = self.stream.lock();
             state.live = false;
             state.info.live = false;
-            state.playlist.as_mut().map(|playlist| {
-                playlist.end();
-                playlist.render(None)
-            })
+            state.generation
         };
-        if let Some(text) = text
-            && stats.segments > 0
-        {
-            self.write_playlist(text).await;
+        if self.registry.settings.reconnect_grace.is_zero() {
+            self.stream.end_playlist_if(generation).await;
+        } else {
+            self.registry.end_after_grace(&self.stream, generation);
         }
         info!(
             segments = stats.segments,

@@ -58,6 +58,7 @@ impl Server {
             playlist_window: config.hls.playlist_window as usize,
             // validate() guarantees at least 1.
             segments_per_key: NonZeroU32::new(config.encryption.segments_per_key).unwrap_or(NonZeroU32::MIN),
+            reconnect_grace: Duration::from_secs(config.hls.reconnect_grace_secs),
         };
         let specs = streams
             .iter()
@@ -115,6 +116,7 @@ impl Server {
             let _ = rx.wait_for(|stop| *stop).await;
         };
         info!(rtmp = %rtmp.local_addr()?, http = %http.local_addr()?, "sealcast listening");
+        self.registry.resume();
         let authorizer: Arc<dyn rtmp::PublishAuthorizer> = Arc::new(Arc::clone(&self.registry));
         let ingest = tokio::spawn(rtmp::serve(rtmp, authorizer, self.limits, stopped(stop_rx.clone())));
         let app = http::router(Arc::clone(&self.http_state));

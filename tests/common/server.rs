@@ -28,6 +28,7 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server with streams `live/demo` (DEMO_KEY) and `live/other`
     /// (OTHER_KEY); `extra_toml` is appended to the config (e.g. an `[hls]` table).
+    /// The reconnect grace period is 0 unless `extra_toml` sets it.
     pub async fn start(extra_toml: &str) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
@@ -55,7 +56,11 @@ key = "{OTHER_KEY}"
             data = dir.path().join("data").display(),
             secret = secret_path.display(),
         );
-        let config = Config::from_toml_str(&text).unwrap_or_else(|e| panic!("test config: {e}"));
+        let mut config = Config::from_toml_str(&text).unwrap_or_else(|e| panic!("test config: {e}"));
+        if !extra_toml.contains("reconnect_grace_secs") {
+            // Tests wait for #EXT-X-ENDLIST right after a publisher leaves.
+            config.hls.reconnect_grace_secs = 0;
+        }
         let server = Server::from_config(&config).unwrap();
         let secret = server.token_secret().clone();
         let rtmp_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
