@@ -92,6 +92,10 @@ pub struct Stats {
     pub segments: u64,
     pub segments_dropped: u64,
     pub forced_cuts: u64,
+    /// Frames dropped because their DTS went back within a track's timeline
+    /// (a misbehaving encoder); the output's DTS only ever grows between
+    /// discontinuities.
+    pub non_monotonic_dropped: u64,
 }
 
 /// The key currently encrypting segments, and how many more it may encrypt.
@@ -189,6 +193,8 @@ struct Packager {
     spare_buffers: Vec<Vec<u8>>,
     /// Audio held until the first segment opens: (pts, dts, ADTS frame).
     preroll: Vec<(u64, u64, Vec<u8>)>,
+    /// Last DTS written per track (indexed by `Track as usize`).
+    last_dts_90k: [Option<u64>; 2],
     stats: Stats,
 }
 
@@ -209,6 +215,7 @@ impl Packager {
             discontinuity_pending: config.discontinuity_at_start,
             spare_buffers: Vec::new(),
             preroll: Vec::new(),
+            last_dts_90k: [None; 2],
             stats: Stats::default(),
         }
     }
@@ -247,6 +254,10 @@ impl Packager {
                 if forced {
                     self.stats.forced_cuts += 1;
                 }
+                if discontinuity {
+                    // A new timeline: DTS may restart lower.
+                    self.last_dts_90k = [None; 2];
+                }
                 let discontinuity = discontinuity || std::mem::take(&mut self.discontinuity_pending);
                 self.open_segment(au.dts_90k, tracks, forced, discontinuity);
                 self.write_preroll(au.dts_90k);
@@ -261,6 +272,12 @@ impl Packager {
         let Some(open) = self.open.as_mut() else {
             return;
         };
+        let last_dts = &mut self.last_dts_90k[au.track as usize];
+        if last_dts.is_some_and(|last| au.dts_90k < last) {
+            self.stats.non_monotonic_dropped += 1;
+            return;
+        }
+        *last_dts = Some(au.dts_90k);
         if let Err(error) = self.muxer.write(au, &mut open.buf) {
             // The segmenter only lets through tracks the segment's PMT declares.
             tracing::warn!(%error, "access unit not muxed");
@@ -415,4 +432,142 @@ fn close_segment(open: OpenSegment, duration_secs: f64, stats: &mut Stats) -> Ou
 /// Milliseconds of media between two 90 kHz timestamps.
 pub fn media_ms_between(from_90k: u64, to_90k: u64) -> u64 {
     to_90k.saturating_sub(from_90k) * 1000 / CLOCK_90K
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{decrypt_segment, segment_iv};
+
+    const FIXTURE: &[u8] = include_bytes!("../fixtures/high-bframes-aac48k.flv");
+
+    fn config(segments_per_key: u32) -> PipelineConfig {
+        PipelineConfig {
+            target_duration_secs: 2,
+            segments_per_key: NonZeroU32::new(segments_per_key).unwrap(),
+            cut_policy: CutPolicy::KeyframesOnly,
+            first_sequence: 10,
+            discontinuity_at_start: false,
+        }
+    }
+
+    fn key(n: u8) -> SegmentKey {
+        SegmentKey {
+            id: KeyId::new(&format!("k{n}")).unwrap(),
+            key: DataKey::from_bytes([n; 16]),
+            wrapped: WrappedKey::from_bytes(vec![n; 4]),
+        }
+    }
+
+    /// Runs the fixture through a pipeline, giving keys whenever asked.
+    fn run(pipeline: &mut Pipeline, give_keys: bool) -> Vec<Output> {
+        let (_, tags) = flv::tags(FIXTURE).unwrap();
+        let mut outputs = Vec::new();
+        let mut n = 0;
+        for tag in tags {
+            let tag = tag.unwrap();
+            while give_keys && pipeline.wants_key() {
+                n += 1;
+                pipeline.provide_key(key(n));
+            }
+            if let Some(output) = pipeline.push(tag.kind, tag.timestamp_ms, tag.body).unwrap() {
+                outputs.push(output);
+            }
+        }
+        outputs.extend(pipeline.finish());
+        outputs
+    }
+
+    fn segments(outputs: Vec<Output>) -> Vec<ClosedSegment> {
+        outputs
+            .into_iter()
+            .map(|o| match o {
+                Output::Segment(s) => s,
+                Output::Dropped { sequence, .. } => panic!("segment {sequence} dropped"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_frame_lands_in_an_encrypted_segment() {
+        let mut pipeline = Pipeline::new(config(2));
+        let segments = segments(run(&mut pipeline, true));
+        assert_eq!(segments.len(), 5, "10 s cut every 2 s");
+        let (video, audio): (u32, u32) = segments
+            .iter()
+            .fold((0, 0), |(v, a), s| (v + s.video_frames, a + s.audio_frames));
+        assert_eq!((video, audio), (300, 470));
+        assert_eq!(pipeline.stats().frames_before_keyframe, 0);
+        for (i, segment) in segments.iter().enumerate() {
+            assert_eq!(segment.sequence, 10 + i as u64);
+            // Keys change every second segment: k1 k1 k2 k2 k3.
+            assert_eq!(segment.key.id.as_str(), format!("k{}", i / 2 + 1));
+            let data_key = DataKey::from_bytes([(i / 2 + 1) as u8; 16]);
+            assert_eq!(segment.key.iv, segment_iv(&data_key, segment.sequence));
+            assert_ne!(segment.ciphertext[0], 0x47, "ciphertext must not look like TS");
+            let mut plain = segment.ciphertext.clone();
+            decrypt_segment(&data_key, segment.key.iv, &mut plain).unwrap();
+            assert_eq!(plain.len() % 188, 0);
+            assert!(plain.chunks(188).all(|p| p[0] == 0x47));
+        }
+        let total: f64 = segments.iter().map(|s| s.duration_secs).sum();
+        assert!((total - 10.0).abs() < 0.05, "{total}");
+    }
+
+    #[test]
+    fn a_segment_waits_in_memory_for_its_key_and_is_dropped_without_one() {
+        let mut pipeline = Pipeline::new(config(1));
+        let outputs = run(&mut pipeline, false);
+        assert_eq!(outputs.len(), 5);
+        assert!(outputs.iter().all(|o| matches!(
+            o,
+            Output::Dropped {
+                reason: DropReason::NoKey,
+                ..
+            }
+        )));
+        assert_eq!(pipeline.stats().segments_dropped, 5);
+
+        // A key that arrives while a segment is open encrypts it from its start.
+        let mut pipeline = Pipeline::new(config(1));
+        let (_, tags) = flv::tags(FIXTURE).unwrap();
+        let mut closed = None;
+        for (i, tag) in tags.enumerate() {
+            let tag = tag.unwrap();
+            if i == 40 {
+                pipeline.provide_key(key(7));
+            }
+            if let Some(output) = pipeline.push(tag.kind, tag.timestamp_ms, tag.body).unwrap() {
+                closed = Some(output);
+                break;
+            }
+        }
+        let Some(Output::Segment(segment)) = closed else {
+            panic!("first segment not encrypted")
+        };
+        let mut plain = segment.ciphertext.clone();
+        decrypt_segment(&DataKey::from_bytes([7; 16]), segment.key.iv, &mut plain).unwrap();
+        assert!(plain.chunks(188).all(|p| p[0] == 0x47));
+    }
+
+    #[test]
+    fn audio_going_back_in_time_is_dropped_not_written() {
+        let mut pipeline = Pipeline::new(config(1));
+        pipeline.provide_key(key(1));
+        pipeline.provide_key(key(2));
+        let (_, tags) = flv::tags(FIXTURE).unwrap();
+        let tags: Vec<_> = tags.map(Result::unwrap).take(120).collect();
+        for tag in &tags {
+            pipeline.push(tag.kind, tag.timestamp_ms, tag.body).unwrap();
+        }
+        let before = pipeline.stats();
+        // Replay an early audio frame: its DTS is behind what was written.
+        let early_audio = tags.iter().filter(|t| t.kind == TagKind::Audio).nth(5).unwrap();
+        pipeline
+            .push(early_audio.kind, early_audio.timestamp_ms, early_audio.body)
+            .unwrap();
+        let after = pipeline.stats();
+        assert_eq!(after.non_monotonic_dropped, before.non_monotonic_dropped + 1);
+        assert_eq!(after.audio_frames, before.audio_frames);
+    }
 }
