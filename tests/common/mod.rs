@@ -129,4 +129,5 @@ pub fn first_video_frame_is_key(path: &Path) -> Option<bool> {
 }
 
 pub mod http;
+pub mod rtmp_client;
 pub mod server;
