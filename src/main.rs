@@ -112,6 +112,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -153,8 +154,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 report.skipped_tags
             );
         }
-        Command::Serve { config } => {
-            let config = load_config(config.as_deref())?;
+        Command::Serve { config: config_path } => {
+            let config = load_config(config_path.as_deref())?;
             let server = Server::from_config(&config)?;
             runtime.block_on(async {
                 let rtmp = tokio::net::TcpListener::bind(config.rtmp.listen)
@@ -163,8 +164,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let http = tokio::net::TcpListener::bind(config.http.listen)
                     .await
                     .with_context(|| format!("binding HTTP to {}", config.http.listen))?;
-                print_banner(&config, &server, rtmp.local_addr()?, http.local_addr()?);
-                server.run(rtmp, http, server::shutdown_signal()).await?;
+                let shutdown = server::shutdown_signal().context("installing signal handlers")?;
+                print_banner(
+                    &config,
+                    config_path.as_deref(),
+                    &server,
+                    rtmp.local_addr()?,
+                    http.local_addr()?,
+                );
+                server.run(rtmp, http, shutdown).await?;
                 anyhow::Ok(())
             })?;
         }
@@ -204,7 +212,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// What a person needs after start: OBS settings, a playable URL, how to mint tokens.
-fn print_banner(config: &Config, server: &Server, rtmp: std::net::SocketAddr, http: std::net::SocketAddr) {
+fn print_banner(
+    config: &Config,
+    config_path: Option<&Path>,
+    server: &Server,
+    rtmp: std::net::SocketAddr,
+    http: std::net::SocketAddr,
+) {
     let base = match config.http.public_base() {
         "" => format!("http://{http}"),
         base => base.to_owned(),
@@ -244,7 +258,9 @@ fn print_banner(config: &Config, server: &Server, rtmp: std::net::SocketAddr, ht
             stream.app, stream.name
         );
     }
-    let config_arg = "";
+    let config_arg = config_path
+        .map(|p| format!(" --config {}", p.display()))
+        .unwrap_or_default();
     println!();
     println!("more tokens: sealcast token --stream APP/NAME --ttl-secs 3600{config_arg}");
 }
