@@ -106,10 +106,29 @@ pub struct RtmpConfig {
     /// flood of idle sockets cannot exhaust memory or file descriptors.
     #[serde(default = "default_rtmp_max_connections")]
     pub max_connections: u32,
+    /// Most RTMP connections open at once from one IP address; further ones
+    /// from it are closed at once, so one host cannot take every slot.
+    #[serde(default = "default_rtmp_max_connections_per_ip")]
+    pub max_connections_per_ip: u32,
+    /// Seconds from accepting a connection until its publish has started
+    /// (RTMP handshake, connect, createStream, publish). Slower peers, such
+    /// as a slow-loris client trickling one byte a second, are closed.
+    #[serde(default = "default_rtmp_handshake_timeout_secs")]
+    pub handshake_timeout_secs: u64,
     /// A connection that sends nothing for this long is closed (a stalled
     /// encoder or a half-open TCP connection), which ends its publish.
     #[serde(default = "default_rtmp_idle_timeout_secs")]
     pub idle_timeout_secs: u64,
+    /// Largest RTMP message accepted from a publisher, in bytes (a video
+    /// frame is one message), 65536 to 16777215 (the protocol's 24-bit
+    /// length). Larger messages end the connection. Before a publish is
+    /// authorized the limit is 64 KiB whatever this says.
+    #[serde(default = "default_rtmp_max_message_bytes")]
+    pub max_message_bytes: u32,
+    /// Largest chunk size a client may set (RTMP Set Chunk Size), 128 to
+    /// 2147483647. Encoders use 4096; memory use does not depend on it.
+    #[serde(default = "default_rtmp_max_chunk_size_bytes")]
+    pub max_chunk_size_bytes: u32,
 }
 
 /// `[http]`: the playback listener.
@@ -244,6 +263,22 @@ fn default_rtmp_idle_timeout_secs() -> u64 {
     30
 }
 
+fn default_rtmp_max_connections_per_ip() -> u32 {
+    32
+}
+
+fn default_rtmp_handshake_timeout_secs() -> u64 {
+    10
+}
+
+fn default_rtmp_max_message_bytes() -> u32 {
+    8 * 1024 * 1024
+}
+
+fn default_rtmp_max_chunk_size_bytes() -> u32 {
+    65536
+}
+
 fn default_http_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
@@ -281,7 +316,11 @@ impl Default for RtmpConfig {
         RtmpConfig {
             listen: default_rtmp_listen(),
             max_connections: default_rtmp_max_connections(),
+            max_connections_per_ip: default_rtmp_max_connections_per_ip(),
+            handshake_timeout_secs: default_rtmp_handshake_timeout_secs(),
             idle_timeout_secs: default_rtmp_idle_timeout_secs(),
+            max_message_bytes: default_rtmp_max_message_bytes(),
+            max_chunk_size_bytes: default_rtmp_max_chunk_size_bytes(),
         }
     }
 }
@@ -434,8 +473,26 @@ impl Config {
         if self.rtmp.max_connections == 0 {
             p.push("rtmp.max_connections must be at least 1".to_string());
         }
+        if self.rtmp.max_connections_per_ip == 0 {
+            p.push("rtmp.max_connections_per_ip must be at least 1".to_string());
+        }
+        if self.rtmp.handshake_timeout_secs == 0 {
+            p.push("rtmp.handshake_timeout_secs must be at least 1".to_string());
+        }
         if self.rtmp.idle_timeout_secs == 0 {
             p.push("rtmp.idle_timeout_secs must be at least 1".to_string());
+        }
+        let message = self.rtmp.max_message_bytes;
+        if !(65536..=0xFF_FFFF).contains(&message) {
+            p.push(format!(
+                "rtmp.max_message_bytes must be between 65536 and 16777215 (got {message})"
+            ));
+        }
+        let chunk = self.rtmp.max_chunk_size_bytes;
+        if !(128..=0x7FFF_FFFF).contains(&chunk) {
+            p.push(format!(
+                "rtmp.max_chunk_size_bytes must be between 128 and 2147483647 (got {chunk})"
+            ));
         }
         if self.rtmp.listen == self.http.listen && self.http.listen.port() != 0 {
             p.push(format!(
@@ -1044,6 +1101,10 @@ mod tests {
         assert_eq!(c.rtmp.listen.to_string(), "127.0.0.1:1935");
         assert_eq!(c.rtmp.max_connections, 1000);
         assert_eq!(c.rtmp.idle_timeout_secs, 30);
+        assert_eq!(c.rtmp.max_connections_per_ip, 32);
+        assert_eq!(c.rtmp.handshake_timeout_secs, 10);
+        assert_eq!(c.rtmp.max_message_bytes, 8_388_608);
+        assert_eq!(c.rtmp.max_chunk_size_bytes, 65536);
         assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.http.public_url, None);
         assert_eq!(c.http.public_base(), "");
@@ -1077,6 +1138,10 @@ mod tests {
         assert_eq!(c.rtmp.listen.to_string(), "0.0.0.0:1935");
         assert_eq!(c.rtmp.max_connections, 500);
         assert_eq!(c.rtmp.idle_timeout_secs, 20);
+        assert_eq!(c.rtmp.max_connections_per_ip, 8);
+        assert_eq!(c.rtmp.handshake_timeout_secs, 5);
+        assert_eq!(c.rtmp.max_message_bytes, 4_194_304);
+        assert_eq!(c.rtmp.max_chunk_size_bytes, 131_072);
         assert_eq!(c.http.listen.to_string(), "[::]:8080");
         assert_eq!(c.http.public_url.as_deref(), Some("https://video.example.com/"));
         assert_eq!(c.http.public_base(), "https://video.example.com");
@@ -1214,6 +1279,30 @@ mod tests {
             (
                 "[rtmp]\nidle_timeout_secs = 0\n".into(),
                 "rtmp.idle_timeout_secs must be at least 1",
+            ),
+            (
+                "[rtmp]\nmax_connections_per_ip = 0\n".into(),
+                "rtmp.max_connections_per_ip must be at least 1",
+            ),
+            (
+                "[rtmp]\nhandshake_timeout_secs = 0\n".into(),
+                "rtmp.handshake_timeout_secs must be at least 1",
+            ),
+            (
+                "[rtmp]\nmax_message_bytes = 1000\n".into(),
+                "rtmp.max_message_bytes must be between 65536 and 16777215 (got 1000)",
+            ),
+            (
+                "[rtmp]\nmax_message_bytes = 16777216\n".into(),
+                "rtmp.max_message_bytes must be between 65536 and 16777215 (got 16777216)",
+            ),
+            (
+                "[rtmp]\nmax_chunk_size_bytes = 0\n".into(),
+                "rtmp.max_chunk_size_bytes must be between 128 and 2147483647 (got 0)",
+            ),
+            (
+                "[rtmp]\nmax_chunk_size_bytes = 2147483648\n".into(),
+                "rtmp.max_chunk_size_bytes must be between 128 and 2147483647 (got 2147483648)",
             ),
             (
                 "[http]\nlisten = \"127.0.0.1:1935\"\n".into(),

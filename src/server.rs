@@ -72,8 +72,11 @@ impl Server {
         let registry = Arc::new(Registry::new(settings, kms, specs));
         let limits = IngestLimits {
             max_connections: config.rtmp.max_connections as usize,
+            max_connections_per_ip: config.rtmp.max_connections_per_ip as usize,
+            handshake_timeout: Duration::from_secs(config.rtmp.handshake_timeout_secs),
             idle_timeout: Duration::from_secs(config.rtmp.idle_timeout_secs),
-            ..IngestLimits::default()
+            max_message_bytes: config.rtmp.max_message_bytes,
+            max_chunk_size_bytes: config.rtmp.max_chunk_size_bytes,
         };
         let http_state = Arc::new(HttpState {
             registry: Arc::clone(&registry),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rml_rtmp::chunk_io::ChunkSerializer;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-use rml_rtmp::messages::RtmpMessage;
+use rml_rtmp::messages::{RtmpMessage, UserControlEventType};
 use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::sessions::{
     ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType, StreamMetadata,
@@ -332,15 +332,9 @@ async fn wrong_key_is_refused_without_a_grant() {
         while let Some(event) = client.next_event().await {
             match event {
                 ClientSessionEvent::PublishRequestAccepted => panic!("bad key was accepted"),
-                // rml_rtmp's reject answers with `_error` on transaction 0.
-                ClientSessionEvent::UnknownTransactionResultReceived { additional_values, .. } => {
-                    refusal_code = additional_values.into_iter().find_map(|value| {
-                        match value.get_object_properties()?.remove("code")? {
-                            Amf0Value::Utf8String(code) => Some(code),
-                            _ => None,
-                        }
-                    });
-                }
+                // A refused publish is answered with an error-level
+                // onStatus, as nginx-rtmp does.
+                ClientSessionEvent::UnhandleableOnStatusCode { code } => refusal_code = Some(code),
                 _ => {}
             }
         }
@@ -378,16 +372,33 @@ async fn garbage_and_hostile_peers_are_closed_and_serving_continues() {
             .unwrap();
         assert_eq!(read_until_closed(&mut garbage).await, 0);
 
-        // A valid handshake, then a message that makes rml_rtmp 0.8 panic.
+        // A valid handshake, then a message that made rml_rtmp 0.8 panic.
         let mut hostile = TcpStream::connect(server.addr).await.unwrap();
         let _ = client_handshake(&mut hostile).await;
         let message = RtmpMessage::Amf0Data {
             values: vec![Amf0Value::Utf8String("@setDataFrame".to_owned())],
         };
+        let mut serializer = ChunkSerializer::new();
         let payload = message.into_message_payload(RtmpTimestamp::new(0), 1).unwrap();
-        let packet = ChunkSerializer::new().serialize(&payload, false, false).unwrap();
+        let packet = serializer.serialize(&payload, false, false).unwrap();
         hostile.write_all(&packet.bytes).await.unwrap();
-        read_until_closed(&mut hostile).await;
+        // It is ignored now: the connection still answers a ping.
+        let ping = RtmpMessage::UserControl {
+            event_type: UserControlEventType::PingRequest,
+            stream_id: None,
+            buffer_length: None,
+            timestamp: Some(RtmpTimestamp::new(77)),
+        };
+        let payload = ping.into_message_payload(RtmpTimestamp::new(0), 0).unwrap();
+        let packet = serializer.serialize(&payload, false, false).unwrap();
+        hostile.write_all(&packet.bytes).await.unwrap();
+        let mut pong = [0_u8; 18];
+        hostile.read_exact(&mut pong).await.unwrap();
+        // Type 0 header on chunk stream 2, user control, event 7, timestamp 77.
+        assert_eq!(pong[0], 0x02);
+        assert_eq!(pong[7], 4);
+        assert_eq!(pong[12..], [0, 7, 0, 0, 0, 77]);
+        drop(hostile);
 
         assert!(!server.task.is_finished(), "serve must survive bad peers");
         let mut client = Client::connect_and_publish(server.addr, "sk_good").await;
@@ -524,6 +535,62 @@ async fn ffmpeg_publish_delivers_sequence_headers_and_frames() {
             })
             .collect();
         assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "{stamps:?}");
+    })
+    .await;
+}
+
+/// The RTMP handshake, or `false` when the server closes first.
+async fn try_handshake(socket: &mut TcpStream) -> bool {
+    let mut handshake = Handshake::new(PeerType::Client);
+    let c0c1 = handshake.generate_outbound_p0_and_p1().unwrap();
+    if socket.write_all(&c0c1).await.is_err() {
+        return false;
+    }
+    let mut buf = vec![0_u8; 4096];
+    loop {
+        let n = match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        match handshake.process_bytes(&buf[..n]).unwrap() {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                if socket.write_all(&response_bytes).await.is_err() {
+                    return false;
+                }
+            }
+            HandshakeProcessResult::Completed { response_bytes, .. } => {
+                return socket.write_all(&response_bytes).await.is_ok();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn connections_beyond_the_per_ip_cap_are_closed_at_once() {
+    with_safety_net(async {
+        let limits = IngestLimits {
+            max_connections_per_ip: 2,
+            ..IngestLimits::default()
+        };
+        let server = Server::start(limits).await;
+        let mut first = TcpStream::connect(server.addr).await.unwrap();
+        assert!(try_handshake(&mut first).await);
+        let mut second = TcpStream::connect(server.addr).await.unwrap();
+        assert!(try_handshake(&mut second).await);
+        // The third from this address is closed without a single byte.
+        let mut third = TcpStream::connect(server.addr).await.unwrap();
+        let _ = third.write_all(&[3]).await;
+        assert_eq!(read_until_closed(&mut third).await, 0);
+        // Closing one frees its slot once the server has seen it go; until
+        // then a newcomer may still be refused, so retry.
+        drop(first);
+        loop {
+            let mut next = TcpStream::connect(server.addr).await.unwrap();
+            if try_handshake(&mut next).await {
+                break;
+            }
+        }
+        assert!(!server.task.is_finished());
     })
     .await;
 }

@@ -6,9 +6,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::time::timeout;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, timeout_at};
 use tracing::{debug, info};
 
 use super::session::{Flow, Session};
@@ -21,23 +20,29 @@ const READ_BUF_BYTES: usize = 16 * 1024;
 /// Runs one connection to its end. Dropping the returned future (server
 /// shutdown) or returning drops the session and with it the publish's media
 /// sender, which is how the pipeline learns the publish ended.
-pub(super) async fn run(
-    mut socket: TcpStream,
+///
+/// Until a publish starts, every read and write also races one deadline,
+/// `handshake_timeout` after the start: a peer trickling bytes (slow loris)
+/// cannot keep its slot by staying just inside the idle timeout.
+pub(super) async fn run<S>(
+    mut socket: S,
     peer: SocketAddr,
     authorizer: Arc<dyn PublishAuthorizer>,
     limits: IngestLimits,
-) -> Result<(), Error> {
-    // Control replies are small; do not let Nagle hold them back.
-    socket.set_nodelay(true)?;
+) -> Result<(), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let start_deadline = Instant::now() + limits.handshake_timeout;
     let mut buf = vec![0_u8; READ_BUF_BYTES].into_boxed_slice();
 
-    let leftover = timeout(limits.handshake_timeout, handshake(&mut socket, &mut buf))
+    let leftover = timeout_at(start_deadline, handshake(&mut socket, &mut buf))
         .await
         .map_err(|_| Error::HandshakeTimeout)??;
 
     let mut out = Vec::with_capacity(1024);
     let mut media: Vec<MediaMessage> = Vec::with_capacity(64);
-    let mut session = Session::new(authorizer, peer, &mut out)?;
+    let mut session = Session::new(authorizer, peer, &limits);
     let mut step = session.handle_input(&leftover, &mut out, &mut media);
     drop(leftover);
 
@@ -54,19 +59,30 @@ pub(super) async fn run(
             }
             None => media.clear(),
         }
+        // Before the publish starts, the start deadline bounds every wait.
+        let idle = Instant::now() + limits.idle_timeout;
+        let starting = session.media_sender().is_none() && start_deadline <= idle;
+        let deadline = if starting { start_deadline } else { idle };
+        let timed_out = |otherwise: Error| {
+            if starting {
+                Error::PublishTimeout(limits.handshake_timeout)
+            } else {
+                otherwise
+            }
+        };
         if !out.is_empty() {
-            timeout(limits.idle_timeout, socket.write_all(&out))
+            timeout_at(deadline, socket.write_all(&out))
                 .await
-                .map_err(|_| Error::WriteStalled(limits.idle_timeout))??;
+                .map_err(|_| timed_out(Error::WriteStalled(limits.idle_timeout)))??;
             out.clear();
         }
         if step? == Flow::Close {
             return Ok(());
         }
 
-        let read = timeout(limits.idle_timeout, socket.read(&mut buf))
+        let read = timeout_at(deadline, socket.read(&mut buf))
             .await
-            .map_err(|_| Error::IdleTimeout(limits.idle_timeout))??;
+            .map_err(|_| timed_out(Error::IdleTimeout(limits.idle_timeout)))??;
         // `read` returns at most `buf.len()`, so the slice below is in bounds.
         let Some(input) = buf.get(..read).filter(|input| !input.is_empty()) else {
             if session.media_sender().is_some() {
@@ -82,15 +98,19 @@ pub(super) async fn run(
 
 /// Server side of the RTMP handshake (C0/C1/C2 in, S0/S1/S2 out). Returns
 /// the bytes the peer sent after C2, which are already RTMP chunks.
-async fn handshake(socket: &mut TcpStream, buf: &mut [u8]) -> Result<Vec<u8>, Error> {
+async fn handshake<S>(socket: &mut S, buf: &mut [u8]) -> Result<Vec<u8>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut handshake = Handshake::new(PeerType::Server);
     loop {
         let read = socket.read(buf).await?;
         let Some(input) = buf.get(..read).filter(|input| !input.is_empty()) else {
             return Err(Error::HandshakeEof);
         };
-        // Same reason as `Session::handle_input`: rml_rtmp must not take the
-        // task down on hostile bytes.
+        // rml_rtmp's handshake is fixed-size and has not been seen to
+        // panic, but it is third-party code reading peer bytes: a panic
+        // must end only this connection.
         let result =
             catch_unwind(AssertUnwindSafe(|| handshake.process_bytes(input))).map_err(|_| Error::ParserPanic)??;
         match result {
@@ -105,5 +125,153 @@ async fn handshake(socket: &mut TcpStream, buf: &mut [u8]) -> Result<Vec<u8>, Er
                 return Ok(remaining_bytes);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::time::Duration;
+
+    use rml_rtmp::messages::RtmpMessage;
+    use rml_rtmp::rml_amf0::Amf0Value;
+    use rml_rtmp::time::RtmpTimestamp;
+    use tokio::io::DuplexStream;
+    use tokio::sync::mpsc;
+    use tokio::task::JoinHandle;
+
+    use crate::rtmp::chunk;
+    use crate::rtmp::{PublishGrant, PublishRefused};
+
+    /// Grants every publish; keeps the receivers so channels stay open.
+    struct Grants(std::sync::Mutex<Vec<mpsc::Receiver<MediaMessage>>>);
+
+    impl PublishAuthorizer for Grants {
+        fn authorize(&self, _: &str, _: &str, _: Option<&str>, _: SocketAddr) -> Result<PublishGrant, PublishRefused> {
+            let (media, rx) = mpsc::channel(8);
+            self.0.lock().unwrap().push(rx);
+            Ok(PublishGrant {
+                stream: "live/demo".to_owned(),
+                media,
+            })
+        }
+    }
+
+    const LIMITS: IngestLimits = IngestLimits {
+        max_connections: 10,
+        max_connections_per_ip: 10,
+        handshake_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(30),
+        max_message_bytes: 1 << 20,
+        max_chunk_size_bytes: 65536,
+    };
+
+    fn start() -> (DuplexStream, JoinHandle<Result<(), Error>>) {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let peer = SocketAddr::from(([192, 0, 2, 1], 40000));
+        let authorizer = Arc::new(Grants(std::sync::Mutex::new(Vec::new())));
+        (client, tokio::spawn(run(server, peer, authorizer, LIMITS)))
+    }
+
+    /// Writes one byte per (virtual) second until the server hangs up;
+    /// returns the bytes it accepted.
+    fn trickle(mut client: DuplexStream, bytes: Vec<u8>) -> JoinHandle<usize> {
+        tokio::spawn(async move {
+            for (sent, byte) in bytes.iter().enumerate() {
+                if client.write_all(&[*byte]).await.is_err() {
+                    return sent;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            bytes.len()
+        })
+    }
+
+    async fn client_handshake(client: &mut DuplexStream) {
+        let mut handshake = Handshake::new(PeerType::Client);
+        client
+            .write_all(&handshake.generate_outbound_p0_and_p1().unwrap())
+            .await
+            .unwrap();
+        let mut buf = [0; 4096];
+        loop {
+            let n = client.read(&mut buf).await.unwrap();
+            match handshake.process_bytes(&buf[..n]).unwrap() {
+                HandshakeProcessResult::InProgress { response_bytes } => {
+                    client.write_all(&response_bytes).await.unwrap()
+                }
+                HandshakeProcessResult::Completed { response_bytes, .. } => {
+                    client.write_all(&response_bytes).await.unwrap();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn command(name: &str, tx: f64, stream_id: u32, object: Amf0Value, args: Vec<Amf0Value>) -> Vec<u8> {
+        let message = RtmpMessage::Amf0Command {
+            command_name: name.to_owned(),
+            transaction_id: tx,
+            command_object: object,
+            additional_arguments: args,
+        };
+        let payload = message.into_message_payload(RtmpTimestamp::new(0), stream_id).unwrap();
+        let mut bytes = Vec::new();
+        chunk::encode_message(&mut bytes, 128, 3, payload.type_id, stream_id, 0, &payload.data);
+        bytes
+    }
+
+    fn connect() -> Vec<u8> {
+        let mut app = std::collections::HashMap::new();
+        app.insert("app".to_owned(), Amf0Value::Utf8String("live".to_owned()));
+        command("connect", 1.0, 0, Amf0Value::Object(app), vec![])
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_loris_handshake_is_closed_at_the_handshake_timeout() {
+        let (client, server) = start();
+        let started = Instant::now();
+        let c0c1 = Handshake::new(PeerType::Client).generate_outbound_p0_and_p1().unwrap();
+        let trickler = trickle(client, c0c1);
+        assert!(matches!(server.await.unwrap(), Err(Error::HandshakeTimeout)));
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+        // Bytes at t = 0..=10 s (the last one races the deadline).
+        assert!((10..=11).contains(&trickler.await.unwrap()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_loris_after_the_handshake_is_closed_before_it_publishes() {
+        let (mut client, server) = start();
+        let started = Instant::now();
+        client_handshake(&mut client).await;
+        let trickler = trickle(client, connect());
+        assert!(matches!(server.await.unwrap(), Err(Error::PublishTimeout(t)) if t == LIMITS.handshake_timeout));
+        // Measured from before the handshake: the deadline covers both.
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+        assert!((10..=11).contains(&trickler.await.unwrap()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_publisher_is_closed_after_the_idle_timeout() {
+        let (mut client, server) = start();
+        client_handshake(&mut client).await;
+        let mut bytes = connect();
+        bytes.extend(command("createStream", 2.0, 0, Amf0Value::Null, vec![]));
+        bytes.extend(command(
+            "publish",
+            3.0,
+            1,
+            Amf0Value::Null,
+            vec![Amf0Value::Utf8String("key".to_owned())],
+        ));
+        client.write_all(&bytes).await.unwrap();
+        let published = Instant::now();
+        // Read the replies so writes never block; then stay silent.
+        let mut buf = [0; 4096];
+        while client.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        assert!(matches!(server.await.unwrap(), Err(Error::IdleTimeout(t)) if t == LIMITS.idle_timeout));
+        // Publishing lifts the start deadline: only the idle timeout applies.
+        assert_eq!(published.elapsed(), Duration::from_secs(30));
     }
 }

@@ -1,38 +1,60 @@
 //! RTMP ingest: the async adapter between encoders and the stream registry.
 //!
 //! [`serve`] accepts TCP connections (mini-redis style: a `Semaphore` caps
-//! them, one task per connection in a `peer` span). Each connection runs the
-//! RTMP handshake and `rml_rtmp`'s `ServerSession`, asks a
-//! [`PublishAuthorizer`] whether a publish may start, and forwards that
-//! publish's media, in arrival order, into the bounded channel of the
-//! [`PublishGrant`]. A full channel stops the connection from reading its
-//! socket, so a slow pipeline slows the encoder through TCP flow control and
-//! no accepted message is ever dropped. The publish ends, and the pipeline
-//! learns it by its receiver returning `None`, when the connection drops the
-//! grant: on unpublish, disconnect, error, idle timeout or server shutdown.
+//! them, a per-IP count refuses floods from one address, one task per
+//! connection in a `peer` span). Each connection runs the RTMP handshake,
+//! then sealcast's own [`Session`], asks a [`PublishAuthorizer`] whether a
+//! publish may start, and forwards that publish's media, in arrival order,
+//! into the bounded channel of the [`PublishGrant`]. A full channel stops the
+//! connection from reading its socket, so a slow pipeline slows the encoder
+//! through TCP flow control and no accepted message is ever dropped. The
+//! publish ends, and the pipeline learns it by its receiver returning
+//! `None`, when the connection drops the grant: on unpublish, disconnect,
+//! error, idle timeout or server shutdown.
 //!
 //! This module knows nothing about FLV demuxing, HLS, files or keys.
 //!
+//! Why not rml_rtmp's `ServerSession`: rml_rtmp 0.8 (unmaintained since
+//! 2023) panics on input any client can send (a bare `@setDataFrame` data
+//! message; chunk streams interleaved chunk by chunk, because its chunk
+//! deserializer keeps one payload buffer for all chunk streams; a type 1
+//! header shrinking the length mid-message), and rml_amf0 decodes nested
+//! values recursively, so a deeply nested AMF0 value overflows the stack,
+//! which aborts the whole process where `catch_unwind` cannot help. So no
+//! peer byte after the handshake reaches either crate: [`chunk`] (chunk
+//! stream, all size limits), [`amf0`] (bounded, iterative) and `session`
+//! (commands, media) are ours, sans-IO and fuzzable. rml_rtmp still does the
+//! handshake (fixed-size, bounded, still run under `catch_unwind`), and
+//! lends its `StreamMetadata` type.
+//!
 //! Pieces:
+//! - [`chunk`]: chunk stream decoder and encoder.
+//! - [`amf0`]: AMF0 reader and writer.
 //! - `session`: sans-IO, bytes in, outbound bytes and [`MediaMessage`]s out.
 //! - `connection`: the per-connection driver (socket, timeouts, backpressure).
 //! - [`serve`] here: the accept loop.
 
+pub mod amf0;
+pub mod chunk;
 mod connection;
 mod session;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rml_rtmp::handshake::HandshakeError;
-use rml_rtmp::sessions::{ServerSessionError, StreamMetadata};
+use rml_rtmp::sessions::StreamMetadata;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::{Id, JoinError, JoinSet};
 use tracing::{Instrument, debug, error, info, info_span, warn};
+
+pub use amf0::Amf0Error;
+pub use chunk::ChunkError;
+pub use session::{Flow, Session};
 
 /// One media message of a publish, in arrival order. Bodies are FLV tag
 /// bodies (what RTMP audio/video messages carry, FLV spec v10.1 E.4.2/E.4.3).
@@ -52,7 +74,8 @@ pub enum MediaMessage {
         /// The FLV AUDIODATA body: format byte, then codec payload.
         body: bytes::Bytes,
     },
-    /// @setDataFrame/onMetaData as rml_rtmp parsed it.
+    /// onMetaData (with or without the @setDataFrame prefix), read by
+    /// [`amf0`] into rml_rtmp's metadata type.
     Metadata(StreamMetadata),
 }
 
@@ -102,19 +125,32 @@ pub struct IngestLimits {
     /// Connections served at once; further ones wait in the listen backlog.
     /// 0 is treated as 1.
     pub max_connections: usize,
-    /// Time allowed for the whole RTMP handshake (C0..C2).
+    /// Connections from one IP address at once; further ones from it are
+    /// closed as soon as they are accepted. 0 is treated as 1.
+    pub max_connections_per_ip: usize,
+    /// Time from accepting a connection until its publish starts: RTMP
+    /// handshake, connect, createStream and publish. A peer that is slower
+    /// (e.g. one byte per second) is closed, so it cannot hold a slot.
     pub handshake_timeout: Duration,
     /// A peer that sends nothing (or accepts none of our bytes) for this long
     /// is disconnected.
     pub idle_timeout: Duration,
+    /// Largest RTMP message accepted from a publisher (before the publish
+    /// is authorized, at most 64 KiB: commands are small).
+    pub max_message_bytes: u32,
+    /// Largest chunk size a peer may set. Memory does not grow with it.
+    pub max_chunk_size_bytes: u32,
 }
 
 impl Default for IngestLimits {
     fn default() -> Self {
         Self {
             max_connections: 1000,
+            max_connections_per_ip: 32,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
+            max_message_bytes: 8 * 1024 * 1024,
+            max_chunk_size_bytes: 65536,
         }
     }
 }
@@ -129,17 +165,28 @@ pub enum Error {
     /// The peer did not finish the handshake within `handshake_timeout`.
     #[error("handshake timed out")]
     HandshakeTimeout,
+    /// The peer finished the handshake but did not start publishing within
+    /// `handshake_timeout` of connecting.
+    #[error("no publish within {0:?} of connecting")]
+    PublishTimeout(Duration),
     /// The peer closed the connection before the handshake finished.
     #[error("peer closed the connection during the handshake")]
     HandshakeEof,
     /// The peer's handshake bytes were not RTMP.
     #[error("bad handshake: {0}")]
     Handshake(#[from] HandshakeError),
-    /// The chunk or message layer rejected the peer's bytes.
+    /// The chunk stream broke the protocol or a limit.
+    #[error("rtmp chunk stream: {0}")]
+    Chunk(#[from] ChunkError),
+    /// A command's AMF0 was malformed.
+    #[error("rtmp command: {0}")]
+    Amf0(#[from] Amf0Error),
+    /// A command out of order (e.g. publish before connect).
     #[error("rtmp protocol error: {0}")]
-    Session(#[from] ServerSessionError),
-    /// rml_rtmp panicked on the peer's bytes; treated as a protocol error.
-    #[error("rtmp parser panicked on peer input")]
+    Protocol(&'static str),
+    /// rml_rtmp's handshake panicked on the peer's bytes; treated as a
+    /// protocol error.
+    #[error("rtmp handshake panicked on peer input")]
     ParserPanic,
     /// The peer sent nothing for `idle_timeout`.
     #[error("peer idle for {0:?}")]
@@ -157,7 +204,8 @@ pub enum Error {
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// Accept loop (mini-redis style): a Semaphore caps connections; one task per
+/// Accept loop (mini-redis style): a Semaphore caps connections, a per-IP
+/// count closes the excess from one address at once; one task per
 /// connection, each in a `peer` span; an error or panic in one connection
 /// never reaches the loop or another connection (panics are logged at error).
 ///
@@ -172,17 +220,23 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let permits = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let per_ip_cap = limits.max_connections_per_ip.max(1);
     let semaphore = Arc::new(Semaphore::new(permits));
     // Connections hold receivers; dropping the sender tells them all to end.
     let (notify_shutdown, _) = watch::channel(());
     let mut tasks = JoinSet::new();
-    // Task id -> peer, so a panicked task can be reported with its peer.
+    // Task id -> peer, so a panicked task can be reported with its peer and
+    // its address's count released.
     let mut peers: HashMap<Id, SocketAddr> = HashMap::new();
+    let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
+    let mut refused_per_ip: u64 = 0;
     let mut backoff = ACCEPT_BACKOFF_MIN;
     tokio::pin!(shutdown);
 
     match listener.local_addr() {
-        Ok(addr) => info!(%addr, max_connections = permits, "rtmp ingest listening"),
+        Ok(addr) => {
+            info!(%addr, max_connections = permits, max_connections_per_ip = per_ip_cap, "rtmp ingest listening")
+        }
         Err(err) => warn!("rtmp ingest listening (local address unknown: {err})"),
     }
 
@@ -196,7 +250,7 @@ pub async fn serve(
         };
         tokio::select! {
             () = &mut shutdown => break,
-            Some(joined) = tasks.join_next_with_id() => report_task_end(joined, &mut peers),
+            Some(joined) = tasks.join_next_with_id() => report_task_end(joined, &mut peers, &mut per_ip),
             (permit, accepted) = accept => {
                 let Ok(permit) = permit else {
                     // The semaphore is never closed; if it were, accepting
@@ -207,11 +261,28 @@ pub async fn serve(
                 match accepted {
                     Ok((socket, peer)) => {
                         backoff = ACCEPT_BACKOFF_MIN;
+                        let count = per_ip.entry(peer.ip()).or_default();
+                        if *count >= per_ip_cap {
+                            // Closing at once frees the slot and costs the
+                            // flood nothing but a SYN; one line per 1000.
+                            refused_per_ip += 1;
+                            if refused_per_ip % 1000 == 1 {
+                                warn!(%peer, refused = refused_per_ip, "connection refused: per-IP limit reached");
+                            }
+                            drop(socket);
+                            continue;
+                        }
+                        *count += 1;
                         let span = info_span!("rtmp", %peer, stream = tracing::field::Empty);
                         let authorizer = Arc::clone(&authorizer);
                         let mut shutdown_rx = notify_shutdown.subscribe();
                         let task = async move {
                             let _permit = permit; // frees the slot when the connection ends
+                            // Control replies are small; do not let Nagle
+                            // hold them back.
+                            if let Err(err) = socket.set_nodelay(true) {
+                                debug!("cannot set TCP_NODELAY: {err}");
+                            }
                             tokio::select! {
                                 result = connection::run(socket, peer, authorizer, limits) => {
                                     log_connection_end(result);
@@ -241,38 +312,50 @@ pub async fn serve(
     info!(live = tasks.len(), "rtmp ingest shutting down");
     drop(notify_shutdown);
     while let Some(joined) = tasks.join_next_with_id().await {
-        report_task_end(joined, &mut peers);
+        report_task_end(joined, &mut peers, &mut per_ip);
     }
     Ok(())
 }
 
-/// Reaps one connection task; a panic is logged here (outside the task's span,
-/// so with its peer).
-fn report_task_end(joined: Result<(Id, ()), JoinError>, peers: &mut HashMap<Id, SocketAddr>) {
-    match joined {
-        Ok((id, ())) => {
-            peers.remove(&id);
+/// Reaps one connection task and releases its address's count; a panic is
+/// logged here (outside the task's span, so with its peer).
+fn report_task_end(
+    joined: Result<(Id, ()), JoinError>,
+    peers: &mut HashMap<Id, SocketAddr>,
+    per_ip: &mut HashMap<IpAddr, usize>,
+) {
+    let (id, failure) = match joined {
+        Ok((id, ())) => (id, None),
+        Err(err) => (err.id(), Some(err)),
+    };
+    let peer = peers.remove(&id);
+    if let Some(peer) = peer
+        && let Some(count) = per_ip.get_mut(&peer.ip())
+    {
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            per_ip.remove(&peer.ip());
         }
-        Err(err) => {
-            let peer = peers.remove(&err.id());
-            if err.is_panic() {
-                error!(peer = ?peer, "rtmp connection task panicked: {err}");
-            } else {
-                // Only an abort cancels a task, and nothing aborts them.
-                debug!(peer = ?peer, "rtmp connection task cancelled");
-            }
-        }
+    }
+    match failure {
+        None => {}
+        Some(err) if err.is_panic() => error!(peer = ?peer, "rtmp connection task panicked: {err}"),
+        // Only an abort cancels a task, and nothing aborts them.
+        Some(_) => debug!(peer = ?peer, "rtmp connection task cancelled"),
     }
 }
 
-/// Log level by cause: port scanners and dropped encoders are routine, a
-/// protocol violation is worth a warning, a parser panic is an error.
+/// Log level by cause: port scanners, floods and dropped encoders are
+/// routine, a protocol violation is worth a warning, a parser panic is an
+/// error.
 fn log_connection_end(result: Result<(), Error>) {
     match result {
         Ok(()) => debug!("connection closed"),
         Err(err @ Error::ParserPanic) => error!("closing connection: {err}"),
-        Err(err @ (Error::Session(_) | Error::MediaClosed)) => warn!("closing connection: {err}"),
-        Err(err @ (Error::Handshake(_) | Error::HandshakeTimeout | Error::HandshakeEof)) => {
+        Err(err @ (Error::Chunk(_) | Error::Amf0(_) | Error::Protocol(_) | Error::MediaClosed)) => {
+            warn!("closing connection: {err}")
+        }
+        Err(err @ (Error::Handshake(_) | Error::HandshakeTimeout | Error::HandshakeEof | Error::PublishTimeout(_))) => {
             debug!("closing connection: {err}")
         }
         Err(err @ (Error::Io(_) | Error::IdleTimeout(_) | Error::WriteStalled(_))) => {

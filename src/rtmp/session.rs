@@ -1,29 +1,60 @@
-//! The sans-IO half of one RTMP connection, after the handshake.
+//! The sans-IO server side of one RTMP connection, after the handshake:
+//! chunk stream, protocol control, commands and media (RTMP 1.0
+//! specification sections 5 to 7).
 //!
-//! Wraps `rml_rtmp`'s `ServerSession` with sealcast's rules: accept any
-//! connect, authorize publishes through the [`PublishAuthorizer`], allow one
-//! publish per connection, refuse play, tolerate the commands encoders send
-//! that rml_rtmp does not handle. Bytes come in through [`Session::handle_input`];
-//! bytes for the peer and media for the pipeline are appended to buffers the
-//! caller owns and reuses.
+//! sealcast's rules: accept any connect, authorize publishes through the
+//! [`PublishAuthorizer`], allow one publish per connection, refuse play,
+//! answer the commands encoders send around publishing the way nginx-rtmp
+//! and SRS do. Bytes come in through [`Session::handle_input`]; bytes for the
+//! peer and media for the pipeline are appended to buffers the caller owns
+//! and reuses. No peer byte reaches rml_rtmp or rml_amf0: chunks are read by
+//! [`super::chunk`], AMF0 by [`super::amf0`], both bounded and iterative.
+//! Our own replies are written by the same modules (a few fixed messages,
+//! serialized straight into the caller's buffer, in a fixed property order).
 
 use std::net::SocketAddr;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use rml_rtmp::sessions::{ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult};
+use bytes::Bytes;
+use rml_rtmp::sessions::StreamMetadata;
 use tokio::sync::mpsc;
 use tracing::{debug, info, trace, warn};
 
-use super::{Error, MediaMessage, PublishAuthorizer, PublishGrant, PublishRefused};
+use super::amf0::{self, Command, Properties, Value, write};
+use super::chunk::{self, ChunkDecoder, ChunkLimits, Message, message_type};
+use super::{Error, IngestLimits, MediaMessage, PublishAuthorizer, PublishGrant, PublishRefused};
 
 /// Our outbound chunk size. 4096 is what OBS, ffmpeg and nginx-rtmp use; the
 /// RTMP default of 128 would split every command into many chunks.
 pub(crate) const CHUNK_SIZE_BYTES: u32 = 4096;
 
+/// Window acknowledgement size and peer bandwidth we announce (nginx-rtmp's
+/// and rml_rtmp's value).
+const WINDOW_ACK_BYTES: u32 = 5_000_000;
+
+/// Until a publish is authorized, messages are commands of a few hundred
+/// bytes: an unauthenticated peer may make the decoder hold this much.
+const PRE_PUBLISH_MAX_MESSAGE_BYTES: u32 = 64 * 1024;
+
+/// createStream calls allowed per connection (encoders make one).
+const MAX_CREATED_STREAMS: u32 = 16;
+
+/// Chunk stream ids of our messages: protocol control on 2 (spec 5.4),
+/// commands on 3 (as nginx-rtmp and ffmpeg do).
+const CSID_CONTROL: u32 = 2;
+const CSID_COMMAND: u32 = 3;
+
+/// User control event types (spec 7.1.7).
+const EVENT_STREAM_BEGIN: u16 = 0;
+const EVENT_PING_REQUEST: u16 = 6;
+const EVENT_PING_RESPONSE: u16 = 7;
+
+/// FLV tag header size inside aggregate messages (FLV spec v10.1 E.4.1).
+const FLV_TAG_HEADER_BYTES: usize = 11;
+
 /// What the driver does after handing the session some bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Flow {
+pub enum Flow {
     /// Keep reading.
     Continue,
     /// Flush the outbound bytes and media already produced, then close: the
@@ -31,38 +62,74 @@ pub(crate) enum Flow {
     Close,
 }
 
-pub(crate) struct Session {
-    server: ServerSession,
+/// The accepted publish.
+#[derive(Debug)]
+struct Publish {
+    /// Dropping it ends the pipeline's channel.
+    grant: PublishGrant,
+    /// The message stream the publish runs on; media elsewhere is ignored.
+    stream_id: u32,
+}
+
+/// One connection's RTMP state after the handshake. Public so a fuzz target
+/// can drive it exactly as the server does.
+pub struct Session {
+    decoder: ChunkDecoder,
+    /// Limits once a publish is authorized.
+    publish_limits: ChunkLimits,
+    /// Messages decoded from one input, reused.
+    messages: Vec<Message>,
+    /// One outgoing message body, reused.
+    scratch: Vec<u8>,
+    out_chunk_size: u32,
     authorizer: Arc<dyn PublishAuthorizer>,
     peer: SocketAddr,
     /// The app from the accepted connect.
     app: Option<String>,
-    /// The accepted publish; dropping it ends the pipeline's channel.
-    grant: Option<PublishGrant>,
+    /// Message stream ids handed out by createStream: 1..=streams_created.
+    streams_created: u32,
+    publish: Option<Publish>,
+    /// The peer's Window Acknowledgement Size; 0 until it sends one.
+    peer_window_bytes: u32,
+    bytes_received: u64,
+    acknowledged_at: u64,
+    /// Ignored malformed data, aggregates and media; logged sparsely.
+    ignored: u64,
 }
 
 impl Session {
-    /// Creates the session and appends its opening messages (chunk size,
-    /// window ack size, stream begin, peer bandwidth) to `out`; they must be
-    /// sent before anything else.
-    pub(crate) fn new(
-        authorizer: Arc<dyn PublishAuthorizer>,
-        peer: SocketAddr,
-        out: &mut Vec<u8>,
-    ) -> Result<Self, Error> {
-        let mut config = ServerSessionConfig::new();
-        config.chunk_size = CHUNK_SIZE_BYTES;
-        let (server, opening) = ServerSession::new(config)?;
-        let mut session = Self {
-            server,
+    /// A session that accepts what `limits` allow once publishing, and
+    /// much less before (commands only).
+    pub fn new(authorizer: Arc<dyn PublishAuthorizer>, peer: SocketAddr, limits: &IngestLimits) -> Self {
+        let publish_limits = ChunkLimits {
+            max_chunk_size: limits.max_chunk_size_bytes,
+            max_message_bytes: limits.max_message_bytes,
+            // Room for one large video frame in progress next to another
+            // whole one (interleaving encoders) and small audio.
+            max_buffered_bytes: (limits.max_message_bytes as usize).saturating_mul(2),
+            ..ChunkLimits::default()
+        };
+        let pre_publish = ChunkLimits {
+            max_message_bytes: publish_limits.max_message_bytes.min(PRE_PUBLISH_MAX_MESSAGE_BYTES),
+            max_buffered_bytes: 2 * PRE_PUBLISH_MAX_MESSAGE_BYTES as usize,
+            ..publish_limits
+        };
+        Self {
+            decoder: ChunkDecoder::new(pre_publish),
+            publish_limits,
+            messages: Vec::with_capacity(16),
+            scratch: Vec::with_capacity(512),
+            out_chunk_size: chunk::DEFAULT_CHUNK_SIZE,
             authorizer,
             peer,
             app: None,
-            grant: None,
-        };
-        let mut unused = Vec::new();
-        session.handle_results(opening, out, &mut unused)?;
-        Ok(session)
+            streams_created: 0,
+            publish: None,
+            peer_window_bytes: 0,
+            bytes_received: 0,
+            acknowledged_at: 0,
+            ignored: 0,
+        }
     }
 
     /// Feeds bytes received from the peer. Bytes for the peer are appended
@@ -70,172 +137,254 @@ impl Session {
     ///
     /// On `Err` the connection must close, but `out` and `media` may still
     /// hold what was produced before the error, to be flushed first.
-    pub(crate) fn handle_input(
+    pub fn handle_input(
         &mut self,
         bytes: &[u8],
         out: &mut Vec<u8>,
         media: &mut Vec<MediaMessage>,
     ) -> Result<Flow, Error> {
-        let server = &mut self.server;
-        // rml_rtmp 0.8 indexes into peer-controlled vectors (e.g. a bare
-        // "@setDataFrame" data message); a panic there must end only this
-        // connection. The session is dropped right after, so its possibly
-        // broken state is never observed again.
-        let results =
-            catch_unwind(AssertUnwindSafe(|| server.handle_input(bytes))).map_err(|_| Error::ParserPanic)??;
-        self.handle_results(results, out, media)
-    }
-
-    /// The accepted publish's media sender, if a publish is live.
-    pub(crate) fn media_sender(&self) -> Option<&mpsc::Sender<MediaMessage>> {
-        self.grant.as_ref().map(|grant| &grant.media)
-    }
-
-    fn handle_results(
-        &mut self,
-        results: Vec<ServerSessionResult>,
-        out: &mut Vec<u8>,
-        media: &mut Vec<MediaMessage>,
-    ) -> Result<Flow, Error> {
-        for result in results {
-            match result {
-                ServerSessionResult::OutboundResponse(packet) => {
-                    out.extend_from_slice(&packet.bytes);
-                }
-                ServerSessionResult::RaisedEvent(event) => {
-                    if self.handle_event(event, out, media)? == Flow::Close {
-                        return Ok(Flow::Close);
-                    }
-                }
-                ServerSessionResult::UnhandleableMessageReceived(payload) => {
-                    trace!(type_id = payload.type_id, "ignoring unhandled rtmp message");
-                }
+        self.bytes_received += bytes.len() as u64;
+        let mut messages = std::mem::take(&mut self.messages);
+        let decoded = self.decoder.handle_input(bytes, &mut messages);
+        let mut flow = Ok(Flow::Continue);
+        // Messages completed before a chunk error still count: they were
+        // sent before it.
+        for message in messages.drain(..) {
+            flow = self.handle_message(message, out, media);
+            if !matches!(flow, Ok(Flow::Continue)) {
+                break;
             }
         }
+        self.messages = messages;
+        if !matches!(flow, Ok(Flow::Continue)) {
+            return flow;
+        }
+        decoded?;
+        self.acknowledge(out);
         Ok(Flow::Continue)
     }
 
-    fn handle_event(
-        &mut self,
-        event: ServerSessionEvent,
-        out: &mut Vec<u8>,
-        media: &mut Vec<MediaMessage>,
-    ) -> Result<Flow, Error> {
-        // Never log `event` itself: publish-related events carry the key.
-        match event {
-            ServerSessionEvent::ConnectionRequested { request_id, app_name } => {
-                if self.app.is_some() {
-                    warn!(app = %app_name, "second connect on one connection refused");
-                    self.reject(request_id, "NetConnection.Connect.Rejected", "already connected", out)?;
-                    return Ok(Flow::Close);
-                }
-                let results = self.server.accept_request(request_id)?;
-                debug!(app = %app_name, "connected");
-                self.app = Some(app_name);
-                self.handle_results(results, out, media)
+    /// Whether `stream_id` is the message stream of the accepted publish.
+    fn is_publish_stream(&self, stream_id: u32) -> bool {
+        self.publish.as_ref().is_some_and(|p| p.stream_id == stream_id)
+    }
+
+    /// The accepted publish's media sender, if a publish is live.
+    pub fn media_sender(&self) -> Option<&mpsc::Sender<MediaMessage>> {
+        self.publish.as_ref().map(|publish| &publish.grant.media)
+    }
+
+    fn handle_message(&mut self, message: Message, out: &mut Vec<u8>, media: &mut Vec<MediaMessage>) -> FlowResult {
+        match message.type_id {
+            message_type::COMMAND_AMF0 => self.on_command(&message.payload, message.stream_id, out),
+            // AMF3 command and data: a format byte (0 for AMF0 content, all
+            // that encoders send), then AMF0 (as nginx-rtmp reads them).
+            message_type::COMMAND_AMF3 => {
+                self.on_command(message.payload.get(1..).unwrap_or(&[]), message.stream_id, out)
             }
-            ServerSessionEvent::PublishStreamRequested {
-                request_id,
-                app_name,
-                stream_key,
-                mode: _,
-            } => self.on_publish(request_id, &app_name, &stream_key, out, media),
-            ServerSessionEvent::PublishStreamFinished { .. } => {
-                if let Some(grant) = &self.grant {
-                    info!(stream = %grant.stream, "publish finished");
-                }
-                Ok(Flow::Close)
+            message_type::DATA_AMF0 => {
+                self.on_data(&message.payload, message.stream_id, media);
+                Ok(Flow::Continue)
             }
-            ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
-                // rml_rtmp raises media events only for a stream we accepted,
-                // and we accept at most one; the check keeps that local.
-                if self.grant.is_some() {
-                    media.push(MediaMessage::Metadata(metadata));
+            message_type::DATA_AMF3 => {
+                self.on_data(message.payload.get(1..).unwrap_or(&[]), message.stream_id, media);
+                Ok(Flow::Continue)
+            }
+            message_type::AUDIO | message_type::VIDEO => {
+                self.on_media(
+                    message.type_id,
+                    message.stream_id,
+                    message.timestamp_ms,
+                    message.payload,
+                    media,
+                );
+                Ok(Flow::Continue)
+            }
+            message_type::AGGREGATE => {
+                self.on_aggregate(&message, media);
+                Ok(Flow::Continue)
+            }
+            message_type::USER_CONTROL => {
+                self.on_user_control(&message.payload, out);
+                Ok(Flow::Continue)
+            }
+            message_type::WINDOW_ACK_SIZE => {
+                if let Some(&[a, b, c, d]) = message.payload.get(..4) {
+                    self.peer_window_bytes = u32::from_be_bytes([a, b, c, d]);
                 }
                 Ok(Flow::Continue)
             }
-            ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => {
-                if self.grant.is_some() {
-                    media.push(MediaMessage::Video {
-                        timestamp_ms: timestamp.value,
-                        body: data,
-                    });
-                }
+            // Acknowledgement and Set Peer Bandwidth need nothing from us:
+            // we never wait for acknowledgements.
+            other => {
+                trace!(type_id = other, "ignoring rtmp message");
                 Ok(Flow::Continue)
             }
-            ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => {
-                if self.grant.is_some() {
-                    media.push(MediaMessage::Audio {
-                        timestamp_ms: timestamp.value,
-                        body: data,
-                    });
-                }
-                Ok(Flow::Continue)
-            }
-            ServerSessionEvent::PlayStreamRequested {
-                request_id, app_name, ..
-            } => {
-                info!(app = %app_name, "play request refused: this server only ingests (viewers use HLS)");
-                self.reject(
-                    request_id,
-                    "NetStream.Play.Failed",
-                    "playback is not served over RTMP",
-                    out,
-                )?;
-                Ok(Flow::Close)
-            }
-            ServerSessionEvent::UnhandleableAmf0Command {
-                command_name,
-                transaction_id,
-                ..
-            } => {
-                // OBS and ffmpeg send releaseStream and FCPublish before
-                // createStream, FCUnpublish before deleteStream, and ffmpeg
-                // answers onBWDone with _checkbw. Neither client waits for a
-                // reply to these (they only wait for connect, createStream
-                // and publish), so ignoring them is safe; answering would
-                // need messages ServerSession cannot serialize. The
-                // arguments hold the stream key, so only the name is logged.
-                debug!(command = %command_name, transaction_id, "ignoring rtmp command");
-                Ok(Flow::Continue)
-            }
-            ServerSessionEvent::ReleaseStreamRequested { .. }
-            | ServerSessionEvent::PlayStreamFinished { .. }
-            | ServerSessionEvent::ClientChunkSizeChanged { .. }
-            | ServerSessionEvent::AcknowledgementReceived { .. }
-            | ServerSessionEvent::PingResponseReceived { .. } => Ok(Flow::Continue),
         }
     }
 
-    fn on_publish(
-        &mut self,
-        request_id: u32,
-        app: &str,
-        raw_key: &str,
-        out: &mut Vec<u8>,
-        media: &mut Vec<MediaMessage>,
-    ) -> Result<Flow, Error> {
-        if let Some(grant) = &self.grant {
+    fn on_command(&mut self, payload: &[u8], stream_id: u32, out: &mut Vec<u8>) -> FlowResult {
+        let command = amf0::parse_command(payload)?;
+        match command.name {
+            b"connect" => self.on_connect(&command, out),
+            b"releaseStream" | b"FCPublish" => {
+                self.require_connected()?;
+                // OBS and ffmpeg do not wait for these replies; SRS sends
+                // them and some older encoders do wait.
+                self.reply_result(command.transaction_id, out, write::undefined);
+                Ok(Flow::Continue)
+            }
+            b"createStream" => {
+                self.require_connected()?;
+                if self.streams_created >= MAX_CREATED_STREAMS {
+                    return Err(Error::Protocol("too many createStream calls"));
+                }
+                self.streams_created += 1;
+                let id = self.streams_created;
+                self.reply_result(command.transaction_id, out, |b| write::number(b, f64::from(id)));
+                Ok(Flow::Continue)
+            }
+            b"publish" => self.on_publish(command, stream_id, out),
+            b"FCUnpublish" | b"deleteStream" | b"closeStream" => Ok(self.on_unpublish(command, stream_id)),
+            b"play" | b"play2" => {
+                info!("play request refused: this server only ingests (viewers use HLS)");
+                self.status(
+                    out,
+                    stream_id,
+                    "error",
+                    "NetStream.Play.Failed",
+                    "playback is not served over RTMP",
+                );
+                Ok(Flow::Close)
+            }
+            name => {
+                // The arguments may hold the stream key: log the name only.
+                debug!(command = %printable(name), "ignoring rtmp command");
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    fn require_connected(&self) -> Result<(), Error> {
+        match self.app {
+            Some(_) => Ok(()),
+            None => Err(Error::Protocol("command before connect")),
+        }
+    }
+
+    fn on_connect(&mut self, command: &Command<'_>, out: &mut Vec<u8>) -> FlowResult {
+        let tx = command.transaction_id;
+        if self.app.is_some() {
+            warn!("second connect on one connection refused");
+            self.connect_rejected(tx, "already connected", out);
+            return Ok(Flow::Close);
+        }
+        let app = command
+            .object
+            .as_object()
+            .and_then(|props| props.get("app"))
+            .and_then(|app| app.as_str());
+        let Some(app) = app else {
+            warn!("connect without an app refused");
+            self.connect_rejected(tx, "connect needs an app", out);
+            return Ok(Flow::Close);
+        };
+        debug!(%app, "connected");
+        self.app = Some(app.to_owned());
+
+        // What nginx-rtmp sends before the connect result.
+        self.control(out, message_type::WINDOW_ACK_SIZE, &WINDOW_ACK_BYTES.to_be_bytes());
+        let mut bandwidth = [2; 5]; // limit type 2: dynamic
+        bandwidth[..4].copy_from_slice(&WINDOW_ACK_BYTES.to_be_bytes());
+        self.control(out, message_type::SET_PEER_BANDWIDTH, &bandwidth);
+        self.control(out, message_type::SET_CHUNK_SIZE, &CHUNK_SIZE_BYTES.to_be_bytes());
+        self.out_chunk_size = CHUNK_SIZE_BYTES;
+
+        let body = &mut self.scratch;
+        body.clear();
+        write::string(body, "_result");
+        write::number(body, tx);
+        write::object_start(body);
+        write::name(body, "fmsVer");
+        write::string(body, "FMS/3,0,1,123");
+        write::name(body, "capabilities");
+        write::number(body, 31.0);
+        write::object_end(body);
+        write::object_start(body);
+        write_status_fields(body, "status", "NetConnection.Connect.Success", "Connection succeeded.");
+        write::name(body, "objectEncoding");
+        write::number(body, 0.0);
+        write::object_end(body);
+        self.send_scratch(out, CSID_COMMAND, message_type::COMMAND_AMF0, 0);
+        Ok(Flow::Continue)
+    }
+
+    fn connect_rejected(&mut self, tx: f64, description: &str, out: &mut Vec<u8>) {
+        let body = &mut self.scratch;
+        body.clear();
+        write::string(body, "_error");
+        write::number(body, tx);
+        write::null(body);
+        write_status(body, "error", "NetConnection.Connect.Rejected", description);
+        self.send_scratch(out, CSID_COMMAND, message_type::COMMAND_AMF0, 0);
+    }
+
+    fn on_publish(&mut self, command: Command<'_>, stream_id: u32, out: &mut Vec<u8>) -> FlowResult {
+        let Some(app) = self.app.clone() else {
+            return Err(Error::Protocol("publish before connect"));
+        };
+        if let Some(publish) = &self.publish {
             // The first publish stays live; the second is simply not allowed.
-            warn!(stream = %grant.stream, "second publish on one connection refused");
-            self.reject(
-                request_id,
+            warn!(stream = %publish.grant.stream, "second publish on one connection refused");
+            self.status(
+                out,
+                stream_id,
+                "error",
                 "NetStream.Publish.BadName",
                 "already publishing on this connection",
-                out,
-            )?;
+            );
             return Ok(Flow::Continue);
         }
+        if stream_id == 0 || stream_id > self.streams_created {
+            warn!(stream_id, "publish on a stream never created refused");
+            self.status(
+                out,
+                stream_id,
+                "error",
+                "NetStream.Publish.BadName",
+                "publish needs createStream first",
+            );
+            return Ok(Flow::Close);
+        }
+        let mut args = command.args;
+        let raw_key = match args.next_value().transpose()? {
+            Some(key) => key.as_str(),
+            None => None,
+        };
+        let Some(raw_key) = raw_key else {
+            warn!(%app, "publish without a stream name refused");
+            self.status(
+                out,
+                stream_id,
+                "error",
+                "NetStream.Publish.BadName",
+                "publish needs a stream name",
+            );
+            return Ok(Flow::Close);
+        };
         let (stream_key, query) = split_stream_key(raw_key);
-        match self.authorizer.authorize(app, stream_key, query, self.peer) {
+        match self.authorizer.authorize(&app, stream_key, query, self.peer) {
             Ok(grant) => {
-                // If accepting fails, `grant` drops here and the pipeline
-                // sees its channel close at once.
-                let results = self.server.accept_request(request_id)?;
                 tracing::Span::current().record("stream", grant.stream.as_str());
                 info!(stream = %grant.stream, "publish started");
-                self.grant = Some(grant);
-                self.handle_results(results, out, media)
+                self.decoder.set_limits(self.publish_limits);
+                let mut begin = [0; 6];
+                begin[..2].copy_from_slice(&EVENT_STREAM_BEGIN.to_be_bytes());
+                begin[2..].copy_from_slice(&stream_id.to_be_bytes());
+                self.control(out, message_type::USER_CONTROL, &begin);
+                self.status(out, stream_id, "status", "NetStream.Publish.Start", "publish started");
+                self.publish = Some(Publish { grant, stream_id });
+                Ok(Flow::Continue)
             }
             Err(refused) => {
                 match refused {
@@ -248,20 +397,244 @@ impl Session {
                     PublishRefused::AlreadyLive => "NetStream.Publish.BadName",
                     PublishRefused::BadKey | PublishRefused::ShuttingDown => "NetStream.Publish.Denied",
                 };
-                self.reject(request_id, code, &refused.to_string(), out)?;
+                self.status(out, stream_id, "error", code, &refused.to_string());
                 Ok(Flow::Close)
             }
         }
     }
 
-    fn reject(&mut self, request_id: u32, code: &str, description: &str, out: &mut Vec<u8>) -> Result<(), Error> {
-        for result in self.server.reject_request(request_id, code, description)? {
-            if let ServerSessionResult::OutboundResponse(packet) = result {
-                out.extend_from_slice(&packet.bytes);
+    /// FCUnpublish, deleteStream or closeStream: the end of our publish when
+    /// it names it; otherwise nothing (encoders clean up other streams too).
+    fn on_unpublish(&mut self, command: Command<'_>, stream_id: u32) -> Flow {
+        let Some(publish) = &self.publish else {
+            return Flow::Continue;
+        };
+        let ends = match command.name {
+            // deleteStream's argument is the stream id (spec 7.2.2.3).
+            b"deleteStream" => {
+                let mut args = command.args;
+                let target = args.next_value().and_then(Result::ok).and_then(|v| v.as_number());
+                target == Some(f64::from(publish.stream_id))
             }
+            b"closeStream" => stream_id == publish.stream_id,
+            // FCUnpublish names the stream by key; one publish per
+            // connection, so it can only mean ours.
+            _ => true,
+        };
+        if ends {
+            info!(stream = %publish.grant.stream, "publish finished");
+            Flow::Close
+        } else {
+            Flow::Continue
         }
-        Ok(())
     }
+
+    /// @setDataFrame/onMetaData (with or without the @setDataFrame prefix)
+    /// on the publish's stream. Anything else, or malformed AMF0, is ignored:
+    /// a broken metadata message must not end a publish.
+    fn on_data(&mut self, payload: &[u8], stream_id: u32, media: &mut Vec<MediaMessage>) {
+        if !self.is_publish_stream(stream_id) {
+            return;
+        }
+        match parse_metadata(payload) {
+            Ok(Some(metadata)) => media.push(MediaMessage::Metadata(metadata)),
+            Ok(None) => trace!("ignoring data message"),
+            Err(error) => self.note_ignored(format_args!("malformed data message: {error}")),
+        }
+    }
+
+    fn on_media(&mut self, type_id: u8, stream_id: u32, timestamp_ms: u32, body: Bytes, media: &mut Vec<MediaMessage>) {
+        if !self.is_publish_stream(stream_id) {
+            trace!(type_id, stream_id, "ignoring media outside the publish");
+            return;
+        }
+        media.push(if type_id == message_type::VIDEO {
+            MediaMessage::Video { timestamp_ms, body }
+        } else {
+            MediaMessage::Audio { timestamp_ms, body }
+        });
+    }
+
+    /// Aggregate message (spec 7.1.6): FLV tags (header, body, back
+    /// pointer), timestamps relative to the first tag, rebased on the
+    /// message's. Split without copying; a malformed tag ends the split.
+    fn on_aggregate(&mut self, message: &Message, media: &mut Vec<MediaMessage>) {
+        let payload = &message.payload;
+        let mut pos = 0;
+        let mut first_ts = None;
+        while pos < payload.len() {
+            let Some(&[tag_type, s0, s1, s2, t0, t1, t2, t3, ..]) = payload.get(pos..pos + FLV_TAG_HEADER_BYTES) else {
+                self.note_ignored(format_args!("aggregate message with a truncated tag header"));
+                return;
+            };
+            let size = u32::from_be_bytes([0, s0, s1, s2]) as usize;
+            let tag_ts = u32::from_be_bytes([t3, t0, t1, t2]);
+            let start = pos + FLV_TAG_HEADER_BYTES;
+            let end = start + size;
+            if end > payload.len() {
+                self.note_ignored(format_args!("aggregate message with a tag past its end"));
+                return;
+            }
+            let first = *first_ts.get_or_insert(tag_ts);
+            let timestamp_ms = message.timestamp_ms.wrapping_add(tag_ts.wrapping_sub(first));
+            // FLV tag type: low 5 bits (bit 5 is the encryption filter flag).
+            match tag_type & 0x1F {
+                message_type::AUDIO | message_type::VIDEO => self.on_media(
+                    tag_type & 0x1F,
+                    message.stream_id,
+                    timestamp_ms,
+                    payload.slice(start..end),
+                    media,
+                ),
+                message_type::DATA_AMF0 => {
+                    self.on_data(payload.get(start..end).unwrap_or(&[]), message.stream_id, media);
+                }
+                _ => {}
+            }
+            // Skip the 4-byte back pointer; a missing last one is tolerated.
+            pos = end + 4;
+        }
+    }
+
+    fn on_user_control(&mut self, payload: &[u8], out: &mut Vec<u8>) {
+        if let Some(&[e0, e1, a, b, c, d]) = payload.get(..6)
+            && u16::from_be_bytes([e0, e1]) == EVENT_PING_REQUEST
+        {
+            let mut pong = [0; 6];
+            pong[..2].copy_from_slice(&EVENT_PING_RESPONSE.to_be_bytes());
+            pong[2..].copy_from_slice(&[a, b, c, d]);
+            self.control(out, message_type::USER_CONTROL, &pong);
+        }
+    }
+
+    /// Acknowledgement (spec 5.4.3) each time the peer's window fills.
+    fn acknowledge(&mut self, out: &mut Vec<u8>) {
+        let window = u64::from(self.peer_window_bytes);
+        if window > 0 && self.bytes_received - self.acknowledged_at >= window {
+            self.acknowledged_at = self.bytes_received;
+            // The sequence number wraps like everything else in RTMP.
+            let sequence = self.bytes_received as u32;
+            self.control(out, message_type::ACKNOWLEDGEMENT, &sequence.to_be_bytes());
+        }
+    }
+
+    fn note_ignored(&mut self, what: std::fmt::Arguments<'_>) {
+        self.ignored += 1;
+        // A broken or hostile encoder must not flood the log.
+        if self.ignored % 100 == 1 {
+            warn!(ignored = self.ignored, "ignoring {what}");
+        }
+    }
+
+    /// A protocol control or user control message on chunk stream 2.
+    fn control(&mut self, out: &mut Vec<u8>, type_id: u8, body: &[u8]) {
+        chunk::encode_message(out, self.out_chunk_size, CSID_CONTROL, type_id, 0, 0, body);
+    }
+
+    /// `_result(tx, null, <value>)`; nothing for transaction 0, which asks
+    /// for no reply.
+    fn reply_result(&mut self, tx: f64, out: &mut Vec<u8>, value: impl FnOnce(&mut Vec<u8>)) {
+        if tx == 0.0 {
+            return;
+        }
+        let body = &mut self.scratch;
+        body.clear();
+        write::string(body, "_result");
+        write::number(body, tx);
+        write::null(body);
+        value(body);
+        self.send_scratch(out, CSID_COMMAND, message_type::COMMAND_AMF0, 0);
+    }
+
+    /// `onStatus(0, null, {level, code, description})` on a message stream.
+    fn status(&mut self, out: &mut Vec<u8>, stream_id: u32, level: &str, code: &str, description: &str) {
+        let body = &mut self.scratch;
+        body.clear();
+        write::string(body, "onStatus");
+        write::number(body, 0.0);
+        write::null(body);
+        write_status(body, level, code, description);
+        self.send_scratch(out, CSID_COMMAND, message_type::COMMAND_AMF0, stream_id);
+    }
+
+    fn send_scratch(&mut self, out: &mut Vec<u8>, csid: u32, type_id: u8, stream_id: u32) {
+        chunk::encode_message(out, self.out_chunk_size, csid, type_id, stream_id, 0, &self.scratch);
+    }
+}
+
+type FlowResult = Result<Flow, Error>;
+
+/// A NetConnection/NetStream status object.
+fn write_status(body: &mut Vec<u8>, level: &str, code: &str, description: &str) {
+    write::object_start(body);
+    write_status_fields(body, level, code, description);
+    write::object_end(body);
+}
+
+fn write_status_fields(body: &mut Vec<u8>, level: &str, code: &str, description: &str) {
+    write::name(body, "level");
+    write::string(body, level);
+    write::name(body, "code");
+    write::string(body, code);
+    write::name(body, "description");
+    write::string(body, description);
+}
+
+/// onMetaData into rml_rtmp's `StreamMetadata` (the type
+/// `MediaMessage::Metadata` carries), with the property names and
+/// conversions rml_rtmp used. `Ok(None)` for other data messages.
+fn parse_metadata(payload: &[u8]) -> Result<Option<StreamMetadata>, amf0::Amf0Error> {
+    let mut reader = amf0::Reader::new(payload);
+    let mut name = reader.read()?;
+    if name.as_str() == Some("@setDataFrame") {
+        name = reader.read()?;
+    }
+    if name.as_str() != Some("onMetaData") {
+        return Ok(None);
+    }
+    let Value::Object(properties) = reader.read()? else {
+        return Ok(None);
+    };
+    let mut metadata = StreamMetadata::new();
+    apply_metadata(&mut metadata, properties)?;
+    Ok(Some(metadata))
+}
+
+fn apply_metadata(metadata: &mut StreamMetadata, properties: Properties<'_>) -> Result<(), amf0::Amf0Error> {
+    for property in properties {
+        let (name, value) = property?;
+        // Saturating float-to-int casts, as rml_rtmp's `as u32`.
+        let number = value.as_number();
+        let int = number.map(|n| n as u32);
+        match name {
+            b"width" => metadata.video_width = int.or(metadata.video_width),
+            b"height" => metadata.video_height = int.or(metadata.video_height),
+            b"videocodecid" => metadata.video_codec_id = int.or(metadata.video_codec_id),
+            b"videodatarate" => metadata.video_bitrate_kbps = int.or(metadata.video_bitrate_kbps),
+            b"framerate" => metadata.video_frame_rate = number.map(|n| n as f32).or(metadata.video_frame_rate),
+            b"audiocodecid" => metadata.audio_codec_id = int.or(metadata.audio_codec_id),
+            b"audiodatarate" => metadata.audio_bitrate_kbps = int.or(metadata.audio_bitrate_kbps),
+            b"audiosamplerate" => metadata.audio_sample_rate = int.or(metadata.audio_sample_rate),
+            b"audiochannels" => metadata.audio_channels = int.or(metadata.audio_channels),
+            b"stereo" => {
+                if let Value::Boolean(stereo) = value {
+                    metadata.audio_is_stereo = Some(stereo);
+                }
+            }
+            b"encoder" => {
+                if let Value::String(encoder) = value {
+                    metadata.encoder = Some(String::from_utf8_lossy(encoder).into_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A peer-chosen name for a log line: lossy UTF-8, at most 64 bytes.
+fn printable(name: &[u8]) -> String {
+    String::from_utf8_lossy(name.get(..64).unwrap_or(name)).into_owned()
 }
 
 /// Splits `key?query` as OBS and ffmpeg send it; an empty query is `None`.
@@ -280,11 +653,9 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex;
 
-    use bytes::Bytes;
     use rml_rtmp::chunk_io::{ChunkDeserializer, ChunkSerializer};
-    use rml_rtmp::messages::RtmpMessage;
+    use rml_rtmp::messages::{MessagePayload, RtmpMessage};
     use rml_rtmp::rml_amf0::Amf0Value;
-    use rml_rtmp::sessions::StreamMetadata;
     use rml_rtmp::time::RtmpTimestamp;
 
     #[test]
@@ -353,32 +724,34 @@ mod tests {
     }
 
     /// A hand-built client (what OBS sends, message by message) wired to a
-    /// `Session` without sockets.
+    /// `Session` without sockets. rml_rtmp's serializer writes its bytes
+    /// (an independent implementation of the chunk format) and its
+    /// deserializer reads ours.
     struct Harness {
         session: Session,
         out: Vec<u8>,
         media: Vec<MediaMessage>,
         serializer: ChunkSerializer,
         deserializer: ChunkDeserializer,
-        /// (command name, status `code`) of every command the server sent.
-        replies: Vec<(String, Option<String>)>,
+        /// Every message the server sent.
+        sent: Vec<RtmpMessage>,
     }
 
     impl Harness {
         fn new(authorizer: Arc<TestAuthorizer>) -> Self {
-            let mut out = Vec::new();
+            Self::with_limits(authorizer, IngestLimits::default())
+        }
+
+        fn with_limits(authorizer: Arc<TestAuthorizer>, limits: IngestLimits) -> Self {
             let peer = SocketAddr::from(([127, 0, 0, 1], 50000));
-            let session = Session::new(authorizer, peer, &mut out).unwrap();
-            let mut harness = Self {
-                session,
-                out,
+            Self {
+                session: Session::new(authorizer, peer, &limits),
+                out: Vec::new(),
                 media: Vec::new(),
                 serializer: ChunkSerializer::new(),
                 deserializer: ChunkDeserializer::new(),
-                replies: Vec::new(),
-            };
-            harness.drain_server_output();
-            harness
+                sent: Vec::new(),
+            }
         }
 
         /// Parses what the server wrote, following its SetChunkSize.
@@ -386,43 +759,31 @@ mod tests {
             let mut input = std::mem::take(&mut self.out);
             while let Some(payload) = self.deserializer.get_next_message(&input).unwrap() {
                 input.clear();
-                match payload.to_rtmp_message().unwrap() {
-                    RtmpMessage::SetChunkSize { size } => {
-                        self.deserializer.set_max_chunk_size(size as usize).unwrap();
-                    }
-                    RtmpMessage::Amf0Command {
-                        command_name,
-                        additional_arguments,
-                        ..
-                    } => {
-                        let code = additional_arguments.into_iter().find_map(|arg| {
-                            match arg.get_object_properties()?.remove("code")? {
-                                Amf0Value::Utf8String(code) => Some(code),
-                                _ => None,
-                            }
-                        });
-                        self.replies.push((command_name, code));
-                    }
-                    _ => {}
+                let message = payload.to_rtmp_message().unwrap();
+                if let RtmpMessage::SetChunkSize { size } = message {
+                    self.deserializer.set_max_chunk_size(size as usize).unwrap();
                 }
+                self.sent.push(message);
             }
         }
 
-        fn send(&mut self, message: RtmpMessage, stream_id: u32, ts: u32) -> Result<Flow, Error> {
-            let payload = message.into_message_payload(RtmpTimestamp::new(ts), stream_id).unwrap();
-            let packet = self.serializer.serialize(&payload, false, false).unwrap();
-            let flow = self.session.handle_input(&packet.bytes, &mut self.out, &mut self.media);
+        fn raw(&mut self, bytes: &[u8]) -> Result<Flow, Error> {
+            let flow = self.session.handle_input(bytes, &mut self.out, &mut self.media);
             self.drain_server_output();
             flow
         }
 
-        fn command(
-            &mut self,
-            name: &str,
-            transaction_id: f64,
-            stream_id: u32,
-            args: Vec<Amf0Value>,
-        ) -> Result<Flow, Error> {
+        fn send(&mut self, message: RtmpMessage, stream_id: u32, ts: u32) -> Result<Flow, Error> {
+            let payload = message.into_message_payload(RtmpTimestamp::new(ts), stream_id).unwrap();
+            self.send_payload(&payload)
+        }
+
+        fn send_payload(&mut self, payload: &MessagePayload) -> Result<Flow, Error> {
+            let packet = self.serializer.serialize(payload, false, false).unwrap();
+            self.raw(&packet.bytes)
+        }
+
+        fn command(&mut self, name: &str, tx: f64, stream_id: u32, args: Vec<Amf0Value>) -> Result<Flow, Error> {
             let command_object = if name == "connect" {
                 let mut props = HashMap::new();
                 props.insert("app".to_owned(), Amf0Value::Utf8String("live".to_owned()));
@@ -436,7 +797,7 @@ mod tests {
             };
             let message = RtmpMessage::Amf0Command {
                 command_name: name.to_owned(),
-                transaction_id,
+                transaction_id: tx,
                 command_object,
                 additional_arguments: args,
             };
@@ -459,12 +820,40 @@ mod tests {
             self.command("publish", 5.0, 1, args)
         }
 
-        fn codes(&self) -> Vec<(&str, Option<&str>)> {
-            self.replies
+        /// (command name, transaction id, status code or createStream's
+        /// number) of every command the server sent.
+        fn replies(&self) -> Vec<(String, f64, Option<String>)> {
+            self.sent
                 .iter()
-                .map(|(name, code)| (name.as_str(), code.as_deref()))
+                .filter_map(|m| match m {
+                    RtmpMessage::Amf0Command {
+                        command_name,
+                        transaction_id,
+                        additional_arguments,
+                        ..
+                    } => {
+                        let detail = additional_arguments.iter().find_map(|arg| match arg {
+                            Amf0Value::Object(props) => match props.get("code") {
+                                Some(Amf0Value::Utf8String(code)) => Some(code.clone()),
+                                _ => None,
+                            },
+                            Amf0Value::Number(n) => Some(n.to_string()),
+                            _ => None,
+                        });
+                        Some((command_name.clone(), *transaction_id, detail))
+                    }
+                    _ => None,
+                })
                 .collect()
         }
+
+        fn last_reply(&self) -> Option<(String, f64, Option<String>)> {
+            self.replies().pop()
+        }
+    }
+
+    fn reply(name: &str, tx: f64, detail: Option<&str>) -> (String, f64, Option<String>) {
+        (name.to_owned(), tx, detail.map(str::to_owned))
     }
 
     fn video(body: &'static [u8]) -> RtmpMessage {
@@ -479,26 +868,56 @@ mod tests {
         }
     }
 
-    fn metadata_message() -> RtmpMessage {
+    fn data(values: Vec<Amf0Value>) -> RtmpMessage {
+        RtmpMessage::Amf0Data { values }
+    }
+
+    fn string(s: &str) -> Amf0Value {
+        Amf0Value::Utf8String(s.to_owned())
+    }
+
+    fn metadata_object() -> Amf0Value {
         let mut props = HashMap::new();
         props.insert("width".to_owned(), Amf0Value::Number(320.0));
         props.insert("height".to_owned(), Amf0Value::Number(240.0));
         props.insert("videocodecid".to_owned(), Amf0Value::Number(7.0));
-        RtmpMessage::Amf0Data {
-            values: vec![
-                Amf0Value::Utf8String("@setDataFrame".to_owned()),
-                Amf0Value::Utf8String("onMetaData".to_owned()),
-                Amf0Value::Object(props),
-            ],
-        }
+        props.insert("framerate".to_owned(), Amf0Value::Number(29.97));
+        props.insert("stereo".to_owned(), Amf0Value::Boolean(true));
+        props.insert("encoder".to_owned(), string("obs-output module"));
+        props.insert("audiosamplerate".to_owned(), Amf0Value::Number(48000.0));
+        Amf0Value::Object(props)
+    }
+
+    fn expected_metadata() -> StreamMetadata {
+        let mut metadata = StreamMetadata::new();
+        metadata.video_width = Some(320);
+        metadata.video_height = Some(240);
+        metadata.video_codec_id = Some(7);
+        metadata.video_frame_rate = Some(29.97);
+        metadata.audio_is_stereo = Some(true);
+        metadata.encoder = Some("obs-output module".to_owned());
+        metadata.audio_sample_rate = Some(48000);
+        metadata
     }
 
     #[test]
-    fn obs_style_publish_forwards_media_in_order_and_ends_on_delete_stream() {
+    fn obs_style_publish_forwards_media_in_order_and_ends_on_fc_unpublish() {
         let auth = TestAuthorizer::new(None);
         let mut h = Harness::new(Arc::clone(&auth));
         h.connect_and_create_stream();
-        // Media before publish belongs to no stream and is dropped by rml_rtmp.
+        // What nginx-rtmp sends around the connect result.
+        assert_eq!(
+            h.sent[..3],
+            [
+                RtmpMessage::WindowAcknowledgement { size: 5_000_000 },
+                RtmpMessage::SetPeerBandwidth {
+                    size: 5_000_000,
+                    limit_type: rml_rtmp::messages::PeerBandwidthLimitType::Dynamic
+                },
+                RtmpMessage::SetChunkSize { size: 4096 },
+            ]
+        );
+        // Media before publish belongs to no stream and is dropped.
         assert_eq!(h.send(video(&[0x17, 0x00]), 1, 0).unwrap(), Flow::Continue);
         assert!(h.media.is_empty());
 
@@ -508,22 +927,39 @@ mod tests {
             vec![("live".to_owned(), "sk_good".to_owned(), Some("x=1".to_owned()))]
         );
         assert!(h.session.media_sender().is_some());
-        let codes = h.codes();
-        assert!(codes.contains(&("_result", Some("NetConnection.Connect.Success"))));
-        assert_eq!(codes.last(), Some(&("onStatus", Some("NetStream.Publish.Start"))));
+        assert_eq!(
+            h.replies(),
+            vec![
+                reply("_result", 1.0, Some("NetConnection.Connect.Success")),
+                reply("_result", 2.0, None),
+                reply("_result", 3.0, None),
+                reply("_result", 4.0, Some("1")),
+                reply("onStatus", 0.0, Some("NetStream.Publish.Start")),
+            ]
+        );
+        assert!(h.sent.contains(&RtmpMessage::UserControl {
+            event_type: rml_rtmp::messages::UserControlEventType::StreamBegin,
+            stream_id: Some(1),
+            buffer_length: None,
+            timestamp: None,
+        }));
 
-        h.send(metadata_message(), 1, 0).unwrap();
+        h.send(
+            data(vec![string("@setDataFrame"), string("onMetaData"), metadata_object()]),
+            1,
+            0,
+        )
+        .unwrap();
         h.send(video(&[0x17, 0x00, 0x00, 0x00, 0x00, 0x01]), 1, 0).unwrap();
         h.send(audio(&[0xAF, 0x00, 0x12, 0x10]), 1, 0).unwrap();
         h.send(video(&[0x27, 0x01, 0x00, 0x00, 0x21, 0xAA]), 1, 33).unwrap();
         h.send(audio(&[0xAF, 0x01, 0x55]), 1, 23).unwrap();
+        // Without the @setDataFrame prefix too (as in FLV files).
+        h.send(data(vec![string("onMetaData"), metadata_object()]), 1, 40)
+            .unwrap();
 
-        let mut expected_metadata = StreamMetadata::new();
-        expected_metadata.video_width = Some(320);
-        expected_metadata.video_height = Some(240);
-        expected_metadata.video_codec_id = Some(7);
         let expected = vec![
-            MediaMessage::Metadata(expected_metadata),
+            MediaMessage::Metadata(expected_metadata()),
             MediaMessage::Video {
                 timestamp_ms: 0,
                 body: Bytes::from_static(&[0x17, 0x00, 0x00, 0x00, 0x00, 0x01]),
@@ -540,14 +976,46 @@ mod tests {
                 timestamp_ms: 23,
                 body: Bytes::from_static(&[0xAF, 0x01, 0x55]),
             },
+            MediaMessage::Metadata(expected_metadata()),
         ];
         assert_eq!(h.media, expected);
 
-        let key = vec![Amf0Value::Utf8String("sk_good".to_owned())];
-        assert_eq!(h.command("FCUnpublish", 6.0, 1, key).unwrap(), Flow::Continue);
-        let delete = vec![Amf0Value::Number(1.0)];
-        assert_eq!(h.command("deleteStream", 7.0, 0, delete).unwrap(), Flow::Close);
+        let key = vec![string("sk_good")];
+        assert_eq!(h.command("FCUnpublish", 6.0, 1, key).unwrap(), Flow::Close);
         assert_eq!(auth.calls().len(), 1);
+    }
+
+    #[test]
+    fn delete_and_close_stream_end_only_our_publish() {
+        type Case = (&'static str, RtmpMessage, u32, Flow);
+        let delete = |id: f64| RtmpMessage::Amf0Command {
+            command_name: "deleteStream".to_owned(),
+            transaction_id: 0.0,
+            command_object: Amf0Value::Null,
+            additional_arguments: vec![Amf0Value::Number(id)],
+        };
+        let close = RtmpMessage::Amf0Command {
+            command_name: "closeStream".to_owned(),
+            transaction_id: 0.0,
+            command_object: Amf0Value::Null,
+            additional_arguments: vec![],
+        };
+        let cases: Vec<Case> = vec![
+            ("deleteStream(1)", delete(1.0), 0, Flow::Close),
+            ("deleteStream(2)", delete(2.0), 0, Flow::Continue),
+            ("closeStream on 1", close.clone(), 1, Flow::Close),
+            ("closeStream on 0", close, 0, Flow::Continue),
+        ];
+        for (name, message, stream_id, want) in cases {
+            let mut h = Harness::new(TestAuthorizer::new(None));
+            h.connect_and_create_stream();
+            h.publish("sk_good").unwrap();
+            assert_eq!(h.send(message, stream_id, 0).unwrap(), want, "{name}");
+        }
+        // Before any publish, deleteStream does nothing.
+        let mut h = Harness::new(TestAuthorizer::new(None));
+        h.connect_and_create_stream();
+        assert_eq!(h.send(delete(1.0), 0, 0).unwrap(), Flow::Continue);
     }
 
     #[test]
@@ -571,7 +1039,7 @@ mod tests {
             let mut h = Harness::new(Arc::clone(&auth));
             h.connect_and_create_stream();
             assert_eq!(h.publish(key).unwrap(), Flow::Close, "{refuse:?}");
-            assert_eq!(h.codes().last(), Some(&("_error", Some(code))), "{refuse:?}");
+            assert_eq!(h.last_reply(), Some(reply("onStatus", 0.0, Some(code))), "{refuse:?}");
             assert!(h.session.media_sender().is_none());
             assert_eq!(auth.calls().len(), 1);
             assert!(auth.receivers.lock().unwrap().is_empty());
@@ -585,12 +1053,13 @@ mod tests {
         h.connect_and_create_stream();
         assert_eq!(h.publish("sk_good").unwrap(), Flow::Continue);
         assert_eq!(h.command("createStream", 6.0, 0, vec![]).unwrap(), Flow::Continue);
-        let args = vec![
-            Amf0Value::Utf8String("sk_good".to_owned()),
-            Amf0Value::Utf8String("live".to_owned()),
-        ];
+        assert_eq!(h.last_reply(), Some(reply("_result", 6.0, Some("2"))));
+        let args = vec![string("sk_good"), string("live")];
         assert_eq!(h.command("publish", 0.0, 2, args).unwrap(), Flow::Continue);
-        assert_eq!(h.codes().last(), Some(&("_error", Some("NetStream.Publish.BadName"))));
+        assert_eq!(
+            h.last_reply(),
+            Some(reply("onStatus", 0.0, Some("NetStream.Publish.BadName")))
+        );
         assert_eq!(auth.calls().len(), 1, "second publish never reaches the registry");
         // Media on the refused stream id is ignored; the first still flows.
         h.send(video(&[0x27, 0x01]), 2, 10).unwrap();
@@ -605,65 +1074,403 @@ mod tests {
     }
 
     #[test]
-    fn play_is_refused() {
+    fn play_and_second_connect_are_refused() {
         let auth = TestAuthorizer::new(None);
         let mut h = Harness::new(Arc::clone(&auth));
         h.connect_and_create_stream();
-        let args = vec![Amf0Value::Utf8String("sk_good".to_owned())];
-        assert_eq!(h.command("play", 5.0, 1, args).unwrap(), Flow::Close);
-        assert_eq!(h.codes().last(), Some(&("_error", Some("NetStream.Play.Failed"))));
+        assert_eq!(h.command("play", 5.0, 1, vec![string("sk_good")]).unwrap(), Flow::Close);
+        assert_eq!(
+            h.last_reply(),
+            Some(reply("onStatus", 0.0, Some("NetStream.Play.Failed")))
+        );
         assert!(auth.calls().is_empty());
-    }
 
-    #[test]
-    fn second_connect_is_refused() {
         let mut h = Harness::new(TestAuthorizer::new(None));
         assert_eq!(h.command("connect", 1.0, 0, vec![]).unwrap(), Flow::Continue);
         assert_eq!(h.command("connect", 2.0, 0, vec![]).unwrap(), Flow::Close);
         assert_eq!(
-            h.codes().last(),
-            Some(&("_error", Some("NetConnection.Connect.Rejected")))
+            h.last_reply(),
+            Some(reply("_error", 2.0, Some("NetConnection.Connect.Rejected")))
         );
     }
 
+    /// The connect command a client sends, as raw AMF0 with `object` as
+    /// its command object.
+    fn connect_payload(object: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        write::string(&mut body, "connect");
+        write::number(&mut body, 1.0);
+        body.extend_from_slice(object);
+        body
+    }
+
+    fn raw_message(type_id: u8, stream_id: u32, body: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        chunk::encode_message(&mut bytes, 128, 3, type_id, stream_id, 0, body);
+        bytes
+    }
+
     #[test]
-    fn hostile_input_is_an_error_not_a_panic() {
-        // Each of these makes rml_rtmp 0.8 index out of bounds.
-        let cases: [(&str, bool, Vec<Amf0Value>); 2] = [
+    fn hostile_input_is_an_error_or_ignored_never_a_panic() {
+        let mut nested = Vec::new();
+        for _ in 0..100_000 {
+            nested.extend_from_slice(&[0x03, 0x00, 0x03, b'a', b'p', b'p']);
+        }
+        // 100,000 levels do not fit in a message before publish (64 KiB);
+        // 10,000 do, and meet the AMF0 depth limit.
+        let huge_connect = raw_message(message_type::COMMAND_AMF0, 0, &connect_payload(&nested));
+        let deep_connect = raw_message(message_type::COMMAND_AMF0, 0, &connect_payload(&nested[..60_000]));
+        let mut long_string = Vec::new();
+        write::string(&mut long_string, "connect");
+        write::number(&mut long_string, 1.0);
+        long_string.extend_from_slice(&[0x03, 0x00, 0x03, b'a', b'p', b'p', 0x02, 0xFF, 0xF0, b'l']);
+        let long_string = raw_message(message_type::COMMAND_AMF0, 0, &long_string);
+
+        type Case = (&'static str, bool, Vec<u8>, Result<Flow, &'static str>);
+        let cases: Vec<Case> = vec![
             (
-                "bare @setDataFrame",
+                "connect nested 100,000 levels",
                 false,
-                vec![Amf0Value::Utf8String("@setDataFrame".to_owned())],
+                huge_connect,
+                Err("rtmp chunk stream: message of 600019 bytes exceeds the limit of 65536"),
+            ),
+            (
+                "connect nested 10,000 levels",
+                false,
+                deep_connect,
+                Err("rtmp command: AMF0 values nested deeper than 32 levels"),
+            ),
+            (
+                "command nested 100,000 levels while publishing",
+                true,
+                raw_message(message_type::COMMAND_AMF0, 1, &{
+                    let mut b = Vec::new();
+                    write::string(&mut b, "FCUnpublish");
+                    write::number(&mut b, 0.0);
+                    b.extend_from_slice(&nested);
+                    b
+                }),
+                Err("rtmp command: AMF0 values nested deeper than 32 levels"),
+            ),
+            (
+                "string past the end of the message",
+                false,
+                long_string,
+                Err("rtmp command: AMF0 value runs past the end of the message"),
+            ),
+            (
+                "publish without connect",
+                false,
+                raw_message(message_type::COMMAND_AMF0, 1, &{
+                    let mut b = Vec::new();
+                    write::string(&mut b, "publish");
+                    write::number(&mut b, 5.0);
+                    write::null(&mut b);
+                    write::string(&mut b, "sk_good");
+                    b
+                }),
+                Err("rtmp protocol error: publish before connect"),
+            ),
+            (
+                "createStream without connect",
+                false,
+                raw_message(message_type::COMMAND_AMF0, 0, &{
+                    let mut b = Vec::new();
+                    write::string(&mut b, "createStream");
+                    write::number(&mut b, 2.0);
+                    b
+                }),
+                Err("rtmp protocol error: command before connect"),
+            ),
+            (
+                "command without a name",
+                false,
+                raw_message(message_type::COMMAND_AMF0, 0, &[0x05]),
+                Err("rtmp command: AMF0 command does not start with a name"),
+            ),
+            (
+                "type 3 chunk on an unknown chunk stream",
+                false,
+                vec![0xC9, 0x01, 0x02, 0x03],
+                Err("rtmp chunk stream: chunk stream 9: type 3 header with no previous header"),
+            ),
+            (
+                "100 KB message before publish",
+                false,
+                {
+                    let mut b = Vec::new();
+                    chunk::encode_message(&mut b, 128, 4, message_type::VIDEO, 1, 0, &[0; 100_000]);
+                    b
+                },
+                Err("rtmp chunk stream: message of 100000 bytes exceeds the limit of 65536"),
+            ),
+            (
+                "bare @setDataFrame before publish (rml_rtmp 0.8 panics)",
+                false,
+                raw_message(
+                    message_type::DATA_AMF0,
+                    1,
+                    &[
+                        0x02, 0x00, 0x0D, b'@', b's', b'e', b't', b'D', b'a', b't', b'a', b'F', b'r', b'a', b'm', b'e',
+                    ],
+                ),
+                Ok(Flow::Continue),
+            ),
+            (
+                "bare @setDataFrame while publishing",
+                true,
+                raw_message(
+                    message_type::DATA_AMF0,
+                    1,
+                    &[
+                        0x02, 0x00, 0x0D, b'@', b's', b'e', b't', b'D', b'a', b't', b'a', b'F', b'r', b'a', b'm', b'e',
+                    ],
+                ),
+                Ok(Flow::Continue),
             ),
             (
                 "onMetaData without an object while publishing",
                 true,
-                vec![
-                    Amf0Value::Utf8String("@setDataFrame".to_owned()),
-                    Amf0Value::Utf8String("onMetaData".to_owned()),
-                ],
+                raw_message(
+                    message_type::DATA_AMF0,
+                    1,
+                    &[
+                        0x02, 0x00, 0x0A, b'o', b'n', b'M', b'e', b't', b'a', b'D', b'a', b't', b'a',
+                    ],
+                ),
+                Ok(Flow::Continue),
+            ),
+            (
+                "onMetaData nested 100,000 levels while publishing",
+                true,
+                raw_message(message_type::DATA_AMF0, 1, &{
+                    let mut b = Vec::new();
+                    write::string(&mut b, "onMetaData");
+                    b.extend_from_slice(&nested);
+                    b
+                }),
+                Ok(Flow::Continue),
+            ),
+            (
+                "unknown message types",
+                false,
+                [0x30_u8, 0x7F, 0xFF, 7, 10]
+                    .iter()
+                    .flat_map(|&t| raw_message(t, 0, &[1, 2, 3]))
+                    .collect(),
+                Ok(Flow::Continue),
             ),
         ];
-        for (name, publishing, values) in cases {
+        for (name, publishing, bytes, want) in cases {
             let mut h = Harness::new(TestAuthorizer::new(None));
             if publishing {
                 h.connect_and_create_stream();
                 assert_eq!(h.publish("sk_good").unwrap(), Flow::Continue);
             }
-            let result = h.send(RtmpMessage::Amf0Data { values }, 1, 0);
-            assert!(matches!(result, Err(Error::ParserPanic)), "{name}: {result:?}");
+            let got = h.raw(&bytes).map_err(|e| e.to_string());
+            assert_eq!(got, want.map_err(str::to_owned), "{name}");
+            assert!(h.media.is_empty(), "{name}: {:?}", h.media);
         }
     }
 
     #[test]
-    fn malformed_chunk_stream_is_an_error() {
+    fn large_messages_are_accepted_once_publishing() {
+        let limits = IngestLimits {
+            max_message_bytes: 200_000,
+            ..IngestLimits::default()
+        };
+        let mut h = Harness::with_limits(TestAuthorizer::new(None), limits);
+        h.connect_and_create_stream();
+        h.publish("sk_good").unwrap();
+        let frame: Bytes = (0..150_000_u32).map(|i| i as u8).collect();
+        let payload = MessagePayload {
+            timestamp: RtmpTimestamp::new(5),
+            type_id: message_type::VIDEO,
+            message_stream_id: 1,
+            data: frame.clone(),
+        };
+        assert_eq!(h.send_payload(&payload).unwrap(), Flow::Continue);
+        let too_big = MessagePayload {
+            data: vec![0; 200_001].into(),
+            ..payload
+        };
+        assert_eq!(
+            h.send_payload(&too_big).map_err(|e| e.to_string()),
+            Err("rtmp chunk stream: message of 200001 bytes exceeds the limit of 200000".to_owned())
+        );
+        assert_eq!(
+            h.media,
+            vec![MediaMessage::Video {
+                timestamp_ms: 5,
+                body: frame
+            }]
+        );
+    }
+
+    #[test]
+    fn ping_is_answered_and_acknowledgements_follow_the_window() {
         let mut h = Harness::new(TestAuthorizer::new(None));
-        h.command("connect", 1.0, 0, vec![]).unwrap();
-        // A type-3 chunk on a chunk stream never seen: no header to reuse.
-        // Either outcome ends the connection without a panic escaping.
-        let result = h
-            .session
-            .handle_input(&[0xC9, 0x01, 0x02, 0x03], &mut h.out, &mut h.media);
-        assert!(result.is_err(), "{result:?}");
+        let ping = RtmpMessage::UserControl {
+            event_type: rml_rtmp::messages::UserControlEventType::PingRequest,
+            stream_id: None,
+            buffer_length: None,
+            timestamp: Some(RtmpTimestamp::new(0x01020304)),
+        };
+        h.send(ping, 0, 0).unwrap();
+        assert_eq!(
+            h.sent,
+            vec![RtmpMessage::UserControl {
+                event_type: rml_rtmp::messages::UserControlEventType::PingResponse,
+                stream_id: None,
+                buffer_length: None,
+                timestamp: Some(RtmpTimestamp::new(0x01020304)),
+            }]
+        );
+
+        let mut h = Harness::new(TestAuthorizer::new(None));
+        h.send(RtmpMessage::WindowAcknowledgement { size: 1000 }, 0, 0).unwrap();
+        let sent_before = h.session.bytes_received;
+        assert!(h.sent.is_empty());
+        // Unknown message types fill the window without meaning anything.
+        let filler = raw_message(0x30, 0, &[0; 600]);
+        h.raw(&filler).unwrap();
+        h.raw(&filler).unwrap();
+        let total = sent_before + 2 * filler.len() as u64;
+        assert_eq!(
+            h.sent,
+            vec![RtmpMessage::Acknowledgement {
+                sequence_number: total as u32
+            }]
+        );
+    }
+
+    /// An aggregate of FLV tags: audio, video, metadata, then a tag whose
+    /// size runs past the end (ignored, the earlier ones kept).
+    #[test]
+    fn aggregate_messages_are_split_with_rebased_timestamps() {
+        let mut h = Harness::new(TestAuthorizer::new(None));
+        h.connect_and_create_stream();
+        h.publish("sk_good").unwrap();
+        let tag = |kind: u8, ts: u32, body: &[u8]| {
+            let mut t = vec![kind];
+            t.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+            t.extend_from_slice(&ts.to_be_bytes()[1..]);
+            t.push((ts >> 24) as u8);
+            t.extend_from_slice(&[0, 0, 0]);
+            t.extend_from_slice(body);
+            t.extend_from_slice(&(11 + body.len() as u32).to_be_bytes());
+            t
+        };
+        let mut meta = Vec::new();
+        write::string(&mut meta, "onMetaData");
+        write::object_start(&mut meta);
+        write::name(&mut meta, "width");
+        write::number(&mut meta, 640.0);
+        write::object_end(&mut meta);
+        let mut payload = tag(8, 1000, &[0xAF, 0x01, 0x10]);
+        payload.extend(tag(9, 1033, &[0x27, 0x01, 0, 0, 0]));
+        payload.extend(tag(18, 1033, &meta));
+        payload.extend(tag(9, 0x0100_0000 + 1000, &[0x17]));
+        let mut broken = tag(9, 1066, &[0x27; 8]);
+        broken[3] = 0xFF; // size 255, past the end
+        payload.extend(broken);
+        let aggregate = MessagePayload {
+            timestamp: RtmpTimestamp::new(50_000),
+            type_id: message_type::AGGREGATE,
+            message_stream_id: 1,
+            data: payload.into(),
+        };
+        assert_eq!(h.send_payload(&aggregate).unwrap(), Flow::Continue);
+        let mut width = StreamMetadata::new();
+        width.video_width = Some(640);
+        assert_eq!(
+            h.media,
+            vec![
+                MediaMessage::Audio {
+                    timestamp_ms: 50_000,
+                    body: Bytes::from_static(&[0xAF, 0x01, 0x10]),
+                },
+                MediaMessage::Video {
+                    timestamp_ms: 50_033,
+                    body: Bytes::from_static(&[0x27, 0x01, 0, 0, 0]),
+                },
+                MediaMessage::Metadata(width),
+                MediaMessage::Video {
+                    timestamp_ms: 50_000 + 0x0100_0000,
+                    body: Bytes::from_static(&[0x17]),
+                },
+            ]
+        );
+        assert_eq!(h.session.ignored, 1);
+    }
+
+    #[test]
+    fn amf3_command_and_data_messages_are_read() {
+        let mut h = Harness::new(TestAuthorizer::new(None));
+        let mut body = vec![0x00];
+        let mut app = Vec::new();
+        write::object_start(&mut app);
+        write::name(&mut app, "app");
+        write::string(&mut app, "live");
+        write::object_end(&mut app);
+        body.extend(connect_payload(&app));
+        assert_eq!(
+            h.raw(&raw_message(message_type::COMMAND_AMF3, 0, &body)).unwrap(),
+            Flow::Continue
+        );
+        assert_eq!(
+            h.last_reply(),
+            Some(reply("_result", 1.0, Some("NetConnection.Connect.Success")))
+        );
+    }
+
+    /// Every prefix of a whole OBS-style session, and the same bytes in
+    /// every piece size: no panic, the same outcome.
+    #[test]
+    fn session_bytes_in_any_split() {
+        let mut script = Harness::new(TestAuthorizer::new(None));
+        let mut bytes = Vec::new();
+        let mut record = |h: &mut Harness, message: RtmpMessage, stream_id: u32| {
+            let payload = message.into_message_payload(RtmpTimestamp::new(0), stream_id).unwrap();
+            bytes.extend(h.serializer.serialize(&payload, false, false).unwrap().bytes);
+        };
+        let command = |name: &str, tx: f64, object: Amf0Value, args: Vec<Amf0Value>| RtmpMessage::Amf0Command {
+            command_name: name.to_owned(),
+            transaction_id: tx,
+            command_object: object,
+            additional_arguments: args,
+        };
+        let mut app = HashMap::new();
+        app.insert("app".to_owned(), string("live"));
+        record(&mut script, command("connect", 1.0, Amf0Value::Object(app), vec![]), 0);
+        record(&mut script, command("createStream", 2.0, Amf0Value::Null, vec![]), 0);
+        record(
+            &mut script,
+            command("publish", 3.0, Amf0Value::Null, vec![string("sk_good")]),
+            1,
+        );
+        record(&mut script, video(&[0x17, 0x00, 0x01]), 1);
+        record(&mut script, audio(&[0xAF, 0x00, 0x12, 0x10]), 1);
+        let want = vec![
+            MediaMessage::Video {
+                timestamp_ms: 0,
+                body: Bytes::from_static(&[0x17, 0x00, 0x01]),
+            },
+            MediaMessage::Audio {
+                timestamp_ms: 0,
+                body: Bytes::from_static(&[0xAF, 0x00, 0x12, 0x10]),
+            },
+        ];
+        for piece in 1..=bytes.len() {
+            let mut h = Harness::new(TestAuthorizer::new(None));
+            for part in bytes.chunks(piece) {
+                assert_eq!(h.raw(part).unwrap(), Flow::Continue, "piece {piece}");
+            }
+            assert_eq!(h.media, want, "piece {piece}");
+        }
+        for len in 0..bytes.len() {
+            let mut h = Harness::new(TestAuthorizer::new(None));
+            assert_eq!(h.raw(&bytes[..len]).unwrap(), Flow::Continue, "prefix {len}");
+        }
     }
 }

@@ -81,6 +81,11 @@ key = "{OTHER_KEY}"
         }
     }
 
+    /// False once the server task has returned; it must run until `stop`.
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|task| !task.is_finished())
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
