@@ -41,7 +41,16 @@ const MAX_PUBLISH_KEY_CHARS: usize = 256;
 const MAX_NAME_CHARS: usize = 64;
 
 /// App names that would collide with sealcast's own HTTP routes.
-const RESERVED_APPS: &[&str] = &["keys"];
+const RESERVED_APPS: &[&str] = &["keys", "watch"];
+
+/// The hls.js the watch page loads unless `http.hlsjs_url` says otherwise: a
+/// pinned release on a public CDN. The browser test serves the same file from
+/// the npm package (`tests/browser/package.json` pins the same version).
+pub const DEFAULT_HLSJS_URL: &str = "https://cdn.jsdelivr.net/npm/hls.js@1.7.4/dist/hls.min.js";
+
+/// Subresource Integrity (W3C SRI) hash of [`DEFAULT_HLSJS_URL`]'s file, so a
+/// compromised CDN cannot run other code on the watch page.
+pub const DEFAULT_HLSJS_INTEGRITY: &str = "sha384-p9vgU/7IYJWd3I4STrtqxqR/2cAQlhIX7D/HrTnIMEjjcUox165b7se7sxmm3zDg";
 
 /// Fills a buffer with secure random bytes: the OS RNG, or a fixed one in tests.
 type RandomFill<'a> = &'a dyn Fn(&mut [u8]) -> io::Result<()>;
@@ -150,6 +159,16 @@ pub struct HttpConfig {
     /// a token whatever this says.
     #[serde(default = "default_http_cors_allowed_origins")]
     pub cors_allowed_origins: Vec<String>,
+    /// Where the watch page (`/watch/{app}/{name}`) loads hls.js from: an
+    /// `http(s)` URL of the script file, no query. sealcast does not ship
+    /// hls.js; the page's Content-Security-Policy allows exactly this URL.
+    #[serde(default = "default_http_hlsjs_url")]
+    pub hlsjs_url: String,
+    /// Subresource Integrity hash the page requires of hls.js
+    /// (`sha384-<base64>`). Absent: the pinned hash when `hlsjs_url` is the
+    /// default, none otherwise. `""` turns the check off.
+    #[serde(default)]
+    pub hlsjs_integrity: Option<String>,
 }
 
 /// `[storage]`: local files.
@@ -287,6 +306,10 @@ fn default_http_cors_allowed_origins() -> Vec<String> {
     vec!["*".to_string()]
 }
 
+fn default_http_hlsjs_url() -> String {
+    DEFAULT_HLSJS_URL.to_string()
+}
+
 fn default_storage_data_dir() -> PathBuf {
     PathBuf::from("./sealcast-data")
 }
@@ -331,6 +354,8 @@ impl Default for HttpConfig {
             listen: default_http_listen(),
             public_url: None,
             cors_allowed_origins: default_http_cors_allowed_origins(),
+            hlsjs_url: default_http_hlsjs_url(),
+            hlsjs_integrity: None,
         }
     }
 }
@@ -511,6 +536,18 @@ impl Config {
                     "http.cors_allowed_origins[{i}] {origin:?} must be \"*\" or an origin such as \"https://player.example.com\" (no path)"
                 ));
             }
+        }
+        let hlsjs = &self.http.hlsjs_url;
+        if let Err(why) = check_script_url(hlsjs) {
+            p.push(format!("http.hlsjs_url {hlsjs:?} {why}"));
+        }
+        if let Some(integrity) = &self.http.hlsjs_integrity
+            && !integrity.is_empty()
+            && !is_sri_hash(integrity)
+        {
+            p.push(format!(
+                "http.hlsjs_integrity {integrity:?} must be \"sha256-\", \"sha384-\" or \"sha512-\" followed by base64, or \"\""
+            ));
         }
 
         if self.storage.data_dir.as_os_str().is_empty() {
@@ -749,6 +786,17 @@ impl HttpConfig {
     pub fn public_base(&self) -> &str {
         self.public_url.as_deref().map_or("", |url| url.trim_end_matches('/'))
     }
+
+    /// The Subresource Integrity hash the watch page puts on hls.js, if any:
+    /// `hlsjs_integrity` when set (`""` means none), else the pinned hash when
+    /// `hlsjs_url` is the default.
+    pub fn hlsjs_integrity(&self) -> Option<&str> {
+        match self.hlsjs_integrity.as_deref() {
+            Some("") => None,
+            Some(hash) => Some(hash),
+            None => (self.hlsjs_url == DEFAULT_HLSJS_URL).then_some(DEFAULT_HLSJS_INTEGRITY),
+        }
+    }
 }
 
 fn validate_stream(i: usize, s: &StreamConfig, p: &mut Vec<String>) {
@@ -881,6 +929,33 @@ fn check_public_url(url: &str) -> Result<(), &'static str> {
         return Err("must not contain a query, fragment or spaces");
     }
     Ok(())
+}
+
+/// A script URL a Content-Security-Policy can name exactly: a public URL
+/// without the characters that separate CSP sources and directives.
+fn check_script_url(url: &str) -> Result<(), &'static str> {
+    check_public_url(url)?;
+    if url.contains([';', ',', '\'', '"', '<', '>']) || url.contains(|c: char| c.is_control() || !c.is_ascii()) {
+        return Err("must not contain ; , quotes, angle brackets or non-ASCII characters");
+    }
+    Ok(())
+}
+
+/// `sha256-`, `sha384-` or `sha512-` and the digest in standard base64 of
+/// the right length (W3C Subresource Integrity, section 3.5).
+fn is_sri_hash(value: &str) -> bool {
+    let Some((algorithm, digest)) = value.split_once('-') else {
+        return false;
+    };
+    let digest_bytes = match algorithm {
+        "sha256" => 32,
+        "sha384" => 48,
+        "sha512" => 64,
+        _ => return false,
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(digest)
+        .is_ok_and(|d| d.len() == digest_bytes)
 }
 
 /// A browser origin: `http(s)://host[:port]` with no path.
@@ -1109,6 +1184,8 @@ mod tests {
         assert_eq!(c.http.public_url, None);
         assert_eq!(c.http.public_base(), "");
         assert_eq!(c.http.cors_allowed_origins, vec!["*".to_string()]);
+        assert_eq!(c.http.hlsjs_url, DEFAULT_HLSJS_URL);
+        assert_eq!(c.http.hlsjs_integrity(), Some(DEFAULT_HLSJS_INTEGRITY));
         assert_eq!(c.storage.data_dir, PathBuf::from("./sealcast-data"));
         assert_eq!(c.hls.segment_duration_secs, 4);
         assert_eq!(c.hls.playlist_window, 6);
@@ -1148,6 +1225,14 @@ mod tests {
         assert_eq!(
             c.http.cors_allowed_origins,
             vec!["https://player.example.com".to_string()]
+        );
+        assert_eq!(
+            c.http.hlsjs_url,
+            "https://video.example.com/assets/hls.js@1.7.4/hls.min.js"
+        );
+        assert_eq!(
+            c.http.hlsjs_integrity(),
+            Some("sha384-p9vgU/7IYJWd3I4STrtqxqR/2cAQlhIX7D/HrTnIMEjjcUox165b7se7sxmm3zDg")
         );
         assert_eq!(c.storage.data_dir, PathBuf::from("/var/lib/sealcast"));
         assert_eq!(c.hls.segment_duration_secs, 6);
@@ -1364,6 +1449,30 @@ mod tests {
                 "streams[0].app \"keys\" is reserved for sealcast's own URLs",
             ),
             (
+                "[[streams]]\napp = \"watch\"\nname = \"a\"\nkey_env = \"K\"\n".into(),
+                "streams[0].app \"watch\" is reserved for sealcast's own URLs",
+            ),
+            (
+                "[http]\nhlsjs_url = \"//cdn.example/hls.js\"\n".into(),
+                "http.hlsjs_url \"//cdn.example/hls.js\" must start with http:// or https://",
+            ),
+            (
+                "[http]\nhlsjs_url = \"https://cdn.example/hls.js?v=1\"\n".into(),
+                "http.hlsjs_url \"https://cdn.example/hls.js?v=1\" must not contain a query, fragment or spaces",
+            ),
+            (
+                "[http]\nhlsjs_url = \"https://cdn.example/a;b.js\"\n".into(),
+                "http.hlsjs_url \"https://cdn.example/a;b.js\" must not contain ; , quotes, angle brackets or non-ASCII characters",
+            ),
+            (
+                "[http]\nhlsjs_integrity = \"sha384-abc\"\n".into(),
+                "http.hlsjs_integrity \"sha384-abc\" must be \"sha256-\", \"sha384-\" or \"sha512-\" followed by base64, or \"\"",
+            ),
+            (
+                "[http]\nhlsjs_integrity = \"md5-1B2M2Y8AsgTpgAmY7PhCfg==\"\n".into(),
+                "http.hlsjs_integrity \"md5-1B2M2Y8AsgTpgAmY7PhCfg==\" must be \"sha256-\", \"sha384-\" or \"sha512-\" followed by base64, or \"\"",
+            ),
+            (
                 stream(""),
                 "streams[0] has no publish key: set one of key, key_env, key_file",
             ),
@@ -1466,6 +1575,31 @@ mod tests {
         let err = Config::from_toml_str(bad).unwrap_err();
         assert_eq!(err.problems.len(), 2);
         assert!(!err.to_string().contains("bad key!"));
+    }
+
+    #[test]
+    fn hlsjs_integrity_follows_the_url() {
+        let own = "https://static.example/hls.min.js";
+        let hash = "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+        let cases = [
+            (DEFAULT_HLSJS_URL, None, Some(DEFAULT_HLSJS_INTEGRITY)),
+            (DEFAULT_HLSJS_URL, Some(""), None),
+            (DEFAULT_HLSJS_URL, Some(hash), Some(hash)),
+            (own, None, None),
+            (own, Some(hash), Some(hash)),
+        ];
+        for (url, integrity, want) in cases {
+            let http = HttpConfig {
+                hlsjs_url: url.to_string(),
+                hlsjs_integrity: integrity.map(str::to_string),
+                ..HttpConfig::default()
+            };
+            assert_eq!(http.hlsjs_integrity(), want, "{url} {integrity:?}");
+        }
+        assert!(is_sri_hash(DEFAULT_HLSJS_INTEGRITY));
+        assert!(is_sri_hash(hash));
+        assert!(!is_sri_hash("sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"));
+        assert!(!is_sri_hash("sha384-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="));
     }
 
     #[test]

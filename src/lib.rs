@@ -25,6 +25,8 @@
 //! - [`live`]: the stream registry, publish authorization, and the task that
 //!   runs one publish's pipeline and stores its segments and playlist.
 //! - [`http`]: playlists with token-rewritten key URIs, segments, key endpoint.
+//! - [`web`]: the operator's stream list at `/` and the watch page (hls.js,
+//!   strict Content-Security-Policy) at `/watch/{app}/{name}`.
 //! - [`server`]: `sealcast serve`: RTMP and HTTP side by side, graceful shutdown.
 //! - [`rtmp`]: RTMP ingest: accept loop, handshake, publish authorization,
 //!   media into a bounded channel per publish.
@@ -45,3 +47,4 @@ pub mod rtmp;
 pub mod server;
 pub mod store;
 pub mod ts;
+pub mod web;

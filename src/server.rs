@@ -19,6 +19,7 @@ use crate::kms::{Kms, KmsError};
 use crate::live::{LiveSettings, Registry, StreamSpec};
 use crate::names::{NameError, StreamName};
 use crate::rtmp::{self, IngestLimits};
+use crate::web::{self, WebState};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,7 @@ pub enum StartError {
 pub struct Server {
     registry: Arc<Registry>,
     http_state: Arc<HttpState>,
+    web_state: Arc<WebState>,
     limits: IngestLimits,
     streams: Vec<ResolvedStream>,
 }
@@ -78,6 +80,17 @@ impl Server {
             max_message_bytes: config.rtmp.max_message_bytes,
             max_chunk_size_bytes: config.rtmp.max_chunk_size_bytes,
         };
+        // TODO(integrator): when `[auth] admin_token_env / admin_token_file` land
+        // (key-service branch), pass the resolved admin token here, e.g.
+        // `config.resolve_admin_token()?`. Until then the operator page is open
+        // on a loopback listener and off on any other.
+        let admin_token: Option<Secret> = None;
+        let web_state = Arc::new(WebState::new(
+            Arc::clone(&registry),
+            token_secret.clone(),
+            admin_token,
+            &config.http,
+        ));
         let http_state = Arc::new(HttpState {
             registry: Arc::clone(&registry),
             token_secret,
@@ -86,6 +99,7 @@ impl Server {
         Ok(Self {
             registry,
             http_state,
+            web_state,
             limits,
             streams,
         })
@@ -122,7 +136,7 @@ impl Server {
         self.registry.resume();
         let authorizer: Arc<dyn rtmp::PublishAuthorizer> = Arc::new(Arc::clone(&self.registry));
         let ingest = tokio::spawn(rtmp::serve(rtmp, authorizer, self.limits, stopped(stop_rx.clone())));
-        let app = http::router(Arc::clone(&self.http_state));
+        let app = http::router(Arc::clone(&self.http_state)).merge(web::router(Arc::clone(&self.web_state)));
         let web = tokio::spawn(async move { axum::serve(http, app).with_graceful_shutdown(stopped(stop_rx)).await });
 
         shutdown.await;

@@ -1,0 +1,403 @@
+//! The built-in web pages: an operator's list of streams at `GET /` and a
+//! player at `GET /watch/{app}/{name}?token=…`.
+//!
+//! Plain HTML, CSS and a little JavaScript embedded in the binary; no build
+//! step. The player uses hls.js, loaded from `[http] hlsjs_url` (sealcast does
+//! not ship it), except on Apple browsers, whose native HLS player plays
+//! AES-128 streams with the token-rewritten key URIs the playlist carries.
+//!
+//! Every page is sent with a strict Content-Security-Policy: no inline
+//! script or style, scripts only from this server and the exact hls.js URL,
+//! media and fetches only from this server (and `public_url`), no framing.
+//! Pages also send `Referrer-Policy: no-referrer`, so the token in a watch
+//! URL never leaks to the hls.js CDN in a `Referer` header.
+//!
+//! Access to the operator page ([`OperatorAccess`]): with an admin token
+//! configured, the page asks for it (a form, `?admin=`, or
+//! `Authorization: Bearer`) and then keeps an HttpOnly, SameSite=Strict
+//! session cookie derived from it. Without an admin token, the page is served
+//! only when the HTTP listener is a loopback address (the default
+//! `127.0.0.1:8080`): then only this machine can reach it. A reverse proxy on
+//! the same machine makes it public; configure an admin token there.
+
+mod operator;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+pub use operator::OperatorAccess;
+
+use crate::auth::{self, Secret};
+use crate::config::HttpConfig;
+use crate::live::Registry;
+use crate::names::StreamName;
+
+const PAGE_LAYOUT: &str = include_str!("page.html");
+const WATCH_BODY: &str = include_str!("watch.html");
+const STYLE_CSS: &str = include_str!("style.css");
+const PLAYER_JS: &str = include_str!("player.js");
+
+/// Appended to static URLs, so a new release is never served an old cached file.
+const ASSET_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What a viewer reads when the server or the player refuses playback.
+pub const REFUSED_TEXT: &str = "Playback refused: token missing, expired or not valid for this stream.";
+/// What a viewer reads when the watch URL has no token.
+pub const TOKEN_NEEDED_TEXT: &str =
+    "A playback token is needed to watch this stream: open the full link you were given (it ends in ?token=…).";
+
+/// CSP of the operator and message pages: no script at all.
+const PLAIN_PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// What the page handlers share.
+pub struct WebState {
+    registry: Arc<Registry>,
+    /// Signs the watch links the operator page offers.
+    token_secret: Secret,
+    operator: OperatorAccess,
+    hlsjs_url: String,
+    hlsjs_integrity: Option<String>,
+    watch_csp: HeaderValue,
+    /// Session cookies get `Secure` when the public URL is https.
+    secure_cookie: bool,
+}
+
+impl WebState {
+    /// `admin_token` guards the operator page; see [`OperatorAccess::from_config`].
+    pub fn new(registry: Arc<Registry>, token_secret: Secret, admin_token: Option<Secret>, http: &HttpConfig) -> Self {
+        let public_origin = http.public_url.as_deref().and_then(origin_of);
+        let csp = watch_csp(&http.hlsjs_url, public_origin);
+        Self {
+            registry,
+            token_secret,
+            operator: OperatorAccess::from_config(admin_token, http.listen),
+            hlsjs_url: http.hlsjs_url.clone(),
+            hlsjs_integrity: http.hlsjs_integrity().map(str::to_owned),
+            // Config validation keeps the URLs to visible ASCII, so this parses;
+            // were it not to, the page falls back to allowing nothing at all.
+            watch_csp: HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static("default-src 'none'")),
+            secure_cookie: http.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
+        }
+    }
+
+    /// Who may see the operator page.
+    pub fn operator_access(&self) -> &OperatorAccess {
+        &self.operator
+    }
+}
+
+/// The page routes; merged into the HTTP router by the server. No CORS layer:
+/// other sites have no business reading these pages.
+pub fn router(state: Arc<WebState>) -> Router {
+    Router::new()
+        .route("/", get(operator::index).post(operator::login))
+        .route("/watch/{app}/{name}", get(watch))
+        .route("/static/style.css", get(style))
+        .route("/static/player.js", get(player))
+        .with_state(state)
+}
+
+/// The Content-Security-Policy of the watch page. hls.js needs `blob:` for
+/// its worker and for the MediaSource it plays from; the key and playlist
+/// fetches go to this server or the configured public URL. The hls.js source
+/// is the exact file URL, not its host: a CDN host serves every npm package,
+/// some of which would be script gadgets.
+pub fn watch_csp(hlsjs_url: &str, public_origin: Option<&str>) -> String {
+    let extra = public_origin.map(|o| format!(" {o}")).unwrap_or_default();
+    format!(
+        "default-src 'none'; script-src 'self' {hlsjs_url}; connect-src 'self'{extra}; \
+         media-src 'self' blob:{extra}; worker-src blob:; style-src 'self'; img-src 'self' data:; \
+         base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+}
+
+/// `scheme://host[:port]` of a validated `http(s)` URL.
+fn origin_of(url: &str) -> Option<&str> {
+    let scheme_end = url.find("://")? + 3;
+    let host_end = url[scheme_end..].find('/').map_or(url.len(), |i| scheme_end + i);
+    Some(&url[..host_end])
+}
+
+#[derive(Deserialize)]
+struct WatchQuery {
+    token: Option<String>,
+}
+
+/// `GET /watch/{app}/{name}?token=…`: the player page. The token is checked
+/// here too, so a refused viewer reads why at once, with no script needed;
+/// the page's script handles refusals that come later (a token expiring
+/// while the stream plays).
+async fn watch(
+    State(state): State<Arc<WebState>>,
+    Path((app, name)): Path<(String, String)>,
+    Query(query): Query<WatchQuery>,
+) -> Response {
+    let Some(stream) = StreamName::new(&app, &name)
+        .ok()
+        .filter(|n| state.registry.get(n).is_some())
+    else {
+        return message_page(
+            StatusCode::NOT_FOUND,
+            "../../",
+            "Not found",
+            "There is no stream at this address.",
+        );
+    };
+    let refusal = match query.token.as_deref().filter(|t| !t.is_empty()) {
+        None => Some((StatusCode::UNAUTHORIZED, TOKEN_NEEDED_TEXT)),
+        Some(token) => auth::verify(&state.token_secret, token, &stream.to_string(), now_unix_secs())
+            .err()
+            .map(|_| (StatusCode::FORBIDDEN, REFUSED_TEXT)),
+    };
+    let stream_text = escape(&stream.to_string());
+    // Relative URLs (from /watch/{app}/{name}) keep working behind a proxy
+    // that serves sealcast under a path prefix.
+    let playlist = escape(&format!("../../{}/{}/index.m3u8", stream.app(), stream.name()));
+    let scripts = if refusal.is_some() {
+        String::new()
+    } else {
+        format!("<script src=\"../../static/player.js?v={ASSET_VERSION}\" defer></script>")
+    };
+    let (error, error_hidden) = match refusal {
+        Some((_, text)) => (escape(text), ""),
+        None => (String::new(), " hidden"),
+    };
+    let body = fill(
+        WATCH_BODY,
+        &[
+            ("stream", &stream_text),
+            ("playlist", &playlist),
+            ("hlsjs_url", &escape(&state.hlsjs_url)),
+            (
+                "hlsjs_integrity",
+                &escape(state.hlsjs_integrity.as_deref().unwrap_or("")),
+            ),
+            ("refused", if refusal.is_some() { "1" } else { "" }),
+            (
+                "status",
+                match refusal {
+                    None => "Connecting…",
+                    Some((StatusCode::UNAUTHORIZED, _)) => "No token",
+                    Some(_) => "Refused",
+                },
+            ),
+            ("error", &error),
+            ("error_hidden", error_hidden),
+            ("refused_text", &escape(REFUSED_TEXT)),
+            ("token_needed_text", &escape(TOKEN_NEEDED_TEXT)),
+        ],
+    );
+    let html = layout(&stream_text, "../../", "", &body, &scripts);
+    let status = refusal.map_or(StatusCode::OK, |(status, _)| status);
+    page_response(status, state.watch_csp.clone(), html)
+}
+
+async fn style() -> Response {
+    static_file("text/css; charset=utf-8", STYLE_CSS)
+}
+
+async fn player() -> Response {
+    static_file("text/javascript; charset=utf-8", PLAYER_JS)
+}
+
+fn static_file(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            // URLs carry the release version, so a day of caching is safe.
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A whole HTML page: the layout around `body`. `root` leads from the page's
+/// URL back to the server root (`""` for `/`, `"../../"` for a watch page).
+fn layout(title: &str, root: &str, head: &str, body: &str, scripts: &str) -> String {
+    fill(
+        PAGE_LAYOUT,
+        &[
+            ("title", title),
+            ("root", root),
+            ("version", ASSET_VERSION),
+            ("head", head),
+            ("body", body),
+            ("scripts", scripts),
+        ],
+    )
+}
+
+/// A page that only says something: not found, off, refused.
+fn message_page(status: StatusCode, root: &str, title: &str, text: &str) -> Response {
+    let body = format!(
+        "<main class=\"message\"><h1>{}</h1><p>{}</p></main>",
+        escape(title),
+        escape(text)
+    );
+    let html = layout(&escape(title), root, "", &body, "");
+    page_response(status, HeaderValue::from_static(PLAIN_PAGE_CSP), html)
+}
+
+/// An HTML response with the headers every page carries.
+fn page_response(status: StatusCode, csp: HeaderValue, html: String) -> Response {
+    let mut response = (status, html).into_response();
+    let headers = response.headers_mut();
+    let fixed: [(HeaderName, &'static str); 6] = [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        // Pages carry tokens (watch links) or operator data.
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
+    ];
+    for (name, value) in fixed {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    response
+}
+
+/// Replaces each `{{name}}` in `template` with its value, in one pass, so a
+/// value that itself contains `{{…}}` is never expanded. Unknown names are
+/// left as they are.
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + values.iter().map(|(_, v)| v.len()).sum::<usize>());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find("}}") {
+            Some(end) => {
+                let name = &after[..end];
+                match values.iter().find(|(n, _)| *n == name) {
+                    Some((_, value)) => out.push_str(value),
+                    None => out.push_str(&rest[start..start + 2 + end + 2]),
+                }
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn now_unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Template, values, expected output.
+    type FillCase<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
+    #[test]
+    fn fill_replaces_once_and_keeps_unknown_names() {
+        let cases: &[FillCase] = &[
+            ("a {{x}} b", &[("x", "1")], "a 1 b"),
+            ("{{x}}{{x}}", &[("x", "ab")], "abab"),
+            ("{{x}}", &[("x", "{{y}}"), ("y", "no")], "{{y}}"),
+            ("{{unknown}} {{x}}", &[("x", "1")], "{{unknown}} 1"),
+            ("open {{x", &[("x", "1")], "open {{x"),
+            ("", &[("x", "1")], ""),
+            ("é{{x}}ü", &[("x", "ß")], "éßü"),
+        ];
+        for (template, values, want) in cases {
+            assert_eq!(fill(template, values), *want, "{template}");
+        }
+    }
+
+    #[test]
+    fn escape_covers_markup_and_quotes() {
+        assert_eq!(
+            escape(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+        assert_eq!(escape("live/demo"), "live/demo");
+    }
+
+    #[test]
+    fn origins() {
+        let cases = [
+            ("https://video.example.com/", Some("https://video.example.com")),
+            ("https://video.example.com", Some("https://video.example.com")),
+            ("http://127.0.0.1:8080/tv/x", Some("http://127.0.0.1:8080")),
+            ("video.example.com", None),
+        ];
+        for (url, want) in cases {
+            assert_eq!(origin_of(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn watch_csp_names_exactly_what_the_page_loads() {
+        assert_eq!(
+            watch_csp("https://cdn.example/hls.js@1/hls.min.js", None),
+            "default-src 'none'; script-src 'self' https://cdn.example/hls.js@1/hls.min.js; \
+             connect-src 'self'; media-src 'self' blob:; worker-src blob:; style-src 'self'; \
+             img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        );
+        let with_public = watch_csp("https://cdn.example/h.js", Some("https://video.example.com"));
+        assert!(
+            with_public.contains("connect-src 'self' https://video.example.com;"),
+            "{with_public}"
+        );
+        assert!(
+            with_public.contains("media-src 'self' blob: https://video.example.com;"),
+            "{with_public}"
+        );
+        assert!(!with_public.contains("unsafe"), "{with_public}");
+    }
+
+    #[test]
+    fn embedded_files_have_no_inline_script_or_style() {
+        for (name, text) in [("page.html", PAGE_LAYOUT), ("watch.html", WATCH_BODY)] {
+            assert!(!text.contains("<script>"), "{name} has an inline script");
+            assert!(!text.contains("<style"), "{name} has an inline style element");
+            assert!(!text.contains("style="), "{name} has a style attribute");
+            let handler = text.match_indices(" on").any(|(at, _)| {
+                let rest = &text[at + 3..];
+                let word = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_alphabetic()).len();
+                word > 0 && rest[word..].starts_with('=')
+            });
+            assert!(!handler, "{name} has an inline event handler");
+        }
+        assert!(PLAYER_JS.contains("'use strict'"));
+        assert!(STYLE_CSS.contains("@media"), "the stylesheet adapts to small screens");
+    }
+}

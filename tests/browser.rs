@@ -1,0 +1,361 @@
+//! The watch page in a real browser: Debian's headless Chromium, driven by
+//! playwright-core (tests/browser/watch.mjs), plays the encrypted live stream
+//! with hls.js while ffmpeg pushes a fixture in real time, with a key change
+//! every two segments. scripts/test.sh installs Chromium (apt) and the npm
+//! packages (`npm ci` in tests/browser). hls.js comes from that npm install,
+//! served by a tiny HTTP server in this test, never from the network.
+//!
+//! Screenshots land in `target/test-artifacts/browser/`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::fixture;
+use common::http;
+use common::server::{DEMO_KEY, TestServer};
+use sealcast::config::DEFAULT_HLSJS_INTEGRITY;
+use sealcast::web::{REFUSED_TEXT, TOKEN_NEEDED_TEXT};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// 640x360 H.264 High with B-frames at 30 fps, a keyframe every 2 s, 10 s long.
+const FIXTURE: &str = "high-bframes-aac48k.flv";
+/// Wall-clock seconds the playing page is watched.
+const PLAY_SECS: u64 = 10;
+/// Lifetime of the token that runs out while the stream plays.
+const SHORT_TOKEN_SECS: i64 = 14;
+/// A uniform picture has variance 0; the fixture's test pattern, hundreds.
+const MIN_PICTURE_VARIANCE: f64 = 100.0;
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("browser")
+}
+
+fn artifacts_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("test-artifacts")
+        .join("browser");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Fails with what to install when a tool is missing: this test must run.
+fn require_tools() {
+    let missing: Vec<&str> = [
+        (Path::new(CHROMIUM).exists(), "chromium (apt-get install chromium)"),
+        (
+            Command::new("node").arg("--version").output().is_ok(),
+            "node (apt-get install nodejs npm)",
+        ),
+        (
+            browser_dir().join("node_modules/playwright-core").exists(),
+            "tests/browser/node_modules (npm ci in tests/browser)",
+        ),
+        (
+            Command::new("ffmpeg").arg("-version").output().is_ok(),
+            "ffmpeg (apt-get install ffmpeg)",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(present, what)| (!present).then_some(what))
+    .collect();
+    assert!(
+        missing.is_empty(),
+        "the browser test needs {}; scripts/test.sh installs them",
+        missing.join(", ")
+    );
+}
+
+/// Serves one file to any GET, with CORS (the page loads it with Subresource
+/// Integrity, which makes the request a CORS one): a stand-in for the CDN.
+struct StaticFile {
+    url: String,
+    task: JoinHandle<()>,
+}
+
+impl StaticFile {
+    async fn serve(path: &Path) -> Self {
+        let body = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let header = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/javascript\r\nContent-Length: {}\r\n\
+                         Access-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = socket.write_all(header.as_bytes()).await;
+                    let _ = socket.write_all(&body).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        Self {
+            url: format!("http://{addr}/npm/hls.js/dist/hls.min.js"),
+            task,
+        }
+    }
+}
+
+impl Drop for StaticFile {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// ffmpeg publishing a fixture in real time (`-re`), looped; killed on drop.
+struct Encoder(Child);
+
+impl Encoder {
+    fn publish(rtmp: SocketAddr, key: &str, fixture_name: &str, loops: u32) -> Self {
+        let child = Command::new("ffmpeg")
+            .args([
+                "-nostdin",
+                "-v",
+                "error",
+                "-re",
+                "-stream_loop",
+                &loops.to_string(),
+                "-i",
+            ])
+            .arg(fixture(fixture_name))
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(format!("rtmp://{rtmp}/live/{key}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("ffmpeg starts");
+        Self(child)
+    }
+}
+
+impl Drop for Encoder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until the stream's playlist lists a segment.
+async fn wait_for_first_segment(addr: SocketAddr, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = http::get(addr, path).await;
+        if response.status == 200 && response.text().contains(".ts") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no segment within 20 s: {}", response.status);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Runs watch.mjs with `config` and parses the JSON it prints; kills it
+/// after `limit`.
+async fn run_browser(config: Value, limit: Duration) -> Value {
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new("node")
+            .arg(browser_dir().join("watch.mjs"))
+            .arg(config.to_string())
+            .current_dir(browser_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("node starts");
+        let deadline = Instant::now() + limit;
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("watch.mjs ran longer than {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let output = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let line = stdout.lines().last().unwrap_or_default();
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("watch.mjs output ({e}):\n{stdout}\nstderr:\n{stderr}"))
+    })
+    .await
+    .unwrap()
+}
+
+fn f64_of(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or_else(|| panic!("{key} in {v:#}"))
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or_else(|| panic!("{key} in {v:#}"))
+}
+
+fn len_of(v: &Value, key: &str) -> usize {
+    v[key].as_array().unwrap_or_else(|| panic!("{key} in {v:#}")).len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_page_plays_the_encrypted_stream_in_chromium() {
+    require_tools();
+    let started = Instant::now();
+    let hlsjs = StaticFile::serve(&browser_dir().join("node_modules/hls.js/dist/hls.min.js")).await;
+    // The pinned hash must match the npm release the tests install: the page
+    // refuses to run hls.js otherwise, and nothing would play.
+    let server = TestServer::start(&format!(
+        "[http]\nhlsjs_url = \"{}\"\nhlsjs_integrity = \"{DEFAULT_HLSJS_INTEGRITY}\"\n\
+         [hls]\nsegment_duration_secs = 2\n[encryption]\nsegments_per_key = 2\n",
+        hlsjs.url
+    ))
+    .await;
+    // 40 s of stream, more than the browser needs; killed when it is done.
+    let encoder = Encoder::publish(server.rtmp, DEMO_KEY, FIXTURE, 3);
+    wait_for_first_segment(server.http, "/live/demo/index.m3u8").await;
+
+    let out_dir = artifacts_dir();
+    let user_data_dir = tempfile::tempdir().unwrap();
+    let config = serde_json::json!({
+        "base": format!("http://{}", server.http),
+        "stream": "live/demo",
+        "idleStream": "live/other",
+        "tokens": {
+            "idle": server.token("live/other", 3600),
+            "valid": server.token("live/demo", 3600),
+            "expired": server.token("live/demo", -60),
+            "wrongStream": server.token("live/other", 3600),
+            "shortLived": server.token("live/demo", SHORT_TOKEN_SECS),
+        },
+        "playSecs": PLAY_SECS,
+        "outDir": out_dir,
+        "userDataDir": user_data_dir.path(),
+        "chromium": CHROMIUM,
+    });
+    let report = run_browser(config, Duration::from_secs(120)).await;
+    drop(encoder);
+    std::fs::write(out_dir.join("report.json"), format!("{report:#}")).unwrap();
+    assert!(report.get("error").is_none(), "watch.mjs failed: {report:#}");
+
+    // Plays: time advances, frames decode, hls.js is happy, keys rotate.
+    let play = &report["play"];
+    assert_eq!(play["httpStatus"], 200, "{play:#}");
+    assert_eq!(play["started"], true, "playback never started: {play:#}");
+    assert_eq!(str_of(play, "engine"), "hls.js", "{play:#}");
+    assert!(f64_of(play, "wallSecs") >= PLAY_SECS as f64, "{play:#}");
+    assert!(
+        f64_of(play, "advanceSecs") >= 8.0,
+        "currentTime advanced too little: {play:#}"
+    );
+    assert!(f64_of(play, "totalVideoFrames") >= 200.0, "too few frames: {play:#}");
+    assert_eq!(len_of(play, "fatalErrors"), 0, "hls.js fatal errors: {play:#}");
+    assert!(len_of(play, "keyUris") >= 2, "key rotation not seen: {play:#}");
+    assert!(
+        play["keyStatuses"].as_array().unwrap().iter().all(|s| s == 200),
+        "a key request failed: {play:#}"
+    );
+    assert_eq!(len_of(play, "cspViolations"), 0, "CSP blocked something: {play:#}");
+    assert!(
+        f64_of(play, "pictureVariance") > MIN_PICTURE_VARIANCE,
+        "the picture is uniform: {play:#}"
+    );
+    assert_eq!(play["errorVisible"], false, "{play:#}");
+    assert_eq!(str_of(play, "statusText"), "Live", "{play:#}");
+    assert_eq!(str_of(play, "resolutionText"), "640×360", "{play:#}");
+    assert!(str_of(play, "bitrateText").ends_with("bit/s"), "{play:#}");
+
+    // Refused: no frame, the error text, and no key ever fetched.
+    for (name, status, text) in [
+        ("noToken", 401, TOKEN_NEEDED_TEXT),
+        ("expired", 403, REFUSED_TEXT),
+        ("wrongStream", 403, REFUSED_TEXT),
+    ] {
+        let page = &report[name];
+        assert_eq!(page["httpStatus"], status, "{name}: {page:#}");
+        assert_eq!(f64_of(page, "totalVideoFrames"), 0.0, "{name} played: {page:#}");
+        assert_eq!(page["errorVisible"], true, "{name}: {page:#}");
+        assert_eq!(str_of(page, "errorText"), text, "{name}: {page:#}");
+        assert_eq!(len_of(page, "keyUris"), 0, "{name}: {page:#}");
+        assert_eq!(
+            page["horizontalOverflow"], false,
+            "{name} is wider than a phone: {page:#}"
+        );
+        assert_eq!(len_of(page, "cspViolations"), 0, "{name}: {page:#}");
+    }
+
+    // A token that runs out mid-stream: it played, then the page says why it stopped.
+    let expiring = &report["expiresWhilePlaying"];
+    assert_eq!(expiring["started"], true, "{expiring:#}");
+    assert!(f64_of(expiring, "framesBeforeRefusal") > 0.0, "{expiring:#}");
+    assert_eq!(expiring["refusedInTime"], true, "{expiring:#}");
+    assert_eq!(str_of(expiring, "playerStatus"), "refused", "{expiring:#}");
+    let text = str_of(expiring, "errorText");
+    assert!(
+        text.starts_with(REFUSED_TEXT) && text.contains("expired at"),
+        "{expiring:#}"
+    );
+
+    // A stream nobody publishes: the page waits and retries, with no error.
+    let waiting = &report["waiting"];
+    assert_eq!(waiting["httpStatus"], 200, "{waiting:#}");
+    assert_eq!(str_of(waiting, "playerStatus"), "waiting", "{waiting:#}");
+    assert_eq!(
+        str_of(waiting, "statusText"),
+        "Waiting for the stream to start…",
+        "{waiting:#}"
+    );
+    assert_eq!(waiting["errorVisible"], false, "{waiting:#}");
+    assert_eq!(f64_of(waiting, "totalVideoFrames"), 0.0, "{waiting:#}");
+    let statuses = waiting["playlistStatuses"].as_array().unwrap();
+    assert!(
+        statuses.len() >= 2 && statuses.iter().all(|s| s == 404),
+        "retried the playlist: {waiting:#}"
+    );
+
+    // The operator page lists the stream with its numbers and a watch link.
+    let operator = &report["operator"];
+    assert_eq!(operator["httpStatus"], 200, "{operator:#}");
+    let text = str_of(operator, "text");
+    for want in [
+        "live/demo",
+        "LIVE",
+        "640×360",
+        "H.264, AAC",
+        "AES-128, a new key every 2 segments",
+        "live/other",
+        "OFFLINE",
+    ] {
+        assert!(text.contains(want), "{want:?} on the operator page:\n{text}");
+    }
+    assert!(text.contains("bit/s"), "a bitrate on the operator page:\n{text}");
+    let links = operator["watchLinks"].as_array().unwrap();
+    assert!(
+        links
+            .iter()
+            .any(|l| l.as_str().unwrap().starts_with("watch/live/demo?token=")),
+        "{operator:#}"
+    );
+    assert_eq!(operator["horizontalOverflow"], false, "{operator:#}");
+    assert_eq!(len_of(operator, "cspViolations"), 0, "{operator:#}");
+
+    server.stop().await;
+    eprintln!(
+        "browser test: {:.1} s; screenshots in {}",
+        started.elapsed().as_secs_f64(),
+        out_dir.display()
+    );
+}
