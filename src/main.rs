@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sealcast::auth::{self, Claims};
 use sealcast::config::{Config, KeyOrigin};
+use sealcast::keyservice::KeyServer;
 use sealcast::kms::local::LocalKms;
 use sealcast::names::StreamName;
 use sealcast::package::{self, PackageOptions};
@@ -50,6 +51,13 @@ enum Command {
     /// Run the live server: RTMP ingest, encrypted HLS and the key endpoint.
     Serve {
         /// TOML configuration; without it the embedded defaults run.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run only the key endpoint (and /healthz): no ingest, no data dir writes.
+    /// Needs the KMS (an existing keyring), the token secret, and the replay store.
+    Keyserver {
+        /// TOML configuration ([http] listen, [kms], [auth]).
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -165,6 +173,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("binding HTTP to {}", config.http.listen))?;
                 print_banner(&config, &server, rtmp.local_addr()?, http.local_addr()?);
                 server.run(rtmp, http, server::shutdown_signal()).await?;
+                anyhow::Ok(())
+            })?;
+        }
+        Command::Keyserver { config } => {
+            let config = load_config(config.as_deref())?;
+            let server = KeyServer::from_config(&config)?;
+            runtime.block_on(async {
+                let http = tokio::net::TcpListener::bind(config.http.listen)
+                    .await
+                    .with_context(|| format!("binding HTTP to {}", config.http.listen))?;
+                // One line on stdout, for people and for scripts that start it on port 0.
+                println!("sealcast keyserver listening on http://{}", http.local_addr()?);
+                std::io::Write::flush(&mut std::io::stdout())?;
+                server.run(http, server::shutdown_signal()).await?;
                 anyhow::Ok(())
             })?;
         }
