@@ -151,7 +151,7 @@ async fn playback(State(state): State<Arc<HttpState>>, headers: HeaderMap, body:
         jti: Some(URL_SAFE_NO_PAD.encode(jti)),
     };
     let token = state.keys.mint_token(&claims);
-    info!(stream = %stream, ttl_secs = request.ttl_secs, route = "api", "playback token issued");
+    info!(stream = %stream, route = "api", "playback token issued");
     let playback_url = format!("{base}{}?token={token}", stream.playlist_path());
     let body = PlaybackResponse {
         stream: stream.to_string(),

@@ -163,7 +163,7 @@ struct KeyQuery {
     ticket: Option<String>,
 }
 
-pub(crate) fn status(code: StatusCode, body: &'static str) -> Response {
+fn status(code: StatusCode, body: &'static str) -> Response {
     (code, [(header::CACHE_CONTROL, "no-store")], body).into_response()
 }
 

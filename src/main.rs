@@ -204,7 +204,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 sub,
                 jti: None,
             };
-            println!("{}", auth::mint(&secret, &claims));
+            println!(
+                "{}",
+                auth::mint_with_audience(&secret, &claims, config.auth.audience.as_deref())
+            );
         }
         Command::Config {
             command: ConfigCommand::Check { file },
@@ -245,15 +248,12 @@ fn print_banner(config: &Config, server: &Server, rtmp: std::net::SocketAddr, ht
             KeyOrigin::Env(var) => format!("(from ${var})"),
             KeyOrigin::File(path) => format!("(from {})", path.display()),
         };
-        let token = auth::mint(
-            server.token_secret(),
-            &Claims {
-                exp: now_unix_secs() + 24 * 3600,
-                stream: stream.path(),
-                sub: None,
-                jti: None,
-            },
-        );
+        let token = server.key_service().mint_token(&Claims {
+            exp: now_unix_secs() + 24 * 3600,
+            stream: stream.path(),
+            sub: None,
+            jti: None,
+        });
         println!();
         println!("stream {}", stream.path());
         println!("  OBS: Settings > Stream > Service: Custom");
