@@ -9,11 +9,19 @@ command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need_apt+=(ffmp
 # The browser test (tests/browser.rs) drives Debian's Chromium.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v node >/dev/null && command -v npm >/dev/null || need_apt+=(nodejs npm)
+# Two key servers share a real Redis in tests/key_service.rs.
+command -v redis-server >/dev/null || need_apt+=(redis-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+# tests/pyjwt_interop.rs mints tokens with PyJWT (RS256 ones need `cryptography`).
+if ! python3 -c "import jwt, cryptography" 2>/dev/null; then
+  echo "==> installing PyJWT and cryptography (pip)"
+  python3 -m pip install --quiet PyJWT cryptography 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages PyJWT cryptography
 fi
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 # playwright-core (drives Chromium), hls.js (served to the watch page in the

@@ -41,7 +41,7 @@ const MAX_PUBLISH_KEY_CHARS: usize = 256;
 const MAX_NAME_CHARS: usize = 64;
 
 /// App names that would collide with sealcast's own HTTP routes.
-const RESERVED_APPS: &[&str] = &["keys", "watch"];
+const RESERVED_APPS: &[&str] = &["keys", "watch", "api"];
 
 /// The hls.js the watch page loads unless `http.hlsjs_url` says otherwise: a
 /// pinned release on a public CDN. The browser test serves the same file from
@@ -233,10 +233,13 @@ pub enum KmsProvider {
     Local,
 }
 
-/// `[auth]`: where the playback token (JWT HS256) secret comes from. At most
-/// one of the two; neither: a random secret is generated on first start and
-/// kept in `<storage.data_dir>/token_secret` (mode 0600).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// `[auth]`: playback tokens, one-time key tickets, the key cache, the
+/// replay store and the admin API.
+///
+/// The token secret: at most one of `token_secret_env` and
+/// `token_secret_file`; neither: a random secret is generated on first start
+/// and kept in `<storage.data_dir>/token_secret` (mode 0600).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// Name of an environment variable holding the secret (at least 32 bytes).
@@ -245,7 +248,90 @@ pub struct AuthConfig {
     /// File holding the secret (at least 32 bytes; trailing newlines ignored).
     #[serde(default)]
     pub token_secret_file: Option<PathBuf>,
+    /// When set, playback tokens must carry this `aud` claim (a string, or an
+    /// array containing it). Absent: `aud` is not checked.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Playlists fetched with a valid token carry a fresh one-time ticket in
+    /// every key URI instead of the token itself.
+    #[serde(default)]
+    pub one_time_key_tickets: bool,
+    /// How long a ticket stays valid, 1 to 3600 seconds (never past the
+    /// token's own `exp`).
+    #[serde(default = "default_auth_ticket_ttl_secs")]
+    pub ticket_ttl_secs: u64,
+    /// Name of an environment variable holding the admin API's bearer token
+    /// (at least 16 bytes). Neither this nor `admin_token_file`: no admin API.
+    #[serde(default)]
+    pub admin_token_env: Option<String>,
+    /// File holding the admin API's bearer token (trailing newlines ignored).
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
+    /// The cache of unwrapped data keys in the key endpoint.
+    #[serde(default)]
+    pub key_cache: KeyCacheConfig,
+    /// Where used tickets are remembered.
+    #[serde(default)]
+    pub replay: ReplayConfig,
 }
+
+/// `[auth.key_cache]`: unwrapped data keys kept in memory (never on disk),
+/// so many viewers of one key cost one KMS decrypt.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyCacheConfig {
+    /// Most keys held, at least 1. A key is 16 bytes plus about 200 bytes of
+    /// bookkeeping.
+    #[serde(default = "default_key_cache_max_entries")]
+    pub max_entries: usize,
+    /// How long a key stays cached after it was unwrapped, 1 to 86400 seconds.
+    #[serde(default = "default_key_cache_ttl_secs")]
+    pub ttl_secs: u64,
+}
+
+/// `[auth.replay]`: the store of used one-time tickets.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayConfig {
+    /// `"memory"` (one key server) or `"redis"` (several sharing one Redis).
+    #[serde(default = "default_replay_backend")]
+    pub backend: ReplayBackend,
+    /// Memory backend: most unexpired tickets remembered, at least 1; past it
+    /// ticket requests get 503 rather than risk a replay.
+    #[serde(default = "default_replay_max_entries")]
+    pub max_entries: usize,
+    /// Redis backend: `redis://host[:port][/db]`. Required with it.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Redis backend: prefix of the keys written (the ticket nonce in hex follows).
+    #[serde(default = "default_replay_key_prefix")]
+    pub key_prefix: String,
+    /// Redis backend: bound on one request, 1 to 60000 ms; past it, 503.
+    #[serde(default = "default_replay_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Redis backend: connections kept open, 1 to 64.
+    #[serde(default = "default_replay_pool_size")]
+    pub pool_size: u32,
+    /// Redis backend: environment variable holding the password (`AUTH`).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Redis backend: file holding the password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+/// The replay store implementations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplayBackend {
+    /// In this process; bounded, entries expire with their ticket.
+    Memory,
+    /// A Redis server shared by several key servers (`SET NX PX`).
+    Redis,
+}
+
+/// Shortest accepted admin API token, in bytes.
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
 
 /// One `[[streams]]` entry: a stream encoders may publish.
 ///
@@ -334,6 +420,38 @@ fn default_kms_provider() -> KmsProvider {
     KmsProvider::Local
 }
 
+fn default_auth_ticket_ttl_secs() -> u64 {
+    60
+}
+
+fn default_key_cache_max_entries() -> usize {
+    10_000
+}
+
+fn default_key_cache_ttl_secs() -> u64 {
+    600
+}
+
+fn default_replay_backend() -> ReplayBackend {
+    ReplayBackend::Memory
+}
+
+fn default_replay_max_entries() -> usize {
+    1_000_000
+}
+
+fn default_replay_key_prefix() -> String {
+    "sealcast:ticket:".to_string()
+}
+
+fn default_replay_timeout_ms() -> u64 {
+    500
+}
+
+fn default_replay_pool_size() -> u32 {
+    4
+}
+
 impl Default for RtmpConfig {
     fn default() -> Self {
         RtmpConfig {
@@ -382,6 +500,46 @@ impl Default for EncryptionConfig {
     fn default() -> Self {
         EncryptionConfig {
             segments_per_key: default_encryption_segments_per_key(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            token_secret_env: None,
+            token_secret_file: None,
+            audience: None,
+            one_time_key_tickets: false,
+            ticket_ttl_secs: default_auth_ticket_ttl_secs(),
+            admin_token_env: None,
+            admin_token_file: None,
+            key_cache: KeyCacheConfig::default(),
+            replay: ReplayConfig::default(),
+        }
+    }
+}
+
+impl Default for KeyCacheConfig {
+    fn default() -> Self {
+        KeyCacheConfig {
+            max_entries: default_key_cache_max_entries(),
+            ttl_secs: default_key_cache_ttl_secs(),
+        }
+    }
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        ReplayConfig {
+            backend: default_replay_backend(),
+            max_entries: default_replay_max_entries(),
+            url: None,
+            key_prefix: default_replay_key_prefix(),
+            timeout_ms: default_replay_timeout_ms(),
+            pool_size: default_replay_pool_size(),
+            password_env: None,
+            password_file: None,
         }
     }
 }
@@ -592,6 +750,7 @@ impl Config {
         {
             p.push("auth.token_secret_file must not be empty".to_string());
         }
+        validate_auth(auth, p);
 
         for (i, s) in self.streams.iter().enumerate() {
             validate_stream(i, s, p);
@@ -796,6 +955,156 @@ impl HttpConfig {
             Some(hash) => Some(hash),
             None => (self.hlsjs_url == DEFAULT_HLSJS_URL).then_some(DEFAULT_HLSJS_INTEGRITY),
         }
+    }
+}
+
+/// The `[auth]` keys beyond the token secret.
+fn validate_auth(auth: &AuthConfig, p: &mut Vec<String>) {
+    if auth.audience.as_deref().is_some_and(str::is_empty) {
+        p.push("auth.audience must not be empty (omit it to not check aud)".to_string());
+    }
+    let ttl = auth.ticket_ttl_secs;
+    if !(1..=3600).contains(&ttl) {
+        p.push(format!("auth.ticket_ttl_secs must be between 1 and 3600 (got {ttl})"));
+    }
+    if auth.admin_token_env.is_some() && auth.admin_token_file.is_some() {
+        p.push("auth.admin_token_env and auth.admin_token_file are both set; set at most one".to_string());
+    }
+    if let Some(var) = &auth.admin_token_env
+        && let Err(why) = check_env_name(var)
+    {
+        p.push(format!("auth.admin_token_env {var:?} {why}"));
+    }
+    if let Some(file) = &auth.admin_token_file
+        && file.as_os_str().is_empty()
+    {
+        p.push("auth.admin_token_file must not be empty".to_string());
+    }
+    let cache = &auth.key_cache;
+    if cache.max_entries == 0 {
+        p.push("auth.key_cache.max_entries must be at least 1 (got 0)".to_string());
+    }
+    if !(1..=86_400).contains(&cache.ttl_secs) {
+        p.push(format!(
+            "auth.key_cache.ttl_secs must be between 1 and 86400 (got {})",
+            cache.ttl_secs
+        ));
+    }
+    let replay = &auth.replay;
+    if replay.max_entries == 0 {
+        p.push("auth.replay.max_entries must be at least 1 (got 0)".to_string());
+    }
+    match (replay.backend, &replay.url) {
+        (ReplayBackend::Redis, None) => {
+            p.push("auth.replay.url must be set when auth.replay.backend is \"redis\"".to_string());
+        }
+        (ReplayBackend::Redis, Some(url)) => {
+            if let Err(why) = crate::keyservice::redis::parse_url(url) {
+                p.push(format!("auth.replay.url {url:?} {why}"));
+            }
+        }
+        (ReplayBackend::Memory, Some(_)) => {
+            p.push("auth.replay.url is only used with auth.replay.backend = \"redis\"".to_string());
+        }
+        (ReplayBackend::Memory, None) => {}
+    }
+    if replay.key_prefix.is_empty() {
+        p.push("auth.replay.key_prefix must not be empty".to_string());
+    }
+    if !(1..=60_000).contains(&replay.timeout_ms) {
+        p.push(format!(
+            "auth.replay.timeout_ms must be between 1 and 60000 (got {})",
+            replay.timeout_ms
+        ));
+    }
+    if !(1..=64).contains(&replay.pool_size) {
+        p.push(format!(
+            "auth.replay.pool_size must be between 1 and 64 (got {})",
+            replay.pool_size
+        ));
+    }
+    if replay.password_env.is_some() && replay.password_file.is_some() {
+        p.push("auth.replay.password_env and auth.replay.password_file are both set; set at most one".to_string());
+    }
+    if let Some(var) = &replay.password_env
+        && let Err(why) = check_env_name(var)
+    {
+        p.push(format!("auth.replay.password_env {var:?} {why}"));
+    }
+    if let Some(file) = &replay.password_file
+        && file.as_os_str().is_empty()
+    {
+        p.push("auth.replay.password_file must not be empty".to_string());
+    }
+}
+
+/// Reads an optional secret named by an env var or a file (each `None` when
+/// not configured); `what` is the key path without `_env`/`_file`.
+fn resolve_optional_secret(
+    what: &str,
+    var: Option<&str>,
+    file: Option<&Path>,
+    min_bytes: usize,
+    env: EnvLookup<'_>,
+) -> Result<Option<Secret>, ConfigError> {
+    let (secret, source) = match (var, file) {
+        (Some(var), _) => {
+            let source = format!("{what}_env: environment variable {var}");
+            let value = env(var)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| ConfigError::one(format!("{source} is not set or empty")))?;
+            (Secret::new(value.into_encoded_bytes()), source)
+        }
+        (None, Some(path)) => {
+            let source = format!("{what}_file {}", path.display());
+            let secret = read_secret_file(path).map_err(|e| ConfigError::one(format!("{source}: cannot read: {e}")))?;
+            (secret, source)
+        }
+        (None, None) => return Ok(None),
+    };
+    if secret.len() < min_bytes {
+        return Err(ConfigError::one(format!(
+            "{source} holds {} bytes; at least {min_bytes} are needed",
+            secret.len()
+        )));
+    }
+    Ok(Some(secret))
+}
+
+impl AuthConfig {
+    /// The admin API's bearer token, `None` when neither `admin_token_env`
+    /// nor `admin_token_file` is set (the admin API is then off).
+    pub fn resolve_admin_token(&self) -> Result<Option<Secret>, ConfigError> {
+        self.resolve_admin_token_with(&os_env)
+    }
+
+    fn resolve_admin_token_with(&self, env: EnvLookup<'_>) -> Result<Option<Secret>, ConfigError> {
+        resolve_optional_secret(
+            "auth.admin_token",
+            self.admin_token_env.as_deref(),
+            self.admin_token_file.as_deref(),
+            MIN_ADMIN_TOKEN_BYTES,
+            env,
+        )
+    }
+
+    /// Whether the token secret is named explicitly (not generated into the
+    /// data dir), as a key server that shares it with ingest servers needs.
+    pub fn token_secret_is_configured(&self) -> bool {
+        self.token_secret_env.is_some() || self.token_secret_file.is_some()
+    }
+}
+
+impl ReplayConfig {
+    /// The Redis password, if one is configured.
+    pub fn resolve_password(&self) -> Result<Option<Secret>, ConfigError> {
+        resolve_optional_secret(
+            "auth.replay.password",
+            self.password_env.as_deref(),
+            self.password_file.as_deref(),
+            1,
+            &os_env,
+        )
     }
 }
 
@@ -1193,6 +1502,20 @@ mod tests {
         assert_eq!(c.kms.provider, KmsProvider::Local);
         assert_eq!(c.kms.keyring, None);
         assert_eq!(c.auth, AuthConfig::default());
+        assert_eq!(c.auth.audience, None);
+        assert!(!c.auth.one_time_key_tickets);
+        assert_eq!(c.auth.ticket_ttl_secs, 60);
+        assert_eq!(
+            (c.auth.admin_token_env.as_ref(), c.auth.admin_token_file.as_ref()),
+            (None, None)
+        );
+        assert_eq!((c.auth.key_cache.max_entries, c.auth.key_cache.ttl_secs), (10_000, 600));
+        let replay = &c.auth.replay;
+        assert_eq!(replay.backend, ReplayBackend::Memory);
+        assert_eq!(replay.max_entries, 1_000_000);
+        assert_eq!(replay.url, None);
+        assert_eq!(replay.key_prefix, "sealcast:ticket:");
+        assert_eq!((replay.timeout_ms, replay.pool_size), (500, 4));
         assert!(c.streams.is_empty());
         assert_eq!(c.keyring_path(), PathBuf::from("./sealcast-data/keyring.json"));
         assert_eq!(
@@ -1242,6 +1565,31 @@ mod tests {
         assert_eq!(c.keyring_path(), PathBuf::from("/etc/sealcast/keyring.json"));
         assert_eq!(c.auth.token_secret_env.as_deref(), Some("SEALCAST_TOKEN_SECRET"));
         assert_eq!(c.auth.token_secret_file, None);
+        assert_eq!(c.auth.audience.as_deref(), Some("sealcast-viewers"));
+        assert!(c.auth.one_time_key_tickets);
+        assert_eq!(c.auth.ticket_ttl_secs, 30);
+        assert_eq!(c.auth.admin_token_env.as_deref(), Some("SEALCAST_ADMIN_TOKEN"));
+        assert_eq!(c.auth.admin_token_file, None);
+        assert_eq!(
+            c.auth.key_cache,
+            KeyCacheConfig {
+                max_entries: 50_000,
+                ttl_secs: 300
+            }
+        );
+        assert_eq!(
+            c.auth.replay,
+            ReplayConfig {
+                backend: ReplayBackend::Redis,
+                max_entries: 2_000_000,
+                url: Some("redis://10.0.0.5:6379/1".into()),
+                key_prefix: "video:ticket:".into(),
+                timeout_ms: 250,
+                pool_size: 8,
+                password_env: Some("SEALCAST_REDIS_PASSWORD".into()),
+                password_file: None,
+            }
+        );
         let streams: Vec<_> = c
             .streams
             .iter()
@@ -1878,6 +2226,116 @@ mod tests {
                 key_path.display()
             )]
         );
+    }
+
+    #[test]
+    fn auth_problems() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "[auth]\naudience = \"\"",
+                &["auth.audience must not be empty (omit it to not check aud)"],
+            ),
+            (
+                "[auth]\nticket_ttl_secs = 0",
+                &["auth.ticket_ttl_secs must be between 1 and 3600 (got 0)"],
+            ),
+            (
+                "[auth]\nticket_ttl_secs = 3601",
+                &["auth.ticket_ttl_secs must be between 1 and 3600 (got 3601)"],
+            ),
+            (
+                "[auth]\nadmin_token_env = \"A\"\nadmin_token_file = \"/a\"",
+                &["auth.admin_token_env and auth.admin_token_file are both set; set at most one"],
+            ),
+            (
+                "[auth]\nadmin_token_env = \"A=B\"",
+                &["auth.admin_token_env \"A=B\" is not a valid environment variable name"],
+            ),
+            (
+                "[auth]\nadmin_token_file = \"\"",
+                &["auth.admin_token_file must not be empty"],
+            ),
+            (
+                "[auth.key_cache]\nmax_entries = 0\nttl_secs = 0",
+                &[
+                    "auth.key_cache.max_entries must be at least 1 (got 0)",
+                    "auth.key_cache.ttl_secs must be between 1 and 86400 (got 0)",
+                ],
+            ),
+            (
+                "[auth.replay]\nbackend = \"redis\"",
+                &["auth.replay.url must be set when auth.replay.backend is \"redis\""],
+            ),
+            (
+                "[auth.replay]\nbackend = \"redis\"\nurl = \"http://h:1\"",
+                &["auth.replay.url \"http://h:1\" must start with redis://"],
+            ),
+            (
+                "[auth.replay]\nurl = \"redis://h:1\"",
+                &["auth.replay.url is only used with auth.replay.backend = \"redis\""],
+            ),
+            (
+                "[auth.replay]\nmax_entries = 0\nkey_prefix = \"\"\ntimeout_ms = 0\npool_size = 65",
+                &[
+                    "auth.replay.max_entries must be at least 1 (got 0)",
+                    "auth.replay.key_prefix must not be empty",
+                    "auth.replay.timeout_ms must be between 1 and 60000 (got 0)",
+                    "auth.replay.pool_size must be between 1 and 64 (got 65)",
+                ],
+            ),
+            (
+                "[auth.replay]\npassword_env = \"P\"\npassword_file = \"/p\"",
+                &["auth.replay.password_env and auth.replay.password_file are both set; set at most one"],
+            ),
+            (
+                "[[streams]]\napp = \"api\"\nname = \"v1\"\nkey = \"sk_0123456789abcdef\"",
+                &["streams[0].app \"api\" is reserved for sealcast's own URLs"],
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(problems(text), *want, "{text}");
+        }
+        let ok = "[auth]\none_time_key_tickets = true\n[auth.replay]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:6390\"\n";
+        assert_eq!(problems(ok), Vec::<String>::new());
+        let unknown = Config::from_toml_str("[auth.replay]\nbackend = \"memcached\"\n").unwrap_err();
+        assert!(unknown.problems[0].starts_with("auth.replay.backend: "), "{unknown}");
+    }
+
+    #[test]
+    fn admin_token_resolution() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("admin");
+        fs::write(&file, "admin-token-0123456789\n").unwrap();
+        let from_file = Config::from_toml_str(&format!(
+            "[auth]\nadmin_token_file = {:?}\n",
+            file.display().to_string()
+        ))
+        .unwrap();
+        let token = from_file.auth.resolve_admin_token_with(&no_env).unwrap().unwrap();
+        assert_eq!(token.expose(), b"admin-token-0123456789");
+        assert_eq!(Config::default().auth.resolve_admin_token_with(&no_env).unwrap(), None);
+
+        let from_env = Config::from_toml_str("[auth]\nadmin_token_env = \"ADM\"\n").unwrap();
+        let cases = [
+            (Some("0123456789abcdef"), Ok(Some(b"0123456789abcdef".to_vec()))),
+            (
+                Some("short"),
+                Err("auth.admin_token_env: environment variable ADM holds 5 bytes; at least 16 are needed".to_string()),
+            ),
+            (
+                None,
+                Err("auth.admin_token_env: environment variable ADM is not set or empty".to_string()),
+            ),
+        ];
+        for (value, want) in cases {
+            let env = |name: &str| (name == "ADM").then(|| value.map(OsString::from)).flatten();
+            let got = from_env
+                .auth
+                .resolve_admin_token_with(&env)
+                .map(|t| t.map(|t| t.expose().to_vec()))
+                .map_err(|e| e.to_string());
+            assert_eq!(got, want, "{value:?}");
+        }
     }
 
     #[test]

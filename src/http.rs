@@ -1,28 +1,28 @@
-//! The HTTP side (axum): playlists with token-rewritten key URIs, segments with
-//! Range support, the key endpoint, and health.
+//! The HTTP side (axum): playlists with token-rewritten key URIs (or
+//! one-time tickets), segments with Range support, the key endpoint, the
+//! admin API, and health.
 //!
-//! Status codes follow DESIGN.md: 401 without a token, 403 for a token or
-//! wrapped key that does not check out, 404 for what does not exist, 503 when
-//! the KMS cannot answer; never a 5xx for anything a client sent. Bodies are
-//! terse and never say why a token was refused.
+//! Status codes follow DESIGN.md: 401 without a token, 403 for a token,
+//! ticket or wrapped key that does not check out, 404 for what does not
+//! exist, 503 when the KMS or the replay store cannot answer; never a 5xx for
+//! anything a client sent. Bodies are terse and never say why a token was
+//! refused.
 
 use std::io::SeekFrom;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tracing::{debug, warn};
+use tracing::{debug, error};
 
-use crate::auth::{self, Secret};
-use crate::crypto::{EncryptionContext, KeyId, WrappedKey};
-use crate::kms::KmsError;
+use crate::auth::Secret;
+use crate::keyservice::{Credential, KeyError, KeyService};
 use crate::live::Registry;
 use crate::names::{self, StreamName};
 
@@ -30,22 +30,53 @@ const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 /// Segments are immutable ciphertext under a per-publish name: cache them long.
 const SEGMENT_CACHE: &str = "public, max-age=86400, immutable";
 
-/// What the handlers share.
+/// What the handlers of `sealcast serve` share.
 pub struct HttpState {
     pub registry: Arc<Registry>,
-    pub token_secret: Secret,
+    /// Token checks, tickets and key delivery.
+    pub keys: Arc<KeyService>,
     pub cors: CorsPolicy,
+    /// The admin API's bearer token; `None` turns the admin API off (404).
+    pub admin_token: Option<Secret>,
+    /// `http.public_url` without a trailing `/`, or empty: playback URLs
+    /// the admin API returns then use the request's `Host`.
+    pub public_base: String,
 }
 
-/// The router with every route and the CORS layer.
+/// The router of `sealcast serve`: every route and the CORS layer.
 pub fn router(state: Arc<HttpState>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/keys/{app}/{name}/{key_id}", get(key))
+    let cors_policy = Arc::new(state.cors.clone());
+    let mut app = Router::new()
         .route("/{app}/{name}/{file}", get(media_file))
+        // "api" is a reserved app name: without an admin token (or for an
+        // unknown API path) any method gets 404, not 405 from the media route.
+        .route(
+            "/api/{*rest}",
+            any(|| async { status(StatusCode::NOT_FOUND, "not found\n") }),
+        )
+        .with_state(Arc::clone(&state))
+        .merge(key_routes(Arc::clone(&state.keys)));
+    if state.admin_token.is_some() {
+        app = app.merge(crate::api::routes(Arc::clone(&state)));
+    }
+    finish(app, cors_policy)
+}
+
+/// The router of `sealcast keyserver`: the key endpoint and health only.
+pub fn key_server_router(keys: Arc<KeyService>, cors: CorsPolicy) -> Router {
+    finish(key_routes(keys), Arc::new(cors))
+}
+
+fn key_routes(keys: Arc<KeyService>) -> Router {
+    Router::new()
+        .route("/keys/{app}/{name}/{key_id}", get(key))
+        .with_state(keys)
+}
+
+fn finish(app: Router, cors_policy: Arc<CorsPolicy>) -> Router {
+    app.route("/healthz", get(|| async { "ok\n" }))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
-        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), cors))
-        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(cors_policy, cors))
 }
 
 /// Which browser origins may read responses (CORS).
@@ -86,7 +117,7 @@ impl CorsPolicy {
 
 /// Adds CORS headers, and answers preflight requests (players send one for a
 /// `Range` or `Authorization` header) with 204.
-async fn cors(State(state): State<Arc<HttpState>>, request: Request, next: Next) -> Response {
+async fn cors(State(policy): State<Arc<CorsPolicy>>, request: Request, next: Next) -> Response {
     let origin = request.headers().get(header::ORIGIN).cloned();
     let preflight = request.method() == Method::OPTIONS;
     let mut response = if preflight {
@@ -95,10 +126,10 @@ async fn cors(State(state): State<Arc<HttpState>>, request: Request, next: Next)
         next.run(request).await
     };
     let headers = response.headers_mut();
-    if matches!(state.cors, CorsPolicy::Origins(_)) {
+    if matches!(*policy, CorsPolicy::Origins(_)) {
         headers.insert(header::VARY, HeaderValue::from_static("Origin"));
     }
-    let Some(allowed) = state.cors.allowed(origin.as_ref()) else {
+    let Some(allowed) = policy.allowed(origin.as_ref()) else {
         return response;
     };
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
@@ -129,10 +160,20 @@ struct TokenQuery {
 struct KeyQuery {
     edk: Option<String>,
     token: Option<String>,
+    ticket: Option<String>,
 }
 
 fn status(code: StatusCode, body: &'static str) -> Response {
     (code, [(header::CACHE_CONTROL, "no-store")], body).into_response()
+}
+
+fn unavailable(body: &'static str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "2"), (header::CACHE_CONTROL, "no-store")],
+        body,
+    )
+        .into_response()
 }
 
 /// The token from `?token=` or `Authorization: Bearer`.
@@ -141,34 +182,15 @@ fn presented_token<'a>(query: Option<&'a str>, headers: &'a HeaderMap) -> Option
         headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
+            .and_then(crate::auth::bearer_token)
     })
 }
 
-fn now_unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Checks a playback token for `stream`; the reason for a refusal goes to the
-/// debug log only, never to the client.
-fn token_ok(state: &HttpState, token: &str, stream: &StreamName) -> bool {
-    match auth::verify(&state.token_secret, token, &stream.to_string(), now_unix_secs()) {
-        Ok(_) => true,
-        Err(error) => {
-            debug!(stream = %stream, %error, "token refused");
-            false
-        }
-    }
-}
-
-/// `GET /keys/{app}/{name}/{key_id}?edk=…&token=…`: the 16-byte data key.
+/// `GET /keys/{app}/{name}/{key_id}?edk=…&(ticket=…|token=…)`: the 16-byte
+/// data key. A `ticket` is used when present (and must be good: no fallback
+/// to a token); otherwise the token from the query or `Authorization: Bearer`.
 async fn key(
-    State(state): State<Arc<HttpState>>,
+    State(keys): State<Arc<KeyService>>,
     Path((app, name, key_id)): Path<(String, String, String)>,
     Query(query): Query<KeyQuery>,
     headers: HeaderMap,
@@ -176,20 +198,15 @@ async fn key(
     let Ok(stream) = StreamName::new(&app, &name) else {
         return status(StatusCode::NOT_FOUND, "not found\n");
     };
-    let Some(token) = presented_token(query.token.as_deref(), &headers) else {
-        return status(StatusCode::UNAUTHORIZED, "token required\n");
+    let credential = match query.ticket.as_deref().filter(|t| !t.is_empty()) {
+        Some(ticket) => Credential::Ticket(ticket),
+        None => match presented_token(query.token.as_deref(), &headers) {
+            Some(token) => Credential::Token(token),
+            None => return status(StatusCode::UNAUTHORIZED, "token required\n"),
+        },
     };
-    if !token_ok(&state, token, &stream) {
-        return status(StatusCode::FORBIDDEN, "forbidden\n");
-    }
-    let (Ok(key_id), Some(Ok(wrapped))) = (
-        KeyId::new(&key_id),
-        query.edk.as_deref().map(WrappedKey::from_base64url),
-    ) else {
-        return status(StatusCode::FORBIDDEN, "forbidden\n");
-    };
-    let context = EncryptionContext::new(&stream.to_string(), &key_id);
-    match state.registry.kms().decrypt(&wrapped, &context).await {
+    let edk = query.edk.as_deref().unwrap_or_default();
+    match keys.key(&stream, &key_id, edk, credential).await {
         Ok(data_key) => (
             [
                 (header::CONTENT_TYPE, "application/octet-stream"),
@@ -198,19 +215,8 @@ async fn key(
             data_key.as_bytes().to_vec(),
         )
             .into_response(),
-        Err(KmsError::InvalidCiphertext) => {
-            debug!(stream = %stream, key_id = %key_id, route = "key", "wrapped key refused");
-            status(StatusCode::FORBIDDEN, "forbidden\n")
-        }
-        Err(error) => {
-            warn!(stream = %stream, key_id = %key_id, %error, route = "key", "KMS could not decrypt");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, "2"), (header::CACHE_CONTROL, "no-store")],
-                "key service unavailable\n",
-            )
-                .into_response()
-        }
+        Err(KeyError::Forbidden) => status(StatusCode::FORBIDDEN, "forbidden\n"),
+        Err(KeyError::Unavailable) => unavailable("key service unavailable\n"),
     }
 }
 
@@ -232,11 +238,32 @@ async fn media_file(
         // a valid token is written into every key URI. An invalid one is refused
         // here rather than echoed into the playlist.
         let token = presented_token(query.token.as_deref(), &headers);
-        if token.is_some_and(|token| !token_ok(&state, token, &stream_name)) {
-            return status(StatusCode::FORBIDDEN, "forbidden\n");
-        }
-        let key_query = token.map(|t| format!("token={t}"));
-        return match stream.render_playlist(key_query.as_deref()) {
+        let claims = match token.map(|token| state.keys.verify_token(token, &stream_name)) {
+            None => None,
+            Some(Ok(claims)) => Some(claims),
+            Some(Err(error)) => {
+                debug!(stream = %stream_name, %error, "token refused");
+                return status(StatusCode::FORBIDDEN, "forbidden\n");
+            }
+        };
+        let text = match (token, claims) {
+            // One-time tickets instead of the token: every refresh hands out new ones.
+            (Some(token), Some(claims)) if state.keys.tickets_enabled() => {
+                match stream
+                    .render_playlist(None)
+                    .map(|text| state.keys.ticket_playlist(&text, &claims, token))
+                {
+                    None => None,
+                    Some(Ok(text)) => Some(text),
+                    Some(Err(error)) => {
+                        error!(stream = %stream_name, %error, "cannot issue key tickets");
+                        return unavailable("playlist unavailable\n");
+                    }
+                }
+            }
+            (token, _) => stream.render_playlist(token.map(|t| format!("token={t}")).as_deref()),
+        };
+        return match text {
             Some(text) => (
                 [
                     (header::CONTENT_TYPE, PLAYLIST_TYPE),

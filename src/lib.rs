@@ -27,16 +27,22 @@
 //! - [`http`]: playlists with token-rewritten key URIs, segments, key endpoint.
 //! - [`web`]: the operator's stream list at `/` and the watch page (hls.js,
 //!   strict Content-Security-Policy) at `/watch/{app}/{name}`.
+//! - [`keyservice`]: the key endpoint's logic: token and one-time ticket
+//!   checks, the cache of unwrapped keys, replay stores (memory, Redis), and
+//!   `sealcast keyserver`.
+//! - [`api`]: the admin API (`/api/v1/playback`, `/api/v1/streams`).
 //! - [`server`]: `sealcast serve`: RTMP and HTTP side by side, graceful shutdown.
 //! - [`rtmp`]: RTMP ingest: accept loop, handshake, publish authorization,
 //!   media into a bounded channel per publish.
 
+pub mod api;
 pub mod auth;
 pub mod config;
 pub mod crypto;
 pub mod flv;
 pub mod hls;
 pub mod http;
+pub mod keyservice;
 pub mod kms;
 pub mod live;
 pub mod media;

@@ -98,6 +98,10 @@ pub struct StreamInfo {
     pub audio_frames: u64,
     pub segments: u64,
     pub media_sequence: u64,
+    /// Bytes of segment ciphertext stored by this publish (what players
+    /// download), and the media duration they hold: the average bitrate.
+    pub stored_bytes: u64,
+    pub stored_media_ms: u64,
 }
 
 impl Registry {
@@ -512,6 +516,7 @@ impl Publish {
                 "cut without a keyframe: set the encoder's keyframe interval to 2 s"
             );
         }
+        let stored_bytes = ciphertext.len() as u64;
         let ciphertext = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)?;
             store::write_atomic(&path, &ciphertext)?;
@@ -555,6 +560,8 @@ impl Publish {
             info.audio_frames = stats.audio_frames;
             info.segments = stats.segments;
             info.media_sequence = media_sequence;
+            info.stored_bytes += stored_bytes;
+            info.stored_media_ms += (duration_secs * 1000.0).round() as u64;
             (text, removed, window_secs)
         };
         self.stream.write_playlist(text).await;

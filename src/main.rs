@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sealcast::auth::{self, Claims};
 use sealcast::config::{Config, KeyOrigin};
+use sealcast::keyservice::KeyServer;
 use sealcast::kms::local::LocalKms;
 use sealcast::names::StreamName;
 use sealcast::package::{self, PackageOptions};
@@ -50,6 +51,13 @@ enum Command {
     /// Run the live server: RTMP ingest, encrypted HLS and the key endpoint.
     Serve {
         /// TOML configuration; without it the embedded defaults run.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run only the key endpoint (and /healthz): no ingest, no data dir writes.
+    /// Needs the KMS (an existing keyring), the token secret, and the replay store.
+    Keyserver {
+        /// TOML configuration ([http] listen, [kms], [auth]).
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -176,6 +184,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::Ok(())
             })?;
         }
+        Command::Keyserver { config } => {
+            let config = load_config(config.as_deref())?;
+            let server = KeyServer::from_config(&config)?;
+            runtime.block_on(async {
+                let http = tokio::net::TcpListener::bind(config.http.listen)
+                    .await
+                    .with_context(|| format!("binding HTTP to {}", config.http.listen))?;
+                let shutdown = server::shutdown_signal().context("installing signal handlers")?;
+                // One line on stdout, for people and for scripts that start it on port 0.
+                println!("sealcast keyserver listening on http://{}", http.local_addr()?);
+                std::io::Write::flush(&mut std::io::stdout())?;
+                server.run(http, shutdown).await?;
+                anyhow::Ok(())
+            })?;
+        }
         Command::Token {
             stream,
             ttl_secs,
@@ -190,7 +213,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 sub,
                 jti: None,
             };
-            println!("{}", auth::mint(&secret, &claims));
+            println!(
+                "{}",
+                auth::mint_with_audience(&secret, &claims, config.auth.audience.as_deref())
+            );
         }
         Command::Config {
             command: ConfigCommand::Check { file },
@@ -237,15 +263,12 @@ fn print_banner(
             KeyOrigin::Env(var) => format!("(from ${var})"),
             KeyOrigin::File(path) => format!("(from {})", path.display()),
         };
-        let token = auth::mint(
-            server.token_secret(),
-            &Claims {
-                exp: now_unix_secs() + 24 * 3600,
-                stream: stream.path(),
-                sub: None,
-                jti: None,
-            },
-        );
+        let token = server.key_service().mint_token(&Claims {
+            exp: now_unix_secs() + 24 * 3600,
+            stream: stream.path(),
+            sub: None,
+            jti: None,
+        });
         println!();
         println!("stream {}", stream.path());
         println!("  OBS: Settings > Stream > Service: Custom");

@@ -14,6 +14,7 @@ use tracing::info;
 use crate::auth::Secret;
 use crate::config::{Config, ConfigError, KmsProvider, ResolvedStream};
 use crate::http::{self, CorsPolicy, HttpState};
+use crate::keyservice::{Clock, KeyService, KeySettings, replay_store_from_config, system_clock};
 use crate::kms::local::LocalKms;
 use crate::kms::{Kms, KmsError};
 use crate::live::{LiveSettings, Registry, StreamSpec};
@@ -48,6 +49,12 @@ impl Server {
     /// Resolves secrets (creating generated ones on first start), opens the KMS
     /// and builds the stream registry.
     pub fn from_config(config: &Config) -> Result<Self, StartError> {
+        Self::from_config_with_clock(config, system_clock())
+    }
+
+    /// [`Server::from_config`] with the key service's clock (token and
+    /// ticket expiry) injected, for tests.
+    pub fn from_config_with_clock(config: &Config, clock: Clock) -> Result<Self, StartError> {
         let token_secret = config.resolve_token_secret()?;
         let streams = config.resolve_streams()?;
         let kms: Arc<dyn Kms> = match config.kms.provider {
@@ -71,6 +78,14 @@ impl Server {
                 })
             })
             .collect::<Result<Vec<_>, NameError>>()?;
+        let replay = replay_store_from_config(&config.auth)?;
+        let keys = Arc::new(KeyService::new(
+            KeySettings::from_config(&config.auth, token_secret),
+            Arc::clone(&kms),
+            replay,
+            clock,
+        ));
+        let admin_token = config.auth.resolve_admin_token()?;
         let registry = Arc::new(Registry::new(settings, kms, specs));
         let limits = IngestLimits {
             max_connections: config.rtmp.max_connections as usize,
@@ -80,21 +95,19 @@ impl Server {
             max_message_bytes: config.rtmp.max_message_bytes,
             max_chunk_size_bytes: config.rtmp.max_chunk_size_bytes,
         };
-        // TODO(integrator): when `[auth] admin_token_env / admin_token_file` land
-        // (key-service branch), pass the resolved admin token here, e.g.
-        // `config.resolve_admin_token()?`. Until then the operator page is open
-        // on a loopback listener and off on any other.
-        let admin_token: Option<Secret> = None;
+        // Without an admin token the operator page is served on loopback only.
         let web_state = Arc::new(WebState::new(
             Arc::clone(&registry),
-            token_secret.clone(),
-            admin_token,
+            keys.token_secret().clone(),
+            admin_token.clone(),
             &config.http,
         ));
         let http_state = Arc::new(HttpState {
             registry: Arc::clone(&registry),
-            token_secret,
+            keys,
             cors: CorsPolicy::from_origins(&config.http.cors_allowed_origins),
+            admin_token,
+            public_base: config.http.public_base().to_owned(),
         });
         Ok(Self {
             registry,
@@ -112,7 +125,13 @@ impl Server {
 
     /// The secret playback tokens are signed with.
     pub fn token_secret(&self) -> &Secret {
-        &self.http_state.token_secret
+        self.http_state.keys.token_secret()
+    }
+
+    /// The key service behind `/keys/...`: token checks, tickets, the key
+    /// cache and its counters.
+    pub fn key_service(&self) -> &Arc<KeyService> {
+        &self.http_state.keys
     }
 
     pub fn registry(&self) -> &Arc<Registry> {

@@ -2,12 +2,19 @@
 //!
 //! Playback tokens are JWTs signed with HS256 (RFC 7519, RFC 7515), so a
 //! broadcaster's backend can mint them with any JWT library; see [`token`].
+//! One-time key tickets, handed out in playlists in place of the token, are
+//! in [`ticket`].
 //! This module is sans-IO: secrets come in as values (the config module reads
 //! them from env vars and files) and the clock is an argument.
 
+pub mod ticket;
 pub mod token;
 
-pub use token::{Claims, MAX_TOKEN_BYTES, TokenError, bearer_token, mint, stream_matches, verify};
+pub use ticket::{TicketBinding, TicketError, TicketKey, VerifiedTicket};
+pub use token::{
+    Claims, Expect, MAX_TOKEN_BYTES, TokenError, bearer_token, mint, mint_with_audience, stream_matches, verify,
+    verify_with,
+};
 
 use zeroize::Zeroizing;
 

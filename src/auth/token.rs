@@ -4,6 +4,10 @@
 //! Only HS256 is accepted, and the `alg` header is checked before anything
 //! else, so `"none"` and algorithm-confusion tokens never reach the signature
 //! or claims code. The clock is an argument.
+//!
+//! Registered claims checked when present: `nbf` (RFC 7519 section 4.1.5: refused
+//! before that second) and, when the verifier names an audience, `aud` (section
+//! 4.1.3: a string or an array that must contain it).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -20,11 +24,15 @@ pub const MAX_TOKEN_BYTES: usize = 4096;
 /// `{"alg":"HS256","typ":"JWT"}` in base64url, the header every minted token has.
 const HEADER_B64: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
 
-/// The claims sealcast reads. Other claims (`iat`, `aud`, ...) are allowed
+/// The claims sealcast reads. Other claims (`iat`, `iss`, ...) are allowed
 /// and ignored, so tokens from any JWT library with extra fields still verify.
+/// `nbf` and `aud` are read separately by [`verify_with`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// Expiry, seconds since the Unix epoch (RFC 7519 section 4.1.4). Required.
+    /// A non-integer NumericDate (PyJWT with `time.time() + 3600`) is
+    /// rounded down: the token expires at most a second early, never late.
+    #[serde(deserialize_with = "numeric_date_floor")]
     pub exp: u64,
     /// The stream this token unlocks: `app/name`, `*`, or a prefix ending in
     /// `*` such as `live/*`; see [`stream_matches`].
@@ -56,6 +64,86 @@ pub enum TokenError {
     /// The header's `alg` is not `HS256` (this includes `none`).
     #[error("unsupported token algorithm")]
     UnsupportedAlg,
+    /// `nbf` is after the current time: the token is not valid yet.
+    #[error("token not valid yet")]
+    NotYetValid,
+    /// An audience is expected and `aud` is missing or does not name it.
+    #[error("token not meant for this audience")]
+    WrongAudience,
+}
+
+/// What [`verify_with`] expects of a token besides signature and time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expect<'a> {
+    /// The stream requested, `app/name`; the `stream` claim must cover it.
+    pub stream: &'a str,
+    /// `Some`: the `aud` claim must be this string, or an array holding it.
+    /// `None`: `aud` is not checked (tokens minted before an audience was
+    /// configured keep working).
+    pub audience: Option<&'a str>,
+}
+
+/// The registered claims checked beyond [`Claims`] (RFC 7519 section 4.1).
+#[derive(Deserialize)]
+struct TimeAndAudience {
+    /// Not before, seconds since the Unix epoch; a non-integer is rounded
+    /// up, so a token is never valid early.
+    #[serde(default, deserialize_with = "numeric_date_ceil")]
+    nbf: Option<u64>,
+    #[serde(default)]
+    aud: Option<Audience>,
+}
+
+/// A NumericDate (RFC 7519 section 2): a non-negative JSON number of
+/// seconds. Integers are taken as they are; others rounded by `round`.
+fn numeric_date<'de, D: serde::Deserializer<'de>>(d: D, round: fn(f64) -> f64) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Integer(u64),
+        Float(f64),
+    }
+    match Option::<Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(Number::Integer(n)) => Ok(Some(n)),
+        // `as` saturates at u64::MAX; JSON has no NaN.
+        Some(Number::Float(f)) if f >= 0.0 => Ok(Some(round(f) as u64)),
+        Some(Number::Float(_)) => Err(serde::de::Error::custom("a NumericDate is not negative")),
+    }
+}
+
+fn numeric_date_floor<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    numeric_date(d, f64::floor)?.ok_or_else(|| serde::de::Error::custom("exp must be a number"))
+}
+
+fn numeric_date_ceil<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    numeric_date(d, f64::ceil)
+}
+
+/// `aud` is a string or an array of strings (RFC 7519 section 4.1.3).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn names(&self, audience: &str) -> bool {
+        match self {
+            Audience::One(one) => one == audience,
+            Audience::Many(many) => many.iter().any(|a| a == audience),
+        }
+    }
+}
+
+/// Claims plus an `aud`, for [`mint_with_audience`].
+#[derive(Serialize)]
+struct WithAudience<'a> {
+    #[serde(flatten)]
+    claims: &'a Claims,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
 }
 
 /// The part of the JOSE header we read; other members are ignored.
@@ -76,9 +164,15 @@ struct Header<'a> {
 /// token. Huge claims can make a token longer than [`MAX_TOKEN_BYTES`], which
 /// [`verify`] then refuses.
 pub fn mint(secret: &Secret, claims: &Claims) -> String {
+    mint_with_audience(secret, claims, None)
+}
+
+/// [`mint`] with an `aud` claim when `audience` is set, for servers that
+/// expect one (see [`Expect::audience`]).
+pub fn mint_with_audience(secret: &Secret, claims: &Claims, audience: Option<&str>) -> String {
     // Serializing a struct of strings and integers into memory cannot fail
     // (no maps with non-string keys, no IO), so this never panics.
-    let payload = serde_json::to_vec(claims).expect("Claims always serialize to JSON");
+    let payload = serde_json::to_vec(&WithAudience { claims, aud: audience }).expect("Claims always serialize to JSON");
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret.expose());
     let mut token = String::with_capacity(HEADER_B64.len() + 2 + payload.len() * 4 / 3 + 48);
     token.push_str(HEADER_B64);
@@ -96,14 +190,35 @@ pub fn mint(secret: &Secret, claims: &Claims) -> String {
 /// any other check, so `none` and other algorithms are refused outright),
 /// HMAC-SHA256 in constant time (`ring::hmac::verify`), then the claims:
 /// `exp > now_unix_secs` (a token is expired at the second `exp` names) and
-/// `stream` matching via [`stream_matches`].
+/// `nbf <= now_unix_secs` when present, and `stream` matching via
+/// [`stream_matches`]. `aud` is not checked; see [`verify_with`].
 pub fn verify(secret: &Secret, token: &str, stream: &str, now_unix_secs: u64) -> Result<Claims, TokenError> {
+    verify_with(secret, token, &Expect { stream, audience: None }, now_unix_secs)
+}
+
+/// [`verify`] with an expected audience: in order, form, algorithm,
+/// signature, `exp`, `nbf`, `aud` (when `expect.audience` is set), `stream`.
+pub fn verify_with(
+    secret: &Secret,
+    token: &str,
+    expect: &Expect<'_>,
+    now_unix_secs: u64,
+) -> Result<Claims, TokenError> {
     let payload = verified_payload(secret, token)?;
     let claims: Claims = json_object(&payload)?;
+    let registered: TimeAndAudience = json_object(&payload)?;
     if claims.exp <= now_unix_secs {
         return Err(TokenError::Expired);
     }
-    if !stream_matches(&claims.stream, stream) {
+    if registered.nbf.is_some_and(|nbf| nbf > now_unix_secs) {
+        return Err(TokenError::NotYetValid);
+    }
+    if let Some(audience) = expect.audience
+        && !registered.aud.as_ref().is_some_and(|aud| aud.names(audience))
+    {
+        return Err(TokenError::WrongAudience);
+    }
+    if !stream_matches(&claims.stream, expect.stream) {
         return Err(TokenError::WrongStream);
     }
     Ok(claims)
@@ -437,8 +552,13 @@ mod tests {
                 sign(&h, &b64(br#"{"exp":9999999999}"#)),
             ),
             (
-                "signed float exp",
-                sign(&h, &b64(br#"{"exp":9999999999.5,"stream":"*"}"#)),
+                "signed string exp",
+                sign(&h, &b64(br#"{"exp":"9999999999","stream":"*"}"#)),
+            ),
+            ("signed null exp", sign(&h, &b64(br#"{"exp":null,"stream":"*"}"#))),
+            (
+                "signed negative float exp",
+                sign(&h, &b64(br#"{"exp":-0.5,"stream":"*"}"#)),
             ),
             ("signed negative exp", sign(&h, &b64(br#"{"exp":-1,"stream":"*"}"#))),
             ("signed payload JSON array", sign(&h, &b64(br#"[9999999999,"*"]"#))),
@@ -457,6 +577,120 @@ mod tests {
                 "{what}"
             );
         }
+    }
+
+    /// `nbf` and `aud`, signed by hand so the claims are exactly what other
+    /// libraries emit.
+    #[test]
+    fn not_before_and_audience() {
+        let h = HEADER_B64;
+        let sign = |payload: &str| {
+            let input = format!("{h}.{}", b64(payload.as_bytes()));
+            let key = hmac::Key::new(hmac::HMAC_SHA256, SECRET);
+            let tag = hmac::sign(&key, input.as_bytes());
+            format!("{input}.{}", b64(tag.as_ref()))
+        };
+        let base = r#""exp":2000,"stream":"live/demo""#;
+        let none: Option<&str> = None;
+        type Case<'a> = (&'a str, Option<&'a str>, u64, Result<(), TokenError>);
+        let cases: &[Case<'_>] = &[
+            ("", none, 1000, Ok(())),
+            (r#","nbf":1000"#, none, 1000, Ok(())),
+            (r#","nbf":1000"#, none, 999, Err(TokenError::NotYetValid)),
+            (
+                r#","nbf":1001,"aud":"x""#,
+                Some("x"),
+                1000,
+                Err(TokenError::NotYetValid),
+            ),
+            // Non-integer NumericDates: nbf rounds up (valid from 1001).
+            (r#","nbf":1000.5"#, none, 1000, Err(TokenError::NotYetValid)),
+            (r#","nbf":1000.5"#, none, 1001, Ok(())),
+            (r#","nbf":"1000""#, none, 1000, Err(TokenError::Malformed)),
+            (r#","nbf":-1"#, none, 1000, Err(TokenError::Malformed)),
+            (r#","nbf":null"#, none, 1000, Ok(())),
+            // Without an expected audience, aud is not looked at.
+            (r#","aud":"other""#, none, 1000, Ok(())),
+            (r#","aud":"sealcast""#, Some("sealcast"), 1000, Ok(())),
+            (r#","aud":["cdn","sealcast"]"#, Some("sealcast"), 1000, Ok(())),
+            ("", Some("sealcast"), 1000, Err(TokenError::WrongAudience)),
+            (
+                r#","aud":"sealcast2""#,
+                Some("sealcast"),
+                1000,
+                Err(TokenError::WrongAudience),
+            ),
+            (
+                r#","aud":["cdn"]"#,
+                Some("sealcast"),
+                1000,
+                Err(TokenError::WrongAudience),
+            ),
+            (r#","aud":[]"#, Some("sealcast"), 1000, Err(TokenError::WrongAudience)),
+            (r#","aud":7"#, Some("sealcast"), 1000, Err(TokenError::Malformed)),
+            // Expiry is checked first.
+            (r#","nbf":5000"#, none, 2000, Err(TokenError::Expired)),
+        ];
+        for (extra, audience, now, want) in cases {
+            let token = sign(&format!("{{{base}{extra}}}"));
+            let expect = Expect {
+                stream: "live/demo",
+                audience: *audience,
+            };
+            let got = verify_with(&secret(), &token, &expect, *now).map(|_| ());
+            assert_eq!(got, *want, "{extra} audience={audience:?} now={now}");
+        }
+    }
+
+    /// PyJWT passes `time.time() + 3600` through as a float; exp rounds down.
+    #[test]
+    fn non_integer_exp() {
+        let sign = |payload: &str| {
+            let input = format!("{HEADER_B64}.{}", b64(payload.as_bytes()));
+            let key = hmac::Key::new(hmac::HMAC_SHA256, SECRET);
+            let tag = hmac::sign(&key, input.as_bytes());
+            format!("{input}.{}", b64(tag.as_ref()))
+        };
+        let cases = [
+            (r#"{"exp":2000.9,"stream":"*"}"#, 1999, Ok(2000)),
+            (r#"{"exp":2000.9,"stream":"*"}"#, 2000, Err(TokenError::Expired)),
+            (r#"{"exp":2e3,"stream":"*"}"#, 1999, Ok(2000)),
+            (r#"{"exp":1e30,"stream":"*"}"#, 1999, Ok(u64::MAX)),
+            (r#"{"exp":0.0,"stream":"*"}"#, 0, Err(TokenError::Expired)),
+        ];
+        for (payload, now, want) in cases {
+            let got = verify(&secret(), &sign(payload), "live/demo", now).map(|c| c.exp);
+            assert_eq!(got, want, "{payload} at {now}");
+        }
+    }
+
+    #[test]
+    fn minted_audience_round_trips() {
+        let c = Claims {
+            exp: 42,
+            stream: "live/demo".into(),
+            sub: None,
+            jti: None,
+        };
+        let token = mint_with_audience(&secret(), &c, Some("sealcast"));
+        let payload = token.split('.').nth(1).unwrap();
+        assert_eq!(
+            URL_SAFE_NO_PAD.decode(payload).unwrap(),
+            br#"{"exp":42,"stream":"live/demo","aud":"sealcast"}"#
+        );
+        let expect = |audience| Expect {
+            stream: "live/demo",
+            audience,
+        };
+        assert_eq!(
+            verify_with(&secret(), &token, &expect(Some("sealcast")), 41),
+            Ok(c.clone())
+        );
+        assert_eq!(
+            verify_with(&secret(), &token, &expect(Some("other")), 41),
+            Err(TokenError::WrongAudience)
+        );
+        assert_eq!(mint_with_audience(&secret(), &c, None), mint(&secret(), &c));
     }
 
     #[test]
@@ -511,6 +745,8 @@ mod tests {
             (TokenError::Expired, "token expired"),
             (TokenError::WrongStream, "token not valid for this stream"),
             (TokenError::UnsupportedAlg, "unsupported token algorithm"),
+            (TokenError::NotYetValid, "token not valid yet"),
+            (TokenError::WrongAudience, "token not meant for this audience"),
         ];
         for (err, text) in cases {
             assert_eq!(err.to_string(), text);

@@ -113,6 +113,12 @@ impl LocalKms {
         }
     }
 
+    /// Opens the existing keyring at `path`; never creates a file or a
+    /// directory (for `sealcast keyserver`, which must not write).
+    pub fn open(path: &Path) -> Result<Self, KmsError> {
+        Ok(Self::new(path, load(path)?))
+    }
+
     /// Adds a master key version to the keyring at `path` and returns it. Instances
     /// opened afterwards wrap new data keys under it; every older version still
     /// unwraps. Not guarded against a concurrent `rotate` of the same keyring.

@@ -38,6 +38,30 @@ pub async fn get_with(addr: SocketAddr, path_and_query: &str, headers: &[(&str, 
     parse(&raw)
 }
 
+/// Any method, with extra request headers and a body (`Content-Length` is added).
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut stream = TcpStream::connect(addr).await.expect("connect to the HTTP server");
+    let mut head = format!(
+        "{method} {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    parse(&raw)
+}
+
 pub async fn get(addr: SocketAddr, path_and_query: &str) -> Response {
     get_with(addr, path_and_query, &[]).await
 }

@@ -5,8 +5,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use sealcast::auth::{self, Claims, Secret};
 use sealcast::config::Config;
+use sealcast::keyservice::{Clock, KeyService};
 use sealcast::server::Server;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -21,6 +24,8 @@ pub struct TestServer {
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
     pub secret: Secret,
+    /// The key service behind `/keys/...`, for its counters.
+    pub keys: Arc<KeyService>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -30,6 +35,18 @@ impl TestServer {
     /// (OTHER_KEY); `extra_toml` is appended to the config (e.g. an `[hls]` table).
     /// The reconnect grace period is 0 unless `extra_toml` sets it.
     pub async fn start(extra_toml: &str) -> Self {
+        Self::start_custom(extra_toml, |_| {}, None).await
+    }
+
+    /// [`TestServer::start`], then `edit` changes the parsed config (for keys
+    /// in tables the base config already has, such as `[auth]`).
+    pub async fn start_with_config(extra_toml: &str, edit: impl FnOnce(&mut Config)) -> Self {
+        Self::start_custom(extra_toml, edit, None).await
+    }
+
+    /// [`TestServer::start_with_config`] with the key service's clock
+    /// (token and ticket expiry) injected when `clock` is given.
+    pub async fn start_custom(extra_toml: &str, edit: impl FnOnce(&mut Config), clock: Option<Clock>) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter("sealcast=debug")
@@ -61,8 +78,14 @@ key = "{OTHER_KEY}"
             // Tests wait for #EXT-X-ENDLIST right after a publisher leaves.
             config.hls.reconnect_grace_secs = 0;
         }
-        let server = Server::from_config(&config).unwrap();
+        edit(&mut config);
+        let server = match clock {
+            Some(clock) => Server::from_config_with_clock(&config, clock),
+            None => Server::from_config(&config),
+        }
+        .unwrap_or_else(|e| panic!("test server: {e}"));
         let secret = server.token_secret().clone();
+        let keys = Arc::clone(server.key_service());
         let rtmp_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let rtmp = rtmp_listener.local_addr().unwrap();
@@ -76,6 +99,7 @@ key = "{OTHER_KEY}"
             rtmp,
             http,
             secret,
+            keys,
             shutdown: Some(tx),
             task: Some(task),
         }

@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Key endpoint throughput and latency on this machine, with wrk:
+#   1. token:    GET /keys/...?edk=…&token=<JWT>   (JWT HS256 check + cached unwrap)
+#   2. ticket:   GET /keys/...?edk=…&ticket=<one-time ticket>, a fresh ticket per
+#                request (ticket MAC check + cached unwrap + replay-store insert).
+#                Tickets are single use, so they are minted up front (by a short
+#                Python script that implements the documented ticket format) into a
+#                file that a wrk Lua script walks through.
+#   3. playlist: GET /live/bench/index.m3u8?token=<JWT> with tickets on (a JWT check
+#                and one fresh ticket per key URI: the per-refresh cost of tickets).
+#
+# It builds the release binary, starts `sealcast serve` on free loopback ports with
+# the in-memory replay store, pushes the 10 s fixture once (fast, ffmpeg), and runs
+# `wrk -t2 -c64 -d10s --latency` for each case. Loopback only; stops by itself.
+#
+# Usage: scripts/bench-keys.sh [DURATION]   (DURATION as wrk takes it, default 10s)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION="${1:-10s}"
+THREADS=2
+CONNECTIONS=64
+TICKETS=${TICKETS:-1500000}
+
+need_apt=()
+command -v wrk >/dev/null || need_apt+=(wrk)
+command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
+command -v curl >/dev/null || need_apt+=(curl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "==> installing ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+echo "==> cargo build --release"
+cargo build --release --quiet
+BIN="${CARGO_TARGET_DIR:-target}/release/sealcast"
+
+WORK=$(mktemp -d)
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+HTTP_PORT=$(free_port)
+RTMP_PORT=$(free_port)
+SECRET="bench-secret-0123456789-0123456789-abcdef"
+PUBLISH_KEY="sk_bench_0123456789abcdef"
+printf '%s\n' "$SECRET" >"$WORK/token_secret"
+chmod 600 "$WORK/token_secret"
+cat >"$WORK/sealcast.toml" <<EOF
+[rtmp]
+listen = "127.0.0.1:$RTMP_PORT"
+[http]
+listen = "127.0.0.1:$HTTP_PORT"
+[storage]
+data_dir = "$WORK/data"
+[hls]
+segment_duration_secs = 2
+reconnect_grace_secs = 0
+[auth]
+token_secret_file = "$WORK/token_secret"
+one_time_key_tickets = true
+[auth.replay]
+max_entries = 4000000
+[[streams]]
+app = "live"
+name = "bench"
+key = "$PUBLISH_KEY"
+EOF
+
+echo "==> starting sealcast serve on 127.0.0.1:$HTTP_PORT"
+RUST_LOG=warn "$BIN" serve --config "$WORK/sealcast.toml" >"$WORK/server.out" 2>"$WORK/server.log" &
+SERVER_PID=$!
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null && break; sleep 0.1; done
+
+echo "==> pushing fixtures/high-bframes-aac48k.flv"
+ffmpeg -nostdin -v error -i fixtures/high-bframes-aac48k.flv -c copy -f flv "rtmp://127.0.0.1:$RTMP_PORT/live/$PUBLISH_KEY"
+TOKEN=$("$BIN" token --stream live/bench --ttl-secs 3600 --config "$WORK/sealcast.toml" 2>/dev/null)
+PLAYLIST_URL="http://127.0.0.1:$HTTP_PORT/live/bench/index.m3u8?token=$TOKEN"
+for _ in $(seq 100); do curl -fs "$PLAYLIST_URL" | grep -q ENDLIST && break; sleep 0.1; done
+KEY_URI=$(curl -fs "$PLAYLIST_URL" | grep -m1 -o 'URI="[^"]*"' | sed 's/^URI="//; s/"$//')
+KEY_PATH=${KEY_URI%%\?*}
+EDK=$(printf '%s' "$KEY_URI" | grep -o 'edk=[^&]*' | cut -d= -f2)
+KEY_ID=${KEY_PATH##*/}
+[ -n "$EDK" ] && [ -n "$KEY_ID" ] || { echo "no key URI in the playlist"; exit 1; }
+TOKEN_URL="http://127.0.0.1:$HTTP_PORT$KEY_PATH?edk=$EDK&token=$TOKEN"
+[ "$(curl -fs "$TOKEN_URL" | wc -c)" -eq 16 ] || { echo "the key endpoint did not return a key"; exit 1; }
+
+echo "==> minting $TICKETS one-time tickets for $KEY_PATH"
+python3 - "$SECRET" "live/bench" "$KEY_ID" "$EDK" "$TICKETS" >"$WORK/tickets.txt" <<'PY'
+# The ticket format of src/auth/ticket.rs: version 1 | exp u64 BE | nonce 12 |
+# viewer 8 | HMAC-SHA256(HKDF(secret), domain | first 29 bytes | len-prefixed
+# stream, key_id, edk)[:16], unpadded base64url.
+import base64, hashlib, hmac, os, struct, sys, time
+secret, stream, key_id, edk, count = sys.argv[1:6]
+prk = hmac.new(b"sealcast", secret.encode(), hashlib.sha256).digest()
+mac_key = hmac.new(prk, b"sealcast key ticket mac v1\x01", hashlib.sha256).digest()
+lp = lambda s: struct.pack(">Q", len(s)) + s
+tail = lp(stream.encode()) + lp(key_id.encode()) + lp(edk.encode())
+head = bytes([1]) + struct.pack(">Q", int(time.time()) + 600)
+viewer = hashlib.sha256(b"jti:bench").digest()[:8]
+mac = hmac.new(mac_key, b"sealcast-ticket-v1\0", hashlib.sha256)
+out = sys.stdout
+for _ in range(int(count)):
+    body = head + os.urandom(12) + viewer
+    m = mac.copy(); m.update(body); m.update(tail)
+    ticket = base64.urlsafe_b64encode(body + m.digest()[:16]).rstrip(b"=").decode()
+    out.write(ticket + "\n")
+PY
+TICKET_PREFIX="$KEY_PATH?edk=$EDK&ticket="
+FIRST_TICKET="$TICKET_PREFIX$(head -1 "$WORK/tickets.txt")"
+[ "$(curl -fs "http://127.0.0.1:$HTTP_PORT$FIRST_TICKET" | wc -c)" -eq 16 ] || { echo "a minted ticket was refused"; exit 1; }
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT$FIRST_TICKET")" = 403 ] || { echo "a ticket worked twice"; exit 1; }
+tail -n +2 "$WORK/tickets.txt" >"$WORK/tickets-unused.txt"
+
+cat >"$WORK/tickets.lua" <<EOF
+-- Each wrk thread walks its own share of the pre-minted one-time tickets.
+local threads_made = 0
+function setup(thread)
+  thread:set("id", threads_made)
+  threads_made = threads_made + 1
+end
+function init(args)
+  paths = {}
+  local i = 0
+  for line in io.lines("$WORK/tickets-unused.txt") do
+    if i % $THREADS == id then paths[#paths + 1] = "$TICKET_PREFIX" .. line end
+    i = i + 1
+  end
+  next_path = 1
+end
+function request()
+  local path = paths[next_path]
+  next_path = next_path + 1
+  if next_path > #paths then next_path = 1 end
+  return wrk.format("GET", path)
+end
+EOF
+
+run() {
+  local name="$1"; shift
+  echo "==> wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency ($name)"
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" | tee "$WORK/$name.txt"
+}
+run token "$TOKEN_URL"
+run ticket -s "$WORK/tickets.lua" "http://127.0.0.1:$HTTP_PORT"
+run playlist "$PLAYLIST_URL"
+
+summary() {
+  local name="$1" file="$WORK/$1.txt"
+  local rps p50 p90 p99 bad
+  rps=$(awk '/Requests\/sec/ {print $2}' "$file")
+  p50=$(awk '$1 == "50%" {print $2}' "$file")
+  p90=$(awk '$1 == "90%" {print $2}' "$file")
+  p99=$(awk '$1 == "99%" {print $2}' "$file")
+  bad=$(awk '/Non-2xx/ {print $5}' "$file")
+  printf '%-9s %12s %10s %10s %10s %10s\n' "$name" "$rps" "$p50" "$p90" "$p99" "${bad:-0}"
+}
+echo
+echo "key endpoint on $(nproc) cores, wrk -t$THREADS -c$CONNECTIONS -d$DURATION (wrk shares the cores):"
+printf '%-9s %12s %10s %10s %10s %10s\n' case "requests/s" p50 p90 p99 non-2xx
+summary token
+summary ticket
+summary playlist
+echo "(ticket: each request spends a fresh pre-minted ticket; $TICKETS were minted. A"
+echo " non-2xx count there means a wrk thread ran out and reused tickets: raise TICKETS.)"

@@ -1,0 +1,635 @@
+//! The key service: what stands behind `GET /keys/...`, in `sealcast serve`
+//! and in `sealcast keyserver` alike.
+//!
+//! It checks the credential (a playback token, or a one-time ticket a
+//! playlist handed out), unwraps the data key through a [`KeyCache`] in front
+//! of the KMS, and, for a ticket, records it in a [`ReplayStore`] so it works
+//! once. It also writes tickets into playlists. It keeps no state that
+//! another key server would need: tickets are verified with a key derived
+//! from the token secret, the wrapped key rides in the URI, and the replay
+//! store can be shared (Redis), so key servers scale out behind a load
+//! balancer.
+//!
+//! Time comes from an injected [`Clock`], so tests move it without sleeping.
+
+pub mod cache;
+pub mod redis;
+pub mod replay;
+pub mod server;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ring::rand::SystemRandom;
+use tracing::{debug, warn};
+
+pub use cache::{CacheStats, KeyCache};
+pub use replay::{MemoryReplayStore, ReplayError, ReplayStore};
+pub use server::KeyServer;
+
+use crate::auth::ticket::{self, TicketBinding, TicketError, TicketKey};
+use crate::auth::{self, Claims, Expect, Secret, TokenError};
+use crate::config::{AuthConfig, ConfigError, ReplayBackend};
+use crate::crypto::{DataKey, EncryptionContext, KeyId, WrappedKey};
+use crate::kms::{Kms, KmsError};
+use crate::names::StreamName;
+
+/// Seconds since the Unix epoch, from the system clock or a test's.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system clock as a [`Clock`].
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    })
+}
+
+/// What the key service is configured with.
+#[derive(Debug, Clone)]
+pub struct KeySettings {
+    pub token_secret: Secret,
+    /// When set, tokens must carry this `aud`.
+    pub audience: Option<String>,
+    /// `Some(ttl)`: playlists hand out one-time tickets valid this long
+    /// instead of the token.
+    pub ticket_ttl_secs: Option<u64>,
+    pub cache_max_entries: usize,
+    pub cache_ttl_secs: u64,
+}
+
+impl KeySettings {
+    /// The `[auth]` settings with the token secret already read.
+    pub fn from_config(auth: &AuthConfig, token_secret: Secret) -> Self {
+        Self {
+            token_secret,
+            audience: auth.audience.clone(),
+            ticket_ttl_secs: auth.one_time_key_tickets.then_some(auth.ticket_ttl_secs),
+            cache_max_entries: auth.key_cache.max_entries,
+            cache_ttl_secs: auth.key_cache.ttl_secs,
+        }
+    }
+}
+
+/// The replay store `[auth.replay]` names.
+pub fn replay_store_from_config(auth: &AuthConfig) -> Result<Arc<dyn ReplayStore>, ConfigError> {
+    let replay = &auth.replay;
+    Ok(match replay.backend {
+        ReplayBackend::Memory => Arc::new(MemoryReplayStore::new(replay.max_entries)),
+        ReplayBackend::Redis => {
+            let url = replay.url.as_deref().unwrap_or_default();
+            let target = redis::parse_url(url).map_err(|why| ConfigError {
+                problems: vec![format!("auth.replay.url {url:?} {why}")],
+            })?;
+            Arc::new(redis::RedisReplayStore::new(redis::RedisSettings {
+                target,
+                password: replay.resolve_password()?,
+                key_prefix: replay.key_prefix.clone(),
+                timeout: Duration::from_millis(replay.timeout_ms),
+                pool_size: replay.pool_size as usize,
+            }))
+        }
+    })
+}
+
+/// What a key request presents.
+#[derive(Debug, Clone, Copy)]
+pub enum Credential<'a> {
+    /// A one-time ticket from a playlist (`?ticket=`).
+    Ticket(&'a str),
+    /// A playback token (`?token=` or `Authorization: Bearer`).
+    Token(&'a str),
+}
+
+/// Why a key request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// A bad, expired, replayed or foreign credential, or a wrapped key or
+    /// key id that does not check out: HTTP 403.
+    #[error("forbidden")]
+    Forbidden,
+    /// The KMS or the replay store cannot answer: HTTP 503.
+    #[error("key service unavailable")]
+    Unavailable,
+}
+
+/// Counters, for tests and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyServiceStats {
+    pub cache: CacheStats,
+    /// Tickets written into playlists.
+    pub tickets_issued: u64,
+    /// Tickets that got a key (first use).
+    pub tickets_accepted: u64,
+    /// Tickets refused for form, tag, binding or expiry.
+    pub tickets_refused: u64,
+    /// Tickets refused because they had been used.
+    pub tickets_replayed: u64,
+    /// Key requests that presented a playback token rather than a ticket.
+    pub token_key_requests: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    tickets_issued: AtomicU64,
+    tickets_accepted: AtomicU64,
+    tickets_refused: AtomicU64,
+    tickets_replayed: AtomicU64,
+    token_key_requests: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// See the module docs.
+pub struct KeyService {
+    kms: Arc<dyn Kms>,
+    cache: KeyCache,
+    token_secret: Secret,
+    audience: Option<String>,
+    ticket_key: TicketKey,
+    ticket_ttl_secs: Option<u64>,
+    replay: Arc<dyn ReplayStore>,
+    clock: Clock,
+    rng: SystemRandom,
+    counters: Counters,
+}
+
+impl KeyService {
+    pub fn new(settings: KeySettings, kms: Arc<dyn Kms>, replay: Arc<dyn ReplayStore>, clock: Clock) -> Self {
+        Self {
+            kms,
+            cache: KeyCache::new(settings.cache_max_entries, settings.cache_ttl_secs),
+            ticket_key: TicketKey::derive(&settings.token_secret),
+            token_secret: settings.token_secret,
+            audience: settings.audience,
+            ticket_ttl_secs: settings.ticket_ttl_secs,
+            replay,
+            clock,
+            rng: SystemRandom::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The service's current time, Unix seconds.
+    pub fn now(&self) -> u64 {
+        (self.clock)()
+    }
+
+    pub fn token_secret(&self) -> &Secret {
+        &self.token_secret
+    }
+
+    pub fn audience(&self) -> Option<&str> {
+        self.audience.as_deref()
+    }
+
+    /// Whether playlists hand out one-time tickets.
+    pub fn tickets_enabled(&self) -> bool {
+        self.ticket_ttl_secs.is_some()
+    }
+
+    pub fn stats(&self) -> KeyServiceStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        KeyServiceStats {
+            cache: self.cache.stats(),
+            tickets_issued: get(&c.tickets_issued),
+            tickets_accepted: get(&c.tickets_accepted),
+            tickets_refused: get(&c.tickets_refused),
+            tickets_replayed: get(&c.tickets_replayed),
+            token_key_requests: get(&c.token_key_requests),
+        }
+    }
+
+    /// Checks a playback token for `stream` now (signature, `exp`, `nbf`,
+    /// `aud` when an audience is configured, `stream`).
+    pub fn verify_token(&self, token: &str, stream: &StreamName) -> Result<Claims, TokenError> {
+        let stream = stream.to_string();
+        let expect = Expect {
+            stream: &stream,
+            audience: self.audience.as_deref(),
+        };
+        auth::verify_with(&self.token_secret, token, &expect, self.now())
+    }
+
+    /// Mints a playback token this service accepts (with the configured `aud`).
+    pub fn mint_token(&self, claims: &Claims) -> String {
+        auth::mint_with_audience(&self.token_secret, claims, self.audience.as_deref())
+    }
+
+    /// Rewrites a rendered playlist so every key URI carries a fresh ticket
+    /// (`&ticket=...`) for the viewer whose verified token is `claims` /
+    /// `token`. Repeats of one key URI get the same ticket, so a player
+    /// fetches each key once per playlist. A ticket expires after the
+    /// configured TTL, or with the token if that is sooner.
+    pub fn ticket_playlist(&self, playlist: &str, claims: &Claims, token: &str) -> Result<String, TicketError> {
+        let ttl = self.ticket_ttl_secs.unwrap_or(0);
+        let exp = self.now().saturating_add(ttl).min(claims.exp);
+        let viewer = ticket::viewer_tag(claims, token);
+        let mut issued: Vec<(&str, String)> = Vec::new();
+        let mut out = String::with_capacity(playlist.len() + 16 * (ticket::TICKET_TEXT_LEN + 8));
+        for line in playlist.split_inclusive('\n') {
+            let Some((before, uri, after)) = key_tag_uri(line) else {
+                out.push_str(line);
+                continue;
+            };
+            let Some(binding) = key_uri_binding(uri) else {
+                out.push_str(line);
+                continue;
+            };
+            let ticket = match issued.iter().find(|(u, _)| *u == uri) {
+                Some((_, ticket)) => ticket,
+                None => {
+                    let ticket = ticket::issue(&self.ticket_key, &binding, viewer, exp, &self.rng)?;
+                    bump(&self.counters.tickets_issued);
+                    issued.push((uri, ticket));
+                    // Just pushed.
+                    &issued[issued.len() - 1].1
+                }
+            };
+            out.push_str(before);
+            out.push_str(uri);
+            out.push_str("&ticket=");
+            out.push_str(ticket);
+            out.push_str(after);
+        }
+        Ok(out)
+    }
+
+    /// The data key for `/keys/{stream}/{key_id}?edk={edk}` if `credential`
+    /// allows it. A ticket is spent only once the key is in hand, so a
+    /// player retrying after a 503 can use the same ticket.
+    pub async fn key(
+        &self,
+        stream: &StreamName,
+        key_id: &str,
+        edk: &str,
+        credential: Credential<'_>,
+    ) -> Result<DataKey, KeyError> {
+        let now = self.now();
+        let stream_text = stream.to_string();
+        let ticket = match credential {
+            Credential::Token(token) => {
+                bump(&self.counters.token_key_requests);
+                if let Err(error) = self.verify_token(token, stream) {
+                    debug!(stream = %stream, %error, route = "key", "token refused");
+                    return Err(KeyError::Forbidden);
+                }
+                None
+            }
+            Credential::Ticket(text) => {
+                let binding = TicketBinding {
+                    stream: &stream_text,
+                    key_id,
+                    edk,
+                };
+                match ticket::verify(&self.ticket_key, text, &binding, now) {
+                    Ok(ticket) => Some(ticket),
+                    Err(error) => {
+                        bump(&self.counters.tickets_refused);
+                        debug!(stream = %stream, %error, route = "key", "ticket refused");
+                        return Err(KeyError::Forbidden);
+                    }
+                }
+            }
+        };
+        let (Ok(key_id), Ok(wrapped)) = (KeyId::new(key_id), WrappedKey::from_base64url(edk)) else {
+            return Err(KeyError::Forbidden);
+        };
+        let context = EncryptionContext::new(&stream_text, &key_id);
+        let data_key = match self.cache.get_or_unwrap(&*self.kms, &wrapped, &context, now).await {
+            Ok(key) => key,
+            Err(KmsError::InvalidCiphertext) => {
+                debug!(stream = %stream, key_id = %key_id, route = "key", "wrapped key refused");
+                return Err(KeyError::Forbidden);
+            }
+            Err(error) => {
+                warn!(stream = %stream, key_id = %key_id, %error, route = "key", "KMS could not decrypt");
+                return Err(KeyError::Unavailable);
+            }
+        };
+        if let Some(ticket) = ticket {
+            match self.replay.first_use(&ticket.nonce, ticket.exp_unix_secs, now).await {
+                Ok(true) => bump(&self.counters.tickets_accepted),
+                Ok(false) => {
+                    bump(&self.counters.tickets_replayed);
+                    debug!(stream = %stream, key_id = %key_id, route = "key", "ticket replayed");
+                    return Err(KeyError::Forbidden);
+                }
+                Err(error) => {
+                    warn!(stream = %stream, key_id = %key_id, %error, route = "key", "replay store failed; refusing");
+                    return Err(KeyError::Unavailable);
+                }
+            }
+        }
+        Ok(data_key)
+    }
+}
+
+/// Splits an `#EXT-X-KEY` line into (up to and including `URI="`, the URI,
+/// the rest from the closing quote).
+fn key_tag_uri(line: &str) -> Option<(&str, &str, &str)> {
+    if !line.starts_with("#EXT-X-KEY:") {
+        return None;
+    }
+    let start = line.find("URI=\"")? + "URI=\"".len();
+    let len = line.get(start..)?.find('"')?;
+    Some((
+        line.get(..start)?,
+        line.get(start..start + len)?,
+        line.get(start + len..)?,
+    ))
+}
+
+/// The binding of a key URI `.../keys/{app}/{name}/{key_id}?edk={edk}...` as
+/// the key endpoint will see it.
+fn key_uri_binding(uri: &str) -> Option<TicketBinding<'_>> {
+    let at = uri.rfind("/keys/")? + "/keys/".len();
+    let (path, query) = uri.get(at..)?.split_once('?')?;
+    let (stream, key_id) = path.rsplit_once('/')?;
+    let edk = query.split('&').find_map(|pair| pair.strip_prefix("edk="))?;
+    Some(TicketBinding { stream, key_id, edk })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hls::parse_media_playlist;
+    use async_trait::async_trait;
+    use std::sync::atomic::AtomicU64;
+
+    const SECRET: &[u8] = b"test-secret-0123456789-0123456789-abcdef";
+
+    /// A KMS whose wrapped keys are the data key itself, refusing `edk`s of
+    /// another length, or `0xff...`: enough to drive the service.
+    struct PlainKms;
+
+    #[async_trait]
+    impl Kms for PlainKms {
+        async fn generate_data_key(&self, _: &EncryptionContext) -> Result<(DataKey, WrappedKey), KmsError> {
+            Err(KmsError::Unavailable("unused".into()))
+        }
+
+        async fn decrypt(&self, wrapped: &WrappedKey, _: &EncryptionContext) -> Result<DataKey, KmsError> {
+            match <[u8; 16]>::try_from(wrapped.as_bytes()) {
+                Ok([0xff, ..]) => Err(KmsError::Unavailable("down".into())),
+                Ok(bytes) => Ok(DataKey::from_bytes(bytes)),
+                Err(_) => Err(KmsError::InvalidCiphertext),
+            }
+        }
+    }
+
+    struct Fixture {
+        service: KeyService,
+        now: Arc<AtomicU64>,
+    }
+
+    fn fixture(ticket_ttl_secs: Option<u64>) -> Fixture {
+        let now = Arc::new(AtomicU64::new(1_000_000));
+        let clock_now = Arc::clone(&now);
+        let service = KeyService::new(
+            KeySettings {
+                token_secret: Secret::new(SECRET.to_vec()),
+                audience: None,
+                ticket_ttl_secs,
+                cache_max_entries: 100,
+                cache_ttl_secs: 600,
+            },
+            Arc::new(PlainKms),
+            Arc::new(MemoryReplayStore::new(1000)),
+            Arc::new(move || clock_now.load(Ordering::SeqCst)),
+        );
+        Fixture { service, now }
+    }
+
+    fn edk(b: u8) -> String {
+        WrappedKey::from_bytes(vec![b; 16]).to_base64url()
+    }
+
+    fn playlist() -> String {
+        format!(
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n\
+             #EXT-X-KEY:METHOD=AES-128,URI=\"/keys/live/demo/p-0?edk={a}\",IV=0x00000000000000000000000000000001\n\
+             #EXTINF:2.000,\np-0.ts\n\
+             #EXT-X-KEY:METHOD=AES-128,URI=\"/keys/live/demo/p-0?edk={a}\",IV=0x00000000000000000000000000000002\n\
+             #EXTINF:2.000,\np-1.ts\n\
+             #EXT-X-KEY:METHOD=AES-128,URI=\"https://v.example/tv/keys/live/demo/p-1?edk={b}\",IV=0x00000000000000000000000000000003\n\
+             #EXTINF:2.000,\np-2.ts\n",
+            a = edk(1),
+            b = edk(2)
+        )
+    }
+
+    fn claims(exp: u64) -> Claims {
+        Claims {
+            exp,
+            stream: "live/demo".into(),
+            sub: None,
+            jti: Some("viewer-1".into()),
+        }
+    }
+
+    fn stream() -> StreamName {
+        StreamName::parse("live/demo").unwrap()
+    }
+
+    /// (key_id, edk, ticket) of every key URI in a ticketed playlist.
+    fn tickets(text: &str) -> Vec<(String, String, String)> {
+        let parsed = parse_media_playlist(text).unwrap();
+        parsed
+            .segments
+            .iter()
+            .map(|s| {
+                let uri = &s.key.as_ref().unwrap().uri;
+                let (path, query) = uri.split_once('?').unwrap();
+                let param = |name: &str| query.split('&').find_map(|p| p.strip_prefix(name)).unwrap().to_owned();
+                let key_id = path.rsplit('/').next().unwrap().to_owned();
+                (key_id, param("edk="), param("ticket="))
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn playlist_tickets_work_once() {
+        let f = fixture(Some(60));
+        let now = f.now.load(Ordering::SeqCst);
+        let text = f
+            .service
+            .ticket_playlist(&playlist(), &claims(now + 3600), "tok")
+            .unwrap();
+        let t = tickets(&text);
+        assert_eq!(t.len(), 3);
+        // One ticket per distinct key URI; the rest of the playlist unchanged.
+        assert_eq!(t[0], t[1]);
+        assert_ne!(t[0].2, t[2].2);
+        assert_eq!(f.service.stats().tickets_issued, 2);
+        let stripped = text
+            .replace(&format!("&ticket={}", t[0].2), "")
+            .replace(&format!("&ticket={}", t[2].2), "");
+        assert_eq!(stripped, playlist());
+
+        for (key_id, edk, ticket) in [&t[0], &t[2]] {
+            let key = f
+                .service
+                .key(&stream(), key_id, edk, Credential::Ticket(ticket))
+                .await
+                .unwrap();
+            assert_eq!(key.as_bytes()[0], if key_id == "p-0" { 1 } else { 2 });
+            let again = f.service.key(&stream(), key_id, edk, Credential::Ticket(ticket)).await;
+            assert_eq!(again.map(|_| ()), Err(KeyError::Forbidden));
+        }
+        let stats = f.service.stats();
+        assert_eq!((stats.tickets_accepted, stats.tickets_replayed), (2, 2));
+        // A new playlist fetch hands out new tickets.
+        let t2 = tickets(
+            &f.service
+                .ticket_playlist(&playlist(), &claims(now + 3600), "tok")
+                .unwrap(),
+        );
+        assert_ne!(t2[0].2, t[0].2);
+        let (key_id, edk, ticket) = &t2[0];
+        assert!(
+            f.service
+                .key(&stream(), key_id, edk, Credential::Ticket(ticket))
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn tickets_are_bound_and_expire() {
+        let f = fixture(Some(60));
+        let now = f.now.load(Ordering::SeqCst);
+        let t = tickets(
+            &f.service
+                .ticket_playlist(&playlist(), &claims(now + 3600), "tok")
+                .unwrap(),
+        );
+        let (key_id, edk, ticket) = &t[0];
+        let other_stream = StreamName::parse("live/other").unwrap();
+        let cases = [
+            (stream(), "p-1", edk.as_str()),
+            (stream(), key_id.as_str(), t[2].1.as_str()),
+            (other_stream, key_id.as_str(), edk.as_str()),
+        ];
+        for (s, k, e) in &cases {
+            let got = f.service.key(s, k, e, Credential::Ticket(ticket)).await;
+            assert_eq!(got.map(|_| ()), Err(KeyError::Forbidden), "{s} {k}");
+        }
+        // Expiry, by the injected clock: valid through now + 59.
+        f.now.store(now + 60, Ordering::SeqCst);
+        let got = f.service.key(&stream(), key_id, edk, Credential::Ticket(ticket)).await;
+        assert_eq!(got.map(|_| ()), Err(KeyError::Forbidden));
+        f.now.store(now + 59, Ordering::SeqCst);
+        assert!(
+            f.service
+                .key(&stream(), key_id, edk, Credential::Ticket(ticket))
+                .await
+                .is_ok()
+        );
+        assert_eq!(f.service.stats().tickets_refused, 4);
+    }
+
+    #[tokio::test]
+    async fn tickets_never_outlive_the_token() {
+        let f = fixture(Some(60));
+        let now = f.now.load(Ordering::SeqCst);
+        let t = tickets(
+            &f.service
+                .ticket_playlist(&playlist(), &claims(now + 10), "tok")
+                .unwrap(),
+        );
+        let (key_id, edk, ticket) = &t[0];
+        f.now.store(now + 10, Ordering::SeqCst);
+        let got = f.service.key(&stream(), key_id, edk, Credential::Ticket(ticket)).await;
+        assert_eq!(got.map(|_| ()), Err(KeyError::Forbidden));
+    }
+
+    #[tokio::test]
+    async fn tokens_and_failures() {
+        let f = fixture(None);
+        let now = f.now.load(Ordering::SeqCst);
+        let secret = Secret::new(SECRET.to_vec());
+        let good = auth::mint(&secret, &claims(now + 60));
+        let expired = auth::mint(&secret, &claims(now));
+        let e1 = edk(1);
+        let cases: &[(&str, &str, &str, Result<u8, KeyError>)] = &[
+            ("p-0", &e1, &good, Ok(1)),
+            ("p-0", &e1, &expired, Err(KeyError::Forbidden)),
+            ("p-0", &e1, "garbage", Err(KeyError::Forbidden)),
+            ("bad id!", &e1, &good, Err(KeyError::Forbidden)),
+            ("p-0", "***", &good, Err(KeyError::Forbidden)),
+            ("p-0", "AQID", &good, Err(KeyError::Forbidden)),
+            ("p-0", &edk(0xff), &good, Err(KeyError::Unavailable)),
+        ];
+        for (key_id, edk, token, want) in cases {
+            let got = f.service.key(&stream(), key_id, edk, Credential::Token(token)).await;
+            assert_eq!(got.map(|k| k.as_bytes()[0]), *want, "{key_id} {edk}");
+        }
+        assert_eq!(f.service.stats().token_key_requests, 7);
+        // Tickets still verify when the service does not issue them.
+        assert!(!f.service.tickets_enabled());
+    }
+
+    #[tokio::test]
+    async fn a_failing_replay_store_fails_closed() {
+        struct Down;
+        #[async_trait]
+        impl ReplayStore for Down {
+            async fn first_use(&self, _: &[u8; 12], _: u64, _: u64) -> Result<bool, ReplayError> {
+                Err(ReplayError::Unavailable("down".into()))
+            }
+        }
+        let f = fixture(Some(60));
+        let service = KeyService::new(
+            KeySettings {
+                token_secret: Secret::new(SECRET.to_vec()),
+                audience: None,
+                ticket_ttl_secs: Some(60),
+                cache_max_entries: 10,
+                cache_ttl_secs: 60,
+            },
+            Arc::new(PlainKms),
+            Arc::new(Down),
+            system_clock(),
+        );
+        let now = service.now();
+        let t = tickets(
+            &service
+                .ticket_playlist(&playlist(), &claims(now + 3600), "tok")
+                .unwrap(),
+        );
+        let (key_id, edk, ticket) = &t[0];
+        let got = service.key(&stream(), key_id, edk, Credential::Ticket(ticket)).await;
+        assert_eq!(got.map(|_| ()), Err(KeyError::Unavailable));
+        drop(f);
+    }
+
+    #[test]
+    fn key_uri_parts() {
+        let cases = [
+            ("/keys/live/demo/p-0?edk=AA", Some(("live/demo", "p-0", "AA"))),
+            (
+                "https://h/keys/x/keys/live/demo/p-0?token=t&edk=AA",
+                Some(("live/demo", "p-0", "AA")),
+            ),
+            ("/keys/live/demo/p-0", None),
+            ("/keys/live/demo/p-0?token=t", None),
+            ("/live/demo/p-0?edk=AA", None),
+        ];
+        for (uri, want) in cases {
+            let got = key_uri_binding(uri).map(|b| (b.stream, b.key_id, b.edk));
+            assert_eq!(got, want, "{uri}");
+        }
+        assert_eq!(key_tag_uri("#EXT-X-KEY:METHOD=NONE\n"), None);
+        assert_eq!(key_tag_uri("#EXTINF:2,\n"), None);
+        assert_eq!(
+            key_tag_uri("#EXT-X-KEY:METHOD=AES-128,URI=\"u\",IV=0x1\n"),
+            Some(("#EXT-X-KEY:METHOD=AES-128,URI=\"", "u", "\",IV=0x1\n"))
+        );
+    }
+}

@@ -1,0 +1,109 @@
+//! `sealcast keyserver`: only the key endpoint and `/healthz`, for
+//! deployments that scale key delivery apart from ingest.
+//!
+//! It needs the KMS, the token secret the ingest servers sign with, and the
+//! replay store; nothing else. It writes nothing: no data directory, no
+//! generated secret, no keyring (the keyring must exist already).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tracing::info;
+
+use super::{Clock, KeyService, KeySettings, replay_store_from_config, system_clock};
+use crate::config::{Config, ConfigError, KmsProvider};
+use crate::http::{self, CorsPolicy};
+use crate::kms::Kms;
+use crate::kms::local::LocalKms;
+use crate::server::StartError;
+
+/// A configured key server, ready to run on a listener the caller bound.
+pub struct KeyServer {
+    keys: Arc<KeyService>,
+    cors: CorsPolicy,
+}
+
+impl KeyServer {
+    /// Reads the token secret (which must be named by `auth.token_secret_env`
+    /// or `auth.token_secret_file`), opens the KMS without creating anything,
+    /// and builds the replay store.
+    pub fn from_config(config: &Config) -> Result<Self, StartError> {
+        Self::from_config_with_clock(config, system_clock())
+    }
+
+    /// [`KeyServer::from_config`] with the key service's clock injected.
+    pub fn from_config_with_clock(config: &Config, clock: Clock) -> Result<Self, StartError> {
+        if !config.auth.token_secret_is_configured() {
+            let problem = "keyserver: set auth.token_secret_env or auth.token_secret_file to the secret \
+                           the ingest servers use; a key server generates no secret";
+            return Err(ConfigError {
+                problems: vec![problem.to_string()],
+            }
+            .into());
+        }
+        let token_secret = config.resolve_token_secret()?;
+        let kms: Arc<dyn Kms> = match config.kms.provider {
+            KmsProvider::Local => Arc::new(LocalKms::open(&config.keyring_path())?),
+        };
+        let replay = replay_store_from_config(&config.auth)?;
+        let keys = KeyService::new(KeySettings::from_config(&config.auth, token_secret), kms, replay, clock);
+        Ok(Self {
+            keys: Arc::new(keys),
+            cors: CorsPolicy::from_origins(&config.http.cors_allowed_origins),
+        })
+    }
+
+    /// The key service, for its counters.
+    pub fn keys(&self) -> &Arc<KeyService> {
+        &self.keys
+    }
+
+    /// Serves until `shutdown` resolves, then lets open requests finish.
+    pub async fn run(
+        self,
+        http: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        info!(http = %http.local_addr()?, "sealcast keyserver listening");
+        let app = http::key_server_router(self.keys, self.cors);
+        axum::serve(http, app).with_graceful_shutdown(shutdown).await?;
+        info!("keyserver shut down");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_to_generate_or_create_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "test-secret-0123456789-0123456789-abcdef").unwrap();
+        let config = |auth: &str| {
+            Config::from_toml_str(&format!(
+                "[storage]\ndata_dir = {:?}\n[auth]\n{auth}\n",
+                data_dir.display().to_string()
+            ))
+            .unwrap()
+        };
+        let error = KeyServer::from_config(&config("")).err().unwrap().to_string();
+        assert!(error.starts_with("keyserver: set auth.token_secret_env"), "{error}");
+        let with_secret = config(&format!("token_secret_file = {:?}", secret.display().to_string()));
+        let error = KeyServer::from_config(&with_secret).err().unwrap().to_string();
+        assert!(error.contains("keyring.json: open: "), "{error}");
+        assert!(!data_dir.exists(), "a key server must not create its data dir");
+
+        LocalKms::open_or_create(&data_dir.join("keyring.json")).unwrap();
+        let server = KeyServer::from_config(&with_secret).unwrap();
+        assert_eq!(server.keys().stats(), super::super::KeyServiceStats::default());
+        let names: Vec<_> = std::fs::read_dir(&data_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["keyring.json"]);
+    }
+}

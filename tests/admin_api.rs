@@ -1,0 +1,238 @@
+//! The admin API over real HTTP: 401 without the admin token, 404 when none
+//! is configured, the live stream list during a push, and a playback URL
+//! from `POST /api/v1/playback` that ffmpeg plays.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::http;
+use common::server::{DEMO_KEY, TestServer};
+use common::{count_frames, fixture};
+use sealcast::auth;
+use serde_json::{Value, json};
+
+const ADMIN_TOKEN: &str = "admin-0123456789-abcdef";
+const FIXTURE: &str = "high-bframes-aac48k.flv";
+
+async fn with_admin_token() -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("admin_token");
+    std::fs::write(&file, format!("{ADMIN_TOKEN}\n")).unwrap();
+    let server = TestServer::start_with_config("[hls]\nsegment_duration_secs = 2\n", |c| {
+        c.auth.admin_token_file = Some(file.clone());
+    })
+    .await;
+    // The token was read at start; the file is no longer needed.
+    drop(dir);
+    server
+}
+
+async fn api(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: &str,
+) -> (u16, Value, http::Response) {
+    let mut headers = vec![("Content-Type", "application/json")];
+    let value;
+    if let Some(token) = auth {
+        value = format!("Bearer {token}");
+        headers.push(("Authorization", &value));
+    }
+    let response = http::request(addr, method, path, &headers, body.as_bytes()).await;
+    let json = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+    (response.status, json, response)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_is_off_without_a_token() {
+    let server = TestServer::start("").await;
+    let playback = api(
+        server.http,
+        "POST",
+        "/api/v1/playback",
+        Some(ADMIN_TOKEN),
+        r#"{"stream":"live/demo"}"#,
+    )
+    .await;
+    assert_eq!(playback.0, 404);
+    assert_eq!(
+        api(server.http, "GET", "/api/v1/streams", Some(ADMIN_TOKEN), "")
+            .await
+            .0,
+        404
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_requests_without_the_admin_token_get_401() {
+    let server = with_admin_token().await;
+    let cases = [
+        None,
+        Some("wrong-token-0123456789"),
+        Some(""),
+        Some("admin-0123456789-abcde"),
+    ];
+    for auth in cases {
+        for (method, path) in [("POST", "/api/v1/playback"), ("GET", "/api/v1/streams")] {
+            let (status, body, response) = api(server.http, method, path, auth, r#"{"stream":"live/demo"}"#).await;
+            assert_eq!(status, 401, "{method} {path} with {auth:?}");
+            assert_eq!(body, json!({"error": "admin token required"}));
+            assert_eq!(
+                response.header("www-authenticate"),
+                Some("Bearer realm=\"sealcast-admin\"")
+            );
+        }
+    }
+    // A playback token is not an admin token.
+    let viewer = server.token("*", 3600);
+    assert_eq!(
+        api(server.http, "GET", "/api/v1/streams", Some(&viewer), "").await.0,
+        401
+    );
+    // Basic auth with the right secret is still not a bearer token.
+    let basic = format!("Basic {ADMIN_TOKEN}");
+    let response = http::get_with(server.http, "/api/v1/streams", &[("Authorization", &basic)]).await;
+    assert_eq!(response.status, 401);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playback_requests_are_validated() {
+    let server = with_admin_token().await;
+    let cases = [
+        (r#"not json"#, 400),
+        (r#"{"stream":"live/demo","ttl_secs":0}"#, 400),
+        (r#"{"stream":"live/demo","ttl_secs":604801}"#, 400),
+        (r#"{"stream":"live/demo","extra":1}"#, 400),
+        (r#"{"stream":"demo"}"#, 400),
+        (r#"{"stream":"live/*"}"#, 400),
+        (r#"{"ttl_secs":60}"#, 400),
+        (r#"{"stream":"live/nope"}"#, 404),
+    ];
+    for (body, want) in cases {
+        let (status, json, _) = api(server.http, "POST", "/api/v1/playback", Some(ADMIN_TOKEN), body).await;
+        assert_eq!(status, want, "{body}");
+        assert!(json["error"].is_string(), "{body}: {json}");
+    }
+    let long_sub = format!(r#"{{"stream":"live/demo","sub":"{}"}}"#, "x".repeat(257));
+    assert_eq!(
+        api(server.http, "POST", "/api/v1/playback", Some(ADMIN_TOKEN), &long_sub)
+            .await
+            .0,
+        400
+    );
+    // Defaults: one hour, no sub.
+    let (status, json, _) = api(
+        server.http,
+        "POST",
+        "/api/v1/playback",
+        Some(ADMIN_TOKEN),
+        r#"{"stream":"live/other"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let claims = auth::verify(&server.secret, json["token"].as_str().unwrap(), "live/other", 0).unwrap();
+    assert_eq!(json["expires_unix_secs"].as_u64(), Some(claims.exp));
+    assert!(claims.exp >= server.keys.now() + 3599 && claims.exp <= server.keys.now() + 3600);
+    assert_eq!(claims.sub, None);
+    // No stream is live: the list is empty.
+    let (status, json, _) = api(server.http, "GET", "/api/v1/streams", Some(ADMIN_TOKEN), "").await;
+    assert_eq!((status, json), (200, json!({"streams": []})));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_list_and_a_playback_url_that_ffmpeg_plays() {
+    let test = async {
+        let server = with_admin_token().await;
+        let mut publisher = Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-re", "-i"])
+            .arg(fixture(FIXTURE))
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(format!("rtmp://{}/live/{DEMO_KEY}", server.rtmp))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("ffmpeg is required");
+
+        let (status, json, _) = api(
+            server.http,
+            "POST",
+            "/api/v1/playback",
+            Some(ADMIN_TOKEN),
+            r#"{"stream": "live/demo", "ttl_secs": 600, "sub": "viewer-42"}"#,
+        )
+        .await;
+        assert_eq!(status, 200, "{json}");
+        let token = json["token"].as_str().unwrap();
+        let claims = auth::verify(&server.secret, token, "live/demo", 0).unwrap();
+        assert_eq!(claims.sub.as_deref(), Some("viewer-42"));
+        assert_eq!(claims.stream, "live/demo");
+        assert_eq!(claims.jti.as_ref().map(String::len), Some(22), "a random 128-bit jti");
+        assert_eq!(json["expires_unix_secs"].as_u64(), Some(claims.exp));
+        assert_eq!(json["stream"], "live/demo");
+        let playback_url = json["playback_url"].as_str().unwrap().to_owned();
+        assert_eq!(
+            playback_url,
+            format!("http://{}/live/demo/index.m3u8?token={token}", server.http)
+        );
+
+        // Wait until the stream has a segment, then list it.
+        let path = playback_url
+            .strip_prefix(&format!("http://{}", server.http))
+            .unwrap()
+            .to_owned();
+        while http::get(server.http, &path).await.status != 200 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (status, json, response) = api(server.http, "GET", "/api/v1/streams", Some(ADMIN_TOKEN), "").await;
+        assert_eq!(status, 200);
+        assert_eq!(response.header("content-type"), Some("application/json"));
+        let streams = json["streams"].as_array().unwrap();
+        assert_eq!(streams.len(), 1, "only live streams: {json}");
+        let s = &streams[0];
+        assert_eq!(s["stream"], "live/demo");
+        assert_eq!(
+            s["playlist_url"],
+            format!("http://{}/live/demo/index.m3u8", server.http)
+        );
+        assert_eq!(s["codecs"], json!(["h264", "aac"]));
+        assert_eq!(s["resolution"], json!({"width": 640, "height": 360}));
+        assert_eq!(s["encryption"], "AES-128");
+        assert_eq!(s["segments_per_key"], 1);
+        assert_eq!(s["segment_duration_secs"], 2);
+        assert!(s["segments"].as_u64().unwrap() >= 1, "{s}");
+        assert!(s["media_sequence"].is_u64(), "{s}");
+        assert!(s["started_unix_ms"].as_u64().unwrap() > 1_700_000_000_000, "{s}");
+        // The fixture is about 0.5 Mb/s of video and audio: a plausible range.
+        let bitrate = s["bitrate_bps"].as_u64().unwrap();
+        assert!((100_000..5_000_000).contains(&bitrate), "{bitrate}");
+
+        let out = server.dir.path().join("played.ts");
+        let mut player = Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-live_start_index", "0", "-i", &playback_url])
+            .args(["-c", "copy", "-f", "mpegts"])
+            .arg(&out)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (pushed, played) = tokio::task::spawn_blocking(move || (publisher.wait(), player.wait()))
+            .await
+            .unwrap();
+        assert!(pushed.unwrap().success());
+        assert!(played.unwrap().success());
+        let want = count_frames(&fixture(FIXTURE));
+        let got = count_frames(&out);
+        assert!(got.video * 100 >= want.video * 95, "video {got:?} of {want:?}");
+        assert!(got.audio * 100 >= want.audio * 95, "audio {got:?} of {want:?}");
+        server.stop().await;
+    };
+    tokio::time::timeout(Duration::from_secs(120), test)
+        .await
+        .expect("test did not finish within the safety timeout");
+}
