@@ -11,6 +11,12 @@ command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need_apt+=(ffmp
 command -v node >/dev/null && command -v npm >/dev/null || need_apt+=(nodejs npm)
 # Two key servers share a real Redis in tests/key_service.rs.
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+# GStreamer publishes in tests/robustness.rs: rtmp2sink and rtmpsink (librtmp,
+# the RTMP stack OBS derives from) from plugins-bad, flvmux/flvdemux from -good.
+if ! { command -v gst-launch-1.0 >/dev/null && gst-inspect-1.0 rtmp2sink >/dev/null 2>&1 &&
+  gst-inspect-1.0 rtmpsink >/dev/null 2>&1 && gst-inspect-1.0 flvmux >/dev/null 2>&1; }; then
+  need_apt+=(gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -169,8 +169,16 @@ impl Registry {
             let delay = Duration::from_secs_f64(window_secs + f64::from(self.settings.segment_duration_secs));
             let dir = stream.dir.clone();
             tokio::spawn(async move {
+                // Which files are the previous run's is decided now: a publish
+                // that starts during the delay writes segments this list must
+                // not name.
+                let expired = unlisted_segments(&dir, &listed).await;
                 tokio::time::sleep(delay).await;
-                remove_unlisted_segments(&dir, &listed).await;
+                for path in expired {
+                    if let Err(error) = tokio::fs::remove_file(&path).await {
+                        debug!(%error, path = %path.display(), "removing a segment left by the previous run");
+                    }
+                }
             });
         }
     }
@@ -365,22 +373,21 @@ fn restore_playlist(dir: &Path, settings: &LiveSettings) -> Option<MediaPlaylist
     Some(playlist)
 }
 
-/// Deletes segment files of a stream's directory that `listed` does not name:
-/// those a previous run removed from its window but had not deleted yet.
-async fn remove_unlisted_segments(dir: &Path, listed: &[String]) {
+/// Segment files in a stream's directory that `listed` does not name: those
+/// a previous run removed from its window but had not deleted yet.
+async fn unlisted_segments(dir: &Path, listed: &[String]) -> Vec<PathBuf> {
+    let mut unlisted = Vec::new();
     let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
-        return;
+        return unlisted;
     };
     while let Ok(Some(entry)) = entries.next_entry().await {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if names::is_segment_file_name(name)
-            && !listed.iter().any(|l| l == name)
-            && let Err(error) = tokio::fs::remove_file(entry.path()).await
-        {
-            debug!(%error, file = name, "removing a segment left by the previous run");
+        if names::is_segment_file_name(name) && !listed.iter().any(|l| l == name) {
+            unlisted.push(entry.path());
         }
     }
+    unlisted
 }
 
 /// One publish: from the first media message until the publisher leaves.
@@ -663,4 +670,36 @@ fn unix_ms_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unlisted_segments_are_the_previous_runs_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        // (file, listed in the restored playlist, expected in the answer)
+        let table = [
+            ("aaaa-4.ts", false, true),
+            ("aaaa-5.ts", false, true),
+            ("aaaa-6.ts", true, false),
+            ("index.m3u8", false, false),
+            (".aaaa-7.ts.tmp", false, false),
+            ("notes.txt", false, false),
+        ];
+        for (file, ..) in table {
+            std::fs::write(dir.path().join(file), b"x").unwrap();
+        }
+        let listed: Vec<String> = table.iter().filter(|t| t.1).map(|t| t.0.to_owned()).collect();
+        let mut got = unlisted_segments(dir.path(), &listed).await;
+        got.sort();
+        let want: Vec<PathBuf> = table.iter().filter(|t| t.2).map(|t| dir.path().join(t.0)).collect();
+        assert_eq!(got, want);
+        // A segment written afterwards (a new publish) is not in an answer
+        // already given; a missing directory has no leftovers.
+        std::fs::write(dir.path().join("bbbb-7.ts"), b"x").unwrap();
+        assert!(!got.contains(&dir.path().join("bbbb-7.ts")));
+        assert!(unlisted_segments(&dir.path().join("nope"), &listed).await.is_empty());
+    }
 }

@@ -92,9 +92,11 @@ pub struct Stats {
     pub segments: u64,
     pub segments_dropped: u64,
     pub forced_cuts: u64,
-    /// Frames dropped because their DTS went back within a track's timeline
-    /// (a misbehaving encoder); the output's DTS only ever grows between
-    /// discontinuities.
+    /// Frames dropped because their DTS did not grow within a track's
+    /// timeline: it went back, or repeated the previous one (a misbehaving
+    /// encoder, or frames stamped before the stream's start, which the
+    /// demuxer clamps to its first timestamp). The output's DTS strictly
+    /// increases per track between discontinuities.
     pub non_monotonic_dropped: u64,
 }
 
@@ -166,9 +168,17 @@ impl Pipeline {
     /// Feeds one FLV tag body (an FLV file tag or an RTMP audio/video/data
     /// message). A malformed or unsupported tag is returned as an error for the
     /// caller to log; the pipeline stays usable.
+    ///
+    /// A sequence header that changes a track's configuration (an encoder
+    /// restarting with a new resolution) makes the next keyframe start a new
+    /// segment after a discontinuity ([`Segmenter::config_changed`]).
     pub fn push(&mut self, kind: TagKind, timestamp_ms: u32, body: &[u8]) -> Result<Option<Output>, flv::Error> {
         let tracks = self.demuxer.tracks();
+        let config_changes = self.demuxer.config_changes();
         let Some(au) = self.demuxer.push(kind, timestamp_ms, body)? else {
+            if self.demuxer.config_changes() != config_changes {
+                self.packager.segmenter.config_changed();
+            }
             return Ok(None);
         };
         Ok(self.packager.push(&au, tracks))
@@ -273,7 +283,9 @@ impl Packager {
             return;
         };
         let last_dts = &mut self.last_dts_90k[au.track as usize];
-        if last_dts.is_some_and(|last| au.dts_90k < last) {
+        // Two frames of a track never share a DTS (ISO/IEC 13818-1 2.7.5:
+        // decoding times increase), so a repeat is dropped as well.
+        if last_dts.is_some_and(|last| au.dts_90k <= last) {
             self.stats.non_monotonic_dropped += 1;
             return;
         }
@@ -551,7 +563,54 @@ mod tests {
     }
 
     #[test]
-    fn audio_going_back_in_time_is_dropped_not_written() {
+    fn new_sequence_headers_mid_stream_cut_with_a_discontinuity() {
+        const BASELINE: &[u8] = include_bytes!("../fixtures/baseline-aac44k.flv");
+        // An encoder restarting with a new resolution: the 640x360 fixture up
+        // to its 6 s keyframe, then the 426x240 one from its 6 s keyframe with
+        // its sequence headers (its timestamps 23 ms later: continuous
+        // enough), the same headers twice.
+        let is_key = |t: &flv::Tag<'_>| t.kind == TagKind::Video && t.body.get(..2) == Some(&[0x17, 0x01]);
+        let is_header = |t: &flv::Tag<'_>| t.kind != TagKind::Script && t.body.get(1) == Some(&0);
+        let high: Vec<_> = flv::tags(FIXTURE).unwrap().1.map(Result::unwrap).collect();
+        let baseline: Vec<_> = flv::tags(BASELINE).unwrap().1.map(Result::unwrap).collect();
+        let at = high.iter().position(|t| is_key(t) && t.timestamp_ms >= 6000).unwrap();
+        let from = baseline
+            .iter()
+            .position(|t| is_key(t) && t.timestamp_ms >= 6000)
+            .unwrap();
+        assert_eq!((high[at].timestamp_ms, baseline[from].timestamp_ms), (6000, 6023));
+        let headers: Vec<_> = baseline.iter().filter(|t| is_header(t)).collect();
+        assert_eq!(headers.len(), 2);
+        let tags = high[..at]
+            .iter()
+            .chain(headers.iter().copied())
+            .chain(headers.iter().copied())
+            .chain(&baseline[from..]);
+
+        let mut pipeline = Pipeline::new(config(1));
+        let mut outputs = Vec::new();
+        let mut n = 0;
+        for tag in tags {
+            while pipeline.wants_key() {
+                n += 1;
+                pipeline.provide_key(key(n));
+            }
+            outputs.extend(pipeline.push(tag.kind, tag.timestamp_ms, tag.body).unwrap());
+        }
+        outputs.extend(pipeline.finish());
+        let cuts: Vec<(u64, bool)> = segments(outputs)
+            .iter()
+            .map(|s| (s.start_dts_90k / 90, s.discontinuity))
+            .collect();
+        assert_eq!(
+            cuts,
+            vec![(0, false), (2000, false), (4000, false), (6023, true), (8023, false)]
+        );
+        assert_eq!(pipeline.stats().non_monotonic_dropped, 0);
+    }
+
+    #[test]
+    fn audio_not_moving_forward_in_time_is_dropped_not_written() {
         let mut pipeline = Pipeline::new(config(1));
         pipeline.provide_key(key(1));
         pipeline.provide_key(key(2));
@@ -569,5 +628,13 @@ mod tests {
         let after = pipeline.stats();
         assert_eq!(after.non_monotonic_dropped, before.non_monotonic_dropped + 1);
         assert_eq!(after.audio_frames, before.audio_frames);
+        // The latest audio frame again: same DTS, dropped too.
+        let latest_audio = tags.iter().rfind(|t| t.kind == TagKind::Audio).unwrap();
+        pipeline
+            .push(latest_audio.kind, latest_audio.timestamp_ms, latest_audio.body)
+            .unwrap();
+        let again = pipeline.stats();
+        assert_eq!(again.non_monotonic_dropped, after.non_monotonic_dropped + 1);
+        assert_eq!(again.audio_frames, after.audio_frames);
     }
 }

@@ -34,6 +34,11 @@ impl Config {
         }
     }
 
+    /// Whether this configuration is the one given (a repeated sequence header).
+    pub(crate) fn is(&self, nal_length_size: u8, param_sets: &[u8]) -> bool {
+        self.nal_length_size == nal_length_size && self.param_sets == param_sets
+    }
+
     /// Replaces the configuration in place, reusing the allocation.
     pub(crate) fn replace(&mut self, nal_length_size: u8, param_sets: &[u8]) {
         self.nal_length_size = nal_length_size;

@@ -286,6 +286,8 @@ pub struct Demuxer {
     aac: Option<aac::Config>,
     clock: timestamp::Extender,
     metadata: Option<Metadata>,
+    /// Sequence headers that replaced a different configuration.
+    config_changes: u64,
     /// Reused for every frame's output and as scratch for configurations.
     payload: Vec<u8>,
 }
@@ -313,6 +315,7 @@ impl Demuxer {
             aac: None,
             clock: timestamp::Extender::default(),
             metadata: None,
+            config_changes: 0,
             payload: Vec::new(),
         }
     }
@@ -350,6 +353,14 @@ impl Demuxer {
             video: self.avc.as_ref().map(|_| VideoCodec::H264),
             audio: self.aac.map(|_| AudioCodec::Aac),
         }
+    }
+
+    /// Sequence headers so far that replaced a different configuration of
+    /// their track: an encoder that restarted with new settings (a new
+    /// resolution) on the same connection. Encoders that repeat the same
+    /// header (some do before every keyframe) do not count.
+    pub fn config_changes(&self) -> u64 {
+        self.config_changes
     }
 
     /// The last onMetaData values seen, if any.
@@ -391,7 +402,11 @@ impl Demuxer {
             0 => {
                 let nal_length_size = avc::parse_config(data, &mut self.payload)?;
                 match &mut self.avc {
-                    Some(cfg) => cfg.replace(nal_length_size, &self.payload),
+                    Some(cfg) if cfg.is(nal_length_size, &self.payload) => {}
+                    Some(cfg) => {
+                        self.config_changes += 1;
+                        cfg.replace(nal_length_size, &self.payload);
+                    }
                     None => self.avc = Some(avc::Config::new(nal_length_size, &self.payload)),
                 }
                 Ok(None)
@@ -446,7 +461,11 @@ impl Demuxer {
         let data = &body[2..];
         match packet_type {
             0 => {
-                self.aac = Some(aac::parse_audio_specific_config(data)?);
+                let cfg = aac::parse_audio_specific_config(data)?;
+                if self.aac.is_some_and(|old| old != cfg) {
+                    self.config_changes += 1;
+                }
+                self.aac = Some(cfg);
                 Ok(None)
             }
             1 => {
@@ -816,7 +835,9 @@ mod tests {
         assert_eq!(au, (Track::Audio, 21 * 90, 21 * 90, true, want));
 
         // 44.1 kHz config replaces the first one.
+        assert_eq!(d.config_changes(), 0);
         assert_eq!(d.push(TagKind::Audio, 0, &audio(0, &[0x12, 0x10])).map(owned), Ok(None));
+        assert_eq!(d.config_changes(), 1);
         let au = owned(d.push(TagKind::Audio, 44, &audio(1, &frame)).unwrap()).unwrap();
         assert_eq!(&au.4[..4], &[0xFF, 0xF1, 0x50, 0x80]);
 
@@ -962,6 +983,33 @@ mod tests {
         assert!(d.push(TagKind::Video, 0, &video(1, 0, 0, &[1, 2])).is_err());
         let au = owned(d.push(TagKind::Video, 0, &video(1, 1, 0, &avcc(&[IDR]))).unwrap()).unwrap();
         assert_eq!(au.4, annex_b(&[AUD_NAL, SPS, PPS, IDR]));
+    }
+
+    #[test]
+    fn config_changes_count_only_different_configurations() {
+        // The baseline record with a PPS byte changed: other parameter sets.
+        let mut other_record = avc::tests::BASELINE_RECORD.to_vec();
+        *other_record.last_mut().unwrap() ^= 0x01;
+        let mut two_byte_lengths = avc::tests::BASELINE_RECORD.to_vec();
+        two_byte_lengths[4] = 0xFD;
+        // (tag kind, body, config_changes after it)
+        let table: &[(TagKind, Vec<u8>, u64)] = &[
+            (TagKind::Video, avc_config_body(), 0), // the first is no change
+            (TagKind::Audio, audio(0, ASC_48K_STEREO), 0),
+            (TagKind::Video, avc_config_body(), 0), // repeated header
+            (TagKind::Audio, audio(0, ASC_48K_STEREO), 0),
+            (TagKind::Video, video(1, 0, 0, &other_record), 1),
+            (TagKind::Video, video(1, 0, 0, &other_record), 1),
+            (TagKind::Video, video(1, 0, 0, &two_byte_lengths), 2), // NAL length size
+            (TagKind::Audio, audio(0, &[0x12, 0x10]), 3),           // 44.1 kHz
+            (TagKind::Video, video(1, 0, 0, &[0x01, 0x42]), 3),     // malformed: refused
+            (TagKind::Audio, audio(0, &[0x12, 0x10]), 3),
+        ];
+        let mut d = Demuxer::new();
+        for (i, (kind, body, want)) in table.iter().enumerate() {
+            let _ = d.push(*kind, 0, body);
+            assert_eq!(d.config_changes(), *want, "row {i}");
+        }
     }
 
     #[test]

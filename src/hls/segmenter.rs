@@ -14,7 +14,9 @@
 use crate::media::{AccessUnit, CLOCK_90K, Track, Tracks};
 
 /// A DTS step on the deciding track larger than this many target durations is
-/// an encoder glitch, not a pause: it is treated like a backward step.
+/// an encoder glitch, not a pause: it is treated like a backward step. Under
+/// [`CutPolicy::BoundedByTarget`] a shorter step is one too when the segment
+/// could no longer close within the bound (see [`Segmenter::decide`]).
 const JUMP_TARGETS: u64 = 10;
 
 /// How segment boundaries are chosen.
@@ -61,7 +63,10 @@ pub enum Decision {
         forced: bool,
         /// The new segment needs `#EXT-X-DISCONTINUITY` (RFC 8216 4.3.2.3): the
         /// timestamps jumped backwards or more than ten target durations
-        /// forwards, or the set of tracks changed (the new segment's PMT differs).
+        /// forwards (live: or so far forwards that the segment would overrun
+        /// the target), the set of tracks changed (the new segment's PMT
+        /// differs), or a codec configuration changed
+        /// ([`Segmenter::config_changed`]).
         /// The closed segment's duration is then measured up to its own last
         /// frame, never across the jump, so it is never negative or huge.
         discontinuity: bool,
@@ -101,6 +106,8 @@ pub struct Segmenter {
     last_keyframe_dts_90k: Option<u64>,
     /// Distance between the two latest keyframes: the GOP length estimate.
     gop_90k: Option<u64>,
+    /// A codec configuration changed since the open segment started.
+    config_changed: bool,
     forced_cuts: u64,
     discontinuities: u64,
     dropped: u64,
@@ -125,6 +132,7 @@ impl Segmenter {
             last_interval_90k: 0,
             last_keyframe_dts_90k: None,
             gop_90k: None,
+            config_changed: false,
             forced_cuts: 0,
             discontinuities: 0,
             dropped: 0,
@@ -160,12 +168,18 @@ impl Segmenter {
     ///   longer than that can't be foreseen. `T + 0.5 s` is taken as
     ///   `T + 0.4995 s` because EXTINF is itself written rounded to milliseconds.
     /// - a backward DTS step, or a forward step of more than ten target
-    ///   durations, cuts with `discontinuity: true`;
+    ///   durations, cuts with `discontinuity: true`; so does, under
+    ///   [`CutPolicy::BoundedByTarget`], a forward step that puts the frame
+    ///   `T + 0.5 s` or more past the segment start (an encoder that stalled
+    ///   or dropped frames): closing the segment at that frame would give an
+    ///   EXTINF above the target, so it closes at its own last frame and the
+    ///   gap becomes a discontinuity rather than a too-long segment;
     /// - when the set of tracks changes, audio keeps flowing into the open
     ///   segment if it carries audio, frames of the new track are dropped, and
     ///   the next keyframe of the deciding track cuts with `discontinuity: true`
     ///   (RFC 8216 4.3.2.3: a change in the number or type of tracks); so does
-    ///   a forced cut that comes first.
+    ///   a forced cut that comes first. A codec configuration change
+    ///   ([`Segmenter::config_changed`]) is handled the same way.
     pub fn decide(&mut self, au: &AccessUnit<'_>, tracks: Tracks) -> Decision {
         if !carries(tracks, au.track) {
             return self.drop();
@@ -217,8 +231,12 @@ impl Segmenter {
         }
 
         let dts = au.dts_90k;
-        let step = dts.checked_sub(open.last_dts_90k);
-        let Some(step) = step.filter(|s| *s <= self.jump_90k) else {
+        let bounded = self.policy == CutPolicy::BoundedByTarget;
+        // dts >= last_dts >= start_dts when the step is not negative.
+        let step = dts
+            .checked_sub(open.last_dts_90k)
+            .filter(|s| *s <= self.jump_90k && !(bounded && dts - open.start_dts_90k >= self.limit_90k));
+        let Some(step) = step else {
             let closed = self.tail_duration(&open);
             self.last_keyframe_dts_90k = None;
             return self.open_at(au, deciding, tracks, Some(closed), true);
@@ -230,9 +248,10 @@ impl Segmenter {
         // dts >= last_dts >= start_dts inside a segment, so this cannot underflow.
         let elapsed = dts - open.start_dts_90k;
 
-        // A cut while the track set differs from the open segment's PMT is a
-        // discontinuity; at a keyframe it cuts at once.
-        let tracks_changed = tracks != open.tracks;
+        // A cut while the track set differs from the open segment's PMT, or
+        // after a codec configuration changed, is a discontinuity; at a
+        // keyframe it cuts at once.
+        let tracks_changed = tracks != open.tracks || self.config_changed;
         if au.keyframe {
             if let Some(prev) = self.last_keyframe_dts_90k {
                 self.gop_90k = dts.checked_sub(prev).filter(|g| *g > 0).or(self.gop_90k);
@@ -264,11 +283,24 @@ impl Segmenter {
     /// (on the deciding track). `None` when no segment is open. The next
     /// access unit starts afresh, as at the beginning of a stream.
     pub fn finish(&mut self) -> Option<f64> {
+        self.config_changed = false;
         let open = self.open.take()?;
         let secs = ticks_to_secs(self.tail_duration(&open));
         self.last_keyframe_dts_90k = None;
         self.last_interval_90k = 0;
         Some(secs)
+    }
+
+    /// Reports that a track's codec configuration changed mid-stream: a new
+    /// AVC sequence header with other parameter sets (an encoder restarting
+    /// with a new resolution) or a new AAC config. The next keyframe of the
+    /// deciding track then cuts with a discontinuity: RFC 8216 4.3.2.3 asks
+    /// for one on a change of encoding parameters, and players set their
+    /// decoders up again there (hls.js builds a new MSE init segment from the
+    /// parameter sets it finds) rather than expecting them to change in the
+    /// middle of a run. Nothing to do before the first segment.
+    pub fn config_changed(&mut self) {
+        self.config_changed = self.open.is_some();
     }
 
     /// First DTS (90 kHz) of the open segment on its deciding track.
@@ -336,6 +368,7 @@ impl Segmenter {
         if discontinuity {
             self.discontinuities += 1;
         }
+        self.config_changed = false;
         if au.keyframe && self.last_keyframe_dts_90k.is_none() {
             self.last_keyframe_dts_90k = Some(au.dts_90k);
         }
@@ -709,6 +742,88 @@ mod tests {
             run(&mut seg, &aus, V),
             vec![(0, None, false, false), (30_000, Some(30_000), false, false)]
         );
+    }
+
+    #[test]
+    fn a_stall_that_would_overrun_the_target_is_a_discontinuity() {
+        // (policy, DTS in ms of the frame after the one at 1466 ms, it is a
+        // keyframe, expected cuts after the first)
+        let cases: &[(CutPolicy, u64, bool, &[CutRow])] = &[
+            // A pause that still fits the bound stays inside the segment (a
+            // forced cut follows: another 2 s step would overrun).
+            (
+                CutPolicy::BoundedByTarget,
+                3466,
+                false,
+                &[(3466, Some(3466), true, false)],
+            ),
+            // 4.5 s past the segment start: EXTINF would round to 5 > 4.
+            (
+                CutPolicy::BoundedByTarget,
+                4500,
+                false,
+                &[(4500, Some(1499), true, true)],
+            ),
+            (
+                CutPolicy::BoundedByTarget,
+                9466,
+                true,
+                &[(9466, Some(1499), false, true)],
+            ),
+            // VOD segments may run long: a pause under ten targets is kept.
+            (
+                CutPolicy::KeyframesOnly,
+                9466,
+                true,
+                &[(9466, Some(9466), false, false)],
+            ),
+        ];
+        for &(policy, after_gap, key, want) in cases {
+            let mut seg = Segmenter::new(4, policy);
+            let mut aus: Vec<_> = (0..45).map(|n| video(n * 1000 / 30, n == 0)).collect();
+            aus.push(video(after_gap, key));
+            aus.push(video(after_gap + 33, false));
+            let cuts = run(&mut seg, &aus, V);
+            assert_eq!(cuts[0], (0, None, false, false));
+            assert_eq!(&cuts[1..], want, "{policy:?}, frame at {after_gap} ms");
+            for (_, closed, _, _) in &cuts {
+                assert!(closed.is_none_or(|ms| policy == CutPolicy::KeyframesOnly || (ms + 500) / 1000 <= 4));
+            }
+        }
+    }
+
+    #[test]
+    fn a_new_codec_configuration_cuts_at_the_next_keyframe() {
+        let mut seg = Segmenter::new(4, CutPolicy::BoundedByTarget);
+        let cut = |closed: Option<f64>, disc| Decision::Cut {
+            closed_duration_secs: closed,
+            forced: false,
+            discontinuity: disc,
+        };
+        // (config changed before this row, access unit, decision)
+        let table: &[(bool, AccessUnit<'static>, Decision)] = &[
+            (true, video(0, true), cut(None, false)), // nothing open yet: a plain start
+            (false, video(33, false), Decision::Continue),
+            (true, video(66, false), Decision::Continue), // waits for a keyframe
+            (false, audio(70), Decision::Continue),
+            (false, video(100, true), cut(Some(0.1), true)),
+            (false, video(133, false), Decision::Continue),
+            (false, video(2000, true), Decision::Continue), // the change was handled
+            (true, audio(2010), Decision::Continue),
+            (false, video(3000, true), cut(Some(2.9), true)),
+        ];
+        for (i, (changed, au, want)) in table.iter().enumerate() {
+            if *changed {
+                seg.config_changed();
+            }
+            assert_eq!(seg.decide(au, AV), *want, "row {i}");
+        }
+        assert_eq!(seg.discontinuities(), 2);
+        // Audio only: the next audio frame is the keyframe.
+        let mut seg = Segmenter::new(4, CutPolicy::BoundedByTarget);
+        assert_eq!(seg.decide(&audio(0), A), cut(None, false));
+        seg.config_changed();
+        assert_eq!(seg.decide(&audio(23), A), cut(Some(0.023), true));
     }
 
     #[test]
