@@ -113,6 +113,12 @@ impl LocalKms {
         }
     }
 
+    /// Opens the existing keyring at `path` (never creates one), with the same
+    /// checks as [`LocalKms::open_or_create`].
+    pub fn open(path: &Path) -> Result<Self, KmsError> {
+        Ok(Self::new(path, load(path)?))
+    }
+
     /// Adds a master key version to the keyring at `path` and returns it. Instances
     /// opened afterwards wrap new data keys under it; every older version still
     /// unwraps. Not guarded against a concurrent `rotate` of the same keyring.
@@ -666,9 +672,14 @@ mod tests {
     }
 
     #[test]
-    fn rotate_of_a_missing_keyring_fails() {
+    fn rotate_or_open_of_a_missing_keyring_fails() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("absent.json");
+        let err = LocalKms::open(&path).unwrap_err();
+        assert!(
+            matches!(&err, KmsError::KeyringIo { action: "open", source, .. } if source.kind() == io::ErrorKind::NotFound),
+            "{err:?}"
+        );
         let err = LocalKms::rotate(&path).unwrap_err();
         assert!(
             matches!(&err, KmsError::KeyringIo { action: "open", source, .. } if source.kind() == io::ErrorKind::NotFound),

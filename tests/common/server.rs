@@ -4,10 +4,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use sealcast::auth::{self, Claims, Secret};
 use sealcast::config::Config;
-use sealcast::server::Server;
+use sealcast::kms::Kms;
+use sealcast::live::{Registry, StreamInfo};
+use sealcast::names::StreamName;
+use sealcast::server::{self, Server};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -21,6 +25,7 @@ pub struct TestServer {
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
     pub secret: Secret,
+    pub registry: Arc<Registry>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -30,6 +35,12 @@ impl TestServer {
     /// (OTHER_KEY); `extra_toml` is appended to the config (e.g. an `[hls]` table).
     /// The reconnect grace period is 0 unless `extra_toml` sets it.
     pub async fn start(extra_toml: &str) -> Self {
+        Self::start_wrapping_kms(extra_toml, |kms| kms).await
+    }
+
+    /// As [`TestServer::start`], with the configured key provider passed
+    /// through `wrap` (e.g. `sealcast::kms::Delayed`, or replaced outright).
+    pub async fn start_wrapping_kms(extra_toml: &str, wrap: impl FnOnce(Arc<dyn Kms>) -> Arc<dyn Kms>) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter("sealcast=debug")
@@ -61,8 +72,10 @@ key = "{OTHER_KEY}"
             // Tests wait for #EXT-X-ENDLIST right after a publisher leaves.
             config.hls.reconnect_grace_secs = 0;
         }
-        let server = Server::from_config(&config).unwrap();
+        let kms = wrap(server::open_kms(&config).unwrap_or_else(|e| panic!("test KMS: {e}")));
+        let server = Server::with_kms(&config, kms).unwrap();
         let secret = server.token_secret().clone();
+        let registry = Arc::clone(server.registry());
         let rtmp_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let rtmp = rtmp_listener.local_addr().unwrap();
@@ -76,6 +89,7 @@ key = "{OTHER_KEY}"
             rtmp,
             http,
             secret,
+            registry,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -83,6 +97,12 @@ key = "{OTHER_KEY}"
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// What the registry shows about `app/name` (counters, latency).
+    pub fn stream_info(&self, stream: &str) -> StreamInfo {
+        let name = StreamName::parse(stream).unwrap();
+        self.registry.get(&name).expect("a configured stream").info()
     }
 
     /// A playback token for `stream` (an `app/name` or pattern) valid for an hour,
