@@ -19,8 +19,9 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
@@ -484,15 +485,17 @@ impl Publish {
         );
         let mut keys_open = true;
         let mut last_message_at: Option<Instant> = None;
+        // Whether the loop found the media channel empty since the last
+        // message: if not, the time since that message was time spent busy.
+        // (An atomic only because the task must be Send; one thread uses it.)
+        let waited = AtomicBool::new(false);
         loop {
-            // The next media message, and whether it was already waiting
-            // when first polled (then the time since the previous one is time
-            // the loop spent busy, not idle).
-            let mut polled = false;
-            let next_message = std::future::poll_fn(|cx| {
-                let first = !polled;
-                polled = true;
-                media.poll_recv(cx).map(|message| (message, first))
+            let next_message = std::future::poll_fn(|cx| match media.poll_recv(cx) {
+                Poll::Ready(message) => Poll::Ready((message, !waited.swap(false, Ordering::Relaxed))),
+                Poll::Pending => {
+                    waited.store(true, Ordering::Relaxed);
+                    Poll::Pending
+                }
             });
             tokio::select! {
                 // A ready key goes to the pipeline before the next frame, so a

@@ -27,6 +27,8 @@ fn serve_binary(
     access_key_id: &str,
     secret: &str,
 ) -> (std::process::Child, SocketAddr, SocketAddr) {
+    let log_path = config.with_file_name("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_sealcast"))
         .args(["serve", "--config"])
         .arg(config)
@@ -37,12 +39,15 @@ fn serve_binary(
         .env("RUST_LOG", "sealcast=debug")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(log)
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let banner = lines.next().expect("a banner line").expect("readable stdout");
+    let banner = lines.next().and_then(Result::ok).unwrap_or_else(|| {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        panic!("sealcast serve printed no banner:\n{log}")
+    });
     // "sealcast is running: RTMP on 127.0.0.1:P, HTTP on 127.0.0.1:Q"
     let rest = banner
         .strip_prefix("sealcast is running: RTMP on ")
