@@ -34,14 +34,23 @@ rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup compon
 # test; sealcast itself loads it from a CDN) and pngjs, as package-lock.json pins them.
 echo "==> npm ci in tests/browser"
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+# moto's server: a real implementation of the AWS KMS API for the AWS provider's tests.
+if ! python3 -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; then
+  echo "==> installing moto[server]"
+  python3 -m pip install --quiet 'moto[server]>=5,<6'
+fi
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --all-targets -- -D warnings
+echo "==> cargo clippy --all-features (aws-tls)"
+cargo clippy --all-targets --all-features -- -D warnings
 echo "==> cargo test"
 mkdir -p target
 cargo test --all-targets 2>&1 | tee target/test-output.log
+echo "==> cargo test --all-features --lib (aws-tls)"
+cargo test --all-features --lib 2>&1 | tee -a target/test-output.log
 passed=$(grep -oE '[0-9]+ passed' target/test-output.log | awk '{s+=$1} END {print s+0}')
 failed=$(grep -oE '[0-9]+ failed' target/test-output.log | awk '{s+=$1} END {print s+0}')
 echo "all suites: $passed passed, $failed failed"

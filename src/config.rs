@@ -223,6 +223,26 @@ pub struct KmsConfig {
     /// on first start. Absent: `<storage.data_dir>/keyring.json`.
     #[serde(default)]
     pub keyring: Option<PathBuf>,
+    /// AWS provider (required): the KMS key data keys are generated under, as
+    /// a key id, key ARN, `alias/NAME` or alias ARN.
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// AWS provider: the region. Absent: `AWS_REGION`, else `AWS_DEFAULT_REGION`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// AWS provider: `http(s)://host[:port]` of a KMS-compatible service.
+    /// Absent: `https://kms.<region>.amazonaws.com` (https needs the
+    /// `aws-tls` build feature).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// AWS provider: the profile of the shared credentials file to use. Absent:
+    /// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, else profile `AWS_PROFILE`,
+    /// else `default`.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Limit for each call to the KMS, connecting included, 100 to 60000.
+    #[serde(default = "default_kms_request_timeout_ms")]
+    pub request_timeout_ms: u64,
 }
 
 /// The KMS implementations sealcast can use.
@@ -231,6 +251,8 @@ pub struct KmsConfig {
 pub enum KmsProvider {
     /// Master keys in a local keyring file, AES-256-GCM wrapping.
     Local,
+    /// AWS KMS (or a service with its API): GenerateDataKey and Decrypt.
+    Aws,
 }
 
 /// `[auth]`: playback tokens, one-time key tickets, the key cache, the
@@ -452,6 +474,10 @@ fn default_replay_pool_size() -> u32 {
     4
 }
 
+fn default_kms_request_timeout_ms() -> u64 {
+    2000
+}
+
 impl Default for RtmpConfig {
     fn default() -> Self {
         RtmpConfig {
@@ -549,6 +575,11 @@ impl Default for KmsConfig {
         KmsConfig {
             provider: default_kms_provider(),
             keyring: None,
+            key_id: None,
+            region: None,
+            endpoint: None,
+            profile: None,
+            request_timeout_ms: default_kms_request_timeout_ms(),
         }
     }
 }
@@ -735,6 +766,7 @@ impl Config {
         {
             p.push("kms.keyring must not be empty (omit it for the default)".to_string());
         }
+        validate_kms(&self.kms, p);
 
         let auth = &self.auth;
         if auth.token_secret_env.is_some() && auth.token_secret_file.is_some() {
@@ -1267,6 +1299,79 @@ fn is_sri_hash(value: &str) -> bool {
         .is_ok_and(|d| d.len() == digest_bytes)
 }
 
+/// The `[kms]` keys that depend on the provider.
+fn validate_kms(kms: &KmsConfig, p: &mut Vec<String>) {
+    let aws_keys = [
+        ("key_id", kms.key_id.is_some()),
+        ("region", kms.region.is_some()),
+        ("endpoint", kms.endpoint.is_some()),
+        ("profile", kms.profile.is_some()),
+    ];
+    match kms.provider {
+        KmsProvider::Local => {
+            for (key, set) in aws_keys {
+                if set {
+                    p.push(format!("kms.{key} applies only to provider \"aws\""));
+                }
+            }
+        }
+        KmsProvider::Aws => {
+            if kms.keyring.is_some() {
+                p.push("kms.keyring applies only to provider \"local\"".to_string());
+            }
+            match kms.key_id.as_deref() {
+                None => p.push(
+                    "kms.key_id is required when kms.provider is \"aws\" (a key id, key ARN, alias/NAME or alias ARN)"
+                        .to_string(),
+                ),
+                Some(id) if id.is_empty() || id.len() > 2048 || id.contains(char::is_whitespace) => p.push(format!(
+                    "kms.key_id {id:?} must be a key id, key ARN, alias/NAME or alias ARN"
+                )),
+                Some(_) => {}
+            }
+            if let Some(region) = &kms.region {
+                let ok = !region.is_empty()
+                    && region.len() <= 32
+                    && region
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                if !ok {
+                    p.push(format!(
+                        "kms.region {region:?} must be a region name such as \"eu-west-1\""
+                    ));
+                }
+            }
+            if let Some(endpoint) = &kms.endpoint
+                && check_kms_endpoint(endpoint).is_err()
+            {
+                p.push(format!(
+                    "kms.endpoint {endpoint:?} must be http://host[:port] or https://host[:port] (no path or query)"
+                ));
+            }
+            if kms.profile.as_deref().is_some_and(str::is_empty) {
+                p.push("kms.profile must not be empty (omit it for the default)".to_string());
+            }
+        }
+    }
+    let timeout = kms.request_timeout_ms;
+    if !(100..=60_000).contains(&timeout) {
+        p.push(format!(
+            "kms.request_timeout_ms must be between 100 and 60000 (got {timeout})"
+        ));
+    }
+}
+
+/// A KMS endpoint: `http(s)://host[:port]`, optionally with a trailing `/`.
+fn check_kms_endpoint(endpoint: &str) -> Result<(), ()> {
+    let rest = endpoint
+        .strip_prefix("https://")
+        .or_else(|| endpoint.strip_prefix("http://"))
+        .ok_or(())?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let bad = rest.is_empty() || rest.contains(['/', '?', '#', '@']) || rest.contains(char::is_whitespace);
+    if bad { Err(()) } else { Ok(()) }
+}
+
 /// A browser origin: `http(s)://host[:port]` with no path.
 fn check_origin(origin: &str) -> Result<(), ()> {
     let rest = origin
@@ -1501,6 +1606,8 @@ mod tests {
         assert_eq!(c.encryption.segments_per_key, 1);
         assert_eq!(c.kms.provider, KmsProvider::Local);
         assert_eq!(c.kms.keyring, None);
+        assert_eq!(c.kms.key_id, None);
+        assert_eq!(c.kms.request_timeout_ms, 2000);
         assert_eq!(c.auth, AuthConfig::default());
         assert_eq!(c.auth.audience, None);
         assert!(!c.auth.one_time_key_tickets);
@@ -1562,6 +1669,7 @@ mod tests {
         assert_eq!(c.hls.playlist_window, 5);
         assert_eq!(c.encryption.segments_per_key, 10);
         assert_eq!(c.kms.keyring, Some(PathBuf::from("/etc/sealcast/keyring.json")));
+        assert_eq!(c.kms.request_timeout_ms, 3000);
         assert_eq!(c.keyring_path(), PathBuf::from("/etc/sealcast/keyring.json"));
         assert_eq!(c.auth.token_secret_env.as_deref(), Some("SEALCAST_TOKEN_SECRET"));
         assert_eq!(c.auth.token_secret_file, None);
@@ -1613,6 +1721,31 @@ mod tests {
     }
 
     #[test]
+    fn aws_kms_table() {
+        let c = Config::from_toml_str(
+            "[kms]\nprovider = \"aws\"\nkey_id = \"alias/sealcast\"\nregion = \"eu-west-1\"\n\
+             endpoint = \"http://127.0.0.1:4566/\"\nprofile = \"ops\"\nrequest_timeout_ms = 1500\n",
+        )
+        .unwrap();
+        assert_eq!(c.kms.provider, KmsProvider::Aws);
+        assert_eq!(c.kms.key_id.as_deref(), Some("alias/sealcast"));
+        assert_eq!(c.kms.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(c.kms.endpoint.as_deref(), Some("http://127.0.0.1:4566/"));
+        assert_eq!(c.kms.profile.as_deref(), Some("ops"));
+        assert_eq!(c.kms.request_timeout_ms, 1500);
+        // Region, endpoint and profile are optional.
+        let minimal =
+            Config::from_toml_str("[kms]\nprovider = \"aws\"\nkey_id = \"1234abcd-12ab-34cd-56ef-1234567890ab\"\n");
+        assert!(minimal.is_ok(), "{minimal:?}");
+        for endpoint in ["https://kms.example.com", "http://[::1]:4566", "http://kms:80/"] {
+            assert_eq!(check_kms_endpoint(endpoint), Ok(()), "{endpoint}");
+        }
+        for endpoint in ["kms.example.com", "http://", "http://a/b", "http://a?x", "http://u@a"] {
+            assert_eq!(check_kms_endpoint(endpoint), Err(()), "{endpoint}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_name_the_key() {
         let cases = [
             (
@@ -1661,8 +1794,8 @@ mod tests {
                 "encryption.segments_per_key: invalid value: integer `-1`, expected u32 (line 2, column 20)",
             ),
             (
-                "[kms]\nprovider = \"aws\"\n",
-                "kms.provider: unknown variant `aws`, expected `local` (line 2, column 12)",
+                "[kms]\nprovider = \"vault\"\n",
+                "kms.provider: unknown variant `vault`, expected `local` or `aws` (line 2, column 12)",
             ),
             (
                 "[[streams]]\napp = \"live\"\n",
@@ -1764,6 +1897,38 @@ mod tests {
             (
                 "[kms]\nkeyring = \"\"\n".into(),
                 "kms.keyring must not be empty (omit it for the default)",
+            ),
+            (
+                "[kms]\nregion = \"eu-west-1\"\n".into(),
+                "kms.region applies only to provider \"aws\"",
+            ),
+            (
+                "[kms]\nprovider = \"aws\"\n".into(),
+                "kms.key_id is required when kms.provider is \"aws\" (a key id, key ARN, alias/NAME or alias ARN)",
+            ),
+            (
+                "[kms]\nprovider = \"aws\"\nkey_id = \"alias/x\"\nkeyring = \"/k.json\"\n".into(),
+                "kms.keyring applies only to provider \"local\"",
+            ),
+            (
+                "[kms]\nprovider = \"aws\"\nkey_id = \"alias x\"\n".into(),
+                "kms.key_id \"alias x\" must be a key id, key ARN, alias/NAME or alias ARN",
+            ),
+            (
+                "[kms]\nprovider = \"aws\"\nkey_id = \"k\"\nregion = \"EU West\"\n".into(),
+                "kms.region \"EU West\" must be a region name such as \"eu-west-1\"",
+            ),
+            (
+                "[kms]\nprovider = \"aws\"\nkey_id = \"k\"\nendpoint = \"http://kms.local/v1\"\n".into(),
+                "kms.endpoint \"http://kms.local/v1\" must be http://host[:port] or https://host[:port] (no path or query)",
+            ),
+            (
+                "[kms]\nprovider = \"aws\"\nkey_id = \"k\"\nprofile = \"\"\n".into(),
+                "kms.profile must not be empty (omit it for the default)",
+            ),
+            (
+                "[kms]\nrequest_timeout_ms = 50\n".into(),
+                "kms.request_timeout_ms must be between 100 and 60000 (got 50)",
             ),
             (
                 "[auth]\ntoken_secret_env = \"S\"\ntoken_secret_file = \"/s\"\n".into(),

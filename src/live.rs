@@ -6,12 +6,22 @@
 //! stream's small shared state (the playlist the HTTP side renders). Streams
 //! share nothing mutable but the registry map, so a slow or broken stream never
 //! delays another.
+//!
+//! Data keys never sit on the segment path: a [`KeyPrefetcher`] per publish
+//! fetches the next key while the current segment is still being filled, and
+//! the publish task takes it with a `select!` beside the media channel. When
+//! the KMS cannot give a key (down, throttling, access denied) the stream keeps
+//! ingesting; a segment that closes without a key is dropped in memory,
+//! counted and logged with the KMS error, the next segment is marked as a
+//! discontinuity, and encryption resumes by itself once the KMS answers again
+//! (the prefetcher retries with backoff). Plaintext media is never written.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
@@ -20,10 +30,9 @@ use tokio::sync::{Notify, mpsc};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::auth::Secret;
-use crate::crypto::{EncryptionContext, KeyId};
 use crate::flv::TagKind;
 use crate::hls::{CutPolicy, KeyTag, MediaPlaylist, SegmentEntry, parse_media_playlist};
-use crate::kms::Kms;
+use crate::kms::{Backoff, KeyPrefetcher, Kms};
 use crate::media::{CLOCK_90K, Tracks};
 use crate::names::{self, KeyUri, StreamName};
 use crate::pipeline::{ClosedSegment, Output, Pipeline, PipelineConfig, SegmentKey};
@@ -33,6 +42,15 @@ use crate::store;
 /// Media messages buffered between an RTMP connection and its pipeline. When
 /// full, the connection stops reading: backpressure, never loss.
 const MEDIA_CHANNEL_CAPACITY: usize = 512;
+
+/// Data keys fetched ahead, besides the one the pipeline holds ready: with
+/// one, the KMS has a whole segment's duration to answer before a segment
+/// would have to wait.
+const KEYS_AHEAD: usize = 1;
+
+/// How long the last segment of a publish may wait for its key when the
+/// publisher leaves before the KMS answered.
+const FINAL_KEY_WAIT: Duration = Duration::from_secs(2);
 
 /// What the live side needs from the configuration.
 #[derive(Debug, Clone)]
@@ -102,6 +120,47 @@ pub struct StreamInfo {
     /// download), and the media duration they hold: the average bitrate.
     pub stored_bytes: u64,
     pub stored_media_ms: u64,
+    /// Segments dropped because no data key came in time (KMS down or slow);
+    /// each gap is marked with `#EXT-X-DISCONTINUITY` in the playlist.
+    pub segments_dropped: u64,
+    /// Segments that opened with no key ready (zero while prefetching keeps
+    /// ahead of the KMS).
+    pub key_waits: u64,
+    /// Failed KMS calls for data keys during this publish.
+    pub kms_failures: u64,
+    /// From a segment's last frame arriving to the playlist listing it.
+    pub publish_latency: PublishLatency,
+    /// Longest time between the publish task taking two media messages while
+    /// the second was already waiting in the channel: how long the media loop
+    /// was busy elsewhere (demuxing, muxing, encrypting, storing a segment).
+    /// KMS calls never add to it, since keys are fetched beside the loop.
+    pub max_media_gap_us: u64,
+}
+
+/// Time from a segment closing (the pipeline returning it, right after its
+/// last frame came in) to the playlist listing it, written to disk, over
+/// this publish's segments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublishLatency {
+    pub samples: u64,
+    pub last_us: u64,
+    pub max_us: u64,
+    pub total_us: u64,
+}
+
+impl PublishLatency {
+    fn record(&mut self, latency: Duration) {
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.samples += 1;
+        self.last_us = us;
+        self.max_us = self.max_us.max(us);
+        self.total_us = self.total_us.saturating_add(us);
+    }
+
+    /// The mean in microseconds (0 before the first segment).
+    pub fn mean_us(&self) -> u64 {
+        self.total_us.checked_div(self.samples).unwrap_or(0)
+    }
 }
 
 impl Registry {
@@ -396,12 +455,13 @@ struct Publish {
     stream: Arc<Stream>,
     publish_id: String,
     pipeline: Pipeline,
-    keys_made: u64,
     /// Wall clock and DTS of the first segment: `EXT-X-PROGRAM-DATE-TIME`
     /// follows the media timeline from there.
     anchor: Option<(u64, u64)>,
     previous_end_unix_ms: u64,
     skipped_tags: u64,
+    /// See [`StreamInfo::max_media_gap_us`].
+    max_media_gap: Duration,
 }
 
 impl Publish {
@@ -419,90 +479,136 @@ impl Publish {
             stream,
             publish_id,
             pipeline,
-            keys_made: 0,
             anchor: None,
             previous_end_unix_ms: continuation.previous_end_unix_ms,
             skipped_tags: 0,
+            max_media_gap: Duration::ZERO,
         }
     }
 
     async fn run(mut self, mut media: mpsc::Receiver<MediaMessage>) {
+        let mut keys = KeyPrefetcher::spawn(
+            Arc::clone(self.registry.kms()),
+            self.stream.name.to_string(),
+            self.publish_id.clone(),
+            KEYS_AHEAD,
+            Backoff::default(),
+        );
+        let mut keys_open = true;
+        let mut last_message_at: Option<Instant> = None;
+        // Whether the loop found the media channel empty since the last
+        // message: if not, the time since that message was time spent busy.
+        // (An atomic only because the task must be Send; one thread uses it.)
+        let waited = AtomicBool::new(false);
         loop {
-            self.keep_a_key_ready().await;
-            let Some(message) = media.recv().await else { break };
-            let result = match message {
-                MediaMessage::Video { timestamp_ms, body } => self.pipeline.push(TagKind::Video, timestamp_ms, &body),
-                MediaMessage::Audio { timestamp_ms, body } => self.pipeline.push(TagKind::Audio, timestamp_ms, &body),
-                MediaMessage::Metadata(metadata) => {
-                    let mut state = self.stream.lock();
-                    state.info.width = metadata.video_width;
-                    state.info.height = metadata.video_height;
-                    continue;
+            let next_message = std::future::poll_fn(|cx| match media.poll_recv(cx) {
+                Poll::Ready(message) => Poll::Ready((message, !waited.swap(false, Ordering::Relaxed))),
+                Poll::Pending => {
+                    waited.store(true, Ordering::Relaxed);
+                    Poll::Pending
                 }
-            };
-            match result {
-                Ok(Some(output)) => self.store(output).await,
-                Ok(None) => {}
-                Err(error) => {
-                    self.skipped_tags += 1;
-                    // One line per 100 bad tags: a broken encoder must not flood the log.
-                    if self.skipped_tags % 100 == 1 {
-                        warn!(%error, skipped = self.skipped_tags, "skipping a tag the demuxer refused");
+            });
+            tokio::select! {
+                // A ready key goes to the pipeline before the next frame, so a
+                // segment opened after it finds it there.
+                biased;
+                key = keys.recv(), if keys_open && self.pipeline.wants_key() => match key {
+                    Some(key) => self.pipeline.provide_key(SegmentKey {
+                        id: key.id,
+                        key: key.key,
+                        wrapped: key.wrapped,
+                    }),
+                    None => keys_open = false,
+                },
+                (message, was_queued) = next_message => {
+                    let Some(message) = message else { break };
+                    let now = Instant::now();
+                    if was_queued && let Some(previous) = last_message_at {
+                        self.max_media_gap = self.max_media_gap.max(now - previous);
                     }
+                    last_message_at = Some(now);
+                    self.handle(message, &keys).await;
                 }
             }
         }
+        // The last segment may still be waiting for its key (a short publish
+        // against a slow KMS): give it a bounded moment.
+        if keys_open
+            && self.pipeline.waiting_for_key()
+            && let Ok(Some(key)) = tokio::time::timeout(FINAL_KEY_WAIT, keys.recv()).await
+        {
+            self.pipeline.provide_key(SegmentKey {
+                id: key.id,
+                key: key.key,
+                wrapped: key.wrapped,
+            });
+        }
         if let Some(output) = self.pipeline.finish() {
-            self.store(output).await;
+            self.store(output, Instant::now(), &keys).await;
         }
         self.end().await;
     }
 
-    /// Fetches the next data key before a segment needs it, so the KMS's
-    /// latency stays off the segment path.
-    async fn keep_a_key_ready(&mut self) {
-        if !self.pipeline.wants_key() {
-            return;
-        }
-        let key_id = match KeyId::new(&format!("{}-{}", self.publish_id, self.keys_made)) {
-            Ok(id) => id,
-            Err(error) => {
-                error!(%error, "cannot form a key id");
+    async fn handle(&mut self, message: MediaMessage, keys: &KeyPrefetcher) {
+        let result = match message {
+            MediaMessage::Video { timestamp_ms, body } => self.pipeline.push(TagKind::Video, timestamp_ms, &body),
+            MediaMessage::Audio { timestamp_ms, body } => self.pipeline.push(TagKind::Audio, timestamp_ms, &body),
+            MediaMessage::Metadata(metadata) => {
+                let mut state = self.stream.lock();
+                state.info.width = metadata.video_width;
+                state.info.height = metadata.video_height;
                 return;
             }
         };
-        let context = EncryptionContext::new(&self.stream.name.to_string(), &key_id);
-        match self.registry.kms().generate_data_key(&context).await {
-            Ok((key, wrapped)) => {
-                self.keys_made += 1;
-                debug!(key_id = %key_id, "data key ready");
-                self.pipeline.provide_key(SegmentKey {
-                    id: key_id,
-                    key,
-                    wrapped,
-                });
+        match result {
+            Ok(Some(output)) => self.store(output, Instant::now(), keys).await,
+            Ok(None) => {}
+            Err(error) => {
+                self.skipped_tags += 1;
+                // One line per 100 bad tags: a broken encoder must not flood the log.
+                if self.skipped_tags % 100 == 1 {
+                    warn!(%error, skipped = self.skipped_tags, "skipping a tag the demuxer refused");
+                }
             }
-            Err(error) => error!(%error, "KMS gave no data key; segments without a key are dropped"),
         }
     }
 
-    async fn store(&mut self, output: Output) {
+    /// Stores what the pipeline produced; `closed_at` is when it returned it.
+    async fn store(&mut self, output: Output, closed_at: Instant, keys: &KeyPrefetcher) {
         match output {
             Output::Segment(segment) => {
-                if let Err(error) = self.store_segment(segment).await {
+                if let Err(error) = self.store_segment(segment, closed_at, keys).await {
                     error!(%error, "storing a segment failed");
                 }
             }
             Output::Dropped { sequence, reason } => {
-                error!(seq = sequence, ?reason, "segment dropped: no plaintext is ever written");
+                let kms_error = keys
+                    .last_error()
+                    .unwrap_or_else(|| "the KMS did not answer before the segment closed".to_owned());
+                error!(
+                    stream = %self.stream.name,
+                    seq = sequence,
+                    ?reason,
+                    %kms_error,
+                    "segment dropped: no data key in time (no plaintext is ever written); the playlist marks the gap"
+                );
+                let stats = self.pipeline.stats();
+                let mut state = self.stream.lock();
+                state.info.segments_dropped = stats.segments_dropped;
+                state.info.key_waits = stats.key_waits;
+                state.info.kms_failures = keys.failures();
             }
         }
     }
 
     /// Segment file first (atomically), then the playlist: a listed segment is
     /// always there to fetch.
-    async fn store_segment(&mut self, segment: ClosedSegment) -> std::io::Result<()> {
-        let closed_at = Instant::now();
+    async fn store_segment(
+        &mut self,
+        segment: ClosedSegment,
+        closed_at: Instant,
+        keys: &KeyPrefetcher,
+    ) -> std::io::Result<()> {
         let settings = self.registry.settings();
         let file_name = names::segment_file_name(&self.publish_id, segment.sequence);
         let dir = self.stream.dir.clone();
@@ -569,9 +675,15 @@ impl Publish {
             info.media_sequence = media_sequence;
             info.stored_bytes += stored_bytes;
             info.stored_media_ms += (duration_secs * 1000.0).round() as u64;
+            info.segments_dropped = stats.segments_dropped;
+            info.key_waits = stats.key_waits;
+            info.kms_failures = keys.failures();
+            info.max_media_gap_us = u64::try_from(self.max_media_gap.as_micros()).unwrap_or(u64::MAX);
             (text, removed, window_secs)
         };
         self.stream.write_playlist(text).await;
+        let latency = closed_at.elapsed();
+        self.stream.lock().info.publish_latency.record(latency);
         // RFC 8216 6.2.2: a removed segment stays available for its duration
         // plus the playlist's duration; keys are stateless, so this covers them.
         for old in removed {
@@ -587,7 +699,7 @@ impl Publish {
         debug!(
             seq = sequence,
             duration_secs,
-            publish_latency_us = closed_at.elapsed().as_micros() as u64,
+            publish_latency_us = latency.as_micros() as u64,
             "segment published"
         );
         Ok(())
@@ -601,6 +713,7 @@ impl Publish {
             let mut state = self.stream.lock();
             state.live = false;
             state.info.live = false;
+            state.info.max_media_gap_us = u64::try_from(self.max_media_gap.as_micros()).unwrap_or(u64::MAX);
             state.generation
         };
         if self.registry.settings.reconnect_grace.is_zero() {
@@ -610,6 +723,8 @@ impl Publish {
         }
         info!(
             segments = stats.segments,
+            segments_dropped = stats.segments_dropped,
+            key_waits = stats.key_waits,
             video_frames = stats.video_frames,
             audio_frames = stats.audio_frames,
             skipped_tags = self.skipped_tags,

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sealcast::auth::{self, Claims};
-use sealcast::config::{Config, KeyOrigin};
+use sealcast::config::{Config, KeyOrigin, KmsProvider};
+use sealcast::hls::UtcDateTime;
 use sealcast::keyservice::KeyServer;
 use sealcast::kms::local::LocalKms;
 use sealcast::names::StreamName;
@@ -74,6 +75,11 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Key management: master key rotation and versions of the local keyring.
+    Kms {
+        #[command(subcommand)]
+        command: KmsCommand,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -86,6 +92,124 @@ enum Command {
         #[arg(long, default_value = "sealcast-data/keyring.json")]
         keyring: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum KmsCommand {
+    /// Add a master key version to the local keyring. New data keys are wrapped
+    /// under it once the server (re)starts; keys wrapped under older versions
+    /// still unwrap.
+    Rotate {
+        #[command(flatten)]
+        keyring: KeyringArgs,
+    },
+    /// Show the key provider; for the local keyring, its master key versions
+    /// and creation times (never key bytes).
+    Info {
+        #[command(flatten)]
+        keyring: KeyringArgs,
+    },
+}
+
+/// Which keyring: given directly, or the one a config file names.
+#[derive(clap::Args)]
+#[group(multiple = false)]
+struct KeyringArgs {
+    /// The keyring file.
+    #[arg(long)]
+    keyring: Option<PathBuf>,
+    /// The configuration whose [kms] section names the keyring (without
+    /// either option: the embedded defaults, sealcast-data/keyring.json).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+/// The keyring path to work on, or `Err(config)` when the configuration
+/// uses another provider.
+fn keyring_path(args: &KeyringArgs) -> anyhow::Result<Result<PathBuf, Config>> {
+    if let Some(path) = &args.keyring {
+        return Ok(Ok(path.clone()));
+    }
+    let config = load_config(args.config.as_deref())?;
+    Ok(match config.kms.provider {
+        KmsProvider::Local => Ok(config.keyring_path()),
+        KmsProvider::Aws => Err(config),
+    })
+}
+
+fn require_keyring(path: &Path) -> anyhow::Result<()> {
+    if !path.exists() {
+        anyhow::bail!(
+            "no keyring at {} (`sealcast serve` creates it on first start; --keyring or --config names another)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn kms_command(command: KmsCommand) -> anyhow::Result<()> {
+    match command {
+        KmsCommand::Rotate { keyring } => {
+            let path = keyring_path(&keyring)?.map_err(|_| {
+                anyhow::anyhow!(
+                    "kms.provider is \"aws\": rotate the KMS key in AWS (automatic rotation, or \
+                     `aws kms rotate-key-on-demand`); sealcast rotates only the local keyring"
+                )
+            })?;
+            require_keyring(&path)?;
+            let version = LocalKms::rotate(&path)?;
+            println!(
+                "keyring {}: added master key version {version}; new data keys use it once sealcast \
+                 restarts, and keys wrapped under older versions still unwrap",
+                path.display()
+            );
+        }
+        KmsCommand::Info { keyring } => match keyring_path(&keyring)? {
+            Ok(path) => {
+                require_keyring(&path)?;
+                let kms = LocalKms::open(&path)?;
+                println!("provider local, keyring {}", path.display());
+                println!("version  created (UTC)");
+                let current = kms.current_version();
+                for (version, created) in kms.versions() {
+                    let created_utc = created
+                        .parse::<i64>()
+                        .ok()
+                        .and_then(|secs| secs.checked_mul(1000))
+                        .and_then(UtcDateTime::from_unix_ms)
+                        .map_or_else(|| format!("unix {created}"), |t| t.to_string());
+                    let note = if version == current {
+                        "  (current: wraps new data keys)"
+                    } else {
+                        ""
+                    };
+                    println!("{version:<8} {created_utc}{note}");
+                }
+            }
+            Err(config) => {
+                println!("provider aws");
+                println!("key_id   {}", config.kms.key_id.as_deref().unwrap_or("?"));
+                println!(
+                    "region   {}",
+                    config
+                        .kms
+                        .region
+                        .as_deref()
+                        .unwrap_or("(from AWS_REGION / AWS_DEFAULT_REGION)")
+                );
+                println!(
+                    "endpoint {}",
+                    config
+                        .kms
+                        .endpoint
+                        .as_deref()
+                        .unwrap_or("(https://kms.<region>.amazonaws.com)")
+                );
+                println!("master key versions are kept by AWS KMS");
+            }
+        },
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -218,6 +342,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 auth::mint_with_audience(&secret, &claims, config.auth.audience.as_deref())
             );
         }
+        Command::Kms { command } => kms_command(command)?,
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {

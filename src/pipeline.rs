@@ -11,7 +11,8 @@
 //! is held in memory once, as ciphertext plus at most 15 bytes of plaintext tail.
 //! A segment opened before any key is ready keeps its plaintext in memory only and
 //! is encrypted as soon as a key arrives; one that closes without a key is dropped,
-//! never returned: plaintext media never leaves this module.
+//! never returned: plaintext media never leaves this module. The segment after a
+//! dropped one is marked as a discontinuity, so the playlist shows the gap.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
@@ -90,7 +91,12 @@ pub struct Stats {
     /// Frames before the first keyframe, which no segment can start with.
     pub frames_before_keyframe: u64,
     pub segments: u64,
+    /// Segments closed without a key and dropped (the KMS was down); the
+    /// segment after each gap is marked as a discontinuity.
     pub segments_dropped: u64,
+    /// Segments opened with no key ready, which had to wait for one (zero
+    /// while prefetching keeps ahead of the KMS).
+    pub key_waits: u64,
     pub forced_cuts: u64,
     /// Frames dropped because their DTS did not grow within a track's
     /// timeline: it went back, or repeated the previous one (a misbehaving
@@ -137,6 +143,12 @@ impl Pipeline {
     /// True while no key is waiting to be used: the caller should fetch one.
     pub fn wants_key(&self) -> bool {
         self.packager.ready_keys.is_empty()
+    }
+
+    /// True while the open segment has no key: its plaintext waits in memory,
+    /// and it is dropped if it closes before a key arrives.
+    pub fn waiting_for_key(&self) -> bool {
+        self.packager.open.as_ref().is_some_and(|open| open.cipher.is_none())
     }
 
     /// Hands over a data key for upcoming segments. If a segment is waiting for
@@ -259,7 +271,11 @@ impl Packager {
                 discontinuity,
             } => {
                 if let (Some(open), Some(duration_secs)) = (self.open.take(), closed_duration_secs) {
-                    output = Some(close_segment(open, duration_secs, &mut self.stats));
+                    let closed = close_segment(open, duration_secs, &mut self.stats);
+                    // A player must not splice the segments around a gap as if
+                    // they were contiguous (RFC 8216 4.3.2.3).
+                    self.discontinuity_pending |= matches!(closed, Output::Dropped { .. });
+                    output = Some(closed);
                 }
                 if forced {
                     self.stats.forced_cuts += 1;
@@ -351,6 +367,9 @@ impl Packager {
         let mut buf = self.spare_buffers.pop().unwrap_or_default();
         self.muxer.start_segment(tracks, &mut buf);
         let cipher = self.next_key().map(|source| start_cipher(source, sequence, &mut buf));
+        if cipher.is_none() {
+            self.stats.key_waits += 1;
+        }
         self.open = Some(OpenSegment {
             sequence,
             start_dts_90k,
@@ -560,6 +579,58 @@ mod tests {
         let mut plain = segment.ciphertext.clone();
         decrypt_segment(&DataKey::from_bytes([7; 16]), segment.key.iv, &mut plain).unwrap();
         assert!(plain.chunks(188).all(|p| p[0] == 0x47));
+    }
+
+    #[test]
+    fn the_segment_after_a_dropped_one_is_a_discontinuity() {
+        let mut pipeline = Pipeline::new(config(1));
+        let (_, tags) = flv::tags(FIXTURE).unwrap();
+        let mut outputs = Vec::new();
+        let mut n = 0;
+        for tag in tags {
+            let tag = tag.unwrap();
+            // A key for the first segment, none for the second (the KMS is
+            // down), then keys again: the third segment opens without one and
+            // is encrypted from its start when its key arrives.
+            let kms_answers = n == 0 || outputs.len() >= 2;
+            while kms_answers && pipeline.wants_key() {
+                n += 1;
+                pipeline.provide_key(key(n));
+            }
+            if let Some(output) = pipeline.push(tag.kind, tag.timestamp_ms, tag.body).unwrap() {
+                outputs.push(output);
+            }
+        }
+        outputs.extend(pipeline.finish());
+        let summary: Vec<(u64, &str, bool)> = outputs
+            .iter()
+            .map(|o| match o {
+                Output::Segment(s) => (s.sequence, "segment", s.discontinuity),
+                Output::Dropped { sequence, .. } => (*sequence, "dropped", false),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (10, "segment", false),
+                (11, "dropped", false),
+                (12, "segment", true),
+                (13, "segment", false),
+                (14, "segment", false)
+            ]
+        );
+        let stats = pipeline.stats();
+        assert_eq!((stats.segments, stats.segments_dropped, stats.key_waits), (4, 1, 2));
+    }
+
+    #[test]
+    fn key_waits_count_segments_opened_without_a_key() {
+        let mut pipeline = Pipeline::new(config(1));
+        run(&mut pipeline, true);
+        assert_eq!(pipeline.stats().key_waits, 0, "a key was always ready");
+        let mut pipeline = Pipeline::new(config(1));
+        run(&mut pipeline, false);
+        assert_eq!(pipeline.stats().key_waits, 5);
     }
 
     #[test]

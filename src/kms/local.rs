@@ -672,9 +672,14 @@ mod tests {
     }
 
     #[test]
-    fn rotate_of_a_missing_keyring_fails() {
+    fn rotate_or_open_of_a_missing_keyring_fails() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("absent.json");
+        let err = LocalKms::open(&path).unwrap_err();
+        assert!(
+            matches!(&err, KmsError::KeyringIo { action: "open", source, .. } if source.kind() == io::ErrorKind::NotFound),
+            "{err:?}"
+        );
         let err = LocalKms::rotate(&path).unwrap_err();
         assert!(
             matches!(&err, KmsError::KeyringIo { action: "open", source, .. } if source.kind() == io::ErrorKind::NotFound),

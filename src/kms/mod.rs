@@ -1,10 +1,21 @@
 //! Key providers behind one async trait.
 //!
 //! A [`Kms`] hands out data keys (plaintext for the segment cipher, wrapped for the
-//! playlist) and unwraps them again for the key endpoint. The wrapped key is bound to
-//! an [`EncryptionContext`], so a wrapped key copied to another stream or key id does
-//! not unwrap. [`local::LocalKms`] keeps master keys in a keyring file; a cloud KMS
-//! (AWS KMS `GenerateDataKey`/`Decrypt`) fits the same trait.
+//! playlist) and unwraps them again for the key endpoint. Providers:
+//! - [`local::LocalKms`] (the default): versioned master keys in a keyring file,
+//!   AES-256-GCM wrapping;
+//! - [`aws::AwsKms`]: AWS KMS `GenerateDataKey`/`Decrypt` (or a compatible service).
+//!
+//! # Encryption context
+//! Every wrapped key is bound to an [`EncryptionContext`], the same for every
+//! provider: `{"key_id": "<key id>", "stream": "<app>/<name>"}`, the key id being
+//! the one in the key URI (`/keys/{app}/{name}/{key_id}`). The local provider
+//! authenticates it as AES-GCM associated data, AWS KMS as its `EncryptionContext`;
+//! either way a wrapped key copied to another stream or key id does not unwrap, and
+//! the key endpoint answers 403.
+//!
+//! Wrappers: [`Delayed`] adds latency to every call (tests and demonstrations of
+//! prefetching); [`KeyPrefetcher`] keeps a stream's next data key ready ahead of need.
 
 use std::io;
 use std::path::PathBuf;
@@ -13,7 +24,13 @@ use async_trait::async_trait;
 
 use crate::crypto::{DataKey, EncryptionContext, WrappedKey};
 
+pub mod aws;
+mod delayed;
 pub mod local;
+mod prefetch;
+
+pub use delayed::Delayed;
+pub use prefetch::{Backoff, KeyPrefetcher, PrefetchedKey};
 
 /// A key management service that generates and unwraps data keys.
 #[async_trait]
@@ -59,6 +76,10 @@ pub enum KmsError {
         /// Its permission bits.
         mode: u32,
     },
+    /// The provider cannot be set up (no credentials, an endpoint this build
+    /// cannot reach); the text says what to fix.
+    #[error("{0}")]
+    Config(String),
     /// The keyring's content is not a valid keyring.
     #[error("keyring {} is invalid: {reason}", .path.display())]
     KeyringInvalid {

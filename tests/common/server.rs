@@ -4,13 +4,15 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-
 use std::sync::Arc;
 
 use sealcast::auth::{self, Claims, Secret};
 use sealcast::config::Config;
 use sealcast::keyservice::{Clock, KeyService};
-use sealcast::server::Server;
+use sealcast::kms::Kms;
+use sealcast::live::{Registry, StreamInfo};
+use sealcast::names::StreamName;
+use sealcast::server::{self, Server};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -26,6 +28,7 @@ pub struct TestServer {
     pub secret: Secret,
     /// The key service behind `/keys/...`, for its counters.
     pub keys: Arc<KeyService>,
+    pub registry: Arc<Registry>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -35,18 +38,33 @@ impl TestServer {
     /// (OTHER_KEY); `extra_toml` is appended to the config (e.g. an `[hls]` table).
     /// The reconnect grace period is 0 unless `extra_toml` sets it.
     pub async fn start(extra_toml: &str) -> Self {
-        Self::start_custom(extra_toml, |_| {}, None).await
+        Self::start_full(extra_toml, |_| {}, None, |kms| kms).await
     }
 
     /// [`TestServer::start`], then `edit` changes the parsed config (for keys
     /// in tables the base config already has, such as `[auth]`).
     pub async fn start_with_config(extra_toml: &str, edit: impl FnOnce(&mut Config)) -> Self {
-        Self::start_custom(extra_toml, edit, None).await
+        Self::start_full(extra_toml, edit, None, |kms| kms).await
     }
 
     /// [`TestServer::start_with_config`] with the key service's clock
     /// (token and ticket expiry) injected when `clock` is given.
     pub async fn start_custom(extra_toml: &str, edit: impl FnOnce(&mut Config), clock: Option<Clock>) -> Self {
+        Self::start_full(extra_toml, edit, clock, |kms| kms).await
+    }
+
+    /// As [`TestServer::start`], with the configured key provider passed
+    /// through `wrap` (e.g. `sealcast::kms::Delayed`, or replaced outright).
+    pub async fn start_wrapping_kms(extra_toml: &str, wrap: impl FnOnce(Arc<dyn Kms>) -> Arc<dyn Kms>) -> Self {
+        Self::start_full(extra_toml, |_| {}, None, wrap).await
+    }
+
+    async fn start_full(
+        extra_toml: &str,
+        edit: impl FnOnce(&mut Config),
+        clock: Option<Clock>,
+        wrap: impl FnOnce(Arc<dyn Kms>) -> Arc<dyn Kms>,
+    ) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter("sealcast=debug")
@@ -79,13 +97,15 @@ key = "{OTHER_KEY}"
             config.hls.reconnect_grace_secs = 0;
         }
         edit(&mut config);
+        let kms = wrap(server::open_kms(&config).unwrap_or_else(|e| panic!("test KMS: {e}")));
         let server = match clock {
-            Some(clock) => Server::from_config_with_clock(&config, clock),
-            None => Server::from_config(&config),
+            Some(clock) => Server::with_kms_and_clock(&config, kms, clock),
+            None => Server::with_kms(&config, kms),
         }
         .unwrap_or_else(|e| panic!("test server: {e}"));
         let secret = server.token_secret().clone();
         let keys = Arc::clone(server.key_service());
+        let registry = Arc::clone(server.registry());
         let rtmp_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let rtmp = rtmp_listener.local_addr().unwrap();
@@ -100,6 +120,7 @@ key = "{OTHER_KEY}"
             http,
             secret,
             keys,
+            registry,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -112,6 +133,12 @@ key = "{OTHER_KEY}"
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// What the registry shows about `app/name` (counters, latency).
+    pub fn stream_info(&self, stream: &str) -> StreamInfo {
+        let name = StreamName::parse(stream).unwrap();
+        self.registry.get(&name).expect("a configured stream").info()
     }
 
     /// A playback token for `stream` (an `app/name` or pattern) valid for an hour,
