@@ -18,7 +18,8 @@
 //!
 //! Adapters with IO:
 //! - [`config`]: the TOML config: defaults, validation, secret resolution.
-//! - [`kms`]: key providers behind one async trait (local keyring first).
+//! - [`kms`]: key providers behind one async trait: the local keyring and AWS
+//!   KMS (SigV4, JSON API), key prefetching, a latency wrapper for tests.
 //! - [`names`]: stream names, segment names and key URIs, validated.
 //! - [`store`]: atomic file writes.
 //! - [`package`]: the `sealcast package` / `sealcast decrypt` file tools.
@@ -32,8 +33,9 @@
 //!   `sealcast keyserver`.
 //! - [`api`]: the admin API (`/api/v1/playback`, `/api/v1/streams`).
 //! - [`server`]: `sealcast serve`: RTMP and HTTP side by side, graceful shutdown.
-//! - [`rtmp`]: RTMP ingest: accept loop, handshake, publish authorization,
-//!   media into a bounded channel per publish.
+//! - [`rtmp`]: RTMP ingest: accept loop with limits, our own chunk decoder,
+//!   AMF0 reader and server session (sans-IO, fuzzable), publish
+//!   authorization, media into a bounded channel per publish.
 
 pub mod api;
 pub mod auth;
