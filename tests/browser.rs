@@ -5,7 +5,12 @@
 //! packages (`npm ci` in tests/browser). hls.js comes from that npm install,
 //! served by a tiny HTTP server in this test, never from the network.
 //!
-//! Screenshots land in `target/test-artifacts/browser/`.
+//! A second test plays the same stream with one-time key tickets on. The two
+//! take turns (two Chromiums and two encoders on a small machine would starve
+//! each other's frame counts).
+//!
+//! Screenshots land in `target/test-artifacts/browser/` (the ticket test's in
+//! its `tickets/` subdirectory).
 
 mod common;
 
@@ -17,11 +22,12 @@ use std::time::{Duration, Instant};
 use common::fixture;
 use common::http;
 use common::server::{DEMO_KEY, TestServer};
-use sealcast::config::DEFAULT_HLSJS_INTEGRITY;
+use sealcast::config::{Config, DEFAULT_HLSJS_INTEGRITY};
 use sealcast::web::{REFUSED_TEXT, TOKEN_NEEDED_TEXT};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -33,16 +39,23 @@ const PLAY_SECS: u64 = 10;
 const SHORT_TOKEN_SECS: i64 = 14;
 /// A uniform picture has variance 0; the fixture's test pattern, hundreds.
 const MIN_PICTURE_VARIANCE: f64 = 100.0;
+/// Where the key URIs of `live/demo` start; the key id follows.
+const DEMO_KEY_PREFIX: &str = "/keys/live/demo/";
+
+/// Held by each test while its browser and encoder run.
+static ONE_BROWSER_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("browser")
 }
 
-fn artifacts_dir() -> PathBuf {
+/// `target/test-artifacts/browser/<sub>`, created.
+fn artifacts_dir(sub: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("target")
         .join("test-artifacts")
-        .join("browser");
+        .join("browser")
+        .join(sub);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -211,24 +224,90 @@ fn len_of(v: &Value, key: &str) -> usize {
     v[key].as_array().unwrap_or_else(|| panic!("{key} in {v:#}")).len()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_page_plays_the_encrypted_stream_in_chromium() {
-    require_tools();
-    let started = Instant::now();
+/// The server for a browser test, with hls.js served locally, 2 s segments
+/// and a key change every two segments; `edit` changes the parsed config.
+async fn start_server(edit: impl FnOnce(&mut Config)) -> (StaticFile, TestServer) {
     let hlsjs = StaticFile::serve(&browser_dir().join("node_modules/hls.js/dist/hls.min.js")).await;
     // The pinned hash must match the npm release the tests install: the page
     // refuses to run hls.js otherwise, and nothing would play.
-    let server = TestServer::start(&format!(
-        "[http]\nhlsjs_url = \"{}\"\nhlsjs_integrity = \"{DEFAULT_HLSJS_INTEGRITY}\"\n\
-         [hls]\nsegment_duration_secs = 2\n[encryption]\nsegments_per_key = 2\n",
-        hlsjs.url
-    ))
+    let server = TestServer::start_with_config(
+        &format!(
+            "[http]\nhlsjs_url = \"{}\"\nhlsjs_integrity = \"{DEFAULT_HLSJS_INTEGRITY}\"\n\
+             [hls]\nsegment_duration_secs = 2\n[encryption]\nsegments_per_key = 2\n",
+            hlsjs.url
+        ),
+        edit,
+    )
     .await;
+    (hlsjs, server)
+}
+
+/// The "play" scenario's judgement, with key URIs carrying `credential`
+/// (`token` or `ticket`) and never the other one. Returns the distinct key
+/// ids seen.
+fn assert_plays(play: &Value, credential: &str) -> Vec<String> {
+    let other = if credential == "token" { "ticket" } else { "token" };
+    assert_eq!(play["httpStatus"], 200, "{play:#}");
+    assert_eq!(play["started"], true, "playback never started: {play:#}");
+    assert_eq!(str_of(play, "engine"), "hls.js", "{play:#}");
+    assert!(f64_of(play, "wallSecs") >= PLAY_SECS as f64, "{play:#}");
+    assert!(
+        f64_of(play, "advanceSecs") >= 8.0,
+        "currentTime advanced too little: {play:#}"
+    );
+    assert!(f64_of(play, "totalVideoFrames") >= 200.0, "too few frames: {play:#}");
+    assert_eq!(len_of(play, "fatalErrors"), 0, "hls.js fatal errors: {play:#}");
+    // keyUris are distinct request paths, so distinct key ids even when
+    // every playlist refresh brings new ticket URIs for the same key.
+    let key_ids: Vec<String> = play["keyUris"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|uri| {
+            let path = uri.as_str().unwrap();
+            let id = path
+                .strip_prefix(DEMO_KEY_PREFIX)
+                .unwrap_or_else(|| panic!("key URI {path} outside {DEMO_KEY_PREFIX}: {play:#}"));
+            assert!(!id.is_empty() && !id.contains('/'), "key id in {path}: {play:#}");
+            id.to_owned()
+        })
+        .collect();
+    assert!(key_ids.len() >= 2, "key rotation not seen: {play:#}");
+    let statuses = play["keyStatuses"].as_array().unwrap();
+    assert!(!statuses.is_empty(), "{play:#}");
+    assert!(statuses.iter().all(|s| s == 200), "a key request failed: {play:#}");
+    let params = play["keyParams"].as_array().unwrap();
+    assert_eq!(params.len(), len_of(play, "keyStatuses"), "{play:#}");
+    for names in params {
+        let names = names.as_array().unwrap();
+        assert!(
+            names.iter().any(|n| n == credential) && !names.iter().any(|n| n == other),
+            "a key URI without {credential}= or with {other}=: {names:?} in {play:#}"
+        );
+    }
+    assert_eq!(len_of(play, "cspViolations"), 0, "CSP blocked something: {play:#}");
+    assert!(
+        f64_of(play, "pictureVariance") > MIN_PICTURE_VARIANCE,
+        "the picture is uniform: {play:#}"
+    );
+    assert_eq!(play["errorVisible"], false, "{play:#}");
+    assert_eq!(str_of(play, "statusText"), "Live", "{play:#}");
+    assert_eq!(str_of(play, "resolutionText"), "640×360", "{play:#}");
+    assert!(str_of(play, "bitrateText").ends_with("bit/s"), "{play:#}");
+    key_ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_page_plays_the_encrypted_stream_in_chromium() {
+    require_tools();
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    let started = Instant::now();
+    let (_hlsjs, server) = start_server(|_| {}).await;
     // 40 s of stream, more than the browser needs; killed when it is done.
     let encoder = Encoder::publish(server.rtmp, DEMO_KEY, FIXTURE, 3);
     wait_for_first_segment(server.http, "/live/demo/index.m3u8").await;
 
-    let out_dir = artifacts_dir();
+    let out_dir = artifacts_dir("");
     let user_data_dir = tempfile::tempdir().unwrap();
     let config = serde_json::json!({
         "base": format!("http://{}", server.http),
@@ -252,31 +331,9 @@ async fn watch_page_plays_the_encrypted_stream_in_chromium() {
     assert!(report.get("error").is_none(), "watch.mjs failed: {report:#}");
 
     // Plays: time advances, frames decode, hls.js is happy, keys rotate.
-    let play = &report["play"];
-    assert_eq!(play["httpStatus"], 200, "{play:#}");
-    assert_eq!(play["started"], true, "playback never started: {play:#}");
-    assert_eq!(str_of(play, "engine"), "hls.js", "{play:#}");
-    assert!(f64_of(play, "wallSecs") >= PLAY_SECS as f64, "{play:#}");
-    assert!(
-        f64_of(play, "advanceSecs") >= 8.0,
-        "currentTime advanced too little: {play:#}"
-    );
-    assert!(f64_of(play, "totalVideoFrames") >= 200.0, "too few frames: {play:#}");
-    assert_eq!(len_of(play, "fatalErrors"), 0, "hls.js fatal errors: {play:#}");
-    assert!(len_of(play, "keyUris") >= 2, "key rotation not seen: {play:#}");
-    assert!(
-        play["keyStatuses"].as_array().unwrap().iter().all(|s| s == 200),
-        "a key request failed: {play:#}"
-    );
-    assert_eq!(len_of(play, "cspViolations"), 0, "CSP blocked something: {play:#}");
-    assert!(
-        f64_of(play, "pictureVariance") > MIN_PICTURE_VARIANCE,
-        "the picture is uniform: {play:#}"
-    );
-    assert_eq!(play["errorVisible"], false, "{play:#}");
-    assert_eq!(str_of(play, "statusText"), "Live", "{play:#}");
-    assert_eq!(str_of(play, "resolutionText"), "640×360", "{play:#}");
-    assert!(str_of(play, "bitrateText").ends_with("bit/s"), "{play:#}");
+    assert_plays(&report["play"], "token");
+    let stats = server.keys.stats();
+    assert_eq!(stats.tickets_issued, 0, "{stats:?}");
 
     // Refused: no frame, the error text, and no key ever fetched.
     for (name, status, text) in [
@@ -357,5 +414,67 @@ async fn watch_page_plays_the_encrypted_stream_in_chromium() {
         "browser test: {:.1} s; screenshots in {}",
         started.elapsed().as_secs_f64(),
         out_dir.display()
+    );
+}
+
+/// Issue 5: the same playback with `[auth] one_time_key_tickets = true`. Each
+/// playlist refresh hands hls.js fresh ticket URIs; every one works once, so
+/// a player that fetched a key URI twice, or with the token, would show here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_page_plays_with_one_time_key_tickets() {
+    require_tools();
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    let started = Instant::now();
+    let (_hlsjs, server) = start_server(|config| config.auth.one_time_key_tickets = true).await;
+    assert!(server.keys.tickets_enabled());
+    // 30 s of stream, more than the play scenario needs; killed when it is done.
+    let encoder = Encoder::publish(server.rtmp, DEMO_KEY, FIXTURE, 2);
+    wait_for_first_segment(server.http, "/live/demo/index.m3u8").await;
+
+    let out_dir = artifacts_dir("tickets");
+    let user_data_dir = tempfile::tempdir().unwrap();
+    let config = serde_json::json!({
+        "base": format!("http://{}", server.http),
+        "stream": "live/demo",
+        "idleStream": "live/other",
+        "tokens": { "valid": server.token("live/demo", 3600) },
+        "playSecs": PLAY_SECS,
+        "outDir": out_dir,
+        "userDataDir": user_data_dir.path(),
+        "chromium": CHROMIUM,
+        "scenarios": ["play"],
+    });
+    let report = run_browser(config, Duration::from_secs(90)).await;
+    drop(encoder);
+    std::fs::write(out_dir.join("report.json"), format!("{report:#}")).unwrap();
+    assert!(report.get("error").is_none(), "watch.mjs failed: {report:#}");
+    assert_eq!(
+        report.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["play"],
+        "only the play scenario ran: {report:#}"
+    );
+
+    let play = &report["play"];
+    let key_ids = assert_plays(play, "ticket");
+    // The server agrees: every key request was a first use of a ticket.
+    let key_requests = len_of(play, "keyStatuses") as u64;
+    let stats = server.keys.stats();
+    assert_eq!(stats.tickets_accepted, key_requests, "{stats:?} {play:#}");
+    assert_eq!(
+        (stats.tickets_refused, stats.tickets_replayed, stats.token_key_requests),
+        (0, 0, 0),
+        "{stats:?}"
+    );
+    assert!(stats.tickets_issued >= key_requests, "{stats:?}");
+
+    server.stop().await;
+    eprintln!(
+        "browser ticket test: {:.1} s; {} frames, {:.1} s advance, {} key ids, {} key requests, {} tickets issued",
+        started.elapsed().as_secs_f64(),
+        f64_of(play, "totalVideoFrames"),
+        f64_of(play, "advanceSecs"),
+        key_ids.len(),
+        key_requests,
+        stats.tickets_issued,
     );
 }
