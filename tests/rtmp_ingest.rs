@@ -594,3 +594,46 @@ async fn connections_beyond_the_per_ip_cap_are_closed_at_once() {
     })
     .await;
 }
+
+/// An encoder pushing faster than real time ends with its last frames and
+/// deleteStream in one burst: every frame must reach the pipeline before the
+/// publish ends (a regression: the end of a publish once dropped the frames
+/// that arrived in the same read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_publish_delivers_every_frame_before_it_ends() {
+    with_safety_net(async {
+        let mut server = Server::start(IngestLimits::default()).await;
+        let url = format!("rtmp://{}/live/sk_good", server.addr);
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/high-bframes-aac48k.flv");
+        let ffmpeg = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("ffmpeg")
+                .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-i"])
+                .arg(fixture)
+                .args(["-c", "copy", "-f", "flv"])
+                .arg(url)
+                .output()
+                .expect("ffmpeg is required (scripts/test.sh installs it)")
+        });
+        let (_, rx) = server.grants.recv().await.unwrap();
+        let got = collect(rx).await.unwrap();
+        let output = ffmpeg.await.unwrap();
+        assert!(
+            output.status.success(),
+            "ffmpeg failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let count = |video: bool| {
+            got.iter()
+                .filter(|m| match m {
+                    MediaMessage::Video { .. } => video,
+                    MediaMessage::Audio { .. } => !video,
+                    MediaMessage::Metadata(_) => false,
+                })
+                .count()
+        };
+        // The fixture's frames, one sequence header per track, and the AVC
+        // end-of-sequence message ffmpeg sends last.
+        assert_eq!((count(true), count(false)), (300 + 2, 470 + 1));
+    })
+    .await;
+}

@@ -33,6 +33,7 @@ pub(super) async fn run<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut published = false;
     let start_deadline = Instant::now() + limits.handshake_timeout;
     let mut buf = vec![0_u8; READ_BUF_BYTES].into_boxed_slice();
 
@@ -59,9 +60,12 @@ where
             }
             None => media.clear(),
         }
-        // Before the publish starts, the start deadline bounds every wait.
+        session.release_finished();
+        // Before the publish starts, the start deadline bounds every wait;
+        // once one has started (even if it has finished since), only idleness.
+        published |= session.is_publishing();
         let idle = Instant::now() + limits.idle_timeout;
-        let starting = session.media_sender().is_none() && start_deadline <= idle;
+        let starting = !published && start_deadline <= idle;
         let deadline = if starting { start_deadline } else { idle };
         let timed_out = |otherwise: Error| {
             if starting {
@@ -85,7 +89,7 @@ where
             .map_err(|_| timed_out(Error::IdleTimeout(limits.idle_timeout)))??;
         // `read` returns at most `buf.len()`, so the slice below is in bounds.
         let Some(input) = buf.get(..read).filter(|input| !input.is_empty()) else {
-            if session.media_sender().is_some() {
+            if session.is_publishing() {
                 info!("publisher disconnected");
             } else {
                 debug!("peer disconnected");

@@ -57,8 +57,8 @@ const FLV_TAG_HEADER_BYTES: usize = 11;
 pub enum Flow {
     /// Keep reading.
     Continue,
-    /// Flush the outbound bytes and media already produced, then close: the
-    /// publish finished or a request was refused.
+    /// Flush the outbound bytes and media already produced, then close: a
+    /// request was refused or the peer broke the protocol.
     Close,
 }
 
@@ -89,6 +89,9 @@ pub struct Session {
     /// Message stream ids handed out by createStream: 1..=streams_created.
     streams_created: u32,
     publish: Option<Publish>,
+    /// A publish that just finished, kept until the driver has forwarded the
+    /// media that came before its end ([`Session::release_finished`]).
+    finished: Option<Publish>,
     /// The peer's Window Acknowledgement Size; 0 until it sends one.
     peer_window_bytes: u32,
     bytes_received: u64,
@@ -125,6 +128,7 @@ impl Session {
             app: None,
             streams_created: 0,
             publish: None,
+            finished: None,
             peer_window_bytes: 0,
             bytes_received: 0,
             acknowledged_at: 0,
@@ -171,7 +175,21 @@ impl Session {
 
     /// The accepted publish's media sender, if a publish is live.
     pub fn media_sender(&self) -> Option<&mpsc::Sender<MediaMessage>> {
-        self.publish.as_ref().map(|publish| &publish.grant.media)
+        self.publish
+            .as_ref()
+            .or(self.finished.as_ref())
+            .map(|publish| &publish.grant.media)
+    }
+
+    /// Drops a finished publish's grant, ending its pipeline's channel. The
+    /// driver calls it after forwarding the media of the batch that ended it.
+    pub fn release_finished(&mut self) {
+        self.finished = None;
+    }
+
+    /// True while a publish is running (not after it finished).
+    pub fn is_publishing(&self) -> bool {
+        self.publish.is_some()
     }
 
     fn handle_message(&mut self, message: Message, out: &mut Vec<u8>, media: &mut Vec<MediaMessage>) -> FlowResult {
@@ -423,10 +441,12 @@ impl Session {
         };
         if ends {
             info!(stream = %publish.grant.stream, "publish finished");
-            Flow::Close
-        } else {
-            Flow::Continue
+            // The connection stays open for the encoder to close: some
+            // (GStreamer's rtmp2sink) report an error when the server hangs
+            // up first. The grant goes once this batch's media is forwarded.
+            self.finished = self.publish.take();
         }
+        Flow::Continue
     }
 
     /// @setDataFrame/onMetaData (with or without the @setDataFrame prefix)
@@ -981,13 +1001,22 @@ mod tests {
         assert_eq!(h.media, expected);
 
         let key = vec![string("sk_good")];
-        assert_eq!(h.command("FCUnpublish", 6.0, 1, key).unwrap(), Flow::Close);
+        // The publish ends; the encoder closes the connection itself.
+        assert_eq!(h.command("FCUnpublish", 6.0, 1, key).unwrap(), Flow::Continue);
+        assert!(!h.session.is_publishing());
+        assert!(
+            h.session.media_sender().is_some(),
+            "kept until this batch's media is forwarded"
+        );
+        h.session.release_finished();
+        assert!(h.session.media_sender().is_none());
         assert_eq!(auth.calls().len(), 1);
     }
 
     #[test]
     fn delete_and_close_stream_end_only_our_publish() {
-        type Case = (&'static str, RtmpMessage, u32, Flow);
+        // (name, message, its stream id, whether it ends our publish)
+        type Case = (&'static str, RtmpMessage, u32, bool);
         let delete = |id: f64| RtmpMessage::Amf0Command {
             command_name: "deleteStream".to_owned(),
             transaction_id: 0.0,
@@ -1001,16 +1030,17 @@ mod tests {
             additional_arguments: vec![],
         };
         let cases: Vec<Case> = vec![
-            ("deleteStream(1)", delete(1.0), 0, Flow::Close),
-            ("deleteStream(2)", delete(2.0), 0, Flow::Continue),
-            ("closeStream on 1", close.clone(), 1, Flow::Close),
-            ("closeStream on 0", close, 0, Flow::Continue),
+            ("deleteStream(1)", delete(1.0), 0, true),
+            ("deleteStream(2)", delete(2.0), 0, false),
+            ("closeStream on 1", close.clone(), 1, true),
+            ("closeStream on 0", close, 0, false),
         ];
-        for (name, message, stream_id, want) in cases {
+        for (name, message, stream_id, ends) in cases {
             let mut h = Harness::new(TestAuthorizer::new(None));
             h.connect_and_create_stream();
             h.publish("sk_good").unwrap();
-            assert_eq!(h.send(message, stream_id, 0).unwrap(), want, "{name}");
+            assert_eq!(h.send(message, stream_id, 0).unwrap(), Flow::Continue, "{name}");
+            assert_eq!(h.session.is_publishing(), !ends, "{name}");
         }
         // Before any publish, deleteStream does nothing.
         let mut h = Harness::new(TestAuthorizer::new(None));
