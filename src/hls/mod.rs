@@ -44,6 +44,10 @@ pub enum Error {
     /// A URI line with no `#EXTINF` before it (RFC 8216 4.3.2.1: required per segment).
     #[error("line {line}: segment URI without #EXTINF")]
     MissingExtinf { line: usize },
+    /// A segment URI line holding a `"` or a CR: no URI (RFC 3986), and
+    /// nothing [`MediaPlaylist`] could list.
+    #[error("line {line}: malformed segment URI")]
+    BadUri { line: usize },
     /// The text ends with segment tags but no URI line for them.
     #[error("playlist ends before the URI of its last segment")]
     Truncated,

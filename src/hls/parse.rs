@@ -6,7 +6,7 @@
 
 use super::Error;
 use super::datetime::UtcDateTime;
-use super::playlist::{KeyTag, SegmentEntry};
+use super::playlist::{KeyTag, SegmentEntry, is_clean_uri};
 
 /// `EXT-X-PLAYLIST-TYPE` (RFC 8216 4.3.3.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +76,11 @@ pub fn parse_media_playlist(text: &str) -> Result<ParsedPlaylist, Error> {
             let Some(duration_secs) = pending.duration_secs else {
                 return Err(Error::MissingExtinf { line: line_no });
             };
+            // A `"` or a CR inside the line is no URI (RFC 3986) and could
+            // not be written back as one.
+            if !is_clean_uri(line) {
+                return Err(Error::BadUri { line: line_no });
+            }
             let sequence = media_sequence.unwrap_or(0u64).saturating_add(segments.len() as u64);
             let key = match &key {
                 Key::None => None,
@@ -226,8 +231,9 @@ fn parse_key(attrs: &str, line: usize) -> Result<Key, Error> {
     match method {
         // With NONE "the other attributes MUST NOT be present".
         Some("NONE") if uri.is_none() && iv.is_none() => Ok(Key::None),
+        // RFC 8216 4.2: a quoted-string holds no CR; an empty URI names no key.
         Some("AES-128") => Ok(Key::Aes128 {
-            uri: uri.ok_or(err)?.to_owned(),
+            uri: uri.filter(|uri| is_clean_uri(uri)).ok_or(err)?.to_owned(),
             iv,
         }),
         Some("SAMPLE-AES" | "SAMPLE-AES-CTR") => Err(Error::Unsupported {
@@ -567,6 +573,24 @@ mod tests {
                     tag: "EXT-X-KEY",
                 },
             ),
+            // Found by fuzz/hls_playlist_parse: these parsed, then tripped
+            // MediaPlaylist::push's URI check in live::restore_playlist.
+            (
+                key("METHOD=AES-128,URI=\"\""),
+                Error::Malformed {
+                    line: 3,
+                    tag: "EXT-X-KEY",
+                },
+            ),
+            (
+                key("METHOD=AES-128,URI=\"k\rk\""),
+                Error::Malformed {
+                    line: 3,
+                    tag: "EXT-X-KEY",
+                },
+            ),
+            (format!("{h}#EXTINF:4,\na\"b.ts\n"), Error::BadUri { line: 4 }),
+            (format!("{h}#EXTINF:4,\na\rb.ts\r\n"), Error::BadUri { line: 4 }),
             (
                 key("METHOD=SAMPLE-AES,URI=\"k\""),
                 Error::Unsupported {

@@ -333,7 +333,8 @@ fn rounded_secs(ms: u64) -> u64 {
     ms.saturating_add(500) / 1000
 }
 
-fn is_clean_uri(uri: &str) -> bool {
+/// What [`MediaPlaylist::push`] accepts as a URI; the parser refuses the rest.
+pub(super) fn is_clean_uri(uri: &str) -> bool {
     !uri.is_empty() && !uri.bytes().any(|b| matches!(b, b'"' | b'\r' | b'\n'))
 }
 
