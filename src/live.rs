@@ -770,7 +770,10 @@ fn continue_playlist(previous: Option<MediaPlaylist>, settings: &LiveSettings) -
     let previous_end_unix_ms = previous
         .segments()
         .next_back()
-        .and_then(|last| Some(u64::try_from(last.program_date_time_ms?).ok()? + (last.duration_secs * 1000.0) as u64))
+        .and_then(|last| {
+            let start = u64::try_from(last.program_date_time_ms?).ok()?;
+            Some(start.saturating_add((last.duration_secs * 1000.0) as u64))
+        })
         .unwrap_or(0);
     let next = Continuation {
         first_sequence: playlist.next_sequence(),

@@ -363,7 +363,7 @@ impl Packager {
 
     fn open_segment(&mut self, start_dts_90k: u64, tracks: Tracks, forced_cut: bool, discontinuity: bool) {
         let sequence = self.next_sequence;
-        self.next_sequence += 1;
+        self.next_sequence = self.next_sequence.saturating_add(1);
         let mut buf = self.spare_buffers.pop().unwrap_or_default();
         self.muxer.start_segment(tracks, &mut buf);
         let cipher = self.next_key().map(|source| start_cipher(source, sequence, &mut buf));

@@ -1,19 +1,9 @@
 //! The RTMP chunk/message layer as the server feeds it: the bytes a peer sends
 //! after the handshake, in arbitrary pieces, into the connection's sans-IO
-//! `Session` (src/rtmp/session.rs), and the media it yields into an
+//! `Session` (our own chunk decoder, AMF0 reader and server state machine;
+//! no peer byte reaches rml_rtmp), and the media it yields into an
 //! `flv::Demuxer`. The driver's rules apply: after an error or `Flow::Close`
-//! the connection ends. No panic may escape the session.
-//!
-//! `Session` is `pub(crate)` in a private module, so this target compiles the
-//! current src/rtmp/session.rs into itself with `#[path]` against the
-//! library's public `rtmp` types; nothing in src/ had to change. When the
-//! chunk layer is replaced (branch wip-chunk), adapt the `mod session` shim
-//! (or have the library export a `#[doc(hidden)]` fuzzing entry point).
-//!
-//! rml_rtmp 0.8 panics on some peer input; `Session::handle_input` catches
-//! that with `catch_unwind` and returns `Error::ParserPanic`, and the server
-//! survives. libFuzzer's panic hook would abort on the caught panic, so the
-//! target installs a quiet hook and reports only panics that escape.
+//! the connection ends. Any panic is a bug.
 //!
 //! Input: byte 0 bit 0 feeds a canned OBS-style prologue first (connect,
 //! releaseStream, FCPublish, createStream, publish), so the fuzzer starts in
@@ -21,11 +11,9 @@
 //! (0 = all at once), as TCP reads would split it.
 #![no_main]
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use rml_rtmp::chunk_io::ChunkSerializer;
@@ -33,16 +21,9 @@ use rml_rtmp::messages::RtmpMessage;
 use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::time::RtmpTimestamp;
 use sealcast::flv::{Demuxer, TagKind};
-// `Error`, `PublishGrant`, `PublishRefused`: also what session.rs's `use super::...` needs.
-use sealcast::rtmp::{Error, MediaMessage, PublishAuthorizer, PublishGrant, PublishRefused};
+use sealcast::rtmp::{Flow, IngestLimits, MediaMessage, PublishAuthorizer, PublishGrant, PublishRefused, Session};
 use sealcast_fuzz::check_access_unit;
 use tokio::sync::mpsc;
-
-#[allow(dead_code, unused_imports)]
-#[path = "../../src/rtmp/session.rs"]
-mod session;
-
-use session::{Flow, Session};
 
 /// Grants every publish except the keys "bad" and "busy", so both paths run.
 struct Authorizer {
@@ -122,20 +103,6 @@ fn prologue() -> &'static [Vec<u8>] {
     })
 }
 
-thread_local! {
-    /// The message of the last panic, printed if one escapes.
-    static LAST_PANIC: RefCell<String> = const { RefCell::new(String::new()) };
-}
-
-fn install_quiet_panic_hook() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        panic::set_hook(Box::new(|info| {
-            LAST_PANIC.with(|last| *last.borrow_mut() = info.to_string());
-        }));
-    });
-}
-
 fn run(data: &[u8]) {
     let (flags, piece, rest) = match data {
         [flags, piece, rest @ ..] => (*flags, usize::from(*piece), rest),
@@ -147,9 +114,7 @@ fn run(data: &[u8]) {
     let peer = SocketAddr::from(([192, 0, 2, 1], 40000));
     let mut out = Vec::new();
     let mut media = Vec::new();
-    let Ok(mut session) = Session::new(authorizer, peer, &mut out) else {
-        return;
-    };
+    let mut session = Session::new(authorizer, peer, &IngestLimits::default());
     let mut demuxer = Demuxer::new();
     let piece = if piece == 0 { usize::MAX } else { piece };
     let prologue: &[Vec<u8>] = if flags & 1 != 0 { prologue() } else { &[] };
@@ -167,6 +132,7 @@ fn run(data: &[u8]) {
                 check_access_unit(&au);
             }
         }
+        session.release_finished();
         match step {
             Ok(Flow::Continue) => {}
             Ok(Flow::Close) | Err(_) => return,
@@ -174,10 +140,4 @@ fn run(data: &[u8]) {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
-    install_quiet_panic_hook();
-    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| run(data))) {
-        LAST_PANIC.with(|last| eprintln!("panic escaped the RTMP session: {}", last.borrow()));
-        panic::resume_unwind(payload);
-    }
-});
+fuzz_target!(|data: &[u8]| run(data));

@@ -156,9 +156,10 @@ impl MediaPlaylist {
                     break;
                 };
                 self.listed_ms = self.listed_ms.saturating_sub(front_ms);
-                self.media_sequence += 1;
+                // Saturating: a tampered playlist restored from disk may start near u64::MAX.
+                self.media_sequence = self.media_sequence.saturating_add(1);
                 if front.discontinuity {
-                    self.discontinuity_sequence += 1;
+                    self.discontinuity_sequence = self.discontinuity_sequence.saturating_add(1);
                 }
                 removed.push(front);
             }
@@ -434,6 +435,20 @@ pub(crate) mod tests {
             discontinuity: false,
             sequence: 0,
         }
+    }
+
+    #[test]
+    fn sequence_numbers_saturate_instead_of_overflowing() {
+        // A playlist restored from a tampered file may start anywhere.
+        let mut playlist = MediaPlaylist::live(1, 1, u64::MAX - 1, u64::MAX);
+        for i in 0..6 {
+            let mut s = seg(&format!("s{i}.ts"), 1.0);
+            s.discontinuity = true;
+            playlist.push(s);
+        }
+        assert_eq!(playlist.media_sequence(), u64::MAX);
+        assert_eq!(playlist.discontinuity_sequence(), u64::MAX);
+        assert_eq!(playlist.next_sequence(), u64::MAX);
     }
 
     pub(crate) fn vod_golden() -> (MediaPlaylist, &'static str) {
