@@ -9,6 +9,8 @@
 //! The format cores are sans-IO: bytes and time come in as arguments, output
 //! comes back as values. They never touch sockets, files or the clock.
 //! - [`media`]: the types the cores share (access units, tracks, codecs).
+//! - [`amf0`]: AMF0 reader (bounded, iterative, borrowing) and writer, for
+//!   RTMP commands and FLV/RTMP onMetaData.
 //! - [`flv`]: FLV file and tag-body parsing; AVC/AAC configs to Annex B / ADTS.
 //! - [`ts`]: MPEG-TS muxer (PAT/PMT/PES/PCR) on the `mpeg2ts` crate.
 //! - [`hls`]: segmenter and media playlist model (render and parse).
@@ -33,10 +35,11 @@
 //!   `sealcast keyserver`.
 //! - [`api`]: the admin API (`/api/v1/playback`, `/api/v1/streams`).
 //! - [`server`]: `sealcast serve`: RTMP and HTTP side by side, graceful shutdown.
-//! - [`rtmp`]: RTMP ingest: accept loop with limits, our own chunk decoder,
-//!   AMF0 reader and server session (sans-IO, fuzzable), publish
+//! - [`rtmp`]: RTMP ingest: accept loop with limits, our own chunk decoder
+//!   and server session (sans-IO, fuzzable), publish
 //!   authorization, media into a bounded channel per publish.
 
+pub mod amf0;
 pub mod api;
 pub mod auth;
 pub mod config;

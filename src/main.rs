@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use sealcast::auth::{self, Claims};
 use sealcast::config::{Config, KeyOrigin, KmsProvider};
 use sealcast::hls::UtcDateTime;
-use sealcast::keyservice::KeyServer;
+use sealcast::keyservice::{KeyServer, now_unix_secs};
 use sealcast::kms::local::LocalKms;
 use sealcast::names::StreamName;
 use sealcast::package::{self, PackageOptions};
@@ -223,13 +223,6 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
         Some(path) => Config::load(path).map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display())),
         None => Ok(Config::default()),
     }
-}
-
-fn now_unix_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn parse_stream_name(s: &str) -> Result<StreamName, String> {

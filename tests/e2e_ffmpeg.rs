@@ -12,16 +12,18 @@ mod common;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::child::{
+    Proc, SEALCAST, STOP_LIMIT, ended, ffmpeg_publish, parse_running_line, path_str, read_text, segment_count,
+    spawn_sealcast, write_private,
+};
 use common::http::Response;
 
-const SEALCAST: &str = env!("CARGO_BIN_EXE_sealcast");
 const DEMO_KEY: &str = "sk_e2e_demo_0123456789abcdef";
 const OTHER_KEY: &str = "sk_e2e_other_0123456789abcdef";
 const TOKEN_SECRET: &str = "e2e-token-secret-0123456789-0123456789";
@@ -36,87 +38,8 @@ const CHILD_LIMIT: Duration = Duration::from_secs(60);
 /// Bound for the server to reach a state it is expected to reach.
 const POLL_LIMIT: Duration = Duration::from_secs(30);
 const POLL_EVERY: Duration = Duration::from_millis(100);
-/// Bound for a graceful shutdown after SIGTERM.
-const STOP_LIMIT: Duration = Duration::from_secs(15);
 
 // --- child processes -------------------------------------------------------
-
-/// A child process that is ended when dropped: SIGTERM first (sealcast and
-/// ffmpeg both exit cleanly on it), SIGKILL if it is still there after a grace
-/// period.
-struct Proc {
-    name: String,
-    child: Child,
-    status: Option<ExitStatus>,
-}
-
-impl Proc {
-    fn spawn(name: &str, command: &mut Command) -> Proc {
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e} (scripts/test.sh installs ffmpeg)"));
-        Proc {
-            name: name.to_owned(),
-            child,
-            status: None,
-        }
-    }
-
-    /// The exit status if the process exits within `limit`.
-    fn wait_within(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while self.status.is_none() {
-            match self.child.try_wait() {
-                Ok(Some(status)) => self.status = Some(status),
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-                Ok(None) | Err(_) => break,
-            }
-        }
-        self.status
-    }
-
-    /// The exit status; panics (and the guard kills it) past `limit`.
-    fn wait(&mut self, limit: Duration) -> ExitStatus {
-        let name = self.name.clone();
-        self.wait_within(limit)
-            .unwrap_or_else(|| panic!("{name} still running after {limit:?}"))
-    }
-
-    /// Sends a signal by pid. Only while the child is unreaped, so the pid
-    /// cannot belong to another process yet.
-    fn signal(&mut self, signal: &str) {
-        if self.status.is_none() && self.child.try_wait().ok().flatten().is_none() {
-            let _ = Command::new("kill")
-                .arg(format!("-{signal}"))
-                .arg(self.child.id().to_string())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-
-    /// SIGTERM, then the exit status if it exits within `limit`.
-    fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
-        self.signal("TERM");
-        self.wait_within(limit)
-    }
-
-    /// SIGKILL: an abrupt end, as when an encoder's machine dies.
-    fn kill(&mut self) -> ExitStatus {
-        if self.status.is_none() {
-            let _ = self.child.kill();
-        }
-        self.wait(STOP_LIMIT)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.terminate(Duration::from_secs(10)).is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// Runs a short command to completion with a bound; stdout and stderr as text.
 fn run_bounded(name: &str, command: &mut Command, out_dir: &Path) -> (ExitStatus, String, String) {
@@ -131,12 +54,6 @@ fn run_bounded(name: &str, command: &mut Command, out_dir: &Path) -> (ExitStatus
     );
     let status = proc.wait(CHILD_LIMIT);
     (status, read_text(&stdout), read_text(&stderr))
-}
-
-fn read_text(path: &Path) -> String {
-    std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
 }
 
 // --- the server ------------------------------------------------------------
@@ -176,28 +93,8 @@ impl Server {
     /// exits before printing one.
     fn spawn(root: &Path, cwd: &Path, args: &[&str], label: &str) -> Result<Server, String> {
         let log = root.join(format!("{label}.log"));
-        let mut process = Proc::spawn(
-            "sealcast serve",
-            Command::new(SEALCAST)
-                .args(args)
-                .current_dir(cwd)
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(File::create(&log).expect("create the server log")),
-        );
-        // A thread drains stdout to the end, so the server never writes to a
-        // closed pipe; the banner ends with the "more tokens" line.
-        let stdout = process.child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        // The banner ends with the "more tokens" line.
+        let (mut process, rx) = spawn_sealcast(args, cwd, &log);
         let deadline = Instant::now() + POLL_LIMIT;
         let mut banner = Vec::new();
         loop {
@@ -276,17 +173,8 @@ impl Server {
     /// `ffmpeg -re -i FIXTURE -c copy -f flv rtmp://ADDR/APP/KEY`, running.
     fn publish(&self, label: &str, fixture: &str, app: &str, key: &str) -> Proc {
         let log = self.root.join(format!("publish-{label}.log"));
-        Proc::spawn(
-            &format!("ffmpeg publisher {label}"),
-            Command::new("ffmpeg")
-                .args(["-nostdin", "-v", "error", "-re", "-i"])
-                .arg(common::fixture(fixture))
-                .args(["-c", "copy", "-f", "flv"])
-                .arg(format!("rtmp://{}/{app}/{key}", self.rtmp))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(File::create(log).expect("create a publisher log")),
-        )
+        let url = format!("rtmp://{}/{app}/{key}", self.rtmp);
+        ffmpeg_publish(&format!("ffmpeg publisher {label}"), fixture, &url, true, &log)
     }
 
     /// The playlist of `stream` (`app/name`) if the server answers 200.
@@ -417,22 +305,6 @@ impl Playback {
     }
 }
 
-fn write_private(path: &Path, text: &str) {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .expect("create a test file");
-    file.write_all(text.as_bytes()).expect("write a test file");
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("temporary paths are UTF-8")
-}
-
 fn config_text(data_dir: &Path, secret: &Path) -> String {
     format!(
         r#"[rtmp]
@@ -457,13 +329,6 @@ key = "{OTHER_KEY}"
     )
 }
 
-/// `sealcast is running: RTMP on ADDR, HTTP on ADDR`.
-fn parse_running_line(line: &str) -> Option<(SocketAddr, SocketAddr)> {
-    let rest = line.strip_prefix("sealcast is running: RTMP on ")?;
-    let (rtmp, http) = rest.split_once(", HTTP on ")?;
-    Some((rtmp.trim().parse().ok()?, http.trim().parse().ok()?))
-}
-
 fn http_get(addr: SocketAddr, path_and_query: &str) -> Response {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -473,14 +338,6 @@ fn http_get(addr: SocketAddr, path_and_query: &str) -> Response {
 }
 
 // --- playlists and ffmpeg output -------------------------------------------
-
-fn segment_count(playlist: &str) -> usize {
-    playlist.lines().filter(|l| l.starts_with("#EXTINF:")).count()
-}
-
-fn ended(playlist: &str) -> bool {
-    playlist.lines().any(|l| l.trim() == "#EXT-X-ENDLIST")
-}
 
 /// Sum of the EXTINF durations.
 fn listed_secs(playlist: &str) -> f64 {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use common::child::free_port;
 use common::http;
 use common::server::{DEMO_KEY, OTHER_KEY, TestServer};
 use common::{count_frames, fixture, has_ts_sync};
@@ -299,14 +300,6 @@ async fn hundred_concurrent_requests_for_one_key_make_one_kms_call() {
 }
 
 // --- key servers sharing Redis -------------------------------------------
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One RESP command to Redis; the reply's first line.
 async fn redis_command(port: u16, command: &str) -> Option<String> {

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::server::{DEMO_KEY, OTHER_KEY, TestServer};
+use common::child::parse_running_line;
+use common::server::{DEMO_KEY, OTHER_KEY, TestServer, mint_token};
 use common::{count_frames, has_ts_sync};
 use kms_support::{FPS, KeyLine, Moto, Proxy, fetch_key, files_under, keyed_segments, moto_decrypt, wait_for};
 use sealcast::crypto::{DataKey, decrypt_segment};
@@ -48,28 +49,14 @@ fn serve_binary(
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         panic!("sealcast serve printed no banner:\n{log}")
     });
-    // "sealcast is running: RTMP on 127.0.0.1:P, HTTP on 127.0.0.1:Q"
-    let rest = banner
-        .strip_prefix("sealcast is running: RTMP on ")
-        .unwrap_or_else(|| panic!("{banner}"));
-    let (rtmp, http) = rest.split_once(", HTTP on ").unwrap();
+    let (rtmp, http) = parse_running_line(&banner).unwrap_or_else(|| panic!("{banner}"));
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (child, rtmp.parse().unwrap(), http.parse().unwrap())
+    (child, rtmp, http)
 }
 
 fn token(secret: &str, stream: &str) -> String {
-    let claims = sealcast::auth::Claims {
-        exp: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 3600,
-        stream: stream.to_owned(),
-        sub: None,
-        jti: None,
-    };
-    sealcast::auth::mint(&sealcast::auth::Secret::new(secret.as_bytes().to_vec()), &claims)
+    mint_token(&sealcast::auth::Secret::new(secret.as_bytes().to_vec()), stream, 3600)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ mod common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::http;
 use common::rtmp_client::{Fixture, PublishOutcome, Publisher};
 use common::server::{DEMO_KEY, OTHER_KEY, TestServer};
-use common::{count_frames, ffmpeg_errors, fixture, has_ts_sync};
+use common::{contains, count_frames, ffmpeg_errors, fixture, has_ts_sync, walk};
 use sealcast::crypto::{self, DataKey};
 use sealcast::hls::{ParsedPlaylist, parse_media_playlist};
 use sealcast::names;
@@ -366,23 +366,6 @@ async fn push(server: &TestServer, key: &str, fixture: &Fixture) {
 
 // ---------------------------------------------------------------------------
 // Data dir
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
 
 /// No file under the data dir holds a data key (raw or hex), and none is
 /// plaintext TS: segments fail `has_ts_sync`, and no file but a playlist

@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use common::{count_frames, ffmpeg_errors, fixture, has_ts_sync, probe_streams, probe_ts_streams};
+use common::{contains, count_frames, ffmpeg_errors, fixture, has_ts_sync, probe_streams, probe_ts_streams, walk};
 use sealcast::crypto::{self, EncryptionContext};
 use sealcast::hls::parse_media_playlist;
 use sealcast::kms::Kms;
@@ -228,21 +228,4 @@ fn refuses_a_non_flv_input() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("bogus.flv"), "{stderr}");
     assert!(!dir.path().join("out/index.m3u8").exists());
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }

@@ -24,23 +24,23 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::child::{
+    self, Proc, STOP_LIMIT, ended, parse_running_line, path_str, read_text, segment_count, spawn_sealcast,
+    write_private,
+};
 use common::http;
 use common::rtmp_client::{Fixture, MediaTag, PublishOutcome, Publisher};
-use common::server::{DEMO_KEY, TestServer};
-use sealcast::auth::{self, Claims, Secret};
+use common::server::{DEMO_KEY, TestServer, mint_token};
+use sealcast::auth::Secret;
 use sealcast::crypto::{self, DataKey};
 use sealcast::flv::TagKind;
 use sealcast::hls::{ParsedPlaylist, SegmentEntry, parse_media_playlist};
-
-const SEALCAST: &str = env!("CARGO_BIN_EXE_sealcast");
 
 /// 10 s, H.264 High with B-frames 640x360 30 fps, AAC 48 kHz, keyframe every 2 s.
 const HIGH: &str = "high-bframes-aac48k.flv";
@@ -57,8 +57,6 @@ const CHILD_LIMIT: Duration = Duration::from_secs(60);
 /// Bound for the server to reach a state it is expected to reach.
 const POLL_LIMIT: Duration = Duration::from_secs(30);
 const POLL_EVERY: Duration = Duration::from_millis(50);
-/// Bound for a graceful shutdown after SIGTERM.
-const STOP_LIMIT: Duration = Duration::from_secs(15);
 /// Safety net around each whole test; no assertion depends on it.
 const SAFETY: Duration = Duration::from_secs(150);
 
@@ -66,86 +64,6 @@ const SAFETY: Duration = Duration::from_secs(150);
 const TOKEN_SECRET: &str = "robustness-token-secret-0123456789-0123456789";
 
 // --- child processes -------------------------------------------------------
-
-/// A child process that is ended when dropped: SIGTERM first, SIGKILL if it
-/// is still there after a grace period.
-struct Proc {
-    name: String,
-    child: Child,
-    status: Option<ExitStatus>,
-}
-
-impl Proc {
-    fn spawn(name: &str, command: &mut Command) -> Proc {
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e} (scripts/test.sh installs ffmpeg and GStreamer)"));
-        Proc {
-            name: name.to_owned(),
-            child,
-            status: None,
-        }
-    }
-
-    fn try_status(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            self.status = self.child.try_wait().ok().flatten();
-        }
-        self.status
-    }
-
-    /// The exit status if the process exits within `limit`.
-    fn wait_within(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while self.try_status().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.status
-    }
-
-    /// The exit status; panics (and the guard kills it) past `limit`.
-    fn wait(&mut self, limit: Duration) -> ExitStatus {
-        let name = self.name.clone();
-        self.wait_within(limit)
-            .unwrap_or_else(|| panic!("{name} still running after {limit:?}"))
-    }
-
-    /// SIGTERM by pid; only while the child is unreaped, so the pid cannot
-    /// belong to another process yet.
-    fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
-        if self.try_status().is_none() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(self.child.id().to_string())
-                .stderr(Stdio::null())
-                .status();
-        }
-        self.wait_within(limit)
-    }
-
-    /// SIGKILL: an abrupt end, as when a machine dies.
-    fn kill(&mut self) -> ExitStatus {
-        if self.try_status().is_none() {
-            let _ = self.child.kill();
-        }
-        self.wait(STOP_LIMIT)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.terminate(Duration::from_secs(10)).is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn read_text(path: &Path) -> String {
-    std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
-}
 
 /// Runs blocking work (child processes, ffprobe) off the async workers; a
 /// panic inside keeps its message.
@@ -192,18 +110,6 @@ fn write_child_config(root: &Path, hls: &str, streams: &[(&str, &str)]) {
     write_private(&root.join("sealcast.toml"), &text);
 }
 
-fn write_private(path: &Path, text: &str) {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .expect("create a test file");
-    file.write_all(text.as_bytes()).expect("write a test file");
-}
-
 impl ChildServer {
     /// Starts the server on ROOT's config; `label` names its log. Returns once
     /// it answers /healthz.
@@ -222,28 +128,8 @@ impl ChildServer {
     fn spawn(root: &Path, label: &str) -> ChildServer {
         let log = root.join(format!("{label}.log"));
         let config = root.join("sealcast.toml");
-        let mut process = Proc::spawn(
-            "sealcast serve",
-            Command::new(SEALCAST)
-                .arg("serve")
-                .arg("--config")
-                .arg(&config)
-                .current_dir(root)
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(File::create(&log).expect("create the server log")),
-        );
-        // A thread drains stdout to the end, so the server never writes to a
-        // closed pipe. The banner's first line has the addresses.
-        let stdout = process.child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
+        // The banner's first line has the addresses.
+        let (mut process, rx) = spawn_sealcast(&["serve", "--config", path_str(&config)], root, &log);
         let first = match rx.recv_timeout(POLL_LIMIT) {
             Ok(line) => line,
             Err(error) => {
@@ -282,13 +168,6 @@ impl ChildServer {
     }
 }
 
-/// `sealcast is running: RTMP on ADDR, HTTP on ADDR`.
-fn parse_running_line(line: &str) -> Option<(SocketAddr, SocketAddr)> {
-    let rest = line.strip_prefix("sealcast is running: RTMP on ")?;
-    let (rtmp, http) = rest.split_once(", HTTP on ")?;
-    Some((rtmp.trim().parse().ok()?, http.trim().parse().ok()?))
-}
-
 // --- playlists over HTTP ---------------------------------------------------
 
 /// A server's HTTP side and its token secret, whether it runs in process or
@@ -309,17 +188,7 @@ impl Endpoint {
 
     /// A playback token for `stream`, valid for an hour.
     fn token(&self, stream: &str) -> String {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_secs();
-        let claims = Claims {
-            exp: now + 3600,
-            stream: stream.to_owned(),
-            sub: None,
-            jti: None,
-        };
-        auth::mint(&self.secret, &claims)
+        mint_token(&self.secret, stream, 3600)
     }
 
     /// The playlist fetched with a token (so key URIs carry it), or `None`
@@ -424,14 +293,6 @@ impl Endpoint {
             stderr,
         }
     }
-}
-
-fn segment_count(playlist: &str) -> usize {
-    playlist.lines().filter(|l| l.starts_with("#EXTINF:")).count()
-}
-
-fn ended(playlist: &str) -> bool {
-    playlist.lines().any(|l| l.trim() == "#EXT-X-ENDLIST")
 }
 
 fn parse(text: &str) -> ParsedPlaylist {
@@ -831,19 +692,7 @@ fn gstreamer_publish(sink: &str, fixture: &str, url: &str, log: &Path) -> Proc {
 
 /// `ffmpeg [-re] -i FIXTURE -c copy -f flv URL`.
 fn ffmpeg_publish(fixture: &str, url: &str, real_time: bool, log: &Path) -> Proc {
-    let mut command = Command::new("ffmpeg");
-    command.args(["-nostdin", "-v", "error"]);
-    if real_time {
-        command.arg("-re");
-    }
-    command
-        .arg("-i")
-        .arg(common::fixture(fixture))
-        .args(["-c", "copy", "-f", "flv", url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(log).expect("create a publisher log"));
-    Proc::spawn(&format!("ffmpeg publisher {fixture}"), &mut command)
+    child::ffmpeg_publish(&format!("ffmpeg publisher {fixture}"), fixture, url, real_time, log)
 }
 
 /// ffmpeg, GStreamer rtmp2sink and GStreamer rtmpsink (librtmp) each push a

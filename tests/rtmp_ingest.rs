@@ -1,6 +1,8 @@
 //! RTMP ingest over real sockets: `serve` on 127.0.0.1:0, driven by
 //! rml_rtmp's client session, raw bytes, and (when installed) ffmpeg.
 
+mod common;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::rtmp_client::client_handshake;
 use rml_rtmp::chunk_io::ChunkSerializer;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::messages::{RtmpMessage, UserControlEventType};
@@ -116,30 +119,6 @@ async fn with_safety_net(test: impl Future<Output = ()>) {
     tokio::time::timeout(SAFETY, test)
         .await
         .expect("test did not finish within the safety timeout");
-}
-
-/// Client side of the real protocol over a real socket.
-async fn client_handshake(socket: &mut TcpStream) -> Vec<u8> {
-    let mut handshake = Handshake::new(PeerType::Client);
-    let c0c1 = handshake.generate_outbound_p0_and_p1().unwrap();
-    socket.write_all(&c0c1).await.unwrap();
-    let mut buf = vec![0_u8; 4096];
-    loop {
-        let n = socket.read(&mut buf).await.unwrap();
-        assert!(n > 0, "server closed during handshake");
-        match handshake.process_bytes(&buf[..n]).unwrap() {
-            HandshakeProcessResult::InProgress { response_bytes } => {
-                socket.write_all(&response_bytes).await.unwrap();
-            }
-            HandshakeProcessResult::Completed {
-                response_bytes,
-                remaining_bytes,
-            } => {
-                socket.write_all(&response_bytes).await.unwrap();
-                return remaining_bytes;
-            }
-        }
-    }
 }
 
 struct Client {

@@ -14,15 +14,15 @@
 //! when one track crosses the wrap before the other.
 
 mod aac;
-mod amf;
 mod avc;
+mod metadata;
 mod timestamp;
 
 use std::fmt;
 
 use crate::media::{AccessUnit, AudioCodec, Track, Tracks, VideoCodec};
 
-pub use amf::Metadata;
+pub use metadata::Metadata;
 
 /// Size of the fixed tag header (TagType .. StreamID), FLV v10.1 E.4.1.
 const TAG_HEADER_LEN: usize = 11;
@@ -493,7 +493,7 @@ impl Demuxer {
     /// Script data: only onMetaData is read; other names are ignored.
     fn push_script(&mut self, body: &[u8]) -> Result<(), Error> {
         let mut md = Metadata::default();
-        match amf::parse_on_metadata(body, &mut md) {
+        match metadata::parse_on_metadata(body, &mut md) {
             Ok(false) => Ok(()),
             Ok(true) => {
                 self.metadata = Some(md);
@@ -1039,7 +1039,7 @@ mod tests {
 
     #[test]
     fn metadata_from_script_tags() {
-        use amf::tests::{Amf, full_metadata, on_metadata};
+        use metadata::tests::{Amf, full_metadata, on_metadata};
         let mut d = Demuxer::new();
         assert_eq!(d.metadata(), None);
         assert_eq!(
@@ -1125,7 +1125,7 @@ mod tests {
 
     #[test]
     fn fuzz_push_never_panics() {
-        use amf::tests::{Amf, on_metadata};
+        use metadata::tests::{Amf, on_metadata};
         let bodies: Vec<(TagKind, Vec<u8>)> = vec![
             (TagKind::Video, avc_config_body()),
             (TagKind::Video, video(1, 1, 0, &avcc(&[SEI, IDR]))),

@@ -29,12 +29,12 @@
 //!
 //! Pieces:
 //! - [`chunk`]: chunk stream decoder and encoder.
-//! - [`amf0`]: AMF0 reader and writer.
+//! - [`amf0`]: AMF0 reader and writer (the crate's [`crate::amf0`],
+//!   re-exported here for existing users).
 //! - `session`: sans-IO, bytes in, outbound bytes and [`MediaMessage`]s out.
 //! - `connection`: the per-connection driver (socket, timeouts, backpressure).
 //! - [`serve`] here: the accept loop.
 
-pub mod amf0;
 pub mod chunk;
 mod connection;
 mod session;
@@ -52,7 +52,8 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::{Id, JoinError, JoinSet};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-pub use amf0::Amf0Error;
+pub use crate::amf0;
+pub use crate::amf0::Amf0Error;
 pub use chunk::ChunkError;
 pub use session::{Flow, Session};
 

@@ -8,7 +8,7 @@
 //! and SRS do. Bytes come in through [`Session::handle_input`]; bytes for the
 //! peer and media for the pipeline are appended to buffers the caller owns
 //! and reuses. No peer byte reaches rml_rtmp or rml_amf0: chunks are read by
-//! [`super::chunk`], AMF0 by [`super::amf0`], both bounded and iterative.
+//! [`super::chunk`], AMF0 by [`crate::amf0`], both bounded and iterative.
 //! Our own replies are written by the same modules (a few fixed messages,
 //! serialized straight into the caller's buffer, in a fixed property order).
 
@@ -20,9 +20,9 @@ use rml_rtmp::sessions::StreamMetadata;
 use tokio::sync::mpsc;
 use tracing::{debug, info, trace, warn};
 
-use super::amf0::{self, Command, Properties, Value, write};
 use super::chunk::{self, ChunkDecoder, ChunkLimits, Message, message_type};
 use super::{Error, IngestLimits, MediaMessage, PublishAuthorizer, PublishGrant, PublishRefused};
+use crate::amf0::{self, Command, Properties, Value, write};
 
 /// Our outbound chunk size. 4096 is what OBS, ffmpeg and nginx-rtmp use; the
 /// RTMP default of 128 would split every command into many chunks.

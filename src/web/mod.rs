@@ -23,7 +23,6 @@
 mod operator;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -36,6 +35,7 @@ pub use operator::OperatorAccess;
 
 use crate::auth::{self, Secret};
 use crate::config::HttpConfig;
+use crate::keyservice::now_unix_secs;
 use crate::live::Registry;
 use crate::names::StreamName;
 
@@ -310,13 +310,6 @@ fn escape(text: &str) -> String {
         }
     }
     out
-}
-
-fn now_unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -16,6 +16,25 @@ fn run(program: &str, args: &[&str]) -> std::process::Output {
         .unwrap_or_else(|e| panic!("{program} is required for this test (scripts/test.sh installs it): {e}"))
 }
 
+/// Every file under `dir`, recursively.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 /// True when the bytes look like MPEG-TS: a 0x47 sync byte every 188 bytes.
 pub fn has_ts_sync(bytes: &[u8]) -> bool {
     bytes.len() >= 188 * 2 && bytes.chunks(188).all(|p| p[0] == 0x47)
@@ -128,6 +147,7 @@ pub fn first_video_frame_is_key(path: &Path) -> Option<bool> {
         .map(|l| l.trim().trim_end_matches(',') == "1")
 }
 
+pub mod child;
 pub mod http;
 pub mod rtmp_client;
 pub mod server;

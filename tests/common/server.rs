@@ -144,17 +144,7 @@ key = "{OTHER_KEY}"
     /// A playback token for `stream` (an `app/name` or pattern) valid for an hour,
     /// or already expired when `ttl_secs` is negative.
     pub fn token(&self, stream: &str, ttl_secs: i64) -> String {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        let claims = Claims {
-            exp: (now + ttl_secs).max(0) as u64,
-            stream: stream.to_owned(),
-            sub: None,
-            jti: None,
-        };
-        auth::mint(&self.secret, &claims)
+        mint_token(&self.secret, stream, ttl_secs)
     }
 
     /// Graceful shutdown: every live publish flushes and ends its playlist.
@@ -166,4 +156,20 @@ key = "{OTHER_KEY}"
             task.await.unwrap().unwrap();
         }
     }
+}
+
+/// A playback token for `stream` (an `app/name` or pattern) under `secret`,
+/// valid for `ttl_secs`, or already expired when it is negative.
+pub fn mint_token(secret: &Secret, stream: &str, ttl_secs: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = Claims {
+        exp: (now + ttl_secs).max(0) as u64,
+        stream: stream.to_owned(),
+        sub: None,
+        jti: None,
+    };
+    auth::mint(secret, &claims)
 }

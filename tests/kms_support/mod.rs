@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::common::child::free_port;
 use crate::common::http;
 
 /// Polls `check` every 50 ms until it returns `Some`, or panics after `limit`
@@ -35,15 +36,6 @@ where
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// A free loopback port (bound, noted and released; moto binds it next).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// moto's server on a loopback port, killed on drop. The first three requests

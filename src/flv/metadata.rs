@@ -1,29 +1,8 @@
-//! Just enough AMF0 (Adobe AMF0 specification, 2.1) to read onMetaData from
-//! FLV script data tags and RTMP data messages.
+//! onMetaData from FLV script data tags and RTMP data messages (FLV spec
+//! v10.1 E.5), read with the crate's AMF0 reader.
 
 use super::Error;
-
-/// AMF0 type markers (AMF0 spec 2.1).
-mod marker {
-    pub const NUMBER: u8 = 0x00;
-    pub const BOOLEAN: u8 = 0x01;
-    pub const STRING: u8 = 0x02;
-    pub const OBJECT: u8 = 0x03;
-    pub const NULL: u8 = 0x05;
-    pub const UNDEFINED: u8 = 0x06;
-    pub const REFERENCE: u8 = 0x07;
-    pub const ECMA_ARRAY: u8 = 0x08;
-    pub const OBJECT_END: u8 = 0x09;
-    pub const STRICT_ARRAY: u8 = 0x0A;
-    pub const DATE: u8 = 0x0B;
-    pub const LONG_STRING: u8 = 0x0C;
-    pub const UNSUPPORTED: u8 = 0x0D;
-    pub const XML_DOCUMENT: u8 = 0x0F;
-    pub const TYPED_OBJECT: u8 = 0x10;
-}
-
-/// Deeper nesting than this is treated as malformed (bounds recursion).
-const MAX_DEPTH: u32 = 16;
+use crate::amf0::{Amf0Error, Reader, Value};
 
 /// The onMetaData properties sealcast uses (FLV v10.1 E.5), where present
 /// with the expected AMF0 type; other properties are ignored.
@@ -47,10 +26,7 @@ pub struct Metadata {
 
 impl Metadata {
     fn set(&mut self, name: &[u8], value: Value<'_>) {
-        let number = match value {
-            Value::Number(n) => Some(n),
-            _ => None,
-        };
+        let number = value.as_number();
         match name {
             b"width" => self.width = number.or(self.width),
             b"height" => self.height = number.or(self.height),
@@ -70,140 +46,28 @@ impl Metadata {
     }
 }
 
-/// A property value as far as metadata cares.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Value<'a> {
-    Number(f64),
-    String(&'a [u8]),
-    /// Any other type, skipped.
-    Other,
-    /// A type whose length cannot be known (movieclip, recordset, AVM+
-    /// switch, undefined markers): parsing stops here.
-    Opaque,
+/// A value AMF0 gives no length for (movie clip, record set, AMF3 switch,
+/// an undefined marker or a stray object end): nothing after it can be read.
+fn is_opaque(e: Amf0Error) -> bool {
+    matches!(e, Amf0Error::Unsupported(_) | Amf0Error::UnexpectedObjectEnd)
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
+fn bad_amf(e: Amf0Error) -> Error {
+    Error::BadAmf(match e {
+        Amf0Error::Truncated => "truncated",
+        Amf0Error::TooDeep => "nested too deeply",
+        Amf0Error::Unsupported(_) | Amf0Error::UnexpectedObjectEnd => "value of unknown length",
+        Amf0Error::NoCommandName => "no name",
+    })
 }
 
-const TRUNCATED: Error = Error::BadAmf("truncated");
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
-        let Some(head) = self.buf.get(..n) else {
-            return Err(TRUNCATED);
-        };
-        self.buf = &self.buf[n..];
-        Ok(head)
-    }
-
-    fn u8(&mut self) -> Result<u8, Error> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u16(&mut self) -> Result<u16, Error> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    fn u32(&mut self) -> Result<u32, Error> {
-        let b = self.take(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn f64(&mut self) -> Result<f64, Error> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(f64::from_be_bytes(a))
-    }
-
-    /// UTF-8 (AMF0 2.3, without marker): u16 length then bytes.
-    fn short_string(&mut self) -> Result<&'a [u8], Error> {
-        let len = self.u16()?;
-        self.take(usize::from(len))
-    }
-
-    fn long_string(&mut self) -> Result<&'a [u8], Error> {
-        let len = self.u32()?;
-        self.take(usize::try_from(len).map_err(|_| TRUNCATED)?)
-    }
-
-    /// One value with its marker. Containers are skipped whole.
-    fn value(&mut self, depth: u32) -> Result<Value<'a>, Error> {
-        if depth > MAX_DEPTH {
-            return Err(Error::BadAmf("nested too deeply"));
-        }
-        let value = match self.u8()? {
-            marker::NUMBER => Value::Number(self.f64()?),
-            marker::BOOLEAN => {
-                self.take(1)?;
-                Value::Other
-            }
-            marker::STRING => Value::String(self.short_string()?),
-            marker::LONG_STRING => Value::String(self.long_string()?),
-            marker::NULL | marker::UNDEFINED | marker::UNSUPPORTED => Value::Other,
-            marker::REFERENCE => {
-                self.take(2)?;
-                Value::Other
-            }
-            marker::DATE => {
-                self.take(8 + 2)?; // f64 ms + s16 time zone
-                Value::Other
-            }
-            marker::XML_DOCUMENT => {
-                self.long_string()?;
-                Value::Other
-            }
-            marker::OBJECT => return self.skip_properties(depth + 1),
-            marker::TYPED_OBJECT => {
-                self.short_string()?; // class name
-                return self.skip_properties(depth + 1);
-            }
-            marker::ECMA_ARRAY => {
-                self.u32()?; // associative count: a hint only, the end marker ends it
-                return self.skip_properties(depth + 1);
-            }
-            marker::STRICT_ARRAY => {
-                // Each value takes at least one byte, so a bogus count ends in
-                // "truncated" after at most buf.len() iterations.
-                let count = self.u32()?;
-                for _ in 0..count {
-                    if self.value(depth + 1)? == Value::Opaque {
-                        return Ok(Value::Opaque);
-                    }
-                }
-                Value::Other
-            }
-            _ => Value::Opaque,
-        };
-        Ok(value)
-    }
-
-    fn skip_properties(&mut self, depth: u32) -> Result<Value<'a>, Error> {
-        let mut opaque = false;
-        self.properties(depth, |_, v| opaque |= v == Value::Opaque)?;
-        Ok(if opaque { Value::Opaque } else { Value::Other })
-    }
-
-    /// Reads name/value pairs (AMF0 2.5 object-property) up to the object
-    /// end marker (an empty name then 0x09) or the end of the input, which
-    /// some encoders write instead of the end marker (ffmpeg accepts it
-    /// too). Calls `f` for each; stops without error after an opaque value.
-    fn properties(&mut self, depth: u32, mut f: impl FnMut(&'a [u8], Value<'a>)) -> Result<(), Error> {
-        while !self.buf.is_empty() {
-            let name = self.short_string()?;
-            if name.is_empty() && self.buf.first() == Some(&marker::OBJECT_END) {
-                self.buf = &self.buf[1..];
-                return Ok(());
-            }
-            let value = self.value(depth)?;
-            f(name, value);
-            if value == Value::Opaque {
-                return Ok(());
-            }
-        }
-        Ok(())
+/// The next value as a name; `not_a_name` is the error for other types.
+fn read_name<'a>(reader: &mut Reader<'a>, not_a_name: &'static str) -> Result<&'a [u8], Error> {
+    match reader.read() {
+        Ok(Value::String(s)) => Ok(s),
+        Ok(_) => Err(Error::BadAmf(not_a_name)),
+        Err(e) if is_opaque(e) => Err(Error::BadAmf(not_a_name)),
+        Err(e) => Err(bad_amf(e)),
     }
 }
 
@@ -215,42 +79,38 @@ impl<'a> Reader<'a> {
 /// ...), `Ok(true)` with `out` filled for onMetaData. `Err((true, e))` means
 /// onMetaData was recognized but the properties are malformed; `out` then
 /// holds the properties read before the problem. Values of types that cannot
-/// be skipped end the parse early without error.
+/// be skipped end the parse early without error. The properties object may
+/// end with the input instead of its end marker, as some encoders write it
+/// (ffmpeg accepts it too).
 pub(crate) fn parse_on_metadata(body: &[u8], out: &mut Metadata) -> Result<bool, (bool, Error)> {
-    let mut r = Reader { buf: body };
+    let mut reader = Reader::new(body);
     let not_found = |e| (false, e);
-    let mut name = match r.value(0).map_err(not_found)? {
-        Value::String(s) => s,
-        _ => {
-            return Err((false, Error::BadAmf("script data does not start with a name")));
-        }
-    };
+    let mut name = read_name(&mut reader, "script data does not start with a name").map_err(not_found)?;
     if name == b"@setDataFrame" {
-        name = match r.value(0).map_err(not_found)? {
-            Value::String(s) => s,
-            _ => return Err((false, Error::BadAmf("@setDataFrame without a name"))),
-        };
+        name = read_name(&mut reader, "@setDataFrame without a name").map_err(not_found)?;
     }
     if name != b"onMetaData" {
         return Ok(false);
     }
     let found = |e| (true, e);
-    match r.u8().map_err(found)? {
-        marker::ECMA_ARRAY => {
-            r.u32().map_err(found)?;
-        }
-        marker::OBJECT => {}
-        _ => {
-            return Err((true, Error::BadAmf("onMetaData value is not an object or ECMA array")));
+    let properties = reader
+        .read_properties_lazily()
+        .map_err(|e| found(bad_amf(e)))?
+        .ok_or(found(Error::BadAmf("onMetaData value is not an object or ECMA array")))?;
+    for property in properties {
+        match property {
+            Ok((name, value)) => out.set(name, value),
+            Err(e) if is_opaque(e) => break,
+            Err(e) => return Err(found(bad_amf(e))),
         }
     }
-    r.properties(1, |name, value| out.set(name, value)).map_err(found)?;
     Ok(true)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::amf0::{marker, write};
 
     /// Builds AMF0 bytes for tests.
     #[derive(Default)]
@@ -258,22 +118,20 @@ pub(crate) mod tests {
 
     impl Amf {
         pub(crate) fn string(mut self, s: &str) -> Self {
-            self.0.push(marker::STRING);
-            self.name(s)
+            write::string(&mut self.0, s);
+            self
         }
         /// A property name (no marker).
         pub(crate) fn name(mut self, s: &str) -> Self {
-            self.0.extend_from_slice(&(s.len() as u16).to_be_bytes());
-            self.0.extend_from_slice(s.as_bytes());
+            write::name(&mut self.0, s);
             self
         }
         pub(crate) fn number(mut self, n: f64) -> Self {
-            self.0.push(marker::NUMBER);
-            self.0.extend_from_slice(&n.to_be_bytes());
+            write::number(&mut self.0, n);
             self
         }
         pub(crate) fn boolean(mut self, b: bool) -> Self {
-            self.0.extend_from_slice(&[marker::BOOLEAN, b as u8]);
+            write::boolean(&mut self.0, b);
             self
         }
         pub(crate) fn ecma_array(mut self, count: u32) -> Self {
@@ -282,11 +140,11 @@ pub(crate) mod tests {
             self
         }
         pub(crate) fn object(mut self) -> Self {
-            self.0.push(marker::OBJECT);
+            write::object_start(&mut self.0);
             self
         }
         pub(crate) fn end(mut self) -> Self {
-            self.0.extend_from_slice(&[0, 0, marker::OBJECT_END]);
+            write::object_end(&mut self.0);
             self
         }
         pub(crate) fn raw(mut self, b: &[u8]) -> Self {

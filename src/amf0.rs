@@ -1,5 +1,7 @@
-//! AMF0 (Adobe AMF0 specification, 2007, section 2) for RTMP commands and
-//! data messages: a bounded reader for the peer's bytes and a writer for ours.
+//! AMF0 (Adobe AMF0 specification, 2007, section 2), sans-IO: a bounded
+//! reader for peer bytes and a writer for ours. RTMP commands and data
+//! messages (`rtmp::Session`) and FLV script tags (`flv`'s onMetaData) both
+//! read through it.
 //!
 //! The reader never recurses on the input: a container's extent is found by
 //! an iterative walk with a fixed-size stack of [`MAX_DEPTH`] frames, so an
@@ -13,7 +15,7 @@
 pub const MAX_DEPTH: usize = 32;
 
 /// AMF0 type markers (AMF0 spec 2.1).
-mod marker {
+pub(crate) mod marker {
     pub const NUMBER: u8 = 0x00;
     pub const BOOLEAN: u8 = 0x01;
     pub const STRING: u8 = 0x02;
@@ -125,6 +127,24 @@ impl<'a> Reader<'a> {
         };
         self.buf = rest;
         Ok(shallow(bytes))
+    }
+
+    /// The next value's properties if it is an object or ECMA array, with
+    /// each property checked as it is iterated rather than the container as a
+    /// whole first: a caller keeps the properties before a malformed one (the
+    /// onMetaData of a cut-off FLV file). The container's end is not known,
+    /// so this takes the rest of the input. `Ok(None)`, with nothing taken,
+    /// for any other type.
+    pub fn read_properties_lazily(&mut self) -> Result<Option<Properties<'a>>, Amf0Error> {
+        let body = match self.buf.split_first() {
+            None => return Err(Amf0Error::Truncated),
+            Some((&marker::OBJECT, rest)) => rest,
+            // The count is a hint; the end marker ends the array.
+            Some((&marker::ECMA_ARRAY, rest)) => rest.get(4..).ok_or(Amf0Error::Truncated)?,
+            Some(_) => return Ok(None),
+        };
+        self.buf = &[];
+        Ok(Some(Properties { body }))
     }
 }
 
@@ -587,6 +607,47 @@ mod tests {
         assert_eq!(value.as_object().unwrap().get("k"), Some(Value::Null));
         assert_eq!(reader.read(), Ok(Value::Null));
         assert!(reader.is_empty());
+    }
+
+    #[test]
+    fn lazy_properties_keep_what_precedes_a_problem() {
+        type Props = Vec<Result<(&'static [u8], Value<'static>), Amf0Error>>;
+        type Case = (&'static str, Vec<u8>, Result<Option<Props>, Amf0Error>);
+        let cases: Vec<Case> = vec![
+            ("empty", vec![], Err(Amf0Error::Truncated)),
+            ("not a container", vec![0x05, 0x05], Ok(None)),
+            ("ECMA count cut", vec![0x08, 0, 0], Err(Amf0Error::Truncated)),
+            (
+                "object, then a cut value",
+                vec![0x03, 0x00, 0x01, b'a', 0x05, 0x00, 0x01, b'b', 0x00, 0x40],
+                Ok(Some(vec![Ok((&b"a"[..], Value::Null)), Err(Amf0Error::Truncated)])),
+            ),
+            (
+                "ECMA array, then a movie clip",
+                vec![
+                    0x08, 0, 0, 0, 9, 0x00, 0x01, b'a', 0x01, 0x01, 0x00, 0x01, b'm', 0x04, 0x05,
+                ],
+                Ok(Some(vec![
+                    Ok((&b"a"[..], Value::Boolean(true))),
+                    Err(Amf0Error::Unsupported(0x04)),
+                ])),
+            ),
+            (
+                "end marker stops, trailing bytes ignored",
+                vec![0x03, 0x00, 0x00, 0x09, 0xFF],
+                Ok(Some(vec![])),
+            ),
+        ];
+        for (name, bytes, want) in cases {
+            let mut reader = Reader::new(&bytes);
+            let got = reader
+                .read_properties_lazily()
+                .map(|props| props.map(|p| p.collect::<Vec<_>>()));
+            assert_eq!(got, want, "{name}");
+            if matches!(got, Ok(Some(_))) {
+                assert!(reader.is_empty(), "{name}: the rest is taken");
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,190 @@
+//! Child processes for tests that run the real `sealcast` binary and real
+//! encoders and players: a guard that ends the child when dropped, starting
+//! the binary with its banner on a channel, and small file and playlist
+//! helpers those tests share.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const SEALCAST: &str = env!("CARGO_BIN_EXE_sealcast");
+
+/// Bound for a graceful shutdown after SIGTERM, and for a SIGKILLed child to
+/// be reaped.
+pub const STOP_LIMIT: Duration = Duration::from_secs(15);
+
+/// A child process that is ended when dropped: SIGTERM first (sealcast and
+/// ffmpeg both exit cleanly on it), SIGKILL if it is still there after a grace
+/// period.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    status: Option<ExitStatus>,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, command: &mut Command) -> Proc {
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e} (scripts/test.sh installs ffmpeg and GStreamer)"));
+        Proc {
+            name: name.to_owned(),
+            child,
+            status: None,
+        }
+    }
+
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    /// The exit status if the process exits within `limit`.
+    pub fn wait_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while self.try_status().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.status
+    }
+
+    /// The exit status; panics (and the guard kills it) past `limit`.
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let name = self.name.clone();
+        self.wait_within(limit)
+            .unwrap_or_else(|| panic!("{name} still running after {limit:?}"))
+    }
+
+    /// Sends a signal by pid. Only while the child is unreaped, so the pid
+    /// cannot belong to another process yet.
+    pub fn signal(&mut self, signal: &str) {
+        if self.try_status().is_none() {
+            let _ = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(self.child.id().to_string())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
+    /// SIGTERM, then the exit status if it exits within `limit`.
+    pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
+        self.signal("TERM");
+        self.wait_within(limit)
+    }
+
+    /// SIGKILL: an abrupt end, as when an encoder's machine dies.
+    pub fn kill(&mut self) -> ExitStatus {
+        if self.try_status().is_none() {
+            let _ = self.child.kill();
+        }
+        self.wait(STOP_LIMIT)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.terminate(Duration::from_secs(10)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `sealcast ARGS` in `cwd`, logging at info into `log`, and its stdout lines
+/// (the banner first). A thread drains stdout to the end, so the server never
+/// writes to a closed pipe.
+pub fn spawn_sealcast(args: &[&str], cwd: &Path, log: &Path) -> (Proc, mpsc::Receiver<String>) {
+    let mut process = Proc::spawn(
+        "sealcast serve",
+        Command::new(SEALCAST)
+            .args(args)
+            .current_dir(cwd)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(File::create(log).expect("create the server log")),
+    );
+    let stdout = process.child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    (process, rx)
+}
+
+/// `ffmpeg [-re] -i FIXTURE -c copy -f flv URL`, its errors into `log`.
+pub fn ffmpeg_publish(name: &str, fixture: &str, url: &str, real_time: bool, log: &Path) -> Proc {
+    let mut command = Command::new("ffmpeg");
+    command.args(["-nostdin", "-v", "error"]);
+    if real_time {
+        command.arg("-re");
+    }
+    command
+        .arg("-i")
+        .arg(super::fixture(fixture))
+        .args(["-c", "copy", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(log).expect("create a publisher log"));
+    Proc::spawn(name, &mut command)
+}
+
+/// `sealcast is running: RTMP on ADDR, HTTP on ADDR`.
+pub fn parse_running_line(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let rest = line.strip_prefix("sealcast is running: RTMP on ")?;
+    let (rtmp, http) = rest.split_once(", HTTP on ")?;
+    Some((rtmp.trim().parse().ok()?, http.trim().parse().ok()?))
+}
+
+/// A file's text (lossy), empty when it cannot be read.
+pub fn read_text(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// Writes a file with mode 0600, as secrets and configs are kept.
+pub fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create a test file");
+    file.write_all(text.as_bytes()).expect("write a test file");
+}
+
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().expect("temporary paths are UTF-8")
+}
+
+/// A free loopback port (bound, noted and released; a child binds it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Segments a media playlist lists.
+pub fn segment_count(playlist: &str) -> usize {
+    playlist.lines().filter(|l| l.starts_with("#EXTINF:")).count()
+}
+
+/// Whether a media playlist carries EXT-X-ENDLIST.
+pub fn ended(playlist: &str) -> bool {
+    playlist.lines().any(|l| l.trim() == "#EXT-X-ENDLIST")
+}
