@@ -34,6 +34,8 @@
 //! - [`server`]: `sealcast serve`: RTMP and HTTP side by side, graceful shutdown.
 //! - [`rtmp`]: RTMP ingest: accept loop, handshake, publish authorization,
 //!   media into a bounded channel per publish.
+//! - [`loadgen`]: `sealcast bench-push`, many real-time RTMP publishers in one
+//!   process for load tests.
 
 pub mod api;
 pub mod auth;
@@ -45,6 +47,7 @@ pub mod http;
 pub mod keyservice;
 pub mod kms;
 pub mod live;
+pub mod loadgen;
 pub mod media;
 pub mod names;
 pub mod package;
