@@ -21,7 +21,7 @@
 #
 # Environment: WARMUP (s), SEGMENT_SECS (2), WINDOW (5 segments), NGINX_WORKERS
 # (1, as the reference figures; Debian's stock nginx.conf says `auto`),
-# BENCH_DIR (work dir, default a fresh /tmp dir), SERVERS ("sealcast nginx"),
+# BENCH_DIR (work dir, default a fresh /tmp dir), SEALCAST_BIN (skip the build), SERVERS ("sealcast nginx"),
 # RTMP_PORT_BASE (19350). Installs nginx, libnginx-mod-rtmp, inotify-tools and
 # python3 from Debian when missing. Kills only the processes it started.
 set -euo pipefail
@@ -57,10 +57,14 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 [[ -f $FIXTURE ]] || scripts/make-fixtures.sh bench
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-log "building sealcast (release) in $CARGO_TARGET_DIR"
-cargo build --release --quiet --bin sealcast
-BIN=$CARGO_TARGET_DIR/release/sealcast
+if [[ -n ${SEALCAST_BIN:-} ]]; then
+  BIN=$SEALCAST_BIN  # a prebuilt binary, e.g. to compare two builds
+else
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+  log "building sealcast (release) in $CARGO_TARGET_DIR"
+  cargo build --release --quiet --bin sealcast
+  BIN=$CARGO_TARGET_DIR/release/sealcast
+fi
 
 # --- keys ------------------------------------------------------------------
 RUN_ID=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
