@@ -414,12 +414,15 @@ struct Publish {
 /// Ciphertext is appended to the open segment's temporary file in pieces of
 /// at least this size, so a stream holds about this much of a segment in
 /// memory instead of the whole segment (~700 KB at 2.7 Mb/s and 2 s), and
-/// the segment's close writes only the tail.
-const SEGMENT_PIECE_BYTES: usize = 32 * 1024;
+/// the segment's close writes only the tail. Each piece is one trip to the
+/// blocking pool (file IO never runs on a runtime thread, so a slow disk
+/// cannot stall other streams); 32 KB pieces cost measurably more CPU, and
+/// writing pieces on the runtime thread gave worse tail latency.
+const SEGMENT_PIECE_BYTES: usize = 64 * 1024;
 
 /// A piece buffer that grew past this (a large keyframe) is given back to
 /// the allocator after its write, so idle capacity per stream stays small.
-const MAX_IDLE_PIECE_BYTES: usize = 96 * 1024;
+const MAX_IDLE_PIECE_BYTES: usize = 160 * 1024;
 
 /// A segment file being written: `tmp` until it is complete, then renamed to
 /// `path` (so a listed segment is always whole).
@@ -549,26 +552,27 @@ impl Publish {
                 None
             }
         };
-        // Written here, on the runtime thread, not through spawn_blocking:
-        // a piece is 32 KB to a few hundred KB appended to an open file, a
-        // page-cache copy of some microseconds, and a blocking-pool round
-        // trip per piece cost more CPU than the write (measured: +35% CPU
-        // per stream at 100 streams). Whole-file work (rename, playlist)
-        // still goes to the blocking pool.
-        let result = match file {
-            Some(file) => Ok(file),
-            None => SegmentFile::create(
-                &self.stream.dir,
-                &names::segment_file_name(&self.publish_id, sequence),
-                sequence,
-            ),
-        }
-        .and_then(|mut file| file.append(&self.piece).map(|()| file));
-        if self.piece.capacity() > MAX_IDLE_PIECE_BYTES {
-            self.piece = Vec::new();
-        }
+        let dir = self.stream.dir.clone();
+        let file_name = names::segment_file_name(&self.publish_id, sequence);
+        let piece = std::mem::take(&mut self.piece);
+        let result = tokio::task::spawn_blocking(move || {
+            let mut file = match file {
+                Some(file) => file,
+                None => SegmentFile::create(&dir, &file_name, sequence)?,
+            };
+            file.append(&piece)?;
+            Ok::<_, std::io::Error>((file, piece))
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
         match result {
-            Ok(file) => self.segment_file = Some(file),
+            Ok((file, piece)) => {
+                self.segment_file = Some(file);
+                if piece.capacity() <= MAX_IDLE_PIECE_BYTES {
+                    self.piece = piece;
+                }
+            }
             Err(error) => {
                 error!(seq = sequence, %error, "writing a segment failed; it will not be listed");
                 self.failed_sequence = Some(sequence);
