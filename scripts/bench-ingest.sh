@@ -24,6 +24,12 @@
 # BENCH_DIR (work dir, default a fresh /tmp dir), SEALCAST_BIN (skip the build), SERVERS ("sealcast nginx"),
 # RTMP_PORT_BASE (19350). Installs nginx, libnginx-mod-rtmp, inotify-tools and
 # python3 from Debian when missing. Kills only the processes it started.
+#
+# Both servers write segments to BENCH_DIR. On a disk filesystem, kernel
+# writeback of ~100 MB/s (300 streams) stalls file writes now and then, which
+# shows up as publication latency spikes for both; BENCH_DIR=/dev/shm/NAME
+# (tmpfs, as HLS origins often use) takes the disk out of the comparison.
+# Needs ~5 GB free there at N=300 (segments left behind are not cleaned up).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
