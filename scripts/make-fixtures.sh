@@ -2,11 +2,32 @@
 # Regenerates the FLV fixtures under fixtures/ with ffmpeg (synthetic sources, so
 # anyone can reproduce them). The committed files are what the tests use; rerun
 # this only to change them, and update fixtures/README.md with it.
+#
+#   scripts/make-fixtures.sh          the committed test fixtures
+#   scripts/make-fixtures.sh bench    fixtures/bench-720p.flv only (not committed, ~3.4 MB):
+#                                     720p30 H.264 High ~2.6 Mb/s CBR + AAC 128k, 10 s,
+#                                     keyframe every 2 s; used by scripts/bench-ingest.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v ffmpeg >/dev/null || { echo "ffmpeg is required (apt-get install -y ffmpeg)" >&2; exit 1; }
 
 common=(-hide_banner -loglevel error -y -fflags +bitexact -flags:v +bitexact -flags:a +bitexact)
+
+if [[ "${1:-}" == bench ]]; then
+  # Temporal noise keeps x264 from undershooting on a synthetic picture, and
+  # nal-hrd=cbr holds the rate near 2.6 Mb/s (+128k audio: ~2.7 Mb/s total).
+  ffmpeg "${common[@]}" \
+    -f lavfi -i "testsrc2=size=1280x720:rate=30,noise=alls=12:allf=t" \
+    -f lavfi -i "sine=frequency=440:sample_rate=48000,aformat=channel_layouts=stereo" \
+    -t 10 \
+    -c:v libx264 -profile:v high -preset veryfast -bf 2 \
+    -b:v 2600k -minrate 2600k -maxrate 2600k -bufsize 2600k -x264-params nal-hrd=cbr \
+    -g 60 -keyint_min 60 -sc_threshold 0 -pix_fmt yuv420p \
+    -c:a aac -b:a 128k -ar 48000 -ac 2 \
+    -f flv fixtures/bench-720p.flv
+  ls -l fixtures/bench-720p.flv
+  exit 0
+fi
 
 # 1. H.264 High with B-frames + AAC-LC 48 kHz stereo, keyframe every 2 s, 10 s.
 ffmpeg "${common[@]}" \

@@ -38,6 +38,8 @@
 //! - [`rtmp`]: RTMP ingest: accept loop with limits, our own chunk decoder
 //!   and server session (sans-IO, fuzzable), publish
 //!   authorization, media into a bounded channel per publish.
+//! - [`loadgen`]: `sealcast bench-push`, many real-time RTMP publishers in one
+//!   process for load tests.
 
 pub mod amf0;
 pub mod api;
@@ -50,6 +52,7 @@ pub mod http;
 pub mod keyservice;
 pub mod kms;
 pub mod live;
+pub mod loadgen;
 pub mod media;
 pub mod names;
 pub mod package;

@@ -12,6 +12,7 @@ use sealcast::config::{Config, KeyOrigin, KmsProvider};
 use sealcast::hls::UtcDateTime;
 use sealcast::keyservice::{KeyServer, now_unix_secs};
 use sealcast::kms::local::LocalKms;
+use sealcast::loadgen;
 use sealcast::names::StreamName;
 use sealcast::package::{self, PackageOptions};
 use sealcast::server::{self, Server};
@@ -84,6 +85,37 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Load test: N concurrent RTMP publishers replaying an FLV file in real
+    /// time, looping with continuous timestamps; reports once a second.
+    BenchPush {
+        /// rtmp://host[:port]/app
+        #[arg(long, default_value = "rtmp://127.0.0.1:1935/live")]
+        url: String,
+        /// FLV file to replay (read once, shared by every publisher).
+        #[arg(long)]
+        fixture: PathBuf,
+        /// Number of publishers (default: one per line of --keys-file).
+        #[arg(long, short = 'n')]
+        publishers: Option<usize>,
+        /// Stream key per publisher; `{i}` is replaced by its index.
+        #[arg(long, default_value = "sealcast_bench_{i}", conflicts_with = "keys_file")]
+        key_template: String,
+        /// First index substituted for `{i}`.
+        #[arg(long, default_value_t = 0)]
+        first_index: usize,
+        /// File of stream keys, one per line.
+        #[arg(long)]
+        keys_file: Option<PathBuf>,
+        /// Run time; 0: until Ctrl-C.
+        #[arg(long, default_value_t = 60)]
+        duration_secs: u64,
+        /// Send loop period: every tag due in a tick goes out in one write.
+        #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(5..=500))]
+        tick_ms: u64,
+        /// Publishers start evenly spread over this time.
+        #[arg(long, default_value_t = 2000)]
+        ramp_ms: u64,
     },
     /// Decrypt a sealcast playlist into one plaintext TS file (operators and tests).
     Decrypt {
@@ -342,6 +374,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load_config(Some(&file))?;
             println!("{}: ok ({} streams)", file.display(), config.streams.len());
         }
+        Command::BenchPush {
+            url,
+            fixture,
+            publishers,
+            key_template,
+            first_index,
+            keys_file,
+            duration_secs,
+            tick_ms,
+            ramp_ms,
+        } => bench_push(
+            &runtime,
+            BenchPushArgs {
+                url,
+                fixture,
+                publishers,
+                key_template,
+                first_index,
+                keys_file,
+                duration_secs,
+                tick_ms,
+                ramp_ms,
+            },
+        )?,
         Command::Decrypt {
             playlist,
             output,
@@ -351,6 +407,108 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let segments = runtime.block_on(package::decrypt(&playlist, &output, &kms))?;
             println!("decrypted {segments} segments into {}", output.display());
         }
+    }
+    Ok(())
+}
+
+struct BenchPushArgs {
+    url: String,
+    fixture: PathBuf,
+    publishers: Option<usize>,
+    key_template: String,
+    first_index: usize,
+    keys_file: Option<PathBuf>,
+    duration_secs: u64,
+    tick_ms: u64,
+    ramp_ms: u64,
+}
+
+fn bench_push(runtime: &tokio::runtime::Runtime, args: BenchPushArgs) -> anyhow::Result<()> {
+    use std::time::Duration;
+
+    let (addr, app) = loadgen::parse_url(&args.url)?;
+    let keys = match &args.keys_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let mut keys: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect();
+            if let Some(n) = args.publishers {
+                anyhow::ensure!(
+                    n <= keys.len(),
+                    "{} has {} keys, fewer than {n}",
+                    path.display(),
+                    keys.len()
+                );
+                keys.truncate(n);
+            }
+            keys
+        }
+        None => loadgen::keys_from_template(&args.key_template, args.first_index, args.publishers.unwrap_or(1)),
+    };
+    anyhow::ensure!(!keys.is_empty(), "no publishers");
+    let fixture = std::sync::Arc::new(loadgen::Fixture::load(&args.fixture)?);
+    let publishers = keys.len();
+    println!(
+        "bench-push: {publishers} publishers to {}, fixture {} ({:.1} s loop, {:.2} Mb/s each)",
+        args.url,
+        args.fixture.display(),
+        fixture.duration_ms() as f64 / 1000.0,
+        fixture.bitrate_bps() as f64 / 1e6
+    );
+    let options = loadgen::Options {
+        addr,
+        app,
+        tc_url: args.url.clone(),
+        keys,
+        duration: Duration::from_secs(args.duration_secs),
+        tick: Duration::from_millis(args.tick_ms),
+        ramp: Duration::from_millis(args.ramp_ms),
+    };
+    let cpu_start = loadgen::process_cpu_time();
+    let wall_start = std::time::Instant::now();
+    let mut last = (Duration::ZERO, 0u64);
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let stats = runtime.block_on(loadgen::run(fixture, options, stop, |elapsed, s| {
+        let rate = (s.bytes_sent - last.1) as f64 * 8.0 / (elapsed - last.0).as_secs_f64().max(1e-3) / 1e6;
+        last = (elapsed, s.bytes_sent);
+        println!(
+            "t={:>4}s connected={}/{publishers} failed={} behind={} behind_ever={} max_lag_ms={} sent_mb={:.1} rate_mbps={rate:.1}",
+            elapsed.as_secs(),
+            s.connected,
+            s.failed,
+            s.behind,
+            s.behind_ever,
+            s.max_lag_ms,
+            s.bytes_sent as f64 / 1e6
+        );
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    }));
+    let wall = wall_start.elapsed();
+    let s = stats.snapshot();
+    let cpu = match (cpu_start, loadgen::process_cpu_time()) {
+        (Some(a), Some(b)) => format!(
+            "{:.2} s ({:.1}% of one core)",
+            (b - a).as_secs_f64(),
+            (b - a).as_secs_f64() * 100.0 / wall.as_secs_f64()
+        ),
+        _ => "unknown".to_owned(),
+    };
+    println!(
+        "bench-push done: publishers={publishers} failed={} behind_ever={} max_lag_ms={} sent_bytes={} avg_rate_mbps={:.1} cpu={cpu}",
+        s.failed,
+        s.behind_ever,
+        s.max_lag_ms,
+        s.bytes_sent,
+        s.bytes_sent as f64 * 8.0 / wall.as_secs_f64() / 1e6
+    );
+    for error in stats.errors() {
+        println!("  error: {error}");
     }
     Ok(())
 }

@@ -1,0 +1,861 @@
+//! `sealcast bench-push`: many RTMP publishers in one process, for load tests
+//! of sealcast and of other RTMP servers (nginx-rtmp) with the same traffic.
+//!
+//! The fixture's tags are read once and shared ([`Fixture`], behind an `Arc`).
+//! Each publisher is one task: a plain RTMP handshake, `connect`,
+//! `createStream`, `publish`, then a timer-driven loop that serializes every
+//! tag due in the current tick (20–50 ms) into one buffer with
+//! [`chunk::encode_message`] and writes it with one syscall. The fixture loops
+//! with continuous timestamps: loop `n` is offset by `n` times its duration.
+//! The codec configurations and the metadata are sent once, at the start, as
+//! an encoder does. A publisher whose oldest unsent tag is more than
+//! [`BEHIND_THRESHOLD_MS`] late counts as behind real time.
+//!
+//! Per publisher and second this costs a few hundred small memcpy's and
+//! 20–50 writes, against an ffmpeg process per stream for `ffmpeg -re`.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::flv::{self, TagKind};
+use crate::rtmp::amf0::{self, Value, write};
+use crate::rtmp::chunk::{self, ChunkDecoder, ChunkLimits, Message, message_type};
+
+/// A publisher whose oldest unsent tag is later than this is behind.
+pub const BEHIND_THRESHOLD_MS: u64 = 1000;
+
+/// The chunk size we announce: what OBS and ffmpeg use.
+const CHUNK_SIZE_BYTES: u32 = 4096;
+
+/// From TCP connect to `NetStream.Publish.Start`.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// RTMP handshake: C1/S1/S2 size (spec 5.2.3).
+const HANDSHAKE_BYTES: usize = 1536;
+
+/// Chunk stream ids, as ffmpeg uses them.
+const CSID_CONTROL: u32 = 2;
+const CSID_COMMAND: u32 = 3;
+const CSID_AUDIO: u32 = 4;
+const CSID_VIDEO: u32 = 6;
+const CSID_DATA: u32 = 5;
+
+/// Why a publisher stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The fixture file could not be read.
+    #[error("reading {path}: {source}")]
+    ReadFixture { path: PathBuf, source: std::io::Error },
+    /// The fixture is not a usable FLV file.
+    #[error("fixture: {0}")]
+    Fixture(String),
+    /// The URL is not `rtmp://host:port/app`.
+    #[error("bad RTMP URL {0:?}: expected rtmp://host[:port]/app")]
+    BadUrl(String),
+    /// Socket error.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The server closed the connection.
+    #[error("server closed the connection")]
+    Closed,
+    /// The server did not complete the publish in time.
+    #[error("publish setup timed out")]
+    SetupTimeout,
+    /// The server refused connect or publish.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The server's chunk stream or AMF0 was malformed.
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+/// One tag of the fixture: its body is a range of the file.
+#[derive(Debug, Clone)]
+struct FixtureTag {
+    type_id: u8,
+    /// Relative to the first media tag.
+    timestamp_ms: u64,
+    body: Range<usize>,
+}
+
+/// An FLV file split into what is sent once (metadata, codec configurations)
+/// and the media tags that loop.
+#[derive(Debug)]
+pub struct Fixture {
+    file: Bytes,
+    /// `onMetaData` body (sent as `@setDataFrame`), if the file has one.
+    metadata: Option<Range<usize>>,
+    /// AVC/AAC sequence headers, sent before the first media tag.
+    configs: Vec<FixtureTag>,
+    media: Vec<FixtureTag>,
+    /// The offset between loops: last media timestamp plus one video frame.
+    duration_ms: u64,
+    /// Media bytes per loop (tag bodies), for the bitrate.
+    media_bytes: u64,
+}
+
+impl Fixture {
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let data = std::fs::read(path).map_err(|source| Error::ReadFixture {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(Bytes::from(data))
+    }
+
+    pub fn parse(file: Bytes) -> Result<Self, Error> {
+        let base = file.as_ptr() as usize;
+        let (_, tags) = flv::tags(&file).map_err(|e| Error::Fixture(e.to_string()))?;
+        let mut metadata = None;
+        let mut configs = Vec::new();
+        let mut media = Vec::new();
+        let mut first_ts = None;
+        let mut video_ts = Vec::new();
+        let mut audio_ts = Vec::new();
+        for tag in tags {
+            let tag = tag.map_err(|e| Error::Fixture(e.to_string()))?;
+            // The bodies borrow `file`, so the offset is within it.
+            let start = tag.body.as_ptr() as usize - base;
+            let body = start..start + tag.body.len();
+            let (type_id, is_config) = match tag.kind {
+                TagKind::Script => {
+                    metadata.get_or_insert(body);
+                    continue;
+                }
+                // FLV v10.1 E.4.3: AVC (codec 7) packet type 0 is the
+                // decoder configuration record.
+                TagKind::Video => (
+                    message_type::VIDEO,
+                    tag.body.first().is_some_and(|b| b & 0x0F == 7) && tag.body.get(1) == Some(&0),
+                ),
+                // FLV v10.1 E.4.2: AAC (format 10) packet type 0 is the
+                // AudioSpecificConfig.
+                TagKind::Audio => (
+                    message_type::AUDIO,
+                    tag.body.first().is_some_and(|b| b >> 4 == 10) && tag.body.get(1) == Some(&0),
+                ),
+            };
+            let first = *first_ts.get_or_insert(tag.timestamp_ms);
+            let timestamp_ms = u64::from(tag.timestamp_ms.saturating_sub(first));
+            let entry = FixtureTag {
+                type_id,
+                timestamp_ms,
+                body,
+            };
+            if is_config {
+                configs.push(entry);
+            } else {
+                if type_id == message_type::VIDEO {
+                    video_ts.push(timestamp_ms);
+                } else {
+                    audio_ts.push(timestamp_ms);
+                }
+                media.push(entry);
+            }
+        }
+        // Tags are in file order; real time needs them in timestamp order.
+        media.sort_by_key(|t| t.timestamp_ms);
+        if media.is_empty() {
+            return Err(Error::Fixture("no media tags".into()));
+        }
+        // Each track ends one frame after its last tag; the loop is as long
+        // as the longer track, so neither overlaps itself on the next loop.
+        let track_end = |ts: &[u64]| match ts {
+            [.., a, b] => b + b.saturating_sub(*a),
+            [a] => *a,
+            [] => 0,
+        };
+        let duration_ms = track_end(&video_ts).max(track_end(&audio_ts)).max(1);
+        let media_bytes = media.iter().map(|t| t.body.len() as u64).sum();
+        Ok(Self {
+            file,
+            metadata,
+            configs,
+            media,
+            duration_ms,
+            media_bytes,
+        })
+    }
+
+    /// One loop's length in milliseconds.
+    pub fn duration_ms(&self) -> u64 {
+        self.duration_ms
+    }
+
+    /// Media bits per second of one publisher.
+    pub fn bitrate_bps(&self) -> u64 {
+        self.media_bytes * 8 * 1000 / self.duration_ms.max(1)
+    }
+
+    fn body(&self, range: &Range<usize>) -> &[u8] {
+        // Ranges were made from this file's tags.
+        self.file.get(range.clone()).unwrap_or_default()
+    }
+}
+
+/// What `bench-push` runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Host and port.
+    pub addr: String,
+    pub app: String,
+    /// The URL as given, sent as `tcUrl`.
+    pub tc_url: String,
+    /// One stream key per publisher.
+    pub keys: Vec<String>,
+    /// Zero: until `stop` resolves.
+    pub duration: Duration,
+    /// The send loop's period.
+    pub tick: Duration,
+    /// Publishers start evenly spread over this time.
+    pub ramp: Duration,
+}
+
+/// Splits `rtmp://host[:port]/app` into (`host:port`, `app`).
+pub fn parse_url(url: &str) -> Result<(String, String), Error> {
+    let bad = || Error::BadUrl(url.to_owned());
+    let rest = url.strip_prefix("rtmp://").ok_or_else(bad)?;
+    let (host, app) = rest.split_once('/').ok_or_else(bad)?;
+    let app = app.trim_end_matches('/');
+    if host.is_empty() || app.is_empty() || app.contains('/') {
+        return Err(bad());
+    }
+    let addr = if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        host.to_owned()
+    } else {
+        format!("{host}:1935")
+    };
+    Ok((addr, app.to_owned()))
+}
+
+/// Counters shared by every publisher; read by the reporter.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Publishers whose publish was accepted and still run.
+    pub connected: AtomicUsize,
+    /// Publishers that ended with an error.
+    pub failed: AtomicUsize,
+    pub bytes_sent: AtomicU64,
+    /// Publishers now behind real time by more than the threshold.
+    pub behind: AtomicUsize,
+    /// Publishers that were behind at least once.
+    pub behind_ever: AtomicUsize,
+    /// Largest lag seen, milliseconds.
+    pub max_lag_ms: AtomicU64,
+    /// The first few distinct errors.
+    errors: Mutex<Vec<String>>,
+}
+
+impl Stats {
+    fn record_error(&self, error: &Error) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        let text = error.to_string();
+        if let Ok(mut errors) = self.errors.lock()
+            && errors.len() < 8
+            && !errors.contains(&text)
+        {
+            errors.push(text);
+        }
+    }
+
+    /// The first few distinct errors publishers ended with.
+    pub fn errors(&self) -> Vec<String> {
+        self.errors.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            connected: self.connected.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
+            behind: self.behind.load(Ordering::Relaxed),
+            behind_ever: self.behind_ever.load(Ordering::Relaxed),
+            max_lag_ms: self.max_lag_ms.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A copy of [`Stats`] at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub connected: usize,
+    pub failed: usize,
+    pub bytes_sent: u64,
+    pub behind: usize,
+    pub behind_ever: usize,
+    pub max_lag_ms: u64,
+}
+
+/// Runs every publisher until `duration` passes (or `stop` resolves when the
+/// duration is zero), calling `report` once a second with the counters.
+pub async fn run(
+    fixture: Arc<Fixture>,
+    options: Options,
+    stop: impl std::future::Future<Output = ()>,
+    mut report: impl FnMut(Duration, &Snapshot),
+) -> Arc<Stats> {
+    let stats = Arc::new(Stats::default());
+    let start = Instant::now();
+    let end = (!options.duration.is_zero()).then(|| start + options.duration);
+    let count = options.keys.len().max(1) as u32;
+    let options = Arc::new(options);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, key) in options.keys.iter().enumerate() {
+        let delay = options.ramp * i as u32 / count;
+        let (fixture, options, stats, key) = (
+            Arc::clone(&fixture),
+            Arc::clone(&options),
+            Arc::clone(&stats),
+            key.clone(),
+        );
+        tasks.spawn(async move {
+            tokio::time::sleep(delay).await;
+            let mut publisher = Publisher::new(&fixture, &stats);
+            let result = publisher.run(&options, &key, end).await;
+            publisher.set_behind(false);
+            if let Err(error) = result {
+                stats.record_error(&error);
+            }
+        });
+    }
+    let mut ticker = tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                report(start.elapsed(), &stats.snapshot());
+                if end.is_some_and(|end| Instant::now() >= end) {
+                    break;
+                }
+            }
+            () = &mut stop, if end.is_none() => break,
+        }
+    }
+    tasks.shutdown().await;
+    stats
+}
+
+/// One publisher's connection and send state.
+struct Publisher<'a> {
+    fixture: &'a Fixture,
+    stats: &'a Stats,
+    decoder: ChunkDecoder,
+    messages: Vec<Message>,
+    out: Vec<u8>,
+    scratch: Vec<u8>,
+    behind: bool,
+    connected: bool,
+    /// The message stream createStream gave us.
+    stream_id: u32,
+}
+
+impl Drop for Publisher<'_> {
+    fn drop(&mut self) {
+        self.set_behind(false);
+        if self.connected {
+            self.stats.connected.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<'a> Publisher<'a> {
+    fn new(fixture: &'a Fixture, stats: &'a Stats) -> Self {
+        Self {
+            fixture,
+            stats,
+            decoder: ChunkDecoder::new(ChunkLimits::default()),
+            messages: Vec::new(),
+            out: Vec::with_capacity(64 * 1024),
+            scratch: Vec::with_capacity(512),
+            behind: false,
+            connected: false,
+            stream_id: 1,
+        }
+    }
+
+    fn set_behind(&mut self, behind: bool) {
+        if behind == self.behind {
+            return;
+        }
+        self.behind = behind;
+        if behind {
+            self.stats.behind.fetch_add(1, Ordering::Relaxed);
+            self.stats.behind_ever.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.stats.behind.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn run(&mut self, options: &Options, key: &str, end: Option<Instant>) -> Result<(), Error> {
+        let socket = tokio::time::timeout(SETUP_TIMEOUT, self.setup(options, key))
+            .await
+            .map_err(|_| Error::SetupTimeout)??;
+        self.connected = true;
+        self.stats.connected.fetch_add(1, Ordering::Relaxed);
+        let (reader, writer) = socket.into_split();
+        self.stream(reader, writer, options.tick, end).await
+    }
+
+    /// Handshake, connect, createStream, publish; returns once the server
+    /// said `NetStream.Publish.Start`.
+    async fn setup(&mut self, options: &Options, key: &str) -> Result<TcpStream, Error> {
+        let mut socket = TcpStream::connect(&options.addr).await?;
+        socket.set_nodelay(true)?;
+        // Simple handshake (spec 5.2): C0 = version 3, C1 = time, zero, random.
+        let mut c0c1 = vec![0u8; 1 + HANDSHAKE_BYTES];
+        c0c1[0] = 3;
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (key.len() as u64);
+        for b in c0c1.iter_mut().skip(9) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            *b = seed as u8;
+        }
+        socket.write_all(&c0c1).await?;
+        let mut s0s1s2 = vec![0u8; 1 + 2 * HANDSHAKE_BYTES];
+        socket.read_exact(&mut s0s1s2).await?;
+        // C2 echoes S1.
+        socket.write_all(&s0s1s2[1..1 + HANDSHAKE_BYTES]).await?;
+
+        self.out.clear();
+        chunk::encode_message(
+            &mut self.out,
+            chunk::DEFAULT_CHUNK_SIZE,
+            CSID_CONTROL,
+            message_type::SET_CHUNK_SIZE,
+            0,
+            0,
+            &CHUNK_SIZE_BYTES.to_be_bytes(),
+        );
+        self.command(|b| {
+            write::string(b, "connect");
+            write::number(b, 1.0);
+            write::object_start(b);
+            write::name(b, "app");
+            write::string(b, &options.app);
+            write::name(b, "type");
+            write::string(b, "nonprivate");
+            write::name(b, "flashVer");
+            write::string(b, "FMLE/3.0 (compatible; sealcast bench-push)");
+            write::name(b, "tcUrl");
+            write::string(b, &options.tc_url);
+            write::object_end(b);
+        });
+        socket.write_all(&self.out).await?;
+        self.await_reply(&mut socket, 1.0).await?;
+
+        self.out.clear();
+        for (name, tx) in [("releaseStream", 2.0), ("FCPublish", 3.0)] {
+            self.command(|b| {
+                write::string(b, name);
+                write::number(b, tx);
+                write::null(b);
+                write::string(b, key);
+            });
+        }
+        self.command(|b| {
+            write::string(b, "createStream");
+            write::number(b, 4.0);
+            write::null(b);
+        });
+        socket.write_all(&self.out).await?;
+        let stream_id = self.await_reply(&mut socket, 4.0).await?.unwrap_or(1.0) as u32;
+        self.stream_id = stream_id;
+
+        self.out.clear();
+        self.scratch.clear();
+        write::string(&mut self.scratch, "publish");
+        write::number(&mut self.scratch, 5.0);
+        write::null(&mut self.scratch);
+        write::string(&mut self.scratch, key);
+        write::string(&mut self.scratch, "live");
+        chunk::encode_message(
+            &mut self.out,
+            CHUNK_SIZE_BYTES,
+            CSID_COMMAND,
+            message_type::COMMAND_AMF0,
+            stream_id,
+            0,
+            &self.scratch,
+        );
+        socket.write_all(&self.out).await?;
+        self.await_publish_start(&mut socket).await?;
+
+        // What an encoder sends once: metadata, then codec configurations.
+        self.out.clear();
+        let fixture = self.fixture;
+        if let Some(range) = &fixture.metadata {
+            self.scratch.clear();
+            write::string(&mut self.scratch, "@setDataFrame");
+            self.scratch.extend_from_slice(fixture.body(range));
+            chunk::encode_message(
+                &mut self.out,
+                CHUNK_SIZE_BYTES,
+                CSID_DATA,
+                message_type::DATA_AMF0,
+                stream_id,
+                0,
+                &self.scratch,
+            );
+        }
+        for tag in &fixture.configs {
+            encode_tag(&mut self.out, tag, fixture.body(&tag.body), stream_id, 0);
+        }
+        socket.write_all(&self.out).await?;
+        self.stats
+            .bytes_sent
+            .fetch_add(self.out.len() as u64, Ordering::Relaxed);
+        Ok(socket)
+    }
+
+    /// Appends a command on stream 0, built by `body`.
+    fn command(&mut self, body: impl FnOnce(&mut Vec<u8>)) {
+        self.scratch.clear();
+        body(&mut self.scratch);
+        chunk::encode_message(
+            &mut self.out,
+            CHUNK_SIZE_BYTES,
+            CSID_COMMAND,
+            message_type::COMMAND_AMF0,
+            0,
+            0,
+            &self.scratch,
+        );
+    }
+
+    /// Reads until `_result` (or `_error`) for transaction `tx`; returns its
+    /// first numeric argument (createStream's stream id).
+    async fn await_reply(&mut self, socket: &mut TcpStream, tx: f64) -> Result<Option<f64>, Error> {
+        loop {
+            self.read_messages(socket).await?;
+            for message in self.messages.drain(..) {
+                if message.type_id != message_type::COMMAND_AMF0 {
+                    continue;
+                }
+                let command = amf0::parse_command(&message.payload).map_err(|e| Error::Protocol(e.to_string()))?;
+                if command.transaction_id != tx {
+                    continue;
+                }
+                match command.name {
+                    b"_result" => {
+                        let mut args = command.args;
+                        return Ok(args.next_value().and_then(|v| v.ok()).and_then(|v| v.as_number()));
+                    }
+                    b"_error" => return Err(Error::Refused(status_text(command.args))),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    async fn await_publish_start(&mut self, socket: &mut TcpStream) -> Result<(), Error> {
+        loop {
+            self.read_messages(socket).await?;
+            for message in self.messages.drain(..) {
+                if message.type_id != message_type::COMMAND_AMF0 {
+                    continue;
+                }
+                let command = amf0::parse_command(&message.payload).map_err(|e| Error::Protocol(e.to_string()))?;
+                match command.name {
+                    b"onStatus" => {
+                        let text = status_text(command.args);
+                        if text.contains("NetStream.Publish.Start") {
+                            return Ok(());
+                        }
+                        if text.contains("error") || text.contains("Bad") || text.contains("Rejected") {
+                            return Err(Error::Refused(text));
+                        }
+                    }
+                    b"_error" => return Err(Error::Refused(status_text(command.args))),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    async fn read_messages(&mut self, socket: &mut TcpStream) -> Result<(), Error> {
+        let mut buf = [0u8; 4096];
+        let n = socket.read(&mut buf).await?;
+        if n == 0 {
+            return Err(Error::Closed);
+        }
+        self.decoder
+            .handle_input(&buf[..n], &mut self.messages)
+            .map_err(|e| Error::Protocol(e.to_string()))
+    }
+
+    /// The real-time send loop, and answers to the server's pings.
+    async fn stream(
+        &mut self,
+        mut reader: OwnedReadHalf,
+        mut writer: OwnedWriteHalf,
+        tick: Duration,
+        end: Option<Instant>,
+    ) -> Result<(), Error> {
+        let fixture = self.fixture;
+        let stream_id = self.stream_id;
+        let start = Instant::now();
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut next = 0usize;
+        let mut loop_offset_ms = 0u64;
+        let mut read_buf = [0u8; 4096];
+        loop {
+            tokio::select! {
+                now = ticker.tick() => {
+                    if end.is_some_and(|end| now >= end) {
+                        let _ = writer.shutdown().await;
+                        return Ok(());
+                    }
+                    let now_ms = now.duration_since(start).as_millis() as u64;
+                    self.out.clear();
+                    let mut oldest_due_ms = None;
+                    loop {
+                        let Some(tag) = fixture.media.get(next) else {
+                            next = 0;
+                            loop_offset_ms += fixture.duration_ms;
+                            continue;
+                        };
+                        let due_ms = loop_offset_ms + tag.timestamp_ms;
+                        if due_ms > now_ms {
+                            break;
+                        }
+                        oldest_due_ms.get_or_insert(due_ms);
+                        // RTMP timestamps are 32-bit and wrap (spec 5.3.1).
+                        encode_tag(&mut self.out, tag, fixture.body(&tag.body), stream_id, due_ms as u32);
+                        next += 1;
+                    }
+                    if self.out.is_empty() {
+                        continue;
+                    }
+                    writer.write_all(&self.out).await?;
+                    self.stats.bytes_sent.fetch_add(self.out.len() as u64, Ordering::Relaxed);
+                    if let Some(due_ms) = oldest_due_ms {
+                        let lag_ms = (start.elapsed().as_millis() as u64).saturating_sub(due_ms);
+                        self.stats.max_lag_ms.fetch_max(lag_ms, Ordering::Relaxed);
+                        self.set_behind(lag_ms > BEHIND_THRESHOLD_MS);
+                    }
+                }
+                read = reader.read(&mut read_buf) => {
+                    let n = read?;
+                    if n == 0 {
+                        return Err(Error::Closed);
+                    }
+                    self.decoder
+                        .handle_input(&read_buf[..n], &mut self.messages)
+                        .map_err(|e| Error::Protocol(e.to_string()))?;
+                    self.answer_pings();
+                    if !self.out.is_empty() {
+                        writer.write_all(&self.out).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pong for every ping request (user control event 6, spec 7.1.7), into
+    /// a cleared `out`.
+    fn answer_pings(&mut self) {
+        self.out.clear();
+        for message in self.messages.drain(..) {
+            if message.type_id != message_type::USER_CONTROL {
+                continue;
+            }
+            if let Some(&[0, 6, a, b, c, d]) = message.payload.get(..6) {
+                chunk::encode_message(
+                    &mut self.out,
+                    CHUNK_SIZE_BYTES,
+                    CSID_CONTROL,
+                    message_type::USER_CONTROL,
+                    0,
+                    0,
+                    &[0, 7, a, b, c, d],
+                );
+            }
+        }
+    }
+}
+
+fn encode_tag(out: &mut Vec<u8>, tag: &FixtureTag, body: &[u8], stream_id: u32, timestamp_ms: u32) {
+    let csid = if tag.type_id == message_type::VIDEO {
+        CSID_VIDEO
+    } else {
+        CSID_AUDIO
+    };
+    chunk::encode_message(out, CHUNK_SIZE_BYTES, csid, tag.type_id, stream_id, timestamp_ms, body);
+}
+
+/// The `code` and `description` of a status object argument, for errors.
+fn status_text(mut args: amf0::Reader<'_>) -> String {
+    let mut text = String::new();
+    while let Some(Ok(value)) = args.next_value() {
+        if let Some(object) = value.as_object() {
+            for name in ["code", "description"] {
+                if let Some(Value::String(s)) = object.get(name) {
+                    if !text.is_empty() {
+                        text.push_str(": ");
+                    }
+                    text.push_str(&String::from_utf8_lossy(s));
+                }
+            }
+        }
+    }
+    text
+}
+
+/// Stream keys from a template: `{i}` becomes `first`, `first + 1`, ...
+pub fn keys_from_template(template: &str, first: usize, count: usize) -> Vec<String> {
+    (first..first + count)
+        .map(|i| template.replace("{i}", &i.to_string()))
+        .collect()
+}
+
+/// This process's CPU time (user + system), from `/proc/self/stat`; `None`
+/// where that file does not exist.
+pub fn process_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesized command name; utime and stime are the
+    // 14th and 15th fields of the whole line (proc(5)), in clock ticks.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // Linux reports these in USER_HZ, 100 on every mainstream architecture.
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_url_table() {
+        let cases: &[(&str, Option<(&str, &str)>)] = &[
+            ("rtmp://127.0.0.1:1935/live", Some(("127.0.0.1:1935", "live"))),
+            ("rtmp://localhost/live/", Some(("localhost:1935", "live"))),
+            ("rtmp://[::1]:19350/app", Some(("[::1]:19350", "app"))),
+            ("http://127.0.0.1/live", None),
+            ("rtmp://127.0.0.1", None),
+            ("rtmp://127.0.0.1/a/b", None),
+            ("rtmp:///live", None),
+        ];
+        for (url, want) in cases {
+            let got = parse_url(url).ok();
+            let want = want.map(|(a, b)| (a.to_owned(), b.to_owned()));
+            assert_eq!(got, want, "{url}");
+        }
+    }
+
+    #[test]
+    fn keys_from_template_numbers_each_key() {
+        assert_eq!(
+            keys_from_template("sk_bench_{i}", 3, 3),
+            ["sk_bench_3", "sk_bench_4", "sk_bench_5"]
+        );
+        assert_eq!(keys_from_template("fixed", 0, 2), ["fixed", "fixed"]);
+    }
+
+    #[test]
+    fn fixture_splits_configs_from_looping_media() {
+        let fixture = Fixture::load(Path::new("fixtures/high-bframes-aac48k.flv")).unwrap();
+        // One AVC and one AAC sequence header, sent once.
+        assert_eq!(fixture.configs.len(), 2);
+        assert!(fixture.metadata.is_some());
+        assert!(fixture.media.windows(2).all(|w| w[0].timestamp_ms <= w[1].timestamp_ms));
+        // 10 s at 30 fps: the loop is 10 s long to a frame.
+        assert!(
+            (9_990..=10_120).contains(&fixture.duration_ms()),
+            "{}",
+            fixture.duration_ms()
+        );
+        // 700 kb/s video + 96 kb/s audio, within encoder slack.
+        let bps = fixture.bitrate_bps();
+        assert!((500_000..1_100_000).contains(&bps), "{bps}");
+    }
+
+    #[test]
+    fn fixture_rejects_non_flv() {
+        assert!(matches!(
+            Fixture::parse(Bytes::from_static(b"not an flv")),
+            Err(Error::Fixture(_))
+        ));
+        // A header with no tags has nothing to send.
+        let empty: &[u8] = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00";
+        assert!(matches!(
+            Fixture::parse(Bytes::from_static(empty)),
+            Err(Error::Fixture(_))
+        ));
+    }
+
+    /// Publishes to the real server: every publisher connects, none fails,
+    /// and the server writes segments.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn publishes_to_the_real_server() {
+        use crate::config::Config;
+        use crate::server::Server;
+
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<String> = keys_from_template("sk_loadgen_test_{i}", 0, 3);
+        let mut toml = format!(
+            "[storage]\ndata_dir = {:?}\n[hls]\nsegment_duration_secs = 2\n",
+            dir.path().display().to_string()
+        );
+        for (i, key) in keys.iter().enumerate() {
+            toml.push_str(&format!(
+                "[[streams]]\napp = \"live\"\nname = \"s{i}\"\nkey = \"{key}\"\n"
+            ));
+        }
+        let path = dir.path().join("sealcast.toml");
+        std::fs::write(&path, toml).unwrap();
+        let config = Config::load(&path).unwrap();
+        let server = Server::from_config(&config).unwrap();
+        let rtmp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = rtmp.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server_task = tokio::spawn(server.run(rtmp, http, async move {
+            let _ = stop_rx.await;
+        }));
+
+        let fixture = Arc::new(Fixture::load(Path::new("fixtures/high-bframes-aac48k.flv")).unwrap());
+        let options = Options {
+            addr: addr.to_string(),
+            app: "live".into(),
+            tc_url: format!("rtmp://{addr}/live"),
+            keys: keys.clone(),
+            duration: Duration::from_millis(4500),
+            tick: Duration::from_millis(20),
+            ramp: Duration::from_millis(100),
+        };
+        let mut reports = Vec::new();
+        let stats = run(fixture, options, std::future::pending(), |_, s| reports.push(*s)).await;
+        let end = stats.snapshot();
+        assert_eq!(stats.errors(), Vec::<String>::new());
+        assert_eq!(end.failed, 0);
+        // (Lag is not asserted: it depends on the machine's load.)
+        assert_eq!(reports.iter().map(|r| r.connected).max(), Some(3));
+        // 3 publishers, 4.5 s at ~800 kb/s each: well over a megabyte.
+        assert!(end.bytes_sent > 1_000_000, "{}", end.bytes_sent);
+        let _ = stop_tx.send(());
+        let _ = server_task.await;
+        // Keyframes every 2 s: the first segment closed for every stream.
+        for i in 0..3 {
+            let stream_dir = dir.path().join("live").join(format!("s{i}"));
+            let segments = std::fs::read_dir(&stream_dir)
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "ts"))
+                .count();
+            assert!(segments >= 1, "stream s{i}: {segments} segments");
+        }
+    }
+}
