@@ -433,7 +433,8 @@ fn restore_playlist(dir: &Path, settings: &LiveSettings) -> Option<MediaPlaylist
 }
 
 /// Segment files in a stream's directory that `listed` does not name: those
-/// a previous run removed from its window but had not deleted yet.
+/// a previous run removed from its window but had not deleted yet, and the
+/// partial (ciphertext) files of segments it never finished.
 async fn unlisted_segments(dir: &Path, listed: &[String]) -> Vec<PathBuf> {
     let mut unlisted = Vec::new();
     let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
@@ -442,7 +443,11 @@ async fn unlisted_segments(dir: &Path, listed: &[String]) -> Vec<PathBuf> {
     while let Ok(Some(entry)) = entries.next_entry().await {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if names::is_segment_file_name(name) && !listed.iter().any(|l| l == name) {
+        let unfinished = name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .is_some_and(names::is_segment_file_name);
+        if unfinished || (names::is_segment_file_name(name) && !listed.iter().any(|l| l == name)) {
             unlisted.push(entry.path());
         }
     }
@@ -462,6 +467,72 @@ struct Publish {
     skipped_tags: u64,
     /// See [`StreamInfo::max_media_gap_us`].
     max_media_gap: Duration,
+    /// The open segment's file, written as ciphertext comes out of the
+    /// pipeline; renamed into place when the segment closes.
+    segment_file: Option<SegmentFile>,
+    /// A segment whose file could not be written: it is not listed.
+    failed_sequence: Option<u64>,
+    /// The piece of ciphertext being written, reused.
+    piece: Vec<u8>,
+}
+
+/// Ciphertext is appended to the open segment's temporary file in pieces of
+/// at least this size, so a stream holds about this much of a segment in
+/// memory instead of the whole segment (~700 KB at 2.7 Mb/s and 2 s), and
+/// the segment's close writes only the tail. Each piece is one trip to the
+/// blocking pool (file IO never runs on a runtime thread, so a slow disk
+/// cannot stall other streams); 32 KB pieces cost measurably more CPU, and
+/// writing pieces on the runtime thread gave worse tail latency.
+const SEGMENT_PIECE_BYTES: usize = 64 * 1024;
+
+/// A piece buffer that grew past this (a large keyframe) is given back to
+/// the allocator after its write, so idle capacity per stream stays small.
+const MAX_IDLE_PIECE_BYTES: usize = 160 * 1024;
+
+/// A segment file being written: `tmp` until it is complete, then renamed to
+/// `path` (so a listed segment is always whole).
+struct SegmentFile {
+    sequence: u64,
+    file: std::fs::File,
+    tmp: PathBuf,
+    path: PathBuf,
+    written: u64,
+}
+
+impl SegmentFile {
+    /// Creates the temporary file (and the stream's directory).
+    fn create(dir: &Path, file_name: &str, sequence: u64) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(".{file_name}.tmp"));
+        let file = std::fs::File::create(&tmp)?;
+        Ok(Self {
+            sequence,
+            file,
+            tmp,
+            path: dir.join(file_name),
+            written: 0,
+        })
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        std::io::Write::write_all(&mut self.file, bytes)?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Appends the last bytes and renames the file into place.
+    fn complete(mut self, tail: &[u8]) -> std::io::Result<()> {
+        let result = self.append(tail).and_then(|()| std::fs::rename(&self.tmp, &self.path));
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        result
+    }
+
+    /// Drops an unfinished file.
+    fn discard(self) {
+        let _ = std::fs::remove_file(&self.tmp);
+    }
 }
 
 impl Publish {
@@ -483,6 +554,9 @@ impl Publish {
             previous_end_unix_ms: continuation.previous_end_unix_ms,
             skipped_tags: 0,
             max_media_gap: Duration::ZERO,
+            segment_file: None,
+            failed_sequence: None,
+            piece: Vec::new(),
         }
     }
 
@@ -546,6 +620,11 @@ impl Publish {
         if let Some(output) = self.pipeline.finish() {
             self.store(output, Instant::now(), &keys).await;
         }
+        if let Some(file) = self.segment_file.take() {
+            // Only a segment that never closed (dropped for want of a key
+            // after pieces were written cannot happen) leaves one behind.
+            let _ = tokio::task::spawn_blocking(move || file.discard()).await;
+        }
         self.end().await;
     }
 
@@ -561,14 +640,63 @@ impl Publish {
             }
         };
         match result {
-            Ok(Some(output)) => self.store(output, Instant::now(), keys).await,
-            Ok(None) => {}
+            Ok(Some(output)) => {
+                self.store(output, Instant::now(), keys).await;
+                self.write_piece().await;
+            }
+            Ok(None) => self.write_piece().await,
             Err(error) => {
                 self.skipped_tags += 1;
                 // One line per 100 bad tags: a broken encoder must not flood the log.
                 if self.skipped_tags % 100 == 1 {
                     warn!(%error, skipped = self.skipped_tags, "skipping a tag the demuxer refused");
                 }
+            }
+        }
+    }
+
+    /// Appends the open segment's ciphertext so far to its temporary file once
+    /// there is a piece's worth. A failed write is logged and leaves the
+    /// segment without a file: it is then not listed when it closes.
+    async fn write_piece(&mut self) {
+        let Some(sequence) = self.pipeline.take_encrypted(SEGMENT_PIECE_BYTES, &mut self.piece) else {
+            return;
+        };
+        let file = match self.segment_file.take() {
+            Some(file) if file.sequence == sequence => Some(file),
+            stale => {
+                if let Some(stale) = stale {
+                    // Cannot happen: store_segment takes the file of the
+                    // segment it closes. Never rename a partial file.
+                    stale.discard();
+                }
+                None
+            }
+        };
+        let dir = self.stream.dir.clone();
+        let file_name = names::segment_file_name(&self.publish_id, sequence);
+        let piece = std::mem::take(&mut self.piece);
+        let result = tokio::task::spawn_blocking(move || {
+            let mut file = match file {
+                Some(file) => file,
+                None => SegmentFile::create(&dir, &file_name, sequence)?,
+            };
+            file.append(&piece)?;
+            Ok::<_, std::io::Error>((file, piece))
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+        match result {
+            Ok((file, piece)) => {
+                self.segment_file = Some(file);
+                if piece.capacity() <= MAX_IDLE_PIECE_BYTES {
+                    self.piece = piece;
+                }
+            }
+            Err(error) => {
+                error!(seq = sequence, %error, "writing a segment failed; it will not be listed");
+                self.failed_sequence = Some(sequence);
             }
         }
     }
@@ -629,15 +757,34 @@ impl Publish {
                 "cut without a keyframe: set the encoder's keyframe interval to 2 s"
             );
         }
-        let stored_bytes = ciphertext.len() as u64;
+        if self.failed_sequence.take() == Some(sequence) {
+            if let Some(file) = self.segment_file.take() {
+                let _ = tokio::task::spawn_blocking(move || file.discard()).await;
+            }
+            self.pipeline.recycle_buffer(ciphertext);
+            return Err(std::io::Error::other("an earlier write of this segment failed"));
+        }
+        // Pieces already written (write_piece) are in the temporary file;
+        // `ciphertext` is the rest. The segment is complete and renamed into
+        // place before the playlist lists it.
+        let file = self.segment_file.take().filter(|f| f.sequence == sequence);
+        let stored_bytes = ciphertext.len() as u64 + file.as_ref().map_or(0, |f| f.written);
         let ciphertext = tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&dir)?;
-            store::write_atomic(&path, &ciphertext)?;
+            match file {
+                Some(file) => file.complete(&ciphertext)?,
+                None => {
+                    std::fs::create_dir_all(&dir)?;
+                    store::write_atomic(&path, &ciphertext)?;
+                }
+            }
             Ok::<_, std::io::Error>(ciphertext)
         })
         .await
         .map_err(std::io::Error::other)??;
-        self.pipeline.recycle_buffer(ciphertext);
+        // A buffer that grew for a large keyframe is not kept idle.
+        if ciphertext.capacity() <= MAX_IDLE_PIECE_BYTES {
+            self.pipeline.recycle_buffer(ciphertext);
+        }
 
         // The first segment began its duration ago; later ones follow the media clock.
         let (anchor_ms, anchor_dts) = *self.anchor.get_or_insert_with(|| {

@@ -59,7 +59,8 @@ pub struct ClosedSegment {
     pub duration_secs: f64,
     /// DTS of the segment's first access unit, for `EXT-X-PROGRAM-DATE-TIME`.
     pub start_dts_90k: u64,
-    /// AES-128-CBC ciphertext of the TS bytes, PKCS#7 padded.
+    /// AES-128-CBC ciphertext of the TS bytes, PKCS#7 padded; only what
+    /// [`Pipeline::take_encrypted`] did not already hand out.
     pub ciphertext: Vec<u8>,
     pub key: KeyInfo,
     pub discontinuity: bool,
@@ -157,9 +158,36 @@ impl Pipeline {
         self.packager.provide_key(key);
     }
 
+    /// Hands the open segment's ciphertext so far to the caller once there
+    /// are at least `min_bytes` of it, and returns the segment's sequence
+    /// number; `None` (and `out` untouched) otherwise. The buffers are swapped,
+    /// not copied: `out` (its contents are discarded) becomes the segment's
+    /// buffer, keeping the plaintext tail of under 16 bytes, and comes back
+    /// holding the ciphertext. A live server appends these pieces to the
+    /// segment's file as they come, so a segment is never held whole in
+    /// memory; the [`ClosedSegment`] later returned for this sequence carries
+    /// only the rest. Plaintext is never handed out: a segment still waiting
+    /// for its key has no ciphertext.
+    pub fn take_encrypted(&mut self, min_bytes: usize, out: &mut Vec<u8>) -> Option<u64> {
+        let open = self.packager.open.as_mut()?;
+        let (cipher, _) = open.cipher.as_mut()?;
+        let ready = cipher.encrypted_len();
+        if ready < min_bytes.max(1) {
+            return None;
+        }
+        out.clear();
+        std::mem::swap(&mut open.buf, out);
+        // encrypted_len never exceeds the buffer's length (SegmentEncryptor
+        // contract), so the tail slice is in bounds.
+        open.buf.extend_from_slice(out.get(ready..).unwrap_or_default());
+        out.truncate(ready);
+        cipher.consumed(ready);
+        Some(open.sequence)
+    }
+
     /// Returns a stored segment's buffer for reuse by a later segment.
     pub fn recycle_buffer(&mut self, mut buf: Vec<u8>) {
-        if self.packager.spare_buffers.len() < 2 {
+        if self.packager.spare_buffers.is_empty() {
             buf.clear();
             self.packager.spare_buffers.push(buf);
         }
@@ -517,6 +545,54 @@ mod tests {
                 Output::Dropped { sequence, .. } => panic!("segment {sequence} dropped"),
             })
             .collect()
+    }
+
+    /// Taking ciphertext out as it is produced (as the live server does)
+    /// gives, piece by piece plus the closed tail, exactly the bytes of the
+    /// whole-segment path.
+    #[test]
+    fn ciphertext_taken_in_pieces_equals_the_whole_segment() {
+        let whole = segments(run(&mut Pipeline::new(config(1)), true));
+        for min_bytes in [1, 16, 4096, 100_000] {
+            let mut pipeline = Pipeline::new(config(1));
+            let (_, tags) = flv::tags(FIXTURE).unwrap();
+            let mut files: Vec<(u64, Vec<u8>)> = Vec::new();
+            let mut piece = Vec::new();
+            let mut pieces = 0;
+            let mut n = 0;
+            let mut closed = Vec::new();
+            for tag in tags {
+                let tag = tag.unwrap();
+                while pipeline.wants_key() {
+                    n += 1;
+                    pipeline.provide_key(key(n));
+                }
+                if let Some(output) = pipeline.push(tag.kind, tag.timestamp_ms, tag.body).unwrap() {
+                    closed.push(output);
+                }
+                if let Some(seq) = pipeline.take_encrypted(min_bytes, &mut piece) {
+                    assert!(piece.len() >= min_bytes && piece.len() % 16 == 0, "{}", piece.len());
+                    pieces += 1;
+                    match files.last_mut() {
+                        Some((s, bytes)) if *s == seq => bytes.extend_from_slice(&piece),
+                        _ => files.push((seq, piece.clone())),
+                    }
+                }
+            }
+            closed.extend(pipeline.finish());
+            let closed = segments(closed);
+            assert_eq!(closed.len(), whole.len());
+            assert!(pieces >= whole.len(), "min_bytes {min_bytes}: {pieces} pieces");
+            for (segment, want) in closed.iter().zip(&whole) {
+                let mut got = files
+                    .iter()
+                    .find(|(s, _)| *s == segment.sequence)
+                    .map(|(_, b)| b.clone())
+                    .unwrap_or_default();
+                got.extend_from_slice(&segment.ciphertext);
+                assert_eq!(got, want.ciphertext, "min_bytes {min_bytes} seq {}", segment.sequence);
+            }
+        }
     }
 
     #[test]

@@ -73,6 +73,15 @@ impl SegmentEncryptor {
         self.encrypted_len
     }
 
+    /// The caller moved the first `bytes` of ciphertext out of the buffer (to
+    /// a file, so a segment need not be held whole in memory); the buffer now
+    /// starts at what was offset `bytes`. CBC chaining lives in the encryptor,
+    /// so it continues across the cut. `bytes` beyond `encrypted_len` would
+    /// mean plaintext left: it is clamped, and the caller's output shows it.
+    pub fn consumed(&mut self, bytes: usize) {
+        self.encrypted_len -= bytes.min(self.encrypted_len);
+    }
+
     /// Appends PKCS#7 padding (1..=16 bytes, RFC 5652 section 6.3) and encrypts the
     /// rest, leaving `buf` (the whole segment buffer) all ciphertext.
     pub fn finish(mut self, buf: &mut Vec<u8>) {
