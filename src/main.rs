@@ -88,35 +88,7 @@ enum Command {
     },
     /// Load test: N concurrent RTMP publishers replaying an FLV file in real
     /// time, looping with continuous timestamps; reports once a second.
-    BenchPush {
-        /// rtmp://host[:port]/app
-        #[arg(long, default_value = "rtmp://127.0.0.1:1935/live")]
-        url: String,
-        /// FLV file to replay (read once, shared by every publisher).
-        #[arg(long)]
-        fixture: PathBuf,
-        /// Number of publishers (default: one per line of --keys-file).
-        #[arg(long, short = 'n')]
-        publishers: Option<usize>,
-        /// Stream key per publisher; `{i}` is replaced by its index.
-        #[arg(long, default_value = "sealcast_bench_{i}", conflicts_with = "keys_file")]
-        key_template: String,
-        /// First index substituted for `{i}`.
-        #[arg(long, default_value_t = 0)]
-        first_index: usize,
-        /// File of stream keys, one per line.
-        #[arg(long)]
-        keys_file: Option<PathBuf>,
-        /// Run time; 0: until Ctrl-C.
-        #[arg(long, default_value_t = 60)]
-        duration_secs: u64,
-        /// Send loop period: every tag due in a tick goes out in one write.
-        #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(5..=500))]
-        tick_ms: u64,
-        /// Publishers start evenly spread over this time.
-        #[arg(long, default_value_t = 2000)]
-        ramp_ms: u64,
-    },
+    BenchPush(BenchPushArgs),
     /// Decrypt a sealcast playlist into one plaintext TS file (operators and tests).
     Decrypt {
         playlist: PathBuf,
@@ -374,30 +346,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load_config(Some(&file))?;
             println!("{}: ok ({} streams)", file.display(), config.streams.len());
         }
-        Command::BenchPush {
-            url,
-            fixture,
-            publishers,
-            key_template,
-            first_index,
-            keys_file,
-            duration_secs,
-            tick_ms,
-            ramp_ms,
-        } => bench_push(
-            &runtime,
-            BenchPushArgs {
-                url,
-                fixture,
-                publishers,
-                key_template,
-                first_index,
-                keys_file,
-                duration_secs,
-                tick_ms,
-                ramp_ms,
-            },
-        )?,
+        Command::BenchPush(args) => bench_push(&runtime, args)?,
         Command::Decrypt {
             playlist,
             output,
@@ -411,15 +360,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `sealcast bench-push`: many real-time RTMP publishers in one process.
+#[derive(clap::Args)]
 struct BenchPushArgs {
+    /// rtmp://host[:port]/app
+    #[arg(long, default_value = "rtmp://127.0.0.1:1935/live")]
     url: String,
+    /// FLV file to replay (read once, shared by every publisher).
+    #[arg(long)]
     fixture: PathBuf,
+    /// Number of publishers (default: one per line of --keys-file).
+    #[arg(long, short = 'n')]
     publishers: Option<usize>,
+    /// Stream key per publisher; `{i}` is replaced by its index.
+    #[arg(long, default_value = "sealcast_bench_{i}", conflicts_with = "keys_file")]
     key_template: String,
+    /// First index substituted for `{i}`.
+    #[arg(long, default_value_t = 0)]
     first_index: usize,
+    /// File of stream keys, one per line.
+    #[arg(long)]
     keys_file: Option<PathBuf>,
+    /// Run time; 0: until Ctrl-C.
+    #[arg(long, default_value_t = 60)]
     duration_secs: u64,
+    /// Send loop period: every tag due in a tick goes out in one write.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(5..=500))]
     tick_ms: u64,
+    /// Publishers start evenly spread over this time.
+    #[arg(long, default_value_t = 2000)]
     ramp_ms: u64,
 }
 
