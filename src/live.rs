@@ -290,7 +290,9 @@ impl PublishAuthorizer for Arc<Registry> {
             .filter(|name| name.app() == app)
             .and_then(|name| self.get(name))
             .ok_or(PublishRefused::BadKey)?;
-        let publish_id = crate::package::random_publish_id().map_err(|_| PublishRefused::ShuttingDown)?;
+        // Without randomness the server cannot name segments safely; refusing
+        // is all it can do, and "unavailable" is the nearest refusal.
+        let publish_id = names::random_publish_id().map_err(|_| PublishRefused::ShuttingDown)?;
         let continuation = {
             let mut state = stream.lock();
             if state.live {

@@ -84,6 +84,14 @@ pub fn segment_file_name(publish_id: &str, sequence: u64) -> String {
     format!("{publish_id}-{sequence}.ts")
 }
 
+/// A random 8-hex-digit id per publish (or per packaging run), so two sessions
+/// of one stream never share a segment URL.
+pub fn random_publish_id() -> Result<String, ring::error::Unspecified> {
+    let mut bytes = [0u8; 4];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// True for names [`segment_file_name`] makes: the only files a segment
 /// request may open.
 pub fn is_segment_file_name(file: &str) -> bool {

@@ -5,8 +5,6 @@
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
-use ring::rand::SecureRandom;
-
 use crate::crypto::{self, EncryptionContext, KeyId};
 use crate::flv;
 use crate::hls::{self, CutPolicy, KeyTag, MediaPlaylist, SegmentEntry};
@@ -82,7 +80,7 @@ pub async fn package(
         source,
     })?;
 
-    let publish_id = random_publish_id().map_err(|_| PackageError::NoRandomness)?;
+    let publish_id = names::random_publish_id().map_err(|_| PackageError::NoRandomness)?;
     let mut pipeline = Pipeline::new(PipelineConfig {
         target_duration_secs: options.segment_duration_secs,
         segments_per_key: options.segments_per_key,
@@ -217,12 +215,4 @@ pub async fn decrypt(playlist_path: &Path, output: &Path, kms: &dyn Kms) -> Resu
     }
     store::write_atomic(output, &ts).map_err(io_err(output))?;
     Ok(segments)
-}
-
-/// A random 8-hex-digit id per publish (or per packaging run), so two sessions
-/// of one stream never share a segment URL.
-pub fn random_publish_id() -> Result<String, ring::error::Unspecified> {
-    let mut bytes = [0u8; 4];
-    ring::rand::SystemRandom::new().fill(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

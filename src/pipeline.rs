@@ -488,11 +488,6 @@ fn close_segment(open: OpenSegment, duration_secs: f64, stats: &mut Stats) -> Ou
     })
 }
 
-/// Milliseconds of media between two 90 kHz timestamps.
-pub fn media_ms_between(from_90k: u64, to_90k: u64) -> u64 {
-    to_90k.saturating_sub(from_90k) * 1000 / CLOCK_90K
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
