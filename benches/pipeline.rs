@@ -20,7 +20,7 @@ use sealcast::auth::{self, Claims, Secret};
 use sealcast::crypto::{self, DataKey, EncryptionContext, KeyId, MasterKey, SegmentEncryptor, WrappedKey};
 use sealcast::flv;
 use sealcast::hls::{CutPolicy, KeyTag, MediaPlaylist, SegmentEntry};
-use sealcast::media::{AccessUnit, Track, Tracks};
+use sealcast::media::{AccessUnit, Payload, Track, Tracks};
 use sealcast::names::{KeyUri, StreamName};
 use sealcast::pipeline::{Output, Pipeline, PipelineConfig, SegmentKey};
 use sealcast::ts;
@@ -45,7 +45,7 @@ fn tags() -> impl Iterator<Item = flv::Tag<'static>> {
     tags.map(|tag| tag.expect("fixture tags are well-formed"))
 }
 
-/// An access unit with its payload copied out of the demuxer's buffer.
+/// An access unit with its payload copied out of the tag body.
 struct OwnedAu {
     track: Track,
     pts_90k: u64,
@@ -61,7 +61,7 @@ impl OwnedAu {
             pts_90k: self.pts_90k,
             dts_90k: self.dts_90k,
             keyframe: self.keyframe,
-            payload: &self.payload,
+            payload: Payload::Bytes(&self.payload),
         }
     }
 }
@@ -226,10 +226,9 @@ fn package_all(file: &[u8], mut next_key: impl FnMut() -> SegmentKey) -> (u64, u
     });
     let (_, tags) = flv::tags(file).expect("fixture has an FLV header");
     let mut ciphertext_bytes = 0;
-    let mut store = |output: Output, pipeline: &mut Pipeline| {
+    let mut store = |output: Output| {
         if let Output::Segment(segment) = output {
-            ciphertext_bytes += black_box(&segment.ciphertext).len();
-            pipeline.recycle_buffer(segment.ciphertext);
+            ciphertext_bytes += black_box(&segment).ciphertext_len();
         }
     };
     for tag in tags {
@@ -241,11 +240,11 @@ fn package_all(file: &[u8], mut next_key: impl FnMut() -> SegmentKey) -> (u64, u
             .push(tag.kind, tag.timestamp_ms, tag.body)
             .expect("fixture demuxes")
         {
-            store(output, &mut pipeline);
+            store(output);
         }
     }
     if let Some(output) = pipeline.finish() {
-        store(output, &mut pipeline);
+        store(output);
     }
     (pipeline.stats().segments, ciphertext_bytes)
 }

@@ -474,22 +474,7 @@ struct Publish {
     segment_file: Option<SegmentFile>,
     /// A segment whose file could not be written: it is not listed.
     failed_sequence: Option<u64>,
-    /// The piece of ciphertext being written, reused.
-    piece: Vec<u8>,
 }
-
-/// Ciphertext is appended to the open segment's temporary file in pieces of
-/// at least this size, so a stream holds about this much of a segment in
-/// memory instead of the whole segment (~700 KB at 2.7 Mb/s and 2 s), and
-/// the segment's close writes only the tail. Each piece is one trip to the
-/// blocking pool (file IO never runs on a runtime thread, so a slow disk
-/// cannot stall other streams); 32 KB pieces cost measurably more CPU, and
-/// writing pieces on the runtime thread gave worse tail latency.
-const SEGMENT_PIECE_BYTES: usize = 64 * 1024;
-
-/// A piece buffer that grew past this (a large keyframe) is given back to
-/// the allocator after its write, so idle capacity per stream stays small.
-const MAX_IDLE_PIECE_BYTES: usize = 160 * 1024;
 
 /// A segment file being written: `tmp` until it is complete, then renamed to
 /// `path` (so a listed segment is always whole).
@@ -516,15 +501,19 @@ impl SegmentFile {
         })
     }
 
-    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        std::io::Write::write_all(&mut self.file, bytes)?;
-        self.written += bytes.len() as u64;
+    fn append(&mut self, pieces: &[Vec<u8>]) -> std::io::Result<()> {
+        for piece in pieces {
+            std::io::Write::write_all(&mut self.file, piece)?;
+            self.written += piece.len() as u64;
+        }
         Ok(())
     }
 
-    /// Appends the last bytes and renames the file into place.
-    fn complete(mut self, tail: &[u8]) -> std::io::Result<()> {
-        let result = self.append(tail).and_then(|()| std::fs::rename(&self.tmp, &self.path));
+    /// Appends the last pieces and renames the file into place.
+    fn complete(mut self, pieces: &[Vec<u8>]) -> std::io::Result<()> {
+        let result = self
+            .append(pieces)
+            .and_then(|()| std::fs::rename(&self.tmp, &self.path));
         if result.is_err() {
             let _ = std::fs::remove_file(&self.tmp);
         }
@@ -558,7 +547,6 @@ impl Publish {
             max_media_gap: Duration::ZERO,
             segment_file: None,
             failed_sequence: None,
-            piece: Vec::new(),
         }
     }
 
@@ -644,9 +632,9 @@ impl Publish {
         match result {
             Ok(Some(output)) => {
                 self.store(output, Instant::now(), keys).await;
-                self.write_piece().await;
+                self.write_pieces().await;
             }
-            Ok(None) => self.write_piece().await,
+            Ok(None) => self.write_pieces().await,
             Err(error) => {
                 self.skipped_tags += 1;
                 // One line per 100 bad tags: a broken encoder must not flood the log.
@@ -657,13 +645,24 @@ impl Publish {
         }
     }
 
-    /// Appends the open segment's ciphertext so far to its temporary file once
-    /// there is a piece's worth. A failed write is logged and leaves the
-    /// segment without a file: it is then not listed when it closes.
-    async fn write_piece(&mut self) {
-        let Some(sequence) = self.pipeline.take_encrypted(SEGMENT_PIECE_BYTES, &mut self.piece) else {
+    /// Appends the open segment's full pieces of ciphertext (usually none,
+    /// one every ~190 ms at 2.7 Mb/s, a few after a large keyframe) to its
+    /// temporary file, in one trip to the blocking pool: file IO never runs
+    /// on a runtime thread, so a slow disk cannot stall other streams. A
+    /// stream thus holds about one piece of its segment in memory, not the
+    /// segment (~700 KB at 2.7 Mb/s and 2 s). A failed write is logged and
+    /// leaves the segment without a file: it is then not listed when it closes.
+    async fn write_pieces(&mut self) {
+        let Some((sequence, first)) = self.pipeline.take_piece() else {
             return;
         };
+        let mut pieces = vec![first];
+        while let Some((_, piece)) = self.pipeline.take_piece() {
+            pieces.push(piece);
+        }
+        if self.failed_sequence == Some(sequence) {
+            return;
+        }
         let file = match self.segment_file.take() {
             Some(file) if file.sequence == sequence => Some(file),
             stale => {
@@ -677,25 +676,19 @@ impl Publish {
         };
         let dir = self.stream.dir.clone();
         let file_name = names::segment_file_name(&self.publish_id, sequence);
-        let piece = std::mem::take(&mut self.piece);
         let result = tokio::task::spawn_blocking(move || {
             let mut file = match file {
                 Some(file) => file,
                 None => SegmentFile::create(&dir, &file_name, sequence)?,
             };
-            file.append(&piece)?;
-            Ok::<_, std::io::Error>((file, piece))
+            file.append(&pieces)?;
+            Ok::<_, std::io::Error>(file)
         })
         .await
         .map_err(std::io::Error::other)
         .and_then(|r| r);
         match result {
-            Ok((file, piece)) => {
-                self.segment_file = Some(file);
-                if piece.capacity() <= MAX_IDLE_PIECE_BYTES {
-                    self.piece = piece;
-                }
-            }
+            Ok(file) => self.segment_file = Some(file),
             Err(error) => {
                 error!(seq = sequence, %error, "writing a segment failed; it will not be listed");
                 self.failed_sequence = Some(sequence);
@@ -747,7 +740,7 @@ impl Publish {
             sequence,
             duration_secs,
             start_dts_90k,
-            ciphertext,
+            pieces,
             key,
             discontinuity,
             forced_cut,
@@ -763,30 +756,22 @@ impl Publish {
             if let Some(file) = self.segment_file.take() {
                 let _ = tokio::task::spawn_blocking(move || file.discard()).await;
             }
-            self.pipeline.recycle_buffer(ciphertext);
             return Err(std::io::Error::other("an earlier write of this segment failed"));
         }
-        // Pieces already written (write_piece) are in the temporary file;
-        // `ciphertext` is the rest. The segment is complete and renamed into
+        // Pieces already written (write_pieces) are in the temporary file;
+        // `pieces` are the rest. The segment is complete and renamed into
         // place before the playlist lists it.
         let file = self.segment_file.take().filter(|f| f.sequence == sequence);
-        let stored_bytes = ciphertext.len() as u64 + file.as_ref().map_or(0, |f| f.written);
-        let ciphertext = tokio::task::spawn_blocking(move || {
-            match file {
-                Some(file) => file.complete(&ciphertext)?,
-                None => {
-                    std::fs::create_dir_all(&dir)?;
-                    store::write_atomic(&path, &ciphertext)?;
-                }
+        let stored_bytes = pieces.iter().map(|p| p.len() as u64).sum::<u64>() + file.as_ref().map_or(0, |f| f.written);
+        tokio::task::spawn_blocking(move || match file {
+            Some(file) => file.complete(&pieces),
+            None => {
+                std::fs::create_dir_all(&dir)?;
+                store::write_atomic_pieces(&path, &pieces)
             }
-            Ok::<_, std::io::Error>(ciphertext)
         })
         .await
         .map_err(std::io::Error::other)??;
-        // A buffer that grew for a large keyframe is not kept idle.
-        if ciphertext.capacity() <= MAX_IDLE_PIECE_BYTES {
-            self.pipeline.recycle_buffer(ciphertext);
-        }
 
         // The first segment began its duration ago; later ones follow the media clock.
         let (anchor_ms, anchor_dts) = *self.anchor.get_or_insert_with(|| {

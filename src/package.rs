@@ -92,39 +92,37 @@ pub async fn package(
     let mut report = PackageReport::default();
     let mut keys_generated = 0u64;
     let mut last_key_id = None;
-    let mut store_output =
-        |output: Output, pipeline: &mut Pipeline, report: &mut PackageReport| -> Result<(), PackageError> {
-            let Output::Segment(segment) = output else {
-                // Keys are provided before every push, so no segment waits for one.
-                return Ok(());
-            };
-            let file_name = names::segment_file_name(&publish_id, segment.sequence);
-            let path = outdir.join(&file_name);
-            store::write_atomic(&path, &segment.ciphertext).map_err(io_err(&path))?;
-            report.segments += 1;
-            if last_key_id.as_ref() != Some(&segment.key.id) {
-                report.keys += 1;
-                last_key_id = Some(segment.key.id.clone());
-            }
-            playlist.push(SegmentEntry {
-                uri: file_name,
-                duration_secs: segment.duration_secs,
-                key: Some(KeyTag {
-                    uri: KeyUri::render(
-                        &options.stream,
-                        &segment.key.id,
-                        &segment.key.wrapped,
-                        &options.key_uri_base,
-                    ),
-                    iv: segment.key.iv,
-                }),
-                program_date_time_ms: None,
-                discontinuity: segment.discontinuity,
-                sequence: segment.sequence,
-            });
-            pipeline.recycle_buffer(segment.ciphertext);
-            Ok(())
+    let mut store_output = |output: Output, report: &mut PackageReport| -> Result<(), PackageError> {
+        let Output::Segment(segment) = output else {
+            // Keys are provided before every push, so no segment waits for one.
+            return Ok(());
         };
+        let file_name = names::segment_file_name(&publish_id, segment.sequence);
+        let path = outdir.join(&file_name);
+        store::write_atomic_pieces(&path, &segment.pieces).map_err(io_err(&path))?;
+        report.segments += 1;
+        if last_key_id.as_ref() != Some(&segment.key.id) {
+            report.keys += 1;
+            last_key_id = Some(segment.key.id.clone());
+        }
+        playlist.push(SegmentEntry {
+            uri: file_name,
+            duration_secs: segment.duration_secs,
+            key: Some(KeyTag {
+                uri: KeyUri::render(
+                    &options.stream,
+                    &segment.key.id,
+                    &segment.key.wrapped,
+                    &options.key_uri_base,
+                ),
+                iv: segment.key.iv,
+            }),
+            program_date_time_ms: None,
+            discontinuity: segment.discontinuity,
+            sequence: segment.sequence,
+        });
+        Ok(())
+    };
 
     for tag in tags {
         let tag = match tag {
@@ -152,7 +150,7 @@ pub async fn package(
             keys_generated += 1;
         }
         match pipeline.push(tag.kind, tag.timestamp_ms, tag.body) {
-            Ok(Some(output)) => store_output(output, &mut pipeline, &mut report)?,
+            Ok(Some(output)) => store_output(output, &mut report)?,
             Ok(None) => {}
             Err(error) => {
                 tracing::warn!(%error, timestamp_ms = tag.timestamp_ms, "skipping FLV tag");
@@ -161,7 +159,7 @@ pub async fn package(
         }
     }
     if let Some(output) = pipeline.finish() {
-        store_output(output, &mut pipeline, &mut report)?;
+        store_output(output, &mut report)?;
     }
     let stats = pipeline.stats();
     report.video_frames = stats.video_frames;

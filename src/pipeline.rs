@@ -7,12 +7,15 @@
 //! caller keeps one key ready ahead of need ([`Pipeline::wants_key`]) so a slow KMS
 //! never delays a segment.
 //!
-//! Each segment's TS bytes are encrypted in place as they are produced, so a segment
-//! is held in memory once, as ciphertext plus at most 15 bytes of plaintext tail.
-//! A segment opened before any key is ready keeps its plaintext in memory only and
-//! is encrypted as soon as a key arrives; one that closes without a key is dropped,
-//! never returned: plaintext media never leaves this module. The segment after a
-//! dropped one is marked as a discontinuity, so the playlist shows the gap.
+//! Each segment's TS bytes are written into pieces of [`PIECE_BYTES`] and encrypted
+//! in place as they are produced. A full piece is ciphertext the caller can take
+//! ([`Pipeline::take_piece`]) while the segment is still open, so a live stream
+//! holds about one piece of its segment in memory, whatever the segment's or a
+//! frame's size. A segment opened before any key is ready keeps its plaintext in
+//! memory only and is encrypted as soon as a key arrives; one that closes without
+//! a key is dropped, never returned: plaintext media never leaves this module.
+//! The segment after a dropped one is marked as a discontinuity, so the playlist
+//! shows the gap.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
@@ -21,7 +24,7 @@ use std::sync::Arc;
 use crate::crypto::{self, DataKey, KeyId, SegmentEncryptor, WrappedKey};
 use crate::flv::{self, TagKind};
 use crate::hls::{CutPolicy, Decision, Segmenter};
-use crate::media::{AccessUnit, CLOCK_90K, Track, Tracks};
+use crate::media::{AccessUnit, CLOCK_90K, Payload, Track, Tracks};
 use crate::ts;
 
 /// How one stream is cut and keyed.
@@ -59,9 +62,10 @@ pub struct ClosedSegment {
     pub duration_secs: f64,
     /// DTS of the segment's first access unit, for `EXT-X-PROGRAM-DATE-TIME`.
     pub start_dts_90k: u64,
-    /// AES-128-CBC ciphertext of the TS bytes, PKCS#7 padded; only what
-    /// [`Pipeline::take_encrypted`] did not already hand out.
-    pub ciphertext: Vec<u8>,
+    /// AES-128-CBC ciphertext of the TS bytes, PKCS#7 padded, in order: the
+    /// pieces [`Pipeline::take_piece`] did not already hand out. The last one
+    /// ends with the padding.
+    pub pieces: Vec<Vec<u8>>,
     pub key: KeyInfo,
     pub discontinuity: bool,
     /// Cut without a keyframe because the encoder's GOP exceeds the target.
@@ -115,16 +119,78 @@ struct ActiveKey {
     uses_left: u32,
 }
 
+/// Segments are produced in pieces of this size: 348 TS packets, a multiple of
+/// both the packet size and the AES block, so a full piece is encrypted whole
+/// and can leave while its segment is still open.
+pub const PIECE_BYTES: usize = 348 * ts::PACKET_SIZE;
+const _: () = assert!(PIECE_BYTES.is_multiple_of(crypto::BLOCK_BYTES));
+
+impl ClosedSegment {
+    /// Bytes of ciphertext in [`ClosedSegment::pieces`].
+    pub fn ciphertext_len(&self) -> usize {
+        self.pieces.iter().map(Vec::len).sum()
+    }
+}
+
 struct OpenSegment {
     sequence: u64,
     start_dts_90k: u64,
-    buf: Vec<u8>,
-    /// `None` while no key is available; the buffer is then plaintext in memory.
+    /// The piece being filled: whole TS packets, encrypted up to the last
+    /// complete AES block while there is a key.
+    piece: Vec<u8>,
+    /// Full pieces not taken yet, oldest first; plaintext while `cipher` is
+    /// `None`, else ciphertext.
+    full: VecDeque<Vec<u8>>,
+    /// `None` while no key is available; the pieces are then plaintext in memory.
     cipher: Option<(SegmentEncryptor, KeyInfo)>,
     discontinuity: bool,
     forced_cut: bool,
     video_frames: u32,
     audio_frames: u32,
+}
+
+impl OpenSegment {
+    /// Encrypts what it can of the piece being filled (whole blocks).
+    fn encrypt_available(&mut self) {
+        if let Some((cipher, _)) = self.cipher.as_mut() {
+            cipher.encrypt_available(&mut self.piece);
+        }
+    }
+
+    /// A key for a segment that waited for one: everything so far is
+    /// encrypted now, full pieces first.
+    fn start_encrypting(&mut self, source: KeyInfoSource) {
+        let (mut cipher, info) = start_cipher(source, self.sequence);
+        for piece in self.full.iter_mut() {
+            cipher.encrypt_available(piece);
+            cipher.consumed(piece.len());
+        }
+        cipher.encrypt_available(&mut self.piece);
+        self.cipher = Some((cipher, info));
+    }
+}
+
+/// The muxer writes into the open segment packet by packet; a full piece is
+/// sealed (encrypted whole, when there is a key) and queued for the taking.
+impl ts::PacketSink for OpenSegment {
+    fn next_packet(&mut self) -> &mut [u8; ts::PACKET_SIZE] {
+        if self.piece.len() + ts::PACKET_SIZE > PIECE_BYTES {
+            let mut full = std::mem::replace(&mut self.piece, new_piece());
+            if let Some((cipher, _)) = self.cipher.as_mut() {
+                // Pieces hold whole packets, so a full one is exactly
+                // PIECE_BYTES, whole AES blocks: nothing stays plaintext.
+                cipher.encrypt_available(&mut full);
+                cipher.consumed(full.len());
+            }
+            self.full.push_back(full);
+        }
+        self.piece.next_packet()
+    }
+}
+
+/// An empty piece, with room for the padding a segment's last piece gets.
+fn new_piece() -> Vec<u8> {
+    Vec::with_capacity(PIECE_BYTES + crypto::BLOCK_BYTES)
 }
 
 /// One stream's FLV → TS → encrypted segment remuxer.
@@ -158,39 +224,16 @@ impl Pipeline {
         self.packager.provide_key(key);
     }
 
-    /// Hands the open segment's ciphertext so far to the caller once there
-    /// are at least `min_bytes` of it, and returns the segment's sequence
-    /// number; `None` (and `out` untouched) otherwise. The buffers are swapped,
-    /// not copied: `out` (its contents are discarded) becomes the segment's
-    /// buffer, keeping the plaintext tail of under 16 bytes, and comes back
-    /// holding the ciphertext. A live server appends these pieces to the
+    /// Hands out the open segment's oldest full piece of ciphertext, with the
+    /// segment's sequence number. A live server appends these to the
     /// segment's file as they come, so a segment is never held whole in
     /// memory; the [`ClosedSegment`] later returned for this sequence carries
     /// only the rest. Plaintext is never handed out: a segment still waiting
-    /// for its key has no ciphertext.
-    pub fn take_encrypted(&mut self, min_bytes: usize, out: &mut Vec<u8>) -> Option<u64> {
+    /// for its key has no pieces to take.
+    pub fn take_piece(&mut self) -> Option<(u64, Vec<u8>)> {
         let open = self.packager.open.as_mut()?;
-        let (cipher, _) = open.cipher.as_mut()?;
-        let ready = cipher.encrypted_len();
-        if ready < min_bytes.max(1) {
-            return None;
-        }
-        out.clear();
-        std::mem::swap(&mut open.buf, out);
-        // encrypted_len never exceeds the buffer's length (SegmentEncryptor
-        // contract), so the tail slice is in bounds.
-        open.buf.extend_from_slice(out.get(ready..).unwrap_or_default());
-        out.truncate(ready);
-        cipher.consumed(ready);
-        Some(open.sequence)
-    }
-
-    /// Returns a stored segment's buffer for reuse by a later segment.
-    pub fn recycle_buffer(&mut self, mut buf: Vec<u8>) {
-        if self.packager.spare_buffers.is_empty() {
-            buf.clear();
-            self.packager.spare_buffers.push(buf);
-        }
+        open.cipher.as_ref()?;
+        Some((open.sequence, open.full.pop_front()?))
     }
 
     pub fn stats(&self) -> Stats {
@@ -240,7 +283,6 @@ struct Packager {
     open: Option<OpenSegment>,
     next_sequence: u64,
     discontinuity_pending: bool,
-    spare_buffers: Vec<Vec<u8>>,
     /// Audio held until the first segment opens: (pts, dts, ADTS frame).
     preroll: Vec<(u64, u64, Vec<u8>)>,
     /// Last DTS written per track (indexed by `Track as usize`).
@@ -263,7 +305,6 @@ impl Packager {
             open: None,
             next_sequence: config.first_sequence,
             discontinuity_pending: config.discontinuity_at_start,
-            spare_buffers: Vec::new(),
             preroll: Vec::new(),
             last_dts_90k: [None; 2],
             stats: Stats::default(),
@@ -276,7 +317,7 @@ impl Packager {
         if waiting && let Some(source) = self.next_key() {
             // Some(open) was just checked.
             if let Some(open) = self.open.as_mut() {
-                open.cipher = Some(start_cipher(source, open.sequence, &mut open.buf));
+                open.start_encrypting(source);
             }
         }
     }
@@ -334,7 +375,7 @@ impl Packager {
             return;
         }
         *last_dts = Some(au.dts_90k);
-        if let Err(error) = self.muxer.write(au, &mut open.buf) {
+        if let Err(error) = self.muxer.write(au, open) {
             // The segmenter only lets through tracks the segment's PMT declares.
             tracing::warn!(%error, "access unit not muxed");
             return;
@@ -349,9 +390,7 @@ impl Packager {
                 self.stats.audio_frames += 1;
             }
         }
-        if let Some((cipher, _)) = open.cipher.as_mut() {
-            cipher.encrypt_available(&mut open.buf);
-        }
+        open.encrypt_available();
     }
 
     /// Keeps a copy of audio that arrives before the first video keyframe
@@ -377,7 +416,7 @@ impl Packager {
                 pts_90k,
                 dts_90k,
                 keyframe: true,
-                payload: &payload,
+                payload: Payload::Bytes(&payload),
             };
             self.write(&au);
         }
@@ -392,22 +431,23 @@ impl Packager {
     fn open_segment(&mut self, start_dts_90k: u64, tracks: Tracks, forced_cut: bool, discontinuity: bool) {
         let sequence = self.next_sequence;
         self.next_sequence = self.next_sequence.saturating_add(1);
-        let mut buf = self.spare_buffers.pop().unwrap_or_default();
-        self.muxer.start_segment(tracks, &mut buf);
-        let cipher = self.next_key().map(|source| start_cipher(source, sequence, &mut buf));
+        let cipher = self.next_key().map(|source| start_cipher(source, sequence));
         if cipher.is_none() {
             self.stats.key_waits += 1;
         }
-        self.open = Some(OpenSegment {
+        let open = self.open.insert(OpenSegment {
             sequence,
             start_dts_90k,
-            buf,
+            piece: new_piece(),
+            full: VecDeque::new(),
             cipher,
             discontinuity,
             forced_cut,
             video_frames: 0,
             audio_frames: 0,
         });
+        self.muxer.start_segment(tracks, open);
+        open.encrypt_available();
     }
 
     /// Picks the key for the next segment: the active key while it has uses
@@ -440,10 +480,9 @@ struct KeyInfoSource {
     wrapped: Arc<WrappedKey>,
 }
 
-fn start_cipher(source: KeyInfoSource, sequence: u64, buf: &mut [u8]) -> (SegmentEncryptor, KeyInfo) {
+fn start_cipher(source: KeyInfoSource, sequence: u64) -> (SegmentEncryptor, KeyInfo) {
     let iv = crypto::segment_iv(&source.key, sequence);
-    let mut cipher = SegmentEncryptor::new(&source.key, iv);
-    cipher.encrypt_available(buf);
+    let cipher = SegmentEncryptor::new(&source.key, iv);
     let info = KeyInfo {
         id: source.id,
         wrapped: source.wrapped,
@@ -456,7 +495,8 @@ fn close_segment(open: OpenSegment, duration_secs: f64, stats: &mut Stats) -> Ou
     let OpenSegment {
         sequence,
         start_dts_90k,
-        mut buf,
+        mut piece,
+        full,
         cipher,
         discontinuity,
         forced_cut,
@@ -466,20 +506,24 @@ fn close_segment(open: OpenSegment, duration_secs: f64, stats: &mut Stats) -> Ou
     } = open;
     let Some((cipher, key)) = cipher else {
         // Never let plaintext out: wipe what we had and report the gap.
-        buf.fill(0);
+        for mut plaintext in full.into_iter().chain([piece]) {
+            plaintext.fill(0);
+        }
         stats.segments_dropped += 1;
         return Output::Dropped {
             sequence,
             reason: DropReason::NoKey,
         };
     };
-    cipher.finish(&mut buf);
+    cipher.finish(&mut piece);
+    let mut pieces = Vec::from(full);
+    pieces.push(piece);
     stats.segments += 1;
     Output::Segment(ClosedSegment {
         sequence,
         duration_secs,
         start_dts_90k,
-        ciphertext: buf,
+        pieces,
         key,
         discontinuity,
         forced_cut,
@@ -542,51 +586,46 @@ mod tests {
             .collect()
     }
 
-    /// Taking ciphertext out as it is produced (as the live server does)
-    /// gives, piece by piece plus the closed tail, exactly the bytes of the
-    /// whole-segment path.
+    /// Taking pieces out as they fill (as the live server does) gives, piece
+    /// by piece plus the closed segment's rest, exactly the bytes of a
+    /// pipeline whose segments are taken whole at their close.
     #[test]
     fn ciphertext_taken_in_pieces_equals_the_whole_segment() {
         let whole = segments(run(&mut Pipeline::new(config(1)), true));
-        for min_bytes in [1, 16, 4096, 100_000] {
-            let mut pipeline = Pipeline::new(config(1));
-            let (_, tags) = flv::tags(FIXTURE).unwrap();
-            let mut files: Vec<(u64, Vec<u8>)> = Vec::new();
-            let mut piece = Vec::new();
-            let mut pieces = 0;
-            let mut n = 0;
-            let mut closed = Vec::new();
-            for tag in tags {
-                let tag = tag.unwrap();
-                while pipeline.wants_key() {
-                    n += 1;
-                    pipeline.provide_key(key(n));
-                }
-                if let Some(output) = pipeline.push(tag.kind, tag.timestamp_ms, tag.body).unwrap() {
-                    closed.push(output);
-                }
-                if let Some(seq) = pipeline.take_encrypted(min_bytes, &mut piece) {
-                    assert!(piece.len() >= min_bytes && piece.len() % 16 == 0, "{}", piece.len());
-                    pieces += 1;
-                    match files.last_mut() {
-                        Some((s, bytes)) if *s == seq => bytes.extend_from_slice(&piece),
-                        _ => files.push((seq, piece.clone())),
-                    }
-                }
+        let mut pipeline = Pipeline::new(config(1));
+        let (_, tags) = flv::tags(FIXTURE).unwrap();
+        let mut taken: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut n = 0;
+        let mut closed = Vec::new();
+        for tag in tags {
+            let tag = tag.unwrap();
+            while pipeline.wants_key() {
+                n += 1;
+                pipeline.provide_key(key(n));
             }
-            closed.extend(pipeline.finish());
-            let closed = segments(closed);
-            assert_eq!(closed.len(), whole.len());
-            assert!(pieces >= whole.len(), "min_bytes {min_bytes}: {pieces} pieces");
-            for (segment, want) in closed.iter().zip(&whole) {
-                let mut got = files
-                    .iter()
-                    .find(|(s, _)| *s == segment.sequence)
-                    .map(|(_, b)| b.clone())
-                    .unwrap_or_default();
-                got.extend_from_slice(&segment.ciphertext);
-                assert_eq!(got, want.ciphertext, "min_bytes {min_bytes} seq {}", segment.sequence);
+            if let Some(output) = pipeline.push(tag.kind, tag.timestamp_ms, tag.body).unwrap() {
+                closed.push(output);
             }
+            while let Some((seq, piece)) = pipeline.take_piece() {
+                assert_eq!(piece.len(), PIECE_BYTES);
+                assert_ne!(piece[0], 0x47, "ciphertext must not look like TS");
+                taken.push((seq, piece));
+            }
+        }
+        closed.extend(pipeline.finish());
+        let closed = segments(closed);
+        assert_eq!(closed.len(), whole.len());
+        assert!(taken.len() >= whole.len(), "{} pieces", taken.len());
+        for (segment, want) in closed.iter().zip(&whole) {
+            let mut got: Vec<u8> = taken
+                .iter()
+                .filter(|(s, _)| *s == segment.sequence)
+                .flat_map(|(_, b)| b.iter().copied())
+                .collect();
+            got.extend_from_slice(&segment.pieces.concat());
+            assert_eq!(segment.pieces.len(), 1, "seq {}: pieces left", segment.sequence);
+            assert_eq!(got, want.pieces.concat(), "seq {}", segment.sequence);
+            assert!(want.pieces.len() > 1, "segments span several pieces");
         }
     }
 
@@ -606,8 +645,8 @@ mod tests {
             assert_eq!(segment.key.id.as_str(), format!("k{}", i / 2 + 1));
             let data_key = DataKey::from_bytes([(i / 2 + 1) as u8; 16]);
             assert_eq!(segment.key.iv, segment_iv(&data_key, segment.sequence));
-            assert_ne!(segment.ciphertext[0], 0x47, "ciphertext must not look like TS");
-            let mut plain = segment.ciphertext.clone();
+            let mut plain = segment.pieces.concat();
+            assert_ne!(plain[0], 0x47, "ciphertext must not look like TS");
             decrypt_segment(&data_key, segment.key.iv, &mut plain).unwrap();
             assert_eq!(plain.len() % 188, 0);
             assert!(plain.chunks(188).all(|p| p[0] == 0x47));
@@ -630,14 +669,18 @@ mod tests {
         )));
         assert_eq!(pipeline.stats().segments_dropped, 5);
 
-        // A key that arrives while a segment is open encrypts it from its start.
+        // A key that arrives while a segment is open encrypts it from its
+        // start, full pieces included; until then no piece can be taken.
         let mut pipeline = Pipeline::new(config(1));
         let (_, tags) = flv::tags(FIXTURE).unwrap();
         let mut closed = None;
         for (i, tag) in tags.enumerate() {
             let tag = tag.unwrap();
-            if i == 40 {
+            if i == 100 {
                 pipeline.provide_key(key(7));
+            }
+            if i < 100 {
+                assert!(pipeline.take_piece().is_none(), "plaintext handed out");
             }
             if let Some(output) = pipeline.push(tag.kind, tag.timestamp_ms, tag.body).unwrap() {
                 closed = Some(output);
@@ -647,7 +690,8 @@ mod tests {
         let Some(Output::Segment(segment)) = closed else {
             panic!("first segment not encrypted")
         };
-        let mut plain = segment.ciphertext.clone();
+        assert!(segment.pieces.len() > 1, "full pieces waited for the key");
+        let mut plain = segment.pieces.concat();
         decrypt_segment(&DataKey::from_bytes([7; 16]), segment.key.iv, &mut plain).unwrap();
         assert!(plain.chunks(188).all(|p| p[0] == 0x47));
     }

@@ -9,9 +9,14 @@ use std::path::{Path, PathBuf};
 /// playlists are replaced every few seconds, and after a crash a torn temporary
 /// file is never visible under its final name.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_pieces(path, &[bytes])
+}
+
+/// [`write_atomic`] for a file given as consecutive pieces.
+pub fn write_atomic_pieces<B: AsRef<[u8]>>(path: &Path, pieces: &[B]) -> std::io::Result<()> {
     let tmp = temp_path(path);
     let result = std::fs::File::create(&tmp)
-        .and_then(|mut file| file.write_all(bytes))
+        .and_then(|mut file| pieces.iter().try_for_each(|piece| file.write_all(piece.as_ref())))
         .and_then(|()| std::fs::rename(&tmp, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -53,7 +53,8 @@ impl<'a> Iterator for Records<'a> {
 /// What every access unit the demuxer returns must look like (the same checks
 /// as the demuxer's own unit tests).
 pub fn check_access_unit(au: &AccessUnit<'_>) {
-    let p = au.payload;
+    let p = au.payload.to_vec();
+    assert_eq!(p.len(), au.payload.len(), "Payload::len agrees with its bytes");
     match au.track {
         Track::Video => {
             // Annex B, access unit delimiter first.

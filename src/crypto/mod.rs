@@ -20,7 +20,7 @@ mod segment;
 
 pub use envelope::{WRAPPED_KEY_LEN, open_data_key, seal_data_key, wrapped_master_version};
 pub use keys::{DataKey, EncryptionContext, KeyId, MasterKey, WrappedKey};
-pub use segment::{SegmentEncryptor, decrypt_segment, encrypt_segment, segment_iv};
+pub use segment::{BLOCK_BYTES, SegmentEncryptor, decrypt_segment, encrypt_segment, segment_iv};
 
 /// Errors of the crypto core. None of them carries key material.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]

@@ -6,8 +6,8 @@ use aes::cipher::{Array, BlockCipherEncrypt, BlockModeDecrypt, BlockModeEncrypt,
 
 use super::{DataKey, Error};
 
-/// AES block size in bytes.
-const BLOCK: usize = 16;
+/// The AES block size: CBC works in whole blocks of this many bytes.
+pub const BLOCK_BYTES: usize = 16;
 
 type CbcEncryptor = cbc::Encryptor<Aes128>;
 type CbcDecryptor = cbc::Decryptor<Aes128>;
@@ -63,7 +63,7 @@ impl SegmentEncryptor {
             return;
         };
         let (blocks, _tail) = Array::slice_as_chunks_mut(pending);
-        let newly_encrypted = blocks.len() * BLOCK;
+        let newly_encrypted = blocks.len() * BLOCK_BYTES;
         self.cbc.encrypt_blocks(blocks);
         self.encrypted_len += newly_encrypted;
     }
@@ -87,8 +87,8 @@ impl SegmentEncryptor {
     pub fn finish(mut self, buf: &mut Vec<u8>) {
         self.encrypt_available(buf);
         let tail = buf.len().saturating_sub(self.encrypted_len);
-        // tail < BLOCK after encrypt_available, so pad is 1..=16 and fits a u8.
-        let pad = BLOCK - tail % BLOCK;
+        // tail < BLOCK_BYTES after encrypt_available, so pad is 1..=16 and fits a u8.
+        let pad = BLOCK_BYTES - tail % BLOCK_BYTES;
         buf.resize(buf.len() + pad, pad as u8);
         self.encrypt_available(buf);
     }
@@ -96,7 +96,7 @@ impl SegmentEncryptor {
 
 /// Encrypts a whole segment in one shot (for tests and tools): CBC with PKCS#7.
 pub fn encrypt_segment(key: &DataKey, iv: [u8; 16], plaintext: &[u8]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(plaintext.len() + BLOCK);
+    let mut buf = Vec::with_capacity(plaintext.len() + BLOCK_BYTES);
     buf.extend_from_slice(plaintext);
     SegmentEncryptor::new(key, iv).finish(&mut buf);
     buf
@@ -110,13 +110,13 @@ pub fn encrypt_segment(key: &DataKey, iv: [u8; 16], plaintext: &[u8]) -> Vec<u8>
 /// so there is no padding oracle to worry about.)
 pub fn decrypt_segment(key: &DataKey, iv: [u8; 16], buf: &mut Vec<u8>) -> Result<(), Error> {
     let len = buf.len();
-    if len == 0 || !len.is_multiple_of(BLOCK) {
+    if len == 0 || !len.is_multiple_of(BLOCK_BYTES) {
         return Err(Error::SegmentLength(len));
     }
     decrypt_blocks(key, iv, buf);
     let pad = buf.last().copied().ok_or(Error::SegmentLength(len))?;
     let pad_len = usize::from(pad);
-    if !(1..=BLOCK).contains(&pad_len) {
+    if !(1..=BLOCK_BYTES).contains(&pad_len) {
         return Err(Error::Padding);
     }
     let padding = buf.get(len - pad_len..).ok_or(Error::Padding)?;

@@ -110,18 +110,18 @@ pub(crate) fn parse_audio_specific_config(asc: &[u8]) -> Result<Config, Error> {
     })
 }
 
-/// Writes an ADTS header (no CRC) and the raw frame into `out` (cleared first).
-pub(crate) fn to_adts(cfg: Config, frame: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
-    let len = frame.len() + ADTS_HEADER_LEN;
+/// The ADTS header (no CRC) that goes before a raw frame of `frame_len` bytes.
+pub(crate) fn adts_header(cfg: Config, frame_len: usize) -> Result<[u8; ADTS_HEADER_LEN], Error> {
+    let len = frame_len + ADTS_HEADER_LEN;
     if len > ADTS_MAX_FRAME_LEN {
-        return Err(Error::AacFrameTooLong(frame.len()));
+        return Err(Error::AacFrameTooLong(frame_len));
     }
     // 14496-3 1.A.2.2.1: syncword 0xFFF, ID 0 (MPEG-4), layer 0,
     // protection_absent 1 | profile, sampling_frequency_index, private_bit,
     // channel_configuration, original_copy, home | copyright bits,
     // frame_length (13), adts_buffer_fullness 0x7FF (VBR),
     // number_of_raw_data_blocks_in_frame 0.
-    let header = [
+    Ok([
         0xFF,
         0xF1,
         (cfg.profile << 6) | (cfg.frequency_index << 2) | (cfg.channels >> 2),
@@ -129,11 +129,7 @@ pub(crate) fn to_adts(cfg: Config, frame: &[u8], out: &mut Vec<u8>) -> Result<()
         (len >> 3) as u8,
         (((len & 0x07) as u8) << 5) | 0x1F,
         0xFC,
-    ];
-    out.clear();
-    out.extend_from_slice(&header);
-    out.extend_from_slice(frame);
-    Ok(())
+    ])
 }
 
 #[cfg(test)]
@@ -223,18 +219,13 @@ mod tests {
         ];
         for (asc, frame_len, header) in cases {
             let cfg = parse_audio_specific_config(asc).unwrap();
-            let frame: Vec<u8> = (0..*frame_len).map(|i| i as u8).collect();
-            let mut out = vec![0xEE; 5];
-            to_adts(cfg, &frame, &mut out).unwrap();
-            assert_eq!(&out[..7], header, "{asc:02x?} {frame_len}");
-            assert_eq!(&out[7..], &frame[..]);
+            assert_eq!(adts_header(cfg, *frame_len), Ok(*header), "{asc:02x?} {frame_len}");
         }
     }
 
     #[test]
     fn rejects_frames_too_long_for_adts() {
         let cfg = parse_audio_specific_config(&[0x11, 0x90]).unwrap();
-        let mut out = Vec::new();
-        assert_eq!(to_adts(cfg, &[0; 8185], &mut out), Err(Error::AacFrameTooLong(8185)));
+        assert_eq!(adts_header(cfg, 8185), Err(Error::AacFrameTooLong(8185)));
     }
 }

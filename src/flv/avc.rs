@@ -2,14 +2,12 @@
 //! 5.2.4.1) and length-prefixed NAL units to Annex B (ITU-T H.264 Annex B).
 
 use super::Error;
+use crate::media::AnnexB;
 
 /// Annex B start code; the 4-byte form (with zero_byte) is valid before every
 /// NAL unit and required before parameter sets and an access unit's first
 /// NAL unit (H.264 B.1.2), so it is used throughout.
 const START_CODE: [u8; 4] = [0, 0, 0, 1];
-/// Access unit delimiter with primary_pic_type 7 ("any slice type") and the
-/// RBSP stop bit: 0x09 0xF0.
-const AUD: [u8; 6] = [0, 0, 0, 1, 0x09, 0xF0];
 
 const NAL_IDR: u8 = 5;
 const NAL_SPS: u8 = 7;
@@ -154,28 +152,22 @@ fn nal_type(nal: &[u8]) -> Option<u8> {
     nal.first().map(|h| h & 0x1F)
 }
 
-/// Converts one AVC sample to an Annex B access unit in `out` (cleared first).
+/// Checks one AVC sample and describes it as an Annex B access unit (see
+/// [`AnnexB`] for the output order). Every NAL length is checked here, so a
+/// malformed sample is an error and nothing of it is written.
 ///
-/// Output order follows H.264 7.4.1.2.3: an access unit delimiter first (the
-/// sample's own if it starts with one, else `00 00 00 01 09 F0`; later AUDs
-/// in the sample are misplaced and dropped), then for an IDR picture the
-/// configuration's SPS and PPS unless the sample carries both in band, then
-/// the sample's NAL units in order (SEI kept). Empty NAL units are skipped.
-///
-/// Returns `Some(is_idr)`, where `is_idr` is the keyframe flag taken from the
-/// NAL units (an IDR slice present) rather than from the FLV FrameType, or
-/// `None` when the sample holds no NAL unit besides AUDs (nothing to decode;
-/// the caller treats it as ignorable).
-pub(crate) fn to_annex_b(sample: &[u8], cfg: &Config, out: &mut Vec<u8>) -> Result<Option<bool>, Error> {
-    let nals = || Nals {
+/// Returns `Some((access_unit, is_idr))`, where `is_idr` is the keyframe flag
+/// taken from the NAL units (an IDR slice present) rather than from the FLV
+/// FrameType, or `None` when the sample holds no NAL unit besides AUDs
+/// (nothing to decode; the caller treats it as ignorable).
+pub(crate) fn annex_b<'a>(sample: &'a [u8], cfg: &'a Config) -> Result<Option<(AnnexB<'a>, bool)>, Error> {
+    let nals = Nals {
         rest: sample,
         length_size: usize::from(cfg.nal_length_size),
     };
-    // Pass 1: validate every length and learn what the sample carries, so
-    // nothing is written for a malformed sample.
     let mut first_type = None;
     let (mut has_idr, mut has_sps, mut has_pps, mut pictures) = (false, false, false, 0usize);
-    for nal in nals() {
+    for nal in nals {
         let Some(t) = nal_type(nal?) else { continue };
         first_type.get_or_insert(t);
         match t {
@@ -191,39 +183,22 @@ pub(crate) fn to_annex_b(sample: &[u8], cfg: &Config, out: &mut Vec<u8>) -> Resu
     if pictures == 0 {
         return Ok(None);
     }
-
-    // Pass 2: write.
-    out.clear();
-    let mut aud_written = false;
-    if first_type != Some(NAL_AUD) {
-        out.extend_from_slice(&AUD);
-        aud_written = true;
-    }
-    let mut params_pending = has_idr && !(has_sps && has_pps);
-    for nal in nals() {
-        let nal = nal?;
-        let Some(t) = nal_type(nal) else { continue };
-        if t == NAL_AUD {
-            if !aud_written {
-                out.extend_from_slice(&START_CODE);
-                out.extend_from_slice(nal);
-                aud_written = true;
-            }
-            continue;
-        }
-        if params_pending {
-            out.extend_from_slice(&cfg.param_sets);
-            params_pending = false;
-        }
-        out.extend_from_slice(&START_CODE);
-        out.extend_from_slice(nal);
-    }
-    Ok(Some(has_idr))
+    let param_sets: &[u8] = if has_idr && !(has_sps && has_pps) {
+        &cfg.param_sets
+    } else {
+        &[]
+    };
+    let insert_aud = first_type != Some(NAL_AUD);
+    Ok(Some((
+        AnnexB::new(sample, cfg.nal_length_size, param_sets, insert_aud),
+        has_idr,
+    )))
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::media::Payload;
 
     /// AVCDecoderConfigurationRecord of the baseline fixture (x264,
     /// Constrained Baseline level 2.1, 426x240), 4-byte NAL lengths.
@@ -245,6 +220,17 @@ pub(crate) mod tests {
             v.extend_from_slice(nal);
         }
         v
+    }
+
+    /// The sample converted: (is_idr, Annex B bytes). Also checks that the
+    /// announced length is the length of the bytes.
+    fn convert(sample: &[u8], cfg: &Config) -> Result<Option<(bool, Vec<u8>)>, Error> {
+        Ok(super::annex_b(sample, cfg)?.map(|(au, idr)| {
+            let payload = Payload::AnnexB(au);
+            let bytes = payload.to_vec();
+            assert_eq!(payload.len(), bytes.len());
+            (idr, bytes)
+        }))
     }
 
     fn length_prefixed(size: usize, nals: &[&[u8]]) -> Vec<u8> {
@@ -399,15 +385,9 @@ pub(crate) mod tests {
             let cfg = config(size as u8);
             for case in &cases {
                 let sample = length_prefixed(size, case.nals);
-                let mut out = vec![0xEE; 3]; // stale content must be cleared
-                let got = to_annex_b(&sample, &cfg, &mut out);
-                match case.want {
-                    None => assert_eq!(got, Ok(None), "{} size {size}", case.name),
-                    Some((idr, nals)) => {
-                        assert_eq!(got, Ok(Some(idr)), "{} size {size}", case.name);
-                        assert_eq!(out, annex_b(nals), "{} size {size}", case.name);
-                    }
-                }
+                let got = convert(&sample, &cfg);
+                let want = case.want.map(|(idr, nals)| (idr, annex_b(nals)));
+                assert_eq!(got, Ok(want), "{} size {size}", case.name);
             }
         }
     }
@@ -442,9 +422,8 @@ pub(crate) mod tests {
             (4, &[0, 0, 0, 1, 0x41, 0, 0], Error::Truncated("NAL unit length prefix")),
         ];
         for (size, sample, want) in cases {
-            let mut out = Vec::new();
             assert_eq!(
-                to_annex_b(sample, &config(*size as u8), &mut out),
+                convert(sample, &config(*size as u8)),
                 Err(want.clone()),
                 "{sample:02x?}"
             );

@@ -20,7 +20,7 @@ mod timestamp;
 
 use std::fmt;
 
-use crate::media::{AccessUnit, AudioCodec, Track, Tracks, VideoCodec};
+use crate::media::{AccessUnit, AudioCodec, Payload, Track, Tracks, VideoCodec};
 
 pub use metadata::Metadata;
 
@@ -278,9 +278,9 @@ pub fn tags(file: &[u8]) -> Result<(FileHeader, Tags<'_>), Error> {
 /// Turns FLV audio/video/script tag bodies of one stream into access units.
 ///
 /// Holds the codec configurations (AVC decoder configuration record, AAC
-/// AudioSpecificConfig), the timestamp extender and one payload buffer that
-/// every returned [`AccessUnit`] borrows, so steady-state demuxing does not
-/// allocate.
+/// AudioSpecificConfig) and the timestamp extender. A returned
+/// [`AccessUnit`] borrows the tag body (and the parameter sets it inserts),
+/// so demuxing neither allocates nor copies frames.
 pub struct Demuxer {
     avc: Option<avc::Config>,
     aac: Option<aac::Config>,
@@ -288,8 +288,6 @@ pub struct Demuxer {
     metadata: Option<Metadata>,
     /// Sequence headers that replaced a different configuration.
     config_changes: u64,
-    /// Reused for every frame's output and as scratch for configurations.
-    payload: Vec<u8>,
 }
 
 impl Default for Demuxer {
@@ -316,7 +314,6 @@ impl Demuxer {
             clock: timestamp::Extender::default(),
             metadata: None,
             config_changes: 0,
-            payload: Vec::new(),
         }
     }
 
@@ -333,7 +330,12 @@ impl Demuxer {
     /// for video PTS = DTS + CompositionTime. A negative CompositionTime
     /// that would put PTS below zero is clamped to PTS 0 (only possible in
     /// the first frames of a stream that starts at timestamp 0).
-    pub fn push(&mut self, kind: TagKind, timestamp_ms: u32, body: &[u8]) -> Result<Option<AccessUnit<'_>>, Error> {
+    pub fn push<'a>(
+        &'a mut self,
+        kind: TagKind,
+        timestamp_ms: u32,
+        body: &'a [u8],
+    ) -> Result<Option<AccessUnit<'a>>, Error> {
         if body.is_empty() {
             return Ok(None);
         }
@@ -373,7 +375,7 @@ impl Demuxer {
     }
 
     /// FLV v10.1 E.4.3.1 VIDEODATA; AVCVIDEOPACKET.
-    fn push_video(&mut self, timestamp_ms: u32, body: &[u8]) -> Result<Option<AccessUnit<'_>>, Error> {
+    fn push_video<'a>(&'a mut self, timestamp_ms: u32, body: &'a [u8]) -> Result<Option<AccessUnit<'a>>, Error> {
         let Some(&first) = body.first() else {
             return Ok(None);
         };
@@ -400,20 +402,23 @@ impl Demuxer {
         let data = &body[5..];
         match packet_type {
             0 => {
-                let nal_length_size = avc::parse_config(data, &mut self.payload)?;
+                // Sequence headers are rare (start, encoder restarts): the
+                // scratch buffer is not worth keeping.
+                let mut param_sets = Vec::new();
+                let nal_length_size = avc::parse_config(data, &mut param_sets)?;
                 match &mut self.avc {
-                    Some(cfg) if cfg.is(nal_length_size, &self.payload) => {}
+                    Some(cfg) if cfg.is(nal_length_size, &param_sets) => {}
                     Some(cfg) => {
                         self.config_changes += 1;
-                        cfg.replace(nal_length_size, &self.payload);
+                        cfg.replace(nal_length_size, &param_sets);
                     }
-                    None => self.avc = Some(avc::Config::new(nal_length_size, &self.payload)),
+                    None => self.avc = Some(avc::Config::new(nal_length_size, &param_sets)),
                 }
                 Ok(None)
             }
             1 => {
                 let cfg = self.avc.as_ref().ok_or(Error::NoSequenceHeader(Track::Video))?;
-                let Some(idr) = avc::to_annex_b(data, cfg, &mut self.payload)? else {
+                let Some((annex_b, idr)) = avc::annex_b(data, cfg)? else {
                     return Ok(None);
                 };
                 // CompositionTime is SI24 (FLV v10.1 E.4.3.2): sign-extend.
@@ -426,7 +431,7 @@ impl Demuxer {
                     pts_90k: ms_to_90k(pts_ms),
                     dts_90k: ms_to_90k(dts_ms),
                     keyframe: idr,
-                    payload: &self.payload,
+                    payload: Payload::AnnexB(annex_b),
                 }))
             }
             2 => Ok(None),
@@ -438,7 +443,7 @@ impl Demuxer {
     }
 
     /// FLV v10.1 E.4.2.1 AUDIODATA; AACAUDIODATA.
-    fn push_audio(&mut self, timestamp_ms: u32, body: &[u8]) -> Result<Option<AccessUnit<'_>>, Error> {
+    fn push_audio<'a>(&'a mut self, timestamp_ms: u32, body: &'a [u8]) -> Result<Option<AccessUnit<'a>>, Error> {
         let Some(&first) = body.first() else {
             return Ok(None);
         };
@@ -473,14 +478,14 @@ impl Demuxer {
                 if data.is_empty() {
                     return Ok(None);
                 }
-                aac::to_adts(cfg, data, &mut self.payload)?;
+                let header = aac::adts_header(cfg, data.len())?;
                 let ts_90k = ms_to_90k(self.clock.extend(timestamp_ms));
                 Ok(Some(AccessUnit {
                     track: Track::Audio,
                     pts_90k: ts_90k,
                     dts_90k: ts_90k,
                     keyframe: true,
-                    payload: &self.payload,
+                    payload: Payload::Adts { header, frame: data },
                 }))
             }
             packet_type => Err(Error::BadPacketType {
@@ -1107,14 +1112,15 @@ mod tests {
 
     /// Checks what any access unit must look like, whatever the input.
     fn check_au(au: &AccessUnit<'_>) {
+        let p = au.payload.to_vec();
+        assert_eq!(p.len(), au.payload.len());
         match au.track {
             Track::Video => {
-                assert_eq!(&au.payload[..4], &[0, 0, 0, 1]);
-                assert_eq!(au.payload[4] & 0x1F, 9, "AUD first");
+                assert_eq!(&p[..4], &[0, 0, 0, 1]);
+                assert_eq!(p[4] & 0x1F, 9, "AUD first");
             }
             Track::Audio => {
-                assert_eq!(&au.payload[..2], &[0xFF, 0xF1]);
-                let p = au.payload;
+                assert_eq!(&p[..2], &[0xFF, 0xF1]);
                 let len = (usize::from(p[3] & 3) << 11) | (usize::from(p[4]) << 3) | usize::from(p[5] >> 5);
                 assert_eq!(len, p.len(), "ADTS frame_length");
                 assert_eq!(au.pts_90k, au.dts_90k);
@@ -1279,7 +1285,7 @@ mod tests {
                     Track::Video => {
                         video += 1;
                         assert!(au.pts_90k >= au.dts_90k, "{name}: PTS before DTS");
-                        let types = nal_types(au.payload);
+                        let types = nal_types(&au.payload.to_vec());
                         assert_eq!(types[0], 9, "{name}: AUD first");
                         assert_eq!(types.iter().filter(|&&t| t == 9).count(), 1, "{name}");
                         if au.keyframe {
@@ -1292,7 +1298,8 @@ mod tests {
                     }
                     Track::Audio => {
                         audio += 1;
-                        assert_eq!(Some([au.payload[2], au.payload[3] & 0xC0]), fx.adts, "{name}");
+                        let p = au.payload.to_vec();
+                        assert_eq!(Some([p[2], p[3] & 0xC0]), fx.adts, "{name}");
                     }
                 }
             }

@@ -423,7 +423,7 @@ mod tests {
             pts_90k: dts_ms * 90,
             dts_90k: dts_ms * 90,
             keyframe,
-            payload: &[],
+            payload: crate::media::Payload::Bytes(&[]),
         }
     }
 
@@ -433,7 +433,7 @@ mod tests {
             pts_90k: dts_ms * 90,
             dts_90k: dts_ms * 90,
             keyframe: true,
-            payload: &[],
+            payload: crate::media::Payload::Bytes(&[]),
         }
     }
 

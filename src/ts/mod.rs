@@ -1,6 +1,7 @@
 //! MPEG-TS muxer (ISO/IEC 13818-1): access units in, whole 188-byte packets out.
 //!
-//! Sans-IO: [`Muxer`] appends packets to a caller-owned `Vec<u8>` and never
+//! Sans-IO: [`Muxer`] appends packets to a caller-owned [`PacketSink`] (a
+//! `Vec<u8>`, or the live pipeline's bounded pieces) and never
 //! touches files, sockets or the clock. One muxer lives for a whole live stream,
 //! so continuity counters run on across segments; the segmenter calls
 //! [`Muxer::start_segment`] at every cut and [`Muxer::write`] per access unit.
@@ -10,11 +11,16 @@
 //!   writer pads a short PSI payload with an adaptation field placed before the
 //!   section; we re-frame its section so the packet carries 0xFF stuffing after
 //!   the section instead (2.4.4), which is what every other muxer writes.
-//! - PES packets are `mpeg2ts` `TsPacket`s (TS header, adaptation field with PCR,
-//!   RAI and stuffing, PES header, PTS/DTS) written straight into `out`. That path
-//!   uses only stack buffers (`Bytes` is an inline 184-byte array), so a packet
-//!   costs no heap allocation. `mpeg2ts` writes the six reserved bits of the PCR
-//!   (2.4.3.5) as 0; we set them to 1 in place after it has written the packet.
+//! - The first packet of each PES (TS header, adaptation field with PCR, RAI
+//!   and stuffing, PES header, PTS/DTS) is an `mpeg2ts` `TsPacket`, built on
+//!   the stack. `mpeg2ts` writes the six reserved bits of the PCR (2.4.3.5) as
+//!   0; we set them to 1 after it has written the packet.
+//! - The packets after it carry only payload (the last one also stuffing);
+//!   they are written here, straight from the access unit's [`Payload`] into
+//!   the [`PacketSink`]'s packets, so a frame's bytes are copied once. (Through
+//!   `mpeg2ts` each 184 bytes would first be copied into a temporary.)
+//!
+//! [`Payload`]: crate::media::Payload
 
 use mpeg2ts::es::{StreamId, StreamType};
 use mpeg2ts::pes::PesHeader;
@@ -25,7 +31,7 @@ use mpeg2ts::ts::{
     TsPacket, TsPacketWriter, TsPayload, VersionNumber, WriteTsPacket,
 };
 
-use crate::media::{AccessUnit, AudioCodec, Track, Tracks, VideoCodec};
+use crate::media::{AccessUnit, AudioCodec, PayloadReader, Track, Tracks, VideoCodec};
 
 /// Size of every transport stream packet (2.4.3.2).
 pub const PACKET_SIZE: usize = 188;
@@ -48,6 +54,7 @@ const TRANSPORT_STREAM_ID: u16 = 1;
 /// PTS, DTS and PCR base are 33-bit counters that wrap (2.4.3.7).
 const TIMESTAMP_MASK: u64 = (1 << 33) - 1;
 const HEADER_SIZE: usize = 4;
+const SYNC_BYTE: u8 = 0x47;
 /// Payload bytes of a packet without adaptation field.
 const PAYLOAD_CAPACITY: usize = PACKET_SIZE - HEADER_SIZE;
 /// stream_id of the first video / audio stream (Table 2-22).
@@ -101,25 +108,28 @@ impl Muxer {
     /// Every HLS segment must start with them so that it decodes on its own.
     /// The PMT version_number goes up when the tracks differ from the last PMT
     /// (2.4.4.9), so a demuxer reading segments back to back re-reads it.
-    pub fn start_segment(&mut self, tracks: Tracks, out: &mut Vec<u8>) {
+    pub fn start_segment(&mut self, tracks: Tracks, out: &mut impl PacketSink) {
         if self.program.is_some_and(|last| last != tracks) {
             self.pmt_version.increment();
         }
         self.program = Some(tracks);
-        out.reserve(2 * PACKET_SIZE);
-        let start = out.len();
-        let written = self.write_psi(tracks, out);
-        // Cannot fail: the PIDs are constants below 0x1FFF and the tables hold at
-        // most two entries, far below every size limit; `psi_tables_for_all_tracks`
-        // runs every possible `Tracks` value through this.
-        if let Err(err) = written {
-            debug_assert!(false, "PSI encoding failed: {err}");
-            tracing::error!(%err, "PSI encoding failed");
-            out.truncate(start);
+        match self.psi(tracks) {
+            Ok([pat, pmt]) => {
+                *out.next_packet() = pat;
+                *out.next_packet() = pmt;
+            }
+            // Cannot fail: the PIDs are constants below 0x1FFF and the tables hold at
+            // most two entries, far below every size limit; `psi_tables_for_all_tracks`
+            // runs every possible `Tracks` value through this.
+            Err(err) => {
+                debug_assert!(false, "PSI encoding failed: {err}");
+                tracing::error!(%err, "PSI encoding failed");
+            }
         }
     }
 
-    fn write_psi(&mut self, tracks: Tracks, out: &mut Vec<u8>) -> Result<(), mpeg2ts::Error> {
+    /// The PAT and PMT packets.
+    fn psi(&mut self, tracks: Tracks) -> Result<[[u8; PACKET_SIZE]; 2], mpeg2ts::Error> {
         let pat = Pat {
             transport_stream_id: TRANSPORT_STREAM_ID,
             version_number: VersionNumber::new(),
@@ -128,7 +138,7 @@ impl Muxer {
                 program_map_pid: Pid::new(PMT_PID)?,
             }],
         };
-        write_psi_packet(Pid::PAT, &mut self.pat_cc, TsPayload::Pat(pat), out)?;
+        let pat = psi_packet(Pid::PAT, &mut self.pat_cc, TsPayload::Pat(pat))?;
 
         let mut es_info = Vec::with_capacity(2);
         if let Some(codec) = tracks.video {
@@ -159,7 +169,7 @@ impl Muxer {
             program_info: Vec::new(),
             es_info,
         };
-        write_psi_packet(PMT_PID, &mut self.pmt_cc, TsPayload::Pmt(pmt), out)
+        Ok([pat, psi_packet(PMT_PID, &mut self.pmt_cc, TsPayload::Pmt(pmt))?])
     }
 
     /// Packetizes one access unit as one PES into whole 188-byte packets appended to `out`.
@@ -169,7 +179,7 @@ impl Muxer {
     /// The first packet of a PES on the PCR PID carries a PCR; the first packet
     /// of a video keyframe (or of any audio frame in an audio-only program) sets
     /// random_access_indicator. On error nothing is appended and no counter moves.
-    pub fn write(&mut self, au: &AccessUnit<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
+    pub fn write(&mut self, au: &AccessUnit<'_>, out: &mut impl PacketSink) -> Result<(), Error> {
         let tracks = self.program.unwrap_or_default();
         let (pid, stream_id, cc) = match au.track {
             Track::Video if tracks.video.is_some() => (VIDEO_PID, STREAM_ID_VIDEO, &mut self.video_cc),
@@ -226,52 +236,69 @@ impl Muxer {
             (None, 0)
         };
 
+        // Everything fallible happens on this first packet, built on the
+        // stack: an error leaves `out` and the counter untouched.
+        let total = au.payload.len();
+        let mut reader = PayloadReader::new(&au.payload);
+        let mut first = [0u8; PAYLOAD_CAPACITY];
         let first_capacity = PAYLOAD_CAPACITY - af_size - pes_header_size;
-        let (first, rest) = au.payload.split_at(au.payload.len().min(first_capacity));
-        let packets = 1 + rest.len().div_ceil(PAYLOAD_CAPACITY);
-
-        let start = out.len();
-        let start_cc = *cc;
-        out.reserve(packets * PACKET_SIZE);
-        let emit = || -> Result<(), mpeg2ts::Error> {
-            let pid = Pid::new(pid)?;
-            // mpeg2ts puts the room a short payload leaves into adaptation-field
-            // stuffing (an adaptation_field_length of 0 for a single byte), so
-            // only the last packet is short and it is padded as 2.4.3.5 asks.
-            let mut writer = TsPacketWriter::new(&mut *out);
-            let pes = Pes {
+        let first_len = reader.read(&mut first[..first_capacity.min(total)]);
+        let mut packet = [0u8; PACKET_SIZE];
+        // mpeg2ts puts the room a short payload leaves into adaptation-field
+        // stuffing (2.4.3.5), so a one-packet PES is padded correctly.
+        TsPacketWriter::new(&mut packet[..]).write_ts_packet(&TsPacket {
+            header: ts_header(Pid::new(pid)?, *cc),
+            adaptation_field,
+            payload: Some(TsPayload::PesStart(Pes {
                 header,
                 pes_packet_len,
-                data: Bytes::new(first)?,
-            };
-            writer.write_ts_packet(&TsPacket {
-                header: ts_header(pid, *cc),
-                adaptation_field,
-                payload: Some(TsPayload::PesStart(pes)),
-            })?;
-            cc.increment();
-            for chunk in rest.chunks(PAYLOAD_CAPACITY) {
-                writer.write_ts_packet(&TsPacket {
-                    header: ts_header(pid, *cc),
-                    adaptation_field: None,
-                    payload: Some(TsPayload::PesContinuation(Bytes::new(chunk)?)),
-                })?;
-                cc.increment();
-            }
-            Ok(())
-        };
-        if let Err(err) = emit() {
-            out.truncate(start);
-            *cc = start_cc;
-            return Err(err.into());
+                data: Bytes::new(&first[..first_len])?,
+            })),
+        })?;
+        if pcr.is_some() {
+            packet[PCR_RESERVED_BYTE] |= PCR_RESERVED_BITS;
         }
-        debug_assert_eq!(out.len() - start, packets * PACKET_SIZE);
-        if pcr.is_some()
-            && let Some(byte) = out.get_mut(start + PCR_RESERVED_BYTE)
-        {
-            *byte |= PCR_RESERVED_BITS;
+        *out.next_packet() = packet;
+        cc.increment();
+
+        // The rest goes straight from the payload into the sink's packets.
+        let mut left = total - first_len;
+        while left > 0 {
+            let carried = left.min(PAYLOAD_CAPACITY);
+            let (head, payload) = out.next_packet().split_at_mut(PACKET_SIZE - carried);
+            write_continuation_head(head, pid, *cc);
+            let read = reader.read(payload);
+            debug_assert_eq!(read, carried, "Payload::len agrees with its slices");
+            cc.increment();
+            left -= carried;
         }
         Ok(())
+    }
+}
+
+/// Fills the bytes before a continuation packet's payload: the TS header
+/// and, when the payload is shorter than 184 bytes (the PES's last packet),
+/// an adaptation field of stuffing that takes up the rest (2.4.3.4, 2.4.3.5).
+/// `head` is 4 bytes long for a full packet, else `188 - payload length`.
+fn write_continuation_head(head: &mut [u8], pid: u16, cc: ContinuityCounter) {
+    let [pid_hi, pid_lo] = pid.to_be_bytes();
+    let stuffed = head.len() > HEADER_SIZE;
+    // adaptation_field_control: 01 payload only, 11 adaptation field then payload.
+    let control = if stuffed { 0x30 } else { 0x10 };
+    for (byte, value) in head
+        .iter_mut()
+        .zip([SYNC_BYTE, pid_hi & 0x1F, pid_lo, control | cc.as_u8()])
+    {
+        *byte = value;
+    }
+    if let Some((length, field)) = head.get_mut(HEADER_SIZE..).and_then(|af| af.split_first_mut()) {
+        // adaptation_field_length counts the bytes after itself; a length of
+        // 0 is the one-byte form. Otherwise: flags all 0, then 0xFF stuffing.
+        *length = field.len() as u8;
+        if let Some((flags, stuffing)) = field.split_first_mut() {
+            *flags = 0;
+            stuffing.fill(0xFF);
+        }
     }
 }
 
@@ -302,14 +329,9 @@ fn ts_header(pid: Pid, cc: ContinuityCounter) -> TsHeader {
     }
 }
 
-/// Writes one PSI packet: payload_unit_start_indicator 1, pointer_field 0, the
+/// One PSI packet: payload_unit_start_indicator 1, pointer_field 0, the
 /// section as `mpeg2ts` serializes it, then 0xFF up to the packet end.
-fn write_psi_packet(
-    pid: u16,
-    cc: &mut ContinuityCounter,
-    payload: TsPayload,
-    out: &mut Vec<u8>,
-) -> Result<(), mpeg2ts::Error> {
+fn psi_packet(pid: u16, cc: &mut ContinuityCounter, payload: TsPayload) -> Result<[u8; PACKET_SIZE], mpeg2ts::Error> {
     let mut packet = [0u8; PACKET_SIZE];
     TsPacketWriter::new(&mut packet[..]).write_ts_packet(&TsPacket {
         header: ts_header(Pid::new(pid)?, *cc),
@@ -324,13 +346,28 @@ fn write_psi_packet(
     } else {
         HEADER_SIZE
     };
-    let start = out.len();
+    let mut psi = [0xFF; PACKET_SIZE];
     // adaptation_field_control 01: payload only.
-    out.extend_from_slice(&[packet[0], packet[1], packet[2], 0x10 | cc.as_u8()]);
-    out.extend_from_slice(packet.get(payload_start..).unwrap_or_default());
-    out.resize(start + PACKET_SIZE, 0xFF);
+    psi[..HEADER_SIZE].copy_from_slice(&[packet[0], packet[1], packet[2], 0x10 | cc.as_u8()]);
+    let section = packet.get(payload_start..).unwrap_or_default();
+    psi[HEADER_SIZE..HEADER_SIZE + section.len()].copy_from_slice(section);
     cc.increment();
-    Ok(())
+    Ok(psi)
+}
+
+/// Where the muxer puts packets, one 188-byte slot at a time, so that a
+/// caller can cut its output into bounded pieces at packet boundaries.
+pub trait PacketSink {
+    /// The next packet's bytes, which the muxer overwrites entirely.
+    fn next_packet(&mut self) -> &mut [u8; PACKET_SIZE];
+}
+
+impl PacketSink for Vec<u8> {
+    fn next_packet(&mut self) -> &mut [u8; PACKET_SIZE] {
+        let start = self.len();
+        self.resize(start + PACKET_SIZE, 0);
+        self.last_chunk_mut().expect("the vector was just extended by a packet")
+    }
 }
 
 #[cfg(test)]

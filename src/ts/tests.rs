@@ -3,6 +3,7 @@
 //! are ffmpeg 5.1's bytes for the same program layout.
 
 use super::*;
+use crate::media::Payload;
 use mpeg2ts::pes::{PesPacketReader, ReadPesPacket};
 use mpeg2ts::ts::{ReadTsPacket, TsPacketReader};
 
@@ -50,7 +51,7 @@ fn au(track: Track, pts_90k: u64, dts_90k: u64, keyframe: bool, payload: &[u8]) 
         pts_90k,
         dts_90k,
         keyframe,
-        payload,
+        payload: Payload::Bytes(payload),
     }
 }
 
