@@ -8,17 +8,22 @@
 //! anything a client sent. Bodies are terse and never say why a token was
 //! refused.
 
-use std::io::SeekFrom;
+use std::io::{self, SeekFrom};
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, ReadBuf, Take};
+use tokio_util::io::ReaderStream;
 use tracing::{debug, error};
 
 use crate::auth::Secret;
@@ -29,6 +34,9 @@ use crate::names::{self, StreamName};
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 /// Segments are immutable ciphertext under a per-publish name: cache them long.
 const SEGMENT_CACHE: &str = "public, max-age=86400, immutable";
+/// Read size for segment bodies: what one request holds, whatever the
+/// segment's size or the number of viewers.
+const SEGMENT_CHUNK_BYTES: usize = 64 * 1024;
 
 /// What the handlers of `sealcast serve` share.
 pub struct HttpState {
@@ -282,8 +290,12 @@ async fn media_file(
 }
 
 /// Serves a segment file, answering a single-range `Range` request with 206
-/// (RFC 9110 14.2); ffmpeg sends them.
+/// (RFC 9110 14.2); ffmpeg sends them. The body is read and sent in
+/// `SEGMENT_CHUNK_BYTES` chunks: what a request holds does not grow with the
+/// segment (hyper may still queue a few chunks for a slow client).
 async fn serve_segment(path: &std::path::Path, headers: &HeaderMap) -> Response {
+    // Opened before any answer: a missing (expired) segment is a 404. Once
+    // open, an unlink does not stop the read (Unix).
     let Ok(mut file) = tokio::fs::File::open(path).await else {
         return status(StatusCode::NOT_FOUND, "not found\n");
     };
@@ -303,24 +315,24 @@ async fn serve_segment(path: &std::path::Path, headers: &HeaderMap) -> Response 
                 .into_response();
         }
     };
-    let mut body = vec![0u8; (end - start) as usize];
-    let read = async {
-        file.seek(SeekFrom::Start(start)).await?;
-        file.read_exact(&mut body).await
-    };
-    if read.await.is_err() {
-        // Deleted or truncated between open and read: the segment expired.
+    if start > 0 && file.seek(SeekFrom::Start(start)).await.is_err() {
         return status(StatusCode::NOT_FOUND, "not found\n");
     }
+    let body = SegmentBody {
+        file: file.take(end - start),
+        path: path.to_owned(),
+    };
     let mut response = (
         [
             (header::CONTENT_TYPE, "video/mp2t"),
             (header::CACHE_CONTROL, SEGMENT_CACHE),
         ],
-        body,
+        Body::from_stream(ReaderStream::with_capacity(body, SEGMENT_CHUNK_BYTES)),
     )
         .into_response();
     let headers = response.headers_mut();
+    // A stream has no size hint: set the length, or hyper would send chunked.
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if range.is_some() {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
@@ -329,6 +341,36 @@ async fn serve_segment(path: &std::path::Path, headers: &HeaderMap) -> Response 
         }
     }
     response
+}
+
+/// The bytes of a segment response: the file limited to the range.
+///
+/// The status line and `Content-Length` are sent before the first read, so a
+/// read error, or the file ending before the range does (truncated under
+/// us), can only end the body early: it is returned as an error, which makes
+/// hyper close the connection rather than leave the client waiting.
+struct SegmentBody {
+    file: Take<tokio::fs::File>,
+    /// For the log line only.
+    path: PathBuf,
+}
+
+impl AsyncRead for SegmentBody {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let filled = buf.filled().len();
+        let result = ready!(Pin::new(&mut self.file).poll_read(cx, buf)).and_then(|()| {
+            let eof = buf.filled().len() == filled && buf.remaining() > 0;
+            if eof && self.file.limit() > 0 {
+                Err(io::ErrorKind::UnexpectedEof.into())
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(error) = &result {
+            debug!(path = %self.path.display(), %error, "segment body cut short");
+        }
+        Poll::Ready(result)
+    }
 }
 
 /// Parses `bytes=a-b`, `bytes=a-` or `bytes=-n` against a length into a
@@ -354,7 +396,41 @@ fn parse_range(value: &str, len: u64) -> Option<(u64, u64)> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_range;
+    use std::io::Write;
+
+    use tokio::io::AsyncReadExt;
+
+    use super::{SegmentBody, parse_range};
+
+    /// The body reads exactly its range, and a file shorter than the range
+    /// (truncated after the headers went out) is an error, not a short body.
+    #[tokio::test]
+    async fn segment_body_reads_its_range_or_fails() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        file.write_all(&bytes).unwrap();
+        // (take limit, read should give)
+        let cases: &[(u64, Option<usize>)] = &[(1000, Some(1000)), (999, Some(999)), (0, Some(0)), (1001, None)];
+        for &(limit, expected) in cases {
+            let opened = tokio::fs::File::open(file.path()).await.unwrap();
+            let mut body = SegmentBody {
+                file: opened.take(limit),
+                path: file.path().to_owned(),
+            };
+            let mut out = Vec::new();
+            let read = body.read_to_end(&mut out).await;
+            match expected {
+                Some(n) => {
+                    assert_eq!(read.unwrap(), n, "limit {limit}");
+                    assert_eq!(out, bytes[..n], "limit {limit}");
+                }
+                None => {
+                    let error = read.unwrap_err();
+                    assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof, "limit {limit}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn ranges() {

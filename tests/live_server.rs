@@ -624,11 +624,80 @@ async fn endpoints_refuse_bad_requests_and_never_fail() {
         );
         assert_eq!(response.body.len(), 188);
         assert_eq!(response.body, whole.body[..188]);
+        check_segment_bodies(&server, &playlist).await;
 
         assert_data_dir_clean(&server.data_dir(), &[good_key]);
         server.stop().await;
     })
     .await;
+}
+
+/// Segment bodies are streamed in 64 KiB chunks: on the largest segment
+/// (several chunks), whole and ranged answers carry exactly the file's bytes
+/// with a matching `Content-Length`, HEAD gives the length without a body,
+/// and a range past the end is 416.
+async fn check_segment_bodies(server: &TestServer, playlist: &ParsedPlaylist) {
+    let dir = server.data_dir().join("live").join("demo");
+    let (uri, on_disk) = playlist
+        .segments
+        .iter()
+        .map(|s| (s.uri.as_str(), std::fs::read(dir.join(&s.uri)).unwrap()))
+        .max_by_key(|(_, bytes)| bytes.len())
+        .unwrap();
+    let len = on_disk.len();
+    const CHUNK: usize = 64 * 1024;
+    assert!(len > 2 * CHUNK, "largest segment {uri} is only {len} bytes");
+    let path = format!("/live/demo/{uri}");
+
+    let whole = http::get(server.http, &path).await;
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.header("content-length"), Some(len.to_string().as_str()));
+    assert_eq!(whole.header("content-type"), Some("video/mp2t"));
+    assert_eq!(whole.header("accept-ranges"), Some("bytes"));
+    assert_eq!(whole.header("transfer-encoding"), None);
+    assert!(whole.body == on_disk, "whole segment differs from {uri} on disk");
+
+    // (Range header, first byte, last byte): across chunk boundaries, a
+    // suffix, the last byte, one past a chunk.
+    let ranges = [
+        (
+            format!("bytes={}-{}", CHUNK - 100, 2 * CHUNK + 100),
+            CHUNK - 100,
+            2 * CHUNK + 100,
+        ),
+        ("bytes=-1000".to_owned(), len - 1000, len - 1),
+        (format!("bytes={}-", len - 1), len - 1, len - 1),
+        (format!("bytes={CHUNK}-"), CHUNK, len - 1),
+        (format!("bytes=0-{}", len * 2), 0, len - 1),
+    ];
+    for (range, first, last) in &ranges {
+        let response = http::get_with(server.http, &path, &[("Range", range)]).await;
+        assert_eq!(response.status, 206, "{range}");
+        assert_eq!(
+            response.header("content-range"),
+            Some(format!("bytes {first}-{last}/{len}").as_str()),
+            "{range}"
+        );
+        let expected = &on_disk[*first..=*last];
+        assert_eq!(
+            response.header("content-length"),
+            Some(expected.len().to_string().as_str()),
+            "{range}"
+        );
+        assert!(response.body == expected, "{range}: body differs from {uri} on disk");
+    }
+
+    let head = http::request(server.http, "HEAD", &path, &[], b"").await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some(len.to_string().as_str()));
+    assert!(head.body.is_empty(), "HEAD answered {} body bytes", head.body.len());
+
+    let past_end = http::get_with(server.http, &path, &[("Range", &format!("bytes={len}-"))]).await;
+    assert_eq!(past_end.status, 416);
+    assert_eq!(
+        past_end.header("content-range"),
+        Some(format!("bytes */{len}").as_str())
+    );
 }
 
 fn refused(code: &str) -> PublishOutcome {
