@@ -177,9 +177,11 @@ enum Parse {
 }
 
 /// Reassembles RTMP messages from chunks. Interleaved chunk streams each
-/// keep their own header state and buffer. No allocation per chunk: payload
-/// is copied once into the message's buffer, which is handed out as
-/// [`Bytes`] without another copy.
+/// keep their own header state and buffer. One allocation per message, not
+/// per chunk: payload is copied into the message's own buffer (once more for
+/// the first 64 KB of a longer message), which is handed out as [`Bytes`]
+/// without another copy and freed when its consumer is done with it. Between
+/// messages a decoder holds no payload memory.
 #[derive(Debug)]
 pub struct ChunkDecoder {
     limits: ChunkLimits,
@@ -476,7 +478,8 @@ impl ChunkDecoder {
         }
         self.partial_messages += 1;
         stream.in_progress = true;
-        stream.buf.reserve((stream.length as usize).min(INITIAL_RESERVE_BYTES));
+        // A buffer of its own per message (see `end_of_chunk`).
+        stream.buf = BytesMut::with_capacity((stream.length as usize).min(INITIAL_RESERVE_BYTES));
         self.payload = Some((index, stream.length.min(chunk_size)));
         Ok(())
     }
@@ -486,7 +489,18 @@ impl ChunkDecoder {
         if self.buffered_bytes > self.limits.max_buffered_bytes {
             return Err(ChunkError::TooMuchBuffered(self.limits.max_buffered_bytes));
         }
-        self.streams[index].buf.extend_from_slice(bytes);
+        let stream = &mut self.streams[index];
+        let needed = stream.buf.len() + bytes.len();
+        if needed > stream.buf.capacity() {
+            // Double what has arrived, but never past the announced length:
+            // a 100 KB keyframe gets 64 KB, then exactly 100 KB, not the
+            // 128 KB a Vec's growth would give it.
+            let capacity = (2 * stream.buf.capacity()).clamp(needed, (stream.length as usize).max(needed));
+            let mut grown = BytesMut::with_capacity(capacity);
+            grown.extend_from_slice(&stream.buf);
+            stream.buf = grown;
+        }
+        stream.buf.extend_from_slice(bytes);
         Ok(())
     }
 
@@ -503,9 +517,10 @@ impl ChunkDecoder {
             type_id: stream.type_id,
             stream_id: stream.stream_id,
             timestamp_ms: stream.timestamp,
-            // Hands the bytes out without copying; the remaining capacity
-            // stays here for the next message.
-            payload: stream.buf.split().freeze(),
+            // Hands the bytes out without copying, and the allocation with
+            // them: a buffer shared with the next messages would stay alive
+            // (whole, ~100 KB after a keyframe) as long as any of them.
+            payload: std::mem::take(&mut stream.buf).freeze(),
         };
         self.dispatch(message, out)
     }
