@@ -74,6 +74,13 @@ pub struct ClosedSegment {
     pub audio_frames: u32,
 }
 
+impl ClosedSegment {
+    /// Bytes of ciphertext in [`ClosedSegment::pieces`].
+    pub fn ciphertext_len(&self) -> usize {
+        self.pieces.iter().map(Vec::len).sum()
+    }
+}
+
 /// Why a segment was not returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
@@ -124,13 +131,6 @@ struct ActiveKey {
 /// and can leave while its segment is still open.
 pub const PIECE_BYTES: usize = 348 * ts::PACKET_SIZE;
 const _: () = assert!(PIECE_BYTES.is_multiple_of(crypto::BLOCK_BYTES));
-
-impl ClosedSegment {
-    /// Bytes of ciphertext in [`ClosedSegment::pieces`].
-    pub fn ciphertext_len(&self) -> usize {
-        self.pieces.iter().map(Vec::len).sum()
-    }
-}
 
 struct OpenSegment {
     sequence: u64,
