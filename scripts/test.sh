@@ -46,6 +46,8 @@ echo "==> cargo clippy"
 cargo clippy --all-targets -- -D warnings
 echo "==> cargo clippy --all-features (aws-tls)"
 cargo clippy --all-targets --all-features -- -D warnings
+echo "==> fuzz targets compile (fuzz/ is its own workspace; run them with scripts/fuzz.sh)"
+(cd fuzz && RUSTC_BOOTSTRAP=1 cargo check --quiet --bins)
 echo "==> cargo test"
 mkdir -p target
 cargo test --all-targets 2>&1 | tee target/test-output.log

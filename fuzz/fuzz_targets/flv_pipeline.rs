@@ -8,7 +8,8 @@
 //! and carved records). Config byte bits: 0-1 target duration 1..=4 s, 2
 //! segments per key 1 or 2, 3 cut policy, 4 discontinuity at start, 5 withhold
 //! keys (exercises the "no key: drop, never plaintext" path), 6 a first
-//! sequence number far from 0.
+//! sequence number far from 0, 7 take full pieces after every push (as the
+//! live server does) rather than whole segments at their close.
 #![no_main]
 
 use std::collections::HashMap;
@@ -17,12 +18,15 @@ use std::num::NonZeroU32;
 use libfuzzer_sys::fuzz_target;
 use sealcast::crypto::{DataKey, KeyId, WrappedKey, decrypt_segment, segment_iv};
 use sealcast::hls::CutPolicy;
-use sealcast::pipeline::{Output, Pipeline, PipelineConfig, SegmentKey};
+use sealcast::pipeline::{Output, PIECE_BYTES, Pipeline, PipelineConfig, SegmentKey};
 use sealcast_fuzz::for_each_record;
 
 struct Run {
     pipeline: Pipeline,
     withhold_keys: bool,
+    take_pieces: bool,
+    /// Ciphertext of the open segment taken so far: (sequence, bytes).
+    taken: (u64, Vec<u8>),
     keys_made: u8,
     /// Key id -> key bytes, to decrypt what comes out.
     keys: HashMap<String, [u8; 16]>,
@@ -32,10 +36,12 @@ struct Run {
 }
 
 impl Run {
-    fn new(config: &PipelineConfig, withhold_keys: bool) -> Self {
+    fn new(config: &PipelineConfig, withhold_keys: bool, take_pieces: bool) -> Self {
         Self {
             pipeline: Pipeline::new(config.clone()),
             withhold_keys,
+            take_pieces,
+            taken: (u64::MAX, Vec::new()),
             keys_made: 0,
             keys: HashMap::new(),
             next_sequence: config.first_sequence,
@@ -60,6 +66,19 @@ impl Run {
         });
     }
 
+    fn take_pieces(&mut self) {
+        while self.take_pieces
+            && let Some((sequence, piece)) = self.pipeline.take_piece()
+        {
+            assert!(!self.withhold_keys, "a piece without a key came out");
+            assert_eq!(piece.len(), PIECE_BYTES, "only full pieces are taken");
+            if self.taken.0 != sequence {
+                self.taken = (sequence, Vec::new());
+            }
+            self.taken.1.extend_from_slice(&piece);
+        }
+    }
+
     fn check(&mut self, output: Output) {
         self.outputs += 1;
         match output {
@@ -79,12 +98,16 @@ impl Run {
                 let key = DataKey::from_bytes(bytes);
                 assert_eq!(segment.key.iv, segment_iv(&key, segment.sequence));
                 self.plain.clear();
-                self.plain.extend_from_slice(&segment.ciphertext);
+                if self.taken.0 == segment.sequence {
+                    self.plain.append(&mut self.taken.1);
+                }
+                for piece in &segment.pieces {
+                    self.plain.extend_from_slice(piece);
+                }
                 decrypt_segment(&key, segment.key.iv, &mut self.plain).expect("segment decrypts");
                 assert!(!self.plain.is_empty());
                 assert_eq!(self.plain.len() % 188, 0, "whole TS packets");
                 assert!(self.plain.chunks(188).all(|p| p[0] == 0x47), "TS sync bytes");
-                self.pipeline.recycle_buffer(segment.ciphertext);
             }
         }
     }
@@ -117,13 +140,18 @@ fuzz_target!(|data: &[u8]| {
         discontinuity_at_start: config_byte & 16 != 0,
     };
     let withhold_keys = config_byte & 32 != 0;
-    let mut runs = [Run::new(&config, withhold_keys), Run::new(&config, withhold_keys)];
+    let take_pieces = config_byte & 128 != 0;
+    let mut runs = [
+        Run::new(&config, withhold_keys, take_pieces),
+        Run::new(&config, withhold_keys, take_pieces),
+    ];
     for_each_record(data, |pass, (kind, timestamp_ms, body)| {
         let run = &mut runs[pass];
         run.keep_a_key_ready();
         if let Ok(Some(output)) = run.pipeline.push(kind, timestamp_ms, body) {
             run.check(output);
         }
+        run.take_pieces();
     });
     for run in runs {
         run.finish();
