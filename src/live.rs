@@ -734,6 +734,7 @@ impl Publish {
     ) -> std::io::Result<()> {
         let settings = self.registry.settings();
         let file_name = names::segment_file_name(&self.publish_id, segment.sequence);
+        let tail_bytes = segment.ciphertext_len() as u64;
         let dir = self.stream.dir.clone();
         let path = dir.join(&file_name);
         let ClosedSegment {
@@ -762,7 +763,7 @@ impl Publish {
         // `pieces` are the rest. The segment is complete and renamed into
         // place before the playlist lists it.
         let file = self.segment_file.take().filter(|f| f.sequence == sequence);
-        let stored_bytes = pieces.iter().map(|p| p.len() as u64).sum::<u64>() + file.as_ref().map_or(0, |f| f.written);
+        let stored_bytes = tail_bytes + file.as_ref().map_or(0, |f| f.written);
         tokio::task::spawn_blocking(move || match file {
             Some(file) => file.complete(&pieces),
             None => {

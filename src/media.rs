@@ -273,3 +273,44 @@ impl<'a> Iterator for AnnexBSlices<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reading in any chunk size gives the slices' bytes, in order.
+    #[test]
+    fn reader_gives_the_payload_in_any_chunk_size() {
+        // Two NAL units with 2-byte lengths (an IDR slice, then a misplaced
+        // AUD that is dropped) and SPS/PPS to insert.
+        let sample = [0, 3, 0x65, 1, 2, 0, 2, 0x09, 0xF0];
+        let param_sets = [0, 0, 0, 1, 0x67, 7, 0, 0, 0, 1, 0x68, 8];
+        let annex_b = Payload::AnnexB(AnnexB::new(&sample, 2, &param_sets, true));
+        let want_annex_b = [&[0, 0, 0, 1, 0x09, 0xF0][..], &param_sets, &[0, 0, 0, 1, 0x65, 1, 2]].concat();
+        let frame: Vec<u8> = (0..300).map(|i| i as u8).collect();
+        let header = [0xFF, 0xF1, 1, 2, 3, 4, 5];
+        let adts = Payload::Adts { header, frame: &frame };
+        let want_adts = [&header[..], &frame].concat();
+        for (payload, want) in [
+            (annex_b, want_annex_b),
+            (adts, want_adts),
+            (Payload::Bytes(&frame), frame.clone()),
+        ] {
+            assert_eq!(payload.len(), want.len());
+            assert_eq!(payload.to_vec(), want);
+            for chunk in [1, 5, 7, 184, 1000] {
+                let mut reader = PayloadReader::new(&payload);
+                let mut got = Vec::new();
+                let mut dst = vec![0; chunk];
+                loop {
+                    let n = reader.read(&mut dst);
+                    got.extend_from_slice(&dst[..n]);
+                    if n < chunk {
+                        break;
+                    }
+                }
+                assert_eq!(got, want, "chunk {chunk}");
+            }
+        }
+    }
+}
