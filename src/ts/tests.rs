@@ -772,3 +772,42 @@ fn ffprobe_reads_our_stream() {
     let (_, stderr) = run("ffmpeg", &decode_args, &ts).expect("ffmpeg runs");
     assert_eq!(stderr, "", "ffmpeg decode complained");
 }
+
+/// Access units as the demuxer describes them (AVC rewritten to Annex B and
+/// ADTS headers added while packetizing) mux to exactly the packets of the
+/// same bytes given whole.
+#[test]
+fn described_payloads_mux_like_their_bytes() {
+    let flv = include_bytes!("../../fixtures/high-bframes-aac48k.flv");
+    let (_, tags) = crate::flv::tags(flv).unwrap();
+    let mut demuxer = crate::flv::Demuxer::new();
+    let (mut described, mut whole) = (Muxer::new(), Muxer::new());
+    let (mut described_out, mut whole_out) = (Vec::new(), Vec::new());
+    let mut frames = 0;
+    for tag in tags {
+        let tag = tag.unwrap();
+        let tracks = demuxer.tracks();
+        let Some(unit) = demuxer.push(tag.kind, tag.timestamp_ms, tag.body).unwrap() else {
+            continue;
+        };
+        if frames == 0 {
+            described.start_segment(tracks, &mut described_out);
+            whole.start_segment(tracks, &mut whole_out);
+        }
+        frames += 1;
+        let bytes = unit.payload.to_vec();
+        described.write(&unit, &mut described_out).unwrap();
+        let unit = AccessUnit {
+            payload: Payload::Bytes(&bytes),
+            ..unit
+        };
+        whole.write(&unit, &mut whole_out).unwrap();
+    }
+    assert_eq!(frames, 770);
+    assert!(
+        described_out == whole_out,
+        "{} vs {} bytes",
+        described_out.len(),
+        whole_out.len()
+    );
+}
