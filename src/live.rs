@@ -362,18 +362,10 @@ impl Stream {
     /// discontinuity sequence numbers continue where they were.
     async fn write_playlist(&self, text: String) {
         let path = self.dir.join(PLAYLIST_FILE);
-        let result = tokio::task::spawn_blocking(move || {
-            // The rename frees the replaced playlist's blocks, inside the
-            // rename call, unless the old file is still open. A file system
-            // that discards freed blocks synchronously (ext4 mounted with
-            // `discard`) spends tens of milliseconds there under load, so the
-            // old file is held open across the rename and closed afterwards,
-            // off the path that publishes the segment.
-            let replaced = std::fs::File::open(&path).ok();
-            store::write_atomic(&path, text.as_bytes()).map(|()| replaced)
-        })
-        .await;
+        let result = tokio::task::spawn_blocking(move || store::replace_atomic(&path, text.as_bytes())).await;
         match result {
+            // Closing the old playlist may stall (see `replace_atomic`):
+            // done in the background, after the new one is in place.
             Ok(Ok(replaced)) => {
                 if let Some(replaced) = replaced {
                     drop(tokio::task::spawn_blocking(move || drop(replaced)));

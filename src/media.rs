@@ -1,6 +1,8 @@
 //! Types shared by the format cores: what the FLV demuxer produces and the TS
 //! muxer, the segmenter and the pipeline consume.
 
+pub use crate::flv::{AnnexB, AnnexBSlices};
+
 /// The 90 kHz clock of MPEG-TS timestamps (ISO/IEC 13818-1, 2.4.3.7).
 pub const CLOCK_90K: u64 = 90_000;
 
@@ -69,7 +71,7 @@ impl<'a> Payload<'a> {
         match self {
             Payload::Bytes(bytes) => bytes.len(),
             Payload::Adts { header, frame } => header.len() + frame.len(),
-            Payload::AnnexB(annex_b) => annex_b.len,
+            Payload::AnnexB(annex_b) => annex_b.len(),
         }
     }
 
@@ -147,130 +149,6 @@ impl<'a> PayloadReader<'a> {
             filled += n;
         }
         filled
-    }
-}
-
-/// Annex B start code; the 4-byte form (with zero_byte) is valid before every
-/// NAL unit and required before parameter sets and an access unit's first
-/// NAL unit (H.264 B.1.2), so it is used throughout.
-const START_CODE: &[u8] = &[0, 0, 0, 1];
-/// Access unit delimiter with primary_pic_type 7 ("any slice type") and the
-/// RBSP stop bit, with its start code.
-const AUD: &[u8] = &[0, 0, 0, 1, 0x09, 0xF0];
-const NAL_AUD: u8 = 9;
-
-/// An AVC sample (ISO/IEC 14496-15 length-prefixed NAL units) and how it is
-/// written as an Annex B access unit (H.264 7.4.1.2.3): an access unit
-/// delimiter first (the sample's own if it starts with one, else
-/// `00 00 00 01 09 F0`; later AUDs are misplaced and dropped), then the
-/// parameter sets (for an IDR picture that does not carry them in band)
-/// before the first other NAL unit, then the NAL units in order, each after a
-/// 4-byte start code. Empty NAL units are skipped.
-///
-/// Built only by the FLV demuxer after checking every NAL length against the
-/// sample, which is why iterating it has no error case.
-#[derive(Debug, Clone, Copy)]
-pub struct AnnexB<'a> {
-    sample: &'a [u8],
-    length_size: u8,
-    /// SPS and PPS with start codes, or empty when none are to be inserted.
-    param_sets: &'a [u8],
-    insert_aud: bool,
-    len: usize,
-}
-
-impl<'a> AnnexB<'a> {
-    /// `sample` must be well formed: every length prefix of `length_size`
-    /// bytes (1, 2 or 4) is followed by that many bytes, to the end.
-    pub(crate) fn new(sample: &'a [u8], length_size: u8, param_sets: &'a [u8], insert_aud: bool) -> Self {
-        let mut annex_b = Self {
-            sample,
-            length_size,
-            param_sets,
-            insert_aud,
-            len: 0,
-        };
-        annex_b.len = annex_b.slices().map(<[u8]>::len).sum();
-        annex_b
-    }
-
-    fn slices(&self) -> AnnexBSlices<'a> {
-        AnnexBSlices {
-            rest: self.sample,
-            length_size: usize::from(self.length_size),
-            param_sets: self.param_sets,
-            queued: [&[]; 3],
-            queued_len: 0,
-            // The sample's own AUD is written when it comes first.
-            aud_written: self.insert_aud,
-            insert_aud: self.insert_aud,
-        }
-    }
-}
-
-/// Iterator over the slices of an [`AnnexB`] access unit.
-pub struct AnnexBSlices<'a> {
-    rest: &'a [u8],
-    length_size: usize,
-    param_sets: &'a [u8],
-    /// Slices decided but not yet returned, last first.
-    queued: [&'a [u8]; 3],
-    queued_len: usize,
-    aud_written: bool,
-    /// An AUD is still to be written before the sample's NAL units.
-    insert_aud: bool,
-}
-
-impl<'a> AnnexBSlices<'a> {
-    /// The next NAL unit of the sample; `None` at its end (or at a length
-    /// that runs past it, which [`AnnexB::new`]'s caller has ruled out).
-    fn next_nal(&mut self) -> Option<&'a [u8]> {
-        let prefix = self.rest.get(..self.length_size)?;
-        let length = prefix.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        let nal = self.rest.get(self.length_size..self.length_size + length)?;
-        self.rest = &self.rest[self.length_size + length..];
-        Some(nal)
-    }
-
-    fn queue(&mut self, slices: &[&'a [u8]]) {
-        for (slot, slice) in self.queued.iter_mut().zip(slices.iter().rev()) {
-            *slot = slice;
-        }
-        self.queued_len = slices.len();
-    }
-}
-
-impl<'a> Iterator for AnnexBSlices<'a> {
-    type Item = &'a [u8];
-
-    fn next(&mut self) -> Option<&'a [u8]> {
-        if self.queued_len > 0 {
-            self.queued_len -= 1;
-            return Some(self.queued[self.queued_len]);
-        }
-        if std::mem::take(&mut self.insert_aud) {
-            return Some(AUD);
-        }
-        loop {
-            let nal = self.next_nal()?;
-            let Some(&header) = nal.first() else { continue };
-            if header & 0x1F == NAL_AUD {
-                if !self.aud_written {
-                    self.aud_written = true;
-                    self.queue(&[nal]);
-                    return Some(START_CODE);
-                }
-                continue;
-            }
-            self.aud_written = true;
-            if !self.param_sets.is_empty() {
-                let param_sets = std::mem::take(&mut self.param_sets);
-                self.queue(&[START_CODE, nal]);
-                return Some(param_sets);
-            }
-            self.queue(&[nal]);
-            return Some(START_CODE);
-        }
     }
 }
 

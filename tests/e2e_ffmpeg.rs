@@ -10,7 +10,6 @@
 mod common;
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -19,13 +18,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::child::{
-    Proc, SEALCAST, STOP_LIMIT, ended, ffmpeg_publish, parse_running_line, path_str, read_text, segment_count,
-    spawn_sealcast, write_private,
+    Playback, Player, Proc, SEALCAST, STOP_LIMIT, ended, ffmpeg_publish, framecrc_counts, parse_running_line, path_str,
+    read_text, segment_count, spawn_sealcast, write_private,
 };
 use common::http::Response;
+use common::server::{DEMO_KEY, OTHER_KEY, streams_toml};
 
-const DEMO_KEY: &str = "sk_e2e_demo_0123456789abcdef";
-const OTHER_KEY: &str = "sk_e2e_other_0123456789abcdef";
 const TOKEN_SECRET: &str = "e2e-token-secret-0123456789-0123456789";
 
 /// The fixture pushed to live/demo, and the one pushed to live/other.
@@ -218,63 +216,18 @@ impl Server {
         })
     }
 
-    /// Starts `ffmpeg -live_start_index 0 -i URL -map 0:v -map 0:a -f framecrc -`
-    /// on the playlist of `stream`, with `?token=` when given.
+    /// Starts an ffmpeg player (`common::child::Player`) on the playlist of
+    /// `stream`, with `?token=` when given.
     fn start_player(&self, label: &str, stream: &str, token: Option<&str>) -> Player {
         let query = token.map(|t| format!("?token={t}")).unwrap_or_default();
         let url = format!("http://{}/{stream}/index.m3u8{query}", self.http);
-        let framecrc = self.root.join(format!("play-{label}.framecrc"));
-        let stderr = self.root.join(format!("play-{label}.log"));
-        let process = Proc::spawn(
-            &format!("ffmpeg player {label}"),
-            Command::new("ffmpeg")
-                .args(["-nostdin", "-v", "error", "-live_start_index", "0", "-i", &url])
-                .args(["-map", "0:v", "-map", "0:a", "-f", "framecrc", "-"])
-                .stdin(Stdio::null())
-                .stdout(File::create(&framecrc).expect("create the framecrc file"))
-                .stderr(File::create(&stderr).expect("create a player log")),
-        );
-        Player {
-            process,
-            framecrc,
-            stderr,
-        }
+        Player::start(&url, label, &self.root)
     }
 
     /// SIGTERM and wait: the exit status of a graceful shutdown.
     fn stop(&mut self) -> ExitStatus {
         let status = self.process.get_mut().terminate(STOP_LIMIT);
         status.unwrap_or_else(|| panic!("sealcast still running {STOP_LIMIT:?} after SIGTERM:\n{}", self.log()))
-    }
-}
-
-/// An ffmpeg reading a playlist.
-struct Player {
-    process: Proc,
-    framecrc: PathBuf,
-    stderr: PathBuf,
-}
-
-/// What a finished player decoded.
-#[derive(Debug)]
-struct Playback {
-    status: ExitStatus,
-    /// Decoded frames of output stream 0 (video, `-map 0:v`) and 1 (audio).
-    video: u64,
-    audio: u64,
-    stderr: String,
-}
-
-impl Player {
-    fn finish(mut self) -> Playback {
-        let status = self.process.wait(CHILD_LIMIT);
-        let frames = framecrc_counts(&read_text(&self.framecrc));
-        Playback {
-            status,
-            video: frames.get(&0).copied().unwrap_or(0),
-            audio: frames.get(&1).copied().unwrap_or(0),
-            stderr: read_text(&self.stderr),
-        }
     }
 }
 
@@ -315,17 +268,10 @@ listen = "127.0.0.1:0"
 data_dir = {data:?}
 [auth]
 token_secret_file = {secret:?}
-[[streams]]
-app = "live"
-name = "demo"
-key = "{DEMO_KEY}"
-[[streams]]
-app = "live"
-name = "other"
-key = "{OTHER_KEY}"
-"#,
+{streams}"#,
         data = path_str(data_dir),
         secret = path_str(secret),
+        streams = streams_toml(),
     )
 }
 
@@ -361,16 +307,6 @@ fn key_uris(playlist: &str) -> Vec<String> {
 }
 
 /// framecrc lines per output stream index (`#` lines are headers).
-fn framecrc_counts(text: &str) -> BTreeMap<u32, u64> {
-    let mut counts = BTreeMap::new();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        if let Some(Ok(index)) = line.split(',').next().map(|f| f.trim().parse::<u32>()) {
-            *counts.entry(index).or_insert(0) += 1;
-        }
-    }
-    counts
-}
-
 fn media_duration_secs(path: &Path) -> f64 {
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"])
@@ -397,9 +333,9 @@ fn helpers_parse_what_they_read() {
         key_uris(playlist),
         vec!["/keys/live/demo/a-0?edk=AQ", "/keys/live/demo/a-1?edk=Ag"]
     );
-    let framecrc = "#tb 0: 1/30\n#tb 1: 1/48000\n0, 0, 0, 1, 345600, 0x1\n1, 0, 0, 1024, 4096, 0x2\n\
-        1, 1024, 1024, 1024, 4096, 0x3\n";
-    assert_eq!(framecrc_counts(framecrc), BTreeMap::from([(0, 1), (1, 2)]));
+    let framecrc = "#tb 0: 1/30\n#media_type 0: video\n#tb 1: 1/48000\n#media_type 1: audio\n\
+        0, 0, 0, 1, 345600, 0x1\n1, 0, 0, 1024, 4096, 0x2\n1, 1024, 1024, 1024, 4096, 0x3\n";
+    assert_eq!(framecrc_counts(framecrc), (1, 2));
     assert_eq!(
         parse_running_line("sealcast is running: RTMP on 127.0.0.1:1935, HTTP on [::1]:8080"),
         Some(("127.0.0.1:1935".parse().unwrap(), "[::1]:8080".parse().unwrap()))
@@ -420,7 +356,7 @@ fn ffmpeg_plays_what_ffmpeg_publishes() {
     let mut publisher = server.publish("demo", DEMO_FIXTURE, "live", DEMO_KEY);
     server.wait_for_segments("live/demo", 1);
     let player = server.start_player("demo", "live/demo", Some(&token));
-    let playback = player.finish();
+    let playback = player.finish(CHILD_LIMIT);
     let published = publisher.wait(CHILD_LIMIT);
     assert!(published.success(), "publisher failed: {published}");
     playback.assert_plays(DEMO_FIXTURE, &server);
@@ -460,7 +396,7 @@ fn no_token_no_picture() {
     let playlist_status = server.get(&format!("/live/demo/index.m3u8?token={other_token}")).status;
     assert_eq!(playlist_status, 403, "playlist with another stream's token");
 
-    let playback = player.finish();
+    let playback = player.finish(CHILD_LIMIT);
     assert!(
         !playback.status.success() || playback.video + playback.audio == 0,
         "ffmpeg decoded {} video and {} audio frames without a token",
@@ -537,7 +473,7 @@ fn two_streams_at_once() {
         let token = server.token(stream);
         let playback = server
             .start_player(&stream.replace('/', "."), stream, Some(&token))
-            .finish();
+            .finish(CHILD_LIMIT);
         playback.assert_plays(fixture, &server);
     }
 }
@@ -574,7 +510,7 @@ fn a_dying_publisher_does_not_disturb_another_stream() {
         listed >= demo_full * 0.95,
         "demo lists {listed} s of {demo_full} s:\n{playlist}"
     );
-    player.finish().assert_plays(DEMO_FIXTURE, &server);
+    player.finish(CHILD_LIMIT).assert_plays(DEMO_FIXTURE, &server);
 }
 
 /// `sealcast config check` lists every problem with its key and fails; a

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::child::parse_running_line;
-use common::server::{DEMO_KEY, OTHER_KEY, TestServer, mint_token};
+use common::server::{DEMO_KEY, TestServer, mint_token, streams_toml};
 use common::{count_frames, has_ts_sync};
 use kms_support::{FPS, KeyLine, Moto, Proxy, fetch_key, files_under, keyed_segments, moto_decrypt, wait_for};
 use sealcast::crypto::{DataKey, decrypt_segment};
@@ -97,17 +97,10 @@ endpoint = "{endpoint}"
 request_timeout_ms = 2000
 [auth]
 token_secret_file = "{secret_file}"
-[[streams]]
-app = "live"
-name = "demo"
-key = "{DEMO_KEY}"
-[[streams]]
-app = "live"
-name = "other"
-key = "{OTHER_KEY}"
-"#,
+{streams}"#,
             data = dir.path().join("data").display(),
             endpoint = moto.endpoint(),
+            streams = streams_toml(),
             secret_file = dir.path().join("token_secret").display(),
         ),
     )

@@ -26,13 +26,13 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::child::{
-    self, Proc, STOP_LIMIT, ended, parse_running_line, path_str, read_text, segment_count, spawn_sealcast,
-    write_private,
+    self, Playback, Player, Proc, STOP_LIMIT, ended, framecrc_counts, parse_running_line, path_str, read_text,
+    segment_count, spawn_sealcast, write_private,
 };
 use common::http;
 use common::rtmp_client::{Fixture, MediaTag, PublishOutcome, Publisher};
@@ -262,36 +262,10 @@ impl Endpoint {
         blocking(move || common::count_frames(&out)).await
     }
 
-    /// ffmpeg reading the playlist with a token from its first listed
-    /// segment (`-live_start_index 0`), decoding every frame to framecrc.
+    /// ffmpeg reading the playlist with a token, every frame to framecrc.
     fn play(&self, stream: &str, label: &str, dir: &Path) -> Player {
         let url = format!("http://{}/{stream}/index.m3u8?token={}", self.http, self.token(stream));
-        let framecrc = dir.join(format!("play-{label}.framecrc"));
-        let stderr = dir.join(format!("play-{label}.log"));
-        let process = Proc::spawn(
-            &format!("ffmpeg player {label}"),
-            Command::new("ffmpeg")
-                .args(["-nostdin", "-v", "error", "-live_start_index", "0", "-i", &url])
-                .args([
-                    "-map",
-                    "0:v?",
-                    "-map",
-                    "0:a?",
-                    "-fps_mode",
-                    "passthrough",
-                    "-f",
-                    "framecrc",
-                    "-",
-                ])
-                .stdin(Stdio::null())
-                .stdout(File::create(&framecrc).expect("create the framecrc file"))
-                .stderr(File::create(&stderr).expect("create a player log")),
-        );
-        Player {
-            process,
-            framecrc,
-            stderr,
-        }
+        Player::start(&url, label, dir)
     }
 }
 
@@ -340,35 +314,9 @@ fn discontinuities(playlist: &ParsedPlaylist) -> Vec<usize> {
 
 // --- ffmpeg as a player ----------------------------------------------------
 
-struct Player {
-    process: Proc,
-    framecrc: PathBuf,
-    stderr: PathBuf,
-}
-
-/// What a finished player decoded.
-#[derive(Debug)]
-struct Playback {
-    status: ExitStatus,
-    video: u64,
-    audio: u64,
-    stderr: String,
-}
-
-impl Player {
-    async fn finish(mut self) -> Playback {
-        blocking(move || {
-            let status = self.process.wait(CHILD_LIMIT);
-            let (video, audio) = framecrc_counts(&read_text(&self.framecrc));
-            Playback {
-                status,
-                video,
-                audio,
-                stderr: read_text(&self.stderr),
-            }
-        })
-        .await
-    }
+/// Waits for a player off the runtime's threads.
+async fn played(player: Player) -> Playback {
+    blocking(move || player.finish(CHILD_LIMIT)).await
 }
 
 impl Playback {
@@ -391,32 +339,6 @@ impl Playback {
             want.audio
         );
     }
-}
-
-/// Frames per media type in framecrc output (`#media_type N: video` headers
-/// say which output stream is which).
-fn framecrc_counts(text: &str) -> (u64, u64) {
-    let mut types = BTreeMap::new();
-    let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("#media_type ") {
-            if let Some((index, kind)) = rest.split_once(':') {
-                types.insert(index.trim().parse::<u32>().unwrap_or(u32::MAX), kind.trim().to_owned());
-            }
-        } else if !line.starts_with('#')
-            && let Some(Ok(index)) = line.split(',').next().map(|f| f.trim().parse::<u32>())
-        {
-            *counts.entry(index).or_insert(0) += 1;
-        }
-    }
-    let of = |kind: &str| -> u64 {
-        counts
-            .iter()
-            .filter(|(index, _)| types.get(index).is_some_and(|t| t == kind))
-            .map(|(_, n)| n)
-            .sum()
-    };
-    (of("video"), of("audio"))
 }
 
 // --- FLV tags --------------------------------------------------------------
@@ -742,7 +664,7 @@ async fn real_encoders_push_and_ffmpeg_plays_back() {
             assert!((listed - 10.0).abs() < 0.5, "{name}: {listed} s listed\n{text}");
 
             let want = blocking(move || common::count_frames(&common::fixture(fixture))).await;
-            let playback = endpoint.play(&stream, name, root.path()).finish().await;
+            let playback = played(endpoint.play(&stream, name, root.path())).await;
             playback.assert_plays(want, name);
         }
         let log = server.log_text();
@@ -811,7 +733,7 @@ async fn reconnect_within_grace_continues_the_playlist() {
             );
         }
 
-        let playback = player.finish().await;
+        let playback = played(player).await;
         playback.assert_plays(
             add(frames_in(first_part), frames_in(&fixture.tags)),
             "across the reconnect",
@@ -873,7 +795,7 @@ async fn reconnect_after_grace_continues_the_sequence() {
             assert!(!old.values().any(|u| u == uri), "{uri} (segment {seq}) reused\n{text}");
         }
 
-        let playback = endpoint.play(stream, "after-grace", scratch.path()).finish().await;
+        let playback = played(endpoint.play(stream, "after-grace", scratch.path())).await;
         playback.assert_plays(add(first_part, frames_in(&fixture.tags)), "across the republish");
         server.stop().await;
     })
@@ -1031,7 +953,7 @@ async fn sigkill_and_restart_continue_the_sequences() {
         let total = after.discontinuity_sequence + discontinuities(&after).len() as u64;
         assert_eq!(total, 2, "{text}");
 
-        let playback = player.finish().await;
+        let playback = played(player).await;
         let want = add(
             restored_frames,
             blocking(|| common::count_frames(&common::fixture(HIGH))).await,
@@ -1095,7 +1017,7 @@ async fn check_stream_case(case: Case, scratch: &Path) -> Vec<ProbedSegment> {
     );
     let segments = probe_segments(&endpoint, stream, &playlist, scratch).await;
     check_timeline(&segments, case.name);
-    let playback = endpoint.play(stream, case.name, scratch).finish().await;
+    let playback = played(endpoint.play(stream, case.name, scratch)).await;
     playback.assert_plays(case.playable, case.name);
     server.stop().await;
     segments

@@ -2,12 +2,14 @@
 //! 5.2.4.1) and length-prefixed NAL units to Annex B (ITU-T H.264 Annex B).
 
 use super::Error;
-use crate::media::AnnexB;
 
 /// Annex B start code; the 4-byte form (with zero_byte) is valid before every
 /// NAL unit and required before parameter sets and an access unit's first
 /// NAL unit (H.264 B.1.2), so it is used throughout.
-const START_CODE: [u8; 4] = [0, 0, 0, 1];
+const START_CODE: &[u8] = &[0, 0, 0, 1];
+/// Access unit delimiter with primary_pic_type 7 ("any slice type") and the
+/// RBSP stop bit, with its start code.
+const AUD: &[u8] = &[0, 0, 0, 1, 0x09, 0xF0];
 
 const NAL_IDR: u8 = 5;
 const NAL_SPS: u8 = 7;
@@ -110,7 +112,7 @@ fn copy_param_set<'a>(buf: &'a [u8], nal_type: u8, out: &mut Vec<u8>) -> Result<
         }
         Some(_) => {}
     }
-    out.extend_from_slice(&START_CODE);
+    out.extend_from_slice(START_CODE);
     out.extend_from_slice(nal);
     Ok(&buf[2 + len..])
 }
@@ -195,6 +197,126 @@ pub(crate) fn annex_b<'a>(sample: &'a [u8], cfg: &'a Config) -> Result<Option<(A
     )))
 }
 
+/// An AVC sample (ISO/IEC 14496-15 length-prefixed NAL units) and how it is
+/// written as an Annex B access unit (H.264 7.4.1.2.3): an access unit
+/// delimiter first (the sample's own if it starts with one, else
+/// `00 00 00 01 09 F0`; later AUDs are misplaced and dropped), then the
+/// parameter sets (for an IDR picture that does not carry them in band)
+/// before the first other NAL unit, then the NAL units in order, each after a
+/// 4-byte start code. Empty NAL units are skipped.
+///
+/// Built by [`annex_b`] after it checked every NAL length against the
+/// sample, which is why reading it has no error case.
+#[derive(Debug, Clone, Copy)]
+pub struct AnnexB<'a> {
+    sample: &'a [u8],
+    length_size: u8,
+    /// SPS and PPS with start codes, or empty when none are to be inserted.
+    param_sets: &'a [u8],
+    insert_aud: bool,
+    len: usize,
+}
+
+impl<'a> AnnexB<'a> {
+    /// `sample` must be well formed: every length prefix of `length_size`
+    /// bytes (1, 2 or 4) is followed by that many bytes, to the end.
+    pub(crate) fn new(sample: &'a [u8], length_size: u8, param_sets: &'a [u8], insert_aud: bool) -> Self {
+        let mut annex_b = Self {
+            sample,
+            length_size,
+            param_sets,
+            insert_aud,
+            len: 0,
+        };
+        // Derived from the slices themselves, so the two cannot disagree; a
+        // walk over a frame's few NAL headers, not its bytes.
+        annex_b.len = annex_b.slices().map(<[u8]>::len).sum();
+        annex_b
+    }
+
+    /// Length in bytes of the Annex B access unit.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The access unit as consecutive slices of the sample and constants.
+    pub fn slices(&self) -> AnnexBSlices<'a> {
+        AnnexBSlices {
+            nals: Nals {
+                rest: self.sample,
+                length_size: usize::from(self.length_size),
+            },
+            param_sets: self.param_sets,
+            queued: [&[]; 3],
+            queued_len: 0,
+            // The sample's own AUD is written when it comes first.
+            aud_written: self.insert_aud,
+            insert_aud: self.insert_aud,
+        }
+    }
+}
+
+/// Iterator over the slices of an [`AnnexB`] access unit.
+pub struct AnnexBSlices<'a> {
+    nals: Nals<'a>,
+    param_sets: &'a [u8],
+    /// Slices decided but not yet returned, last first.
+    queued: [&'a [u8]; 3],
+    queued_len: usize,
+    aud_written: bool,
+    /// An AUD is still to be written before the sample's NAL units.
+    insert_aud: bool,
+}
+
+impl<'a> AnnexBSlices<'a> {
+    fn queue(&mut self, slices: &[&'a [u8]]) {
+        for (slot, slice) in self.queued.iter_mut().zip(slices.iter().rev()) {
+            *slot = slice;
+        }
+        self.queued_len = slices.len();
+    }
+}
+
+impl<'a> Iterator for AnnexBSlices<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.queued_len > 0 {
+            self.queued_len -= 1;
+            return Some(self.queued[self.queued_len]);
+        }
+        if std::mem::take(&mut self.insert_aud) {
+            return Some(AUD);
+        }
+        loop {
+            // A length error cannot happen (`AnnexB::new`'s contract); if it
+            // did, the access unit would just end there.
+            let nal = self.nals.next()?.ok()?;
+            let Some(t) = nal_type(nal) else { continue };
+            if t == NAL_AUD {
+                if !self.aud_written {
+                    self.aud_written = true;
+                    self.queue(&[nal]);
+                    return Some(START_CODE);
+                }
+                continue;
+            }
+            self.aud_written = true;
+            if !self.param_sets.is_empty() {
+                let param_sets = std::mem::take(&mut self.param_sets);
+                self.queue(&[START_CODE, nal]);
+                return Some(param_sets);
+            }
+            self.queue(&[nal]);
+            return Some(START_CODE);
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -216,7 +338,7 @@ pub(crate) mod tests {
     fn annex_b(nals: &[&[u8]]) -> Vec<u8> {
         let mut v = Vec::new();
         for nal in nals {
-            v.extend_from_slice(&START_CODE);
+            v.extend_from_slice(START_CODE);
             v.extend_from_slice(nal);
         }
         v

@@ -22,6 +22,7 @@ use std::fmt;
 
 use crate::media::{AccessUnit, AudioCodec, Payload, Track, Tracks, VideoCodec};
 
+pub use avc::{AnnexB, AnnexBSlices};
 pub use metadata::Metadata;
 
 /// Size of the fixed tag header (TagType .. StreamID), FLV v10.1 E.4.1.

@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -187,4 +187,83 @@ pub fn segment_count(playlist: &str) -> usize {
 /// Whether a media playlist carries EXT-X-ENDLIST.
 pub fn ended(playlist: &str) -> bool {
     playlist.lines().any(|l| l.trim() == "#EXT-X-ENDLIST")
+}
+
+/// An ffmpeg reading a live playlist from its first listed segment
+/// (`-live_start_index 0`) and writing a framecrc line per decoded frame.
+pub struct Player {
+    process: Proc,
+    framecrc: PathBuf,
+    stderr: PathBuf,
+}
+
+/// What a finished player decoded.
+#[derive(Debug)]
+pub struct Playback {
+    pub status: ExitStatus,
+    pub video: u64,
+    pub audio: u64,
+    pub stderr: String,
+}
+
+impl Player {
+    /// Plays `url`; the framecrc and log files go to `dir`, named after `label`.
+    /// Streams the playlist lacks are not an error (`-map 0:v?`): counts tell.
+    pub fn start(url: &str, label: &str, dir: &Path) -> Player {
+        let framecrc = dir.join(format!("play-{label}.framecrc"));
+        let stderr = dir.join(format!("play-{label}.log"));
+        let process = Proc::spawn(
+            &format!("ffmpeg player {label}"),
+            Command::new("ffmpeg")
+                .args(["-nostdin", "-v", "error", "-live_start_index", "0", "-i", url])
+                .args(["-map", "0:v?", "-map", "0:a?", "-fps_mode", "passthrough"])
+                .args(["-f", "framecrc", "-"])
+                .stdin(Stdio::null())
+                .stdout(File::create(&framecrc).expect("create the framecrc file"))
+                .stderr(File::create(&stderr).expect("create a player log")),
+        );
+        Player {
+            process,
+            framecrc,
+            stderr,
+        }
+    }
+
+    /// Waits for the player to end (the playlist's ENDLIST), up to `limit`.
+    pub fn finish(mut self, limit: Duration) -> Playback {
+        let status = self.process.wait(limit);
+        let (video, audio) = framecrc_counts(&read_text(&self.framecrc));
+        Playback {
+            status,
+            video,
+            audio,
+            stderr: read_text(&self.stderr),
+        }
+    }
+}
+
+/// Decoded (video, audio) frames in ffmpeg's framecrc output, by the
+/// `#media_type` header of each stream index.
+pub fn framecrc_counts(text: &str) -> (u64, u64) {
+    let mut types = std::collections::BTreeMap::new();
+    let mut counts: std::collections::BTreeMap<u32, u64> = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("#media_type ") {
+            if let Some((index, kind)) = rest.split_once(':') {
+                types.insert(index.trim().parse::<u32>().unwrap_or(u32::MAX), kind.trim().to_owned());
+            }
+        } else if !line.starts_with('#')
+            && let Some(Ok(index)) = line.split(',').next().map(|f| f.trim().parse::<u32>())
+        {
+            *counts.entry(index).or_insert(0) += 1;
+        }
+    }
+    let of = |kind: &str| -> u64 {
+        counts
+            .iter()
+            .filter(|(index, _)| types.get(index).is_some_and(|t| t == kind))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    (of("video"), of("audio"))
 }

@@ -21,6 +21,22 @@ use tokio::task::JoinHandle;
 pub const DEMO_KEY: &str = "sk_demo_0123456789abcdef";
 pub const OTHER_KEY: &str = "sk_other_0123456789abcdef";
 
+/// The `[[streams]]` tables of every test config: `live/demo` (DEMO_KEY) and
+/// `live/other` (OTHER_KEY).
+pub fn streams_toml() -> String {
+    format!(
+        r#"[[streams]]
+app = "live"
+name = "demo"
+key = "{DEMO_KEY}"
+[[streams]]
+app = "live"
+name = "other"
+key = "{OTHER_KEY}"
+"#
+    )
+}
+
 pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub rtmp: SocketAddr,
@@ -78,18 +94,11 @@ impl TestServer {
 data_dir = "{data}"
 [auth]
 token_secret_file = "{secret}"
-[[streams]]
-app = "live"
-name = "demo"
-key = "{DEMO_KEY}"
-[[streams]]
-app = "live"
-name = "other"
-key = "{OTHER_KEY}"
-{extra_toml}
+{streams}{extra_toml}
 "#,
             data = dir.path().join("data").display(),
             secret = secret_path.display(),
+            streams = streams_toml(),
         );
         let mut config = Config::from_toml_str(&text).unwrap_or_else(|e| panic!("test config: {e}"));
         if !extra_toml.contains("reconnect_grace_secs") {
