@@ -451,10 +451,7 @@ async fn unlisted_segments(dir: &Path, listed: &[String]) -> Vec<PathBuf> {
     while let Ok(Some(entry)) = entries.next_entry().await {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let unfinished = name
-            .strip_prefix('.')
-            .and_then(|n| n.strip_suffix(".tmp"))
-            .is_some_and(names::is_segment_file_name);
+        let unfinished = store::unfinished_name(name).is_some_and(names::is_segment_file_name);
         if unfinished || (names::is_segment_file_name(name) && !listed.iter().any(|l| l == name)) {
             unlisted.push(entry.path());
         }
@@ -482,53 +479,39 @@ struct Publish {
     failed_sequence: Option<u64>,
 }
 
-/// A segment file being written: `tmp` until it is complete, then renamed to
-/// `path` (so a listed segment is always whole).
+/// The open segment's file, written as ciphertext comes out of the
+/// pipeline and renamed into place when the segment closes (so a listed
+/// segment is always whole).
 struct SegmentFile {
     sequence: u64,
-    file: std::fs::File,
-    tmp: PathBuf,
-    path: PathBuf,
-    written: u64,
+    file: store::AtomicFile,
 }
 
 impl SegmentFile {
     /// Creates the temporary file (and the stream's directory).
     fn create(dir: &Path, file_name: &str, sequence: u64) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!(".{file_name}.tmp"));
-        let file = std::fs::File::create(&tmp)?;
-        Ok(Self {
-            sequence,
-            file,
-            tmp,
-            path: dir.join(file_name),
-            written: 0,
-        })
+        let file = store::AtomicFile::create(&dir.join(file_name))?;
+        Ok(Self { sequence, file })
     }
 
     fn append(&mut self, pieces: &[Vec<u8>]) -> std::io::Result<()> {
-        for piece in pieces {
-            std::io::Write::write_all(&mut self.file, piece)?;
-            self.written += piece.len() as u64;
-        }
-        Ok(())
+        pieces.iter().try_for_each(|piece| self.file.append(piece))
     }
 
     /// Appends the last pieces and renames the file into place.
     fn complete(mut self, pieces: &[Vec<u8>]) -> std::io::Result<()> {
-        let result = self
-            .append(pieces)
-            .and_then(|()| std::fs::rename(&self.tmp, &self.path));
-        if result.is_err() {
-            let _ = std::fs::remove_file(&self.tmp);
+        match self.append(pieces) {
+            Ok(()) => self.file.commit(),
+            Err(error) => {
+                self.file.discard();
+                Err(error)
+            }
         }
-        result
     }
 
-    /// Drops an unfinished file.
     fn discard(self) {
-        let _ = std::fs::remove_file(&self.tmp);
+        self.file.discard();
     }
 }
 
@@ -769,7 +752,7 @@ impl Publish {
         // `pieces` are the rest. The segment is complete and renamed into
         // place before the playlist lists it.
         let file = self.segment_file.take().filter(|f| f.sequence == sequence);
-        let stored_bytes = tail_bytes + file.as_ref().map_or(0, |f| f.written);
+        let stored_bytes = tail_bytes + file.as_ref().map_or(0, |f| f.file.written());
         tokio::task::spawn_blocking(move || match file {
             Some(file) => file.complete(&pieces),
             None => {

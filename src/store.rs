@@ -25,14 +25,63 @@ pub fn replace_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<Option<std::
 
 /// [`write_atomic`] for a file given as consecutive pieces.
 pub fn write_atomic_pieces<B: AsRef<[u8]>>(path: &Path, pieces: &[B]) -> std::io::Result<()> {
-    let tmp = temp_path(path);
-    let result = std::fs::File::create(&tmp)
-        .and_then(|mut file| pieces.iter().try_for_each(|piece| file.write_all(piece.as_ref())))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let mut file = AtomicFile::create(path)?;
+    match pieces.iter().try_for_each(|piece| file.append(piece.as_ref())) {
+        Ok(()) => file.commit(),
+        Err(error) => {
+            file.discard();
+            Err(error)
+        }
     }
-    result
+}
+
+/// A file written over time under its temporary name and renamed into place
+/// by [`AtomicFile::commit`] (a live segment, appended to as its ciphertext
+/// comes). Dropping one without `commit` or `discard` leaves the temporary
+/// file behind, for [`unfinished_name`] to recognise at the next start.
+#[derive(Debug)]
+pub struct AtomicFile {
+    file: std::fs::File,
+    tmp: PathBuf,
+    path: PathBuf,
+    written: u64,
+}
+
+impl AtomicFile {
+    pub fn create(path: &Path) -> std::io::Result<Self> {
+        let tmp = temp_path(path);
+        Ok(Self {
+            file: std::fs::File::create(&tmp)?,
+            tmp,
+            path: path.to_owned(),
+            written: 0,
+        })
+    }
+
+    pub fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(bytes)?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes appended so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Renames the file into place; on failure the temporary file is removed.
+    pub fn commit(self) -> std::io::Result<()> {
+        let result = std::fs::rename(&self.tmp, &self.path);
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        result
+    }
+
+    /// Drops an unfinished file.
+    pub fn discard(self) {
+        let _ = std::fs::remove_file(&self.tmp);
+    }
 }
 
 /// `dir/.name.tmp`: hidden, never a valid segment or playlist name, and unique
@@ -43,6 +92,12 @@ fn temp_path(path: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp"))
+}
+
+/// The final name a temporary file name stands for (`.name.tmp` → `name`):
+/// what a crash left unfinished.
+pub fn unfinished_name(file_name: &str) -> Option<&str> {
+    file_name.strip_prefix('.')?.strip_suffix(".tmp")
 }
 
 #[cfg(test)]
@@ -79,5 +134,33 @@ mod tests {
         let mut old = String::new();
         replaced.read_to_string(&mut old).unwrap();
         assert_eq!(old, "one");
+    }
+
+    /// Appended pieces appear under the final name only at commit; a
+    /// discarded file leaves nothing; temporary names map back to final ones.
+    #[test]
+    fn atomic_file_appears_at_commit_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a-1.ts");
+        let mut file = AtomicFile::create(&path).unwrap();
+        file.append(b"ab").unwrap();
+        file.append(b"cd").unwrap();
+        assert_eq!(file.written(), 4);
+        assert!(!path.exists());
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, [".a-1.ts.tmp"]);
+        assert_eq!(unfinished_name(&names[0]), Some("a-1.ts"));
+        assert_eq!(unfinished_name("a-1.ts"), None);
+        file.commit().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"abcd");
+
+        let other = dir.path().join("a-2.ts");
+        let mut file = AtomicFile::create(&other).unwrap();
+        file.append(b"x").unwrap();
+        file.discard();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
