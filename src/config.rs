@@ -17,7 +17,6 @@ use std::fs;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -1488,58 +1487,18 @@ fn read_secret_file(path: &Path) -> io::Result<Secret> {
 /// place; the link fails if `path` exists, so a crash never leaves a partial
 /// secret and two concurrent starts agree on one secret.
 fn create_secret_file(path: &Path, make: impl FnOnce() -> io::Result<String>) -> io::Result<bool> {
-    static STAGING_COUNTER: AtomicU64 = AtomicU64::new(0);
     match fs::symlink_metadata(path) {
         Ok(_) => return Ok(false),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
     let text = zeroize::Zeroizing::new(make()? + "\n");
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io::Error::other("path has no file name"))?
-        .to_string_lossy();
-    // Unique per process and call, so concurrent callers never share it.
-    let staging = path.with_file_name(format!(
-        ".{file_name}.{}.{}.tmp",
-        std::process::id(),
-        STAGING_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    // A leftover from a crashed process with a reused pid; never follow it.
-    match fs::remove_file(&staging) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let written = write_private(&staging, text.as_bytes());
-    let linked = written.and_then(|()| match fs::hard_link(&staging, path) {
+    match crate::store::write_private_atomic(path, text.as_bytes(), crate::store::Place::New) {
         Ok(()) => Ok(true),
+        // Another start created it first: theirs is the secret.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e),
-    });
-    // The staging name is only a way in; failing to remove it leaks nothing
-    // (mode 0600, same directory as the secret itself).
-    let _ = fs::remove_file(&staging);
-    if let (Ok(true), Some(dir)) = (&linked, path.parent()) {
-        sync_dir(dir);
     }
-    linked
-}
-
-/// Writes `bytes` to a new file (never an existing one or a symlink) with
-/// mode 0600, and syncs it.
-fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use io::Write as _;
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 /// Creates `dir` and its parents; the last component gets mode 0700.
@@ -1552,19 +1511,6 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
         builder.mode(0o700);
     }
     builder.create(dir)
-}
-
-/// Makes a new directory entry durable. Best effort: some filesystems cannot
-/// sync a directory, and the secret is still correct without it.
-fn sync_dir(dir: &Path) {
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    if let Ok(handle) = fs::File::open(dir) {
-        let _ = handle.sync_all();
-    }
 }
 
 #[cfg(test)]

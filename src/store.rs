@@ -1,8 +1,9 @@
 //! Atomic file output: readers (an HTTP server, a CDN origin pull, a player
 //! reading from disk) see a file whole or not at all.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and
 /// a rename, so the file appears complete or not at all. No fsync: segments and
@@ -98,6 +99,72 @@ fn temp_path(path: &Path) -> PathBuf {
 /// what a crash left unfinished.
 pub fn unfinished_name(file_name: &str) -> Option<&str> {
     file_name.strip_prefix('.')?.strip_suffix(".tmp")
+}
+
+/// Where [`write_private_atomic`] puts the new file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// Only where nothing is yet: `AlreadyExists` otherwise, so two processes
+    /// creating the same file at once agree on one.
+    New,
+    /// Over whatever is there.
+    Replace,
+}
+
+/// Writes a private file (secrets, keyrings): mode 0600, durable, and whole
+/// or absent under its name. The content goes to a staging file next to
+/// `path`, created with `O_EXCL` (never through a symlink) and fsynced, which
+/// then takes the name by `link` ([`Place::New`]) or `rename`
+/// ([`Place::Replace`]); the directory is synced after, best effort (some
+/// file systems cannot sync a directory, and the content is safe without it).
+pub fn write_private_atomic(path: &Path, content: &[u8], place: Place) -> io::Result<()> {
+    static STAGING_COUNTER: AtomicU64 = AtomicU64::new(0);
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other("path has no file name"))?
+        .to_string_lossy();
+    // Unique per process and call, so concurrent writers never share it.
+    let staging = path.with_file_name(format!(
+        ".{file_name}.{}.{}.tmp",
+        std::process::id(),
+        STAGING_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    // A leftover from a crashed process with a reused pid; never follow it.
+    match std::fs::remove_file(&staging) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let placed = write_new_private(&staging, content).and_then(|()| match place {
+        Place::New => std::fs::hard_link(&staging, path),
+        Place::Replace => std::fs::rename(&staging, path),
+    });
+    // After a link the staging name is redundant, after a failure litter;
+    // after a rename it is gone and this fails harmlessly.
+    let _ = std::fs::remove_file(&staging);
+    placed?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if let Ok(dir) = std::fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to a new file (never an existing one or a symlink) with
+/// mode 0600, and syncs it.
+fn write_new_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 #[cfg(test)]

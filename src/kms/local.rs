@@ -12,24 +12,26 @@
 //! `O_CREAT | O_EXCL` and mode 0600 next to the keyring, is fsynced, and then takes
 //! the keyring's name (`link` when creating, so two processes starting at once
 //! cannot both create one and a reader never sees a half-written file; `rename`
-//! when rotating), and the directory is fsynced.
+//! when rotating), and the directory is synced: `store::write_private_atomic`,
+//! which also writes the generated token secret and publish key.
 
 use std::fmt;
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Read as _, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::fs::{DirBuilder, File};
+use std::io::{self, Read as _};
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ring::rand::{SecureRandom as _, SystemRandom};
+use ring::rand::SystemRandom;
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{Kms, KmsError};
 use crate::crypto::{self, DataKey, EncryptionContext, MasterKey, WrappedKey};
+use crate::store::{self, Place};
 
 /// The only keyring format so far.
 const FORMAT: u32 = 1;
@@ -100,7 +102,7 @@ impl LocalKms {
                 .map_err(io_error(dir, "create directory"))?;
         }
         let content = serialize(path, std::slice::from_ref(&first))?;
-        match write_atomically(path, &content, Replace::No, &rng) {
+        match store::write_private_atomic(path, &content, Place::New).map_err(io_error(path, "create")) {
             Ok(()) => {
                 tracing::info!("created keyring {} with master key version 1", path.display());
                 Ok(Self::new(path, vec![first]))
@@ -136,7 +138,7 @@ impl LocalKms {
             key: MasterKey::generate(&rng).map_err(|e| rng_failed(&e))?,
         });
         let content = serialize(path, &masters)?;
-        write_atomically(path, &content, Replace::Yes, &rng)?;
+        store::write_private_atomic(path, &content, Place::Replace).map_err(io_error(path, "replace"))?;
         tracing::info!("rotated keyring {} to master key version {version}", path.display());
         Ok(version)
     }
@@ -334,53 +336,10 @@ fn serialize(path: &Path, masters: &[Master]) -> Result<Zeroizing<Vec<u8>>, KmsE
     Ok(out)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Replace {
-    /// Fail with `AlreadyExists` if `path` exists.
-    No,
-    /// Replace `path` if it exists.
-    Yes,
-}
-
-/// Writes `content` to `path` atomically with mode 0600 (see the module docs).
-fn write_atomically(path: &Path, content: &[u8], replace: Replace, rng: &SystemRandom) -> Result<(), KmsError> {
-    let dir = parent_dir(path).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| invalid(path, "path has no file name"))?;
-    let mut suffix = [0u8; 8];
-    rng.fill(&mut suffix)
-        .map_err(|_| KmsError::Unavailable("random number generator failed".to_owned()))?;
-    let suffix: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{suffix}"));
-    let tmp = dir.join(tmp_name);
-
-    let result = write_new_file(&tmp, content).and_then(|()| match replace {
-        Replace::No => fs::hard_link(&tmp, path).map_err(io_error(path, "create")),
-        Replace::Yes => fs::rename(&tmp, path).map_err(io_error(path, "replace")),
-    });
-    // After link the temporary name is redundant; after a failure it is litter.
-    // (After rename it no longer exists, and the error is ignored.)
-    let _ = fs::remove_file(&tmp);
-    result?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error(dir, "sync directory"))
-}
-
-fn write_new_file(path: &Path, content: &[u8]) -> Result<(), KmsError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io_error(path, "create"))?;
-    file.write_all(content).map_err(io_error(path, "write"))?;
-    file.sync_all().map_err(io_error(path, "sync"))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
     use crate::crypto::KeyId;
 
