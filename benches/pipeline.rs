@@ -10,6 +10,9 @@
 //! Byte throughput is reported in decimal MB/s (10^6 bytes), the unit `openssl
 //! speed` uses, so the two can be divided directly.
 
+// Test code: an unwrap that fails is a test that fails, with its cause.
+#![allow(clippy::unwrap_used)]
+
 use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::time::Duration;

@@ -1,64 +1,49 @@
 //! sealcast: live video kept encrypted from the encoder to the player.
 //!
-//! An encoder pushes FLV-framed audio and video; sealcast remuxes it without
-//! transcoding into MPEG-TS segments, encrypts each one with AES-128-CBC under a
-//! data key from a key management service (envelope encryption), and publishes an
-//! HLS media playlist whose `EXT-X-KEY` URIs carry the wrapped data key.
+//! An encoder pushes FLV-framed audio and video over RTMP; sealcast remuxes it
+//! without transcoding into MPEG-TS segments, encrypts each one with
+//! AES-128-CBC under a data key from a key management service (envelope
+//! encryption), and publishes an HLS media playlist whose `EXT-X-KEY` URIs
+//! carry the wrapped data key. The architecture is described in
+//! `docs/architecture.md`; this page is its map of the code.
 //!
-//! # Layout
-//! The format cores are sans-IO: bytes and time come in as arguments, output
-//! comes back as values. They never touch sockets, files or the clock.
-//! - [`media`]: the types the cores share (access units, tracks, codecs).
-//! - [`amf0`]: AMF0 reader (bounded, iterative, borrowing) and writer, for
-//!   RTMP commands and FLV/RTMP onMetaData.
-//! - [`flv`]: FLV file and tag-body parsing; AVC/AAC configs to Annex B / ADTS.
-//! - [`ts`]: MPEG-TS muxer (PAT/PMT/PES/PCR) on the `mpeg2ts` crate.
-//! - [`hls`]: segmenter and media playlist model (render and parse).
-//! - [`crypto`]: data keys, segment cipher (AES-128-CBC), envelope format.
-//! - [`pipeline`]: FLV tags in, closed encrypted segments out: the cores joined.
-//! - [`auth`]: the `Secret` wrapper and HS256 playback tokens (mint, verify).
+//! # Two kinds of code
+//! The format and protocol cores are the `sealcast-core` crate, re-exported
+//! here under their own names ([`rtmp`], [`amf0`], [`flv`], [`media`], [`ts`],
+//! [`hls`], [`crypto`], [`pipeline`], [`timeline`], [`names`], [`auth`],
+//! [`clock`]). They are sans-IO: bytes and times in, values out; that crate
+//! has no IO dependency, so the compiler keeps it so.
 //!
-//! Adapters with IO:
-//! - [`config`]: the TOML config: defaults, validation, secret resolution.
-//! - [`kms`]: key providers behind one async trait: the local keyring and AWS
-//!   KMS (SigV4, JSON API), key prefetching, a latency wrapper for tests.
-//! - [`names`]: stream names, segment names and key URIs, validated.
-//! - [`store`]: atomic file writes.
-//! - [`package`]: the `sealcast package` / `sealcast decrypt` file tools.
-//! - [`live`]: the stream registry, publish authorization, and the task that
-//!   runs one publish's pipeline and stores its segments and playlist.
-//! - [`http`]: playlists with token-rewritten key URIs, segments, key endpoint.
-//! - [`web`]: the operator's stream list at `/` and the watch page (hls.js,
-//!   strict Content-Security-Policy) at `/watch/{app}/{name}`.
+//! This crate holds the adapters, in data-path order:
+//! - [`ingest`]: the RTMP accept loop and the per-connection driver around
+//!   [`rtmp::Session`] (socket, timeouts, backpressure, publish decisions).
+//! - [`live`]: the stream registry, the publish task that runs one
+//!   publish's [`pipeline::Pipeline`], and the segment writer.
+//! - [`storage`]: atomic files and the segment directory.
+//! - [`kms`]: key providers behind one async trait (the local keyring, AWS
+//!   KMS) and the data-key prefetcher.
 //! - [`keyservice`]: the key endpoint's logic: token and one-time ticket
-//!   checks, the cache of unwrapped keys, replay stores (memory, Redis), and
-//!   `sealcast keyserver`.
-//! - [`api`]: the admin API (`/api/v1/playback`, `/api/v1/streams`).
-//! - [`server`]: `sealcast serve`: RTMP and HTTP side by side, graceful shutdown.
-//! - [`rtmp`]: RTMP ingest: accept loop with limits, our own chunk decoder
-//!   and server session (sans-IO, fuzzable), publish
-//!   authorization, media into a bounded channel per publish.
-//! - [`loadgen`]: `sealcast bench-push`, many real-time RTMP publishers in one
-//!   process for load tests.
+//!   checks, the cache of unwrapped keys, replay stores, `sealcast keyserver`.
+//! - [`http`]: playlists with token-rewritten key URIs, segments, keys, the
+//!   admin API and the web pages.
+//! - [`config`]: the TOML schema, its validation and secret references.
+//! - [`server`]: `sealcast serve`: RTMP and HTTP side by side, shutdown.
+//! - [`clock`] also holds [`clock::SystemClock`], the one reader of the
+//!   system clock.
+//!
+//! Tools that are not the server live in [`tools`]: the `package`/`decrypt`
+//! file tools, the RTMP publishing client and the `bench-push` load
+//! generator.
 
-pub mod amf0;
-pub mod api;
-pub mod auth;
+pub use sealcast_core::{amf0, auth, crypto, flv, hls, media, names, pipeline, rtmp, timeline, ts};
+
+pub mod clock;
 pub mod config;
-pub mod crypto;
-pub mod flv;
-pub mod hls;
 pub mod http;
+pub mod ingest;
 pub mod keyservice;
 pub mod kms;
 pub mod live;
-pub mod loadgen;
-pub mod media;
-pub mod names;
-pub mod package;
-pub mod pipeline;
-pub mod rtmp;
 pub mod server;
-pub mod store;
-pub mod ts;
-pub mod web;
+pub mod storage;
+pub mod tools;

@@ -1,6 +1,10 @@
 //! The `sealcast` command line: parses arguments, sets up logging, and calls
 //! into the library.
 
+// The command line talks to its user on stdout and stderr (banners, tokens,
+// reports); logs go through tracing.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,14 +12,15 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sealcast::auth::{self, Claims};
+use sealcast::clock::UtcDateTime;
+use sealcast::clock::now_unix_secs;
 use sealcast::config::{Config, KeyOrigin, KmsProvider};
-use sealcast::hls::UtcDateTime;
-use sealcast::keyservice::{KeyServer, now_unix_secs};
+use sealcast::keyservice::KeyServer;
 use sealcast::kms::local::LocalKms;
-use sealcast::loadgen;
 use sealcast::names::StreamName;
-use sealcast::package::{self, PackageOptions};
 use sealcast::server::{self, Server};
+use sealcast::tools::loadgen;
+use sealcast::tools::package::{self, PackageOptions};
 
 #[derive(Parser)]
 #[command(

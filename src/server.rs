@@ -13,15 +13,15 @@ use tracing::info;
 
 use crate::auth::Secret;
 use crate::config::{Config, ConfigError, KmsProvider, ResolvedStream};
+use crate::http::web::{self, WebState};
 use crate::http::{self, CorsPolicy, HttpState};
-use crate::keyservice::{Clock, KeyService, KeySettings, replay_store_from_config, system_clock};
+use crate::ingest::{self, IngestLimits};
+use crate::keyservice::{Clock, KeyService, KeySettings, replay_store_from_config};
 use crate::kms::aws::{AwsKms, AwsSettings};
 use crate::kms::local::LocalKms;
 use crate::kms::{Kms, KmsError};
 use crate::live::{LiveSettings, Registry, StreamSpec};
 use crate::names::{NameError, StreamName};
-use crate::rtmp::{self, IngestLimits};
-use crate::web::{self, WebState};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,14 +50,14 @@ impl Server {
     /// Resolves secrets (creating generated ones on first start), opens the KMS
     /// and builds the stream registry.
     pub fn from_config(config: &Config) -> Result<Self, StartError> {
-        Self::with_kms_and_clock(config, open_kms(config)?, system_clock())
+        Self::with_kms_and_clock(config, open_kms(config)?, crate::clock::system())
     }
 
     /// As [`Server::from_config`], with the key provider given: the one
     /// [`open_kms`] opened behind a wrapper (such as [`crate::kms::Delayed`]),
     /// or another implementation of [`Kms`].
     pub fn with_kms(config: &Config, kms: Arc<dyn Kms>) -> Result<Self, StartError> {
-        Self::with_kms_and_clock(config, kms, system_clock())
+        Self::with_kms_and_clock(config, kms, crate::clock::system())
     }
 
     /// [`Server::from_config`] with the key service's clock (token and
@@ -162,8 +162,8 @@ impl Server {
         };
         info!(rtmp = %rtmp.local_addr()?, http = %http.local_addr()?, "sealcast listening");
         self.registry.resume();
-        let authorizer: Arc<dyn rtmp::PublishAuthorizer> = Arc::new(Arc::clone(&self.registry));
-        let ingest = tokio::spawn(rtmp::serve(rtmp, authorizer, self.limits, stopped(stop_rx.clone())));
+        let authorizer: Arc<dyn ingest::PublishAuthorizer> = Arc::new(Arc::clone(&self.registry));
+        let ingest = tokio::spawn(ingest::serve(rtmp, authorizer, self.limits, stopped(stop_rx.clone())));
         let app = http::router(Arc::clone(&self.http_state)).merge(web::router(Arc::clone(&self.web_state)));
         let web = tokio::spawn(async move { axum::serve(http, app).with_graceful_shutdown(stopped(stop_rx)).await });
 

@@ -2,6 +2,9 @@
 //! is configured, the live stream list during a push, and a playback URL
 //! from `POST /api/v1/playback` that ffmpeg plays.
 
+// Test code: an unwrap that fails is a test that fails, with its cause.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::net::SocketAddr;

@@ -12,6 +12,9 @@
 //! Screenshots land in `target/test-artifacts/browser/` (the ticket test's in
 //! its `tickets/` subdirectory).
 
+// Test code: an unwrap that fails is a test that fails, with its cause.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::net::SocketAddr;
@@ -23,7 +26,7 @@ use common::fixture;
 use common::http;
 use common::server::{DEMO_KEY, TestServer};
 use sealcast::config::{Config, DEFAULT_HLSJS_INTEGRITY};
-use sealcast::web::{REFUSED_TEXT, TOKEN_NEEDED_TEXT};
+use sealcast::http::web::{REFUSED_TEXT, TOKEN_NEEDED_TEXT};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;

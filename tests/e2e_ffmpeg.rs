@@ -7,6 +7,9 @@
 //! failing assertion leaks neither a server nor an ffmpeg. Waiting is polling
 //! with a bound; no assertion depends on how long something took.
 
+// Test code: an unwrap that fails is a test that fails, with its cause.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::cell::RefCell;

@@ -3,6 +3,9 @@
 //! clock), the key cache under 100 concurrent requests, and two
 //! `sealcast keyserver` processes sharing one real redis-server.
 
+// Test code: an unwrap that fails is a test that fails, with its cause.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::io::{BufRead as _, BufReader};
@@ -10,13 +13,14 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+
 use std::time::Duration;
 
 use common::child::free_port;
 use common::http;
 use common::server::{DEMO_KEY, OTHER_KEY, TestServer};
 use common::{count_frames, fixture, has_ts_sync};
+use sealcast::clock::ManualClock;
 use sealcast::crypto::{DataKey, decrypt_segment};
 use sealcast::hls::parse_media_playlist;
 use sealcast::keyservice::Clock;
@@ -35,16 +39,10 @@ async fn with_safety_net(test: impl Future<Output = ()>) {
         .expect("test did not finish within the safety timeout");
 }
 
-/// A clock stopped at the time it was made, plus an offset the test moves.
-fn test_clock() -> (Clock, Arc<AtomicI64>) {
-    let offset = Arc::new(AtomicI64::new(0));
-    let read = Arc::clone(&offset);
-    let start = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let clock: Clock = Arc::new(move || (start + read.load(Ordering::SeqCst)) as u64);
-    (clock, offset)
+/// A clock stopped at the time it was made, which the test moves; and that start.
+fn test_clock() -> (Arc<ManualClock>, u64) {
+    let start = sealcast::clock::now_unix_secs();
+    (Arc::new(ManualClock::at_unix_secs(start)), start)
 }
 
 /// A child process killed (by its own id) when the guard drops.
@@ -191,9 +189,13 @@ async fn ffmpeg_plays_live_with_one_time_tickets_across_key_rotations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_foreign_and_expired_tickets_are_refused() {
     with_safety_net(async {
-        let (clock, offset) = test_clock();
-        let server =
-            TestServer::start_custom(SHORT_SEGMENTS, |c| c.auth.one_time_key_tickets = true, Some(clock)).await;
+        let (clock, start) = test_clock();
+        let server = TestServer::start_custom(
+            SHORT_SEGMENTS,
+            |c| c.auth.one_time_key_tickets = true,
+            Some(Arc::clone(&clock) as Clock),
+        )
+        .await;
         let token = server.token("*", 3600);
         assert!(wait(push(server.rtmp, DEMO_KEY, false)).await.success());
         let playlist_url = format!("/live/demo/index.m3u8?token={token}");
@@ -222,9 +224,9 @@ async fn replayed_foreign_and_expired_tickets_are_refused() {
         assert_eq!(http::get(server.http, &keys[1].uri).await.status, 200);
 
         // Expiry by the injected clock: tickets last 60 s.
-        offset.store(60, Ordering::SeqCst);
+        clock.set_unix_secs(start + 60);
         assert_eq!(http::get(server.http, &keys[2].uri).await.status, 403);
-        offset.store(59, Ordering::SeqCst);
+        clock.set_unix_secs(start + 59);
         assert_eq!(http::get(server.http, &keys[2].uri).await.status, 200);
 
         // A playlist fetched later hands out fresh tickets for the same keys.

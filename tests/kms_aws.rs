@@ -3,6 +3,9 @@
 //! data keys plays with ffmpeg through the key endpoint, and a KMS outage in
 //! the middle of a stream is fail-closed and heals by itself.
 
+// Test code: an unwrap that fails is a test that fails, with its cause.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 #[path = "kms_support/mod.rs"]
 mod kms_support;

@@ -2,6 +2,9 @@
 //! publishes, refusal of a keyring others can read, and a slow KMS that must
 //! not delay segment publication (keys are prefetched).
 
+// Test code: an unwrap that fails is a test that fails, with its cause.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 #[path = "kms_support/mod.rs"]
 mod kms_support;

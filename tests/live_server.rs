@@ -6,6 +6,9 @@
 //! Every test ends by walking its server's data dir: no data key fetched
 //! from the key endpoint is on disk, and no stored file is plaintext TS.
 
+// Test code: an unwrap that fails is a test that fails, with its cause.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, HashSet};

@@ -2,6 +2,9 @@
 //! ffprobe and ffmpeg: the output is ciphertext, decrypts to valid TS holding
 //! every frame of the input, and no data key is ever written to disk.
 
+// Test code: an unwrap that fails is a test that fails, with its cause.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::PathBuf;

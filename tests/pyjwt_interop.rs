@@ -5,6 +5,9 @@
 //! secret, audience or stream, expiry and a future `nbf` get 403. And the
 //! other way round: PyJWT verifies a token sealcast minted.
 
+// Test code: an unwrap that fails is a test that fails, with its cause.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::process::Command;

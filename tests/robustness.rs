@@ -20,6 +20,9 @@
 //! ends it when dropped. Waiting is polling with a bound; no assertion
 //! depends on how long something took.
 
+// Test code: an unwrap that fails is a test that fails, with its cause.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -9,6 +9,9 @@
 //! fixture pushed with audio and video interleaved chunk by chunk decrypts
 //! to every one of its frames.
 
+// Test code: an unwrap that fails is a test that fails, with its cause.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::{HashMap, VecDeque};
@@ -1085,7 +1088,9 @@ async fn hostile_clients_while_a_good_stream_is_pushed() {
     let mixed = server.data_dir().join("live/mixed/index.m3u8");
     let decrypted = server.dir.path().join("mixed.ts");
     let kms = LocalKms::open_or_create(&server.data_dir().join("keyring.json")).unwrap();
-    let segments = sealcast::package::decrypt(&mixed, &decrypted, &kms).await.unwrap();
+    let segments = sealcast::tools::package::decrypt(&mixed, &decrypted, &kms)
+        .await
+        .unwrap();
     assert!(segments >= 5, "{segments} segments");
     assert_eq!(count_frames(&decrypted), count_frames(&fixture(GOOD_FIXTURE)));
     assert_eq!(common::ffmpeg_errors(Path::new(&decrypted)), "");

@@ -1,6 +1,9 @@
 //! RTMP ingest over real sockets: `serve` on 127.0.0.1:0, driven by
 //! rml_rtmp's client session, raw bytes, and (when installed) ffmpeg.
 
+// Test code: an unwrap that fails is a test that fails, with its cause.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::VecDeque;
@@ -19,7 +22,7 @@ use rml_rtmp::sessions::{
     ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType, StreamMetadata,
 };
 use rml_rtmp::time::RtmpTimestamp;
-use sealcast::rtmp::{IngestLimits, MediaMessage, PublishAuthorizer, PublishGrant, PublishRefused, serve};
+use sealcast::ingest::{IngestLimits, MediaMessage, PublishAuthorizer, PublishGrant, PublishRefused, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -217,6 +220,7 @@ impl Client {
     }
 }
 
+/// What the client sends (rml_rtmp's type) and what the server reads back.
 fn test_metadata() -> StreamMetadata {
     let mut metadata = StreamMetadata::new();
     metadata.video_width = Some(320);
@@ -229,6 +233,19 @@ fn test_metadata() -> StreamMetadata {
     metadata.audio_is_stereo = Some(true);
     metadata.encoder = Some("sealcast-test".to_owned());
     metadata
+}
+
+fn test_metadata_read() -> sealcast::flv::Metadata {
+    sealcast::flv::Metadata {
+        width: Some(320.0),
+        height: Some(240.0),
+        framerate: Some(30.0),
+        audio_sample_rate: Some(44100.0),
+        encoder: Some("sealcast-test".to_owned()),
+        video_codec_id: Some(7.0),
+        audio_codec_id: Some(10.0),
+        ..Default::default()
+    }
 }
 
 #[tokio::test]
@@ -248,7 +265,7 @@ async fn publish_forwards_metadata_and_media_in_order_then_ends() {
         let mut keyframe = vec![0x17, 0x01, 0x00, 0x00, 0x00];
         keyframe.extend_from_slice(&big);
         let expected = vec![
-            MediaMessage::Metadata(test_metadata()),
+            MediaMessage::Metadata(test_metadata_read()),
             MediaMessage::Video {
                 timestamp_ms: 0,
                 body: Bytes::from_static(&[0x17, 0x00, 0x00, 0x00, 0x00, 0x01, 0x64]),
@@ -281,7 +298,7 @@ async fn publish_forwards_metadata_and_media_in_order_then_ends() {
         ];
         for message in &expected {
             let result = match message.clone() {
-                MediaMessage::Metadata(metadata) => client.session.publish_metadata(&metadata).unwrap(),
+                MediaMessage::Metadata(_) => client.session.publish_metadata(&test_metadata()).unwrap(),
                 MediaMessage::Video { timestamp_ms, body } => client
                     .session
                     .publish_video_data(body, RtmpTimestamp::new(timestamp_ms), false)
@@ -504,7 +521,7 @@ async fn ffmpeg_publish_delivers_sequence_headers_and_frames() {
             _ => None,
         });
         let metadata = metadata.expect("ffmpeg sends onMetaData");
-        assert_eq!((metadata.video_width, metadata.video_height), (Some(320), Some(240)));
+        assert_eq!((metadata.width, metadata.height), (Some(320.0), Some(240.0)));
         // Video timestamps never go backwards within this short publish.
         let stamps: Vec<u32> = got
             .iter()

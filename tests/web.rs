@@ -3,6 +3,9 @@
 //! answers to missing, bad and good tokens. The browser test
 //! (tests/browser.rs) shows the pages working in Chromium.
 
+// Test code: an unwrap that fails is a test that fails, with its cause.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::net::SocketAddr;
@@ -12,8 +15,8 @@ use common::http::{self, Response};
 use common::server::TestServer;
 use sealcast::auth::Secret;
 use sealcast::config::{Config, DEFAULT_HLSJS_INTEGRITY, DEFAULT_HLSJS_URL};
+use sealcast::http::web::{self, REFUSED_TEXT, TOKEN_NEEDED_TEXT, WebState};
 use sealcast::server::Server;
-use sealcast::web::{self, REFUSED_TEXT, TOKEN_NEEDED_TEXT, WebState};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

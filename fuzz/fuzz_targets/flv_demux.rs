@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sealcast::flv::Demuxer;
+use sealcast_core::flv::Demuxer;
 use sealcast_fuzz::{check_access_unit, for_each_record};
 
 fuzz_target!(|data: &[u8]| {

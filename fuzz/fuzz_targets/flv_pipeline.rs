@@ -16,9 +16,9 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 
 use libfuzzer_sys::fuzz_target;
-use sealcast::crypto::{DataKey, KeyId, WrappedKey, decrypt_segment, segment_iv};
-use sealcast::hls::CutPolicy;
-use sealcast::pipeline::{Output, PIECE_BYTES, Pipeline, PipelineConfig, SegmentKey};
+use sealcast_core::crypto::{DataKey, KeyId, WrappedKey, decrypt_segment, segment_iv};
+use sealcast_core::hls::CutPolicy;
+use sealcast_core::pipeline::{Output, PIECE_BYTES, Pipeline, PipelineConfig, SegmentKey};
 use sealcast_fuzz::for_each_record;
 
 struct Run {

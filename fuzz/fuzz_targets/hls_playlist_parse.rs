@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sealcast::hls::{MediaPlaylist, ParsedPlaylist, parse_media_playlist};
+use sealcast_core::hls::{MediaPlaylist, ParsedPlaylist, parse_media_playlist};
 
 /// The server's default window and a short one, so segments slide out.
 const WINDOWS: [usize; 2] = [6, 1];

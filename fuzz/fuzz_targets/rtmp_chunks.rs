@@ -12,47 +12,24 @@
 #![no_main]
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use rml_rtmp::chunk_io::ChunkSerializer;
 use rml_rtmp::messages::RtmpMessage;
 use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::time::RtmpTimestamp;
-use sealcast::flv::{Demuxer, TagKind};
-use sealcast::rtmp::{Flow, IngestLimits, MediaMessage, PublishAuthorizer, PublishGrant, PublishRefused, Session};
+use sealcast_core::flv::{Demuxer, TagKind};
+use sealcast_core::rtmp::{Event, Flow, MediaMessage, PublishRefused, PublishRequest, Session, SessionLimits};
 use sealcast_fuzz::check_access_unit;
-use tokio::sync::mpsc;
 
-/// Grants every publish except the keys "bad" and "busy", so both paths run.
-struct Authorizer {
-    /// Receivers kept alive so grants look like a live pipeline.
-    receivers: Mutex<Vec<mpsc::Receiver<MediaMessage>>>,
-}
-
-impl PublishAuthorizer for Authorizer {
-    fn authorize(
-        &self,
-        _app: &str,
-        stream_key: &str,
-        _query: Option<&str>,
-        _peer: SocketAddr,
-    ) -> Result<PublishGrant, PublishRefused> {
-        match stream_key {
-            "bad" => Err(PublishRefused::BadKey),
-            "busy" => Err(PublishRefused::AlreadyLive),
-            _ => {
-                let (media, rx) = mpsc::channel(1);
-                let mut receivers = self.receivers.lock().unwrap_or_else(|e| e.into_inner());
-                receivers.clear();
-                receivers.push(rx);
-                Ok(PublishGrant {
-                    stream: "live/fuzz".to_owned(),
-                    media,
-                })
-            }
-        }
+/// The driver's answer: every publish is accepted except the keys "bad" and
+/// "busy", so both paths run.
+fn answer(request: &PublishRequest) -> Result<&'static str, PublishRefused> {
+    match request.stream_key.as_str() {
+        "bad" => Err(PublishRefused::BadKey),
+        "busy" => Err(PublishRefused::AlreadyLive),
+        _ => Ok("live/fuzz"),
     }
 }
 
@@ -108,31 +85,41 @@ fn run(data: &[u8]) {
         [flags, piece, rest @ ..] => (*flags, usize::from(*piece), rest),
         _ => return,
     };
-    let authorizer = Arc::new(Authorizer {
-        receivers: Mutex::new(Vec::new()),
-    });
-    let peer = SocketAddr::from(([192, 0, 2, 1], 40000));
     let mut out = Vec::new();
-    let mut media = Vec::new();
-    let mut session = Session::new(authorizer, peer, &IngestLimits::default());
+    let mut events = Vec::new();
+    let mut session = Session::new(&SessionLimits::default());
     let mut demuxer = Demuxer::new();
     let piece = if piece == 0 { usize::MAX } else { piece };
     let prologue: &[Vec<u8>] = if flags & 1 != 0 { prologue() } else { &[] };
     let pieces = prologue.iter().map(Vec::as_slice).chain(rest.chunks(piece));
     for input in pieces {
         out.clear();
-        let step = session.handle_input(input, &mut out, &mut media);
-        for message in media.drain(..) {
-            let (kind, timestamp_ms, body) = match message {
-                MediaMessage::Video { timestamp_ms, body } => (TagKind::Video, timestamp_ms, body),
-                MediaMessage::Audio { timestamp_ms, body } => (TagKind::Audio, timestamp_ms, body),
-                MediaMessage::Metadata(_) => continue,
-            };
-            if let Ok(Some(au)) = demuxer.push(kind, timestamp_ms, &body) {
-                check_access_unit(&au);
+        let mut step = session.handle_input(input, &mut out, &mut events);
+        // As the driver does: events in order, a publish request answered
+        // before the session reads on.
+        while !events.is_empty() {
+            let mut request = None;
+            for event in events.drain(..) {
+                let (kind, timestamp_ms, body) = match event {
+                    Event::Media(MediaMessage::Video { timestamp_ms, body }) => (TagKind::Video, timestamp_ms, body),
+                    Event::Media(MediaMessage::Audio { timestamp_ms, body }) => (TagKind::Audio, timestamp_ms, body),
+                    Event::Media(MediaMessage::Metadata(_)) | Event::PublishEnded => continue,
+                    Event::PublishRequested(asked) => {
+                        request = Some(asked);
+                        continue;
+                    }
+                };
+                if let Ok(Some(au)) = demuxer.push(kind, timestamp_ms, &body) {
+                    check_access_unit(&au);
+                }
+            }
+            if let Some(request) = request {
+                step = match answer(&request) {
+                    Ok(stream) => session.accept_publish(stream, &mut out, &mut events),
+                    Err(refused) => Ok(session.refuse_publish(refused, &mut out)),
+                };
             }
         }
-        session.release_finished();
         match step {
             Ok(Flow::Continue) => {}
             Ok(Flow::Close) | Err(_) => return,

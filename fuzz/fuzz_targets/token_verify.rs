@@ -13,9 +13,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use libfuzzer_sys::fuzz_target;
 use ring::hmac;
-use sealcast::auth::{self, Secret, TokenError};
-use sealcast::crypto::WrappedKey;
-use sealcast::names::KeyUri;
+use sealcast_core::auth::{self, Secret, TokenError};
+use sealcast_core::crypto::WrappedKey;
+use sealcast_core::names::KeyUri;
 
 const SECRET: &[u8] = b"sealcast-fuzz-secret-0123456789abcdef";
 const STREAM: &str = "live/demo";

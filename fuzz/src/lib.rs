@@ -1,8 +1,8 @@
 //! Helpers shared by the fuzz targets: carving FLV tags out of arbitrary
 //! bytes, and the invariants every access unit must hold whatever the input.
 
-use sealcast::flv::{self, TagKind};
-use sealcast::media::{AccessUnit, Track};
+use sealcast_core::flv::{self, TagKind};
+use sealcast_core::media::{AccessUnit, Track};
 
 /// One tag to feed: what an RTMP audio/video/data message carries.
 pub type Record<'a> = (TagKind, u32, &'a [u8]);

@@ -35,21 +35,8 @@ use crate::crypto::{DataKey, EncryptionContext, KeyId, WrappedKey};
 use crate::kms::{Kms, KmsError};
 use crate::names::StreamName;
 
-/// Seconds since the Unix epoch, from the system clock or a test's.
-pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
-
-/// The system clock as a [`Clock`].
-pub fn system_clock() -> Clock {
-    Arc::new(now_unix_secs)
-}
-
-/// Seconds since the Unix epoch by the system clock; 0 when it reads before
-/// 1970 (a misconfigured clock).
-pub fn now_unix_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+/// The clock the key service checks expiry with: the system's, or a test's.
+pub type Clock = Arc<dyn crate::clock::Clock>;
 
 /// What the key service is configured with.
 #[derive(Debug, Clone)]
@@ -180,7 +167,7 @@ impl KeyService {
 
     /// The service's current time, Unix seconds.
     pub fn now(&self) -> u64 {
-        (self.clock)()
+        self.clock.now_unix_secs()
     }
 
     pub fn token_secret(&self) -> &Secret {
@@ -362,9 +349,9 @@ fn key_uri_binding(uri: &str) -> Option<TicketBinding<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{Clock as _, ManualClock};
     use crate::hls::parse_media_playlist;
     use async_trait::async_trait;
-    use std::sync::atomic::AtomicU64;
 
     const SECRET: &[u8] = b"test-secret-0123456789-0123456789-abcdef";
 
@@ -389,12 +376,11 @@ mod tests {
 
     struct Fixture {
         service: KeyService,
-        now: Arc<AtomicU64>,
+        now: Arc<ManualClock>,
     }
 
     fn fixture(ticket_ttl_secs: Option<u64>) -> Fixture {
-        let now = Arc::new(AtomicU64::new(1_000_000));
-        let clock_now = Arc::clone(&now);
+        let now = Arc::new(ManualClock::at_unix_secs(1_000_000));
         let service = KeyService::new(
             KeySettings {
                 token_secret: Secret::new(SECRET.to_vec()),
@@ -405,7 +391,7 @@ mod tests {
             },
             Arc::new(PlainKms),
             Arc::new(MemoryReplayStore::new(1000)),
-            Arc::new(move || clock_now.load(Ordering::SeqCst)),
+            Arc::clone(&now) as Clock,
         );
         Fixture { service, now }
     }
@@ -460,7 +446,7 @@ mod tests {
     #[tokio::test]
     async fn playlist_tickets_work_once() {
         let f = fixture(Some(60));
-        let now = f.now.load(Ordering::SeqCst);
+        let now = f.now.now_unix_secs();
         let text = f
             .service
             .ticket_playlist(&playlist(), &claims(now + 3600), "tok")
@@ -507,7 +493,7 @@ mod tests {
     #[tokio::test]
     async fn tickets_are_bound_and_expire() {
         let f = fixture(Some(60));
-        let now = f.now.load(Ordering::SeqCst);
+        let now = f.now.now_unix_secs();
         let t = tickets(
             &f.service
                 .ticket_playlist(&playlist(), &claims(now + 3600), "tok")
@@ -525,10 +511,10 @@ mod tests {
             assert_eq!(got.map(|_| ()), Err(KeyError::Forbidden), "{s} {k}");
         }
         // Expiry, by the injected clock: valid through now + 59.
-        f.now.store(now + 60, Ordering::SeqCst);
+        f.now.set_unix_secs(now + 60);
         let got = f.service.key(&stream(), key_id, edk, Credential::Ticket(ticket)).await;
         assert_eq!(got.map(|_| ()), Err(KeyError::Forbidden));
-        f.now.store(now + 59, Ordering::SeqCst);
+        f.now.set_unix_secs(now + 59);
         assert!(
             f.service
                 .key(&stream(), key_id, edk, Credential::Ticket(ticket))
@@ -541,14 +527,14 @@ mod tests {
     #[tokio::test]
     async fn tickets_never_outlive_the_token() {
         let f = fixture(Some(60));
-        let now = f.now.load(Ordering::SeqCst);
+        let now = f.now.now_unix_secs();
         let t = tickets(
             &f.service
                 .ticket_playlist(&playlist(), &claims(now + 10), "tok")
                 .unwrap(),
         );
         let (key_id, edk, ticket) = &t[0];
-        f.now.store(now + 10, Ordering::SeqCst);
+        f.now.set_unix_secs(now + 10);
         let got = f.service.key(&stream(), key_id, edk, Credential::Ticket(ticket)).await;
         assert_eq!(got.map(|_| ()), Err(KeyError::Forbidden));
     }
@@ -556,7 +542,7 @@ mod tests {
     #[tokio::test]
     async fn tokens_and_failures() {
         let f = fixture(None);
-        let now = f.now.load(Ordering::SeqCst);
+        let now = f.now.now_unix_secs();
         let secret = Secret::new(SECRET.to_vec());
         let good = auth::mint(&secret, &claims(now + 60));
         let expired = auth::mint(&secret, &claims(now));
@@ -599,7 +585,7 @@ mod tests {
             },
             Arc::new(PlainKms),
             Arc::new(Down),
-            system_clock(),
+            crate::clock::system(),
         );
         let now = service.now();
         let t = tickets(

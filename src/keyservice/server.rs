@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tracing::info;
 
-use super::{Clock, KeyService, KeySettings, replay_store_from_config, system_clock};
+use super::{Clock, KeyService, KeySettings, replay_store_from_config};
 use crate::config::{Config, ConfigError, KmsProvider};
 use crate::http::{self, CorsPolicy};
 use crate::kms::Kms;
@@ -29,7 +29,7 @@ impl KeyServer {
     /// or `auth.token_secret_file`), opens the KMS without creating anything,
     /// and builds the replay store.
     pub fn from_config(config: &Config) -> Result<Self, StartError> {
-        Self::from_config_with_clock(config, system_clock())
+        Self::from_config_with_clock(config, crate::clock::system())
     }
 
     /// [`KeyServer::from_config`] with the key service's clock injected.

@@ -12,7 +12,7 @@
 //! `O_CREAT | O_EXCL` and mode 0600 next to the keyring, is fsynced, and then takes
 //! the keyring's name (`link` when creating, so two processes starting at once
 //! cannot both create one and a reader never sees a half-written file; `rename`
-//! when rotating), and the directory is synced: `store::write_private_atomic`,
+//! when rotating), and the directory is synced: `storage::write_private_atomic`,
 //! which also writes the generated token secret and publish key.
 
 use std::fmt;
@@ -20,7 +20,6 @@ use std::fs::{DirBuilder, File};
 use std::io::{self, Read as _};
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -31,7 +30,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::{Kms, KmsError};
 use crate::crypto::{self, DataKey, EncryptionContext, MasterKey, WrappedKey};
-use crate::store::{self, Place};
+use crate::storage::{self, Place};
 
 /// The only keyring format so far.
 const FORMAT: u32 = 1;
@@ -91,7 +90,7 @@ impl LocalKms {
         let rng = SystemRandom::new();
         let first = Master {
             version: 1,
-            created_unix_secs: now_unix_secs(),
+            created_unix_secs: crate::clock::now_unix_secs(),
             key: MasterKey::generate(&rng).map_err(|e| rng_failed(&e))?,
         };
         if let Some(dir) = parent_dir(path) {
@@ -102,7 +101,7 @@ impl LocalKms {
                 .map_err(io_error(dir, "create directory"))?;
         }
         let content = serialize(path, std::slice::from_ref(&first))?;
-        match store::write_private_atomic(path, &content, Place::New).map_err(io_error(path, "create")) {
+        match storage::write_private_atomic(path, &content, Place::New).map_err(io_error(path, "create")) {
             Ok(()) => {
                 tracing::info!("created keyring {} with master key version 1", path.display());
                 Ok(Self::new(path, vec![first]))
@@ -134,11 +133,11 @@ impl LocalKms {
         let rng = SystemRandom::new();
         masters.push(Master {
             version,
-            created_unix_secs: now_unix_secs(),
+            created_unix_secs: crate::clock::now_unix_secs(),
             key: MasterKey::generate(&rng).map_err(|e| rng_failed(&e))?,
         });
         let content = serialize(path, &masters)?;
-        store::write_private_atomic(path, &content, Place::Replace).map_err(io_error(path, "replace"))?;
+        storage::write_private_atomic(path, &content, Place::Replace).map_err(io_error(path, "replace"))?;
         tracing::info!("rotated keyring {} to master key version {version}", path.display());
         Ok(version)
     }
@@ -224,11 +223,6 @@ fn invalid(path: &Path, reason: impl Into<String>) -> KmsError {
 /// The directory holding `path`, unless it is the current directory.
 fn parent_dir(path: &Path) -> Option<&Path> {
     path.parent().filter(|p| !p.as_os_str().is_empty())
-}
-
-fn now_unix_secs() -> u64 {
-    // A clock before 1970 is misconfigured; the timestamp is informational only.
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Reads, permission-checks and parses the keyring.

@@ -26,7 +26,7 @@ pub mod sigv4;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -150,7 +150,7 @@ impl AwsKms {
     }
 
     async fn send(&self, target: &str, body: Vec<u8>) -> Result<Zeroizing<Vec<u8>>, CallError> {
-        let unix_secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let unix_secs = crate::clock::now_unix_secs();
         let headers = [
             ("host", self.endpoint.host.as_str()),
             ("content-type", CONTENT_TYPE),

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use ring::{digest, hmac};
 use zeroize::Zeroizing;
 
-use crate::hls::UtcDateTime;
+use crate::clock::UtcDateTime;
 
 /// The signing algorithm's name, first in the `Authorization` header.
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";

@@ -25,6 +25,19 @@ pub struct Metadata {
 }
 
 impl Metadata {
+    /// Reads an onMetaData script body (an FLV script tag's, or an RTMP data
+    /// message's with or without `@setDataFrame`). `Ok(None)` for other
+    /// script data; properties read before a malformed one are kept only on
+    /// success, so a broken message changes nothing.
+    pub fn parse(body: &[u8]) -> Result<Option<Metadata>, Error> {
+        let mut metadata = Metadata::default();
+        match parse_on_metadata(body, &mut metadata) {
+            Ok(true) => Ok(Some(metadata)),
+            Ok(false) | Err((false, _)) => Ok(None),
+            Err((true, error)) => Err(error),
+        }
+    }
+
     fn set(&mut self, name: &[u8], value: Value<'_>) {
         let number = value.as_number();
         match name {

@@ -13,12 +13,10 @@
 //! DISCONTINUITY-SEQUENCE grow by removed segments only (6.2.2); a live
 //! playlist stays at least three target durations long (6.2.2).
 
-mod datetime;
 mod parse;
 mod playlist;
 mod segmenter;
 
-pub use datetime::UtcDateTime;
 pub use parse::{ParsedPlaylist, PlaylistType, parse_media_playlist};
 pub use playlist::{KeyTag, MediaPlaylist, PlaylistKind, SegmentEntry};
 pub use segmenter::{CutPolicy, Decision, Segmenter};

@@ -2,24 +2,24 @@
 //! feeds the sans-IO [`Session`] and forwards its media with backpressure.
 
 use std::net::SocketAddr;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 use tracing::{debug, info};
 
-use super::session::{Flow, Session};
-use super::{Error, IngestLimits, MediaMessage, PublishAuthorizer};
+use super::{Error, IngestLimits, PublishAuthorizer};
+use crate::rtmp::handshake::Step;
+use crate::rtmp::{Event, Flow, Handshake, MediaMessage, Session};
 
 /// Size of the per-connection read buffer, reused for every read. A few
 /// reads per video frame at typical bitrates; 1000 connections cost 16 MiB.
 const READ_BUF_BYTES: usize = 16 * 1024;
 
 /// Runs one connection to its end. Dropping the returned future (server
-/// shutdown) or returning drops the session and with it the publish's media
-/// sender, which is how the pipeline learns the publish ended.
+/// shutdown) or returning drops the publish's media sender, which is how
+/// the pipeline learns the publish ended.
 ///
 /// Until a publish starts, every read and write also races one deadline,
 /// `handshake_timeout` after the start: a peer trickling bytes (slow loris)
@@ -42,25 +42,28 @@ where
         .map_err(|_| Error::HandshakeTimeout)??;
 
     let mut out = Vec::with_capacity(1024);
-    let mut media: Vec<MediaMessage> = Vec::with_capacity(64);
-    let mut session = Session::new(authorizer, peer, &limits);
-    let mut step = session.handle_input(&leftover, &mut out, &mut media);
+    let mut events: Vec<Event> = Vec::with_capacity(64);
+    let mut session = Session::new(&limits.session());
+    // The accepted publish's channel to its pipeline; dropping it ends the publish.
+    let mut media: Option<mpsc::Sender<MediaMessage>> = None;
+    let mut step = session.handle_input(&leftover, &mut out, &mut events);
     drop(leftover);
 
     loop {
-        // Media first: it was accepted before any error or close in this
-        // batch, and the peer may already be gone for writes. A full
-        // channel parks us here, so the socket is not read and TCP flow
-        // control slows the encoder; nothing accepted is dropped.
-        match session.media_sender() {
-            Some(sender) => {
-                for message in media.drain(..) {
-                    sender.send(message).await.map_err(|_| Error::MediaClosed)?;
+        // Events first, in order: the media was accepted before any error or
+        // close in this batch, and the peer may already be gone for writes.
+        // A full channel parks us here, so the socket is not read and TCP
+        // flow control slows the encoder; nothing accepted is dropped.
+        while let Some(request) = forward(&mut events, &mut media).await? {
+            step = match authorizer.authorize(&request.app, &request.stream_key, request.query.as_deref(), peer) {
+                Ok(grant) => {
+                    tracing::Span::current().record("stream", grant.stream.as_str());
+                    media = Some(grant.media);
+                    session.accept_publish(&grant.stream, &mut out, &mut events)
                 }
-            }
-            None => media.clear(),
+                Err(refused) => Ok(session.refuse_publish(refused, &mut out)),
+            };
         }
-        session.release_finished();
         // Before the publish starts, the start deadline bounds every wait;
         // once one has started (even if it has finished since), only idleness.
         published |= session.is_publishing();
@@ -96,8 +99,30 @@ where
             }
             return Ok(());
         };
-        step = session.handle_input(input, &mut out, &mut media);
+        step = session.handle_input(input, &mut out, &mut events);
     }
+}
+
+/// Forwards the session's media events to the publish's channel, in order,
+/// and ends the publish at its end event. Returns the publish request that
+/// stopped the session, if one did: it is always the last event.
+async fn forward(
+    events: &mut Vec<Event>,
+    media: &mut Option<mpsc::Sender<MediaMessage>>,
+) -> Result<Option<crate::rtmp::PublishRequest>, Error> {
+    let mut request = None;
+    for event in events.drain(..) {
+        match event {
+            Event::Media(message) => {
+                if let Some(sender) = media {
+                    sender.send(message).await.map_err(|_| Error::MediaClosed)?;
+                }
+            }
+            Event::PublishEnded => *media = None,
+            Event::PublishRequested(asked) => request = Some(asked),
+        }
+    }
+    Ok(request)
 }
 
 /// Server side of the RTMP handshake (C0/C1/C2 in, S0/S1/S2 out). Returns
@@ -106,27 +131,17 @@ async fn handshake<S>(socket: &mut S, buf: &mut [u8]) -> Result<Vec<u8>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut handshake = Handshake::new(PeerType::Server);
+    let mut handshake = Handshake::default();
     loop {
         let read = socket.read(buf).await?;
         let Some(input) = buf.get(..read).filter(|input| !input.is_empty()) else {
             return Err(Error::HandshakeEof);
         };
-        // rml_rtmp's handshake is fixed-size and has not been seen to
-        // panic, but it is third-party code reading peer bytes: a panic
-        // must end only this connection.
-        let result =
-            catch_unwind(AssertUnwindSafe(|| handshake.process_bytes(input))).map_err(|_| Error::ParserPanic)??;
-        match result {
-            HandshakeProcessResult::InProgress { response_bytes } => {
-                socket.write_all(&response_bytes).await?;
-            }
-            HandshakeProcessResult::Completed {
-                response_bytes,
-                remaining_bytes,
-            } => {
-                socket.write_all(&response_bytes).await?;
-                return Ok(remaining_bytes);
+        match handshake.handle_input(input)? {
+            Step::InProgress { response } => socket.write_all(&response).await?,
+            Step::Done { response, remaining } => {
+                socket.write_all(&response).await?;
+                return Ok(remaining);
             }
         }
     }
@@ -145,8 +160,10 @@ mod tests {
     use tokio::sync::mpsc;
     use tokio::task::JoinHandle;
 
-    use crate::rtmp::chunk;
-    use crate::rtmp::{PublishGrant, PublishRefused};
+    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+
+    use super::super::PublishGrant;
+    use crate::rtmp::{PublishRefused, chunk};
 
     /// Grants every publish; keeps the receivers so channels stay open.
     struct Grants(std::sync::Mutex<Vec<mpsc::Receiver<MediaMessage>>>);

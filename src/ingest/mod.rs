@@ -2,42 +2,25 @@
 //!
 //! [`serve`] accepts TCP connections (mini-redis style: a `Semaphore` caps
 //! them, a per-IP count refuses floods from one address, one task per
-//! connection in a `peer` span). Each connection runs the RTMP handshake,
-//! then sealcast's own [`Session`], asks a [`PublishAuthorizer`] whether a
-//! publish may start, and forwards that publish's media, in arrival order,
-//! into the bounded channel of the [`PublishGrant`]. A full channel stops the
+//! connection in a `peer` span). Each connection runs the sans-IO
+//! [`crate::rtmp::Handshake`] and [`crate::rtmp::Session`] over its socket;
+//! when the session reports a publish request, the driver asks the
+//! [`PublishAuthorizer`] (the stream registry) and hands the answer back to
+//! the session; then it forwards that publish's media, in arrival order, into
+//! the bounded channel of the [`PublishGrant`]. A full channel stops the
 //! connection from reading its socket, so a slow pipeline slows the encoder
 //! through TCP flow control and no accepted message is ever dropped. The
 //! publish ends, and the pipeline learns it by its receiver returning
-//! `None`, when the connection drops the grant: on unpublish, disconnect,
-//! error, idle timeout or server shutdown.
+//! `None`, when the connection drops the grant's sender: on unpublish,
+//! disconnect, error, idle timeout or server shutdown.
 //!
 //! This module knows nothing about FLV demuxing, HLS, files or keys.
 //!
-//! Why not rml_rtmp's `ServerSession`: rml_rtmp 0.8 (unmaintained since
-//! 2023) panics on input any client can send (a bare `@setDataFrame` data
-//! message; chunk streams interleaved chunk by chunk, because its chunk
-//! deserializer keeps one payload buffer for all chunk streams; a type 1
-//! header shrinking the length mid-message), and rml_amf0 decodes nested
-//! values recursively, so a deeply nested AMF0 value overflows the stack,
-//! which aborts the whole process where `catch_unwind` cannot help. So no
-//! peer byte after the handshake reaches either crate: [`chunk`] (chunk
-//! stream, all size limits), [`amf0`] (bounded, iterative) and `session`
-//! (commands, media) are ours, sans-IO and fuzzable. rml_rtmp still does the
-//! handshake (fixed-size, bounded, still run under `catch_unwind`), and
-//! lends its `StreamMetadata` type.
-//!
 //! Pieces:
-//! - [`chunk`]: chunk stream decoder and encoder.
-//! - [`amf0`]: AMF0 reader and writer (the crate's [`crate::amf0`],
-//!   re-exported here for existing users).
-//! - `session`: sans-IO, bytes in, outbound bytes and [`MediaMessage`]s out.
 //! - `connection`: the per-connection driver (socket, timeouts, backpressure).
 //! - [`serve`] here: the accept loop.
 
-pub mod chunk;
 mod connection;
-mod session;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -45,40 +28,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rml_rtmp::handshake::HandshakeError;
-use rml_rtmp::sessions::StreamMetadata;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::{Id, JoinError, JoinSet};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-pub use crate::amf0;
-pub use crate::amf0::Amf0Error;
-pub use chunk::ChunkError;
-pub use session::{Flow, Session};
-
-/// One media message of a publish, in arrival order. Bodies are FLV tag
-/// bodies (what RTMP audio/video messages carry, FLV spec v10.1 E.4.2/E.4.3).
-#[derive(Debug, Clone, PartialEq)]
-pub enum MediaMessage {
-    /// An RTMP video message (message type 9).
-    Video {
-        /// RTMP message timestamp (the FLV tag's DTS), 32-bit ms, wraps.
-        timestamp_ms: u32,
-        /// The FLV VIDEODATA body: frame type/codec byte, then codec payload.
-        body: bytes::Bytes,
-    },
-    /// An RTMP audio message (message type 8).
-    Audio {
-        /// RTMP message timestamp, 32-bit ms, wraps.
-        timestamp_ms: u32,
-        /// The FLV AUDIODATA body: format byte, then codec payload.
-        body: bytes::Bytes,
-    },
-    /// onMetaData (with or without the @setDataFrame prefix), read by
-    /// [`amf0`] into rml_rtmp's metadata type.
-    Metadata(StreamMetadata),
-}
+use crate::rtmp::{HandshakeError, SessionLimits};
+pub use crate::rtmp::{MediaMessage, PublishRefused};
 
 /// What the server's stream registry answers to a publish request.
 #[derive(Debug)]
@@ -88,20 +44,6 @@ pub struct PublishGrant {
     /// Where the connection sends the publish's media. Dropped by the
     /// connection when the publish ends, which closes the channel.
     pub media: mpsc::Sender<MediaMessage>,
-}
-
-/// Why a publish request was refused. The text is sent to the encoder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum PublishRefused {
-    /// Unknown app or wrong key (deliberately not saying which).
-    #[error("unknown app or stream key")]
-    BadKey,
-    /// Another connection is already publishing this stream.
-    #[error("stream is already live")]
-    AlreadyLive,
-    /// The server no longer starts publishes.
-    #[error("server is shutting down")]
-    ShuttingDown,
 }
 
 /// Decides whether a publish may start (implemented by the stream registry).
@@ -143,6 +85,16 @@ pub struct IngestLimits {
     pub max_chunk_size_bytes: u32,
 }
 
+impl IngestLimits {
+    /// The limits the RTMP session enforces.
+    pub fn session(&self) -> SessionLimits {
+        SessionLimits {
+            max_message_bytes: self.max_message_bytes,
+            max_chunk_size_bytes: self.max_chunk_size_bytes,
+        }
+    }
+}
+
 impl Default for IngestLimits {
     fn default() -> Self {
         Self {
@@ -173,22 +125,13 @@ pub enum Error {
     /// The peer closed the connection before the handshake finished.
     #[error("peer closed the connection during the handshake")]
     HandshakeEof,
-    /// The peer's handshake bytes were not RTMP.
-    #[error("bad handshake: {0}")]
+    /// The peer's handshake bytes were not RTMP (or made the handshake
+    /// code panic).
+    #[error(transparent)]
     Handshake(#[from] HandshakeError),
-    /// The chunk stream broke the protocol or a limit.
-    #[error("rtmp chunk stream: {0}")]
-    Chunk(#[from] ChunkError),
-    /// A command's AMF0 was malformed.
-    #[error("rtmp command: {0}")]
-    Amf0(#[from] Amf0Error),
-    /// A command out of order (e.g. publish before connect).
-    #[error("rtmp protocol error: {0}")]
-    Protocol(&'static str),
-    /// rml_rtmp's handshake panicked on the peer's bytes; treated as a
-    /// protocol error.
-    #[error("rtmp handshake panicked on peer input")]
-    ParserPanic,
+    /// The RTMP session broke off: a protocol error or a limit.
+    #[error(transparent)]
+    Session(#[from] crate::rtmp::Error),
     /// The peer sent nothing for `idle_timeout`.
     #[error("peer idle for {0:?}")]
     IdleTimeout(Duration),
@@ -352,10 +295,8 @@ fn report_task_end(
 fn log_connection_end(result: Result<(), Error>) {
     match result {
         Ok(()) => debug!("connection closed"),
-        Err(err @ Error::ParserPanic) => error!("closing connection: {err}"),
-        Err(err @ (Error::Chunk(_) | Error::Amf0(_) | Error::Protocol(_) | Error::MediaClosed)) => {
-            warn!("closing connection: {err}")
-        }
+        Err(err @ Error::Handshake(HandshakeError::ParserPanic)) => error!("closing connection: {err}"),
+        Err(err @ (Error::Session(_) | Error::MediaClosed)) => warn!("closing connection: {err}"),
         Err(err @ (Error::Handshake(_) | Error::HandshakeTimeout | Error::HandshakeEof | Error::PublishTimeout(_))) => {
             debug!("closing connection: {err}")
         }

@@ -5,8 +5,8 @@
 //! encryption, master playlists) rather than misread them.
 
 use super::Error;
-use super::datetime::UtcDateTime;
 use super::playlist::{KeyTag, SegmentEntry, is_clean_uri};
+use crate::clock::UtcDateTime;
 
 /// `EXT-X-PLAYLIST-TYPE` (RFC 8216 4.3.3.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

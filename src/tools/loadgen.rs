@@ -27,8 +27,8 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::amf0::{self, Value, write};
 use crate::flv::{self, TagKind};
-use crate::rtmp::amf0::{self, Value, write};
 use crate::rtmp::chunk::{self, ChunkDecoder, ChunkLimits, Message, message_type};
 
 /// A publisher whose oldest unsent tag is later than this is behind.

@@ -1,10 +1,59 @@
-//! UTC date-times for `#EXT-X-PROGRAM-DATE-TIME` (RFC 8216 4.3.2.6), written
-//! as RFC 3339 `date-time` with milliseconds and `Z`.
+//! Time, for everyone: the [`Clock`] trait that adapters implement with the
+//! system clock and tests with a [`ManualClock`] they move, and UTC date-times
+//! for `#EXT-X-PROGRAM-DATE-TIME` (RFC 8216 4.3.2.6) and AWS SigV4, written as
+//! RFC 3339 `date-time` with milliseconds and `Z`.
+//!
+//! Nothing here reads the clock: the cores take times as arguments, and the
+//! one reader of the system clock is the adapters' `sealcast::clock::SystemClock`.
 //!
 //! Calendar conversion is Howard Hinnant's `civil_from_days` /
 //! `days_from_civil` (proleptic Gregorian calendar), so no date crate is needed.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Where "now" comes from. Injected (as `Arc<dyn Clock>`), so token expiry,
+/// cache lifetimes and sessions are tested by moving a clock, not by sleeping.
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_unix_ms(&self) -> u64;
+
+    /// Whole seconds since the Unix epoch.
+    fn now_unix_secs(&self) -> u64 {
+        self.now_unix_ms() / 1000
+    }
+}
+
+/// A clock that stands still until it is moved: for tests and for replaying
+/// recorded input.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    /// A clock showing `unix_secs`.
+    pub fn at_unix_secs(unix_secs: u64) -> Self {
+        Self(AtomicU64::new(unix_secs.saturating_mul(1000)))
+    }
+
+    /// Sets the time to `unix_secs`.
+    pub fn set_unix_secs(&self, unix_secs: u64) {
+        self.0.store(unix_secs.saturating_mul(1000), Ordering::Relaxed);
+    }
+
+    /// Moves the clock forward (or back, with a negative value) by `secs`.
+    pub fn advance_secs(&self, secs: i64) {
+        let delta_ms = secs.saturating_mul(1000);
+        let _ = self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |ms| {
+            Some(ms.saturating_add_signed(delta_ms))
+        });
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_unix_ms(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 const MS_PER_DAY: i64 = 86_400_000;
 

@@ -26,6 +26,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, ReadBuf, Take};
 use tokio_util::io::ReaderStream;
 use tracing::{debug, error};
 
+pub mod api;
+pub mod web;
+
 use crate::auth::Secret;
 use crate::keyservice::{Credential, KeyError, KeyService};
 use crate::live::Registry;
@@ -65,7 +68,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .with_state(Arc::clone(&state))
         .merge(key_routes(Arc::clone(&state.keys)));
     if state.admin_token.is_some() {
-        app = app.merge(crate::api::routes(Arc::clone(&state)));
+        app = app.merge(api::routes(Arc::clone(&state)));
     }
     finish(app, cors_policy)
 }

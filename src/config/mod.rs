@@ -1493,7 +1493,7 @@ fn create_secret_file(path: &Path, make: impl FnOnce() -> io::Result<String>) ->
         Err(e) => return Err(e),
     }
     let text = zeroize::Zeroizing::new(make()? + "\n");
-    match crate::store::write_private_atomic(path, text.as_bytes(), crate::store::Place::New) {
+    match crate::storage::write_private_atomic(path, text.as_bytes(), crate::storage::Place::New) {
         Ok(()) => Ok(true),
         // Another start created it first: theirs is the secret.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
@@ -1584,7 +1584,7 @@ mod tests {
 
     #[test]
     fn example_file_parses_and_validates() {
-        let text = include_str!("../sealcast.example.toml");
+        let text = include_str!("../../sealcast.example.toml");
         let c = Config::from_toml_str(text).unwrap();
         // Every value differs from the default, so a key the parser silently
         // dropped would show up here.

@@ -11,7 +11,7 @@ use crate::hls::{self, CutPolicy, KeyTag, MediaPlaylist, SegmentEntry};
 use crate::kms::{Kms, KmsError};
 use crate::names::{self, KeyUri, StreamName};
 use crate::pipeline::{Output, Pipeline, PipelineConfig, SegmentKey};
-use crate::store;
+use crate::storage;
 
 /// Why packaging or decrypting failed.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +99,7 @@ pub async fn package(
         };
         let file_name = names::segment_file_name(&publish_id, segment.sequence);
         let path = outdir.join(&file_name);
-        store::write_atomic_pieces(&path, &segment.pieces).map_err(io_err(&path))?;
+        storage::write_atomic_pieces(&path, &segment.pieces).map_err(io_err(&path))?;
         report.segments += 1;
         if last_key_id.as_ref() != Some(&segment.key.id) {
             report.keys += 1;
@@ -169,7 +169,7 @@ pub async fn package(
     }
     playlist.end();
     let playlist_path = outdir.join("index.m3u8");
-    store::write_atomic(&playlist_path, playlist.render(None).as_bytes()).map_err(io_err(&playlist_path))?;
+    storage::write_atomic(&playlist_path, playlist.render(None).as_bytes()).map_err(io_err(&playlist_path))?;
     Ok(report)
 }
 
@@ -211,6 +211,6 @@ pub async fn decrypt(playlist_path: &Path, output: &Path, kms: &dyn Kms) -> Resu
         ts.extend_from_slice(&bytes);
         segments += 1;
     }
-    store::write_atomic(output, &ts).map_err(io_err(output))?;
+    storage::write_atomic(output, &ts).map_err(io_err(output))?;
     Ok(segments)
 }

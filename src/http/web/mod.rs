@@ -34,8 +34,8 @@ use serde::Deserialize;
 pub use operator::OperatorAccess;
 
 use crate::auth::{self, Secret};
+use crate::clock::now_unix_secs;
 use crate::config::HttpConfig;
-use crate::keyservice::now_unix_secs;
 use crate::live::Registry;
 use crate::names::StreamName;
 

@@ -32,12 +32,13 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::auth::Secret;
 use crate::flv::TagKind;
 use crate::hls::{CutPolicy, KeyTag, MediaPlaylist, SegmentEntry, parse_media_playlist};
+use crate::ingest::{PublishAuthorizer, PublishGrant};
 use crate::kms::{Backoff, KeyPrefetcher, Kms};
 use crate::media::{CLOCK_90K, Tracks};
 use crate::names::{self, KeyUri, StreamName};
 use crate::pipeline::{ClosedSegment, Output, Pipeline, PipelineConfig, SegmentKey};
-use crate::rtmp::{MediaMessage, PublishAuthorizer, PublishGrant, PublishRefused};
-use crate::store;
+use crate::rtmp::{MediaMessage, PublishRefused};
+use crate::storage;
 
 /// Media messages buffered between an RTMP connection and its pipeline. When
 /// full, the connection stops reading: backpressure, never loss.
@@ -362,7 +363,7 @@ impl Stream {
     /// discontinuity sequence numbers continue where they were.
     async fn write_playlist(&self, text: String) {
         let path = self.dir.join(PLAYLIST_FILE);
-        let result = tokio::task::spawn_blocking(move || store::replace_atomic(&path, text.as_bytes())).await;
+        let result = tokio::task::spawn_blocking(move || storage::replace_atomic(&path, text.as_bytes())).await;
         match result {
             // Closing the old playlist may stall (see `replace_atomic`):
             // done in the background, after the new one is in place.
@@ -451,7 +452,7 @@ async fn unlisted_segments(dir: &Path, listed: &[String]) -> Vec<PathBuf> {
     while let Ok(Some(entry)) = entries.next_entry().await {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let unfinished = store::unfinished_name(name).is_some_and(names::is_segment_file_name);
+        let unfinished = storage::unfinished_name(name).is_some_and(names::is_segment_file_name);
         if unfinished || (names::is_segment_file_name(name) && !listed.iter().any(|l| l == name)) {
             unlisted.push(entry.path());
         }
@@ -484,14 +485,14 @@ struct Publish {
 /// segment is always whole).
 struct SegmentFile {
     sequence: u64,
-    file: store::AtomicFile,
+    file: storage::AtomicFile,
 }
 
 impl SegmentFile {
     /// Creates the temporary file (and the stream's directory).
     fn create(dir: &Path, file_name: &str, sequence: u64) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let file = store::AtomicFile::create(&dir.join(file_name))?;
+        let file = storage::AtomicFile::create(&dir.join(file_name))?;
         Ok(Self { sequence, file })
     }
 
@@ -613,8 +614,8 @@ impl Publish {
             MediaMessage::Audio { timestamp_ms, body } => self.pipeline.push(TagKind::Audio, timestamp_ms, &body),
             MediaMessage::Metadata(metadata) => {
                 let mut state = self.stream.lock();
-                state.info.width = metadata.video_width;
-                state.info.height = metadata.video_height;
+                state.info.width = metadata.width.map(|w| w as u32);
+                state.info.height = metadata.height.map(|h| h as u32);
                 return;
             }
         };
@@ -757,7 +758,7 @@ impl Publish {
             Some(file) => file.complete(&pieces),
             None => {
                 std::fs::create_dir_all(&dir)?;
-                store::write_atomic_pieces(&path, &pieces)
+                storage::write_atomic_pieces(&path, &pieces)
             }
         })
         .await

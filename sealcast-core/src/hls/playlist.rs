@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::fmt::{self, Write as _};
 
-use super::datetime::UtcDateTime;
+use crate::clock::UtcDateTime;
 
 /// An `EXT-X-KEY` with `METHOD=AES-128` (RFC 8216 4.3.2.4). The IV is always
 /// written: without it the IV would be the media sequence number, of which

@@ -2,31 +2,30 @@
 //! chunk stream, protocol control, commands and media (RTMP 1.0
 //! specification sections 5 to 7).
 //!
-//! sealcast's rules: accept any connect, authorize publishes through the
-//! [`PublishAuthorizer`], allow one publish per connection, refuse play,
-//! answer the commands encoders send around publishing the way nginx-rtmp
-//! and SRS do. Bytes come in through [`Session::handle_input`]; bytes for the
-//! peer and media for the pipeline are appended to buffers the caller owns
-//! and reuses. No peer byte reaches rml_rtmp or rml_amf0: chunks are read by
+//! sealcast's rules: accept any connect, let the driver decide each publish
+//! ([`Event::PublishRequested`], answered by [`Session::accept_publish`] or
+//! [`Session::refuse_publish`]), allow one publish per connection, refuse
+//! play, answer the commands encoders send around publishing the way
+//! nginx-rtmp and SRS do. Bytes come in through [`Session::handle_input`];
+//! bytes for the peer and events for the driver are appended to buffers the
+//! caller owns and reuses. No peer byte reaches rml_rtmp or rml_amf0: chunks are read by
 //! [`super::chunk`], AMF0 by [`crate::amf0`], both bounded and iterative.
 //! Our own replies are written by the same modules (a few fixed messages,
 //! serialized straight into the caller's buffer, in a fixed property order).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::VecDeque;
 
 use bytes::Bytes;
-use rml_rtmp::sessions::StreamMetadata;
-use tokio::sync::mpsc;
 use tracing::{debug, info, trace, warn};
 
 use super::chunk::{self, ChunkDecoder, ChunkLimits, Message, message_type};
-use super::{Error, IngestLimits, MediaMessage, PublishAuthorizer, PublishGrant, PublishRefused};
-use crate::amf0::{self, Command, Properties, Value, write};
+use super::{Error, Event, Flow, MediaMessage, PublishRefused, PublishRequest, SessionLimits};
+use crate::amf0::{self, Command, write};
+use crate::flv::Metadata;
 
 /// Our outbound chunk size. 4096 is what OBS, ffmpeg and nginx-rtmp use; the
 /// RTMP default of 128 would split every command into many chunks.
-pub(crate) const CHUNK_SIZE_BYTES: u32 = 4096;
+pub const CHUNK_SIZE_BYTES: u32 = 4096;
 
 /// Window acknowledgement size and peer bandwidth we announce (nginx-rtmp's
 /// and rml_rtmp's value).
@@ -52,21 +51,11 @@ const EVENT_PING_RESPONSE: u16 = 7;
 /// FLV tag header size inside aggregate messages (FLV spec v10.1 E.4.1).
 const FLV_TAG_HEADER_BYTES: usize = 11;
 
-/// What the driver does after handing the session some bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
-    /// Keep reading.
-    Continue,
-    /// Flush the outbound bytes and media already produced, then close: a
-    /// request was refused or the peer broke the protocol.
-    Close,
-}
-
 /// The accepted publish.
 #[derive(Debug)]
 struct Publish {
-    /// Dropping it ends the pipeline's channel.
-    grant: PublishGrant,
+    /// "app/name" as the driver named it, for log lines (never the key).
+    stream: String,
     /// The message stream the publish runs on; media elsewhere is ignored.
     stream_id: u32,
 }
@@ -78,20 +67,23 @@ pub struct Session {
     /// Limits once a publish is authorized.
     publish_limits: ChunkLimits,
     /// Messages decoded from one input, reused.
-    messages: Vec<Message>,
+    decoded: Vec<Message>,
+    /// Decoded messages not handled yet: those after a publish request wait
+    /// here for its answer.
+    queue: VecDeque<Message>,
+    /// A chunk stream error met after the queued messages: reported once
+    /// they are handled (they were sent before it).
+    deferred_error: Option<Error>,
     /// One outgoing message body, reused.
     scratch: Vec<u8>,
     out_chunk_size: u32,
-    authorizer: Arc<dyn PublishAuthorizer>,
-    peer: SocketAddr,
+    /// The message stream of a publish request awaiting its answer.
+    awaiting_answer: Option<u32>,
     /// The app from the accepted connect.
     app: Option<String>,
     /// Message stream ids handed out by createStream: 1..=streams_created.
     streams_created: u32,
     publish: Option<Publish>,
-    /// A publish that just finished, kept until the driver has forwarded the
-    /// media that came before its end ([`Session::release_finished`]).
-    finished: Option<Publish>,
     /// The peer's Window Acknowledgement Size; 0 until it sends one.
     peer_window_bytes: u32,
     bytes_received: u64,
@@ -103,7 +95,7 @@ pub struct Session {
 impl Session {
     /// A session that accepts what `limits` allow once publishing, and
     /// much less before (commands only).
-    pub fn new(authorizer: Arc<dyn PublishAuthorizer>, peer: SocketAddr, limits: &IngestLimits) -> Self {
+    pub fn new(limits: &SessionLimits) -> Self {
         let publish_limits = ChunkLimits {
             max_chunk_size: limits.max_chunk_size_bytes,
             max_message_bytes: limits.max_message_bytes,
@@ -120,15 +112,15 @@ impl Session {
         Self {
             decoder: ChunkDecoder::new(pre_publish),
             publish_limits,
-            messages: Vec::with_capacity(16),
+            decoded: Vec::with_capacity(16),
+            queue: VecDeque::with_capacity(16),
+            deferred_error: None,
             scratch: Vec::with_capacity(512),
             out_chunk_size: chunk::DEFAULT_CHUNK_SIZE,
-            authorizer,
-            peer,
+            awaiting_answer: None,
             app: None,
             streams_created: 0,
             publish: None,
-            finished: None,
             peer_window_bytes: 0,
             bytes_received: 0,
             acknowledged_at: 0,
@@ -137,33 +129,84 @@ impl Session {
     }
 
     /// Feeds bytes received from the peer. Bytes for the peer are appended
-    /// to `out`, media of the accepted publish to `media`, both in order.
+    /// to `out`, events for the driver to `events`, both in order.
     ///
-    /// On `Err` the connection must close, but `out` and `media` may still
-    /// hold what was produced before the error, to be flushed first.
-    pub fn handle_input(
-        &mut self,
-        bytes: &[u8],
-        out: &mut Vec<u8>,
-        media: &mut Vec<MediaMessage>,
-    ) -> Result<Flow, Error> {
+    /// On `Err` the connection must close, but `out` and `events` may still
+    /// hold what was produced before the error, to be handled first. After
+    /// an [`Event::PublishRequested`], later messages wait for the answer.
+    pub fn handle_input(&mut self, bytes: &[u8], out: &mut Vec<u8>, events: &mut Vec<Event>) -> Result<Flow, Error> {
         self.bytes_received += bytes.len() as u64;
-        let mut messages = std::mem::take(&mut self.messages);
-        let decoded = self.decoder.handle_input(bytes, &mut messages);
-        let mut flow = Ok(Flow::Continue);
+        let decoded = self.decoder.handle_input(bytes, &mut self.decoded);
+        self.queue.extend(self.decoded.drain(..));
         // Messages completed before a chunk error still count: they were
         // sent before it.
-        for message in messages.drain(..) {
-            flow = self.handle_message(message, out, media);
-            if !matches!(flow, Ok(Flow::Continue)) {
-                break;
+        if let Err(error) = decoded {
+            self.deferred_error.get_or_insert(error.into());
+        }
+        self.process(out, events)
+    }
+
+    /// Answers the pending [`Event::PublishRequested`]: the publish starts,
+    /// named `stream` ("app/name") in log lines, and the messages that
+    /// waited for the answer are handled.
+    pub fn accept_publish(&mut self, stream: &str, out: &mut Vec<u8>, events: &mut Vec<Event>) -> Result<Flow, Error> {
+        let Some(stream_id) = self.awaiting_answer.take() else {
+            return Err(Error::Protocol("publish accepted without a request"));
+        };
+        info!(%stream, "publish started");
+        self.decoder.set_limits(self.publish_limits);
+        let mut begin = [0; 6];
+        begin[..2].copy_from_slice(&EVENT_STREAM_BEGIN.to_be_bytes());
+        begin[2..].copy_from_slice(&stream_id.to_be_bytes());
+        self.control(out, message_type::USER_CONTROL, &begin);
+        self.status(out, stream_id, "status", "NetStream.Publish.Start", "publish started");
+        self.publish = Some(Publish {
+            stream: stream.to_owned(),
+            stream_id,
+        });
+        self.process(out, events)
+    }
+
+    /// Answers the pending [`Event::PublishRequested`] with a refusal: an
+    /// error status for the encoder, then [`Flow::Close`].
+    pub fn refuse_publish(&mut self, refused: PublishRefused, out: &mut Vec<u8>) -> Flow {
+        let Some(stream_id) = self.awaiting_answer.take() else {
+            return Flow::Close;
+        };
+        let app = printable(self.app.as_deref().unwrap_or_default().as_bytes());
+        match refused {
+            PublishRefused::BadKey => warn!(%app, "publish refused: {refused}"),
+            PublishRefused::AlreadyLive | PublishRefused::ShuttingDown | PublishRefused::Unavailable => {
+                info!(%app, "publish refused: {refused}");
             }
         }
-        self.messages = messages;
-        if !matches!(flow, Ok(Flow::Continue)) {
-            return flow;
+        let code = match refused {
+            PublishRefused::AlreadyLive => "NetStream.Publish.BadName",
+            PublishRefused::BadKey | PublishRefused::ShuttingDown | PublishRefused::Unavailable => {
+                "NetStream.Publish.Denied"
+            }
+        };
+        self.status(out, stream_id, "error", code, &refused.to_string());
+        Flow::Close
+    }
+
+    /// Handles queued messages until the queue is empty, a publish request
+    /// awaits its answer, or the connection must close.
+    fn process(&mut self, out: &mut Vec<u8>, events: &mut Vec<Event>) -> Result<Flow, Error> {
+        while self.awaiting_answer.is_none() {
+            let Some(message) = self.queue.pop_front() else {
+                break;
+            };
+            if self.handle_message(message, out, events)? == Flow::Close {
+                return Ok(Flow::Close);
+            }
         }
-        decoded?;
+        if self.awaiting_answer.is_some() {
+            return Ok(Flow::Continue);
+        }
+        if let Some(error) = self.deferred_error.take() {
+            return Err(error);
+        }
         self.acknowledge(out);
         Ok(Flow::Continue)
     }
@@ -173,39 +216,30 @@ impl Session {
         self.publish.as_ref().is_some_and(|p| p.stream_id == stream_id)
     }
 
-    /// The accepted publish's media sender, if a publish is live.
-    pub fn media_sender(&self) -> Option<&mpsc::Sender<MediaMessage>> {
-        self.publish
-            .as_ref()
-            .or(self.finished.as_ref())
-            .map(|publish| &publish.grant.media)
-    }
-
-    /// Drops a finished publish's grant, ending its pipeline's channel. The
-    /// driver calls it after forwarding the media of the batch that ended it.
-    pub fn release_finished(&mut self) {
-        self.finished = None;
-    }
-
     /// True while a publish is running (not after it finished).
     pub fn is_publishing(&self) -> bool {
         self.publish.is_some()
     }
 
-    fn handle_message(&mut self, message: Message, out: &mut Vec<u8>, media: &mut Vec<MediaMessage>) -> FlowResult {
+    /// True while a publish request waits for its answer.
+    pub fn is_awaiting_answer(&self) -> bool {
+        self.awaiting_answer.is_some()
+    }
+
+    fn handle_message(&mut self, message: Message, out: &mut Vec<u8>, events: &mut Vec<Event>) -> FlowResult {
         match message.type_id {
-            message_type::COMMAND_AMF0 => self.on_command(&message.payload, message.stream_id, out),
+            message_type::COMMAND_AMF0 => self.on_command(&message.payload, message.stream_id, out, events),
             // AMF3 command and data: a format byte (0 for AMF0 content, all
             // that encoders send), then AMF0 (as nginx-rtmp reads them).
             message_type::COMMAND_AMF3 => {
-                self.on_command(message.payload.get(1..).unwrap_or(&[]), message.stream_id, out)
+                self.on_command(message.payload.get(1..).unwrap_or(&[]), message.stream_id, out, events)
             }
             message_type::DATA_AMF0 => {
-                self.on_data(&message.payload, message.stream_id, media);
+                self.on_data(&message.payload, message.stream_id, events);
                 Ok(Flow::Continue)
             }
             message_type::DATA_AMF3 => {
-                self.on_data(message.payload.get(1..).unwrap_or(&[]), message.stream_id, media);
+                self.on_data(message.payload.get(1..).unwrap_or(&[]), message.stream_id, events);
                 Ok(Flow::Continue)
             }
             message_type::AUDIO | message_type::VIDEO => {
@@ -214,12 +248,12 @@ impl Session {
                     message.stream_id,
                     message.timestamp_ms,
                     message.payload,
-                    media,
+                    events,
                 );
                 Ok(Flow::Continue)
             }
             message_type::AGGREGATE => {
-                self.on_aggregate(&message, media);
+                self.on_aggregate(&message, events);
                 Ok(Flow::Continue)
             }
             message_type::USER_CONTROL => {
@@ -241,7 +275,7 @@ impl Session {
         }
     }
 
-    fn on_command(&mut self, payload: &[u8], stream_id: u32, out: &mut Vec<u8>) -> FlowResult {
+    fn on_command(&mut self, payload: &[u8], stream_id: u32, out: &mut Vec<u8>, events: &mut Vec<Event>) -> FlowResult {
         let command = amf0::parse_command(payload)?;
         match command.name {
             b"connect" => self.on_connect(&command, out),
@@ -262,8 +296,8 @@ impl Session {
                 self.reply_result(command.transaction_id, out, |b| write::number(b, f64::from(id)));
                 Ok(Flow::Continue)
             }
-            b"publish" => self.on_publish(command, stream_id, out),
-            b"FCUnpublish" | b"deleteStream" | b"closeStream" => Ok(self.on_unpublish(command, stream_id)),
+            b"publish" => self.on_publish(command, stream_id, out, events),
+            b"FCUnpublish" | b"deleteStream" | b"closeStream" => Ok(self.on_unpublish(command, stream_id, events)),
             b"play" | b"play2" => {
                 info!("play request refused: this server only ingests (viewers use HLS)");
                 self.status(
@@ -347,13 +381,19 @@ impl Session {
         self.send_scratch(out, CSID_COMMAND, message_type::COMMAND_AMF0, 0);
     }
 
-    fn on_publish(&mut self, command: Command<'_>, stream_id: u32, out: &mut Vec<u8>) -> FlowResult {
+    fn on_publish(
+        &mut self,
+        command: Command<'_>,
+        stream_id: u32,
+        out: &mut Vec<u8>,
+        events: &mut Vec<Event>,
+    ) -> FlowResult {
         let Some(app) = self.app.clone() else {
             return Err(Error::Protocol("publish before connect"));
         };
         if let Some(publish) = &self.publish {
             // The first publish stays live; the second is simply not allowed.
-            warn!(stream = %publish.grant.stream, "second publish on one connection refused");
+            warn!(stream = %publish.stream, "second publish on one connection refused");
             self.status(
                 out,
                 stream_id,
@@ -391,39 +431,19 @@ impl Session {
             return Ok(Flow::Close);
         };
         let (stream_key, query) = split_stream_key(raw_key);
-        match self.authorizer.authorize(&app, stream_key, query, self.peer) {
-            Ok(grant) => {
-                tracing::Span::current().record("stream", grant.stream.as_str());
-                info!(stream = %grant.stream, "publish started");
-                self.decoder.set_limits(self.publish_limits);
-                let mut begin = [0; 6];
-                begin[..2].copy_from_slice(&EVENT_STREAM_BEGIN.to_be_bytes());
-                begin[2..].copy_from_slice(&stream_id.to_be_bytes());
-                self.control(out, message_type::USER_CONTROL, &begin);
-                self.status(out, stream_id, "status", "NetStream.Publish.Start", "publish started");
-                self.publish = Some(Publish { grant, stream_id });
-                Ok(Flow::Continue)
-            }
-            Err(refused) => {
-                match refused {
-                    PublishRefused::BadKey => warn!(%app, "publish refused: {refused}"),
-                    PublishRefused::AlreadyLive | PublishRefused::ShuttingDown => {
-                        info!(%app, "publish refused: {refused}");
-                    }
-                }
-                let code = match refused {
-                    PublishRefused::AlreadyLive => "NetStream.Publish.BadName",
-                    PublishRefused::BadKey | PublishRefused::ShuttingDown => "NetStream.Publish.Denied",
-                };
-                self.status(out, stream_id, "error", code, &refused.to_string());
-                Ok(Flow::Close)
-            }
-        }
+        let request = PublishRequest {
+            app,
+            stream_key: stream_key.to_owned(),
+            query: query.map(str::to_owned),
+        };
+        self.awaiting_answer = Some(stream_id);
+        events.push(Event::PublishRequested(request));
+        Ok(Flow::Continue)
     }
 
     /// FCUnpublish, deleteStream or closeStream: the end of our publish when
     /// it names it; otherwise nothing (encoders clean up other streams too).
-    fn on_unpublish(&mut self, command: Command<'_>, stream_id: u32) -> Flow {
+    fn on_unpublish(&mut self, command: Command<'_>, stream_id: u32, events: &mut Vec<Event>) -> Flow {
         let Some(publish) = &self.publish else {
             return Flow::Continue;
         };
@@ -440,11 +460,12 @@ impl Session {
             _ => true,
         };
         if ends {
-            info!(stream = %publish.grant.stream, "publish finished");
+            info!(stream = %publish.stream, "publish finished");
             // The connection stays open for the encoder to close: some
             // (GStreamer's rtmp2sink) report an error when the server hangs
-            // up first. The grant goes once this batch's media is forwarded.
-            self.finished = self.publish.take();
+            // up first.
+            self.publish = None;
+            events.push(Event::PublishEnded);
         }
         Flow::Continue
     }
@@ -452,33 +473,33 @@ impl Session {
     /// @setDataFrame/onMetaData (with or without the @setDataFrame prefix)
     /// on the publish's stream. Anything else, or malformed AMF0, is ignored:
     /// a broken metadata message must not end a publish.
-    fn on_data(&mut self, payload: &[u8], stream_id: u32, media: &mut Vec<MediaMessage>) {
+    fn on_data(&mut self, payload: &[u8], stream_id: u32, events: &mut Vec<Event>) {
         if !self.is_publish_stream(stream_id) {
             return;
         }
-        match parse_metadata(payload) {
-            Ok(Some(metadata)) => media.push(MediaMessage::Metadata(metadata)),
+        match Metadata::parse(payload) {
+            Ok(Some(metadata)) => events.push(Event::Media(MediaMessage::Metadata(metadata))),
             Ok(None) => trace!("ignoring data message"),
             Err(error) => self.note_ignored(format_args!("malformed data message: {error}")),
         }
     }
 
-    fn on_media(&mut self, type_id: u8, stream_id: u32, timestamp_ms: u32, body: Bytes, media: &mut Vec<MediaMessage>) {
+    fn on_media(&mut self, type_id: u8, stream_id: u32, timestamp_ms: u32, body: Bytes, events: &mut Vec<Event>) {
         if !self.is_publish_stream(stream_id) {
             trace!(type_id, stream_id, "ignoring media outside the publish");
             return;
         }
-        media.push(if type_id == message_type::VIDEO {
+        events.push(Event::Media(if type_id == message_type::VIDEO {
             MediaMessage::Video { timestamp_ms, body }
         } else {
             MediaMessage::Audio { timestamp_ms, body }
-        });
+        }));
     }
 
     /// Aggregate message (spec 7.1.6): FLV tags (header, body, back
     /// pointer), timestamps relative to the first tag, rebased on the
     /// message's. Split without copying; a malformed tag ends the split.
-    fn on_aggregate(&mut self, message: &Message, media: &mut Vec<MediaMessage>) {
+    fn on_aggregate(&mut self, message: &Message, events: &mut Vec<Event>) {
         let payload = &message.payload;
         let mut pos = 0;
         let mut first_ts = None;
@@ -504,10 +525,10 @@ impl Session {
                     message.stream_id,
                     timestamp_ms,
                     payload.slice(start..end),
-                    media,
+                    events,
                 ),
                 message_type::DATA_AMF0 => {
-                    self.on_data(payload.get(start..end).unwrap_or(&[]), message.stream_id, media);
+                    self.on_data(payload.get(start..end).unwrap_or(&[]), message.stream_id, events);
                 }
                 _ => {}
             }
@@ -600,58 +621,6 @@ fn write_status_fields(body: &mut Vec<u8>, level: &str, code: &str, description:
     write::string(body, description);
 }
 
-/// onMetaData into rml_rtmp's `StreamMetadata` (the type
-/// `MediaMessage::Metadata` carries), with the property names and
-/// conversions rml_rtmp used. `Ok(None)` for other data messages.
-fn parse_metadata(payload: &[u8]) -> Result<Option<StreamMetadata>, amf0::Amf0Error> {
-    let mut reader = amf0::Reader::new(payload);
-    let mut name = reader.read()?;
-    if name.as_str() == Some("@setDataFrame") {
-        name = reader.read()?;
-    }
-    if name.as_str() != Some("onMetaData") {
-        return Ok(None);
-    }
-    let Value::Object(properties) = reader.read()? else {
-        return Ok(None);
-    };
-    let mut metadata = StreamMetadata::new();
-    apply_metadata(&mut metadata, properties)?;
-    Ok(Some(metadata))
-}
-
-fn apply_metadata(metadata: &mut StreamMetadata, properties: Properties<'_>) -> Result<(), amf0::Amf0Error> {
-    for property in properties {
-        let (name, value) = property?;
-        // Saturating float-to-int casts, as rml_rtmp's `as u32`.
-        let number = value.as_number();
-        let int = number.map(|n| n as u32);
-        match name {
-            b"width" => metadata.video_width = int.or(metadata.video_width),
-            b"height" => metadata.video_height = int.or(metadata.video_height),
-            b"videocodecid" => metadata.video_codec_id = int.or(metadata.video_codec_id),
-            b"videodatarate" => metadata.video_bitrate_kbps = int.or(metadata.video_bitrate_kbps),
-            b"framerate" => metadata.video_frame_rate = number.map(|n| n as f32).or(metadata.video_frame_rate),
-            b"audiocodecid" => metadata.audio_codec_id = int.or(metadata.audio_codec_id),
-            b"audiodatarate" => metadata.audio_bitrate_kbps = int.or(metadata.audio_bitrate_kbps),
-            b"audiosamplerate" => metadata.audio_sample_rate = int.or(metadata.audio_sample_rate),
-            b"audiochannels" => metadata.audio_channels = int.or(metadata.audio_channels),
-            b"stereo" => {
-                if let Value::Boolean(stereo) = value {
-                    metadata.audio_is_stereo = Some(stereo);
-                }
-            }
-            b"encoder" => {
-                if let Value::String(encoder) = value {
-                    metadata.encoder = Some(String::from_utf8_lossy(encoder).into_owned());
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
 /// A peer-chosen name for a log line: lossy UTF-8, at most 64 bytes.
 fn printable(name: &[u8]) -> String {
     String::from_utf8_lossy(name.get(..64).unwrap_or(name)).into_owned()
@@ -671,7 +640,7 @@ mod tests {
     use super::*;
 
     use std::collections::HashMap;
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     use rml_rtmp::chunk_io::{ChunkDeserializer, ChunkSerializer};
     use rml_rtmp::messages::{MessagePayload, RtmpMessage};
@@ -695,62 +664,53 @@ mod tests {
 
     type Call = (String, String, Option<String>);
 
-    /// Grants "live"/"sk_good" with a capacity-64 channel, or refuses with a
-    /// fixed answer; records every call.
-    struct TestAuthorizer {
+    /// The test's answers to publish requests: accepts "live"/"sk_good" as
+    /// "live/demo", or refuses with a fixed answer; records every request.
+    struct Answers {
         refuse: Option<PublishRefused>,
         calls: Mutex<Vec<Call>>,
-        receivers: Mutex<Vec<mpsc::Receiver<MediaMessage>>>,
     }
 
-    impl TestAuthorizer {
+    impl Answers {
         fn new(refuse: Option<PublishRefused>) -> Arc<Self> {
             Arc::new(Self {
                 refuse,
                 calls: Mutex::new(Vec::new()),
-                receivers: Mutex::new(Vec::new()),
             })
         }
+
         fn calls(&self) -> Vec<Call> {
             self.calls.lock().unwrap().clone()
         }
-    }
 
-    impl PublishAuthorizer for TestAuthorizer {
-        fn authorize(
-            &self,
-            app: &str,
-            stream_key: &str,
-            query: Option<&str>,
-            _peer: SocketAddr,
-        ) -> Result<PublishGrant, PublishRefused> {
+        fn answer(&self, request: &PublishRequest) -> Result<&'static str, PublishRefused> {
             self.calls
                 .lock()
                 .unwrap()
-                .push((app.to_owned(), stream_key.to_owned(), query.map(str::to_owned)));
+                .push((request.app.clone(), request.stream_key.clone(), request.query.clone()));
             if let Some(refused) = self.refuse {
                 return Err(refused);
             }
-            if app != "live" || stream_key != "sk_good" {
+            if request.app != "live" || request.stream_key != "sk_good" {
                 return Err(PublishRefused::BadKey);
             }
-            let (media, rx) = mpsc::channel(64);
-            self.receivers.lock().unwrap().push(rx);
-            Ok(PublishGrant {
-                stream: "live/demo".to_owned(),
-                media,
-            })
+            Ok("live/demo")
         }
     }
 
     /// A hand-built client (what OBS sends, message by message) wired to a
-    /// `Session` without sockets. rml_rtmp's serializer writes its bytes
-    /// (an independent implementation of the chunk format) and its
-    /// deserializer reads ours.
+    /// `Session` without sockets, answering publish requests as a driver
+    /// does. rml_rtmp's serializer writes its bytes (an independent
+    /// implementation of the chunk format) and its deserializer reads ours.
     struct Harness {
         session: Session,
+        answers: Arc<Answers>,
         out: Vec<u8>,
+        events: Vec<Event>,
+        /// Media of the publish, in order.
         media: Vec<MediaMessage>,
+        /// Whether the session reported the publish's end.
+        ended: bool,
         serializer: ChunkSerializer,
         deserializer: ChunkDeserializer,
         /// Every message the server sent.
@@ -758,16 +718,18 @@ mod tests {
     }
 
     impl Harness {
-        fn new(authorizer: Arc<TestAuthorizer>) -> Self {
-            Self::with_limits(authorizer, IngestLimits::default())
+        fn new(answers: Arc<Answers>) -> Self {
+            Self::with_limits(answers, SessionLimits::default())
         }
 
-        fn with_limits(authorizer: Arc<TestAuthorizer>, limits: IngestLimits) -> Self {
-            let peer = SocketAddr::from(([127, 0, 0, 1], 50000));
+        fn with_limits(answers: Arc<Answers>, limits: SessionLimits) -> Self {
             Self {
-                session: Session::new(authorizer, peer, &limits),
+                session: Session::new(&limits),
+                answers,
                 out: Vec::new(),
+                events: Vec::new(),
                 media: Vec::new(),
+                ended: false,
                 serializer: ChunkSerializer::new(),
                 deserializer: ChunkDeserializer::new(),
                 sent: Vec::new(),
@@ -788,7 +750,25 @@ mod tests {
         }
 
         fn raw(&mut self, bytes: &[u8]) -> Result<Flow, Error> {
-            let flow = self.session.handle_input(bytes, &mut self.out, &mut self.media);
+            let mut flow = self.session.handle_input(bytes, &mut self.out, &mut self.events);
+            // Handle events as the driver does: media in order, each publish
+            // request answered before the messages after it are read.
+            let mut handled = 0;
+            while handled < self.events.len() {
+                let event = self.events[handled].clone();
+                handled += 1;
+                match event {
+                    Event::Media(message) => self.media.push(message),
+                    Event::PublishEnded => self.ended = true,
+                    Event::PublishRequested(request) => {
+                        flow = match self.answers.answer(&request) {
+                            Ok(stream) => self.session.accept_publish(stream, &mut self.out, &mut self.events),
+                            Err(refused) => Ok(self.session.refuse_publish(refused, &mut self.out)),
+                        };
+                    }
+                }
+            }
+            self.events.clear();
             self.drain_server_output();
             flow
         }
@@ -908,21 +888,21 @@ mod tests {
         Amf0Value::Object(props)
     }
 
-    fn expected_metadata() -> StreamMetadata {
-        let mut metadata = StreamMetadata::new();
-        metadata.video_width = Some(320);
-        metadata.video_height = Some(240);
-        metadata.video_codec_id = Some(7);
-        metadata.video_frame_rate = Some(29.97);
-        metadata.audio_is_stereo = Some(true);
-        metadata.encoder = Some("obs-output module".to_owned());
-        metadata.audio_sample_rate = Some(48000);
-        metadata
+    fn expected_metadata() -> Metadata {
+        Metadata {
+            width: Some(320.0),
+            height: Some(240.0),
+            video_codec_id: Some(7.0),
+            framerate: Some(29.97),
+            encoder: Some("obs-output module".to_owned()),
+            audio_sample_rate: Some(48000.0),
+            ..Metadata::default()
+        }
     }
 
     #[test]
     fn obs_style_publish_forwards_media_in_order_and_ends_on_fc_unpublish() {
-        let auth = TestAuthorizer::new(None);
+        let auth = Answers::new(None);
         let mut h = Harness::new(Arc::clone(&auth));
         h.connect_and_create_stream();
         // What nginx-rtmp sends around the connect result.
@@ -946,7 +926,7 @@ mod tests {
             auth.calls(),
             vec![("live".to_owned(), "sk_good".to_owned(), Some("x=1".to_owned()))]
         );
-        assert!(h.session.media_sender().is_some());
+        assert!(h.session.is_publishing());
         assert_eq!(
             h.replies(),
             vec![
@@ -1004,12 +984,7 @@ mod tests {
         // The publish ends; the encoder closes the connection itself.
         assert_eq!(h.command("FCUnpublish", 6.0, 1, key).unwrap(), Flow::Continue);
         assert!(!h.session.is_publishing());
-        assert!(
-            h.session.media_sender().is_some(),
-            "kept until this batch's media is forwarded"
-        );
-        h.session.release_finished();
-        assert!(h.session.media_sender().is_none());
+        assert!(h.ended, "the end of the publish is an event, after its media");
         assert_eq!(auth.calls().len(), 1);
     }
 
@@ -1036,14 +1011,14 @@ mod tests {
             ("closeStream on 0", close, 0, false),
         ];
         for (name, message, stream_id, ends) in cases {
-            let mut h = Harness::new(TestAuthorizer::new(None));
+            let mut h = Harness::new(Answers::new(None));
             h.connect_and_create_stream();
             h.publish("sk_good").unwrap();
             assert_eq!(h.send(message, stream_id, 0).unwrap(), Flow::Continue, "{name}");
             assert_eq!(h.session.is_publishing(), !ends, "{name}");
         }
         // Before any publish, deleteStream does nothing.
-        let mut h = Harness::new(TestAuthorizer::new(None));
+        let mut h = Harness::new(Answers::new(None));
         h.connect_and_create_stream();
         assert_eq!(h.send(delete(1.0), 0, 0).unwrap(), Flow::Continue);
     }
@@ -1065,20 +1040,19 @@ mod tests {
             ),
         ];
         for (refuse, key, code) in cases {
-            let auth = TestAuthorizer::new(refuse);
+            let auth = Answers::new(refuse);
             let mut h = Harness::new(Arc::clone(&auth));
             h.connect_and_create_stream();
             assert_eq!(h.publish(key).unwrap(), Flow::Close, "{refuse:?}");
             assert_eq!(h.last_reply(), Some(reply("onStatus", 0.0, Some(code))), "{refuse:?}");
-            assert!(h.session.media_sender().is_none());
+            assert!(!h.session.is_publishing());
             assert_eq!(auth.calls().len(), 1);
-            assert!(auth.receivers.lock().unwrap().is_empty());
         }
     }
 
     #[test]
     fn second_publish_on_one_connection_is_refused_and_first_continues() {
-        let auth = TestAuthorizer::new(None);
+        let auth = Answers::new(None);
         let mut h = Harness::new(Arc::clone(&auth));
         h.connect_and_create_stream();
         assert_eq!(h.publish("sk_good").unwrap(), Flow::Continue);
@@ -1105,7 +1079,7 @@ mod tests {
 
     #[test]
     fn play_and_second_connect_are_refused() {
-        let auth = TestAuthorizer::new(None);
+        let auth = Answers::new(None);
         let mut h = Harness::new(Arc::clone(&auth));
         h.connect_and_create_stream();
         assert_eq!(h.command("play", 5.0, 1, vec![string("sk_good")]).unwrap(), Flow::Close);
@@ -1115,7 +1089,7 @@ mod tests {
         );
         assert!(auth.calls().is_empty());
 
-        let mut h = Harness::new(TestAuthorizer::new(None));
+        let mut h = Harness::new(Answers::new(None));
         assert_eq!(h.command("connect", 1.0, 0, vec![]).unwrap(), Flow::Continue);
         assert_eq!(h.command("connect", 2.0, 0, vec![]).unwrap(), Flow::Close);
         assert_eq!(
@@ -1292,7 +1266,7 @@ mod tests {
             ),
         ];
         for (name, publishing, bytes, want) in cases {
-            let mut h = Harness::new(TestAuthorizer::new(None));
+            let mut h = Harness::new(Answers::new(None));
             if publishing {
                 h.connect_and_create_stream();
                 assert_eq!(h.publish("sk_good").unwrap(), Flow::Continue);
@@ -1305,11 +1279,11 @@ mod tests {
 
     #[test]
     fn large_messages_are_accepted_once_publishing() {
-        let limits = IngestLimits {
+        let limits = SessionLimits {
             max_message_bytes: 200_000,
-            ..IngestLimits::default()
+            ..SessionLimits::default()
         };
-        let mut h = Harness::with_limits(TestAuthorizer::new(None), limits);
+        let mut h = Harness::with_limits(Answers::new(None), limits);
         h.connect_and_create_stream();
         h.publish("sk_good").unwrap();
         let frame: Bytes = (0..150_000_u32).map(|i| i as u8).collect();
@@ -1339,7 +1313,7 @@ mod tests {
 
     #[test]
     fn ping_is_answered_and_acknowledgements_follow_the_window() {
-        let mut h = Harness::new(TestAuthorizer::new(None));
+        let mut h = Harness::new(Answers::new(None));
         let ping = RtmpMessage::UserControl {
             event_type: rml_rtmp::messages::UserControlEventType::PingRequest,
             stream_id: None,
@@ -1357,7 +1331,7 @@ mod tests {
             }]
         );
 
-        let mut h = Harness::new(TestAuthorizer::new(None));
+        let mut h = Harness::new(Answers::new(None));
         h.send(RtmpMessage::WindowAcknowledgement { size: 1000 }, 0, 0).unwrap();
         let sent_before = h.session.bytes_received;
         assert!(h.sent.is_empty());
@@ -1378,7 +1352,7 @@ mod tests {
     /// size runs past the end (ignored, the earlier ones kept).
     #[test]
     fn aggregate_messages_are_split_with_rebased_timestamps() {
-        let mut h = Harness::new(TestAuthorizer::new(None));
+        let mut h = Harness::new(Answers::new(None));
         h.connect_and_create_stream();
         h.publish("sk_good").unwrap();
         let tag = |kind: u8, ts: u32, body: &[u8]| {
@@ -1436,7 +1410,7 @@ mod tests {
 
     #[test]
     fn amf3_command_and_data_messages_are_read() {
-        let mut h = Harness::new(TestAuthorizer::new(None));
+        let mut h = Harness::new(Answers::new(None));
         let mut body = vec![0x00];
         let mut app = Vec::new();
         write::object_start(&mut app);
@@ -1458,7 +1432,7 @@ mod tests {
     /// every piece size: no panic, the same outcome.
     #[test]
     fn session_bytes_in_any_split() {
-        let mut script = Harness::new(TestAuthorizer::new(None));
+        let mut script = Harness::new(Answers::new(None));
         let mut bytes = Vec::new();
         let mut record = |h: &mut Harness, message: RtmpMessage, stream_id: u32| {
             let payload = message.into_message_payload(RtmpTimestamp::new(0), stream_id).unwrap();
@@ -1492,14 +1466,14 @@ mod tests {
             },
         ];
         for piece in 1..=bytes.len() {
-            let mut h = Harness::new(TestAuthorizer::new(None));
+            let mut h = Harness::new(Answers::new(None));
             for part in bytes.chunks(piece) {
                 assert_eq!(h.raw(part).unwrap(), Flow::Continue, "piece {piece}");
             }
             assert_eq!(h.media, want, "piece {piece}");
         }
         for len in 0..bytes.len() {
-            let mut h = Harness::new(TestAuthorizer::new(None));
+            let mut h = Harness::new(Answers::new(None));
             assert_eq!(h.raw(&bytes[..len]).unwrap(), Flow::Continue, "prefix {len}");
         }
     }
