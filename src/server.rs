@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{error, info};
 
 use crate::auth::Secret;
 use crate::config::{Config, ConfigError, KmsProvider, ResolvedStream};
@@ -149,7 +149,9 @@ impl Server {
 
     /// Serves RTMP and HTTP until `shutdown` resolves, then drains: every
     /// publish flushes its last segment and ends its playlist before this
-    /// returns.
+    /// returns. If the RTMP or the HTTP side stops on its own (it should
+    /// not), the other is drained the same way and the cause is returned, so
+    /// the process exits non-zero instead of running half a server.
     pub async fn run(
         self,
         rtmp: TcpListener,
@@ -163,19 +165,57 @@ impl Server {
         info!(rtmp = %rtmp.local_addr()?, http = %http.local_addr()?, "sealcast listening");
         self.registry.resume();
         let authorizer: Arc<dyn ingest::PublishAuthorizer> = Arc::new(Arc::clone(&self.registry));
-        let ingest = tokio::spawn(ingest::serve(rtmp, authorizer, self.limits, stopped(stop_rx.clone())));
+        let mut ingest = tokio::spawn(ingest::serve(rtmp, authorizer, self.limits, stopped(stop_rx.clone())));
         let app = http::router(Arc::clone(&self.http_state)).merge(web::router(Arc::clone(&self.web_state)));
-        let web = tokio::spawn(async move { axum::serve(http, app).with_graceful_shutdown(stopped(stop_rx)).await });
+        let mut web =
+            tokio::spawn(async move { axum::serve(http, app).with_graceful_shutdown(stopped(stop_rx)).await });
 
-        shutdown.await;
-        info!("shutting down: no new connections, flushing live streams");
+        // Whichever comes first: the signal, or one side ending early.
+        let (ingest_early, web_early) = tokio::select! {
+            () = shutdown => (None, None),
+            ended = &mut ingest => (Some(task_result("rtmp ingest", ended)), None),
+            ended = &mut web => (None, Some(task_result("http", ended))),
+        };
+        let ended_early = match (&ingest_early, &web_early) {
+            (Some(_), _) => Some("rtmp ingest"),
+            (_, Some(_)) => Some("http"),
+            (None, None) => None,
+        };
+        if let Some(side) = ended_early {
+            error!("{side} stopped unexpectedly; shutting down");
+        } else {
+            info!("shutting down: no new connections, flushing live streams");
+        }
         let _ = stop_tx.send(true);
-        ingest.await.map_err(std::io::Error::other)??;
+        let ingest_result = match ingest_early {
+            Some(result) => result,
+            None => task_result("rtmp ingest", ingest.await),
+        };
         self.registry.wait_idle().await;
-        web.await.map_err(std::io::Error::other)??;
+        self.registry.stop_timers().await;
+        let web_result = match web_early {
+            Some(result) => result,
+            None => task_result("http", web.await),
+        };
+        ingest_result.and(web_result)?;
+        // An early end is an error even when the task itself returned Ok.
+        if let Some(side) = ended_early {
+            return Err(std::io::Error::other(format!(
+                "{side} stopped before shutdown was requested"
+            )));
+        }
         info!("shut down");
         Ok(())
     }
+}
+
+/// A listener task's outcome as one result, logged when it failed.
+fn task_result(side: &str, joined: Result<std::io::Result<()>, tokio::task::JoinError>) -> std::io::Result<()> {
+    let result = joined.map_err(std::io::Error::other).and_then(|r| r);
+    if let Err(error) = &result {
+        error!(%error, "{side} failed");
+    }
+    result
 }
 
 /// Opens the key provider `[kms]` names: the local keyring (created on first

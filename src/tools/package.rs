@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 
 use crate::crypto::{self, EncryptionContext, KeyId};
 use crate::flv;
-use crate::hls::{self, CutPolicy, KeyTag, MediaPlaylist, SegmentEntry};
+use crate::hls::{self, CutPolicy, MediaPlaylist};
 use crate::kms::{Kms, KmsError};
 use crate::names::{self, KeyUri, StreamName};
 use crate::pipeline::{Output, Pipeline, PipelineConfig, SegmentKey};
 use crate::storage;
+use crate::timeline::Timeline;
 
 /// Why packaging or decrypting failed.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +90,7 @@ pub async fn package(
         discontinuity_at_start: false,
     });
     let mut playlist = MediaPlaylist::vod();
+    let mut timeline = Timeline::vod(options.stream.clone(), publish_id.clone(), options.key_uri_base.clone());
     let mut report = PackageReport::default();
     let mut keys_generated = 0u64;
     let mut last_key_id = None;
@@ -97,30 +99,15 @@ pub async fn package(
             // Keys are provided before every push, so no segment waits for one.
             return Ok(());
         };
-        let file_name = names::segment_file_name(&publish_id, segment.sequence);
-        let path = outdir.join(&file_name);
+        let entry = timeline.entry(&segment, 0);
+        let path = outdir.join(&entry.uri);
         storage::write_atomic_pieces(&path, &segment.pieces).map_err(io_err(&path))?;
         report.segments += 1;
         if last_key_id.as_ref() != Some(&segment.key.id) {
             report.keys += 1;
             last_key_id = Some(segment.key.id.clone());
         }
-        playlist.push(SegmentEntry {
-            uri: file_name,
-            duration_secs: segment.duration_secs,
-            key: Some(KeyTag {
-                uri: KeyUri::render(
-                    &options.stream,
-                    &segment.key.id,
-                    &segment.key.wrapped,
-                    &options.key_uri_base,
-                ),
-                iv: segment.key.iv,
-            }),
-            program_date_time_ms: None,
-            discontinuity: segment.discontinuity,
-            sequence: segment.sequence,
-        });
+        playlist.push(entry);
         Ok(())
     };
 

@@ -1385,8 +1385,10 @@ mod tests {
             data: payload.into(),
         };
         assert_eq!(h.send_payload(&aggregate).unwrap(), Flow::Continue);
-        let mut width = StreamMetadata::new();
-        width.video_width = Some(640);
+        let width = Metadata {
+            width: Some(640.0),
+            ..Metadata::default()
+        };
         assert_eq!(
             h.media,
             vec![

@@ -87,11 +87,6 @@ impl WebState {
             secure_cookie: http.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
         }
     }
-
-    /// Who may see the operator page.
-    pub fn operator_access(&self) -> &OperatorAccess {
-        &self.operator
-    }
 }
 
 /// The page routes; merged into the HTTP router by the server. No CORS layer:

@@ -1,0 +1,298 @@
+//! The task of one publish: media in from the RTMP connection, data keys in
+//! from the prefetcher, sealed segments out to the [`SegmentWriter`] and the
+//! stream's playlist.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+use super::registry::{Registry, Stream};
+use super::writer::SegmentWriter;
+use crate::flv::TagKind;
+use crate::hls::CutPolicy;
+use crate::kms::{Backoff, KeyPrefetcher, PrefetchedKey};
+use crate::pipeline::{ClosedSegment, Output, Pipeline, PipelineConfig, SegmentKey};
+use crate::rtmp::MediaMessage;
+use crate::timeline::{Continuation, Timeline};
+
+/// Data keys fetched ahead, besides the one the pipeline holds ready: with
+/// one, the KMS has a whole segment's duration to answer before a segment
+/// would have to wait.
+const KEYS_AHEAD: usize = 1;
+
+/// How long the last segment of a publish may wait for its key when the
+/// publisher leaves before the KMS answered.
+const FINAL_KEY_WAIT: Duration = Duration::from_secs(2);
+
+/// One publish: from the first media message until the publisher leaves.
+pub(super) struct Publish {
+    registry: Arc<Registry>,
+    stream: Arc<Stream>,
+    publish_id: String,
+    pipeline: Pipeline,
+    timeline: Timeline,
+    writer: SegmentWriter,
+    skipped_tags: u64,
+    /// See [`super::StreamInfo::max_media_gap_us`].
+    max_media_gap: Duration,
+}
+
+impl Publish {
+    pub(super) fn new(
+        registry: Arc<Registry>,
+        stream: Arc<Stream>,
+        publish_id: String,
+        continuation: Continuation,
+    ) -> Self {
+        let settings = registry.settings();
+        let pipeline = Pipeline::new(PipelineConfig {
+            target_duration_secs: settings.segment_duration_secs,
+            segments_per_key: settings.segments_per_key,
+            cut_policy: CutPolicy::BoundedByTarget,
+            first_sequence: continuation.first_sequence,
+            discontinuity_at_start: continuation.discontinuity,
+        });
+        let timeline = Timeline::live(
+            stream.name.clone(),
+            publish_id.clone(),
+            settings.key_uri_base.clone(),
+            continuation.previous_end_unix_ms,
+        );
+        let writer = SegmentWriter::new(stream.dir().to_owned(), publish_id.clone());
+        Self {
+            registry,
+            stream,
+            publish_id,
+            pipeline,
+            timeline,
+            writer,
+            skipped_tags: 0,
+            max_media_gap: Duration::ZERO,
+        }
+    }
+
+    /// Runs until the media channel closes (the publisher left), then
+    /// flushes the last segment and ends the publish.
+    pub(super) async fn run(mut self, mut media: mpsc::Receiver<MediaMessage>) {
+        let mut keys = KeyPrefetcher::spawn(
+            Arc::clone(self.registry.kms()),
+            self.stream.name.to_string(),
+            self.publish_id.clone(),
+            KEYS_AHEAD,
+            Backoff::default(),
+        );
+        let mut keys_open = true;
+        let mut last_message_at: Option<Instant> = None;
+        // Whether the loop found the media channel empty since the last
+        // message: if not, the time since that message was time spent busy.
+        // (An atomic only because the task must be Send; one thread uses it.)
+        let waited = AtomicBool::new(false);
+        loop {
+            let next_message = std::future::poll_fn(|cx| match media.poll_recv(cx) {
+                Poll::Ready(message) => Poll::Ready((message, !waited.swap(false, Ordering::Relaxed))),
+                Poll::Pending => {
+                    waited.store(true, Ordering::Relaxed);
+                    Poll::Pending
+                }
+            });
+            tokio::select! {
+                // A ready key goes to the pipeline before the next frame, so a
+                // segment opened after it finds it there.
+                biased;
+                key = keys.recv(), if keys_open && self.pipeline.wants_key() => match key {
+                    Some(key) => self.pipeline.provide_key(segment_key(key)),
+                    None => keys_open = false,
+                },
+                (message, was_queued) = next_message => {
+                    let Some(message) = message else { break };
+                    let now = Instant::now();
+                    if was_queued && let Some(previous) = last_message_at {
+                        self.max_media_gap = self.max_media_gap.max(now - previous);
+                    }
+                    last_message_at = Some(now);
+                    self.handle(message, &keys).await;
+                }
+            }
+        }
+        // The last segment may still be waiting for its key (a short publish
+        // against a slow KMS): give it a bounded moment.
+        if keys_open
+            && self.pipeline.waiting_for_key()
+            && let Ok(Some(key)) = tokio::time::timeout(FINAL_KEY_WAIT, keys.recv()).await
+        {
+            self.pipeline.provide_key(segment_key(key));
+        }
+        if let Some(output) = self.pipeline.finish() {
+            self.store(output, Instant::now(), &keys).await;
+        }
+        // Only a segment that never closed leaves a temporary file behind.
+        self.writer.discard().await;
+        self.end().await;
+    }
+
+    async fn handle(&mut self, message: MediaMessage, keys: &KeyPrefetcher) {
+        let result = match message {
+            MediaMessage::Video { timestamp_ms, body } => self.pipeline.push(TagKind::Video, timestamp_ms, &body),
+            MediaMessage::Audio { timestamp_ms, body } => self.pipeline.push(TagKind::Audio, timestamp_ms, &body),
+            MediaMessage::Metadata(metadata) => {
+                let mut state = self.stream.lock();
+                // Saturating float-to-int casts: a peer's absurd value is clamped.
+                state.info.width = metadata.width.map(|w| w as u32);
+                state.info.height = metadata.height.map(|h| h as u32);
+                return;
+            }
+        };
+        match result {
+            Ok(Some(output)) => {
+                self.store(output, Instant::now(), keys).await;
+                self.write_pieces().await;
+            }
+            Ok(None) => self.write_pieces().await,
+            Err(error) => {
+                self.skipped_tags += 1;
+                // One line per 100 bad tags: a broken encoder must not flood the log.
+                if self.skipped_tags % 100 == 1 {
+                    warn!(%error, skipped = self.skipped_tags, "skipping a tag the demuxer refused");
+                }
+            }
+        }
+    }
+
+    /// Hands the open segment's full pieces of ciphertext (usually none, one
+    /// every ~190 ms at 2.7 Mb/s, a few after a large keyframe) to the writer.
+    async fn write_pieces(&mut self) {
+        let Some((sequence, first)) = self.pipeline.take_piece() else {
+            return;
+        };
+        let mut pieces = vec![first];
+        while let Some((_, piece)) = self.pipeline.take_piece() {
+            pieces.push(piece);
+        }
+        self.writer.append(sequence, pieces).await;
+    }
+
+    /// Stores what the pipeline produced; `closed_at` is when it returned it.
+    async fn store(&mut self, output: Output, closed_at: Instant, keys: &KeyPrefetcher) {
+        match output {
+            Output::Segment(segment) => {
+                if let Err(error) = self.store_segment(segment, closed_at, keys).await {
+                    error!(%error, "storing a segment failed");
+                }
+            }
+            Output::Dropped { sequence, reason } => {
+                let kms_error = keys
+                    .last_error()
+                    .unwrap_or_else(|| "the KMS did not answer before the segment closed".to_owned());
+                error!(
+                    stream = %self.stream.name,
+                    seq = sequence,
+                    ?reason,
+                    %kms_error,
+                    "segment dropped: no data key in time (no plaintext is ever written); the playlist marks the gap"
+                );
+                let stats = self.pipeline.stats();
+                let mut state = self.stream.lock();
+                state.info.segments_dropped = stats.segments_dropped;
+                state.info.key_waits = stats.key_waits;
+                state.info.kms_failures = keys.failures();
+            }
+        }
+    }
+
+    /// Segment file first (atomically), then the playlist: a listed segment is
+    /// always there to fetch.
+    async fn store_segment(
+        &mut self,
+        mut segment: ClosedSegment,
+        closed_at: Instant,
+        keys: &KeyPrefetcher,
+    ) -> std::io::Result<()> {
+        let sequence = segment.sequence;
+        if segment.forced_cut {
+            warn!(
+                seq = sequence,
+                "cut without a keyframe: set the encoder's keyframe interval to 2 s"
+            );
+        }
+        let pieces = std::mem::take(&mut segment.pieces);
+        let stored_bytes = self.writer.complete(sequence, pieces).await?;
+
+        let now_unix_ms = crate::clock::now_unix_ms();
+        let stats = self.pipeline.stats();
+        let tracks = self.pipeline.tracks();
+        let max_media_gap_us = u64::try_from(self.max_media_gap.as_micros()).unwrap_or(u64::MAX);
+        let (text, expired) = {
+            let mut state = self.stream.lock();
+            let state = &mut *state;
+            let Some(playlist) = state.playlist.as_mut() else {
+                return Ok(());
+            };
+            let listed = self.timeline.list(&segment, now_unix_ms, playlist);
+            let text = playlist.render(None);
+            let info = &mut state.info;
+            info.tracks = tracks;
+            info.video_frames = stats.video_frames;
+            info.audio_frames = stats.audio_frames;
+            info.segments = stats.segments;
+            info.media_sequence = playlist.media_sequence();
+            info.stored_bytes += stored_bytes;
+            info.stored_media_ms += (segment.duration_secs * 1000.0).round() as u64;
+            info.segments_dropped = stats.segments_dropped;
+            info.key_waits = stats.key_waits;
+            info.kms_failures = keys.failures();
+            info.max_media_gap_us = max_media_gap_us;
+            (text, listed.expired)
+        };
+        self.stream.write_playlist(text).await;
+        let latency = closed_at.elapsed();
+        self.stream.lock().info.publish_latency.record(latency);
+        for expiry in expired {
+            self.registry.delete_after(
+                self.stream.dir().join(&expiry.uri),
+                Duration::from_millis(expiry.after_ms),
+            );
+        }
+        debug!(
+            seq = sequence,
+            duration_secs = segment.duration_secs,
+            publish_latency_us = latency.as_micros() as u64,
+            "segment published"
+        );
+        Ok(())
+    }
+
+    /// The publisher left: free the stream for the next publish, and end the
+    /// playlist unless the publisher returns within the grace period.
+    async fn end(self) {
+        let stats = self.pipeline.stats();
+        let generation = {
+            let mut state = self.stream.lock();
+            state.live = false;
+            state.info.live = false;
+            state.info.max_media_gap_us = u64::try_from(self.max_media_gap.as_micros()).unwrap_or(u64::MAX);
+            state.generation
+        };
+        self.registry.end_after_grace(&self.stream, generation).await;
+        info!(
+            segments = stats.segments,
+            segments_dropped = stats.segments_dropped,
+            key_waits = stats.key_waits,
+            video_frames = stats.video_frames,
+            audio_frames = stats.audio_frames,
+            skipped_tags = self.skipped_tags,
+            "publish ended"
+        );
+    }
+}
+
+fn segment_key(key: PrefetchedKey) -> SegmentKey {
+    SegmentKey {
+        id: key.id,
+        key: key.key,
+        wrapped: key.wrapped,
+    }
+}

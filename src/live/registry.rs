@@ -1,0 +1,446 @@
+//! The registry of configured streams: publish decisions, each stream's
+//! shared state (the playlist the HTTP side renders), what a previous run
+//! left behind, and the timers that end playlists and delete expired
+//! segments.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use ring::digest;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use super::publish::Publish;
+use super::{LiveSettings, StreamInfo, StreamSpec};
+use crate::hls::{MediaPlaylist, parse_media_playlist};
+use crate::ingest::{PublishAuthorizer, PublishGrant};
+use crate::kms::Kms;
+use crate::names::{self, StreamName};
+use crate::rtmp::PublishRefused;
+use crate::storage;
+use crate::timeline::continue_playlist;
+
+/// Media messages buffered between an RTMP connection and its pipeline. When
+/// full, the connection stops reading: backpressure, never loss.
+const MEDIA_CHANNEL_CAPACITY: usize = 512;
+
+/// All configured streams, their live state, and publish authorization.
+pub struct Registry {
+    settings: LiveSettings,
+    kms: Arc<dyn Kms>,
+    streams: DashMap<StreamName, Arc<Stream>>,
+    /// SHA-256 of each publish key → stream. Looking up a digest reveals
+    /// nothing about the key through timing, unlike comparing keys directly.
+    by_key_digest: HashMap<[u8; 32], StreamName>,
+    /// Publish tasks still running, and a wake-up for when that reaches zero.
+    active_publishes: AtomicUsize,
+    idle: Notify,
+    /// Grace timers and segment deletions: owned here, so shutdown cancels
+    /// them ([`Registry::stop_timers`]) instead of leaving them detached.
+    timers: Mutex<JoinSet<()>>,
+}
+
+/// One configured stream: its directory and what the HTTP side reads.
+pub struct Stream {
+    pub name: StreamName,
+    dir: PathBuf,
+    state: Mutex<StreamState>,
+}
+
+/// A stream's shared state. Locked only for short, non-async sections.
+#[derive(Default)]
+pub(super) struct StreamState {
+    /// A publisher is connected (or its pipeline is still flushing).
+    pub(super) live: bool,
+    /// Counts publishes, so a grace timer can tell whether the publish it
+    /// waits on is still the latest one.
+    pub(super) generation: u64,
+    pub(super) playlist: Option<MediaPlaylist>,
+    pub(super) info: StreamInfo,
+}
+
+impl Registry {
+    pub fn new(settings: LiveSettings, kms: Arc<dyn Kms>, specs: Vec<StreamSpec>) -> Self {
+        let streams = DashMap::new();
+        let mut by_key_digest = HashMap::new();
+        for spec in specs {
+            let dir = settings.data_dir.join(spec.name.app()).join(spec.name.name());
+            by_key_digest.insert(key_digest(spec.publish_key.expose()), spec.name.clone());
+            let playlist = restore_playlist(&dir, &settings);
+            let stream = Stream {
+                name: spec.name.clone(),
+                dir,
+                state: Mutex::new(StreamState {
+                    playlist,
+                    ..StreamState::default()
+                }),
+            };
+            streams.insert(spec.name, Arc::new(stream));
+        }
+        Self {
+            settings,
+            kms,
+            streams,
+            by_key_digest,
+            active_publishes: AtomicUsize::new(0),
+            idle: Notify::new(),
+            timers: Mutex::new(JoinSet::new()),
+        }
+    }
+
+    /// Resolves once no publish task is running (after shutdown stopped ingest,
+    /// every pipeline has flushed and ended its playlist).
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.active_publishes.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Cancels pending grace timers and segment deletions, and waits until
+    /// they are gone. What they would have done is picked up by the next
+    /// start ([`Registry::resume`]): an open playlist gets its grace period
+    /// again, expired segment files are deleted on schedule.
+    pub async fn stop_timers(&self) {
+        let mut timers = std::mem::take(&mut *self.lock_timers());
+        timers.abort_all();
+        while timers.join_next().await.is_some() {}
+    }
+
+    pub fn settings(&self) -> &LiveSettings {
+        &self.settings
+    }
+
+    /// Picks up where a previous run left off, once the runtime runs: a
+    /// playlist left open (its server was stopped or killed mid-publish) gets
+    /// the reconnect grace period to see its publisher return, and segments
+    /// the previous run would have deleted by now are deleted on schedule.
+    pub fn resume(self: &Arc<Self>) {
+        for stream in self.all() {
+            let (generation, open, listed, window_secs) = {
+                let state = stream.lock();
+                let Some(playlist) = state.playlist.as_ref() else {
+                    continue;
+                };
+                let listed: Vec<String> = playlist.segments().map(|s| s.uri.clone()).collect();
+                (state.generation, !playlist.is_ended(), listed, playlist.duration_secs())
+            };
+            if open {
+                info!(stream = %stream.name, "resuming a playlist left open by the previous run");
+                self.spawn_timer(end_after(
+                    self.settings.reconnect_grace,
+                    Arc::clone(&stream),
+                    generation,
+                ));
+            }
+            let delay = Duration::from_secs_f64(window_secs + f64::from(self.settings.segment_duration_secs));
+            let dir = stream.dir.clone();
+            self.spawn_timer(async move {
+                // Which files are the previous run's is decided now: a publish
+                // that starts during the delay writes segments this list must
+                // not name.
+                let expired = unlisted_segments(&dir, &listed).await;
+                tokio::time::sleep(delay).await;
+                for path in expired {
+                    remove_segment(&path).await;
+                }
+            });
+        }
+    }
+
+    /// Ends the stream's playlist after the grace period unless a new publish
+    /// (a later generation) started meanwhile; at once without a grace period.
+    pub(super) async fn end_after_grace(&self, stream: &Arc<Stream>, generation: u64) {
+        let grace = self.settings.reconnect_grace;
+        if grace.is_zero() {
+            stream.end_playlist_if(generation).await;
+        } else {
+            self.spawn_timer(end_after(grace, Arc::clone(stream), generation));
+        }
+    }
+
+    /// Deletes a segment file after `delay` (RFC 8216 6.2.2: it stays
+    /// fetchable for its duration plus the playlist's).
+    pub(super) fn delete_after(&self, path: PathBuf, delay: Duration) {
+        self.spawn_timer(async move {
+            tokio::time::sleep(delay).await;
+            remove_segment(&path).await;
+        });
+    }
+
+    fn spawn_timer(&self, timer: impl Future<Output = ()> + Send + 'static) {
+        let mut timers = self.lock_timers();
+        // Reap the finished ones, so the set holds only pending timers.
+        while timers.try_join_next().is_some() {}
+        timers.spawn(timer);
+    }
+
+    fn lock_timers(&self) -> MutexGuard<'_, JoinSet<()>> {
+        // A panic while holding this lock leaves a usable set behind.
+        self.timers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn kms(&self) -> &Arc<dyn Kms> {
+        &self.kms
+    }
+
+    /// The stream, cloned out of the map so no map guard is held by the caller.
+    pub fn get(&self, name: &StreamName) -> Option<Arc<Stream>> {
+        self.streams.get(name).map(|entry| Arc::clone(entry.value()))
+    }
+
+    /// Every configured stream, sorted by name.
+    pub fn all(&self) -> Vec<Arc<Stream>> {
+        let mut all: Vec<_> = self.streams.iter().map(|entry| Arc::clone(entry.value())).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+}
+
+async fn end_after(grace: Duration, stream: Arc<Stream>, generation: u64) {
+    tokio::time::sleep(grace).await;
+    stream.end_playlist_if(generation).await;
+}
+
+async fn remove_segment(path: &Path) {
+    if let Err(error) = tokio::fs::remove_file(path).await {
+        debug!(%error, path = %path.display(), "removing an expired segment");
+    }
+}
+
+fn key_digest(key: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, key).as_ref());
+    out
+}
+
+impl PublishAuthorizer for Arc<Registry> {
+    fn authorize(
+        &self,
+        app: &str,
+        stream_key: &str,
+        _query: Option<&str>,
+        peer: std::net::SocketAddr,
+    ) -> Result<PublishGrant, PublishRefused> {
+        let stream = self
+            .by_key_digest
+            .get(&key_digest(stream_key.as_bytes()))
+            .filter(|name| name.app() == app)
+            .and_then(|name| self.get(name))
+            .ok_or(PublishRefused::BadKey)?;
+        // Without randomness the server cannot name segments safely.
+        let publish_id = names::random_publish_id().map_err(|_| {
+            error!(stream = %stream.name, "publish refused: the system's random number generator failed");
+            PublishRefused::Unavailable
+        })?;
+        let continuation = {
+            let mut state = stream.lock();
+            if state.live {
+                return Err(PublishRefused::AlreadyLive);
+            }
+            state.live = true;
+            state.generation += 1;
+            state.info = StreamInfo {
+                live: true,
+                started_unix_ms: Some(crate::clock::now_unix_ms()),
+                ..StreamInfo::default()
+            };
+            let (playlist, continuation) = continue_playlist(
+                state.playlist.as_ref(),
+                self.settings.segment_duration_secs,
+                self.settings.playlist_window,
+            );
+            state.playlist = Some(playlist);
+            continuation
+        };
+        let (tx, rx) = mpsc::channel(MEDIA_CHANNEL_CAPACITY);
+        let span = info_span!("publish", stream = %stream.name);
+        let publish = Publish::new(Arc::clone(self), Arc::clone(&stream), publish_id, continuation);
+        self.active_publishes.fetch_add(1, Ordering::AcqRel);
+        let registry = Arc::clone(self);
+        tokio::spawn(
+            async move {
+                publish.run(rx).await;
+                if registry.active_publishes.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    registry.idle.notify_waiters();
+                }
+            }
+            .instrument(span),
+        );
+        info!(stream = %stream.name, %peer, "publish accepted");
+        Ok(PublishGrant {
+            stream: stream.name.to_string(),
+            media: tx,
+        })
+    }
+}
+
+impl Stream {
+    pub(super) fn lock(&self) -> MutexGuard<'_, StreamState> {
+        // A panic while holding this lock leaves plain data behind; keep serving it.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The directory holding this stream's segments and playlist.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The playlist rendered with `key_query` appended to every key URI, or
+    /// `None` before the first segment.
+    pub fn render_playlist(&self, key_query: Option<&str>) -> Option<String> {
+        self.lock()
+            .playlist
+            .as_ref()
+            .filter(|p| !p.is_empty())
+            .map(|p| p.render(key_query))
+    }
+
+    pub fn info(&self) -> StreamInfo {
+        self.lock().info.clone()
+    }
+
+    /// Writes the playlist file. It doubles as the stream's persisted state:
+    /// after a restart, [`restore_playlist`] reads it back, so media and
+    /// discontinuity sequence numbers continue where they were.
+    pub(super) async fn write_playlist(&self, text: String) {
+        let path = self.dir.join(PLAYLIST_FILE);
+        let result = tokio::task::spawn_blocking(move || storage::replace_atomic(&path, text.as_bytes())).await;
+        match result {
+            // Closing the old playlist may stall (see `replace_atomic`):
+            // done in the background, after the new one is in place.
+            Ok(Ok(replaced)) => {
+                if let Some(replaced) = replaced {
+                    drop(tokio::task::spawn_blocking(move || drop(replaced)));
+                }
+            }
+            Ok(Err(error)) => error!(stream = %self.name, %error, "writing the playlist failed"),
+            Err(error) => error!(stream = %self.name, %error, "playlist writer task failed"),
+        }
+    }
+
+    /// Ends the playlist with `#EXT-X-ENDLIST` if no publish started after
+    /// `generation`.
+    pub(super) async fn end_playlist_if(&self, generation: u64) {
+        let text = {
+            let mut state = self.lock();
+            if state.live || state.generation != generation {
+                return;
+            }
+            match state.playlist.as_mut() {
+                Some(playlist) if playlist.is_empty() => {
+                    // A publish that produced no segment leaves nothing behind.
+                    state.playlist = None;
+                    return;
+                }
+                Some(playlist) if !playlist.is_ended() => {
+                    playlist.end();
+                    playlist.render(None)
+                }
+                _ => return,
+            }
+        };
+        info!(stream = %self.name, "playlist ended");
+        self.write_playlist(text).await;
+    }
+}
+
+/// The live playlist's file name, in the stream's directory.
+const PLAYLIST_FILE: &str = "index.m3u8";
+
+/// Reads a stream's playlist as the previous run left it, or `None` when
+/// there is none (or it cannot be read: then the stream starts afresh at
+/// sequence 0, which is logged, since players may see numbers reused).
+fn restore_playlist(dir: &Path, settings: &LiveSettings) -> Option<MediaPlaylist> {
+    let path = dir.join(PLAYLIST_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(error) => {
+            warn!(path = %path.display(), %error, "cannot read the previous playlist; starting afresh");
+            return None;
+        }
+    };
+    let parsed = match parse_media_playlist(&text) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            warn!(path = %path.display(), %error, "cannot parse the previous playlist; starting afresh");
+            return None;
+        }
+    };
+    let mut playlist = MediaPlaylist::live(
+        settings.segment_duration_secs,
+        settings.playlist_window,
+        parsed.media_sequence,
+        parsed.discontinuity_sequence,
+    );
+    for segment in parsed.segments {
+        playlist.push(segment);
+    }
+    if parsed.ended {
+        playlist.end();
+    }
+    Some(playlist)
+}
+
+/// Segment files in a stream's directory that `listed` does not name: those
+/// a previous run removed from its window but had not deleted yet, and the
+/// partial (ciphertext) files of segments it never finished.
+async fn unlisted_segments(dir: &Path, listed: &[String]) -> Vec<PathBuf> {
+    let mut unlisted = Vec::new();
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+        return unlisted;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let unfinished = storage::unfinished_name(name).is_some_and(names::is_segment_file_name);
+        if unfinished || (names::is_segment_file_name(name) && !listed.iter().any(|l| l == name)) {
+            unlisted.push(entry.path());
+        }
+    }
+    unlisted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unlisted_segments_are_the_previous_runs_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        // (file, listed in the restored playlist, expected in the answer)
+        let table = [
+            ("aaaa-4.ts", false, true),
+            ("aaaa-5.ts", false, true),
+            ("aaaa-6.ts", true, false),
+            ("index.m3u8", false, false),
+            // An unfinished segment (ciphertext pieces) of the killed run.
+            (".aaaa-7.ts.tmp", false, true),
+            ("notes.txt", false, false),
+        ];
+        for (file, ..) in table {
+            std::fs::write(dir.path().join(file), b"x").unwrap();
+        }
+        let listed: Vec<String> = table.iter().filter(|t| t.1).map(|t| t.0.to_owned()).collect();
+        let mut got = unlisted_segments(dir.path(), &listed).await;
+        got.sort();
+        let mut want: Vec<PathBuf> = table.iter().filter(|t| t.2).map(|t| dir.path().join(t.0)).collect();
+        want.sort();
+        assert_eq!(got, want);
+        // A segment written afterwards (a new publish) is not in an answer
+        // already given; a missing directory has no leftovers.
+        std::fs::write(dir.path().join("bbbb-7.ts"), b"x").unwrap();
+        assert!(!got.contains(&dir.path().join("bbbb-7.ts")));
+        assert!(unlisted_segments(&dir.path().join("nope"), &listed).await.is_empty());
+    }
+}
