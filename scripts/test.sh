@@ -40,6 +40,17 @@ if ! python3 -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; then
   python3 -m pip install --quiet 'moto[server]>=5,<6'
 fi
 
+echo "==> sans-IO check of sealcast-core, and proof that it catches a violation"
+scripts/check-sans-io.sh
+planted=$(mktemp -d)
+trap 'rm -rf "$planted"' EXIT
+cp -r sealcast-core/src "$planted/src"
+sed -i '1i use std::net::TcpStream;' "$planted/src/media.rs"
+if scripts/check-sans-io.sh "$planted" >/dev/null; then
+  echo "the sans-IO check missed a planted 'use std::net::TcpStream' in media.rs"
+  exit 1
+fi
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
