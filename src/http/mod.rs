@@ -13,17 +13,18 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, ReadBuf, Take};
 use tokio_util::io::ReaderStream;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::{debug, error};
 
 pub mod api;
@@ -56,7 +57,6 @@ pub struct HttpState {
 
 /// The router of `sealcast serve`: every route and the CORS layer.
 pub fn router(state: Arc<HttpState>) -> Router {
-    let cors_policy = Arc::new(state.cors.clone());
     let mut app = Router::new()
         .route("/{app}/{name}/{file}", get(media_file))
         // "api" is a reserved app name: without an admin token (or for an
@@ -70,12 +70,12 @@ pub fn router(state: Arc<HttpState>) -> Router {
     if state.admin_token.is_some() {
         app = app.merge(api::routes(Arc::clone(&state)));
     }
-    finish(app, cors_policy)
+    finish(app, &state.cors)
 }
 
 /// The router of `sealcast keyserver`: the key endpoint and health only.
 pub fn key_server_router(keys: Arc<KeyService>, cors: CorsPolicy) -> Router {
-    finish(key_routes(keys), Arc::new(cors))
+    finish(key_routes(keys), &cors)
 }
 
 fn key_routes(keys: Arc<KeyService>) -> Router {
@@ -84,10 +84,15 @@ fn key_routes(keys: Arc<KeyService>) -> Router {
         .with_state(keys)
 }
 
-fn finish(app: Router, cors_policy: Arc<CorsPolicy>) -> Router {
-    app.route("/healthz", get(|| async { "ok\n" }))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
-        .layer(axum::middleware::from_fn_with_state(cors_policy, cors))
+/// Health, the 404 fallback and CORS around every route.
+fn finish(app: Router, cors_policy: &CorsPolicy) -> Router {
+    let app = app
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") });
+    match cors_policy.layer() {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
 }
 
 /// Which browser origins may read responses (CORS).
@@ -117,49 +122,28 @@ impl CorsPolicy {
         }
     }
 
-    fn allowed(&self, origin: Option<&HeaderValue>) -> Option<HeaderValue> {
-        match self {
-            Self::Off => None,
-            Self::AnyOrigin => Some(HeaderValue::from_static("*")),
-            Self::Origins(list) => origin.filter(|o| list.contains(o)).cloned(),
-        }
+    /// The CORS layer, or `None` when no origin but our own may read.
+    /// Preflight requests (players send one for a `Range` or `Authorization`
+    /// header) are answered by the layer; `Content-Length` and
+    /// `Content-Range` are exposed for ranged segment reads.
+    fn layer(&self) -> Option<CorsLayer> {
+        // `Vary: Origin` only where the answer depends on it: a `*` answer
+        // does not, and a CDN should keep one copy of each segment.
+        let (allow_origin, vary) = match self {
+            Self::Off => return None,
+            Self::AnyOrigin => (AllowOrigin::any(), vec![]),
+            Self::Origins(list) => (AllowOrigin::list(list.iter().cloned()), vec![header::ORIGIN]),
+        };
+        Some(
+            CorsLayer::new()
+                .allow_origin(allow_origin)
+                .vary(vary)
+                .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
+                .allow_headers([header::AUTHORIZATION, header::RANGE])
+                .expose_headers([header::CONTENT_LENGTH, header::CONTENT_RANGE])
+                .max_age(Duration::from_secs(86_400)),
+        )
     }
-}
-
-/// Adds CORS headers, and answers preflight requests (players send one for a
-/// `Range` or `Authorization` header) with 204.
-async fn cors(State(policy): State<Arc<CorsPolicy>>, request: Request, next: Next) -> Response {
-    let origin = request.headers().get(header::ORIGIN).cloned();
-    let preflight = request.method() == Method::OPTIONS;
-    let mut response = if preflight {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        next.run(request).await
-    };
-    let headers = response.headers_mut();
-    if matches!(*policy, CorsPolicy::Origins(_)) {
-        headers.insert(header::VARY, HeaderValue::from_static("Origin"));
-    }
-    let Some(allowed) = policy.allowed(origin.as_ref()) else {
-        return response;
-    };
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
-    headers.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("Content-Length, Content-Range"),
-    );
-    if preflight {
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, HEAD, OPTIONS"),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("Authorization, Range"),
-        );
-        headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
-    }
-    response
 }
 
 #[derive(Deserialize)]
@@ -431,6 +415,98 @@ mod tests {
                     let error = read.unwrap_err();
                     assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof, "limit {limit}");
                 }
+            }
+        }
+    }
+
+    /// What a browser sees: (policy, request Origin, preflight?) →
+    /// (Access-Control-Allow-Origin, Vary names Origin).
+    #[tokio::test]
+    async fn cors_answers_by_policy() {
+        use axum::body::Body;
+        use axum::http::{Method, Request, header};
+        use tower::ServiceExt as _;
+
+        use super::{CorsPolicy, finish};
+
+        let listed = CorsPolicy::from_origins(&["https://player.example".to_owned()]);
+        let cases: [(&str, CorsPolicy, Option<&str>, bool, Option<&str>, bool); 6] = [
+            ("off", CorsPolicy::Off, Some("https://a.example"), false, None, false),
+            (
+                "any",
+                CorsPolicy::AnyOrigin,
+                Some("https://a.example"),
+                false,
+                Some("*"),
+                false,
+            ),
+            (
+                "any, preflight",
+                CorsPolicy::AnyOrigin,
+                Some("https://a.example"),
+                true,
+                Some("*"),
+                false,
+            ),
+            (
+                "listed",
+                listed.clone(),
+                Some("https://player.example"),
+                false,
+                Some("https://player.example"),
+                true,
+            ),
+            (
+                "listed, preflight",
+                listed.clone(),
+                Some("https://player.example"),
+                true,
+                Some("https://player.example"),
+                true,
+            ),
+            ("not listed", listed, Some("https://evil.example"), false, None, true),
+        ];
+        for (name, policy, origin, preflight, allowed, varies) in cases {
+            let app = finish(axum::Router::new(), &policy);
+            let mut request = Request::builder().uri("/healthz");
+            if preflight {
+                request = request
+                    .method(Method::OPTIONS)
+                    .header(header::ACCESS_CONTROL_REQUEST_METHOD, "GET")
+                    .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "range");
+            }
+            if let Some(origin) = origin {
+                request = request.header(header::ORIGIN, origin);
+            }
+            let response = app.oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+            let get = |name: header::HeaderName| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+            assert!(response.status().is_success(), "{name}: {}", response.status());
+            assert_eq!(get(header::ACCESS_CONTROL_ALLOW_ORIGIN).as_deref(), allowed, "{name}");
+            let vary = response
+                .headers()
+                .get_all(header::VARY)
+                .iter()
+                .any(|v| v.to_str().unwrap().to_ascii_lowercase().contains("origin"));
+            assert_eq!(vary, varies, "{name}");
+            if allowed.is_some() && !preflight {
+                assert_eq!(
+                    get(header::ACCESS_CONTROL_EXPOSE_HEADERS).as_deref(),
+                    Some("content-length,content-range"),
+                    "{name}"
+                );
+            }
+            if allowed.is_some() && preflight {
+                assert_eq!(
+                    get(header::ACCESS_CONTROL_ALLOW_METHODS).as_deref(),
+                    Some("GET,HEAD,OPTIONS"),
+                    "{name}"
+                );
+                assert_eq!(
+                    get(header::ACCESS_CONTROL_ALLOW_HEADERS).as_deref(),
+                    Some("authorization,range"),
+                    "{name}"
+                );
+                assert_eq!(get(header::ACCESS_CONTROL_MAX_AGE).as_deref(), Some("86400"), "{name}");
             }
         }
     }

@@ -22,7 +22,6 @@ use std::fmt;
 
 use crate::media::{AccessUnit, AudioCodec, Payload, Track, Tracks, VideoCodec};
 
-pub use avc::{AnnexB, AnnexBSlices};
 pub use metadata::Metadata;
 
 /// Size of the fixed tag header (TagType .. StreamID), FLV v10.1 E.4.1.
@@ -86,6 +85,18 @@ pub enum Error {
     /// Script data that is not valid AMF0.
     #[error("malformed AMF0 script data: {0}")]
     BadAmf(&'static str),
+}
+
+/// The NAL reader's errors, as the demuxer has always reported them.
+impl From<crate::media::h264::NalError> for Error {
+    fn from(error: crate::media::h264::NalError) -> Self {
+        match error {
+            crate::media::h264::NalError::TruncatedLength => Error::Truncated("NAL unit length prefix"),
+            crate::media::h264::NalError::LengthPastEnd { length, remaining } => {
+                Error::NalLengthPastEnd { length, remaining }
+            }
+        }
+    }
 }
 
 /// How an unsupported codec was identified, for the error message.

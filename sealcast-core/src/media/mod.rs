@@ -1,7 +1,9 @@
 //! Types shared by the format cores: what the FLV demuxer produces and the TS
 //! muxer, the segmenter and the pipeline consume.
 
-pub use crate::flv::{AnnexB, AnnexBSlices};
+pub mod h264;
+
+pub use h264::{AnnexB, AnnexBSlices};
 
 /// The 90 kHz clock of MPEG-TS timestamps (ISO/IEC 13818-1, 2.4.3.7).
 pub const CLOCK_90K: u64 = 90_000;
