@@ -430,7 +430,9 @@ mod tests {
         use super::{CorsPolicy, finish};
 
         let listed = CorsPolicy::from_origins(&["https://player.example".to_owned()]);
-        let cases: [(&str, CorsPolicy, Option<&str>, bool, Option<&str>, bool); 6] = [
+        // (name, policy, request Origin, preflight, allowed origin, Vary: Origin)
+        type Case = (&'static str, CorsPolicy, Option<&'static str>, bool, Option<&'static str>, bool);
+        let cases: [Case; 6] = [
             ("off", CorsPolicy::Off, Some("https://a.example"), false, None, false),
             (
                 "any",
