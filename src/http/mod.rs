@@ -431,7 +431,14 @@ mod tests {
 
         let listed = CorsPolicy::from_origins(&["https://player.example".to_owned()]);
         // (name, policy, request Origin, preflight, allowed origin, Vary: Origin)
-        type Case = (&'static str, CorsPolicy, Option<&'static str>, bool, Option<&'static str>, bool);
+        type Case = (
+            &'static str,
+            CorsPolicy,
+            Option<&'static str>,
+            bool,
+            Option<&'static str>,
+            bool,
+        );
         let cases: [Case; 6] = [
             ("off", CorsPolicy::Off, Some("https://a.example"), false, None, false),
             (

@@ -28,8 +28,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::{Id, JoinError, JoinSet};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
@@ -164,23 +164,18 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let permits = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
-    let per_ip_cap = limits.max_connections_per_ip.max(1);
     let semaphore = Arc::new(Semaphore::new(permits));
-    // Connections hold receivers; dropping the sender tells them all to end.
-    let (notify_shutdown, _) = watch::channel(());
-    let mut tasks = JoinSet::new();
-    // Task id -> peer, so a panicked task can be reported with its peer and
-    // its address's count released.
-    let mut peers: HashMap<Id, SocketAddr> = HashMap::new();
-    let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
-    let mut refused_per_ip: u64 = 0;
+    let mut connections = Connections::new(authorizer, limits);
     let mut backoff = ACCEPT_BACKOFF_MIN;
     tokio::pin!(shutdown);
 
     match listener.local_addr() {
-        Ok(addr) => {
-            info!(%addr, max_connections = permits, max_connections_per_ip = per_ip_cap, "rtmp ingest listening")
-        }
+        Ok(addr) => info!(
+            %addr,
+            max_connections = permits,
+            max_connections_per_ip = connections.per_ip_cap,
+            "rtmp ingest listening"
+        ),
         Err(err) => warn!("rtmp ingest listening (local address unknown: {err})"),
     }
 
@@ -194,7 +189,7 @@ pub async fn serve(
         };
         tokio::select! {
             () = &mut shutdown => break,
-            Some(joined) = tasks.join_next_with_id() => report_task_end(joined, &mut peers, &mut per_ip),
+            Some(joined) = connections.tasks.join_next_with_id() => connections.reap(joined),
             (permit, accepted) = accept => {
                 let Ok(permit) = permit else {
                     // The semaphore is never closed; if it were, accepting
@@ -205,39 +200,7 @@ pub async fn serve(
                 match accepted {
                     Ok((socket, peer)) => {
                         backoff = ACCEPT_BACKOFF_MIN;
-                        let count = per_ip.entry(peer.ip()).or_default();
-                        if *count >= per_ip_cap {
-                            // Closing at once frees the slot and costs the
-                            // flood nothing but a SYN; one line per 1000.
-                            refused_per_ip += 1;
-                            if refused_per_ip % 1000 == 1 {
-                                warn!(%peer, refused = refused_per_ip, "connection refused: per-IP limit reached");
-                            }
-                            drop(socket);
-                            continue;
-                        }
-                        *count += 1;
-                        let span = info_span!("rtmp", %peer, stream = tracing::field::Empty);
-                        let authorizer = Arc::clone(&authorizer);
-                        let mut shutdown_rx = notify_shutdown.subscribe();
-                        let task = async move {
-                            let _permit = permit; // frees the slot when the connection ends
-                            // Control replies are small; do not let Nagle
-                            // hold them back.
-                            if let Err(err) = socket.set_nodelay(true) {
-                                debug!("cannot set TCP_NODELAY: {err}");
-                            }
-                            tokio::select! {
-                                result = connection::run(socket, peer, authorizer, limits) => {
-                                    log_connection_end(result);
-                                }
-                                _ = shutdown_rx.changed() => {
-                                    info!("closing connection: server shutting down");
-                                }
-                            }
-                        };
-                        let handle = tasks.spawn(task.instrument(span));
-                        peers.insert(handle.id(), peer);
+                        connections.start(socket, peer, permit);
                     }
                     Err(err) => {
                         warn!("accept failed, retrying in {backoff:?}: {err}");
@@ -253,12 +216,87 @@ pub async fn serve(
         }
     }
 
-    info!(live = tasks.len(), "rtmp ingest shutting down");
-    drop(notify_shutdown);
-    while let Some(joined) = tasks.join_next_with_id().await {
-        report_task_end(joined, &mut peers, &mut per_ip);
-    }
+    info!(live = connections.tasks.len(), "rtmp ingest shutting down");
+    connections.close_all().await;
     Ok(())
+}
+
+/// The live connection tasks, counted per address.
+struct Connections {
+    authorizer: Arc<dyn PublishAuthorizer>,
+    limits: IngestLimits,
+    per_ip_cap: usize,
+    tasks: JoinSet<()>,
+    /// Task id -> peer, so a panicked task can be reported with its peer and
+    /// its address's count released.
+    peers: HashMap<Id, SocketAddr>,
+    per_ip: HashMap<IpAddr, usize>,
+    refused_per_ip: u64,
+    /// Connections hold receivers; dropping the sender tells them all to end.
+    notify_shutdown: watch::Sender<()>,
+}
+
+impl Connections {
+    fn new(authorizer: Arc<dyn PublishAuthorizer>, limits: IngestLimits) -> Self {
+        Self {
+            authorizer,
+            per_ip_cap: limits.max_connections_per_ip.max(1),
+            limits,
+            tasks: JoinSet::new(),
+            peers: HashMap::new(),
+            per_ip: HashMap::new(),
+            refused_per_ip: 0,
+            notify_shutdown: watch::channel(()).0,
+        }
+    }
+
+    /// Runs an accepted connection in a task of its own (in a `peer` span),
+    /// or closes it at once when its address is at its cap.
+    fn start(&mut self, socket: TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit) {
+        let count = self.per_ip.entry(peer.ip()).or_default();
+        if *count >= self.per_ip_cap {
+            // Closing at once frees the slot and costs the flood nothing but
+            // a SYN; one line per 1000.
+            self.refused_per_ip += 1;
+            if self.refused_per_ip % 1000 == 1 {
+                warn!(%peer, refused = self.refused_per_ip, "connection refused: per-IP limit reached");
+            }
+            return;
+        }
+        *count += 1;
+        let span = info_span!("rtmp", %peer, stream = tracing::field::Empty);
+        let authorizer = Arc::clone(&self.authorizer);
+        let limits = self.limits;
+        let mut shutdown = self.notify_shutdown.subscribe();
+        let task = async move {
+            let _permit = permit; // frees the slot when the connection ends
+            // Control replies are small; do not let Nagle hold them back.
+            if let Err(err) = socket.set_nodelay(true) {
+                debug!("cannot set TCP_NODELAY: {err}");
+            }
+            tokio::select! {
+                result = connection::run(socket, peer, authorizer, limits) => log_connection_end(result),
+                _ = shutdown.changed() => info!("closing connection: server shutting down"),
+            }
+        };
+        let handle = self.tasks.spawn(task.instrument(span));
+        self.peers.insert(handle.id(), peer);
+    }
+
+    /// Reaps one connection task and releases its address's count; a panic
+    /// is logged here (outside the task's span, so with its peer).
+    fn reap(&mut self, joined: Result<(Id, ()), JoinError>) {
+        report_task_end(joined, &mut self.peers, &mut self.per_ip);
+    }
+
+    /// Tells every live connection to end (which drops their media senders,
+    /// so pipelines see their channels close and flush) and waits for them.
+    async fn close_all(mut self) {
+        drop(self.notify_shutdown);
+        while let Some(joined) = self.tasks.join_next_with_id().await {
+            report_task_end(joined, &mut self.peers, &mut self.per_ip);
+        }
+    }
 }
 
 /// Reaps one connection task and releases its address's count; a panic is

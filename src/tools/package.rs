@@ -70,10 +70,6 @@ pub async fn package(
     options: &PackageOptions,
     kms: &dyn Kms,
 ) -> Result<PackageReport, PackageError> {
-    let io_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| PackageError::Io { path, source }
-    };
     let file = std::fs::read(input).map_err(io_err(input))?;
     std::fs::create_dir_all(outdir).map_err(io_err(outdir))?;
     let (_, tags) = flv::tags(&file).map_err(|source| PackageError::Flv {
@@ -89,35 +85,21 @@ pub async fn package(
         first_sequence: 0,
         discontinuity_at_start: false,
     });
-    let mut playlist = MediaPlaylist::vod();
-    let mut timeline = Timeline::vod(options.stream.clone(), publish_id.clone(), options.key_uri_base.clone());
-    let mut report = PackageReport::default();
-    let mut keys_generated = 0u64;
-    let mut last_key_id = None;
-    let mut store_output = |output: Output, report: &mut PackageReport| -> Result<(), PackageError> {
-        let Output::Segment(segment) = output else {
-            // Keys are provided before every push, so no segment waits for one.
-            return Ok(());
-        };
-        let entry = timeline.entry(&segment, 0);
-        let path = outdir.join(&entry.uri);
-        storage::write_atomic_pieces(&path, &segment.pieces).map_err(io_err(&path))?;
-        report.segments += 1;
-        if last_key_id.as_ref() != Some(&segment.key.id) {
-            report.keys += 1;
-            last_key_id = Some(segment.key.id.clone());
-        }
-        playlist.push(entry);
-        Ok(())
+    let mut vod = VodWriter {
+        outdir,
+        playlist: MediaPlaylist::vod(),
+        timeline: Timeline::vod(options.stream.clone(), publish_id.clone(), options.key_uri_base.clone()),
+        report: PackageReport::default(),
+        last_key_id: None,
     };
-
+    let mut keys_generated = 0u64;
     for tag in tags {
         let tag = match tag {
             Ok(tag) => tag,
             Err(error) => {
                 // A truncated tail: keep everything before it.
                 tracing::warn!(%error, "stopping at a malformed FLV tag");
-                report.skipped_tags += 1;
+                vod.report.skipped_tags += 1;
                 break;
             }
         };
@@ -137,36 +119,72 @@ pub async fn package(
             keys_generated += 1;
         }
         match pipeline.push(tag.kind, tag.timestamp_ms, tag.body) {
-            Ok(Some(output)) => store_output(output, &mut report)?,
+            Ok(Some(output)) => vod.store(output)?,
             Ok(None) => {}
             Err(error) => {
                 tracing::warn!(%error, timestamp_ms = tag.timestamp_ms, "skipping FLV tag");
-                report.skipped_tags += 1;
+                vod.report.skipped_tags += 1;
             }
         }
     }
     if let Some(output) = pipeline.finish() {
-        store_output(output, &mut report)?;
+        vod.store(output)?;
     }
     let stats = pipeline.stats();
-    report.video_frames = stats.video_frames;
-    report.audio_frames = stats.audio_frames;
-    if report.segments == 0 {
+    vod.report.video_frames = stats.video_frames;
+    vod.report.audio_frames = stats.audio_frames;
+    if vod.report.segments == 0 {
         return Err(PackageError::Empty(input.to_owned()));
     }
-    playlist.end();
-    let playlist_path = outdir.join("index.m3u8");
-    storage::write_atomic(&playlist_path, playlist.render(None).as_bytes()).map_err(io_err(&playlist_path))?;
-    Ok(report)
+    vod.finish()
+}
+
+/// A VOD package being written: segment files as they close, the playlist
+/// at the end.
+struct VodWriter<'a> {
+    outdir: &'a Path,
+    playlist: MediaPlaylist,
+    timeline: Timeline,
+    report: PackageReport,
+    last_key_id: Option<KeyId>,
+}
+
+impl VodWriter<'_> {
+    fn store(&mut self, output: Output) -> Result<(), PackageError> {
+        let Output::Segment(segment) = output else {
+            // Keys are provided before every push, so no segment waits for one.
+            return Ok(());
+        };
+        let entry = self.timeline.entry(&segment, 0);
+        let path = self.outdir.join(&entry.uri);
+        storage::write_atomic_pieces(&path, &segment.pieces).map_err(io_err(&path))?;
+        self.report.segments += 1;
+        if self.last_key_id.as_ref() != Some(&segment.key.id) {
+            self.report.keys += 1;
+            self.last_key_id = Some(segment.key.id.clone());
+        }
+        self.playlist.push(entry);
+        Ok(())
+    }
+
+    /// Writes the ended playlist, after every segment it lists.
+    fn finish(mut self) -> Result<PackageReport, PackageError> {
+        self.playlist.end();
+        let path = self.outdir.join("index.m3u8");
+        storage::write_atomic(&path, self.playlist.render(None).as_bytes()).map_err(io_err(&path))?;
+        Ok(self.report)
+    }
+}
+
+/// An IO error, with the path it happened on.
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PackageError + use<> {
+    let path = path.to_owned();
+    move |source| PackageError::Io { path, source }
 }
 
 /// Decrypts every segment of a playlist written by sealcast into one TS file,
 /// unwrapping each key through `kms`. Returns the number of segments.
 pub async fn decrypt(playlist_path: &Path, output: &Path, kms: &dyn Kms) -> Result<u64, PackageError> {
-    let io_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| PackageError::Io { path, source }
-    };
     let playlist_err = |reason: String| PackageError::Playlist {
         path: playlist_path.to_owned(),
         reason,

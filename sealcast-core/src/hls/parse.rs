@@ -36,9 +36,14 @@ pub struct ParsedPlaylist {
 
 /// Key state while reading: the latest `EXT-X-KEY` (RFC 8216 4.3.2.4 applies
 /// it to every following segment until the next one).
+#[derive(Default)]
 enum Key {
+    #[default]
     None,
-    Aes128 { uri: String, iv: Option<[u8; 16]> },
+    Aes128 {
+        uri: String,
+        iv: Option<[u8; 16]>,
+    },
 }
 
 /// Tags seen since the last URI line, applying to the next segment.
@@ -56,124 +61,147 @@ pub fn parse_media_playlist(text: &str) -> Result<ParsedPlaylist, Error> {
     if lines.next() != Some("#EXTM3U") {
         return Err(Error::MissingHeader);
     }
-    let mut version = None;
-    let mut target = None;
-    let mut media_sequence = None;
-    let mut discontinuity_sequence = None;
-    let mut playlist_type = None;
-    let mut independent_segments = false;
-    let mut ended = false;
-    let mut key = Key::None;
-    let mut pending = Pending::default();
-    let mut segments: Vec<SegmentEntry> = Vec::new();
-
+    let mut reader = Reader::default();
     for (index, line) in lines.enumerate() {
         let line_no = index + 2;
         if line.trim().is_empty() {
             continue;
         }
-        if !line.starts_with('#') {
-            let Some(duration_secs) = pending.duration_secs else {
-                return Err(Error::MissingExtinf { line: line_no });
-            };
-            // A `"` or a CR inside the line is no URI (RFC 3986) and could
-            // not be written back as one.
-            if !is_clean_uri(line) {
-                return Err(Error::BadUri { line: line_no });
+        match line.strip_prefix('#') {
+            None => reader.uri_line(line, line_no)?,
+            Some(comment_or_tag) => {
+                if let Some(tag) = comment_or_tag.strip_prefix("EXT") {
+                    let (name, value) = match tag.split_once(':') {
+                        Some((name, value)) => (name, Some(value)),
+                        None => (tag, None),
+                    };
+                    reader.tag(name, value, line_no)?;
+                }
             }
-            let sequence = media_sequence.unwrap_or(0u64).saturating_add(segments.len() as u64);
-            let key = match &key {
-                Key::None => None,
-                Key::Aes128 { uri, iv } => Some(KeyTag {
-                    uri: uri.clone(),
-                    iv: iv.unwrap_or_else(|| u128::from(sequence).to_be_bytes()),
-                }),
-            };
-            segments.push(SegmentEntry {
-                uri: line.to_owned(),
-                duration_secs,
-                key,
-                program_date_time_ms: pending.program_date_time_ms,
-                discontinuity: pending.discontinuity,
-                sequence,
-            });
-            pending = Pending::default();
-            continue;
         }
-        let Some(tag) = line.strip_prefix("#EXT") else {
-            continue; // a comment
+    }
+    reader.finish()
+}
+
+/// The playlist read so far.
+#[derive(Default)]
+struct Reader {
+    version: Option<u32>,
+    target: Option<u32>,
+    media_sequence: Option<u64>,
+    discontinuity_sequence: Option<u64>,
+    playlist_type: Option<PlaylistType>,
+    independent_segments: bool,
+    ended: bool,
+    key: Key,
+    pending: Pending,
+    segments: Vec<SegmentEntry>,
+}
+
+impl Reader {
+    /// A segment URI line: the segment the pending tags describe.
+    fn uri_line(&mut self, line: &str, line_no: usize) -> Result<(), Error> {
+        let Some(duration_secs) = self.pending.duration_secs else {
+            return Err(Error::MissingExtinf { line: line_no });
         };
-        let (name, value) = match tag.split_once(':') {
-            Some((name, value)) => (name, Some(value)),
-            None => (tag, None),
+        // A `"` or a CR inside the line is no URI (RFC 3986) and could not
+        // be written back as one.
+        if !is_clean_uri(line) {
+            return Err(Error::BadUri { line: line_no });
+        }
+        let sequence = self
+            .media_sequence
+            .unwrap_or(0)
+            .saturating_add(self.segments.len() as u64);
+        let key = match &self.key {
+            Key::None => None,
+            Key::Aes128 { uri, iv } => Some(KeyTag {
+                uri: uri.clone(),
+                iv: iv.unwrap_or_else(|| u128::from(sequence).to_be_bytes()),
+            }),
         };
+        let pending = std::mem::take(&mut self.pending);
+        self.segments.push(SegmentEntry {
+            uri: line.to_owned(),
+            duration_secs,
+            key,
+            program_date_time_ms: pending.program_date_time_ms,
+            discontinuity: pending.discontinuity,
+            sequence,
+        });
+        Ok(())
+    }
+
+    /// A playlist tag that may appear once, before the first segment
+    /// (RFC 8216 4.3.3).
+    fn before_segments(&self, tag: &'static str, seen: bool, line: usize) -> Result<(), Error> {
+        if seen {
+            Err(Error::Duplicate { line, tag })
+        } else if !self.segments.is_empty() || self.pending.duration_secs.is_some() {
+            Err(Error::Misplaced { line, tag })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// One `#EXT...` line: `name` is what follows `#EXT`, `value` what
+    /// follows the colon.
+    fn tag(&mut self, name: &str, value: Option<&str>, line_no: usize) -> Result<(), Error> {
         let err = |tag: &'static str| Error::Malformed { line: line_no, tag };
-        let before_segments = |tag: &'static str, seen: bool| {
-            if seen {
-                Err(Error::Duplicate { line: line_no, tag })
-            } else if !segments.is_empty() || pending.duration_secs.is_some() {
-                Err(Error::Misplaced { line: line_no, tag })
-            } else {
-                Ok(())
-            }
-        };
+        let integer = |tag: &'static str| value.and_then(decimal_integer).ok_or(err(tag));
         match name {
             "M3U" => {}
             "-X-VERSION" => {
                 let t = "EXT-X-VERSION";
-                before_segments(t, version.is_some())?;
-                let v = value.and_then(decimal_integer).ok_or(err(t))?;
-                version = Some(u32::try_from(v).map_err(|_| err(t))?);
+                self.before_segments(t, self.version.is_some(), line_no)?;
+                self.version = Some(u32::try_from(integer(t)?).map_err(|_| err(t))?);
             }
             "-X-TARGETDURATION" => {
                 let t = "EXT-X-TARGETDURATION";
-                before_segments(t, target.is_some())?;
-                let v = value.and_then(decimal_integer).ok_or(err(t))?;
-                target = Some(u32::try_from(v).map_err(|_| err(t))?);
+                self.before_segments(t, self.target.is_some(), line_no)?;
+                self.target = Some(u32::try_from(integer(t)?).map_err(|_| err(t))?);
             }
             "-X-MEDIA-SEQUENCE" => {
                 let t = "EXT-X-MEDIA-SEQUENCE";
-                before_segments(t, media_sequence.is_some())?;
-                media_sequence = Some(value.and_then(decimal_integer).ok_or(err(t))?);
+                self.before_segments(t, self.media_sequence.is_some(), line_no)?;
+                self.media_sequence = Some(integer(t)?);
             }
             "-X-DISCONTINUITY-SEQUENCE" => {
                 let t = "EXT-X-DISCONTINUITY-SEQUENCE";
-                before_segments(t, discontinuity_sequence.is_some())?;
-                discontinuity_sequence = Some(value.and_then(decimal_integer).ok_or(err(t))?);
+                self.before_segments(t, self.discontinuity_sequence.is_some(), line_no)?;
+                self.discontinuity_sequence = Some(integer(t)?);
             }
             "-X-PLAYLIST-TYPE" => {
                 let t = "EXT-X-PLAYLIST-TYPE";
-                before_segments(t, playlist_type.is_some())?;
-                playlist_type = Some(match value {
+                self.before_segments(t, self.playlist_type.is_some(), line_no)?;
+                self.playlist_type = Some(match value {
                     Some("VOD") => PlaylistType::Vod,
                     Some("EVENT") => PlaylistType::Event,
                     _ => return Err(err(t)),
                 });
             }
-            "-X-INDEPENDENT-SEGMENTS" => independent_segments = true,
-            "-X-ENDLIST" => ended = true,
+            "-X-INDEPENDENT-SEGMENTS" => self.independent_segments = true,
+            "-X-ENDLIST" => self.ended = true,
             "-X-DISCONTINUITY" => {
                 if value.is_some() {
                     return Err(err("EXT-X-DISCONTINUITY"));
                 }
-                pending.discontinuity = true;
+                self.pending.discontinuity = true;
             }
             "-X-PROGRAM-DATE-TIME" => {
                 let t = "EXT-X-PROGRAM-DATE-TIME";
-                pending.program_date_time_ms = Some(value.and_then(UtcDateTime::parse_rfc3339).ok_or(err(t))?);
+                self.pending.program_date_time_ms = Some(value.and_then(UtcDateTime::parse_rfc3339).ok_or(err(t))?);
             }
             "INF" => {
                 let t = "EXTINF";
-                if pending.duration_secs.is_some() {
+                if self.pending.duration_secs.is_some() {
                     return Err(Error::Duplicate { line: line_no, tag: t });
                 }
                 let value = value.ok_or(err(t))?;
                 let duration = value.split_once(',').map_or(value, |(d, _title)| d);
-                pending.duration_secs = Some(decimal_float(duration).ok_or(err(t))?);
+                self.pending.duration_secs = Some(decimal_float(duration).ok_or(err(t))?);
             }
-            "-X-KEY" => {
-                key = parse_key(value.unwrap_or(""), line_no)?;
-            }
+            "-X-KEY" => self.key = parse_key(value.unwrap_or(""), line_no)?,
             "-X-BYTERANGE" | "-X-MAP" | "-X-STREAM-INF" | "-X-I-FRAME-STREAM-INF" | "-X-I-FRAMES-ONLY" | "-X-MEDIA" => {
                 return Err(Error::Unsupported {
                     line: line_no,
@@ -187,20 +215,25 @@ pub fn parse_media_playlist(text: &str) -> Result<ParsedPlaylist, Error> {
             }
             _ => {} // unknown tags are ignored (RFC 8216 6.3.1)
         }
+        Ok(())
     }
-    if pending.duration_secs.is_some() || pending.discontinuity || pending.program_date_time_ms.is_some() {
-        return Err(Error::Truncated);
+
+    fn finish(self) -> Result<ParsedPlaylist, Error> {
+        let pending = &self.pending;
+        if pending.duration_secs.is_some() || pending.discontinuity || pending.program_date_time_ms.is_some() {
+            return Err(Error::Truncated);
+        }
+        Ok(ParsedPlaylist {
+            version: self.version,
+            target_duration_secs: self.target.ok_or(Error::MissingTargetDuration)?,
+            media_sequence: self.media_sequence.unwrap_or(0),
+            discontinuity_sequence: self.discontinuity_sequence.unwrap_or(0),
+            playlist_type: self.playlist_type,
+            independent_segments: self.independent_segments,
+            ended: self.ended,
+            segments: self.segments,
+        })
     }
-    Ok(ParsedPlaylist {
-        version,
-        target_duration_secs: target.ok_or(Error::MissingTargetDuration)?,
-        media_sequence: media_sequence.unwrap_or(0),
-        discontinuity_sequence: discontinuity_sequence.unwrap_or(0),
-        playlist_type,
-        independent_segments,
-        ended,
-        segments,
-    })
 }
 
 /// `EXT-X-KEY` attributes (RFC 8216 4.3.2.4).
