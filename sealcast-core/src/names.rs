@@ -1,5 +1,5 @@
 //! Public names and the URLs built from them: stream names, segment and
-//! playlist paths, and key URIs (DESIGN.md, "Segment metadata and URLs").
+//! playlist paths, and key URIs (docs/architecture.md).
 //!
 //! Every name that reaches a path or a URL is validated here first, so no
 //! request can point outside a stream's directory.

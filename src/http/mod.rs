@@ -2,7 +2,7 @@
 //! one-time tickets), segments with Range support, the key endpoint, the
 //! admin API, and health.
 //!
-//! Status codes follow DESIGN.md: 401 without a token, 403 for a token,
+//! Status codes (docs/architecture.md, "http"): 401 without a token, 403 for a token,
 //! ticket or wrapped key that does not check out, 404 for what does not
 //! exist, 503 when the KMS or the replay store cannot answer; never a 5xx for
 //! anything a client sent. Bodies are terse and never say why a token was
