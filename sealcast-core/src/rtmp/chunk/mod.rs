@@ -317,42 +317,7 @@ impl ChunkDecoder {
         };
 
         if fmt == 3 {
-            let index = self.find(csid).ok_or(ChunkError::NoPreviousHeader { csid, fmt })?;
-            let stream = &self.streams[index];
-            let header = Header {
-                fmt,
-                csid,
-                timestamp: stream.delta,
-                extended: false,
-                length: stream.length,
-                type_id: stream.type_id,
-                stream_id: stream.stream_id,
-            };
-            let Some(extended) = stream.extended else {
-                return Ok(Parse::Done { header, refeed: None });
-            };
-            // Spec 5.3.1.3: a type 3 chunk repeats the extended timestamp of
-            // the header it continues. ffmpeg, librtmp and FMS write it;
-            // some encoders do not. Peek: the 4 bytes count as the field
-            // when they equal it (or the message's absolute timestamp, which
-            // a few encoders write instead), else they are payload.
-            let Some(&[a, b, c, d]) = h.get(basic..basic + 4) else {
-                return Ok(Parse::Need(basic + 4));
-            };
-            let field = u32::from_be_bytes([a, b, c, d]);
-            let absolute = if stream.in_progress {
-                stream.timestamp
-            } else {
-                stream.timestamp.wrapping_add(stream.delta)
-            };
-            let refeed = (field != extended && field != absolute).then_some([a, b, c, d]);
-            return Ok(Parse::Done {
-                header: Header {
-                    extended: refeed.is_none(),
-                    ..header
-                },
-                refeed,
-            });
+            return self.continuation_header(h, basic, csid);
         }
 
         let (timestamp24, length, type_id, stream_id) = match *m {
@@ -390,6 +355,48 @@ impl ChunkDecoder {
                 stream_id,
             },
             refeed: None,
+        })
+    }
+
+    /// A type 3 header (no message header of its own): the chunk continues
+    /// the chunk stream's last header.
+    fn continuation_header(&self, h: &[u8], basic: usize, csid: u32) -> Result<Parse, ChunkError> {
+        let fmt = 3;
+        let index = self.find(csid).ok_or(ChunkError::NoPreviousHeader { csid, fmt })?;
+        let stream = &self.streams[index];
+        let header = Header {
+            fmt,
+            csid,
+            timestamp: stream.delta,
+            extended: false,
+            length: stream.length,
+            type_id: stream.type_id,
+            stream_id: stream.stream_id,
+        };
+        let Some(extended) = stream.extended else {
+            return Ok(Parse::Done { header, refeed: None });
+        };
+        // Spec 5.3.1.3: a type 3 chunk repeats the extended timestamp of
+        // the header it continues. ffmpeg, librtmp and FMS write it;
+        // some encoders do not. Peek: the 4 bytes count as the field
+        // when they equal it (or the message's absolute timestamp, which
+        // a few encoders write instead), else they are payload.
+        let Some(&[a, b, c, d]) = h.get(basic..basic + 4) else {
+            return Ok(Parse::Need(basic + 4));
+        };
+        let field = u32::from_be_bytes([a, b, c, d]);
+        let absolute = if stream.in_progress {
+            stream.timestamp
+        } else {
+            stream.timestamp.wrapping_add(stream.delta)
+        };
+        let refeed = (field != extended && field != absolute).then_some([a, b, c, d]);
+        Ok(Parse::Done {
+            header: Header {
+                extended: refeed.is_none(),
+                ..header
+            },
+            refeed,
         })
     }
 
