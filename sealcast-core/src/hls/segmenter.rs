@@ -197,34 +197,7 @@ impl Segmenter {
         };
 
         if open.track != deciding {
-            // Video appeared in a stream that started audio-only: the open
-            // segment goes on with audio until video can start a new one.
-            if au.track == deciding {
-                if au.keyframe {
-                    let closed = self.tail_duration(&open);
-                    // Keyframe spacing and steps measured on the old track mean
-                    // nothing for the new one.
-                    self.last_keyframe_dts_90k = None;
-                    self.gop_90k = None;
-                    return self.open_at(au, deciding, tracks, Some(closed), true);
-                }
-                return self.drop();
-            }
-            if au.track == open.track {
-                // Keep measuring the open segment so its duration stays right.
-                let step = au.dts_90k.checked_sub(open.last_dts_90k);
-                if let Some(step) = step.filter(|s| *s <= self.jump_90k) {
-                    if step > 0 {
-                        self.last_interval_90k = step;
-                    }
-                    self.open = Some(Open {
-                        last_dts_90k: au.dts_90k,
-                        ..open
-                    });
-                }
-                return Decision::Continue;
-            }
-            return self.follow(&open, au.track);
+            return self.switch_track(open, au, deciding, tracks);
         }
         if au.track != deciding {
             return self.follow(&open, au.track);
@@ -276,6 +249,38 @@ impl Segmenter {
             ..open
         });
         Decision::Continue
+    }
+
+    /// The open segment is on another track than the deciding one: video
+    /// appeared in a stream that started audio-only. The open segment goes on
+    /// with audio until a video keyframe can start a new one.
+    fn switch_track(&mut self, open: Open, au: &AccessUnit<'_>, deciding: Track, tracks: Tracks) -> Decision {
+        if au.track == deciding {
+            if au.keyframe {
+                let closed = self.tail_duration(&open);
+                // Keyframe spacing and steps measured on the old track mean
+                // nothing for the new one.
+                self.last_keyframe_dts_90k = None;
+                self.gop_90k = None;
+                return self.open_at(au, deciding, tracks, Some(closed), true);
+            }
+            return self.drop();
+        }
+        if au.track == open.track {
+            // Keep measuring the open segment so its duration stays right.
+            let step = au.dts_90k.checked_sub(open.last_dts_90k);
+            if let Some(step) = step.filter(|s| *s <= self.jump_90k) {
+                if step > 0 {
+                    self.last_interval_90k = step;
+                }
+                self.open = Some(Open {
+                    last_dts_90k: au.dts_90k,
+                    ..open
+                });
+            }
+            return Decision::Continue;
+        }
+        self.follow(&open, au.track)
     }
 
     /// Closes the open segment at the end of the stream and returns its
