@@ -12,14 +12,12 @@ use tokio::net::TcpListener;
 use tracing::info;
 
 use crate::auth::Secret;
-use crate::config::{Config, ConfigError, KmsProvider, ResolvedStream};
+use crate::config::{Config, ConfigError, ResolvedStream};
 use crate::http::web::{self, WebState};
 use crate::http::{self, CorsPolicy, HttpState};
 use crate::ingest::{self, IngestLimits};
 use crate::keyservice::{Clock, KeyService, KeySettings, replay_store_from_config};
-use crate::kms::aws::{AwsKms, AwsSettings};
-use crate::kms::local::LocalKms;
-use crate::kms::{Kms, KmsError};
+use crate::kms::{self, Kms, KmsError};
 use crate::live::{LiveSettings, Registry, StreamSpec};
 use crate::names::{NameError, StreamName};
 
@@ -50,11 +48,11 @@ impl Server {
     /// Resolves secrets (creating generated ones on first start), opens the KMS
     /// and builds the stream registry.
     pub fn from_config(config: &Config) -> Result<Self, StartError> {
-        Self::with_kms_and_clock(config, open_kms(config)?, crate::clock::system())
+        Self::with_kms_and_clock(config, kms::open(config)?, crate::clock::system())
     }
 
     /// As [`Server::from_config`], with the key provider given: the one
-    /// [`open_kms`] opened behind a wrapper (such as [`crate::kms::Delayed`]),
+    /// [`kms::open`] opened behind a wrapper (such as [`crate::kms::Delayed`]),
     /// or another implementation of [`Kms`].
     pub fn with_kms(config: &Config, kms: Arc<dyn Kms>) -> Result<Self, StartError> {
         Self::with_kms_and_clock(config, kms, crate::clock::system())
@@ -63,7 +61,7 @@ impl Server {
     /// [`Server::from_config`] with the key service's clock (token and
     /// ticket expiry) injected, for tests.
     pub fn from_config_with_clock(config: &Config, clock: Clock) -> Result<Self, StartError> {
-        Self::with_kms_and_clock(config, open_kms(config)?, clock)
+        Self::with_kms_and_clock(config, kms::open(config)?, clock)
     }
 
     pub fn with_kms_and_clock(config: &Config, kms: Arc<dyn Kms>, clock: Clock) -> Result<Self, StartError> {
@@ -175,41 +173,6 @@ impl Server {
         web.await.map_err(std::io::Error::other)??;
         info!("shut down");
         Ok(())
-    }
-}
-
-/// Opens the key provider `[kms]` names: the local keyring (created on first
-/// start, refused when group or others may read it), or AWS KMS with region
-/// and credentials from the environment. Makes no KMS request.
-pub fn open_kms(config: &Config) -> Result<Arc<dyn Kms>, KmsError> {
-    match config.kms.provider {
-        KmsProvider::Local => {
-            let local = LocalKms::open_or_create(&config.keyring_path())?;
-            info!(
-                keyring = %local.path().display(),
-                version = local.current_version(),
-                "key provider: local keyring"
-            );
-            Ok(Arc::new(local))
-        }
-        KmsProvider::Aws => {
-            let settings = AwsSettings {
-                // validate() requires it for this provider.
-                key_id: config.kms.key_id.clone().unwrap_or_default(),
-                region: config.kms.region.clone(),
-                endpoint: config.kms.endpoint.clone(),
-                profile: config.kms.profile.clone(),
-                request_timeout: Duration::from_millis(config.kms.request_timeout_ms),
-            };
-            let aws = AwsKms::new(&settings)?;
-            info!(
-                "key provider: AWS KMS key {} in {} at {}",
-                aws.key_id(),
-                aws.region(),
-                aws.endpoint()
-            );
-            Ok(Arc::new(aws))
-        }
     }
 }
 

@@ -25,6 +25,10 @@ use serde::Deserialize;
 
 use crate::auth::Secret;
 
+mod redis_url;
+
+pub use redis_url::RedisUrl;
+
 /// Shortest accepted token secret, in bytes: HS256 wants a key at least as
 /// long as its 256-bit output (RFC 7518 section 3.2).
 pub const MIN_TOKEN_SECRET_BYTES: usize = 32;
@@ -1030,7 +1034,7 @@ fn validate_auth(auth: &AuthConfig, p: &mut Vec<String>) {
             p.push("auth.replay.url must be set when auth.replay.backend is \"redis\"".to_string());
         }
         (ReplayBackend::Redis, Some(url)) => {
-            if let Err(why) = crate::keyservice::redis::parse_url(url) {
+            if let Err(why) = RedisUrl::parse(url) {
                 p.push(format!("auth.replay.url {url:?} {why}"));
             }
         }

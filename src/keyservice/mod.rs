@@ -30,7 +30,7 @@ pub use server::KeyServer;
 
 use crate::auth::ticket::{self, TicketBinding, TicketError, TicketKey};
 use crate::auth::{self, Claims, Expect, Secret, TokenError};
-use crate::config::{AuthConfig, ConfigError, ReplayBackend};
+use crate::config::{AuthConfig, ConfigError, RedisUrl, ReplayBackend};
 use crate::crypto::{DataKey, EncryptionContext, KeyId, WrappedKey};
 use crate::kms::{Kms, KmsError};
 use crate::names::StreamName;
@@ -71,7 +71,7 @@ pub fn replay_store_from_config(auth: &AuthConfig) -> Result<Arc<dyn ReplayStore
         ReplayBackend::Memory => Arc::new(MemoryReplayStore::new(replay.max_entries)),
         ReplayBackend::Redis => {
             let url = replay.url.as_deref().unwrap_or_default();
-            let target = redis::parse_url(url).map_err(|why| ConfigError {
+            let target = RedisUrl::parse(url).map_err(|why| ConfigError {
                 problems: vec![format!("auth.replay.url {url:?} {why}")],
             })?;
             Arc::new(redis::RedisReplayStore::new(redis::RedisSettings {

@@ -46,7 +46,7 @@ impl KeyServer {
         let kms: Arc<dyn Kms> = match config.kms.provider {
             // A key server writes nothing: the keyring must exist already.
             KmsProvider::Local => Arc::new(LocalKms::open(&config.keyring_path())?),
-            KmsProvider::Aws => crate::server::open_kms(config)?,
+            KmsProvider::Aws => crate::kms::open(config)?,
         };
         let replay = replay_store_from_config(&config.auth)?;
         let keys = KeyService::new(KeySettings::from_config(&config.auth, token_secret), kms, replay, clock);

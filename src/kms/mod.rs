@@ -14,15 +14,23 @@
 //! either way a wrapped key copied to another stream or key id does not unwrap, and
 //! the key endpoint answers 403.
 //!
+//! [`open`] opens the provider `[kms]` names.
+//!
 //! Wrappers: [`Delayed`] adds latency to every call (tests and demonstrations of
 //! prefetching); [`KeyPrefetcher`] keeps a stream's next data key ready ahead of need.
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use tracing::info;
 
+use crate::config::{Config, KmsProvider};
 use crate::crypto::{DataKey, EncryptionContext, WrappedKey};
+use aws::{AwsKms, AwsSettings};
+use local::LocalKms;
 
 pub mod aws;
 mod delayed;
@@ -88,4 +96,39 @@ pub enum KmsError {
         /// What is wrong, without key material.
         reason: String,
     },
+}
+
+/// Opens the key provider `[kms]` names: the local keyring (created on first
+/// start, refused when group or others may read it), or AWS KMS with region
+/// and credentials from the environment. Makes no KMS request.
+pub fn open(config: &Config) -> Result<Arc<dyn Kms>, KmsError> {
+    match config.kms.provider {
+        KmsProvider::Local => {
+            let local = LocalKms::open_or_create(&config.keyring_path())?;
+            info!(
+                keyring = %local.path().display(),
+                version = local.current_version(),
+                "key provider: local keyring"
+            );
+            Ok(Arc::new(local))
+        }
+        KmsProvider::Aws => {
+            let settings = AwsSettings {
+                // validate() requires it for this provider.
+                key_id: config.kms.key_id.clone().unwrap_or_default(),
+                region: config.kms.region.clone(),
+                endpoint: config.kms.endpoint.clone(),
+                profile: config.kms.profile.clone(),
+                request_timeout: Duration::from_millis(config.kms.request_timeout_ms),
+            };
+            let aws = AwsKms::new(&settings)?;
+            info!(
+                "key provider: AWS KMS key {} in {} at {}",
+                aws.key_id(),
+                aws.region(),
+                aws.endpoint()
+            );
+            Ok(Arc::new(aws))
+        }
+    }
 }
