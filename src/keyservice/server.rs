@@ -14,9 +14,19 @@ use tracing::info;
 use super::{Clock, KeyService, KeySettings, replay_store_from_config};
 use crate::config::{Config, ConfigError, KmsProvider};
 use crate::http::{self, CorsPolicy};
-use crate::kms::Kms;
 use crate::kms::local::LocalKms;
-use crate::server::StartError;
+use crate::kms::{Kms, KmsError};
+
+/// Why the key server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration or a secret it names is unusable.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The key provider could not be opened.
+    #[error("{0}")]
+    Kms(#[from] KmsError),
+}
 
 /// A configured key server, ready to run on a listener the caller bound.
 pub struct KeyServer {
