@@ -4,7 +4,6 @@
 //! end its playlist, then return.
 
 use std::future::Future;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,7 +47,7 @@ impl Server {
     /// Resolves secrets (creating generated ones on first start), opens the KMS
     /// and builds the stream registry.
     pub fn from_config(config: &Config) -> Result<Self, StartError> {
-        Self::with_kms_and_clock(config, kms::open(config)?, crate::clock::system())
+        Self::with_kms_and_clock(config, kms::open(&config.kms)?, crate::clock::system())
     }
 
     /// As [`Server::from_config`], with the key provider given: the one
@@ -61,7 +60,7 @@ impl Server {
     /// [`Server::from_config`] with the key service's clock (token and
     /// ticket expiry) injected, for tests.
     pub fn from_config_with_clock(config: &Config, clock: Clock) -> Result<Self, StartError> {
-        Self::with_kms_and_clock(config, kms::open(config)?, clock)
+        Self::with_kms_and_clock(config, kms::open(&config.kms)?, clock)
     }
 
     pub fn with_kms_and_clock(config: &Config, kms: Arc<dyn Kms>, clock: Clock) -> Result<Self, StartError> {
@@ -72,8 +71,7 @@ impl Server {
             key_uri_base: config.http.public_base().to_owned(),
             segment_duration_secs: config.hls.segment_duration_secs,
             playlist_window: config.hls.playlist_window as usize,
-            // validate() guarantees at least 1.
-            segments_per_key: NonZeroU32::new(config.encryption.segments_per_key).unwrap_or(NonZeroU32::MIN),
+            segments_per_key: config.encryption.segments_per_key,
             reconnect_grace: Duration::from_secs(config.hls.reconnect_grace_secs),
         };
         let specs = streams
@@ -95,10 +93,10 @@ impl Server {
         let admin_token = config.auth.resolve_admin_token()?;
         let registry = Arc::new(Registry::new(settings, kms, specs));
         let limits = IngestLimits {
-            max_connections: config.rtmp.max_connections as usize,
-            max_connections_per_ip: config.rtmp.max_connections_per_ip as usize,
-            handshake_timeout: Duration::from_secs(config.rtmp.handshake_timeout_secs),
-            idle_timeout: Duration::from_secs(config.rtmp.idle_timeout_secs),
+            max_connections: config.rtmp.max_connections.get() as usize,
+            max_connections_per_ip: config.rtmp.max_connections_per_ip.get() as usize,
+            handshake_timeout: Duration::from_secs(config.rtmp.handshake_timeout_secs.get()),
+            idle_timeout: Duration::from_secs(config.rtmp.idle_timeout_secs.get()),
             max_message_bytes: config.rtmp.max_message_bytes,
             max_chunk_size_bytes: config.rtmp.max_chunk_size_bytes,
         };

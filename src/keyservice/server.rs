@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tracing::info;
 
 use super::{Clock, KeyService, KeySettings, replay_store_from_config};
-use crate::config::{Config, ConfigError, KmsProvider};
+use crate::config::{Config, ConfigError, KmsConfig};
 use crate::http::{self, CorsPolicy};
 use crate::kms::local::LocalKms;
 use crate::kms::{Kms, KmsError};
@@ -53,10 +53,10 @@ impl KeyServer {
             .into());
         }
         let token_secret = config.resolve_token_secret()?;
-        let kms: Arc<dyn Kms> = match config.kms.provider {
+        let kms: Arc<dyn Kms> = match &config.kms {
             // A key server writes nothing: the keyring must exist already.
-            KmsProvider::Local => Arc::new(LocalKms::open(&config.keyring_path())?),
-            KmsProvider::Aws => crate::kms::open(config)?,
+            KmsConfig::Local { keyring } => Arc::new(LocalKms::open(keyring)?),
+            KmsConfig::Aws(_) => crate::kms::open(&config.kms)?,
         };
         let replay = replay_store_from_config(&config.auth)?;
         let keys = KeyService::new(KeySettings::from_config(&config.auth, token_secret), kms, replay, clock);

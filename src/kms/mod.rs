@@ -27,7 +27,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tracing::info;
 
-use crate::config::{Config, KmsProvider};
+use crate::config::KmsConfig;
 use crate::crypto::{DataKey, EncryptionContext, WrappedKey};
 use aws::{AwsKms, AwsSettings};
 use local::LocalKms;
@@ -101,10 +101,10 @@ pub enum KmsError {
 /// Opens the key provider `[kms]` names: the local keyring (created on first
 /// start, refused when group or others may read it), or AWS KMS with region
 /// and credentials from the environment. Makes no KMS request.
-pub fn open(config: &Config) -> Result<Arc<dyn Kms>, KmsError> {
-    match config.kms.provider {
-        KmsProvider::Local => {
-            let local = LocalKms::open_or_create(&config.keyring_path())?;
+pub fn open(config: &KmsConfig) -> Result<Arc<dyn Kms>, KmsError> {
+    match config {
+        KmsConfig::Local { keyring } => {
+            let local = LocalKms::open_or_create(keyring)?;
             info!(
                 keyring = %local.path().display(),
                 version = local.current_version(),
@@ -112,14 +112,13 @@ pub fn open(config: &Config) -> Result<Arc<dyn Kms>, KmsError> {
             );
             Ok(Arc::new(local))
         }
-        KmsProvider::Aws => {
+        KmsConfig::Aws(aws) => {
             let settings = AwsSettings {
-                // validate() requires it for this provider.
-                key_id: config.kms.key_id.clone().unwrap_or_default(),
-                region: config.kms.region.clone(),
-                endpoint: config.kms.endpoint.clone(),
-                profile: config.kms.profile.clone(),
-                request_timeout: Duration::from_millis(config.kms.request_timeout_ms),
+                key_id: aws.key_id.clone(),
+                region: aws.region.clone(),
+                endpoint: aws.endpoint.clone(),
+                profile: aws.profile.clone(),
+                request_timeout: Duration::from_millis(aws.request_timeout_ms),
             };
             let aws = AwsKms::new(&settings)?;
             info!(

@@ -106,7 +106,7 @@ token_secret_file = "{secret}"
             config.hls.reconnect_grace_secs = 0;
         }
         edit(&mut config);
-        let kms = wrap(sealcast::kms::open(&config).unwrap_or_else(|e| panic!("test KMS: {e}")));
+        let kms = wrap(sealcast::kms::open(&config.kms).unwrap_or_else(|e| panic!("test KMS: {e}")));
         let server = match clock {
             Some(clock) => Server::with_kms_and_clock(&config, kms, clock),
             None => Server::with_kms(&config, kms),
