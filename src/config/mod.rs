@@ -23,6 +23,8 @@ use std::fs;
 use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
 
+use crate::auth::Secret;
+
 mod redis_url;
 mod schema;
 mod secrets;
@@ -32,7 +34,7 @@ mod toml_errors;
 mod validate;
 
 pub use redis_url::RedisUrl;
-pub use schema::{HlsConfig, HttpConfig, StorageConfig, StreamConfig};
+pub use schema::{HlsConfig, HttpConfig, StorageConfig};
 pub use secrets::{KeyOrigin, ResolvedStream};
 
 /// Shortest accepted token secret, in bytes: HS256 wants a key at least as
@@ -73,6 +75,29 @@ pub struct Config {
     /// `[[streams]]`: streams that may be published. Empty: the one default
     /// stream `live/demo` with a publish key generated on first start.
     pub streams: Vec<StreamConfig>,
+}
+
+/// A `[[streams]]` entry, validated: a stream encoders may publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamConfig {
+    /// `app`: the first URL segment (`live` in `/live/demo/index.m3u8`).
+    pub app: String,
+    /// `name`: the second URL segment (`demo`).
+    pub name: String,
+    /// Where the publish key is: exactly one of `key`, `key_env`, `key_file`.
+    pub publish_key: PublishKeySource,
+}
+
+/// Where a stream's publish key is written. The key itself is read by
+/// [`Config::resolve_streams`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishKeySource {
+    /// `key`: inline in the file (prefer the other two).
+    Inline(Secret),
+    /// `key_env`: the name of an environment variable holding it.
+    Env(String),
+    /// `key_file`: a file holding it (trailing newlines ignored).
+    File(PathBuf),
 }
 
 /// `[rtmp]`, validated.

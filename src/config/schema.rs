@@ -5,8 +5,12 @@
 //! [`super::validate`] then reports every other problem at once and builds the
 //! typed [`super::Config`]. `sealcast.example.toml` shows every key.
 //!
-//! `[http]`, `[storage]`, `[hls]` and `[[streams]]` need no conversion: their
-//! structs here are also the validated configuration's.
+//! `[http]`, `[storage]` and `[hls]` need no conversion: their structs here
+//! are also the validated configuration's.
+//!
+//! Structs whose Rust name differs from the validated type's keep the old
+//! name in type errors (`expecting`), so `rtmp = 5` still says
+//! `expected struct RtmpConfig`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,7 +22,7 @@ use crate::auth::Secret;
 
 /// The whole file. Every section is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "struct Config")]
 pub struct Document {
     /// RTMP ingest (encoders connect here).
     #[serde(default)]
@@ -44,12 +48,12 @@ pub struct Document {
     /// Streams that may be published. Empty: the one default stream
     /// `live/demo` with a publish key generated on first start.
     #[serde(default)]
-    pub streams: Vec<StreamConfig>,
+    pub streams: Vec<Stream>,
 }
 
 /// `[rtmp]`: the ingest listener.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "struct RtmpConfig")]
 pub struct Rtmp {
     /// Address to listen on, an IP and port (`0.0.0.0:1935` for all IPv4
     /// interfaces). Host names are not accepted.
@@ -148,7 +152,7 @@ pub struct HlsConfig {
 
 /// `[encryption]`: data key rotation.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "struct EncryptionConfig")]
 pub struct Encryption {
     /// Segments encrypted under one data key before the next key, at least 1.
     /// 1 gives every segment its own key: a leaked key exposes one segment.
@@ -158,7 +162,7 @@ pub struct Encryption {
 
 /// `[kms]`: the key management service.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "struct KmsConfig")]
 pub struct Kms {
     /// Which KMS wraps and unwraps data keys.
     #[serde(default = "default_kms_provider")]
@@ -206,7 +210,7 @@ pub enum KmsProvider {
 /// `token_secret_file`; neither: a random secret is generated on first start
 /// and kept in `<storage.data_dir>/token_secret` (mode 0600).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "struct AuthConfig")]
 pub struct Auth {
     /// Name of an environment variable holding the secret (at least 32 bytes).
     #[serde(default)]
@@ -244,7 +248,7 @@ pub struct Auth {
 /// `[auth.key_cache]`: unwrapped data keys kept in memory (never on disk),
 /// so many viewers of one key cost one KMS decrypt.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "struct KeyCacheConfig")]
 pub struct KeyCache {
     /// Most keys held, at least 1. A key is 16 bytes plus about 200 bytes of
     /// bookkeeping.
@@ -257,7 +261,7 @@ pub struct KeyCache {
 
 /// `[auth.replay]`: the store of used one-time tickets.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "struct ReplayConfig")]
 pub struct Replay {
     /// `"memory"` (one key server) or `"redis"` (several sharing one Redis).
     #[serde(default = "default_replay_backend")]
@@ -302,8 +306,8 @@ pub enum ReplayBackend {
 /// calls the "stream key"): 16 to 256 characters from `A-Z a-z 0-9 . _ ~ -`,
 /// unique across streams, since the key identifies the stream at publish time.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StreamConfig {
+#[serde(deny_unknown_fields, expecting = "struct StreamConfig")]
+pub struct Stream {
     /// Application name, the first URL segment (`live` in `/live/demo/index.m3u8`).
     pub app: String,
     /// Public stream name, the second URL segment (`demo`).

@@ -17,7 +17,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::rand::{SecureRandom as _, SystemRandom};
 
 use super::validate::check_publish_key;
-use super::{AuthConfig, Config, ConfigError, MIN_ADMIN_TOKEN_BYTES, MIN_TOKEN_SECRET_BYTES, RedisReplayConfig};
+use super::{
+    AuthConfig, Config, ConfigError, MIN_ADMIN_TOKEN_BYTES, MIN_TOKEN_SECRET_BYTES, PublishKeySource, RedisReplayConfig,
+};
 use crate::auth::Secret;
 
 #[cfg(test)]
@@ -151,24 +153,7 @@ impl Config {
         let mut problems = Vec::new();
         let mut resolved = Vec::with_capacity(self.streams.len());
         for (i, s) in self.streams.iter().enumerate() {
-            let got = match (&s.key, &s.key_env, &s.key_file) {
-                (Some(key), None, None) => Ok((key.clone(), KeyOrigin::Inline, "key".to_string())),
-                (None, Some(var), None) => {
-                    let what = format!("key_env {var}");
-                    match env(var).filter(|v| !v.is_empty()) {
-                        Some(v) => Ok((Secret::new(v.into_encoded_bytes()), KeyOrigin::Env(var.clone()), what)),
-                        None => Err(format!("streams[{i}].{what} is not set or empty")),
-                    }
-                }
-                (None, None, Some(path)) => {
-                    let what = format!("key_file {}", path.display());
-                    match read_secret_file(path) {
-                        Ok(key) => Ok((key, KeyOrigin::File(path.clone()), what)),
-                        Err(e) => Err(format!("streams[{i}].{what}: cannot read: {e}")),
-                    }
-                }
-                _ => Err(format!("streams[{i}] must set exactly one of key, key_env, key_file")),
-            };
+            let got = read_publish_key(i, &s.publish_key, env);
             match got {
                 Ok((key, origin, what)) => {
                     if let Err(why) = check_publish_key(key.expose()) {
@@ -229,6 +214,32 @@ impl Config {
             publish_key: key,
             key_origin: KeyOrigin::Generated(path),
         })
+    }
+}
+
+/// Reads one configured publish key: the key, where it came from, and how
+/// problems name its source (`key_env NAME`); or the problem.
+fn read_publish_key(
+    i: usize,
+    source: &PublishKeySource,
+    env: EnvLookup<'_>,
+) -> Result<(Secret, KeyOrigin, String), String> {
+    match source {
+        PublishKeySource::Inline(key) => Ok((key.clone(), KeyOrigin::Inline, "key".to_string())),
+        PublishKeySource::Env(var) => {
+            let what = format!("key_env {var}");
+            match env(var).filter(|v| !v.is_empty()) {
+                Some(v) => Ok((Secret::new(v.into_encoded_bytes()), KeyOrigin::Env(var.clone()), what)),
+                None => Err(format!("streams[{i}].{what} is not set or empty")),
+            }
+        }
+        PublishKeySource::File(path) => {
+            let what = format!("key_file {}", path.display());
+            match read_secret_file(path) {
+                Ok(key) => Ok((key, KeyOrigin::File(path.clone()), what)),
+                Err(e) => Err(format!("streams[{i}].{what}: cannot read: {e}")),
+            }
+        }
     }
 }
 

@@ -154,24 +154,19 @@ fn example_file_parses_and_validates() {
             password_file: None,
         })
     );
-    let streams: Vec<_> = c
-        .streams
-        .iter()
-        .map(|s| {
-            (
-                s.app.as_str(),
-                s.name.as_str(),
-                s.key.is_some(),
-                s.key_env.as_deref(),
-                s.key_file.as_deref(),
-            )
-        })
-        .collect();
     assert_eq!(
-        streams,
+        c.streams,
         vec![
-            ("live", "main", false, None, Some(Path::new("/etc/sealcast/main.key"))),
-            ("live", "backup", false, Some("SEALCAST_BACKUP_KEY"), None),
+            StreamConfig {
+                app: "live".into(),
+                name: "main".into(),
+                publish_key: PublishKeySource::File("/etc/sealcast/main.key".into()),
+            },
+            StreamConfig {
+                app: "live".into(),
+                name: "backup".into(),
+                publish_key: PublishKeySource::Env("SEALCAST_BACKUP_KEY".into()),
+            },
         ]
     );
 }
@@ -682,4 +677,24 @@ fn auth_problems() {
     assert_eq!(problems(ok), Vec::<String>::new());
     let unknown = Config::from_toml_str("[auth.replay]\nbackend = \"memcached\"\n").unwrap_err();
     assert!(unknown.problems[0].starts_with("auth.replay.backend: "), "{unknown}");
+}
+
+#[test]
+fn a_table_of_the_wrong_type_names_the_struct_users_have_always_seen() {
+    // serde prints the struct's name; the schema's structs keep the names
+    // they had before the configuration was split into schema and Config.
+    let cases = [
+        ("rtmp = 5\n", "RtmpConfig"),
+        ("encryption = 5\n", "EncryptionConfig"),
+        ("kms = 5\n", "KmsConfig"),
+        ("auth = 5\n", "AuthConfig"),
+        ("[auth]\nkey_cache = 5\n", "KeyCacheConfig"),
+        ("[auth]\nreplay = 5\n", "ReplayConfig"),
+        ("streams = [5]\n", "StreamConfig"),
+    ];
+    for (text, name) in cases {
+        let got = problems(text);
+        assert_eq!(got.len(), 1, "{text}");
+        assert!(got[0].contains(&format!("expected struct {name} ")), "{text}: {got:?}");
+    }
 }

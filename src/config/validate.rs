@@ -9,10 +9,10 @@ use std::path::Path;
 
 use base64::Engine as _;
 
-use super::schema::{self, Document, KmsProvider, ReplayBackend, StreamConfig};
+use super::schema::{self, Document, KmsProvider, ReplayBackend};
 use super::{
     AuthConfig, AwsKmsConfig, Config, ConfigError, EncryptionConfig, HttpConfig, KeyCacheConfig, KmsConfig,
-    RedisReplayConfig, RedisUrl, ReplayConfig, RtmpConfig,
+    PublishKeySource, RedisReplayConfig, RedisUrl, ReplayConfig, RtmpConfig, StreamConfig,
 };
 
 /// Publish keys (RTMP stream keys) are 16 to 256 of these characters, so they
@@ -68,13 +68,14 @@ pub(super) fn validate(doc: Document) -> Result<Config, ConfigError> {
         .map(|segments_per_key| EncryptionConfig { segments_per_key });
     let kms = kms(&doc.kms, &doc.storage.data_dir, &mut p);
     let auth = auth(doc.auth, &mut p);
-    for (i, s) in doc.streams.iter().enumerate() {
-        validate_stream(i, s, &mut p);
-    }
+    let streams: Vec<Option<StreamConfig>> = (doc.streams.iter().enumerate())
+        .map(|(i, s)| validate_stream(i, s, &mut p))
+        .collect();
     validate_stream_uniqueness(&doc.streams, &mut p);
+    let streams: Option<Vec<StreamConfig>> = streams.into_iter().collect();
 
-    match (rtmp, encryption, kms, auth) {
-        (Some(rtmp), Some(encryption), Some(kms), Some(auth)) if p.0.is_empty() => Ok(Config {
+    match (rtmp, encryption, kms, auth, streams) {
+        (Some(rtmp), Some(encryption), Some(kms), Some(auth), Some(streams)) if p.0.is_empty() => Ok(Config {
             rtmp,
             http: doc.http,
             storage: doc.storage,
@@ -82,7 +83,7 @@ pub(super) fn validate(doc: Document) -> Result<Config, ConfigError> {
             encryption,
             kms,
             auth,
-            streams: doc.streams,
+            streams,
         }),
         _ => Err(ConfigError { problems: p.0 }),
     }
@@ -389,7 +390,8 @@ fn replay_url(backend: ReplayBackend, url: Option<&str>, p: &mut Problems) -> Op
     }
 }
 
-fn validate_stream(i: usize, s: &StreamConfig, p: &mut Problems) {
+/// One `[[streams]]` entry: names, and exactly one well-formed key source.
+fn validate_stream(i: usize, s: &schema::Stream, p: &mut Problems) -> Option<StreamConfig> {
     for (field, value) in [("app", &s.app), ("name", &s.name)] {
         if value.is_empty() || value.chars().count() > MAX_NAME_CHARS {
             p.push(format!(
@@ -429,6 +431,23 @@ fn validate_stream(i: usize, s: &StreamConfig, p: &mut Problems) {
             many.join(" and ")
         )),
     }
+    validate_key_source(i, s, p);
+    let publish_key = match (&s.key, &s.key_env, &s.key_file) {
+        (Some(key), None, None) => PublishKeySource::Inline(key.clone()),
+        (None, Some(var), None) => PublishKeySource::Env(var.clone()),
+        (None, None, Some(path)) => PublishKeySource::File(path.clone()),
+        _ => return None,
+    };
+    Some(StreamConfig {
+        app: s.app.clone(),
+        name: s.name.clone(),
+        publish_key,
+    })
+}
+
+/// The key source's own form: a well-formed inline key, a variable name, a
+/// file name.
+fn validate_key_source(i: usize, s: &schema::Stream, p: &mut Problems) {
     if let Some(key) = &s.key
         && let Err(why) = check_publish_key(key.expose())
     {
@@ -449,7 +468,7 @@ fn validate_stream(i: usize, s: &StreamConfig, p: &mut Problems) {
 
 /// Duplicate `app/name` pairs and publish keys (same inline key, same env var
 /// or same file) across `[[streams]]`.
-fn validate_stream_uniqueness(streams: &[StreamConfig], p: &mut Problems) {
+fn validate_stream_uniqueness(streams: &[schema::Stream], p: &mut Problems) {
     for (j, b) in streams.iter().enumerate() {
         let earlier = streams.get(..j).unwrap_or_default();
         if let Some(i) = earlier.iter().position(|a| a.app == b.app && a.name == b.name) {
