@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use sealcast::auth::{self, Claims};
 use sealcast::clock::UtcDateTime;
 use sealcast::clock::now_unix_secs;
-use sealcast::config::{Config, KeyOrigin, KmsProvider};
+use sealcast::config::{AwsKmsConfig, Config, KeyOrigin, KmsConfig};
 use sealcast::keyservice::KeyServer;
 use sealcast::kms::local::LocalKms;
 use sealcast::names::StreamName;
@@ -133,16 +133,16 @@ struct KeyringArgs {
     config: Option<PathBuf>,
 }
 
-/// The keyring path to work on, or `Err(config)` when the configuration
-/// uses another provider.
-fn keyring_path(args: &KeyringArgs) -> anyhow::Result<Result<PathBuf, Config>> {
+/// The keyring path to work on, or `Err(aws)` when the configuration uses
+/// AWS KMS.
+fn keyring_path(args: &KeyringArgs) -> anyhow::Result<Result<PathBuf, AwsKmsConfig>> {
     if let Some(path) = &args.keyring {
         return Ok(Ok(path.clone()));
     }
     let config = load_config(args.config.as_deref())?;
-    Ok(match config.kms.provider {
-        KmsProvider::Local => Ok(config.keyring_path()),
-        KmsProvider::Aws => Err(config),
+    Ok(match config.kms {
+        KmsConfig::Local { keyring } => Ok(keyring),
+        KmsConfig::Aws(aws) => Err(aws),
     })
 }
 
@@ -195,22 +195,18 @@ fn kms_command(command: KmsCommand) -> anyhow::Result<()> {
                     println!("{version:<8} {created_utc}{note}");
                 }
             }
-            Err(config) => {
+            Err(aws) => {
                 println!("provider aws");
-                println!("key_id   {}", config.kms.key_id.as_deref().unwrap_or("?"));
+                println!("key_id   {}", aws.key_id);
                 println!(
                     "region   {}",
-                    config
-                        .kms
-                        .region
+                    aws.region
                         .as_deref()
                         .unwrap_or("(from AWS_REGION / AWS_DEFAULT_REGION)")
                 );
                 println!(
                     "endpoint {}",
-                    config
-                        .kms
-                        .endpoint
+                    aws.endpoint
                         .as_deref()
                         .unwrap_or("(https://kms.<region>.amazonaws.com)")
                 );

@@ -4,7 +4,6 @@
 //! end its playlist, then return.
 
 use std::future::Future;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,14 +11,12 @@ use tokio::net::TcpListener;
 use tracing::{error, info};
 
 use crate::auth::Secret;
-use crate::config::{Config, ConfigError, KmsProvider, ResolvedStream};
+use crate::config::{Config, ConfigError, ResolvedStream};
 use crate::http::web::{self, WebState};
 use crate::http::{self, CorsPolicy, HttpState};
 use crate::ingest::{self, IngestLimits};
 use crate::keyservice::{Clock, KeyService, KeySettings, replay_store_from_config};
-use crate::kms::aws::{AwsKms, AwsSettings};
-use crate::kms::local::LocalKms;
-use crate::kms::{Kms, KmsError};
+use crate::kms::{self, Kms, KmsError};
 use crate::live::{LiveSettings, Registry, StreamSpec};
 use crate::names::{NameError, StreamName};
 
@@ -50,11 +47,11 @@ impl Server {
     /// Resolves secrets (creating generated ones on first start), opens the KMS
     /// and builds the stream registry.
     pub fn from_config(config: &Config) -> Result<Self, StartError> {
-        Self::with_kms_and_clock(config, open_kms(config)?, crate::clock::system())
+        Self::with_kms_and_clock(config, kms::open(&config.kms)?, crate::clock::system())
     }
 
     /// As [`Server::from_config`], with the key provider given: the one
-    /// [`open_kms`] opened behind a wrapper (such as [`crate::kms::Delayed`]),
+    /// [`kms::open`] opened behind a wrapper (such as [`crate::kms::Delayed`]),
     /// or another implementation of [`Kms`].
     pub fn with_kms(config: &Config, kms: Arc<dyn Kms>) -> Result<Self, StartError> {
         Self::with_kms_and_clock(config, kms, crate::clock::system())
@@ -63,7 +60,7 @@ impl Server {
     /// [`Server::from_config`] with the key service's clock (token and
     /// ticket expiry) injected, for tests.
     pub fn from_config_with_clock(config: &Config, clock: Clock) -> Result<Self, StartError> {
-        Self::with_kms_and_clock(config, open_kms(config)?, clock)
+        Self::with_kms_and_clock(config, kms::open(&config.kms)?, clock)
     }
 
     pub fn with_kms_and_clock(config: &Config, kms: Arc<dyn Kms>, clock: Clock) -> Result<Self, StartError> {
@@ -74,8 +71,7 @@ impl Server {
             key_uri_base: config.http.public_base().to_owned(),
             segment_duration_secs: config.hls.segment_duration_secs,
             playlist_window: config.hls.playlist_window as usize,
-            // validate() guarantees at least 1.
-            segments_per_key: NonZeroU32::new(config.encryption.segments_per_key).unwrap_or(NonZeroU32::MIN),
+            segments_per_key: config.encryption.segments_per_key,
             reconnect_grace: Duration::from_secs(config.hls.reconnect_grace_secs),
         };
         let specs = streams
@@ -97,10 +93,10 @@ impl Server {
         let admin_token = config.auth.resolve_admin_token()?;
         let registry = Arc::new(Registry::new(settings, kms, specs));
         let limits = IngestLimits {
-            max_connections: config.rtmp.max_connections as usize,
-            max_connections_per_ip: config.rtmp.max_connections_per_ip as usize,
-            handshake_timeout: Duration::from_secs(config.rtmp.handshake_timeout_secs),
-            idle_timeout: Duration::from_secs(config.rtmp.idle_timeout_secs),
+            max_connections: config.rtmp.max_connections.get() as usize,
+            max_connections_per_ip: config.rtmp.max_connections_per_ip.get() as usize,
+            handshake_timeout: Duration::from_secs(config.rtmp.handshake_timeout_secs.get()),
+            idle_timeout: Duration::from_secs(config.rtmp.idle_timeout_secs.get()),
             max_message_bytes: config.rtmp.max_message_bytes,
             max_chunk_size_bytes: config.rtmp.max_chunk_size_bytes,
         };
@@ -216,41 +212,6 @@ fn task_result(side: &str, joined: Result<std::io::Result<()>, tokio::task::Join
         error!(%error, "{side} failed");
     }
     result
-}
-
-/// Opens the key provider `[kms]` names: the local keyring (created on first
-/// start, refused when group or others may read it), or AWS KMS with region
-/// and credentials from the environment. Makes no KMS request.
-pub fn open_kms(config: &Config) -> Result<Arc<dyn Kms>, KmsError> {
-    match config.kms.provider {
-        KmsProvider::Local => {
-            let local = LocalKms::open_or_create(&config.keyring_path())?;
-            info!(
-                keyring = %local.path().display(),
-                version = local.current_version(),
-                "key provider: local keyring"
-            );
-            Ok(Arc::new(local))
-        }
-        KmsProvider::Aws => {
-            let settings = AwsSettings {
-                // validate() requires it for this provider.
-                key_id: config.kms.key_id.clone().unwrap_or_default(),
-                region: config.kms.region.clone(),
-                endpoint: config.kms.endpoint.clone(),
-                profile: config.kms.profile.clone(),
-                request_timeout: Duration::from_millis(config.kms.request_timeout_ms),
-            };
-            let aws = AwsKms::new(&settings)?;
-            info!(
-                "key provider: AWS KMS key {} in {} at {}",
-                aws.key_id(),
-                aws.region(),
-                aws.endpoint()
-            );
-            Ok(Arc::new(aws))
-        }
-    }
 }
 
 /// Installs SIGINT and SIGTERM handlers now, and returns a future that

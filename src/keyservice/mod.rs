@@ -30,7 +30,7 @@ pub use server::KeyServer;
 
 use crate::auth::ticket::{self, TicketBinding, TicketError, TicketKey};
 use crate::auth::{self, Claims, Expect, Secret, TokenError};
-use crate::config::{AuthConfig, ConfigError, ReplayBackend};
+use crate::config::{AuthConfig, ConfigError, ReplayConfig};
 use crate::crypto::{DataKey, EncryptionContext, KeyId, WrappedKey};
 use crate::kms::{Kms, KmsError};
 use crate::names::StreamName;
@@ -58,7 +58,7 @@ impl KeySettings {
             token_secret,
             audience: auth.audience.clone(),
             ticket_ttl_secs: auth.one_time_key_tickets.then_some(auth.ticket_ttl_secs),
-            cache_max_entries: auth.key_cache.max_entries,
+            cache_max_entries: auth.key_cache.max_entries.get(),
             cache_ttl_secs: auth.key_cache.ttl_secs,
         }
     }
@@ -66,22 +66,15 @@ impl KeySettings {
 
 /// The replay store `[auth.replay]` names.
 pub fn replay_store_from_config(auth: &AuthConfig) -> Result<Arc<dyn ReplayStore>, ConfigError> {
-    let replay = &auth.replay;
-    Ok(match replay.backend {
-        ReplayBackend::Memory => Arc::new(MemoryReplayStore::new(replay.max_entries)),
-        ReplayBackend::Redis => {
-            let url = replay.url.as_deref().unwrap_or_default();
-            let target = redis::parse_url(url).map_err(|why| ConfigError {
-                problems: vec![format!("auth.replay.url {url:?} {why}")],
-            })?;
-            Arc::new(redis::RedisReplayStore::new(redis::RedisSettings {
-                target,
-                password: replay.resolve_password()?,
-                key_prefix: replay.key_prefix.clone(),
-                timeout: Duration::from_millis(replay.timeout_ms),
-                pool_size: replay.pool_size as usize,
-            }))
-        }
+    Ok(match &auth.replay {
+        ReplayConfig::Memory { max_entries } => Arc::new(MemoryReplayStore::new(max_entries.get())),
+        ReplayConfig::Redis(redis) => Arc::new(redis::RedisReplayStore::new(redis::RedisSettings {
+            target: redis.url.clone(),
+            password: redis.resolve_password()?,
+            key_prefix: redis.key_prefix.clone(),
+            timeout: Duration::from_millis(redis.timeout_ms),
+            pool_size: redis.pool_size.get() as usize,
+        })),
     })
 }
 

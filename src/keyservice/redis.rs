@@ -26,73 +26,15 @@ use tokio::sync::Mutex;
 use super::replay::{ReplayError, ReplayStore};
 use crate::auth::Secret;
 use crate::auth::ticket::NONCE_LEN;
+use crate::config::RedisUrl;
 
 /// Longest reply line read; `SET` replies are a few bytes, errors a line.
 const MAX_REPLY_BYTES: u64 = 4096;
 
-/// Where Redis is: `redis://host[:port][/db]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisTarget {
-    pub host: String,
-    pub port: u16,
-    /// Database index for `SELECT`; `None` keeps Redis's default (0).
-    pub db: Option<u32>,
-}
-
-/// Parses `redis://host[:port][/db]` (port 6379 by default; IPv6 hosts in
-/// brackets). Credentials in the URL are refused: the password comes from
-/// `password_env` or `password_file`, like every other secret.
-pub fn parse_url(url: &str) -> Result<RedisTarget, &'static str> {
-    let rest = url.strip_prefix("redis://").ok_or("must start with redis://")?;
-    let (authority, db) = match rest.split_once('/') {
-        Some((authority, "")) => (authority, None),
-        Some((authority, db)) => {
-            let db: u32 = db
-                .parse()
-                .map_err(|_| "must end in /<database number> if it has a path")?;
-            (authority, Some(db))
-        }
-        None => (rest, None),
-    };
-    if authority.contains('@') {
-        return Err("must not hold credentials; use auth.replay.password_env or password_file");
-    }
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']').ok_or("has an unclosed [ in its host")?;
-        let port = match after {
-            "" => None,
-            p => Some(p.strip_prefix(':').ok_or("has junk after its IPv6 host")?),
-        };
-        (host, port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        }
-    };
-    let port = match port {
-        None => 6379,
-        Some(p) => p.parse().ok().filter(|&p| p != 0).ok_or("has a bad port")?,
-    };
-    let valid_host = |h: &str| {
-        !h.is_empty()
-            && h.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'_'))
-    };
-    if !valid_host(host) {
-        return Err("has no valid host");
-    }
-    Ok(RedisTarget {
-        host: host.to_owned(),
-        port,
-        db,
-    })
-}
-
 /// How to reach and use Redis.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    pub target: RedisTarget,
+    pub target: RedisUrl,
     /// Sent with `AUTH` on each new connection.
     pub password: Option<Secret>,
     /// Prefix of the keys written, e.g. `sealcast:ticket:`; the nonce in hex follows.
@@ -297,43 +239,6 @@ mod tests {
     use tokio::net::TcpListener;
 
     #[test]
-    fn urls() {
-        let ok = |host: &str, port, db| {
-            Ok(RedisTarget {
-                host: host.into(),
-                port,
-                db,
-            })
-        };
-        let cases: &[(&str, Result<RedisTarget, &str>)] = &[
-            ("redis://127.0.0.1:6379", ok("127.0.0.1", 6379, None)),
-            ("redis://127.0.0.1", ok("127.0.0.1", 6379, None)),
-            ("redis://redis.internal:7000/2", ok("redis.internal", 7000, Some(2))),
-            ("redis://localhost:6380/", ok("localhost", 6380, None)),
-            ("redis://[::1]:6390", ok("::1", 6390, None)),
-            ("redis://[::1]", ok("::1", 6379, None)),
-            ("http://127.0.0.1:6379", Err("must start with redis://")),
-            ("rediss://h:1", Err("must start with redis://")),
-            ("redis://", Err("has no valid host")),
-            ("redis://:6379", Err("has no valid host")),
-            ("redis://h:0", Err("has a bad port")),
-            ("redis://h:99999", Err("has a bad port")),
-            ("redis://h:x", Err("has a bad port")),
-            ("redis://h:1/x", Err("must end in /<database number> if it has a path")),
-            (
-                "redis://:pw@h:1",
-                Err("must not hold credentials; use auth.replay.password_env or password_file"),
-            ),
-            ("redis://[::1:1", Err("has an unclosed [ in its host")),
-            ("redis://[::1]x", Err("has junk after its IPv6 host")),
-            ("redis://h h:1", Err("has no valid host")),
-        ];
-        for (url, want) in cases {
-            assert_eq!(parse_url(url), *want, "{url}");
-        }
-    }
-
-    #[test]
     fn replies() {
         let cases: &[(&[u8], Option<Reply>)] = &[
             (b"+OK\r\n", Some(Reply::Ok)),
@@ -352,7 +257,7 @@ mod tests {
     }
 
     /// A scripted server: reads each command, checks it, answers the next reply.
-    async fn fake_redis(script: Vec<(&'static [u8], &'static [u8])>) -> (RedisTarget, tokio::task::JoinHandle<()>) {
+    async fn fake_redis(script: Vec<(&'static [u8], &'static [u8])>) -> (RedisUrl, tokio::task::JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let task = tokio::spawn(async move {
@@ -364,7 +269,7 @@ mod tests {
                 socket.write_all(reply).await.unwrap();
             }
         });
-        let target = RedisTarget {
+        let target = RedisUrl {
             host: "127.0.0.1".into(),
             port,
             db: Some(3),
@@ -372,7 +277,7 @@ mod tests {
         (target, task)
     }
 
-    fn settings(target: RedisTarget) -> RedisSettings {
+    fn settings(target: RedisUrl) -> RedisSettings {
         RedisSettings {
             target,
             password: Some(Secret::new(b"pw".to_vec())),
@@ -425,7 +330,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let store = RedisReplayStore::new(settings(RedisTarget {
+        let store = RedisReplayStore::new(settings(RedisUrl {
             host: "127.0.0.1".into(),
             port,
             db: None,
@@ -446,7 +351,7 @@ mod tests {
             let (_socket, _) = listener.accept().await.unwrap();
             tokio::time::sleep(Duration::from_secs(60)).await;
         });
-        let mut s = settings(RedisTarget {
+        let mut s = settings(RedisUrl {
             host: "127.0.0.1".into(),
             port,
             db: None,

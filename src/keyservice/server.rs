@@ -12,11 +12,21 @@ use tokio::net::TcpListener;
 use tracing::info;
 
 use super::{Clock, KeyService, KeySettings, replay_store_from_config};
-use crate::config::{Config, ConfigError, KmsProvider};
+use crate::config::{Config, ConfigError, KmsConfig};
 use crate::http::{self, CorsPolicy};
-use crate::kms::Kms;
 use crate::kms::local::LocalKms;
-use crate::server::StartError;
+use crate::kms::{Kms, KmsError};
+
+/// Why the key server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration or a secret it names is unusable.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The key provider could not be opened.
+    #[error("{0}")]
+    Kms(#[from] KmsError),
+}
 
 /// A configured key server, ready to run on a listener the caller bound.
 pub struct KeyServer {
@@ -43,10 +53,10 @@ impl KeyServer {
             .into());
         }
         let token_secret = config.resolve_token_secret()?;
-        let kms: Arc<dyn Kms> = match config.kms.provider {
+        let kms: Arc<dyn Kms> = match &config.kms {
             // A key server writes nothing: the keyring must exist already.
-            KmsProvider::Local => Arc::new(LocalKms::open(&config.keyring_path())?),
-            KmsProvider::Aws => crate::server::open_kms(config)?,
+            KmsConfig::Local { keyring } => Arc::new(LocalKms::open(keyring)?),
+            KmsConfig::Aws(_) => crate::kms::open(&config.kms)?,
         };
         let replay = replay_store_from_config(&config.auth)?;
         let keys = KeyService::new(KeySettings::from_config(&config.auth, token_secret), kms, replay, clock);

@@ -14,15 +14,23 @@
 //! either way a wrapped key copied to another stream or key id does not unwrap, and
 //! the key endpoint answers 403.
 //!
+//! [`open`] opens the provider `[kms]` names.
+//!
 //! Wrappers: [`Delayed`] adds latency to every call (tests and demonstrations of
 //! prefetching); [`KeyPrefetcher`] keeps a stream's next data key ready ahead of need.
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use tracing::info;
 
+use crate::config::KmsConfig;
 use crate::crypto::{DataKey, EncryptionContext, WrappedKey};
+use aws::{AwsKms, AwsSettings};
+use local::LocalKms;
 
 pub mod aws;
 mod delayed;
@@ -88,4 +96,38 @@ pub enum KmsError {
         /// What is wrong, without key material.
         reason: String,
     },
+}
+
+/// Opens the key provider `[kms]` names: the local keyring (created on first
+/// start, refused when group or others may read it), or AWS KMS with region
+/// and credentials from the environment. Makes no KMS request.
+pub fn open(config: &KmsConfig) -> Result<Arc<dyn Kms>, KmsError> {
+    match config {
+        KmsConfig::Local { keyring } => {
+            let local = LocalKms::open_or_create(keyring)?;
+            info!(
+                keyring = %local.path().display(),
+                version = local.current_version(),
+                "key provider: local keyring"
+            );
+            Ok(Arc::new(local))
+        }
+        KmsConfig::Aws(aws) => {
+            let settings = AwsSettings {
+                key_id: aws.key_id.clone(),
+                region: aws.region.clone(),
+                endpoint: aws.endpoint.clone(),
+                profile: aws.profile.clone(),
+                request_timeout: Duration::from_millis(aws.request_timeout_ms),
+            };
+            let aws = AwsKms::new(&settings)?;
+            info!(
+                "key provider: AWS KMS key {} in {} at {}",
+                aws.key_id(),
+                aws.region(),
+                aws.endpoint()
+            );
+            Ok(Arc::new(aws))
+        }
+    }
 }

@@ -12,7 +12,7 @@ use sealcast::keyservice::{Clock, KeyService};
 use sealcast::kms::Kms;
 use sealcast::live::{Registry, StreamInfo};
 use sealcast::names::StreamName;
-use sealcast::server::{self, Server};
+use sealcast::server::Server;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -106,7 +106,7 @@ token_secret_file = "{secret}"
             config.hls.reconnect_grace_secs = 0;
         }
         edit(&mut config);
-        let kms = wrap(server::open_kms(&config).unwrap_or_else(|e| panic!("test KMS: {e}")));
+        let kms = wrap(sealcast::kms::open(&config.kms).unwrap_or_else(|e| panic!("test KMS: {e}")));
         let server = match clock {
             Some(clock) => Server::with_kms_and_clock(&config, kms, clock),
             None => Server::with_kms(&config, kms),
