@@ -284,43 +284,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 report.skipped_tags
             );
         }
-        Command::Serve { config: config_path } => {
-            let config = load_config(config_path.as_deref())?;
-            let server = Server::from_config(&config)?;
-            runtime.block_on(async {
-                let rtmp = tokio::net::TcpListener::bind(config.rtmp.listen)
-                    .await
-                    .with_context(|| format!("binding RTMP to {}", config.rtmp.listen))?;
-                let http = tokio::net::TcpListener::bind(config.http.listen)
-                    .await
-                    .with_context(|| format!("binding HTTP to {}", config.http.listen))?;
-                let shutdown = server::shutdown_signal().context("installing signal handlers")?;
-                print_banner(
-                    &config,
-                    config_path.as_deref(),
-                    &server,
-                    rtmp.local_addr()?,
-                    http.local_addr()?,
-                );
-                server.run(rtmp, http, shutdown).await?;
-                anyhow::Ok(())
-            })?;
-        }
-        Command::Keyserver { config } => {
-            let config = load_config(config.as_deref())?;
-            let server = KeyServer::from_config(&config)?;
-            runtime.block_on(async {
-                let http = tokio::net::TcpListener::bind(config.http.listen)
-                    .await
-                    .with_context(|| format!("binding HTTP to {}", config.http.listen))?;
-                let shutdown = server::shutdown_signal().context("installing signal handlers")?;
-                // One line on stdout, for people and for scripts that start it on port 0.
-                println!("sealcast keyserver listening on http://{}", http.local_addr()?);
-                std::io::Write::flush(&mut std::io::stdout())?;
-                server.run(http, shutdown).await?;
-                anyhow::Ok(())
-            })?;
-        }
+        Command::Serve { config } => serve(&runtime, config.as_deref())?,
+        Command::Keyserver { config } => keyserver(&runtime, config.as_deref())?,
         Command::Token {
             stream,
             ttl_secs,
@@ -359,6 +324,41 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `sealcast serve`: RTMP and HTTP until SIGINT or SIGTERM.
+fn serve(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>) -> anyhow::Result<()> {
+    let config = load_config(config_path)?;
+    let server = Server::from_config(&config)?;
+    runtime.block_on(async {
+        let rtmp = tokio::net::TcpListener::bind(config.rtmp.listen)
+            .await
+            .with_context(|| format!("binding RTMP to {}", config.rtmp.listen))?;
+        let http = tokio::net::TcpListener::bind(config.http.listen)
+            .await
+            .with_context(|| format!("binding HTTP to {}", config.http.listen))?;
+        let shutdown = server::shutdown_signal().context("installing signal handlers")?;
+        print_banner(&config, config_path, &server, rtmp.local_addr()?, http.local_addr()?);
+        server.run(rtmp, http, shutdown).await?;
+        anyhow::Ok(())
+    })
+}
+
+/// `sealcast keyserver`: the key endpoint alone, until SIGINT or SIGTERM.
+fn keyserver(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>) -> anyhow::Result<()> {
+    let config = load_config(config_path)?;
+    let server = KeyServer::from_config(&config)?;
+    runtime.block_on(async {
+        let http = tokio::net::TcpListener::bind(config.http.listen)
+            .await
+            .with_context(|| format!("binding HTTP to {}", config.http.listen))?;
+        let shutdown = server::shutdown_signal().context("installing signal handlers")?;
+        // One line on stdout, for people and for scripts that start it on port 0.
+        println!("sealcast keyserver listening on http://{}", http.local_addr()?);
+        std::io::Write::flush(&mut std::io::stdout())?;
+        server.run(http, shutdown).await?;
+        anyhow::Ok(())
+    })
 }
 
 /// `sealcast bench-push`: many real-time RTMP publishers in one process.
