@@ -537,7 +537,7 @@ mod tests {
     use super::*;
     use crate::crypto::{decrypt_segment, segment_iv};
 
-    const FIXTURE: &[u8] = include_bytes!("../fixtures/high-bframes-aac48k.flv");
+    const FIXTURE: &[u8] = include_bytes!("../../fixtures/high-bframes-aac48k.flv");
 
     fn config(segments_per_key: u32) -> PipelineConfig {
         PipelineConfig {
@@ -750,7 +750,7 @@ mod tests {
 
     #[test]
     fn new_sequence_headers_mid_stream_cut_with_a_discontinuity() {
-        const BASELINE: &[u8] = include_bytes!("../fixtures/baseline-aac44k.flv");
+        const BASELINE: &[u8] = include_bytes!("../../fixtures/baseline-aac44k.flv");
         // An encoder restarting with a new resolution: the 640x360 fixture up
         // to its 6 s keyframe, then the 426x240 one from its 6 s keyframe with
         // its sequence headers (its timestamps 23 ms later: continuous

@@ -1213,7 +1213,7 @@ mod tests {
     const FIXTURES: &[Fixture] = &[
         Fixture {
             name: "high-bframes-aac48k",
-            file: include_bytes!("../../fixtures/high-bframes-aac48k.flv"),
+            file: include_bytes!("../../../fixtures/high-bframes-aac48k.flv"),
             video_frames: 300,
             keyframes: 5,
             audio_frames: 470,
@@ -1222,7 +1222,7 @@ mod tests {
         },
         Fixture {
             name: "baseline-aac44k",
-            file: include_bytes!("../../fixtures/baseline-aac44k.flv"),
+            file: include_bytes!("../../../fixtures/baseline-aac44k.flv"),
             video_frames: 250,
             keyframes: 5,
             audio_frames: 432,
@@ -1231,7 +1231,7 @@ mod tests {
         },
         Fixture {
             name: "audio-only-aac48k",
-            file: include_bytes!("../../fixtures/audio-only-aac48k.flv"),
+            file: include_bytes!("../../../fixtures/audio-only-aac48k.flv"),
             video_frames: 0,
             keyframes: 0,
             audio_frames: 283,
@@ -1240,7 +1240,7 @@ mod tests {
         },
         Fixture {
             name: "video-only-main",
-            file: include_bytes!("../../fixtures/video-only-main.flv"),
+            file: include_bytes!("../../../fixtures/video-only-main.flv"),
             video_frames: 180,
             keyframes: 6,
             audio_frames: 0,

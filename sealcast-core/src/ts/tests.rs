@@ -778,7 +778,7 @@ fn ffprobe_reads_our_stream() {
 /// same bytes given whole.
 #[test]
 fn described_payloads_mux_like_their_bytes() {
-    let flv = include_bytes!("../../fixtures/high-bframes-aac48k.flv");
+    let flv = include_bytes!("../../../fixtures/high-bframes-aac48k.flv");
     let (_, tags) = crate::flv::tags(flv).unwrap();
     let mut demuxer = crate::flv::Demuxer::new();
     let (mut described, mut whole) = (Muxer::new(), Muxer::new());
