@@ -143,6 +143,36 @@ pub enum Error {
     MediaClosed,
 }
 
+/// One log line per this many refused publishes from one address.
+pub const REFUSALS_PER_LOG_LINE: u64 = 100;
+/// Addresses whose refusals [`RefusalLog`] counts at once; past this the
+/// counts start over (bounded memory; at worst some more lines).
+const REFUSAL_LOG_MAX_ADDRESSES: usize = 4096;
+
+/// Throttles the log lines of refused publishes per address: a wrong-key
+/// flood from one client writes the first refusal and then one line per
+/// [`REFUSALS_PER_LOG_LINE`], each saying how many were refused. A counter,
+/// not a clock, so tests can count lines without timing.
+#[derive(Debug, Default)]
+pub struct RefusalLog {
+    refused: std::sync::Mutex<HashMap<IpAddr, u64>>,
+}
+
+impl RefusalLog {
+    /// Counts a refusal from `ip`; `Some(count so far)` when it should be
+    /// logged.
+    pub fn note(&self, ip: IpAddr) -> Option<u64> {
+        // A poisoned lock only means another connection panicked mid-count.
+        let mut refused = self.refused.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if refused.len() >= REFUSAL_LOG_MAX_ADDRESSES && !refused.contains_key(&ip) {
+            refused.clear();
+        }
+        let count = refused.entry(ip).or_default();
+        *count += 1;
+        (*count % REFUSALS_PER_LOG_LINE == 1).then_some(*count)
+    }
+}
+
 /// Back-off after a failed `accept` (e.g. out of file descriptors), doubled
 /// up to the maximum while failures continue.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -174,6 +204,7 @@ pub async fn serve(
     let mut peers: HashMap<Id, SocketAddr> = HashMap::new();
     let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
     let mut refused_per_ip: u64 = 0;
+    let refusals = Arc::new(RefusalLog::default());
     let mut backoff = ACCEPT_BACKOFF_MIN;
     tokio::pin!(shutdown);
 
@@ -219,6 +250,7 @@ pub async fn serve(
                         *count += 1;
                         let span = info_span!("rtmp", %peer, stream = tracing::field::Empty);
                         let authorizer = Arc::clone(&authorizer);
+                        let refusals = Arc::clone(&refusals);
                         let mut shutdown_rx = notify_shutdown.subscribe();
                         let task = async move {
                             let _permit = permit; // frees the slot when the connection ends
@@ -228,7 +260,7 @@ pub async fn serve(
                                 debug!("cannot set TCP_NODELAY: {err}");
                             }
                             tokio::select! {
-                                result = connection::run(socket, peer, authorizer, limits) => {
+                                result = connection::run(socket, peer, authorizer, &refusals, limits) => {
                                     log_connection_end(result);
                                 }
                                 _ = shutdown_rx.changed() => {
@@ -303,5 +335,28 @@ fn log_connection_end(result: Result<(), Error>) {
         Err(err @ (Error::Io(_) | Error::IdleTimeout(_) | Error::WriteStalled(_))) => {
             info!("closing connection: {err}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wrong-key flood from one address writes one line per
+    /// `REFUSALS_PER_LOG_LINE` refusals; another address is counted apart.
+    #[test]
+    fn refused_publishes_are_logged_once_per_hundred_per_address() {
+        let log = RefusalLog::default();
+        let flooder: IpAddr = [192, 0, 2, 1].into();
+        let other: IpAddr = [192, 0, 2, 2].into();
+        let logged: Vec<u64> = (0..250).filter_map(|_| log.note(flooder)).collect();
+        assert_eq!(logged, [1, 101, 201]);
+        assert_eq!(log.note(other), Some(1));
+        assert_eq!(log.note(other), None);
+        // Memory stays bounded: past the cap the counts start over.
+        for i in 0..REFUSAL_LOG_MAX_ADDRESSES as u32 {
+            log.note(IpAddr::from(i.to_be_bytes()));
+        }
+        assert!(log.refused.lock().unwrap().len() <= REFUSAL_LOG_MAX_ADDRESSES);
     }
 }
