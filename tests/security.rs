@@ -11,6 +11,10 @@
 //! - 9: with `[auth] audience`, the operator page's Watch links play.
 //! - 10: wrong admin credentials are all slowed down alike; `exp` beyond
 //!   u64 is refused.
+//! - 2 and 3: a viewer flooding the key endpoint with random wrapped keys,
+//!   repeats of one bad wrapped key and ticket redemptions spends its own
+//!   budgets; another viewer of another stream, and ingest publishing
+//!   meanwhile, are not affected.
 //!
 //! Every test here starts by installing the log capture (one per process),
 //! so the log assertions of finding 4 see the server's real output.
@@ -22,6 +26,7 @@ mod common;
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -29,9 +34,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::http::{self, Response};
 use common::rtmp_client::{Fixture, PublishOutcome, Publisher};
-use common::server::{DEMO_KEY, TestServer};
+use common::server::{DEMO_KEY, OTHER_KEY, TestServer};
 use ring::hmac;
 use sealcast::config::Config;
+use sealcast::crypto::{DataKey, EncryptionContext, WrappedKey};
+use sealcast::kms::{Kms, KmsError};
 use sealcast::server::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -463,6 +470,195 @@ async fn hostile_rtmp_names_are_escaped_and_refusals_throttled_in_the_log() {
             "{}",
             refused[0]
         );
+    })
+    .await;
+}
+
+/// The configured KMS, with its calls counted.
+struct CountingKms {
+    inner: Arc<dyn Kms>,
+    decrypts: AtomicU64,
+    generates: AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl Kms for CountingKms {
+    async fn generate_data_key(&self, ctx: &EncryptionContext) -> Result<(DataKey, WrappedKey), KmsError> {
+        self.generates.fetch_add(1, Ordering::SeqCst);
+        self.inner.generate_data_key(ctx).await
+    }
+
+    async fn decrypt(&self, wrapped: &WrappedKey, ctx: &EncryptionContext) -> Result<DataKey, KmsError> {
+        self.decrypts.fetch_add(1, Ordering::SeqCst);
+        self.inner.decrypt(wrapped, ctx).await
+    }
+}
+
+/// Findings 2 and 3: one viewer's floods are bounded by its own budgets;
+/// a viewer of another stream keeps getting keys, and a publish running
+/// during the attack drops nothing and never waits for the KMS in vain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_floods_spend_only_the_attackers_budget() {
+    logs();
+    with_safety_net(async {
+        let counting: Arc<OnceLock<Arc<CountingKms>>> = Arc::new(OnceLock::new());
+        let slot = Arc::clone(&counting);
+        let server = TestServer::start_wrapping_kms(
+            "[hls]\nsegment_duration_secs = 2\n[encryption]\nsegments_per_key = 1\n",
+            move |inner| {
+                let kms = Arc::new(CountingKms {
+                    inner,
+                    decrypts: AtomicU64::new(0),
+                    generates: AtomicU64::new(0),
+                });
+                let _ = slot.set(Arc::clone(&kms));
+                kms
+            },
+        )
+        .await;
+        let kms = Arc::clone(counting.get().unwrap());
+        let attacker = server.token("live/demo", 3600);
+        let playlist = publish_demo(&server, &attacker).await;
+        let key_uri = key_uris(&playlist)[0].clone();
+        let key_path = key_uri.split('?').next().unwrap().to_owned();
+
+        // Ingest publishes live/other while the attack runs.
+        let fixture = Fixture::load(FIXTURE);
+        let rtmp = server.rtmp;
+        let ingest = tokio::spawn(async move {
+            let mut publisher = Publisher::publish(rtmp, OTHER_KEY).await;
+            publisher.send_fixture(&fixture).await;
+            publisher.finish().await;
+        });
+
+        // The attack of the issue: 40 random 150-byte wrapped keys, 20
+        // repeats of one bad one; then random ones until refused.
+        let before = kms.decrypts.load(Ordering::SeqCst);
+        // 150 bytes, distinct per `i`.
+        let random_edk = |i: u32| {
+            let mut bytes: Vec<u8> = (0..150u32).map(|j| (j.wrapping_mul(40_503) >> 3) as u8).collect();
+            bytes[..4].copy_from_slice(&i.to_be_bytes());
+            URL_SAFE_NO_PAD.encode(bytes)
+        };
+        let mut statuses = Vec::new();
+        for i in 0..40 {
+            let uri = format!("{key_path}?edk={}&token={attacker}", random_edk(i));
+            statuses.push(http::get(server.http, &uri).await.status);
+        }
+        for _ in 0..20 {
+            let uri = format!("{key_path}?edk={}&token={attacker}", random_edk(1_000_000));
+            statuses.push(http::get(server.http, &uri).await.status);
+        }
+        assert!(statuses.iter().all(|s| *s == 403), "{statuses:?}");
+        let first_attack = kms.decrypts.load(Ordering::SeqCst) - before;
+        assert_eq!(first_attack, 41, "one decrypt per distinct bad wrapped key");
+
+        let budget = sealcast::keyservice::budget::KMS_MISSES_PER_WINDOW as u32;
+        let mut refused = 0;
+        for i in 40..budget + 20 {
+            let uri = format!("{key_path}?edk={}&token={attacker}", random_edk(i));
+            match http::get(server.http, &uri).await.status {
+                403 => {}
+                429 => refused += 1,
+                other => panic!("status {other}"),
+            }
+        }
+        let attack_decrypts = kms.decrypts.load(Ordering::SeqCst) - before;
+        assert_eq!(
+            attack_decrypts,
+            u64::from(budget),
+            "the token's decrypt budget, no more"
+        );
+        // 580 more requests, 559 decrypts left in the budget.
+        assert_eq!(
+            refused,
+            (budget + 20 - 40) - (budget - 41),
+            "the rest: 429 without a KMS call"
+        );
+
+        // Another viewer of another stream gets its key.
+        ingest.await.unwrap();
+        let viewer = server.token("live/other", 3600);
+        let other = loop {
+            let response = http::get(server.http, &format!("/live/other/index.m3u8?token={viewer}")).await;
+            if response.status == 200 && response.text().contains("#EXT-X-ENDLIST") {
+                break response.text();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        for uri in key_uris(&other) {
+            let key = http::get(server.http, &uri).await;
+            assert_eq!((key.status, key.body.len()), (200, 16), "{uri}");
+        }
+        let info = server.stream_info("live/other");
+        assert!(info.segments >= 4, "{info:?}");
+        assert_eq!((info.segments_dropped, info.kms_failures), (0, 0), "{info:?}");
+        eprintln!(
+            "KMS during the attack: {attack_decrypts} decrypts for {} attack requests; {} data keys generated in all",
+            60 + budget + 20 - 40,
+            kms.generates.load(Ordering::SeqCst)
+        );
+        server.stop().await;
+    })
+    .await;
+}
+
+/// Finding 2: one viewer redeeming tickets as fast as it can is stopped at
+/// its budget, far below the store's size; another viewer of another
+/// stream still redeems its tickets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticket_floods_leave_room_in_the_replay_store() {
+    logs();
+    with_safety_net(async {
+        let server = TestServer::start_with_config(
+            "[hls]\nsegment_duration_secs = 2\n[encryption]\nsegments_per_key = 1\n",
+            |c| {
+                c.auth.one_time_key_tickets = true;
+                c.auth.replay.max_entries = 1000;
+            },
+        )
+        .await;
+        let attacker = server.token("live/demo", 3600);
+        publish_demo(&server, &attacker).await;
+        let budget = u64::from(sealcast::keyservice::budget::TICKET_REDEMPTIONS_PER_WINDOW);
+        let (mut accepted, mut too_many) = (0u64, 0u64);
+        while too_many < 5 {
+            let playlist = http::get(server.http, &format!("/live/demo/index.m3u8?token={attacker}")).await;
+            for uri in key_uris(&playlist.text()) {
+                match http::get(server.http, &uri).await.status {
+                    200 => accepted += 1,
+                    429 => too_many += 1,
+                    other => panic!("status {other}"),
+                }
+            }
+            assert!(accepted <= budget, "{accepted} redeemed");
+        }
+        assert_eq!(accepted, budget);
+
+        let fixture = Fixture::load(FIXTURE);
+        let mut publisher = Publisher::publish(server.rtmp, OTHER_KEY).await;
+        publisher.send_fixture(&fixture).await;
+        publisher.finish().await;
+        let viewer = server.token("live/other", 3600);
+        let other = loop {
+            let response = http::get(server.http, &format!("/live/other/index.m3u8?token={viewer}")).await;
+            if response.status == 200 && response.text().contains("#EXT-X-ENDLIST") {
+                break response.text();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        for uri in key_uris(&other) {
+            assert!(uri.contains("&ticket="), "{uri}");
+            let key = http::get(server.http, &uri).await;
+            assert_eq!((key.status, key.body.len()), (200, 16), "{uri}");
+        }
+        let stats = server.keys.stats();
+        assert_eq!(
+            stats.tickets_accepted,
+            budget + key_uris(&other).len() as u64,
+            "{stats:?}"
+        );
+        server.stop().await;
     })
     .await;
 }

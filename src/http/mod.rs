@@ -4,8 +4,9 @@
 //!
 //! Status codes follow DESIGN.md: 401 without a token, 403 for a token,
 //! ticket or wrapped key that does not check out, 404 for what does not
-//! exist, 503 when the KMS or the replay store cannot answer; never a 5xx for
-//! anything a client sent. Bodies are terse and never say why a token was
+//! exist, 429 when a viewer spent its key budget (ticket redemptions or KMS
+//! decrypts per minute, see [`crate::keyservice::budget`]), 503 when the KMS
+//! or the replay store cannot answer; never a 5xx for anything a client sent. Bodies are terse and never say why a token was
 //! refused.
 
 use std::io::{self, SeekFrom};
@@ -241,6 +242,12 @@ async fn key(
             .into_response(),
         Err(KeyError::Forbidden) => status(StatusCode::FORBIDDEN, "forbidden\n"),
         Err(KeyError::Unavailable) => unavailable("key service unavailable\n"),
+        Err(KeyError::TooMany) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "10"), (header::CACHE_CONTROL, "no-store")],
+            "too many key requests\n",
+        )
+            .into_response(),
     }
 }
 
