@@ -1375,8 +1375,10 @@ mod tests {
             data: payload.into(),
         };
         assert_eq!(h.send_payload(&aggregate).unwrap(), Flow::Continue);
-        let mut width = Metadata::default();
-        width.width = Some(640.0);
+        let width = Metadata {
+            width: Some(640.0),
+            ..Metadata::default()
+        };
         assert_eq!(
             h.media,
             vec![
