@@ -553,7 +553,7 @@ async fn key_floods_spend_only_the_attackers_budget() {
         let first_attack = kms.decrypts.load(Ordering::SeqCst) - before;
         assert_eq!(first_attack, 41, "one decrypt per distinct bad wrapped key");
 
-        let budget = sealcast::keyservice::budget::KMS_MISSES_PER_WINDOW as u32;
+        let budget = sealcast::keyservice::budget::KMS_MISSES_PER_WINDOW;
         let mut refused = 0;
         for i in 40..budget + 20 {
             let uri = format!("{key_path}?edk={}&token={attacker}", random_edk(i));
