@@ -28,7 +28,7 @@ pub(super) async fn run<S>(
     mut socket: S,
     peer: SocketAddr,
     authorizer: Arc<dyn PublishAuthorizer>,
-    refusals: &RefusalLog,
+    refusals: Arc<RefusalLog>,
     limits: IngestLimits,
 ) -> Result<(), Error>
 where
@@ -63,7 +63,7 @@ where
                     session.accept_publish(&grant.stream, &mut out, &mut events)
                 }
                 Err(refused) => {
-                    log_refusal(refusals, peer, &request.app, refused);
+                    log_refusal(&refusals, peer, &request.app, refused);
                     Ok(session.refuse_publish(refused, &mut out))
                 }
             };
@@ -214,7 +214,7 @@ mod tests {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let peer = SocketAddr::from(([192, 0, 2, 1], 40000));
         let authorizer = Arc::new(Grants(std::sync::Mutex::new(Vec::new())));
-        let refusals: &'static RefusalLog = Box::leak(Box::default());
+        let refusals = Arc::new(RefusalLog::default());
         (client, tokio::spawn(run(server, peer, authorizer, refusals, LIMITS)))
     }
 

@@ -260,7 +260,7 @@ pub async fn serve(
                                 debug!("cannot set TCP_NODELAY: {err}");
                             }
                             tokio::select! {
-                                result = connection::run(socket, peer, authorizer, &refusals, limits) => {
+                                result = connection::run(socket, peer, authorizer, refusals, limits) => {
                                     log_connection_end(result);
                                 }
                                 _ = shutdown_rx.changed() => {
