@@ -662,3 +662,54 @@ async fn ticket_floods_leave_room_in_the_replay_store() {
     })
     .await;
 }
+
+/// Finding 8 at the command line: `sealcast token` mints `*`, `app/*` and
+/// `app/name`, and refuses every other pattern before reading any secret.
+#[test]
+fn token_command_refuses_prefix_patterns() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("token_secret");
+    std::fs::write(&secret, "test-secret-0123456789-0123456789-abcdef").unwrap();
+    let config = dir.path().join("sealcast.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\ndata_dir = \"{}\"\n[auth]\ntoken_secret_file = \"{}\"\n",
+            dir.path().join("data").display(),
+            secret.display()
+        ),
+    )
+    .unwrap();
+    for (pattern, ok) in [
+        ("live/demo", true),
+        ("live/*", true),
+        ("*", true),
+        ("live*", false),
+        ("live/demo*", false),
+        ("*/demo", false),
+        ("live", false),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealcast"))
+            .args(["token", "--stream", pattern, "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.success(),
+            ok,
+            "{pattern}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if ok {
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim().split('.').count(),
+                3,
+                "{pattern}"
+            );
+        } else {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("expected app/name, app/* or *"), "{pattern}: {stderr}");
+            assert!(out.stdout.is_empty(), "{pattern}");
+        }
+    }
+}
