@@ -70,8 +70,8 @@ enum Command {
     },
     /// Print a playback token for a stream (signed with the configured secret).
     Token {
-        /// `app/name`, or a pattern such as `live/*` or `*`.
-        #[arg(long)]
+        /// `app/name`, `app/*` (every stream of an app) or `*` (every stream).
+        #[arg(long, value_parser = parse_stream_pattern)]
         stream: String,
         #[arg(long, default_value_t = 3600)]
         ttl_secs: u64,
@@ -227,6 +227,14 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     match path {
         Some(path) => Config::load(path).map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display())),
         None => Ok(Config::default()),
+    }
+}
+
+fn parse_stream_pattern(s: &str) -> Result<String, String> {
+    if auth::valid_stream_pattern(s) {
+        Ok(s.to_owned())
+    } else {
+        Err("expected app/name, app/* or * (a * matches whole names only)".to_owned())
     }
 }
 

@@ -12,6 +12,7 @@ use tracing::{error, info};
 
 use crate::auth::Secret;
 use crate::config::{Config, ConfigError, ResolvedStream};
+use crate::http::admin_gate::FailedAuthGate;
 use crate::http::web::{self, WebState};
 use crate::http::{self, CorsPolicy, HttpState};
 use crate::ingest::{self, IngestLimits};
@@ -101,17 +102,23 @@ impl Server {
             max_chunk_size_bytes: config.rtmp.max_chunk_size_bytes,
         };
         // Without an admin token the operator page is served on loopback only.
-        let web_state = Arc::new(WebState::new(
-            Arc::clone(&registry),
-            keys.token_secret().clone(),
-            admin_token.clone(),
-            &config.http,
-        ));
+        let failed_admin_auth = Arc::new(FailedAuthGate::default());
+        let web_state = Arc::new(
+            WebState::new(
+                Arc::clone(&registry),
+                keys.token_secret().clone(),
+                admin_token.clone(),
+                &config.http,
+            )
+            .with_audience(keys.audience().map(str::to_owned))
+            .with_failed_auth_gate(Arc::clone(&failed_admin_auth)),
+        );
         let http_state = Arc::new(HttpState {
             registry: Arc::clone(&registry),
             keys,
             cors: CorsPolicy::from_origins(&config.http.cors_allowed_origins),
             admin_token,
+            failed_admin_auth,
             public_base: config.http.public_base().to_owned(),
         });
         Ok(Self {
@@ -139,6 +146,11 @@ impl Server {
         &self.http_state.keys
     }
 
+    /// Counts and slows down wrong admin credentials (operator page and admin API).
+    pub fn failed_admin_auth(&self) -> &Arc<FailedAuthGate> {
+        &self.http_state.failed_admin_auth
+    }
+
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
     }
@@ -163,6 +175,8 @@ impl Server {
         let authorizer: Arc<dyn ingest::PublishAuthorizer> = Arc::new(Arc::clone(&self.registry));
         let mut ingest = tokio::spawn(ingest::serve(rtmp, authorizer, self.limits, stopped(stop_rx.clone())));
         let app = http::router(Arc::clone(&self.http_state)).merge(web::router(Arc::clone(&self.web_state)));
+        // With connect info: wrong admin tokens are slowed down per address.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let mut web =
             tokio::spawn(async move { axum::serve(http, app).with_graceful_shutdown(stopped(stop_rx)).await });
 

@@ -20,7 +20,9 @@ use rml_rtmp::messages::RtmpMessage;
 use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::time::RtmpTimestamp;
 use sealcast_core::flv::{Demuxer, TagKind};
-use sealcast_core::rtmp::{Event, Flow, MediaMessage, PublishRefused, PublishRequest, Session, SessionLimits};
+use sealcast_core::rtmp::{
+    Event, Flow, MediaMessage, PRINTABLE_MAX_BYTES, PublishRefused, PublishRequest, Session, SessionLimits, printable,
+};
 use sealcast_fuzz::check_access_unit;
 
 /// The driver's answer: every publish is accepted except the keys "bad" and
@@ -105,6 +107,11 @@ fn run(data: &[u8]) {
                     Event::Media(MediaMessage::Audio { timestamp_ms, body }) => (TagKind::Audio, timestamp_ms, body),
                     Event::Media(MediaMessage::Metadata(_)) | Event::PublishEnded => continue,
                     Event::PublishRequested(asked) => {
+                        // The app is peer text: what the log gets of it is
+                        // escaped and capped (issue 18, finding 4).
+                        let logged = printable(asked.app.as_bytes());
+                        assert!(!logged.chars().any(char::is_control), "{logged:?}");
+                        assert!(logged.len() <= PRINTABLE_MAX_BYTES * 10 + 3, "{}", logged.len());
                         request = Some(asked);
                         continue;
                     }

@@ -25,6 +25,10 @@ fn check_verify(secret: &Secret, token: &str) -> Result<(), TokenError> {
     let claims = auth::verify(secret, token, STREAM, NOW_UNIX_SECS)?;
     assert!(claims.exp > NOW_UNIX_SECS);
     assert!(auth::stream_matches(&claims.stream, STREAM));
+    // A wildcard only ever matches whole segments (issue 18, finding 8).
+    if claims.stream.contains('*') {
+        assert!(auth::valid_stream_pattern(&claims.stream), "{}", claims.stream);
+    }
     // A verified token's claims, minted again, verify to the same claims
     // (unless they no longer fit the length cap).
     let minted = auth::mint(secret, &claims);

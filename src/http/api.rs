@@ -28,6 +28,7 @@ use tracing::info;
 
 use crate::auth::{Claims, bearer_token};
 use crate::http::HttpState;
+use crate::http::admin_gate::peer_ip;
 use crate::live::StreamInfo;
 use crate::media::{AudioCodec, VideoCodec};
 use crate::names::StreamName;
@@ -62,7 +63,8 @@ fn json_error(code: StatusCode, message: &str) -> Response {
 
 /// 401 unless the request carries the admin token. Both sides are hashed
 /// first and the digests compared in constant time, so neither the token's
-/// bytes nor its length leak through timing.
+/// bytes nor its length leak through timing. A wrong token is answered after
+/// the per-address delay of [`crate::http::admin_gate`].
 async fn require_admin(State(state): State<Arc<HttpState>>, request: Request, next: Next) -> Response {
     let presented = request
         .headers()
@@ -78,6 +80,10 @@ async fn require_admin(State(state): State<Arc<HttpState>>, request: Request, ne
         _ => false,
     };
     if !authorized {
+        if presented.is_some() {
+            // A wrong token (not a missing one): slowed down per address.
+            state.failed_admin_auth.penalize(peer_ip(request.extensions())).await;
+        }
         let mut response = json_error(StatusCode::UNAUTHORIZED, "admin token required");
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,

@@ -4,8 +4,9 @@
 //!
 //! Status codes (docs/architecture.md, "http"): 401 without a token, 403 for a token,
 //! ticket or wrapped key that does not check out, 404 for what does not
-//! exist, 503 when the KMS or the replay store cannot answer; never a 5xx for
-//! anything a client sent. Bodies are terse and never say why a token was
+//! exist, 429 when a viewer spent its key budget (ticket redemptions or KMS
+//! decrypts per minute, see [`crate::keyservice::budget`]), 503 when the KMS
+//! or the replay store cannot answer; never a 5xx for anything a client sent. Bodies are terse and never say why a token was
 //! refused.
 
 use std::io::{self, SeekFrom};
@@ -27,6 +28,7 @@ use tokio_util::io::ReaderStream;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::{debug, error};
 
+pub mod admin_gate;
 pub mod api;
 pub mod web;
 
@@ -36,6 +38,13 @@ use crate::live::Registry;
 use crate::names::{self, StreamName};
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
+/// A playlist without a viewer's credential: the same for everyone, so any
+/// cache may keep it, revalidating each time.
+const PLAYLIST_CACHE: &str = "no-cache";
+/// A playlist with a viewer's token or tickets written into its key URIs:
+/// no shared cache may keep it (a CDN that ignores query strings would hand
+/// one viewer's credential to everyone), and no cache at all needs to.
+const PERSONAL_PLAYLIST_CACHE: &str = "private, no-store";
 /// Segments are immutable ciphertext under a per-publish name: cache them long.
 const SEGMENT_CACHE: &str = "public, max-age=86400, immutable";
 /// Read size for segment bodies: what one request holds, whatever the
@@ -50,6 +59,8 @@ pub struct HttpState {
     pub cors: CorsPolicy,
     /// The admin API's bearer token; `None` turns the admin API off (404).
     pub admin_token: Option<Secret>,
+    /// Slows down wrong admin tokens, per address (shared with the operator page).
+    pub failed_admin_auth: Arc<admin_gate::FailedAuthGate>,
     /// `http.public_url` without a trailing `/`, or empty: playback URLs
     /// the admin API returns then use the request's `Host`.
     pub public_base: String,
@@ -79,8 +90,11 @@ pub fn key_server_router(keys: Arc<KeyService>, cors: CorsPolicy) -> Router {
 }
 
 fn key_routes(keys: Arc<KeyService>) -> Router {
+    // HEAD gets its own answer: axum would otherwise run the GET handler,
+    // which spends a one-time ticket (link checkers and prefetching proxies
+    // send HEAD).
     Router::new()
-        .route("/keys/{app}/{name}/{key_id}", get(key))
+        .route("/keys/{app}/{name}/{key_id}", get(key).head(key_head))
         .with_state(keys)
 }
 
@@ -212,7 +226,24 @@ async fn key(
             .into_response(),
         Err(KeyError::Forbidden) => status(StatusCode::FORBIDDEN, "forbidden\n"),
         Err(KeyError::Unavailable) => unavailable("key service unavailable\n"),
+        Err(KeyError::TooMany) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "10"), (header::CACHE_CONTROL, "no-store")],
+            "too many key requests\n",
+        )
+            .into_response(),
     }
+}
+
+/// `HEAD /keys/...`: 405, and nothing checked or spent. A key is only
+/// worth fetching whole, and a HEAD that looked at the ticket could not say
+/// more than the GET will.
+async fn key_head() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::ALLOW, "GET, OPTIONS"), (header::CACHE_CONTROL, "no-store")],
+    )
+        .into_response()
 }
 
 /// `GET /{app}/{name}/index.m3u8` and `GET /{app}/{name}/{publish_id}-{seq}.ts`.
@@ -241,6 +272,11 @@ async fn media_file(
                 return status(StatusCode::FORBIDDEN, "forbidden\n");
             }
         };
+        let cache_control = if claims.is_some() {
+            PERSONAL_PLAYLIST_CACHE
+        } else {
+            PLAYLIST_CACHE
+        };
         let text = match (token, claims) {
             // One-time tickets instead of the token: every refresh hands out new ones.
             (Some(token), Some(claims)) if state.keys.tickets_enabled() => {
@@ -262,7 +298,7 @@ async fn media_file(
             Some(text) => (
                 [
                     (header::CONTENT_TYPE, PLAYLIST_TYPE),
-                    (header::CACHE_CONTROL, "no-cache"),
+                    (header::CACHE_CONTROL, cache_control),
                 ],
                 text,
             )

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
-use super::{Error, IngestLimits, PublishAuthorizer};
+use super::{Error, IngestLimits, PublishAuthorizer, RefusalLog};
 use crate::rtmp::handshake::Step;
-use crate::rtmp::{Event, Flow, Handshake, MediaMessage, Session};
+use crate::rtmp::{Event, Flow, Handshake, MediaMessage, PublishRefused, Session, printable};
 
 /// Size of the per-connection read buffer, reused for every read. A few
 /// reads per video frame at typical bitrates; 1000 connections cost 16 MiB.
@@ -28,6 +28,7 @@ pub(super) async fn run<S>(
     mut socket: S,
     peer: SocketAddr,
     authorizer: Arc<dyn PublishAuthorizer>,
+    refusals: Arc<RefusalLog>,
     limits: IngestLimits,
 ) -> Result<(), Error>
 where
@@ -61,7 +62,10 @@ where
                     media = Some(grant.media);
                     session.accept_publish(&grant.stream, &mut out, &mut events)
                 }
-                Err(refused) => Ok(session.refuse_publish(refused, &mut out)),
+                Err(refused) => {
+                    log_refusal(&refusals, peer, &request.app, refused);
+                    Ok(session.refuse_publish(refused, &mut out))
+                }
             };
         }
         // Before the publish starts, the start deadline bounds every wait;
@@ -100,6 +104,24 @@ where
             return Ok(());
         };
         step = session.handle_input(input, &mut out, &mut events);
+    }
+}
+
+/// The log line of a refused publish: the app escaped and capped (it is
+/// whatever the peer sent), never the key. A wrong key is what an
+/// unauthenticated peer can repeat at will, so its lines are throttled per
+/// address; the other refusals need a valid key and are all logged.
+fn log_refusal(refusals: &RefusalLog, peer: SocketAddr, app: &str, refused: PublishRefused) {
+    let app = printable(app.as_bytes());
+    match refused {
+        PublishRefused::BadKey => {
+            if let Some(count) = refusals.note(peer.ip()) {
+                warn!(%app, refused_from_address = count, "publish refused: {refused}");
+            }
+        }
+        PublishRefused::AlreadyLive | PublishRefused::ShuttingDown | PublishRefused::Unavailable => {
+            info!(%app, "publish refused: {refused}");
+        }
     }
 }
 
@@ -192,7 +214,8 @@ mod tests {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let peer = SocketAddr::from(([192, 0, 2, 1], 40000));
         let authorizer = Arc::new(Grants(std::sync::Mutex::new(Vec::new())));
-        (client, tokio::spawn(run(server, peer, authorizer, LIMITS)))
+        let refusals = Arc::new(RefusalLog::default());
+        (client, tokio::spawn(run(server, peer, authorizer, refusals, LIMITS)))
     }
 
     /// Writes one byte per (virtual) second until the server hangs up;

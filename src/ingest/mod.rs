@@ -143,6 +143,36 @@ pub enum Error {
     MediaClosed,
 }
 
+/// One log line per this many refused publishes from one address.
+pub const REFUSALS_PER_LOG_LINE: u64 = 100;
+/// Addresses whose refusals [`RefusalLog`] counts at once; past this the
+/// counts start over (bounded memory; at worst some more lines).
+const REFUSAL_LOG_MAX_ADDRESSES: usize = 4096;
+
+/// Throttles the log lines of refused publishes per address: a wrong-key
+/// flood from one client writes the first refusal and then one line per
+/// [`REFUSALS_PER_LOG_LINE`], each saying how many were refused. A counter,
+/// not a clock, so tests can count lines without timing.
+#[derive(Debug, Default)]
+pub struct RefusalLog {
+    refused: std::sync::Mutex<HashMap<IpAddr, u64>>,
+}
+
+impl RefusalLog {
+    /// Counts a refusal from `ip`; `Some(count so far)` when it should be
+    /// logged.
+    pub fn note(&self, ip: IpAddr) -> Option<u64> {
+        // A poisoned lock only means another connection panicked mid-count.
+        let mut refused = self.refused.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if refused.len() >= REFUSAL_LOG_MAX_ADDRESSES && !refused.contains_key(&ip) {
+            refused.clear();
+        }
+        let count = refused.entry(ip).or_default();
+        *count += 1;
+        (*count % REFUSALS_PER_LOG_LINE == 1).then_some(*count)
+    }
+}
+
 /// Back-off after a failed `accept` (e.g. out of file descriptors), doubled
 /// up to the maximum while failures continue.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -232,6 +262,8 @@ struct Connections {
     peers: HashMap<Id, SocketAddr>,
     per_ip: HashMap<IpAddr, usize>,
     refused_per_ip: u64,
+    /// Refused publishes per address, so a wrong-key flood logs sparsely.
+    refusals: Arc<RefusalLog>,
     /// Connections hold receivers; dropping the sender tells them all to end.
     notify_shutdown: watch::Sender<()>,
 }
@@ -246,6 +278,7 @@ impl Connections {
             peers: HashMap::new(),
             per_ip: HashMap::new(),
             refused_per_ip: 0,
+            refusals: Arc::new(RefusalLog::default()),
             notify_shutdown: watch::channel(()).0,
         }
     }
@@ -266,6 +299,7 @@ impl Connections {
         *count += 1;
         let span = info_span!("rtmp", %peer, stream = tracing::field::Empty);
         let authorizer = Arc::clone(&self.authorizer);
+        let refusals = Arc::clone(&self.refusals);
         let limits = self.limits;
         let mut shutdown = self.notify_shutdown.subscribe();
         let task = async move {
@@ -275,7 +309,7 @@ impl Connections {
                 debug!("cannot set TCP_NODELAY: {err}");
             }
             tokio::select! {
-                result = connection::run(socket, peer, authorizer, limits) => log_connection_end(result),
+                result = connection::run(socket, peer, authorizer, refusals, limits) => log_connection_end(result),
                 _ = shutdown.changed() => info!("closing connection: server shutting down"),
             }
         };
@@ -341,5 +375,28 @@ fn log_connection_end(result: Result<(), Error>) {
         Err(err @ (Error::Io(_) | Error::IdleTimeout(_) | Error::WriteStalled(_))) => {
             info!("closing connection: {err}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wrong-key flood from one address writes one line per
+    /// `REFUSALS_PER_LOG_LINE` refusals; another address is counted apart.
+    #[test]
+    fn refused_publishes_are_logged_once_per_hundred_per_address() {
+        let log = RefusalLog::default();
+        let flooder: IpAddr = [192, 0, 2, 1].into();
+        let other: IpAddr = [192, 0, 2, 2].into();
+        let logged: Vec<u64> = (0..250).filter_map(|_| log.note(flooder)).collect();
+        assert_eq!(logged, [1, 101, 201]);
+        assert_eq!(log.note(other), Some(1));
+        assert_eq!(log.note(other), None);
+        // Memory stays bounded: past the cap the counts start over.
+        for i in 0..REFUSAL_LOG_MAX_ADDRESSES as u32 {
+            log.note(IpAddr::from(i.to_be_bytes()));
+        }
+        assert!(log.refused.lock().unwrap().len() <= REFUSAL_LOG_MAX_ADDRESSES);
     }
 }

@@ -4,18 +4,36 @@
 //! Entries are keyed by the wrapped key and its encryption context (both
 //! authenticated by the KMS, so a hit is exactly what the KMS would return).
 //! Concurrent misses for one key share one decrypt (single flight): the first
-//! request runs it, the others wait on the same `OnceCell`. A failed decrypt
-//! is not cached. Keys are [`DataKey`]s, zeroized when evicted, and never
-//! leave memory.
+//! request runs it, the others wait on the same `OnceCell`. Keys are
+//! [`DataKey`]s, zeroized when evicted, and never leave memory.
+//!
+//! What bounds the KMS work anonymous or hostile requests can cause:
+//! - a wrapped key the KMS refused is answered from memory for
+//!   [`REFUSED_TTL_SECS`] (repeating one bad `edk` costs one decrypt); an
+//!   outage (`Unavailable`) is not remembered, so recovery is immediate;
+//! - at most [`MAX_CONCURRENT_DECRYPTS`] decrypts are in flight at once; a
+//!   request that waits longer than [`DECRYPT_QUEUE_TIMEOUT`] for a turn
+//!   gets `Unavailable` (503), so a flood queues neither without bound nor
+//!   in front of the KMS quota ingest needs;
+//! - the key service spends a per-token budget on every miss
+//!   ([`KeyCache::would_call_kms`], [`super::budget`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use dashmap::DashMap;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 
 use crate::crypto::{DataKey, EncryptionContext, WrappedKey};
 use crate::kms::{Kms, KmsError};
+
+/// How long a wrapped key the KMS refused is refused again without asking.
+pub const REFUSED_TTL_SECS: u64 = 30;
+/// KMS decrypts in flight at once, per key server.
+pub const MAX_CONCURRENT_DECRYPTS: usize = 32;
+/// How long a decrypt waits for one of the [`MAX_CONCURRENT_DECRYPTS`] turns.
+pub const DECRYPT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct CacheKey {
@@ -38,6 +56,8 @@ pub struct CacheStats {
     pub misses: u64,
     /// Decrypts actually sent to the KMS.
     pub kms_calls: u64,
+    /// Requests refused from memory: a wrapped key the KMS refused recently.
+    pub refused_hits: u64,
     /// Entries held now.
     pub entries: u64,
 }
@@ -45,11 +65,15 @@ pub struct CacheStats {
 /// See the module docs.
 pub struct KeyCache {
     map: DashMap<CacheKey, Arc<Slot>>,
+    /// Wrapped keys the KMS refused, and until when that answer stands.
+    refused: DashMap<CacheKey, u64>,
+    decrypts: Semaphore,
     max_entries: usize,
     ttl_secs: u64,
     hits: AtomicU64,
     misses: AtomicU64,
     kms_calls: AtomicU64,
+    refused_hits: AtomicU64,
 }
 
 impl KeyCache {
@@ -58,11 +82,14 @@ impl KeyCache {
     pub fn new(max_entries: usize, ttl_secs: u64) -> Self {
         Self {
             map: DashMap::new(),
+            refused: DashMap::new(),
+            decrypts: Semaphore::new(MAX_CONCURRENT_DECRYPTS),
             max_entries: max_entries.max(1),
             ttl_secs,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             kms_calls: AtomicU64::new(0),
+            refused_hits: AtomicU64::new(0),
         }
     }
 
@@ -71,6 +98,7 @@ impl KeyCache {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             kms_calls: self.kms_calls.load(Ordering::Relaxed),
+            refused_hits: self.refused_hits.load(Ordering::Relaxed),
             entries: self.map.len() as u64,
         }
     }
@@ -88,6 +116,10 @@ impl KeyCache {
             wrapped: wrapped.clone(),
             context: context.clone(),
         };
+        if self.refused_recently(&cache_key, now_unix_secs) {
+            self.refused_hits.fetch_add(1, Ordering::Relaxed);
+            return Err(KmsError::InvalidCiphertext);
+        }
         let slot = self.slot(cache_key.clone(), now_unix_secs);
         if let Some(key) = slot.key.get() {
             self.hits.fetch_add(1, Ordering::Relaxed);
@@ -97,6 +129,11 @@ impl KeyCache {
         let result = slot
             .key
             .get_or_try_init(|| async {
+                let _turn = tokio::time::timeout(DECRYPT_QUEUE_TIMEOUT, self.decrypts.acquire())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .ok_or_else(|| KmsError::Unavailable("too many KMS decrypts in flight".into()))?;
                 self.kms_calls.fetch_add(1, Ordering::Relaxed);
                 kms.decrypt(wrapped, context).await
             })
@@ -104,11 +141,46 @@ impl KeyCache {
         match result {
             Ok(key) => Ok(key.clone()),
             Err(error) => {
-                // Refused or failed keys take no room; a later request retries.
+                // Failed keys take no room in the map; a refusal is noted for
+                // a while, an outage not at all.
                 self.map.remove_if(&cache_key, |_, current| Arc::ptr_eq(current, &slot));
+                if matches!(error, KmsError::InvalidCiphertext) {
+                    self.note_refused(cache_key, now_unix_secs);
+                }
                 Err(error)
             }
         }
+    }
+
+    /// Whether [`KeyCache::get_or_unwrap`] would ask the KMS now: the key is
+    /// neither cached nor being unwrapped, nor refused recently.
+    pub fn would_call_kms(&self, wrapped: &WrappedKey, context: &EncryptionContext, now_unix_secs: u64) -> bool {
+        let cache_key = CacheKey {
+            wrapped: wrapped.clone(),
+            context: context.clone(),
+        };
+        let present = self
+            .map
+            .get(&cache_key)
+            .is_some_and(|slot| !self.expired(&slot, now_unix_secs));
+        !present && !self.refused_recently(&cache_key, now_unix_secs)
+    }
+
+    fn refused_recently(&self, cache_key: &CacheKey, now_unix_secs: u64) -> bool {
+        self.refused.get(cache_key).is_some_and(|until| now_unix_secs < *until)
+    }
+
+    /// Remembers a refusal, within the same bound as the keys: expired
+    /// refusals go first, and if that is not enough, all of them.
+    fn note_refused(&self, cache_key: CacheKey, now_unix_secs: u64) {
+        if self.refused.len() >= self.max_entries {
+            self.refused.retain(|_, until| now_unix_secs < *until);
+            if self.refused.len() >= self.max_entries {
+                self.refused.clear();
+            }
+        }
+        self.refused
+            .insert(cache_key, now_unix_secs.saturating_add(REFUSED_TTL_SECS));
     }
 
     /// The slot for `cache_key`, a fresh one if absent or expired. The map's
@@ -252,6 +324,7 @@ mod tests {
                 hits: 2,
                 misses: 3,
                 kms_calls: 3,
+                refused_hits: 0,
                 entries: 3
             }
         );
@@ -269,16 +342,79 @@ mod tests {
         assert_eq!((stats.hits, stats.kms_calls, stats.entries), (3, 3, 1));
     }
 
+    /// Issue 18, finding 3: twenty repeats of one bad wrapped key cost one
+    /// decrypt, until the refusal expires; refusals take no key slot.
     #[tokio::test]
-    async fn failures_are_not_cached() {
+    async fn refusals_are_remembered_briefly() {
         let cache = KeyCache::new(100, 60);
         let kms = kms();
-        for _ in 0..3 {
-            let got = cache.get_or_unwrap(&*kms, &wrapped(0xff), &ctx("a"), 1000).await;
+        for now in [1000, 1000, 1010, 1029] {
+            assert!(!cache.would_call_kms(&wrapped(0xff), &ctx("a"), now) || now == 1000);
+            let got = cache.get_or_unwrap(&*kms, &wrapped(0xff), &ctx("a"), now).await;
             assert!(matches!(got, Err(KmsError::InvalidCiphertext)));
         }
         let stats = cache.stats();
-        assert_eq!((stats.kms_calls, stats.entries, stats.hits), (3, 0, 0));
+        assert_eq!((stats.kms_calls, stats.refused_hits, stats.entries), (1, 3, 0));
+        // The same bytes under another context are another question.
+        let other = cache.get_or_unwrap(&*kms, &wrapped(0xff), &ctx("b"), 1029).await;
+        assert!(matches!(other, Err(KmsError::InvalidCiphertext)));
+        assert_eq!(cache.stats().kms_calls, 2);
+        // After REFUSED_TTL_SECS the KMS is asked again.
+        assert!(cache.would_call_kms(&wrapped(0xff), &ctx("a"), 1030));
+        let _ = cache.get_or_unwrap(&*kms, &wrapped(0xff), &ctx("a"), 1030).await;
+        assert_eq!(cache.stats().kms_calls, 3);
+    }
+
+    /// A KMS outage is not remembered: the next request asks again.
+    #[tokio::test]
+    async fn outages_are_not_cached() {
+        struct Down;
+        #[async_trait]
+        impl Kms for Down {
+            async fn generate_data_key(&self, _: &EncryptionContext) -> Result<(DataKey, WrappedKey), KmsError> {
+                Err(KmsError::Unavailable("down".into()))
+            }
+            async fn decrypt(&self, _: &WrappedKey, _: &EncryptionContext) -> Result<DataKey, KmsError> {
+                Err(KmsError::Unavailable("down".into()))
+            }
+        }
+        let cache = KeyCache::new(100, 60);
+        for _ in 0..3 {
+            let got = cache.get_or_unwrap(&Down, &wrapped(1), &ctx("a"), 1000).await;
+            assert!(matches!(got, Err(KmsError::Unavailable(_))));
+        }
+        assert_eq!((cache.stats().kms_calls, cache.stats().entries), (3, 0));
+    }
+
+    /// At most MAX_CONCURRENT_DECRYPTS decrypts reach the KMS at once; one
+    /// more waits for a turn, and gives up (Unavailable) after the timeout.
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_decrypts_are_bounded() {
+        let cache = Arc::new(KeyCache::new(1000, 60));
+        let kms = gated_kms(0);
+        let tasks: Vec<_> = (0..MAX_CONCURRENT_DECRYPTS + 1)
+            .map(|i| {
+                let (cache, kms) = (Arc::clone(&cache), Arc::clone(&kms));
+                let key = wrapped(i as u8);
+                tokio::spawn(async move { cache.get_or_unwrap(&*kms, &key, &ctx("a"), 1000).await })
+            })
+            .collect();
+        while cache.stats().misses < MAX_CONCURRENT_DECRYPTS as u64 + 1 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(DECRYPT_QUEUE_TIMEOUT + Duration::from_millis(1)).await;
+        assert_eq!(kms.calls.load(Ordering::SeqCst), MAX_CONCURRENT_DECRYPTS as u64);
+        kms.gate.add_permits(MAX_CONCURRENT_DECRYPTS);
+        let mut unavailable = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => {}
+                Err(KmsError::Unavailable(_)) => unavailable += 1,
+                Err(other) => panic!("{other}"),
+            }
+        }
+        assert_eq!(unavailable, 1);
+        assert_eq!(cache.stats().kms_calls, MAX_CONCURRENT_DECRYPTS as u64);
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@
 //!
 //! Time comes from an injected [`Clock`], so tests move it without sleeping.
 
+pub mod budget;
 pub mod cache;
 pub mod redis;
 pub mod replay;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use ring::rand::SystemRandom;
 use tracing::{debug, warn};
 
+pub use budget::ViewerBudget;
 pub use cache::{CacheStats, KeyCache};
 pub use replay::{MemoryReplayStore, ReplayError, ReplayStore};
 pub use server::KeyServer;
@@ -97,6 +99,10 @@ pub enum KeyError {
     /// The KMS or the replay store cannot answer: HTTP 503.
     #[error("key service unavailable")]
     Unavailable,
+    /// This viewer spent its budget of ticket redemptions or KMS decrypts
+    /// for now ([`budget`]): HTTP 429.
+    #[error("too many key requests")]
+    TooMany,
 }
 
 /// Counters, for tests and metrics.
@@ -113,6 +119,8 @@ pub struct KeyServiceStats {
     pub tickets_replayed: u64,
     /// Key requests that presented a playback token rather than a ticket.
     pub token_key_requests: u64,
+    /// Key requests refused because their viewer's budget was spent.
+    pub over_budget: u64,
 }
 
 #[derive(Default)]
@@ -122,6 +130,9 @@ struct Counters {
     tickets_refused: AtomicU64,
     tickets_replayed: AtomicU64,
     token_key_requests: AtomicU64,
+    over_budget: AtomicU64,
+    /// Replay store failures, so only some of them are logged.
+    replay_failures: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -140,6 +151,10 @@ pub struct KeyService {
     clock: Clock,
     rng: SystemRandom,
     counters: Counters,
+    /// Ticket redemptions per viewer tag.
+    redemptions: ViewerBudget,
+    /// KMS decrypts (cache misses) per token.
+    kms_misses: ViewerBudget,
 }
 
 impl KeyService {
@@ -155,6 +170,8 @@ impl KeyService {
             clock,
             rng: SystemRandom::new(),
             counters: Counters::default(),
+            redemptions: ViewerBudget::new(budget::TICKET_REDEMPTIONS_PER_WINDOW),
+            kms_misses: ViewerBudget::new(budget::KMS_MISSES_PER_WINDOW),
         }
     }
 
@@ -186,6 +203,7 @@ impl KeyService {
             tickets_refused: get(&c.tickets_refused),
             tickets_replayed: get(&c.tickets_replayed),
             token_key_requests: get(&c.token_key_requests),
+            over_budget: get(&c.over_budget),
         }
     }
 
@@ -247,6 +265,11 @@ impl KeyService {
     /// The data key for `/keys/{stream}/{key_id}?edk={edk}` if `credential`
     /// allows it. A ticket is spent only once the key is in hand, so a
     /// player retrying after a 503 can use the same ticket.
+    ///
+    /// Budgets ([`budget`]): a good ticket takes one redemption of its
+    /// viewer's; a good token whose key would need the KMS takes one decrypt
+    /// of the token's. A spent budget is [`KeyError::TooMany`], before the
+    /// KMS or the replay store is asked.
     pub async fn key(
         &self,
         stream: &StreamName,
@@ -256,12 +279,17 @@ impl KeyService {
     ) -> Result<DataKey, KeyError> {
         let now = self.now();
         let stream_text = stream.to_string();
+        // The viewer whose decrypt budget a cache miss spends (token requests).
+        let mut token_viewer = None;
         let ticket = match credential {
             Credential::Token(token) => {
                 bump(&self.counters.token_key_requests);
-                if let Err(error) = self.verify_token(token, stream) {
-                    debug!(stream = %stream, %error, route = "key", "token refused");
-                    return Err(KeyError::Forbidden);
+                match self.verify_token(token, stream) {
+                    Ok(claims) => token_viewer = Some(ticket::viewer_tag(&claims, token)),
+                    Err(error) => {
+                        debug!(stream = %stream, %error, route = "key", "token refused");
+                        return Err(KeyError::Forbidden);
+                    }
                 }
                 None
             }
@@ -272,6 +300,11 @@ impl KeyService {
                     edk,
                 };
                 match ticket::verify(&self.ticket_key, text, &binding, now) {
+                    Ok(ticket) if !self.redemptions.take(&ticket.viewer, now) => {
+                        bump(&self.counters.over_budget);
+                        debug!(stream = %stream, route = "key", "ticket viewer over its redemption budget");
+                        return Err(KeyError::TooMany);
+                    }
                     Ok(ticket) => Some(ticket),
                     Err(error) => {
                         bump(&self.counters.tickets_refused);
@@ -285,6 +318,14 @@ impl KeyService {
             return Err(KeyError::Forbidden);
         };
         let context = EncryptionContext::new(&stream_text, &key_id);
+        if let Some(viewer) = token_viewer
+            && self.cache.would_call_kms(&wrapped, &context, now)
+            && !self.kms_misses.take(&viewer, now)
+        {
+            bump(&self.counters.over_budget);
+            debug!(stream = %stream, route = "key", "token over its KMS decrypt budget");
+            return Err(KeyError::TooMany);
+        }
         let data_key = match self.cache.get_or_unwrap(&*self.kms, &wrapped, &context, now).await {
             Ok(key) => key,
             Err(KmsError::InvalidCiphertext) => {
@@ -305,7 +346,11 @@ impl KeyService {
                     return Err(KeyError::Forbidden);
                 }
                 Err(error) => {
-                    warn!(stream = %stream, key_id = %key_id, %error, route = "key", "replay store failed; refusing");
+                    // A full store answers every request alike: one line per 1000.
+                    let failures = self.counters.replay_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                    if failures % 1000 == 1 {
+                        warn!(stream = %stream, key_id = %key_id, %error, failures, route = "key", "replay store failed; refusing");
+                    }
                     return Err(KeyError::Unavailable);
                 }
             }
@@ -613,6 +658,99 @@ mod tests {
         assert_eq!(
             key_tag_uri("#EXT-X-KEY:METHOD=AES-128,URI=\"u\",IV=0x1\n"),
             Some(("#EXT-X-KEY:METHOD=AES-128,URI=\"", "u", "\",IV=0x1\n"))
+        );
+    }
+
+    /// Issue 18, finding 3: random wrapped keys under one token cost at
+    /// most its decrypt budget of KMS calls per window; another token, and
+    /// keys already cached, are not affected.
+    #[tokio::test]
+    async fn a_token_spends_at_most_its_kms_budget() {
+        let f = fixture(None);
+        let now = f.now.now_unix_secs();
+        let token = auth::mint(&Secret::new(SECRET.to_vec()), &claims(now + 3600));
+        let budget = budget::KMS_MISSES_PER_WINDOW as usize;
+        let mut answers = Vec::new();
+        for i in 0..budget + 10 {
+            // 17-byte wrapped keys: PlainKms refuses each, a distinct one.
+            let edk = WrappedKey::from_bytes((i as u32).to_be_bytes().repeat(5)[..17].to_vec()).to_base64url();
+            answers.push(f.service.key(&stream(), "p-0", &edk, Credential::Token(&token)).await);
+        }
+        let forbidden = answers
+            .iter()
+            .filter(|a| a.as_ref().err() == Some(&KeyError::Forbidden))
+            .count();
+        let too_many = answers
+            .iter()
+            .filter(|a| a.as_ref().err() == Some(&KeyError::TooMany))
+            .count();
+        assert_eq!((forbidden, too_many), (budget, 10));
+        let stats = f.service.stats();
+        assert_eq!((stats.cache.kms_calls, stats.over_budget), (budget as u64, 10));
+
+        // Another viewer's token still gets keys.
+        let mut other = claims(now + 3600);
+        other.jti = Some("viewer-2".into());
+        let other = auth::mint(&Secret::new(SECRET.to_vec()), &other);
+        assert!(
+            f.service
+                .key(&stream(), "p-0", &edk(3), Credential::Token(&other))
+                .await
+                .is_ok()
+        );
+        // A key already cached costs the spent token nothing.
+        assert!(
+            f.service
+                .key(&stream(), "p-0", &edk(3), Credential::Token(&token))
+                .await
+                .is_ok()
+        );
+        // The next window brings the budget back.
+        f.now.set_unix_secs(now + budget::WINDOW_SECS);
+        assert!(
+            f.service
+                .key(&stream(), "p-0", &edk(4), Credential::Token(&token))
+                .await
+                .is_ok()
+        );
+    }
+
+    /// Issue 18, finding 2: one viewer redeems at most its budget of tickets
+    /// per window, so it cannot fill the replay store; another viewer can.
+    #[tokio::test]
+    async fn a_viewer_redeems_at_most_its_budget_of_tickets() {
+        let f = fixture(Some(60));
+        let now = f.now.now_unix_secs();
+        let budget = budget::TICKET_REDEMPTIONS_PER_WINDOW as usize;
+        let mut answers = Vec::new();
+        while answers.len() < budget + 4 {
+            let text = f
+                .service
+                .ticket_playlist(&playlist(), &claims(now + 3600), "tok")
+                .unwrap();
+            let t = tickets(&text);
+            for (key_id, edk, ticket) in [&t[0], &t[2]] {
+                answers.push(f.service.key(&stream(), key_id, edk, Credential::Ticket(ticket)).await);
+            }
+        }
+        assert!(answers[..budget].iter().all(Result::is_ok));
+        assert!(
+            answers[budget..]
+                .iter()
+                .all(|a| a.as_ref().err() == Some(&KeyError::TooMany))
+        );
+        let stats = f.service.stats();
+        assert_eq!((stats.tickets_accepted, stats.over_budget), (budget as u64, 4));
+
+        let mut other = claims(now + 3600);
+        other.jti = Some("viewer-2".into());
+        let t = tickets(&f.service.ticket_playlist(&playlist(), &other, "tok2").unwrap());
+        let (key_id, edk, ticket) = &t[0];
+        assert!(
+            f.service
+                .key(&stream(), key_id, edk, Credential::Ticket(ticket))
+                .await
+                .is_ok()
         );
     }
 }

@@ -12,8 +12,8 @@ pub mod token;
 
 pub use ticket::{TicketBinding, TicketError, TicketKey, VerifiedTicket};
 pub use token::{
-    Claims, Expect, MAX_TOKEN_BYTES, TokenError, bearer_token, mint, mint_with_audience, stream_matches, verify,
-    verify_with,
+    Claims, Expect, MAX_TOKEN_BYTES, TokenError, bearer_token, mint, mint_with_audience, stream_matches,
+    valid_stream_pattern, verify, verify_with,
 };
 
 use zeroize::Zeroizing;

@@ -34,8 +34,8 @@ pub struct Claims {
     /// rounded down: the token expires at most a second early, never late.
     #[serde(deserialize_with = "numeric_date_floor")]
     pub exp: u64,
-    /// The stream this token unlocks: `app/name`, `*`, or a prefix ending in
-    /// `*` such as `live/*`; see [`stream_matches`].
+    /// The stream this token unlocks: `app/name`, `app/*` (every stream of
+    /// one app) or `*` (every stream); see [`stream_matches`].
     pub stream: String,
     /// Who the token was issued to (the viewer), for logs and auditing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,11 +106,18 @@ fn numeric_date<'de, D: serde::Deserializer<'de>>(d: D, round: fn(f64) -> f64) -
     match Option::<Number>::deserialize(d)? {
         None => Ok(None),
         Some(Number::Integer(n)) => Ok(Some(n)),
-        // `as` saturates at u64::MAX; JSON has no NaN.
-        Some(Number::Float(f)) if f >= 0.0 => Ok(Some(round(f) as u64)),
-        Some(Number::Float(_)) => Err(serde::de::Error::custom("a NumericDate is not negative")),
+        // serde_json hands integers past u64::MAX over as floats. They are
+        // refused rather than saturated: `as` would turn 1e30 into u64::MAX,
+        // a token that never expires. JSON has no NaN.
+        Some(Number::Float(f)) if f >= 0.0 && round(f) < U64_LIMIT => Ok(Some(round(f) as u64)),
+        Some(Number::Float(_)) => Err(serde::de::Error::custom(
+            "a NumericDate is a number of seconds from 0 to 2^64 - 1",
+        )),
     }
 }
+
+/// 2^64 as an f64 (exact): the first value a u64 cannot hold.
+const U64_LIMIT: f64 = 18_446_744_073_709_551_616.0;
 
 fn numeric_date_floor<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     numeric_date(d, f64::floor)?.ok_or_else(|| serde::de::Error::custom("exp must be a number"))
@@ -273,14 +280,36 @@ fn decode_segment(segment: &str) -> Result<Vec<u8>, TokenError> {
 
 /// Whether the `stream` claim `pattern` covers `stream` (`app/name`).
 ///
-/// `"live/demo"` matches only itself; a pattern ending in `*` matches every
-/// stream that starts with what precedes the `*`: `"*"` matches any stream,
-/// `"live/*"` any stream in app `live`. A `*` anywhere else is literal (and
-/// never matches, since stream names cannot contain it).
+/// Matching is per path segment, never a string prefix: `"*"` matches every
+/// stream, `"live/*"` every stream of app `live` (not `livestream/cam`), and
+/// any other pattern only the stream it names exactly. Anything else with a
+/// `*` in it (`"live*"`, `"live/demo*"`, `"*/demo"`) matches nothing, and
+/// [`valid_stream_pattern`] refuses it when minting.
 pub fn stream_matches(pattern: &str, stream: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => stream.starts_with(prefix),
-        None => pattern == stream,
+    if pattern == "*" {
+        return true;
+    }
+    if pattern.contains('*') {
+        return match pattern.strip_suffix("/*") {
+            Some(app) if crate::names::is_valid_component(app) => stream.split_once('/').is_some_and(|(a, _)| a == app),
+            _ => false,
+        };
+    }
+    pattern == stream
+}
+
+/// Whether `pattern` is a `stream` claim worth minting: `*`, `app/*` or
+/// `app/name`, each part a valid name component (see
+/// [`crate::names::is_valid_component`]).
+pub fn valid_stream_pattern(pattern: &str) -> bool {
+    use crate::names::is_valid_component;
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.split_once('/') {
+        Some((app, "*")) => is_valid_component(app),
+        Some((app, name)) => is_valid_component(app) && is_valid_component(name),
+        None => false,
     }
 }
 
@@ -655,7 +684,19 @@ mod tests {
             (r#"{"exp":2000.9,"stream":"*"}"#, 1999, Ok(2000)),
             (r#"{"exp":2000.9,"stream":"*"}"#, 2000, Err(TokenError::Expired)),
             (r#"{"exp":2e3,"stream":"*"}"#, 1999, Ok(2000)),
-            (r#"{"exp":1e30,"stream":"*"}"#, 1999, Ok(u64::MAX)),
+            // Beyond u64: refused, not clamped to a token that never expires.
+            (r#"{"exp":1e30,"stream":"*"}"#, 1999, Err(TokenError::Malformed)),
+            (
+                r#"{"exp":18446744073709551616,"stream":"*"}"#,
+                1999,
+                Err(TokenError::Malformed),
+            ),
+            (r#"{"exp":18446744073709551615,"stream":"*"}"#, 1999, Ok(u64::MAX)),
+            (
+                r#"{"exp":1.8446744073709552e19,"stream":"*"}"#,
+                1999,
+                Err(TokenError::Malformed),
+            ),
             (r#"{"exp":0.0,"stream":"*"}"#, 0, Err(TokenError::Expired)),
         ];
         for (payload, now, want) in cases {
@@ -693,30 +734,41 @@ mod tests {
         assert_eq!(mint_with_audience(&secret(), &c, None), mint(&secret(), &c));
     }
 
+    /// Per path segment: `*`, `app/*` and exact names only (finding 8 of
+    /// issue 18: `live*` once matched `livestream/cam`).
     #[test]
     fn pattern_table() {
+        // (pattern, stream, matches, valid to mint)
         let cases = [
-            ("live/demo", "live/demo", true),
-            ("live/demo", "live/demo2", false),
-            ("live/demo", "live/dem", false),
-            ("live/demo", "Live/demo", false),
-            ("*", "live/demo", true),
-            ("*", "a/b", true),
-            ("live/*", "live/demo", true),
-            ("live/*", "live/x", true),
-            ("live/*", "livex/demo", false),
-            ("live/*", "other/demo", false),
-            ("live/d*", "live/demo", true),
-            ("live/d*", "live/x", false),
-            ("live*", "livestream/a", true),
-            ("live/demo*", "live/demo", true),
-            ("*/demo", "live/demo", false),
-            ("live/*/x", "live/a/x", false),
-            ("**", "live/demo", false),
-            ("", "live/demo", false),
+            ("live/demo", "live/demo", true, true),
+            ("live/demo", "live/demo2", false, true),
+            ("live/demo", "live/dem", false, true),
+            ("live/demo", "Live/demo", false, true),
+            ("*", "live/demo", true, true),
+            ("*", "a/b", true, true),
+            ("live/*", "live/demo", true, true),
+            ("live/*", "live/x", true, true),
+            ("live/*", "livex/demo", false, true),
+            ("live/*", "livestream/cam", false, true),
+            ("live/*", "other/demo", false, true),
+            ("live/*", "live", false, true),
+            ("live*", "livestream/cam", false, false),
+            ("live*", "live/demo", false, false),
+            ("live/demo*", "live/demo2", false, false),
+            ("live/demo*", "live/demo", false, false),
+            ("live/d*", "live/demo", false, false),
+            ("*/demo", "live/demo", false, false),
+            ("live/*/x", "live/a/x", false, false),
+            ("li*/*", "live/demo", false, false),
+            ("/*", "/x", false, false),
+            ("**", "live/demo", false, false),
+            ("", "live/demo", false, false),
+            ("live", "live", true, false),
+            ("live/de mo", "live/de mo", true, false),
         ];
-        for (pattern, stream, want) in cases {
-            assert_eq!(stream_matches(pattern, stream), want, "{pattern} vs {stream}");
+        for (pattern, stream, matches, valid) in cases {
+            assert_eq!(stream_matches(pattern, stream), matches, "{pattern} vs {stream}");
+            assert_eq!(valid_stream_pattern(pattern), valid, "{pattern} to mint");
         }
     }
 

@@ -33,6 +33,37 @@ pub use session::{CHUNK_SIZE_BYTES, Session};
 use crate::amf0::Amf0Error;
 use crate::flv;
 
+/// Longest prefix of a peer-chosen string, in bytes, that [`printable`]
+/// puts in a log line.
+pub const PRINTABLE_MAX_BYTES: usize = 64;
+
+/// A peer-chosen string (app name, command name) made safe for a log line:
+/// at most [`PRINTABLE_MAX_BYTES`] bytes of it, as lossy UTF-8, with every
+/// control character (newline, carriage return, ESC, DEL, C1 controls),
+/// invisible format character (bidi overrides) and backslash written as a
+/// Rust escape (`\n`, `\u{1b}`, `\\`), and `...` appended when it was
+/// cut. A peer can then neither start a forged log line nor send terminal
+/// escape sequences, and one line stays a few hundred bytes at most.
+///
+/// Never pass a stream key: secrets are not logged at all.
+pub fn printable(text: &[u8]) -> String {
+    let cut = text.len() > PRINTABLE_MAX_BYTES;
+    let head = String::from_utf8_lossy(&text[..text.len().min(PRINTABLE_MAX_BYTES)]);
+    let mut out = String::with_capacity(head.len() + 3);
+    for c in head.chars() {
+        // Quotes are printable; escape_debug would add a backslash to them.
+        if matches!(c, '"' | '\'') {
+            out.push(c);
+        } else {
+            out.extend(c.escape_debug());
+        }
+    }
+    if cut {
+        out.push_str("...");
+    }
+    out
+}
+
 /// One media message of a publish, in arrival order. Bodies are FLV tag
 /// bodies (what RTMP audio/video messages carry, FLV spec v10.1 E.4.2/E.4.3).
 #[derive(Debug, Clone, PartialEq)]
@@ -150,4 +181,43 @@ pub enum Error {
     /// A command out of order (e.g. publish before connect).
     #[error("rtmp protocol error: {0}")]
     Protocol(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hostile app names from issue 18, finding 4: a newline and a forged
+    /// log line, terminal escapes, a 60,000-byte name.
+    #[test]
+    fn printable_escapes_and_caps_peer_text() {
+        let forged = b"live\n2026-01-01T00:00:00Z  INFO sealcast: publish accepted stream=live/demo";
+        let cases: &[(&[u8], &str)] = &[
+            (b"live", "live"),
+            (b"", ""),
+            (b"live\r\nINFO publish accepted", "live\\r\\nINFO publish accepted"),
+            (b"\x1b[2J\x1b[31mred", "\\u{1b}[2J\\u{1b}[31mred"),
+            (b"a\x07b\x7fc\x00d\te", "a\\u{7}b\\u{7f}c\\0d\\te"),
+            ("x\u{202e}y\u{85}z".as_bytes(), "x\\u{202e}y\\u{85}z"),
+            (b"back\\slash \"quoted\" 'single'", "back\\\\slash \"quoted\" 'single'"),
+            (b"\xff\xfeok", "\u{fffd}\u{fffd}ok"),
+            ("caf\u{e9}".as_bytes(), "caf\u{e9}"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(printable(input), *want, "{input:?}");
+        }
+
+        let escaped = printable(forged);
+        assert!(!escaped.contains('\n'), "{escaped}");
+        assert!(escaped.starts_with("live\\n2026"), "{escaped}");
+
+        let huge = vec![b'a'; 60_000];
+        assert_eq!(printable(&huge), format!("{}...", "a".repeat(PRINTABLE_MAX_BYTES)));
+        // The worst case: every byte a control character, each escaped.
+        let worst = printable(&[0x1b; 60_000]);
+        assert!(worst.len() <= PRINTABLE_MAX_BYTES * 6 + 3, "{}", worst.len());
+        assert!(!worst.bytes().any(|b| b.is_ascii_control()), "{worst}");
+        // Exactly at the cap: nothing cut, no ellipsis.
+        assert_eq!(printable(&[b'b'; PRINTABLE_MAX_BYTES]), "b".repeat(PRINTABLE_MAX_BYTES));
+    }
 }

@@ -17,8 +17,9 @@
 //! `Authorization: Bearer`) and then keeps an HttpOnly, SameSite=Strict
 //! session cookie derived from it. Without an admin token, the page is served
 //! only when the HTTP listener is a loopback address (the default
-//! `127.0.0.1:8080`): then only this machine can reach it. A reverse proxy on
-//! the same machine makes it public; configure an admin token there.
+//! `127.0.0.1:8080`), and only to requests that name a loopback host (not a
+//! DNS-rebinding page's name); a reverse proxy on the same machine gets 403
+//! and needs an admin token.
 
 mod operator;
 
@@ -33,9 +34,10 @@ use serde::Deserialize;
 
 pub use operator::OperatorAccess;
 
-use crate::auth::{self, Secret};
+use crate::auth::{self, Expect, Secret};
 use crate::clock::now_unix_secs;
 use crate::config::HttpConfig;
+use crate::http::admin_gate::FailedAuthGate;
 use crate::live::Registry;
 use crate::names::StreamName;
 
@@ -68,6 +70,10 @@ pub struct WebState {
     watch_csp: HeaderValue,
     /// Session cookies get `Secure` when the public URL is https.
     secure_cookie: bool,
+    /// `[auth] audience`: watch links carry it, the watch page checks it.
+    audience: Option<String>,
+    /// Slows down wrong admin credentials (shared with the admin API).
+    failed_auth: Arc<FailedAuthGate>,
 }
 
 impl WebState {
@@ -85,7 +91,22 @@ impl WebState {
             // were it not to, the page falls back to allowing nothing at all.
             watch_csp: HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static("default-src 'none'")),
             secure_cookie: http.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
+            audience: None,
+            failed_auth: Arc::default(),
         }
+    }
+
+    /// Tokens carry and must carry `aud = audience` (`[auth] audience`).
+    pub fn with_audience(mut self, audience: Option<String>) -> Self {
+        self.audience = audience;
+        self
+    }
+
+    /// Wrong admin credentials here and at the admin API share one gate, so
+    /// an address cannot guess twice as fast by using both.
+    pub fn with_failed_auth_gate(mut self, gate: Arc<FailedAuthGate>) -> Self {
+        self.failed_auth = gate;
+        self
     }
 }
 
@@ -148,9 +169,17 @@ async fn watch(
     };
     let refusal = match query.token.as_deref().filter(|t| !t.is_empty()) {
         None => Some((StatusCode::UNAUTHORIZED, TOKEN_NEEDED_TEXT)),
-        Some(token) => auth::verify(&state.token_secret, token, &stream.to_string(), now_unix_secs())
-            .err()
-            .map(|_| (StatusCode::FORBIDDEN, REFUSED_TEXT)),
+        Some(token) => auth::verify_with(
+            &state.token_secret,
+            token,
+            &Expect {
+                stream: &stream.to_string(),
+                audience: state.audience.as_deref(),
+            },
+            now_unix_secs(),
+        )
+        .err()
+        .map(|_| (StatusCode::FORBIDDEN, REFUSED_TEXT)),
     };
     let stream_text = escape(&stream.to_string());
     // Relative URLs (from /watch/{app}/{name}) keep working behind a proxy

@@ -6,16 +6,23 @@
 //! SameSite=Strict (no other site's page sends it), 12 hours. The cookie is
 //! derived from the token rather than being the token, so it expires, and
 //! changing the admin token signs every browser out. Scripts and `curl` can
-//! send `Authorization: Bearer <admin token>` instead.
+//! send `Authorization: Bearer <admin token>` instead. Prefer the form: a
+//! `?admin=` URL lands in browser history and proxy logs (a right one is
+//! answered with a redirect that drops it). Every wrong admin credential is
+//! slowed down per address ([`FailedAuthGate`]).
+//!
+//! Without an admin token (loopback mode) the page answers only requests
+//! whose `Host` is a loopback name (`localhost`, `127.0.0.1`, `[::1]`, any
+//! port) and whose `Origin`, when sent, is that same host: a web page that
+//! rebinds its own DNS name to 127.0.0.1 sends its own name and gets 403.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path as FsPath;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -26,6 +33,7 @@ use tracing::warn;
 use super::{PLAIN_PAGE_CSP, WebState, escape, layout, message_page, now_unix_secs, page_response};
 use crate::auth::{self, Claims, Secret};
 use crate::hls::{SegmentEntry, parse_media_playlist};
+use crate::http::admin_gate::peer_ip;
 use crate::live::Stream;
 use crate::media::{AudioCodec, VideoCodec};
 
@@ -33,8 +41,6 @@ const SESSION_COOKIE: &str = "sealcast_operator";
 const SESSION_SECS: u64 = 12 * 3600;
 /// How long the watch links on the operator page stay valid.
 const WATCH_LINK_SECS: u64 = 4 * 3600;
-/// A wrong admin token costs the sender this long, which slows guessing.
-const FAILED_SIGN_IN_DELAY: Duration = Duration::from_millis(500);
 /// Segments at the live edge the shown bitrate is measured over.
 const BITRATE_SEGMENTS: usize = 3;
 /// The operator page reloads itself this often, in seconds.
@@ -72,43 +78,61 @@ pub(super) struct IndexQuery {
 pub(super) async fn index(
     State(state): State<Arc<WebState>>,
     Query(query): Query<IndexQuery>,
+    extensions: Extensions,
     headers: HeaderMap,
 ) -> Response {
     match &state.operator {
         OperatorAccess::Off => off_page(),
+        OperatorAccess::Loopback if !loopback_request(&headers) => not_loopback_page(),
         OperatorAccess::Loopback => streams_page(&state).await,
         OperatorAccess::Token(admin) => {
+            let peer = peer_ip(&extensions);
             if let Some(given) = query.admin.as_deref() {
-                return sign_in(&state, admin, given).await;
+                return sign_in(&state, admin, given, peer).await;
             }
             let bearer = headers
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(auth::bearer_token)
-                .is_some_and(|t| admin.ct_eq(t.as_bytes()));
-            let session = cookie(&headers, SESSION_COOKIE).is_some_and(|v| session_valid(admin, v, now_unix_secs()));
-            if bearer || session {
-                streams_page(&state).await
-            } else {
-                login_page(None)
+                .and_then(auth::bearer_token);
+            let session = cookie(&headers, SESSION_COOKIE);
+            let bearer_ok = bearer.is_some_and(|t| admin.ct_eq(t.as_bytes()));
+            let session_ok = session.is_some_and(|v| session_valid(admin, v, now_unix_secs()));
+            if bearer_ok || session_ok {
+                return streams_page(&state).await;
             }
+            if bearer.is_some() || session.is_some() {
+                // A wrong token or a forged (or expired) cookie: as slow as a
+                // wrong form, so no way of guessing is cheaper than another.
+                state.failed_auth.penalize(peer).await;
+                warn!(
+                    route = "operator",
+                    "operator page request with a wrong admin credential"
+                );
+            }
+            login_page(None)
         }
     }
 }
 
 /// `POST /` with the form field `admin`.
-pub(super) async fn login(State(state): State<Arc<WebState>>, body: Bytes) -> Response {
+pub(super) async fn login(
+    State(state): State<Arc<WebState>>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     match &state.operator {
         OperatorAccess::Off => off_page(),
+        OperatorAccess::Loopback if !loopback_request(&headers) => not_loopback_page(),
         OperatorAccess::Loopback => see_other(None),
         OperatorAccess::Token(admin) => {
             let given = form_field(&body, "admin").unwrap_or_default();
-            sign_in(&state, admin, &given).await
+            sign_in(&state, admin, &given, peer_ip(&extensions)).await
         }
     }
 }
 
-async fn sign_in(state: &WebState, admin: &Secret, given: &str) -> Response {
+async fn sign_in(state: &WebState, admin: &Secret, given: &str, peer: Option<IpAddr>) -> Response {
     if !given.is_empty() && admin.ct_eq(given.as_bytes()) {
         let exp = now_unix_secs() + SESSION_SECS;
         let secure = if state.secure_cookie { "; Secure" } else { "" };
@@ -118,9 +142,69 @@ async fn sign_in(state: &WebState, admin: &Secret, given: &str) -> Response {
         );
         return see_other(Some(cookie));
     }
-    tokio::time::sleep(FAILED_SIGN_IN_DELAY).await;
+    state.failed_auth.penalize(peer).await;
     warn!(route = "operator", "operator sign-in with a wrong admin token");
     login_page(Some("That admin token is not valid."))
+}
+
+/// Whether a request to the loopback-only page came by a loopback name:
+/// `Host` is `localhost`, `127.0.0.1` (any loopback IPv4 literal) or `[::1]`,
+/// with or without a port, and `Origin`, when present, is `http://` or
+/// `https://` and that same host. See the module docs (DNS rebinding).
+fn loopback_request(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    if !loopback_host(host) {
+        return false;
+    }
+    match headers.get(header::ORIGIN) {
+        None => true,
+        Some(origin) => origin.to_str().is_ok_and(|origin| {
+            let origin = origin.to_ascii_lowercase();
+            let host = host.to_ascii_lowercase();
+            origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                == Some(host.as_str())
+        }),
+    }
+}
+
+/// `localhost`, a loopback IPv4 literal or `[::1]`, then nothing or `:port`.
+fn loopback_host(host: &str) -> bool {
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, port)) => {
+                if !v6.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback()) {
+                    return false;
+                }
+                ("", port)
+            }
+            None => return false,
+        },
+        // The port part keeps its ':', as after "[::1]".
+        None => host.split_at(host.find(':').unwrap_or(host.len())),
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let name_ok = host.starts_with('[')
+        || name.eq_ignore_ascii_case("localhost")
+        || name.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback());
+    port_ok && name_ok
+}
+
+fn not_loopback_page() -> Response {
+    message_page(
+        StatusCode::FORBIDDEN,
+        "",
+        "Operator page refused",
+        "Without an admin token this page answers only at http://localhost or http://127.0.0.1 on the server \
+         itself. To reach it under another name (a reverse proxy, a LAN address), set auth.admin_token_env or \
+         auth.admin_token_file.",
+    )
 }
 
 /// 303 to `/` (relative, so a path prefix is kept), setting `cookie` if given.
@@ -170,7 +254,7 @@ async fn streams_page(state: &WebState) -> Response {
     let mut items = String::new();
     for stream in state.registry.all() {
         let summary = summarize(&stream, now).await;
-        let watch_href = watch_link(&state.token_secret, &summary.name, now);
+        let watch_href = watch_link(&state.token_secret, state.audience.as_deref(), &summary.name, now);
         items.push_str(&render_summary(&summary, segments_per_key, &watch_href));
     }
     if items.is_empty() {
@@ -188,15 +272,20 @@ async fn streams_page(state: &WebState) -> Response {
     page_response(StatusCode::OK, HeaderValue::from_static(PLAIN_PAGE_CSP), html)
 }
 
-/// A watch URL (relative to `/`) with a fresh token for `stream`.
-fn watch_link(secret: &Secret, stream: &str, now: u64) -> String {
+/// A watch URL (relative to `/`) with a fresh token for `stream`, carrying
+/// `aud` when the server expects one (else the watch page and the key
+/// endpoint would refuse it).
+fn watch_link(secret: &Secret, audience: Option<&str>, stream: &str, now: u64) -> String {
     let claims = Claims {
         exp: now + WATCH_LINK_SECS,
         stream: stream.to_owned(),
         sub: Some("operator".to_owned()),
         jti: None,
     };
-    format!("watch/{stream}?token={}", auth::mint(secret, &claims))
+    format!(
+        "watch/{stream}?token={}",
+        auth::mint_with_audience(secret, &claims, audience)
+    )
 }
 
 /// Where a stream stands, as the operator page says it.
@@ -569,11 +658,76 @@ mod tests {
     fn watch_links_carry_a_token_for_that_stream() {
         let secret = Secret::from("test-secret-0123456789-0123456789-abcdef".to_string());
         let now = 1_700_000_000;
-        let link = watch_link(&secret, "live/demo", now);
+        let link = watch_link(&secret, None, "live/demo", now);
         let token = link.strip_prefix("watch/live/demo?token=").expect(&link);
         let claims = auth::verify(&secret, token, "live/demo", now).unwrap();
         assert_eq!(claims.exp, now + WATCH_LINK_SECS);
         assert_eq!(claims.sub.as_deref(), Some("operator"));
         assert!(auth::verify(&secret, token, "live/other", now).is_err());
+    }
+
+    /// Issue 18, finding 9: with `[auth] audience` set, the links carry it.
+    #[test]
+    fn watch_links_carry_the_audience() {
+        let secret = Secret::from("test-secret-0123456789-0123456789-abcdef".to_string());
+        let now = 1_700_000_000;
+        let link = watch_link(&secret, Some("sealcast-tv"), "live/demo", now);
+        let token = link.strip_prefix("watch/live/demo?token=").expect(&link);
+        let expect = |audience| auth::Expect {
+            stream: "live/demo",
+            audience,
+        };
+        assert!(auth::verify_with(&secret, token, &expect(Some("sealcast-tv")), now).is_ok());
+        assert_eq!(
+            auth::verify_with(&secret, token, &expect(Some("other")), now),
+            Err(auth::TokenError::WrongAudience)
+        );
+    }
+
+    /// Issue 18, finding 1: DNS rebinding sends the attacker's own name.
+    #[test]
+    fn loopback_hosts_and_origins() {
+        // (Host, Origin, accepted)
+        let cases: &[(Option<&str>, Option<&str>, bool)] = &[
+            (Some("127.0.0.1:8080"), None, true),
+            (Some("127.0.0.1"), None, true),
+            (Some("localhost:8080"), None, true),
+            (Some("LocalHost"), None, true),
+            (Some("[::1]:8080"), None, true),
+            (Some("[::1]"), None, true),
+            (Some("127.0.0.2:80"), None, true),
+            (Some("127.0.0.1:8080"), Some("http://127.0.0.1:8080"), true),
+            (Some("localhost:8080"), Some("http://localhost:8080"), true),
+            (Some("[::1]:8080"), Some("http://[::1]:8080"), true),
+            (Some("attacker.example:8080"), None, false),
+            (Some("attacker.example"), None, false),
+            (Some("localhost.attacker.example"), None, false),
+            (Some("127.0.0.1.nip.io:8080"), None, false),
+            (Some("192.168.1.10:8080"), None, false),
+            (Some("[::2]:8080"), None, false),
+            (Some("[::1"), None, false),
+            (Some("127.0.0.1:80x"), None, false),
+            (Some("127.0.0.1:"), None, false),
+            (Some(""), None, false),
+            (None, None, false),
+            (Some("127.0.0.1:8080"), Some("http://attacker.example:8080"), false),
+            (Some("127.0.0.1:8080"), Some("http://localhost:8080"), false),
+            (Some("127.0.0.1:8080"), Some("null"), false),
+            (
+                Some("attacker.example:8080"),
+                Some("http://attacker.example:8080"),
+                false,
+            ),
+        ];
+        for (host, origin, want) in cases {
+            let mut headers = HeaderMap::new();
+            if let Some(host) = host {
+                headers.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+            }
+            if let Some(origin) = origin {
+                headers.insert(header::ORIGIN, HeaderValue::from_str(origin).unwrap());
+            }
+            assert_eq!(loopback_request(&headers), *want, "Host {host:?}, Origin {origin:?}");
+        }
     }
 }

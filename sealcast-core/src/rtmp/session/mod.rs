@@ -19,7 +19,7 @@ use bytes::Bytes;
 use tracing::{debug, info, trace, warn};
 
 use super::chunk::{self, ChunkDecoder, ChunkLimits, Message, message_type};
-use super::{Error, Event, Flow, MediaMessage, PublishRefused, PublishRequest, SessionLimits};
+use super::{Error, Event, Flow, MediaMessage, PublishRefused, PublishRequest, SessionLimits, printable};
 use crate::amf0::{self, Command, write};
 use crate::flv::Metadata;
 
@@ -173,13 +173,8 @@ impl Session {
         let Some(stream_id) = self.awaiting_answer.take() else {
             return Flow::Close;
         };
-        let app = printable(self.app.as_deref().unwrap_or_default().as_bytes());
-        match refused {
-            PublishRefused::BadKey => warn!(%app, "publish refused: {refused}"),
-            PublishRefused::AlreadyLive | PublishRefused::ShuttingDown | PublishRefused::Unavailable => {
-                info!(%app, "publish refused: {refused}");
-            }
-        }
+        // No log line here: the driver writes it, throttled per address (a
+        // wrong-key flood must not flood the log).
         let code = match refused {
             PublishRefused::AlreadyLive => "NetStream.Publish.BadName",
             PublishRefused::BadKey | PublishRefused::ShuttingDown | PublishRefused::Unavailable => {
@@ -341,7 +336,7 @@ impl Session {
             self.connect_rejected(tx, "connect needs an app", out);
             return Ok(Flow::Close);
         };
-        debug!(%app, "connected");
+        debug!(app = %printable(app.as_bytes()), "connected");
         self.app = Some(app.to_owned());
 
         // What nginx-rtmp sends before the connect result.
@@ -420,7 +415,7 @@ impl Session {
             None => None,
         };
         let Some(raw_key) = raw_key else {
-            warn!(%app, "publish without a stream name refused");
+            warn!(app = %printable(app.as_bytes()), "publish without a stream name refused");
             self.status(
                 out,
                 stream_id,
@@ -619,11 +614,6 @@ fn write_status_fields(body: &mut Vec<u8>, level: &str, code: &str, description:
     write::string(body, code);
     write::name(body, "description");
     write::string(body, description);
-}
-
-/// A peer-chosen name for a log line: lossy UTF-8, at most 64 bytes.
-fn printable(name: &[u8]) -> String {
-    String::from_utf8_lossy(name.get(..64).unwrap_or(name)).into_owned()
 }
 
 /// Splits `key?query` as OBS and ffmpeg send it; an empty query is `None`.
