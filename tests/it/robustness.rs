@@ -20,11 +20,6 @@
 //! ends it when dropped. Waiting is polling with a bound; no assertion
 //! depends on how long something took.
 
-// Test code: an unwrap that fails is a test that fails, with its cause.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::SocketAddr;
@@ -32,14 +27,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common::child::{
-    self, Playback, Player, Proc, STOP_LIMIT, ended, framecrc_counts, parse_running_line, path_str, read_text,
-    segment_count, spawn_sealcast, write_private,
+use crate::support::http;
+use crate::support::playlist::{self, POLL_EVERY, POLL_LIMIT, ended, parse, segment_count};
+use crate::support::process::{
+    self, Playback, Player, Proc, STOP_LIMIT, framecrc_counts, parse_running_line, path_str, read_text, spawn_sealcast,
+    write_private,
 };
-use common::http;
-use common::rtmp_client::{Fixture, MediaTag, PublishOutcome, Publisher};
-use common::server::{DEMO_KEY, TestServer, mint_token};
+use crate::support::rtmp::{Fixture, MediaTag, PublishOutcome, Publisher};
+use crate::support::server::{DEMO_KEY, TestServer, mint_token};
+use crate::support::with_safety_net;
+use bytes::Bytes;
 use sealcast::auth::Secret;
 use sealcast::crypto::{self, DataKey};
 use sealcast::flv::TagKind;
@@ -57,11 +54,6 @@ const VIDEO_ONLY: &str = "video-only-main.flv";
 /// Bound for a child process to finish (a real-time push of a 10 s fixture
 /// takes about 10 s; a live read ends shortly after it).
 const CHILD_LIMIT: Duration = Duration::from_secs(60);
-/// Bound for the server to reach a state it is expected to reach.
-const POLL_LIMIT: Duration = Duration::from_secs(30);
-const POLL_EVERY: Duration = Duration::from_millis(50);
-/// Safety net around each whole test; no assertion depends on it.
-const SAFETY: Duration = Duration::from_secs(150);
 
 /// The token secret of child servers (in-process servers have their own).
 const TOKEN_SECRET: &str = "robustness-token-secret-0123456789-0123456789";
@@ -75,12 +67,6 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
         Ok(value) => value,
         Err(error) => std::panic::resume_unwind(error.into_panic()),
     }
-}
-
-async fn with_safety_net(test: impl std::future::Future<Output = ()>) {
-    tokio::time::timeout(SAFETY, test)
-        .await
-        .expect("test did not finish within the safety timeout");
 }
 
 // --- the sealcast binary ---------------------------------------------------
@@ -197,33 +183,16 @@ impl Endpoint {
     /// The playlist fetched with a token (so key URIs carry it), or `None`
     /// while the server answers 404.
     async fn playlist(&self, stream: &str) -> Option<String> {
-        let path = format!("/{stream}/index.m3u8?token={}", self.token(stream));
-        let response = http::get(self.http, &path).await;
-        match response.status {
-            200 => Some(response.text()),
-            404 => None,
-            status => panic!("{path} answered {status}: {}", response.text()),
-        }
+        playlist::fetch(self.http, &self.playlist_path(stream)).await
+    }
+
+    fn playlist_path(&self, stream: &str) -> String {
+        format!("/{stream}/index.m3u8?token={}", self.token(stream))
     }
 
     /// Polls the playlist until `done` holds for its text; returns that text.
     async fn poll(&self, stream: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + POLL_LIMIT;
-        let mut last = None;
-        loop {
-            if let Some(text) = self.playlist(stream).await {
-                if done(&text) {
-                    return text;
-                }
-                last = Some(text);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{stream}: no playlist with {what} after {POLL_LIMIT:?}; last seen:\n{}",
-                last.unwrap_or_default()
-            );
-            tokio::time::sleep(POLL_EVERY).await;
-        }
+        playlist::poll(self.http, &self.playlist_path(stream), what, done).await
     }
 
     async fn wait_for_end(&self, stream: &str) -> String {
@@ -237,7 +206,7 @@ impl Endpoint {
         let response = http::get(self.http, &path).await;
         assert_eq!(response.status, 200, "{path}");
         let mut body = response.body;
-        assert!(!common::has_ts_sync(&body), "{path} is served as plaintext");
+        assert!(!crate::support::has_ts_sync(&body), "{path} is served as plaintext");
         let tag = segment
             .key
             .as_ref()
@@ -248,21 +217,21 @@ impl Endpoint {
         crypto::decrypt_segment(&DataKey::from_bytes(key), tag.iv, &mut body)
             .unwrap_or_else(|e| panic!("{path} does not decrypt: {e}"));
         assert!(
-            common::has_ts_sync(&body) && body.len() % 188 == 0,
+            crate::support::has_ts_sync(&body) && body.len() % 188 == 0,
             "{path} does not decrypt to TS"
         );
         body
     }
 
     /// Decrypts `segments` into one TS file; returns its decoded frame counts.
-    async fn frames_of(&self, stream: &str, segments: &[SegmentEntry], out: &Path) -> common::FrameCounts {
+    async fn frames_of(&self, stream: &str, segments: &[SegmentEntry], out: &Path) -> crate::support::FrameCounts {
         let mut ts = Vec::new();
         for segment in segments {
             ts.extend(self.decrypted(stream, segment).await);
         }
         std::fs::write(out, &ts).expect("write decrypted TS");
         let out = out.to_owned();
-        blocking(move || common::count_frames(&out)).await
+        blocking(move || crate::support::count_frames(&out)).await
     }
 
     /// ffmpeg reading the playlist with a token, every frame to framecrc.
@@ -270,10 +239,6 @@ impl Endpoint {
         let url = format!("http://{}/{stream}/index.m3u8?token={}", self.http, self.token(stream));
         Player::start(&url, label, dir)
     }
-}
-
-fn parse(text: &str) -> ParsedPlaylist {
-    parse_media_playlist(text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
 /// Media sequence number → segment URI.
@@ -322,28 +287,6 @@ async fn played(player: Player) -> Playback {
     blocking(move || player.finish(CHILD_LIMIT)).await
 }
 
-impl Playback {
-    /// A clean exit, nothing on stderr at `-v error`, and at least 95% of
-    /// `want`'s video and audio frames.
-    fn assert_plays(&self, want: common::FrameCounts, what: &str) {
-        assert!(
-            self.status.success() && self.stderr.is_empty(),
-            "{what}: ffmpeg player failed ({}): {}",
-            self.status,
-            self.stderr
-        );
-        let enough = |got: u64, of: u64| got * 100 >= of * 95;
-        assert!(
-            enough(self.video, want.video) && enough(self.audio, want.audio),
-            "{what}: decoded {} of {} video and {} of {} audio frames",
-            self.video,
-            want.video,
-            self.audio,
-            want.audio
-        );
-    }
-}
-
 // --- FLV tags --------------------------------------------------------------
 
 /// An AVC sequence header or AAC AudioSpecificConfig tag.
@@ -361,8 +304,8 @@ fn is_keyframe(tag: &MediaTag) -> bool {
 }
 
 /// Media frames (not sequence headers) among `tags`.
-fn frames_in(tags: &[MediaTag]) -> common::FrameCounts {
-    let mut counts = common::FrameCounts::default();
+fn frames_in(tags: &[MediaTag]) -> crate::support::FrameCounts {
+    let mut counts = crate::support::FrameCounts::default();
     for tag in tags.iter().filter(|t| !is_sequence_header(t)) {
         match tag.kind {
             TagKind::Video => counts.video += 1,
@@ -373,8 +316,8 @@ fn frames_in(tags: &[MediaTag]) -> common::FrameCounts {
     counts
 }
 
-fn add(a: common::FrameCounts, b: common::FrameCounts) -> common::FrameCounts {
-    common::FrameCounts {
+fn add(a: crate::support::FrameCounts, b: crate::support::FrameCounts) -> crate::support::FrameCounts {
+    crate::support::FrameCounts {
         video: a.video + b.video,
         audio: a.audio + b.audio,
     }
@@ -598,7 +541,7 @@ fn check_timeline(segments: &[ProbedSegment], what: &str) {
 /// GStreamer remuxing a fixture to RTMP without transcoding, through `sink`
 /// (`rtmp2sink` or `rtmpsink`), in real time.
 fn gstreamer_publish(sink: &str, fixture: &str, url: &str, log: &Path) -> Proc {
-    let location = common::fixture(fixture);
+    let location = crate::support::fixture(fixture);
     let pipeline = format!(
         "filesrc location={location} ! flvdemux name=d d.video ! queue ! h264parse ! flvmux name=m streamable=true ! \
          {sink} location={url} d.audio ! queue ! aacparse ! m.",
@@ -617,7 +560,7 @@ fn gstreamer_publish(sink: &str, fixture: &str, url: &str, log: &Path) -> Proc {
 
 /// `ffmpeg [-re] -i FIXTURE -c copy -f flv URL`.
 fn ffmpeg_publish(fixture: &str, url: &str, real_time: bool, log: &Path) -> Proc {
-    child::ffmpeg_publish(&format!("ffmpeg publisher {fixture}"), fixture, url, real_time, log)
+    process::ffmpeg_publish(&format!("ffmpeg publisher {fixture}"), fixture, url, real_time, log)
 }
 
 /// ffmpeg, GStreamer rtmp2sink and GStreamer rtmpsink (librtmp) each push a
@@ -666,7 +609,7 @@ async fn real_encoders_push_and_ffmpeg_plays_back() {
             let listed: f64 = playlist.segments.iter().map(|s| s.duration_secs).sum();
             assert!((listed - 10.0).abs() < 0.5, "{name}: {listed} s listed\n{text}");
 
-            let want = blocking(move || common::count_frames(&common::fixture(fixture))).await;
+            let want = blocking(move || crate::support::count_frames(&crate::support::fixture(fixture))).await;
             let playback = played(endpoint.play(&stream, name, root.path())).await;
             playback.assert_plays(want, name);
         }
@@ -858,15 +801,13 @@ async fn sigkill_and_restart_continue_the_sequences() {
         let mut live = publish_when_free(server.rtmp, DEMO_KEY).await;
         live.send_fixture(&baseline).await;
         let persisted_path = stream_dir.join("index.m3u8");
-        let deadline = Instant::now() + POLL_LIMIT;
-        let persisted = loop {
+        let persisted = playlist::wait_for("segment 8 in the persisted playlist", POLL_LIMIT, || async {
             let text = read_text(&persisted_path);
-            if parse_media_playlist(&text).is_ok_and(|p| p.segments.last().is_some_and(|s| s.sequence == 8)) {
-                break text;
-            }
-            assert!(Instant::now() < deadline, "segment 8 never persisted:\n{text}");
-            tokio::time::sleep(POLL_EVERY).await;
-        };
+            parse_media_playlist(&text)
+                .is_ok_and(|p| p.segments.last().is_some_and(|s| s.sequence == 8))
+                .then_some(text)
+        })
+        .await;
         server.sigkill();
         drop(live);
         let before = check_playlist(&persisted);
@@ -959,7 +900,7 @@ async fn sigkill_and_restart_continue_the_sequences() {
         let playback = played(player).await;
         let want = add(
             restored_frames,
-            blocking(|| common::count_frames(&common::fixture(HIGH))).await,
+            blocking(|| crate::support::count_frames(&crate::support::fixture(HIGH))).await,
         );
         playback.assert_plays(want, "across the restart");
     })
@@ -976,7 +917,7 @@ struct Case {
     /// Where `#EXT-X-DISCONTINUITY` must be: the number of them.
     discontinuities: usize,
     /// Frames the player must decode at least 95% of.
-    playable: common::FrameCounts,
+    playable: crate::support::FrameCounts,
 }
 
 impl Case {
@@ -1302,7 +1243,7 @@ fn helpers_read_what_they_parse() {
     ];
     assert_eq!(shifted(&tags, -1000)[0].timestamp_ms, u32::MAX - 999);
     assert_eq!(shifted(&tags, 1000)[1].timestamp_ms, 5000);
-    assert_eq!(frames_in(&tags), common::FrameCounts { video: 1, audio: 1 });
+    assert_eq!(frames_in(&tags), crate::support::FrameCounts { video: 1, audio: 1 });
     assert_eq!(
         parse_running_line("sealcast is running: RTMP on 127.0.0.1:1935, HTTP on [::1]:8080"),
         Some(("127.0.0.1:1935".parse().unwrap(), "[::1]:8080".parse().unwrap()))

@@ -1,18 +1,18 @@
-//! Hostile RTMP clients against the real server (in process, real sockets)
-//! while ffmpeg pushes a good stream in real time. Every case is a raw TCP
-//! client built from rml_rtmp's client handshake and hand-made chunks; the
-//! table says what the server must do: keep the connection serving (it
-//! still answers a ping), close it (before the handshake deadline could
-//! have, so the close is the server's verdict on the bytes), or refuse it
-//! outright. Afterwards the server is still running, the good stream's
-//! playlist has a segment every 2 s with no discontinuity, and a whole
-//! fixture pushed with audio and video interleaved chunk by chunk decrypts
-//! to every one of its frames.
-
-// Test code: an unwrap that fails is a test that fails, with its cause.
-#![allow(clippy::unwrap_used)]
-
-mod common;
+//! Hostile RTMP clients against the real server (in process, real sockets).
+//! Every case is a raw TCP client built from rml_rtmp's client handshake and
+//! hand-made chunks; the table says what the server must do: keep the
+//! connection serving (it still answers a ping), close it (before the
+//! handshake deadline could have, so the close is the server's verdict on
+//! the bytes), or refuse it outright.
+//!
+//! Each row of the table is a test of its own ([`hostile_rows!`]), against
+//! its own server while a good publisher holds `live/demo`, so a failure
+//! names its row and the other rows still run. One more test runs the whole
+//! table, a slow loris and a flood while ffmpeg pushes a good stream in real
+//! time: afterwards the server is still running, the good stream's playlist
+//! has a segment every 2 s with no discontinuity, and a whole fixture pushed
+//! with audio and video interleaved chunk by chunk decrypts to every one of
+//! its frames.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -21,10 +21,13 @@ use std::path::Path;
 use std::pin::Pin;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::server::{DEMO_KEY, OTHER_KEY, TestServer};
-use common::{count_frames, fixture};
+use crate::support::playlist::{until_ended, until_listed};
+use crate::support::process::Proc;
+use crate::support::rtmp::{Fixture, Publisher};
+use crate::support::server::{DEMO_KEY, OTHER_KEY, TestServer};
+use crate::support::{count_frames, fixture};
 use rml_rtmp::chunk_io::ChunkDeserializer;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::messages::{RtmpMessage, UserControlEventType};
@@ -645,7 +648,7 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
-            name: "publish to the good stream while ffmpeg publishes it",
+            name: "publish to the good stream while it is live",
             expect: Expect::Closed(&["NetStream.Publish.BadName"]),
             run: |addr| {
                 Box::pin(async move {
@@ -971,34 +974,92 @@ async fn flood(addr: SocketAddr) {
     check("publish after the flood", Expect::Open(PUBLISH_START), &observed);
 }
 
-async fn get_playlist(server: &TestServer, stream: &str) -> Option<String> {
-    let response = common::http::get_with(server.http, &format!("/live/{stream}/index.m3u8"), &[]).await;
-    (response.status == 200).then(|| response.text())
+/// Runs one case against `server` and checks the verdict; the server must
+/// still run afterwards.
+async fn run_case(case: &Case, server: &TestServer) {
+    let raw = tokio::time::timeout(SAFETY, (case.run)(server.rtmp))
+        .await
+        .unwrap_or_else(|_| panic!("{}: stuck", case.name));
+    let observed = tokio::time::timeout(SAFETY, raw.observe())
+        .await
+        .unwrap_or_else(|_| panic!("{}: no verdict", case.name));
+    check(case.name, case.expect, &observed);
+    assert!(server.is_running(), "server exited after: {}", case.name);
 }
 
-/// Waits until the stream's playlist exists (and, when `ended`, has
-/// EXT-X-ENDLIST).
-async fn wait_for_playlist(server: &TestServer, stream: &str, ended: bool) -> String {
-    let waited = Instant::now();
-    loop {
-        if let Some(text) = get_playlist(server, stream).await
-            && (!ended || text.contains("#EXT-X-ENDLIST"))
-        {
-            return text;
+/// The row called `name`, alone: its own server, `live/demo` held live by
+/// a good publisher (as the row about publishing to a live stream needs),
+/// the verdict checked, and the server still running.
+async fn run_row(name: &str) {
+    let case = cases()
+        .into_iter()
+        .find(|case| case.name == name)
+        .unwrap_or_else(|| panic!("no row {name:?}"));
+    let server = TestServer::start(&extra_toml(LONG_HANDSHAKE_TIMEOUT)).await;
+    let good_fixture = Fixture::load(GOOD_FIXTURE);
+    let mut good = Publisher::publish(server.rtmp, DEMO_KEY).await;
+    good.send_metadata(&good_fixture.metadata).await;
+    good.send_tags(good_fixture.split_at_ms(3000).0).await;
+    run_case(&case, &server).await;
+    good.finish().await;
+    server.stop().await;
+}
+
+/// A test per row of [`cases`], named after it, and a test that no row
+/// lacks one.
+macro_rules! hostile_rows {
+    ($($test:ident => $row:literal,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                run_row($row).await;
+            }
+        )*
+
+        #[test]
+        fn every_row_has_its_test() {
+            let tested = [$($row),*];
+            let rows: Vec<&str> = cases().iter().map(|case| case.name).collect();
+            assert_eq!(rows, tested);
         }
-        assert!(waited.elapsed() < SAFETY, "playlist of live/{stream} not ready");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
 }
 
-/// Kills ffmpeg if the test fails before it exits.
-struct Ffmpeg(std::process::Child);
-
-impl Drop for Ffmpeg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+hostile_rows! {
+    garbage_before_the_handshake => "garbage before the handshake (an HTTP request)",
+    wrong_handshake_version => "wrong handshake version (C0 = 6, RTMPE)",
+    truncated_handshake_then_end_of_stream => "truncated handshake, then end of stream",
+    garbage_after_the_handshake => "garbage after the handshake",
+    type_3_chunk_on_an_unused_chunk_stream => "type 3 chunk on a chunk stream never used",
+    bare_set_data_frame_before_publish => "rml_rtmp panic (a): bare @setDataFrame before publish",
+    type_1_header_shrinking_the_length_mid_message =>
+        "rml_rtmp panic (c): type 1 header shrinking the length mid-message",
+    chunk_size_0 => "chunk size 0",
+    chunk_size_2_pow_31_minus_1 => "chunk size 2^31-1",
+    message_of_16_mb_before_publish => "message length of 16 MB before publish",
+    message_of_16_mb_while_publishing => "message length of 16 MB while publishing",
+    unknown_message_types => "unknown message types",
+    tag_bodies_of_zero_bytes => "tag bodies of zero bytes",
+    avc_nalu_lengths_past_the_end_of_the_tag => "AVC NALU lengths past the end of the tag",
+    video_before_its_sequence_header => "video before its sequence header",
+    aac_config_with_an_invalid_sample_rate_index => "AAC config with an invalid sample-rate index",
+    publish_without_connect => "publish without connect",
+    publish_to_an_app_that_does_not_exist => "publish to an app that does not exist",
+    publish_with_a_wrong_key => "publish with a wrong key",
+    publish_to_the_good_stream_while_it_is_live => "publish to the good stream while it is live",
+    two_publishes_on_one_connection => "two publishes on one connection",
+    play_request => "play request",
+    second_connect_on_one_connection => "second connect on one connection",
+    amf0_command_nested_100000_levels_before_publish => "AMF0 command nested 100,000 levels before publish",
+    amf0_command_nested_100000_levels_while_publishing => "AMF0 command nested 100,000 levels while publishing",
+    amf0_metadata_nested_100000_levels_while_publishing => "AMF0 metadata nested 100,000 levels while publishing",
+    amf0_string_whose_length_runs_past_the_message => "AMF0 string whose length runs past the message",
+    abort_message_in_the_middle_of_a_message => "Abort message in the middle of a message",
+    malformed_aggregate_message => "malformed aggregate message",
+    too_many_chunk_streams => "too many chunk streams",
+    too_many_unfinished_messages => "too many unfinished messages",
+    whole_fixture_interleaved_chunk_by_chunk =>
+        "rml_rtmp panic (b): a whole fixture, audio and video interleaved chunk by chunk",
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1007,40 +1068,34 @@ async fn hostile_clients_while_a_good_stream_is_pushed() {
     let deadline_server = TestServer::start(&extra_toml(SHORT_HANDSHAKE_TIMEOUT)).await;
     let addr = server.rtmp;
     let url = format!("rtmp://{addr}/live/{DEMO_KEY}");
-    let ffmpeg = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-re",
-            "-stream_loop",
-            "1",
-            "-i",
-        ])
-        .arg(fixture(GOOD_FIXTURE))
-        .args(["-c", "copy", "-f", "flv"])
-        .arg(&url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ffmpeg is required for this test (scripts/test.sh installs it)");
-    let mut ffmpeg = Ffmpeg(ffmpeg);
+    let log = server.dir.path().join("ffmpeg.log");
+    let mut ffmpeg = Proc::spawn(
+        "ffmpeg publisher",
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-re",
+                "-stream_loop",
+                "1",
+                "-i",
+            ])
+            .arg(fixture(GOOD_FIXTURE))
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(&url)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
     // The good stream is live once its first segment is out.
-    wait_for_playlist(&server, "demo", false).await;
+    until_listed(server.http, "/live/demo/index.m3u8").await;
 
     let loris = tokio::spawn(slow_loris(deadline_server.rtmp));
     let cases = cases();
     assert!(cases.len() + 2 >= 25, "{} cases", cases.len() + 2);
     for case in &cases {
-        let raw = tokio::time::timeout(SAFETY, (case.run)(addr))
-            .await
-            .unwrap_or_else(|_| panic!("{}: stuck", case.name));
-        let observed = tokio::time::timeout(SAFETY, raw.observe())
-            .await
-            .unwrap_or_else(|_| panic!("{}: no verdict", case.name));
-        check(case.name, case.expect, &observed);
-        assert!(server.is_running(), "server exited after: {}", case.name);
+        run_case(case, &server).await;
     }
 
     // Slow loris: cut off at the start deadline, long before its handshake.
@@ -1054,23 +1109,12 @@ async fn hostile_clients_while_a_good_stream_is_pushed() {
     assert!(deadline_server.is_running(), "server exited after the flood");
 
     // The good stream: ffmpeg pushed all of it without an error.
-    let waited = Instant::now();
-    let status = loop {
-        if let Some(status) = ffmpeg.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(waited.elapsed() < SAFETY, "ffmpeg did not finish");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let mut stderr = String::new();
-    if let Some(mut pipe) = ffmpeg.0.stderr.take() {
-        use std::io::Read as _;
-        pipe.read_to_string(&mut stderr).unwrap();
-    }
+    let status = tokio::task::spawn_blocking(move || ffmpeg.wait(SAFETY)).await.unwrap();
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "ffmpeg failed: {stderr}");
 
     // Its playlist: a segment every 2 s, no gap, no discontinuity.
-    let text = wait_for_playlist(&server, "demo", true).await;
+    let text = until_ended(server.http, "/live/demo/index.m3u8").await;
     let playlist = parse_media_playlist(&text).unwrap();
     assert!(!text.contains("#EXT-X-DISCONTINUITY"), "{text}");
     let durations: Vec<f64> = playlist.segments.iter().map(|s| s.duration_secs).collect();
@@ -1084,7 +1128,7 @@ async fn hostile_clients_while_a_good_stream_is_pushed() {
     assert!((total - 20.0).abs() < 0.5, "{total} s of 20: {text}");
 
     // The interleaved publish plays: every frame of the fixture is there.
-    wait_for_playlist(&server, "mixed", true).await;
+    until_ended(server.http, "/live/mixed/index.m3u8").await;
     let mixed = server.data_dir().join("live/mixed/index.m3u8");
     let decrypted = server.dir.path().join("mixed.ts");
     let kms = LocalKms::open_or_create(&server.data_dir().join("keyring.json")).unwrap();
@@ -1093,7 +1137,7 @@ async fn hostile_clients_while_a_good_stream_is_pushed() {
         .unwrap();
     assert!(segments >= 5, "{segments} segments");
     assert_eq!(count_frames(&decrypted), count_frames(&fixture(GOOD_FIXTURE)));
-    assert_eq!(common::ffmpeg_errors(Path::new(&decrypted)), "");
+    assert_eq!(crate::support::ffmpeg_errors(Path::new(&decrypted)), "");
 
     assert!(server.is_running());
     server.stop().await;
