@@ -120,7 +120,8 @@ impl Publisher {
                 self.inner.wait_closed().await;
                 PublishOutcome::Refused { code, closed: true }
             }
-            Err(Error::Closed) => PublishOutcome::Refused {
+            // Closed (or reset) before it answered.
+            Err(Error::Closed | Error::Io(_)) => PublishOutcome::Refused {
                 code: None,
                 closed: true,
             },
