@@ -6,12 +6,12 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need_apt+=(ffmpeg)
-# The browser test (tests/browser.rs) drives Debian's Chromium.
+# The browser test (tests/it/browser.rs) drives Debian's Chromium.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v node >/dev/null && command -v npm >/dev/null || need_apt+=(nodejs npm)
-# Two key servers share a real Redis in tests/key_service.rs.
+# Two key servers share a real Redis in tests/it/key_service.rs.
 command -v redis-server >/dev/null || need_apt+=(redis-server)
-# GStreamer publishes in tests/robustness.rs: rtmp2sink and rtmpsink (librtmp,
+# GStreamer publishes in tests/it/robustness.rs: rtmp2sink and rtmpsink (librtmp,
 # the RTMP stack OBS derives from) from plugins-bad, flvmux/flvdemux from -good.
 if ! { command -v gst-launch-1.0 >/dev/null && gst-inspect-1.0 rtmp2sink >/dev/null 2>&1 &&
   gst-inspect-1.0 rtmpsink >/dev/null 2>&1 && gst-inspect-1.0 flvmux >/dev/null 2>&1; }; then
@@ -23,7 +23,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
-# tests/pyjwt_interop.rs mints tokens with PyJWT (RS256 ones need `cryptography`).
+# tests/it/pyjwt_interop.rs mints tokens with PyJWT (RS256 ones need `cryptography`).
 if ! python3 -c "import jwt, cryptography" 2>/dev/null; then
   echo "==> installing PyJWT and cryptography (pip)"
   python3 -m pip install --quiet PyJWT cryptography 2>/dev/null \
@@ -53,15 +53,16 @@ fi
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
+# --workspace: the sans-IO core crate (sealcast-core) is linted and tested too.
 echo "==> cargo clippy"
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 echo "==> cargo clippy --all-features (aws-tls)"
-cargo clippy --all-targets --all-features -- -D warnings
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "==> fuzz targets compile (fuzz/ is its own workspace; run them with scripts/fuzz.sh)"
 (cd fuzz && RUSTC_BOOTSTRAP=1 cargo check --quiet --bins)
 echo "==> cargo test"
 mkdir -p target
-cargo test --all-targets 2>&1 | tee target/test-output.log
+cargo test --workspace --all-targets 2>&1 | tee target/test-output.log
 echo "==> cargo test --all-features --lib (aws-tls)"
 cargo test --all-features --lib 2>&1 | tee -a target/test-output.log
 passed=$(grep -oE '[0-9]+ passed' target/test-output.log | awk '{s+=$1} END {print s+0}')

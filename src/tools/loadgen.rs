@@ -2,10 +2,10 @@
 //! of sealcast and of other RTMP servers (nginx-rtmp) with the same traffic.
 //!
 //! The fixture's tags are read once and shared ([`Fixture`], behind an `Arc`).
-//! Each publisher is one task: a plain RTMP handshake, `connect`,
-//! `createStream`, `publish`, then a timer-driven loop that serializes every
-//! tag due in the current tick (20–50 ms) into one buffer with
-//! [`chunk::encode_message`] and writes it with one syscall. The fixture loops
+//! Each publisher is one task: a [`Publisher`] (handshake, `connect`,
+//! `createStream`, `publish`), then a timer-driven loop that appends every
+//! tag due in the current tick (20–50 ms) to the publisher's buffer and
+//! writes it with one syscall. The fixture loops
 //! with continuous timestamps: loop `n` is offset by `n` times its duration.
 //! The codec configurations and the metadata are sent once, at the start, as
 //! an encoder does. A publisher whose oldest unsent tag is more than
@@ -22,33 +22,17 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::amf0::{self, Value, write};
+use super::publisher::{self, Publisher};
 use crate::flv::{self, TagKind};
-use crate::rtmp::chunk::{self, ChunkDecoder, ChunkLimits, Message, message_type};
+use crate::rtmp::chunk::message_type;
 
 /// A publisher whose oldest unsent tag is later than this is behind.
 pub const BEHIND_THRESHOLD_MS: u64 = 1000;
 
-/// The chunk size we announce: what OBS and ffmpeg use.
-const CHUNK_SIZE_BYTES: u32 = 4096;
-
 /// From TCP connect to `NetStream.Publish.Start`.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// RTMP handshake: C1/S1/S2 size (spec 5.2.3).
-const HANDSHAKE_BYTES: usize = 1536;
-
-/// Chunk stream ids, as ffmpeg uses them.
-const CSID_CONTROL: u32 = 2;
-const CSID_COMMAND: u32 = 3;
-const CSID_AUDIO: u32 = 4;
-const CSID_VIDEO: u32 = 6;
-const CSID_DATA: u32 = 5;
 
 /// Why a publisher stopped.
 #[derive(Debug, thiserror::Error)]
@@ -62,21 +46,12 @@ pub enum Error {
     /// The URL is not `rtmp://host:port/app`.
     #[error("bad RTMP URL {0:?}: expected rtmp://host[:port]/app")]
     BadUrl(String),
-    /// Socket error.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    /// The server closed the connection.
-    #[error("server closed the connection")]
-    Closed,
+    /// The connection failed, or the server refused or closed it.
+    #[error(transparent)]
+    Rtmp(#[from] publisher::Error),
     /// The server did not complete the publish in time.
     #[error("publish setup timed out")]
     SetupTimeout,
-    /// The server refused connect or publish.
-    #[error("refused: {0}")]
-    Refused(String),
-    /// The server's chunk stream or AMF0 was malformed.
-    #[error("protocol: {0}")]
-    Protocol(String),
 }
 
 /// One tag of the fixture: its body is a range of the file.
@@ -320,9 +295,9 @@ pub async fn run(
         );
         tasks.spawn(async move {
             tokio::time::sleep(delay).await;
-            let mut publisher = Publisher::new(&fixture, &stats);
-            let result = publisher.run(&options, &key, end).await;
-            publisher.set_behind(false);
+            let mut sender = Sender::new(&fixture, &stats);
+            let result = sender.run(&options, &key, end).await;
+            sender.set_behind(false);
             if let Err(error) = result {
                 stats.record_error(&error);
             }
@@ -345,21 +320,16 @@ pub async fn run(
     stats
 }
 
-/// One publisher's connection and send state.
-struct Publisher<'a> {
+/// One publisher's send state and counters; the connection is a
+/// [`publisher::Publisher`].
+struct Sender<'a> {
     fixture: &'a Fixture,
     stats: &'a Stats,
-    decoder: ChunkDecoder,
-    messages: Vec<Message>,
-    out: Vec<u8>,
-    scratch: Vec<u8>,
     behind: bool,
     connected: bool,
-    /// The message stream createStream gave us.
-    stream_id: u32,
 }
 
-impl Drop for Publisher<'_> {
+impl Drop for Sender<'_> {
     fn drop(&mut self) {
         self.set_behind(false);
         if self.connected {
@@ -368,18 +338,13 @@ impl Drop for Publisher<'_> {
     }
 }
 
-impl<'a> Publisher<'a> {
+impl<'a> Sender<'a> {
     fn new(fixture: &'a Fixture, stats: &'a Stats) -> Self {
         Self {
             fixture,
             stats,
-            decoder: ChunkDecoder::new(ChunkLimits::default()),
-            messages: Vec::new(),
-            out: Vec::with_capacity(64 * 1024),
-            scratch: Vec::with_capacity(512),
             behind: false,
             connected: false,
-            stream_id: 1,
         }
     }
 
@@ -397,228 +362,47 @@ impl<'a> Publisher<'a> {
     }
 
     async fn run(&mut self, options: &Options, key: &str, end: Option<Instant>) -> Result<(), Error> {
-        let socket = tokio::time::timeout(SETUP_TIMEOUT, self.setup(options, key))
+        let publisher = tokio::time::timeout(SETUP_TIMEOUT, self.setup(options, key))
             .await
             .map_err(|_| Error::SetupTimeout)??;
         self.connected = true;
         self.stats.connected.fetch_add(1, Ordering::Relaxed);
-        let (reader, writer) = socket.into_split();
-        self.stream(reader, writer, options.tick, end).await
+        self.stream(publisher, options.tick, end).await
     }
 
-    /// Handshake, connect, createStream, publish; returns once the server
-    /// said `NetStream.Publish.Start`.
-    async fn setup(&mut self, options: &Options, key: &str) -> Result<TcpStream, Error> {
-        let mut socket = TcpStream::connect(&options.addr).await?;
-        socket.set_nodelay(true)?;
-        // Simple handshake (spec 5.2): C0 = version 3, C1 = time, zero, random.
-        let mut c0c1 = vec![0u8; 1 + HANDSHAKE_BYTES];
-        c0c1[0] = 3;
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (key.len() as u64);
-        for b in c0c1.iter_mut().skip(9) {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            *b = seed as u8;
-        }
-        socket.write_all(&c0c1).await?;
-        let mut s0s1s2 = vec![0u8; 1 + 2 * HANDSHAKE_BYTES];
-        socket.read_exact(&mut s0s1s2).await?;
-        // C2 echoes S1.
-        socket.write_all(&s0s1s2[1..1 + HANDSHAKE_BYTES]).await?;
-
-        self.out.clear();
-        chunk::encode_message(
-            &mut self.out,
-            chunk::DEFAULT_CHUNK_SIZE,
-            CSID_CONTROL,
-            message_type::SET_CHUNK_SIZE,
-            0,
-            0,
-            &CHUNK_SIZE_BYTES.to_be_bytes(),
-        );
-        self.command(|b| {
-            write::string(b, "connect");
-            write::number(b, 1.0);
-            write::object_start(b);
-            write::name(b, "app");
-            write::string(b, &options.app);
-            write::name(b, "type");
-            write::string(b, "nonprivate");
-            write::name(b, "flashVer");
-            write::string(b, "FMLE/3.0 (compatible; sealcast bench-push)");
-            write::name(b, "tcUrl");
-            write::string(b, &options.tc_url);
-            write::object_end(b);
-        });
-        socket.write_all(&self.out).await?;
-        self.await_reply(&mut socket, 1.0).await?;
-
-        self.out.clear();
-        for (name, tx) in [("releaseStream", 2.0), ("FCPublish", 3.0)] {
-            self.command(|b| {
-                write::string(b, name);
-                write::number(b, tx);
-                write::null(b);
-                write::string(b, key);
-            });
-        }
-        self.command(|b| {
-            write::string(b, "createStream");
-            write::number(b, 4.0);
-            write::null(b);
-        });
-        socket.write_all(&self.out).await?;
-        let stream_id = self.await_reply(&mut socket, 4.0).await?.unwrap_or(1.0) as u32;
-        self.stream_id = stream_id;
-
-        self.out.clear();
-        self.scratch.clear();
-        write::string(&mut self.scratch, "publish");
-        write::number(&mut self.scratch, 5.0);
-        write::null(&mut self.scratch);
-        write::string(&mut self.scratch, key);
-        write::string(&mut self.scratch, "live");
-        chunk::encode_message(
-            &mut self.out,
-            CHUNK_SIZE_BYTES,
-            CSID_COMMAND,
-            message_type::COMMAND_AMF0,
-            stream_id,
-            0,
-            &self.scratch,
-        );
-        socket.write_all(&self.out).await?;
-        self.await_publish_start(&mut socket).await?;
-
-        // What an encoder sends once: metadata, then codec configurations.
-        self.out.clear();
+    /// Connect and publish; once the server said `NetStream.Publish.Start`,
+    /// sends what an encoder sends once: metadata, then codec configurations.
+    async fn setup(&mut self, options: &Options, key: &str) -> Result<Publisher, Error> {
+        let mut publisher = Publisher::connect(options.addr.as_str(), &options.app, &options.tc_url).await?;
+        publisher.publish(key).await?;
         let fixture = self.fixture;
         if let Some(range) = &fixture.metadata {
-            self.scratch.clear();
-            write::string(&mut self.scratch, "@setDataFrame");
-            self.scratch.extend_from_slice(fixture.body(range));
-            chunk::encode_message(
-                &mut self.out,
-                CHUNK_SIZE_BYTES,
-                CSID_DATA,
-                message_type::DATA_AMF0,
-                stream_id,
-                0,
-                &self.scratch,
-            );
+            publisher.push_metadata(fixture.body(range));
         }
         for tag in &fixture.configs {
-            encode_tag(&mut self.out, tag, fixture.body(&tag.body), stream_id, 0);
+            publisher.push_media(tag.type_id, 0, fixture.body(&tag.body));
         }
-        socket.write_all(&self.out).await?;
-        self.stats
-            .bytes_sent
-            .fetch_add(self.out.len() as u64, Ordering::Relaxed);
-        Ok(socket)
-    }
-
-    /// Appends a command on stream 0, built by `body`.
-    fn command(&mut self, body: impl FnOnce(&mut Vec<u8>)) {
-        self.scratch.clear();
-        body(&mut self.scratch);
-        chunk::encode_message(
-            &mut self.out,
-            CHUNK_SIZE_BYTES,
-            CSID_COMMAND,
-            message_type::COMMAND_AMF0,
-            0,
-            0,
-            &self.scratch,
-        );
-    }
-
-    /// Reads until `_result` (or `_error`) for transaction `tx`; returns its
-    /// first numeric argument (createStream's stream id).
-    async fn await_reply(&mut self, socket: &mut TcpStream, tx: f64) -> Result<Option<f64>, Error> {
-        loop {
-            self.read_messages(socket).await?;
-            for message in self.messages.drain(..) {
-                if message.type_id != message_type::COMMAND_AMF0 {
-                    continue;
-                }
-                let command = amf0::parse_command(&message.payload).map_err(|e| Error::Protocol(e.to_string()))?;
-                if command.transaction_id != tx {
-                    continue;
-                }
-                match command.name {
-                    b"_result" => {
-                        let mut args = command.args;
-                        return Ok(args.next_value().and_then(|v| v.ok()).and_then(|v| v.as_number()));
-                    }
-                    b"_error" => return Err(Error::Refused(status_text(command.args))),
-                    _ => {}
-                }
-            }
-        }
-    }
-
-    async fn await_publish_start(&mut self, socket: &mut TcpStream) -> Result<(), Error> {
-        loop {
-            self.read_messages(socket).await?;
-            for message in self.messages.drain(..) {
-                if message.type_id != message_type::COMMAND_AMF0 {
-                    continue;
-                }
-                let command = amf0::parse_command(&message.payload).map_err(|e| Error::Protocol(e.to_string()))?;
-                match command.name {
-                    b"onStatus" => {
-                        let text = status_text(command.args);
-                        if text.contains("NetStream.Publish.Start") {
-                            return Ok(());
-                        }
-                        if text.contains("error") || text.contains("Bad") || text.contains("Rejected") {
-                            return Err(Error::Refused(text));
-                        }
-                    }
-                    b"_error" => return Err(Error::Refused(status_text(command.args))),
-                    _ => {}
-                }
-            }
-        }
-    }
-
-    async fn read_messages(&mut self, socket: &mut TcpStream) -> Result<(), Error> {
-        let mut buf = [0u8; 4096];
-        let n = socket.read(&mut buf).await?;
-        if n == 0 {
-            return Err(Error::Closed);
-        }
-        self.decoder
-            .handle_input(&buf[..n], &mut self.messages)
-            .map_err(|e| Error::Protocol(e.to_string()))
+        let sent = publisher.flush().await?;
+        self.stats.bytes_sent.fetch_add(sent as u64, Ordering::Relaxed);
+        Ok(publisher)
     }
 
     /// The real-time send loop, and answers to the server's pings.
-    async fn stream(
-        &mut self,
-        mut reader: OwnedReadHalf,
-        mut writer: OwnedWriteHalf,
-        tick: Duration,
-        end: Option<Instant>,
-    ) -> Result<(), Error> {
+    async fn stream(&mut self, mut publisher: Publisher, tick: Duration, end: Option<Instant>) -> Result<(), Error> {
         let fixture = self.fixture;
-        let stream_id = self.stream_id;
         let start = Instant::now();
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut next = 0usize;
         let mut loop_offset_ms = 0u64;
-        let mut read_buf = [0u8; 4096];
         loop {
             tokio::select! {
                 now = ticker.tick() => {
                     if end.is_some_and(|end| now >= end) {
-                        let _ = writer.shutdown().await;
+                        publisher.shutdown_write().await;
                         return Ok(());
                     }
                     let now_ms = now.duration_since(start).as_millis() as u64;
-                    self.out.clear();
                     let mut oldest_due_ms = None;
                     loop {
                         let Some(tag) = fixture.media.get(next) else {
@@ -632,85 +416,28 @@ impl<'a> Publisher<'a> {
                         }
                         oldest_due_ms.get_or_insert(due_ms);
                         // RTMP timestamps are 32-bit and wrap (spec 5.3.1).
-                        encode_tag(&mut self.out, tag, fixture.body(&tag.body), stream_id, due_ms as u32);
+                        publisher.push_media(tag.type_id, due_ms as u32, fixture.body(&tag.body));
                         next += 1;
                     }
-                    if self.out.is_empty() {
+                    if publisher.buffered_bytes() == 0 {
                         continue;
                     }
-                    writer.write_all(&self.out).await?;
-                    self.stats.bytes_sent.fetch_add(self.out.len() as u64, Ordering::Relaxed);
+                    let sent = publisher.flush().await?;
+                    self.stats.bytes_sent.fetch_add(sent as u64, Ordering::Relaxed);
                     if let Some(due_ms) = oldest_due_ms {
                         let lag_ms = (start.elapsed().as_millis() as u64).saturating_sub(due_ms);
                         self.stats.max_lag_ms.fetch_max(lag_ms, Ordering::Relaxed);
                         self.set_behind(lag_ms > BEHIND_THRESHOLD_MS);
                     }
                 }
-                read = reader.read(&mut read_buf) => {
-                    let n = read?;
-                    if n == 0 {
-                        return Err(Error::Closed);
-                    }
-                    self.decoder
-                        .handle_input(&read_buf[..n], &mut self.messages)
-                        .map_err(|e| Error::Protocol(e.to_string()))?;
-                    self.answer_pings();
-                    if !self.out.is_empty() {
-                        writer.write_all(&self.out).await?;
-                    }
+                readable = publisher.readable() => {
+                    readable.map_err(publisher::Error::from)?;
+                    publisher.read_available()?;
+                    publisher.flush().await?;
                 }
             }
         }
     }
-
-    /// Pong for every ping request (user control event 6, spec 7.1.7), into
-    /// a cleared `out`.
-    fn answer_pings(&mut self) {
-        self.out.clear();
-        for message in self.messages.drain(..) {
-            if message.type_id != message_type::USER_CONTROL {
-                continue;
-            }
-            if let Some(&[0, 6, a, b, c, d]) = message.payload.get(..6) {
-                chunk::encode_message(
-                    &mut self.out,
-                    CHUNK_SIZE_BYTES,
-                    CSID_CONTROL,
-                    message_type::USER_CONTROL,
-                    0,
-                    0,
-                    &[0, 7, a, b, c, d],
-                );
-            }
-        }
-    }
-}
-
-fn encode_tag(out: &mut Vec<u8>, tag: &FixtureTag, body: &[u8], stream_id: u32, timestamp_ms: u32) {
-    let csid = if tag.type_id == message_type::VIDEO {
-        CSID_VIDEO
-    } else {
-        CSID_AUDIO
-    };
-    chunk::encode_message(out, CHUNK_SIZE_BYTES, csid, tag.type_id, stream_id, timestamp_ms, body);
-}
-
-/// The `code` and `description` of a status object argument, for errors.
-fn status_text(mut args: amf0::Reader<'_>) -> String {
-    let mut text = String::new();
-    while let Some(Ok(value)) = args.next_value() {
-        if let Some(object) = value.as_object() {
-            for name in ["code", "description"] {
-                if let Some(Value::String(s)) = object.get(name) {
-                    if !text.is_empty() {
-                        text.push_str(": ");
-                    }
-                    text.push_str(&String::from_utf8_lossy(s));
-                }
-            }
-        }
-    }
-    text
 }
 
 /// Stream keys from a template: `{i}` becomes `first`, `first + 1`, ...

@@ -1,5 +1,7 @@
 //! Tools that are not the server: the `sealcast package` / `sealcast
-//! decrypt` file tools and the `sealcast bench-push` load generator.
+//! decrypt` file tools, the `sealcast bench-push` load generator, and the
+//! RTMP publishing client it (and the integration tests) publish with.
 
 pub mod loadgen;
 pub mod package;
+pub mod publisher;

@@ -1,6 +1,6 @@
 // Drives Debian's headless Chromium (playwright-core) through sealcast's web
 // pages and prints what it measured as one JSON object on stdout. The Rust
-// test tests/browser.rs starts the server and the encoder, runs this, and
+// test tests/it/browser.rs starts the server and the encoder, runs this, and
 // judges the numbers; this script asserts nothing itself.
 //
 // Usage: node watch.mjs '<json config>'

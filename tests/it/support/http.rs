@@ -1,5 +1,4 @@
 //! A minimal HTTP/1.1 client for tests: one GET per connection, real sockets.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 

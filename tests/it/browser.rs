@@ -12,19 +12,15 @@
 //! Screenshots land in `target/test-artifacts/browser/` (the ticket test's in
 //! its `tickets/` subdirectory).
 
-// Test code: an unwrap that fails is a test that fails, with its cause.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::fixture;
-use common::http;
-use common::server::{DEMO_KEY, TestServer};
+use crate::support::fixture;
+use crate::support::playlist::until_listed;
+use crate::support::process::{Proc, read_text};
+use crate::support::server::{DEMO_KEY, TestServer};
 use sealcast::config::{Config, DEFAULT_HLSJS_INTEGRITY};
 use sealcast::http::web::{REFUSED_TEXT, TOKEN_NEEDED_TEXT};
 use serde_json::Value;
@@ -138,76 +134,61 @@ impl Drop for StaticFile {
     }
 }
 
-/// ffmpeg publishing a fixture in real time (`-re`), looped; killed on drop.
-struct Encoder(Child);
+/// ffmpeg publishing a fixture in real time (`-re`), looped; ended when
+/// dropped.
+struct Encoder {
+    _process: Proc,
+}
 
 impl Encoder {
     fn publish(rtmp: SocketAddr, key: &str, fixture_name: &str, loops: u32) -> Self {
-        let child = Command::new("ffmpeg")
-            .args([
-                "-nostdin",
-                "-v",
-                "error",
-                "-re",
-                "-stream_loop",
-                &loops.to_string(),
-                "-i",
-            ])
-            .arg(fixture(fixture_name))
-            .args(["-c", "copy", "-f", "flv"])
-            .arg(format!("rtmp://{rtmp}/live/{key}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("ffmpeg starts");
-        Self(child)
-    }
-}
-
-impl Drop for Encoder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let process = Proc::spawn(
+            "ffmpeg publisher",
+            Command::new("ffmpeg")
+                .args([
+                    "-nostdin",
+                    "-v",
+                    "error",
+                    "-re",
+                    "-stream_loop",
+                    &loops.to_string(),
+                    "-i",
+                ])
+                .arg(fixture(fixture_name))
+                .args(["-c", "copy", "-f", "flv"])
+                .arg(format!("rtmp://{rtmp}/live/{key}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null()),
+        );
+        Self { _process: process }
     }
 }
 
 /// Waits until the stream's playlist lists a segment.
 async fn wait_for_first_segment(addr: SocketAddr, path: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let response = http::get(addr, path).await;
-        if response.status == 200 && response.text().contains(".ts") {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no segment within 20 s: {}", response.status);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until_listed(addr, path).await;
 }
 
 /// Runs watch.mjs with `config` and parses the JSON it prints; kills it
 /// after `limit`.
 async fn run_browser(config: Value, limit: Duration) -> Value {
     tokio::task::spawn_blocking(move || {
-        let mut child = Command::new("node")
-            .arg(browser_dir().join("watch.mjs"))
-            .arg(config.to_string())
-            .current_dir(browser_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("node starts");
-        let deadline = Instant::now() + limit;
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("watch.mjs ran longer than {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let output = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let out = tempfile::tempdir().unwrap();
+        let (stdout_path, stderr_path) = (out.path().join("stdout"), out.path().join("stderr"));
+        let mut node = Proc::spawn(
+            "node watch.mjs",
+            Command::new("node")
+                .arg(browser_dir().join("watch.mjs"))
+                .arg(config.to_string())
+                .current_dir(browser_dir())
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&stdout_path).unwrap())
+                .stderr(std::fs::File::create(&stderr_path).unwrap()),
+        );
+        // Past the limit the guard ends it.
+        node.wait(limit);
+        let stdout = read_text(&stdout_path);
+        let stderr = read_text(&stderr_path);
         let line = stdout.lines().last().unwrap_or_default();
         serde_json::from_str(line).unwrap_or_else(|e| panic!("watch.mjs output ({e}):\n{stdout}\nstderr:\n{stderr}"))
     })

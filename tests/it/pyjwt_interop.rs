@@ -5,17 +5,12 @@
 //! secret, audience or stream, expiry and a future `nbf` get 403. And the
 //! other way round: PyJWT verifies a token sealcast minted.
 
-// Test code: an unwrap that fails is a test that fails, with its cause.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::process::Command;
-use std::time::Duration;
 
-use common::fixture;
-use common::http;
-use common::server::{DEMO_KEY, TestServer};
+use crate::support::http;
+use crate::support::playlist::until_ended;
+use crate::support::server::{DEMO_KEY, TestServer};
+use crate::support::{fixture, with_safety_net};
 use sealcast::auth::Claims;
 use sealcast::hls::parse_media_playlist;
 use serde_json::{Value, json};
@@ -66,7 +61,7 @@ fn now() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pyjwt_tokens_on_the_key_endpoint() {
-    let test = async {
+    with_safety_net(async {
         let server = TestServer::start_with_config("[hls]\nsegment_duration_secs = 2\n", |c| {
             c.auth.audience = Some(AUDIENCE.to_owned());
         })
@@ -205,13 +200,7 @@ async fn pyjwt_tokens_on_the_key_endpoint() {
         let pushed = tokio::task::spawn_blocking(move || push.status()).await.unwrap();
         assert!(pushed.expect("ffmpeg is required").success());
         let good = token("hs256");
-        let playlist = loop {
-            let response = http::get(server.http, &format!("/live/demo/index.m3u8?token={good}")).await;
-            if response.status == 200 && response.text().contains("#EXT-X-ENDLIST") {
-                break response.text();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let playlist = until_ended(server.http, &format!("/live/demo/index.m3u8?token={good}")).await;
         let parsed = parse_media_playlist(&playlist).unwrap();
         let key_uri = &parsed.segments[0].key.as_ref().unwrap().uri;
         let plain = key_uri.split("&token=").next().unwrap().to_owned();
@@ -243,8 +232,6 @@ async fn pyjwt_tokens_on_the_key_endpoint() {
             json!({"exp": now + 600, "stream": "live/demo", "sub": "viewer-7", "jti": "j-7", "aud": AUDIENCE})
         );
         server.stop().await;
-    };
-    tokio::time::timeout(Duration::from_secs(120), test)
-        .await
-        .expect("test did not finish within the safety timeout");
+    })
+    .await;
 }

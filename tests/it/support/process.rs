@@ -1,7 +1,7 @@
-//! Child processes for tests that run the real `sealcast` binary and real
-//! encoders and players: a guard that ends the child when dropped, starting
-//! the binary with its banner on a channel, and small file and playlist
-//! helpers those tests share.
+//! Child processes for tests that run the real `sealcast` binary, real
+//! encoders and players, and real services: the one guard that ends a child
+//! when dropped ([`Proc`]), starting the binary with its banner on a
+//! channel, ffmpeg as publisher and player, and small file helpers.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -30,7 +30,7 @@ impl Proc {
     pub fn spawn(name: &str, command: &mut Command) -> Proc {
         let child = command
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e} (scripts/test.sh installs ffmpeg and GStreamer)"));
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e} (scripts/test.sh installs what the tests need)"));
         Proc {
             name: name.to_owned(),
             child,
@@ -179,16 +179,6 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Segments a media playlist lists.
-pub fn segment_count(playlist: &str) -> usize {
-    playlist.lines().filter(|l| l.starts_with("#EXTINF:")).count()
-}
-
-/// Whether a media playlist carries EXT-X-ENDLIST.
-pub fn ended(playlist: &str) -> bool {
-    playlist.lines().any(|l| l.trim() == "#EXT-X-ENDLIST")
-}
-
 /// An ffmpeg reading a live playlist from its first listed segment
 /// (`-live_start_index 0`) and writing a framecrc line per decoded frame.
 pub struct Player {
@@ -239,6 +229,30 @@ impl Player {
             audio,
             stderr: read_text(&self.stderr),
         }
+    }
+}
+
+impl Playback {
+    /// A clean exit, nothing on stderr at `-v error`, and at least 95% of
+    /// `want`'s video and audio frames; `what` names the playback (and may
+    /// carry a server log) in the failure.
+    pub fn assert_plays(&self, want: super::FrameCounts, what: &str) {
+        assert!(want.video > 0 || want.audio > 0, "{what}: nothing to compare against");
+        assert!(
+            self.status.success() && self.stderr.is_empty(),
+            "{what}: ffmpeg player failed ({}): {}",
+            self.status,
+            self.stderr
+        );
+        let enough = |got: u64, of: u64| got * 100 >= of * 95;
+        assert!(
+            enough(self.video, want.video) && enough(self.audio, want.audio),
+            "{what}: decoded {} of {} video and {} of {} audio frames",
+            self.video,
+            want.video,
+            self.audio,
+            want.audio
+        );
     }
 }
 

@@ -1,9 +1,30 @@
-//! Helpers shared by the integration tests: fixtures and the outside world
-//! (ffprobe, ffmpeg) that judges sealcast's output.
-#![allow(dead_code)]
+//! Helpers shared by the integration tests: fixtures, the outside world
+//! (ffprobe, ffmpeg) that judges sealcast's output, and the safety net.
+//!
+//! - [`server`]: the real server in process on 127.0.0.1:0, tokens;
+//! - [`rtmp`]: fixtures as RTMP publishes, over `sealcast::tools::publisher`;
+//! - [`ingest`]: `sealcast::ingest::serve` with a test publish authorizer;
+//! - [`http`]: a minimal HTTP/1.1 client;
+//! - [`playlist`]: polling a playlist until a state, its keyed segments;
+//! - [`process`]: child processes ended on drop, the `sealcast` binary,
+//!   ffmpeg as publisher and player;
+//! - [`kms`]: moto (AWS KMS), a proxy that cuts it off, a counting KMS.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+/// Bound on a whole test; no assertion depends on it, it only turns a hang
+/// into a failure.
+const SAFETY: Duration = Duration::from_secs(180);
+
+/// Runs a whole test under [`SAFETY`].
+pub async fn with_safety_net(test: impl Future<Output = ()>) {
+    tokio::time::timeout(SAFETY, test)
+        .await
+        .expect("test did not finish within the safety timeout");
+}
 
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
@@ -147,7 +168,10 @@ pub fn first_video_frame_is_key(path: &Path) -> Option<bool> {
         .map(|l| l.trim().trim_end_matches(',') == "1")
 }
 
-pub mod child;
 pub mod http;
-pub mod rtmp_client;
+pub mod ingest;
+pub mod kms;
+pub mod playlist;
+pub mod process;
+pub mod rtmp;
 pub mod server;

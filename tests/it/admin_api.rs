@@ -2,23 +2,22 @@
 //! is configured, the live stream list during a push, and a playback URL
 //! from `POST /api/v1/playback` that ffmpeg plays.
 
-// Test code: an unwrap that fails is a test that fails, with its cause.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::http;
-use common::server::{DEMO_KEY, TestServer};
-use common::{count_frames, fixture};
+use crate::support::http;
+use crate::support::playlist::until_listed;
+use crate::support::process::Proc;
+use crate::support::server::{DEMO_KEY, TestServer};
+use crate::support::{count_frames, fixture, with_safety_net};
 use sealcast::auth;
 use serde_json::{Value, json};
 
 const ADMIN_TOKEN: &str = "admin-0123456789-abcdef";
 const FIXTURE: &str = "high-bframes-aac48k.flv";
+/// Bound for a child process to finish.
+const CHILD_LIMIT: Duration = Duration::from_secs(90);
 
 async fn with_admin_token() -> TestServer {
     let dir = tempfile::tempdir().unwrap();
@@ -152,16 +151,17 @@ async fn playback_requests_are_validated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_list_and_a_playback_url_that_ffmpeg_plays() {
-    let test = async {
+    with_safety_net(async {
         let server = with_admin_token().await;
-        let mut publisher = Command::new("ffmpeg")
-            .args(["-nostdin", "-v", "error", "-re", "-i"])
-            .arg(fixture(FIXTURE))
-            .args(["-c", "copy", "-f", "flv"])
-            .arg(format!("rtmp://{}/live/{DEMO_KEY}", server.rtmp))
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("ffmpeg is required");
+        let mut publisher = Proc::spawn(
+            "ffmpeg publisher",
+            Command::new("ffmpeg")
+                .args(["-nostdin", "-v", "error", "-re", "-i"])
+                .arg(fixture(FIXTURE))
+                .args(["-c", "copy", "-f", "flv"])
+                .arg(format!("rtmp://{}/live/{DEMO_KEY}", server.rtmp))
+                .stdin(Stdio::null()),
+        );
 
         let (status, json, _) = api(
             server.http,
@@ -190,9 +190,7 @@ async fn streams_list_and_a_playback_url_that_ffmpeg_plays() {
             .strip_prefix(&format!("http://{}", server.http))
             .unwrap()
             .to_owned();
-        while http::get(server.http, &path).await.status != 200 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        until_listed(server.http, &path).await;
         let (status, json, response) = api(server.http, "GET", "/api/v1/streams", Some(ADMIN_TOKEN), "").await;
         assert_eq!(status, 200);
         assert_eq!(response.header("content-type"), Some("application/json"));
@@ -217,25 +215,25 @@ async fn streams_list_and_a_playback_url_that_ffmpeg_plays() {
         assert!((100_000..5_000_000).contains(&bitrate), "{bitrate}");
 
         let out = server.dir.path().join("played.ts");
-        let mut player = Command::new("ffmpeg")
-            .args(["-nostdin", "-v", "error", "-live_start_index", "0", "-i", &playback_url])
-            .args(["-c", "copy", "-f", "mpegts"])
-            .arg(&out)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let (pushed, played) = tokio::task::spawn_blocking(move || (publisher.wait(), player.wait()))
-            .await
-            .unwrap();
-        assert!(pushed.unwrap().success());
-        assert!(played.unwrap().success());
+        let mut player = Proc::spawn(
+            "ffmpeg player",
+            Command::new("ffmpeg")
+                .args(["-nostdin", "-v", "error", "-live_start_index", "0", "-i", &playback_url])
+                .args(["-c", "copy", "-f", "mpegts"])
+                .arg(&out)
+                .stdin(Stdio::null()),
+        );
+        let (pushed, played) =
+            tokio::task::spawn_blocking(move || (publisher.wait(CHILD_LIMIT), player.wait(CHILD_LIMIT)))
+                .await
+                .unwrap();
+        assert!(pushed.success());
+        assert!(played.success());
         let want = count_frames(&fixture(FIXTURE));
         let got = count_frames(&out);
         assert!(got.video * 100 >= want.video * 95, "video {got:?} of {want:?}");
         assert!(got.audio * 100 >= want.audio * 95, "audio {got:?} of {want:?}");
         server.stop().await;
-    };
-    tokio::time::timeout(Duration::from_secs(120), test)
-        .await
-        .expect("test did not finish within the safety timeout");
+    })
+    .await;
 }

@@ -3,41 +3,30 @@
 //! clock), the key cache under 100 concurrent requests, and two
 //! `sealcast keyserver` processes sharing one real redis-server.
 
-// Test code: an unwrap that fails is a test that fails, with its cause.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
-
 use std::time::Duration;
 
-use common::child::free_port;
-use common::http;
-use common::server::{DEMO_KEY, OTHER_KEY, TestServer};
-use common::{count_frames, fixture, has_ts_sync};
 use sealcast::clock::ManualClock;
 use sealcast::crypto::{DataKey, decrypt_segment};
-use sealcast::hls::parse_media_playlist;
 use sealcast::keyservice::Clock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Safety net around each whole test; no assertion depends on it.
-const SAFETY: Duration = Duration::from_secs(120);
+use crate::support::http;
+use crate::support::playlist::{self, KeyedSegment, distinct_keys, query_param};
+use crate::support::process::{Proc, free_port};
+use crate::support::server::{DEMO_KEY, OTHER_KEY, TestServer};
+use crate::support::{count_frames, fixture, has_ts_sync, with_safety_net};
+
 const FIXTURE: &str = "high-bframes-aac48k.flv";
+/// Bound for a child process to finish.
+const CHILD_LIMIT: Duration = Duration::from_secs(120);
 /// 2 s segments of a 10 s fixture with a keyframe every 2 s: 5 segments,
 /// and with one key per segment, 5 keys (4 rotations).
 const SHORT_SEGMENTS: &str = "[hls]\nsegment_duration_secs = 2\n[encryption]\nsegments_per_key = 1\n";
-
-async fn with_safety_net(test: impl Future<Output = ()>) {
-    tokio::time::timeout(SAFETY, test)
-        .await
-        .expect("test did not finish within the safety timeout");
-}
 
 /// A clock stopped at the time it was made, which the test moves; and that start.
 fn test_clock() -> (Arc<ManualClock>, u64) {
@@ -45,19 +34,9 @@ fn test_clock() -> (Arc<ManualClock>, u64) {
     (Arc::new(ManualClock::at_unix_secs(start)), start)
 }
 
-/// A child process killed (by its own id) when the guard drops.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `ffmpeg` pushing the fixture to `rtmp://addr/live/<key>`, at real-time
 /// speed or as fast as it can.
-fn push(rtmp: SocketAddr, key: &str, realtime: bool) -> Process {
+fn push(rtmp: SocketAddr, key: &str, realtime: bool) -> Proc {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-nostdin", "-v", "error"]);
     if realtime {
@@ -68,67 +47,33 @@ fn push(rtmp: SocketAddr, key: &str, realtime: bool) -> Process {
         .args(["-c", "copy", "-f", "flv"])
         .arg(format!("rtmp://{rtmp}/live/{key}"))
         .stdin(Stdio::null());
-    Process(cmd.spawn().expect("ffmpeg is required (scripts/test.sh installs it)"))
+    Proc::spawn("ffmpeg publisher", &mut cmd)
 }
 
-async fn wait(mut process: Process) -> std::process::ExitStatus {
-    tokio::task::spawn_blocking(move || process.0.wait().unwrap())
+/// Waits (off the runtime's threads) for a child to exit.
+async fn wait(mut process: Proc) -> ExitStatus {
+    tokio::task::spawn_blocking(move || process.wait(CHILD_LIMIT))
         .await
         .unwrap()
 }
 
-/// Polls the playlist until it lists a segment (or, with `ended`, until it
-/// has `#EXT-X-ENDLIST`).
+/// The playlist at `path_and_query` once it lists a segment (or, with
+/// `ended`, once it has `#EXT-X-ENDLIST`).
 async fn wait_for_playlist(http: SocketAddr, path_and_query: &str, ended: bool) -> String {
-    loop {
-        let response = http::get(http, path_and_query).await;
-        if response.status == 200 && (!ended || response.text().contains("#EXT-X-ENDLIST")) {
-            return response.text();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if ended {
+        playlist::until_ended(http, path_and_query).await
+    } else {
+        playlist::until_listed(http, path_and_query).await
     }
 }
 
-/// One distinct key of a playlist: its URI made root-relative, and the
-/// first segment it encrypts with that segment's IV.
-#[derive(Debug, Clone)]
-struct KeyRef {
-    uri: String,
-    key_id: String,
-    segment: String,
-    iv: [u8; 16],
-}
-
-fn key_refs(playlist: &str) -> Vec<KeyRef> {
-    let parsed = parse_media_playlist(playlist).unwrap();
-    let mut refs: Vec<KeyRef> = Vec::new();
-    for segment in &parsed.segments {
-        let key = segment.key.as_ref().expect("every segment is encrypted");
-        let uri = key.uri[key.uri.find("/keys/").unwrap()..].to_owned();
-        if refs.iter().any(|r| r.uri == uri) {
-            continue;
-        }
-        let key_id = uri.split('?').next().unwrap().rsplit('/').next().unwrap().to_owned();
-        refs.push(KeyRef {
-            uri,
-            key_id,
-            segment: segment.uri.clone(),
-            iv: key.iv,
-        });
-    }
-    refs
-}
-
+/// The value of `name` in a key URI's query.
 fn param<'a>(uri: &'a str, name: &str) -> &'a str {
-    let query = uri.split_once('?').unwrap().1;
-    query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
-        .unwrap_or_else(|| panic!("{uri} has no {name}"))
+    query_param(uri, name).unwrap_or_else(|| panic!("{uri} has no {name}"))
 }
 
 /// Fetches a segment and decrypts it with `key`: MPEG-TS comes out.
-async fn assert_key_decrypts(http: SocketAddr, stream_dir: &str, key: &[u8], key_ref: &KeyRef) {
+async fn assert_key_decrypts(http: SocketAddr, stream_dir: &str, key: &[u8], key_ref: &KeyedSegment) {
     let segment = http::get(http, &format!("{stream_dir}/{}", key_ref.segment)).await;
     assert_eq!(segment.status, 200);
     assert!(!has_ts_sync(&segment.body), "segments are stored encrypted");
@@ -154,14 +99,13 @@ async fn ffmpeg_plays_live_with_one_time_tickets_across_key_rotations() {
         );
 
         let out = server.dir.path().join("played.ts");
-        let player = Process(
+        let player = Proc::spawn(
+            "ffmpeg player",
             Command::new("ffmpeg")
                 .args(["-nostdin", "-v", "error", "-live_start_index", "0", "-i", &url])
                 .args(["-c", "copy", "-f", "mpegts"])
                 .arg(&out)
-                .stdin(Stdio::null())
-                .spawn()
-                .unwrap(),
+                .stdin(Stdio::null()),
         );
         assert!(wait(publisher).await.success());
         assert!(wait(player).await.success(), "ffmpeg played to the end of the playlist");
@@ -173,7 +117,7 @@ async fn ffmpeg_plays_live_with_one_time_tickets_across_key_rotations() {
         assert!(got.audio * 100 >= want.audio * 95, "audio {got:?} of {want:?}");
 
         let last = wait_for_playlist(server.http, &format!("/live/demo/index.m3u8?token={token}"), true).await;
-        let keys = key_refs(&last);
+        let keys = distinct_keys(&last);
         assert!(keys.len() >= 4, "at least 3 key rotations: {last}");
         let stats = server.keys.stats();
         // Every key the player fetched came with a ticket, once.
@@ -199,7 +143,7 @@ async fn replayed_foreign_and_expired_tickets_are_refused() {
         let token = server.token("*", 3600);
         assert!(wait(push(server.rtmp, DEMO_KEY, false)).await.success());
         let playlist_url = format!("/live/demo/index.m3u8?token={token}");
-        let keys = key_refs(&wait_for_playlist(server.http, &playlist_url, true).await);
+        let keys = distinct_keys(&wait_for_playlist(server.http, &playlist_url, true).await);
         assert!(keys.len() >= 4, "{keys:?}");
 
         // First use: the key, which decrypts its segment. Second use: 403.
@@ -215,7 +159,7 @@ async fn replayed_foreign_and_expired_tickets_are_refused() {
         let ticket_1 = param(&keys[1].uri, "ticket");
         let for_other_key = format!(
             "/keys/live/demo/{}?edk={}&ticket={ticket_1}",
-            keys[2].key_id,
+            keys[2].key_id(),
             param(&keys[2].uri, "edk")
         );
         assert_eq!(http::get(server.http, &for_other_key).await.status, 403);
@@ -230,15 +174,19 @@ async fn replayed_foreign_and_expired_tickets_are_refused() {
         assert_eq!(http::get(server.http, &keys[2].uri).await.status, 200);
 
         // A playlist fetched later hands out fresh tickets for the same keys.
-        let fresh = key_refs(&http::get(server.http, &playlist_url).await.text());
-        assert_eq!(fresh[0].key_id, keys[0].key_id);
+        let fresh = distinct_keys(&http::get(server.http, &playlist_url).await.text());
+        assert_eq!(fresh[0].key_id(), keys[0].key_id());
         assert_ne!(fresh[0].uri, keys[0].uri);
         let refetched = http::get(server.http, &fresh[0].uri).await;
         assert_eq!((refetched.status, &refetched.body), (200, &first.body));
 
         // A playback token still works on the key endpoint (query or
         // Bearer): a token holder can get tickets anyway.
-        let plain = format!("/keys/live/demo/{}?edk={}", keys[3].key_id, param(&keys[3].uri, "edk"));
+        let plain = format!(
+            "/keys/live/demo/{}?edk={}",
+            keys[3].key_id(),
+            param(&keys[3].uri, "edk")
+        );
         let bearer = format!("Bearer {token}");
         let by_header = http::get_with(server.http, &plain, &[("Authorization", &bearer)]).await;
         assert_eq!(by_header.status, 200);
@@ -273,7 +221,7 @@ async fn hundred_concurrent_requests_for_one_key_make_one_kms_call() {
         let token = server.token("live/demo", 3600);
         assert!(wait(push(server.rtmp, DEMO_KEY, false)).await.success());
         let playlist = wait_for_playlist(server.http, &format!("/live/demo/index.m3u8?token={token}"), true).await;
-        let key = key_refs(&playlist).remove(0);
+        let key = distinct_keys(&playlist).remove(0);
         assert!(key.uri.contains("&token="), "{}", key.uri);
         assert_eq!(server.keys.stats().cache.kms_calls, 0);
 
@@ -313,36 +261,37 @@ async fn redis_command(port: u16, command: &str) -> Option<String> {
     Some(text.lines().next()?.to_owned())
 }
 
-async fn start_redis(port: u16) -> Process {
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("redis-server is required (scripts/test.sh installs it)");
-    let process = Process(child);
-    while redis_command(port, "PING\r\n").await.as_deref() != Some("+PONG") {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn start_redis(port: u16) -> Proc {
+    let process = Proc::spawn(
+        "redis-server",
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stdin(Stdio::null()),
+    );
+    playlist::wait_for("redis to answer PING", playlist::POLL_LIMIT, || async {
+        (redis_command(port, "PING\r\n").await.as_deref() == Some("+PONG")).then_some(())
+    })
+    .await;
     process
 }
 
 /// `sealcast keyserver --config <file>`; returns it and its HTTP address
 /// (it listens on port 0 and prints where).
-fn start_keyserver(config: &Path, log: &Path) -> (Process, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sealcast"))
-        .arg("keyserver")
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "sealcast=debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let process = Process(child);
+fn start_keyserver(config: &Path, log: &Path) -> (Proc, SocketAddr) {
+    let mut process = Proc::spawn(
+        "sealcast keyserver",
+        Command::new(env!("CARGO_BIN_EXE_sealcast"))
+            .arg("keyserver")
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "sealcast=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap()),
+    );
+    let stdout = process.child.stdout.take().unwrap();
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
     let addr = line
@@ -392,10 +341,12 @@ async fn keyservers_sharing_redis_refuse_each_others_used_tickets() {
         // Only keys and health: no playlists, no segments.
         assert_eq!(http::get(ks1, "/live/demo/index.m3u8").await.status, 404);
 
-        let a_keys =
-            key_refs(&wait_for_playlist(ingest_a.http, &format!("/live/demo/index.m3u8?token={token}"), true).await);
-        let b_keys =
-            key_refs(&wait_for_playlist(ingest_b.http, &format!("/live/other/index.m3u8?token={token}"), true).await);
+        let a_keys = distinct_keys(
+            &wait_for_playlist(ingest_a.http, &format!("/live/demo/index.m3u8?token={token}"), true).await,
+        );
+        let b_keys = distinct_keys(
+            &wait_for_playlist(ingest_b.http, &format!("/live/other/index.m3u8?token={token}"), true).await,
+        );
         // (ticketed key URI, key server that uses it first, the other one)
         let cases = [
             (&a_keys[0], ingest_a.http, "/live/demo", ks1, ks2),

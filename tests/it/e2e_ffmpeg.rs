@@ -7,11 +7,6 @@
 //! failing assertion leaks neither a server nor an ffmpeg. Waiting is polling
 //! with a bound; no assertion depends on how long something took.
 
-// Test code: an unwrap that fails is a test that fails, with its cause.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::cell::RefCell;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
@@ -20,12 +15,13 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::child::{
-    Playback, Player, Proc, SEALCAST, STOP_LIMIT, ended, ffmpeg_publish, framecrc_counts, parse_running_line, path_str,
-    read_text, segment_count, spawn_sealcast, write_private,
+use crate::support::http::Response;
+use crate::support::playlist::{self, POLL_LIMIT, ended, keyed_segments, segment_count};
+use crate::support::process::{
+    Playback, Player, Proc, SEALCAST, STOP_LIMIT, ffmpeg_publish, framecrc_counts, parse_running_line, path_str,
+    read_text, spawn_sealcast, write_private,
 };
-use common::http::Response;
-use common::server::{DEMO_KEY, OTHER_KEY, streams_toml};
+use crate::support::server::{DEMO_KEY, OTHER_KEY, streams_toml};
 
 const TOKEN_SECRET: &str = "e2e-token-secret-0123456789-0123456789";
 
@@ -36,9 +32,6 @@ const OTHER_FIXTURE: &str = "baseline-aac44k.flv";
 /// Bound for a child process to finish (a -re push of a 10 s fixture takes
 /// about 10 s; a live read ends shortly after it).
 const CHILD_LIMIT: Duration = Duration::from_secs(60);
-/// Bound for the server to reach a state it is expected to reach.
-const POLL_LIMIT: Duration = Duration::from_secs(30);
-const POLL_EVERY: Duration = Duration::from_millis(100);
 
 // --- child processes -------------------------------------------------------
 
@@ -184,13 +177,12 @@ impl Server {
         (response.status == 200).then(|| response.text())
     }
 
-    /// Polls until `check` gives a value; panics with the server log past
-    /// POLL_LIMIT.
+    /// Polls until `check` gives a value; panics with the server log when
+    /// the server exits meanwhile.
     fn wait_until<T>(&self, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + POLL_LIMIT;
-        loop {
+        playlist::wait_for_blocking(what, POLL_LIMIT, || {
             if let Some(value) = check() {
-                return value;
+                return Some(value);
             }
             if let Some(status) = self.process.borrow_mut().wait_within(Duration::ZERO) {
                 panic!(
@@ -198,11 +190,8 @@ impl Server {
                     self.log()
                 );
             }
-            if Instant::now() >= deadline {
-                panic!("no {what} after {POLL_LIMIT:?}; server log:\n{}", self.log());
-            }
-            std::thread::sleep(POLL_EVERY);
-        }
+            None
+        })
     }
 
     /// The playlist once it lists at least `n` segments.
@@ -219,7 +208,7 @@ impl Server {
         })
     }
 
-    /// Starts an ffmpeg player (`common::child::Player`) on the playlist of
+    /// Starts an ffmpeg player (`crate::support::process::Player`) on the playlist of
     /// `stream`, with `?token=` when given.
     fn start_player(&self, label: &str, stream: &str, token: Option<&str>) -> Player {
         let query = token.map(|t| format!("?token={t}")).unwrap_or_default();
@@ -234,31 +223,14 @@ impl Server {
     }
 }
 
-impl Playback {
-    /// A clean decode of at least 95% of the fixture's video and audio frames.
-    fn assert_plays(&self, fixture: &str, server: &Server) {
-        let want = common::count_frames(&common::fixture(fixture));
-        assert!(
-            want.video > 0 && want.audio > 0,
-            "ffprobe counted no frames in {fixture}"
-        );
-        let enough = |got: u64, of: u64| got * 100 >= of * 95;
-        assert!(
-            self.status.success() && self.stderr.is_empty(),
-            "ffmpeg player failed ({}): {}\nserver log:\n{}",
-            self.status,
-            self.stderr,
-            server.log()
-        );
-        assert!(
-            enough(self.video, want.video) && enough(self.audio, want.audio),
-            "decoded {} of {} video and {} of {} audio frames of {fixture}",
-            self.video,
-            want.video,
-            self.audio,
-            want.audio
-        );
-    }
+/// A clean decode of at least 95% of the fixture's video and audio frames.
+fn assert_plays(playback: &Playback, fixture: &str, server: &Server) {
+    let want = crate::support::count_frames(&crate::support::fixture(fixture));
+    assert!(
+        want.video > 0 && want.audio > 0,
+        "ffprobe counted no frames in {fixture}"
+    );
+    playback.assert_plays(want, &format!("{fixture} (server log:\n{})", server.log()));
 }
 
 fn config_text(data_dir: &Path, secret: &Path) -> String {
@@ -283,7 +255,7 @@ fn http_get(addr: SocketAddr, path_and_query: &str) -> Response {
         .enable_all()
         .build()
         .expect("a tokio runtime")
-        .block_on(common::http::get(addr, path_and_query))
+        .block_on(crate::support::http::get(addr, path_and_query))
 }
 
 // --- playlists and ffmpeg output -------------------------------------------
@@ -297,16 +269,9 @@ fn listed_secs(playlist: &str) -> f64 {
         .sum()
 }
 
-/// The URI attribute of every EXT-X-KEY tag.
+/// The URI of the key of every segment, as listed.
 fn key_uris(playlist: &str) -> Vec<String> {
-    playlist
-        .lines()
-        .filter(|l| l.starts_with("#EXT-X-KEY:"))
-        .filter_map(|l| {
-            let rest = &l[l.find("URI=\"")? + 5..];
-            Some(rest[..rest.find('"')?].to_owned())
-        })
-        .collect()
+    keyed_segments(playlist).into_iter().map(|k| k.uri).collect()
 }
 
 /// framecrc lines per output stream index (`#` lines are headers).
@@ -325,8 +290,10 @@ fn media_duration_secs(path: &Path) -> f64 {
 #[test]
 fn helpers_parse_what_they_read() {
     let playlist = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n\
-        #EXT-X-KEY:METHOD=AES-128,URI=\"/keys/live/demo/a-0?edk=AQ\",IV=0x01\n#EXTINF:4.000,\na-0.ts\n\
-        #EXT-X-KEY:METHOD=AES-128,URI=\"/keys/live/demo/a-1?edk=Ag\",IV=0x02\n#EXTINF:2.500,\na-1.ts\n\
+        #EXT-X-KEY:METHOD=AES-128,URI=\"/keys/live/demo/a-0?edk=AQ\",IV=0x00000000000000000000000000000001\n\
+        #EXTINF:4.000,\na-0.ts\n\
+        #EXT-X-KEY:METHOD=AES-128,URI=\"/keys/live/demo/a-1?edk=Ag\",IV=0x00000000000000000000000000000002\n\
+        #EXTINF:2.500,\na-1.ts\n\
         #EXT-X-ENDLIST\n";
     assert_eq!(segment_count(playlist), 2);
     assert!(ended(playlist));
@@ -362,7 +329,7 @@ fn ffmpeg_plays_what_ffmpeg_publishes() {
     let playback = player.finish(CHILD_LIMIT);
     let published = publisher.wait(CHILD_LIMIT);
     assert!(published.success(), "publisher failed: {published}");
-    playback.assert_plays(DEMO_FIXTURE, &server);
+    assert_plays(&playback, DEMO_FIXTURE, &server);
 
     let playlist = server.wait_for_end("live/demo");
     assert!(
@@ -477,7 +444,7 @@ fn two_streams_at_once() {
         let playback = server
             .start_player(&stream.replace('/', "."), stream, Some(&token))
             .finish(CHILD_LIMIT);
-        playback.assert_plays(fixture, &server);
+        assert_plays(&playback, fixture, &server);
     }
 }
 
@@ -498,7 +465,7 @@ fn a_dying_publisher_does_not_disturb_another_stream() {
     assert!(!killed.success(), "the other publisher finished before it was killed");
     let other_playlist = server.wait_for_end("live/other");
     let other_secs = listed_secs(&other_playlist);
-    let other_full = media_duration_secs(&common::fixture(OTHER_FIXTURE));
+    let other_full = media_duration_secs(&crate::support::fixture(OTHER_FIXTURE));
     assert!(
         other_secs < other_full * 0.9,
         "the killed stream lists {other_secs} s of {other_full} s: it was not cut short"
@@ -507,13 +474,13 @@ fn a_dying_publisher_does_not_disturb_another_stream() {
     let status = demo.wait(CHILD_LIMIT);
     assert!(status.success(), "demo publisher failed: {status}");
     let playlist = server.wait_for_end("live/demo");
-    let demo_full = media_duration_secs(&common::fixture(DEMO_FIXTURE));
+    let demo_full = media_duration_secs(&crate::support::fixture(DEMO_FIXTURE));
     let listed = listed_secs(&playlist);
     assert!(
         listed >= demo_full * 0.95,
         "demo lists {listed} s of {demo_full} s:\n{playlist}"
     );
-    player.finish(CHILD_LIMIT).assert_plays(DEMO_FIXTURE, &server);
+    assert_plays(&player.finish(CHILD_LIMIT), DEMO_FIXTURE, &server);
 }
 
 /// `sealcast config check` lists every problem with its key and fails; a

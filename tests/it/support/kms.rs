@@ -1,49 +1,37 @@
 //! What the KMS tests share: moto's server (a real implementation of the AWS
 //! KMS API, with SigV4 checking switched on), a TCP proxy that can cut the KMS
-//! off, an ffmpeg publisher and player, and playlist helpers.
-#![allow(dead_code)]
+//! off, a KMS wrapper that counts calls, and an ffmpeg publisher and player.
 
+use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use sealcast::crypto::{DataKey, EncryptionContext, WrappedKey};
 use sealcast::kms::aws::sigv4::{self, Credentials, SigningParams};
 use sealcast::kms::aws::{AwsKms, AwsSettings};
+use sealcast::kms::{Kms, KmsError};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::common::child::free_port;
-use crate::common::http;
-
-/// Polls `check` every 50 ms until it returns `Some`, or panics after `limit`
-/// naming `what`.
-pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use super::http;
+use super::playlist::wait_for;
+use super::process::{Proc, free_port};
 
 /// moto's server on a loopback port, killed on drop. The first three requests
 /// (the IAM setup of [`Moto::provision`]) go unchecked; from then on moto
 /// verifies every request's SigV4 signature against the access keys it issued,
 /// the way AWS does.
 pub struct Moto {
-    child: Child,
+    /// Ended when the guard drops.
+    _process: Proc,
     pub addr: SocketAddr,
 }
 
@@ -53,16 +41,20 @@ const UNCHECKED_SETUP_REQUESTS: &str = "3";
 impl Moto {
     pub async fn start() -> Self {
         let port = free_port();
-        let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("INITIAL_NO_AUTH_ACTION_COUNT", UNCHECKED_SETUP_REQUESTS)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 with moto[server] is required (scripts/test.sh installs it)");
+        let process = Proc::spawn(
+            "python3 -m moto.server (moto[server])",
+            Command::new("python3")
+                .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+                .env("INITIAL_NO_AUTH_ACTION_COUNT", UNCHECKED_SETUP_REQUESTS)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let moto = Self { child, addr };
+        let moto = Self {
+            _process: process,
+            addr,
+        };
         wait_for("moto to listen", Duration::from_secs(60), || async {
             TcpStream::connect(addr).await.ok().map(|_| ())
         })
@@ -183,14 +175,6 @@ pub struct Provisioned {
     pub key_id: String,
 }
 
-impl Drop for Moto {
-    fn drop(&mut self) {
-        // Our own child, by its handle.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn xml_text(xml: &str, tag: &str) -> String {
     let open = format!("<{tag}>");
     let start = xml.find(&open).unwrap_or_else(|| panic!("<{tag}> in {xml}")) + open.len();
@@ -284,7 +268,7 @@ pub const FPS: u32 = 30;
 
 /// Starts ffmpeg publishing `seconds` of a 320x240 test pattern at 30 fps
 /// (a keyframe every second) with a sine tone, in real time when `realtime`.
-pub fn publish(rtmp: SocketAddr, publish_key: &str, seconds: u32, realtime: bool) -> Child {
+pub fn publish(rtmp: SocketAddr, publish_key: &str, seconds: u32, realtime: bool) -> Proc {
     let mut command = Command::new("ffmpeg");
     command.args(["-hide_banner", "-nostdin", "-loglevel", "error"]);
     for input in ["testsrc2=size=320x240:rate=30", "sine=frequency=440:sample_rate=44100"] {
@@ -309,32 +293,23 @@ pub fn publish(rtmp: SocketAddr, publish_key: &str, seconds: u32, realtime: bool
         .arg(format!("rtmp://{rtmp}/live/{publish_key}"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ffmpeg is required (scripts/test.sh installs it)")
+        .stderr(Stdio::piped());
+    Proc::spawn("ffmpeg publisher", &mut command)
 }
 
 /// Waits for a publisher to exit successfully.
-pub async fn finished(child: Child) {
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "ffmpeg publish failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// The playlist once it has `#EXT-X-ENDLIST`.
-pub async fn ended_playlist(http_addr: SocketAddr, stream: &str) -> String {
-    wait_for("the playlist to end", Duration::from_secs(60), || async move {
-        let response = http::get(http_addr, &format!("/{stream}/index.m3u8")).await;
-        let text = response.text();
-        (response.status == 200 && text.contains("#EXT-X-ENDLIST")).then_some(text)
+pub async fn finished(mut publisher: Proc) {
+    let (status, stderr) = tokio::task::spawn_blocking(move || {
+        let mut stderr = String::new();
+        if let Some(mut pipe) = publisher.child.stderr.take() {
+            // Until ffmpeg exits and closes it.
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        (publisher.wait(Duration::from_secs(120)), stderr)
     })
     .await
+    .unwrap();
+    assert!(status.success(), "ffmpeg publish failed: {stderr}");
 }
 
 /// Plays `/{stream}/index.m3u8?token=…` with ffmpeg (keys through the key
@@ -358,47 +333,6 @@ pub async fn play(http_addr: SocketAddr, stream: &str, token: &str, out: &Path) 
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// A key tag of a playlist: key URI (path and query) and IV.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyLine {
-    pub uri: String,
-    pub key_id: String,
-    pub edk: Vec<u8>,
-    pub iv: [u8; 16],
-}
-
-/// Every `#EXT-X-KEY` of a playlist, paired with the segment it precedes.
-pub fn keyed_segments(playlist: &str) -> Vec<(KeyLine, String)> {
-    let mut out = Vec::new();
-    let mut key = None;
-    for line in playlist.lines() {
-        if let Some(attrs) = line.strip_prefix("#EXT-X-KEY:") {
-            let uri = attr(attrs, "URI=\"", "\"");
-            let iv_hex = attr(attrs, "IV=0x", ",");
-            let mut iv = [0u8; 16];
-            for (i, byte) in iv.iter_mut().enumerate() {
-                *byte = u8::from_str_radix(&iv_hex[2 * i..2 * i + 2], 16).unwrap();
-            }
-            let path = uri.split('?').next().unwrap();
-            let key_id = path.rsplit('/').next().unwrap().to_owned();
-            let edk_text = attr(&uri, "edk=", "&");
-            let edk = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(edk_text)
-                .unwrap();
-            key = Some(KeyLine { uri, key_id, edk, iv });
-        } else if !line.starts_with('#') && !line.is_empty() {
-            out.push((key.clone().expect("a key before every segment"), line.to_owned()));
-        }
-    }
-    out
-}
-
-fn attr(text: &str, start: &str, end: &str) -> String {
-    let from = text.find(start).unwrap_or_else(|| panic!("{start} in {text}")) + start.len();
-    let rest = &text[from..];
-    rest[..rest.find(end).unwrap_or(rest.len())].to_owned()
 }
 
 /// GET a key through the key endpoint with `token`: (status, body, Retry-After).
@@ -429,3 +363,43 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 /// Shared handle for test values set from tasks.
 pub type Shared<T> = Arc<std::sync::Mutex<T>>;
+
+/// A key provider that counts the calls made to the one it wraps.
+pub struct CountingKms {
+    inner: Arc<dyn Kms>,
+    generated: AtomicU64,
+    decrypted: AtomicU64,
+}
+
+impl CountingKms {
+    pub fn new(inner: Arc<dyn Kms>) -> Self {
+        Self {
+            inner,
+            generated: AtomicU64::new(0),
+            decrypted: AtomicU64::new(0),
+        }
+    }
+
+    /// `generate_data_key` calls started so far.
+    pub fn generated(&self) -> u64 {
+        self.generated.load(Ordering::SeqCst)
+    }
+
+    /// `decrypt` calls started so far.
+    pub fn decrypted(&self) -> u64 {
+        self.decrypted.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl Kms for CountingKms {
+    async fn generate_data_key(&self, ctx: &EncryptionContext) -> Result<(DataKey, WrappedKey), KmsError> {
+        self.generated.fetch_add(1, Ordering::SeqCst);
+        self.inner.generate_data_key(ctx).await
+    }
+
+    async fn decrypt(&self, wrapped: &WrappedKey, ctx: &EncryptionContext) -> Result<DataKey, KmsError> {
+        self.decrypted.fetch_add(1, Ordering::SeqCst);
+        self.inner.decrypt(wrapped, ctx).await
+    }
+}

@@ -1,6 +1,5 @@
 //! The real server, in process, on 127.0.0.1:0 ports, with its data dir and
 //! secrets in a temporary directory.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -16,59 +16,42 @@
 //!   budgets; another viewer of another stream, and ingest publishing
 //!   meanwhile, are not affected.
 //!
-//! Every test here starts by installing the log capture (one per process),
-//! so the log assertions of finding 4 see the server's real output.
-
-// Test code: an unwrap that fails is a test that fails, with its cause.
-#![allow(clippy::unwrap_used)]
-
-mod common;
+//! The log test of finding 4 runs on a current-thread runtime with a log
+//! capture as its thread's subscriber, so it sees its own server's lines and
+//! no other test's.
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use crate::support::http::{self, Response};
+use crate::support::kms::CountingKms;
+use crate::support::rtmp::{Fixture, PublishOutcome, Publisher};
+use crate::support::server::{DEMO_KEY, OTHER_KEY, TestServer};
+use crate::support::with_safety_net;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::http::{self, Response};
-use common::rtmp_client::{Fixture, PublishOutcome, Publisher};
-use common::server::{DEMO_KEY, OTHER_KEY, TestServer};
 use ring::hmac;
 use sealcast::config::Config;
-use sealcast::crypto::{DataKey, EncryptionContext, WrappedKey};
-use sealcast::kms::{Kms, KmsError};
 use sealcast::server::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const FIXTURE: &str = "high-bframes-aac48k.flv";
 const ADMIN: &str = "admin-token-for-security-tests-0123";
-/// Safety net around each whole test; no assertion depends on it.
-const SAFETY: Duration = Duration::from_secs(120);
-
-async fn with_safety_net(test: impl Future<Output = ()>) {
-    tokio::time::timeout(SAFETY, test)
-        .await
-        .expect("test did not finish within the safety timeout");
-}
-
-/// Everything the server logs (every test of this process), as the default
-/// fmt subscriber writes it, without colours.
-fn logs() -> &'static Mutex<Vec<u8>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = Arc::clone(&buffer);
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::DEBUG)
-            .with_writer(move || LogWriter(Arc::clone(&writer)))
-            .try_init()
-            .expect("the log capture is the first subscriber of this process");
-        buffer
-    })
+/// Captures what this thread logs, as the default fmt subscriber writes
+/// it, without colours, until the guard drops. On a current-thread runtime
+/// that is everything the server under test logs from its tasks.
+fn capture_logs() -> (tracing::subscriber::DefaultGuard, Arc<Mutex<Vec<u8>>>) {
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let writer = Arc::clone(&buffer);
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || LogWriter(Arc::clone(&writer)))
+        .finish();
+    (tracing::subscriber::set_default(subscriber), buffer)
 }
 
 struct LogWriter(Arc<Mutex<Vec<u8>>>);
@@ -130,16 +113,11 @@ async fn publish_demo(server: &TestServer, token: &str) -> String {
     }
 }
 
-/// The key URIs of a playlist, root-relative.
+/// The key URIs of a playlist, root-relative, one per key.
 fn key_uris(playlist: &str) -> Vec<String> {
-    playlist
-        .lines()
-        .filter(|l| l.starts_with("#EXT-X-KEY:"))
-        .map(|l| {
-            let start = l.find("/keys/").unwrap();
-            let end = l[start..].find('"').unwrap() + start;
-            l[start..end].to_owned()
-        })
+    crate::support::playlist::distinct_keys(playlist)
+        .into_iter()
+        .map(|key| key.uri)
         .collect()
 }
 
@@ -147,7 +125,6 @@ fn key_uris(playlist: &str) -> Vec<String> {
 /// as `Host` (and `Origin`): no operator page, no watch tokens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_host_gets_no_operator_page() {
-    logs();
     with_safety_net(async {
         let server = TestServer::start("").await;
         let addr = server.http;
@@ -183,7 +160,6 @@ async fn forged_host_gets_no_operator_page() {
 /// nothing, and the playlist that carries tickets is `private, no-store`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn head_does_not_spend_a_ticket() {
-    logs();
     with_safety_net(async {
         let server = TestServer::start_with_config("", |c| c.auth.one_time_key_tickets = true).await;
         let token = server.token("live/demo", 3600);
@@ -211,7 +187,6 @@ async fn head_does_not_spend_a_ticket() {
 /// by a shared cache; the credential-free one stays cacheable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn playlists_with_a_credential_are_private() {
-    logs();
     with_safety_net(async {
         let server = TestServer::start("").await;
         let token = server.token("live/demo", 3600);
@@ -253,7 +228,6 @@ fn sign_claims(server: &TestServer, claims_json: &str) -> String {
 /// gets 404 (no playlist yet), one that does not gets 403.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_patterns_match_whole_segments_and_exp_must_fit() {
-    logs();
     with_safety_net(async {
         let server = TestServer::start("").await;
         let far = sealcast::clock::now_unix_secs() + 3600;
@@ -283,7 +257,6 @@ async fn stream_patterns_match_whole_segments_and_exp_must_fit() {
 /// Finding 8 at the admin API: only an exact `app/name` is minted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_mints_exact_streams_only() {
-    logs();
     with_safety_net(async {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("admin_token");
@@ -311,7 +284,6 @@ async fn admin_api_mints_exact_streams_only() {
 /// a watch page that accepts its token, and the token opens the playlist.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_links_play_with_an_audience() {
-    logs();
     with_safety_net(async {
         let server = TestServer::start_with_config("", |c| c.auth.audience = Some("sealcast-tv".to_string())).await;
         let page = http::get(server.http, "/").await;
@@ -348,7 +320,6 @@ async fn watch_links_play_with_an_audience() {
 /// or none at all, does not. A right `?admin=` is redirected off the URL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_admin_credentials_are_all_slowed_down() {
-    logs();
     with_safety_net(async {
         let dir = tempfile::tempdir().unwrap();
         let secret = dir.path().join("token_secret");
@@ -360,7 +331,7 @@ async fn wrong_admin_credentials_are_all_slowed_down() {
             dir.path().join("data").display(),
             secret.display(),
             admin.display(),
-            common::server::streams_toml(),
+            crate::support::server::streams_toml(),
         );
         let config = Config::from_toml_str(&text).unwrap();
         let server = Server::from_config(&config).unwrap();
@@ -417,9 +388,9 @@ async fn wrong_admin_credentials_are_all_slowed_down() {
 }
 
 /// Finding 4: hostile app names and a wrong-key flood over real RTMP.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn hostile_rtmp_names_are_escaped_and_refusals_throttled_in_the_log() {
-    let logs = logs();
+    let (_capture, logs) = capture_logs();
     with_safety_net(async {
         let server = TestServer::start("").await;
         const WRONG_KEY: &str = "sk_wrong_key_guess_f00dfeed";
@@ -474,43 +445,18 @@ async fn hostile_rtmp_names_are_escaped_and_refusals_throttled_in_the_log() {
     .await;
 }
 
-/// The configured KMS, with its calls counted.
-struct CountingKms {
-    inner: Arc<dyn Kms>,
-    decrypts: AtomicU64,
-    generates: AtomicU64,
-}
-
-#[async_trait::async_trait]
-impl Kms for CountingKms {
-    async fn generate_data_key(&self, ctx: &EncryptionContext) -> Result<(DataKey, WrappedKey), KmsError> {
-        self.generates.fetch_add(1, Ordering::SeqCst);
-        self.inner.generate_data_key(ctx).await
-    }
-
-    async fn decrypt(&self, wrapped: &WrappedKey, ctx: &EncryptionContext) -> Result<DataKey, KmsError> {
-        self.decrypts.fetch_add(1, Ordering::SeqCst);
-        self.inner.decrypt(wrapped, ctx).await
-    }
-}
-
 /// Findings 2 and 3: one viewer's floods are bounded by its own budgets;
 /// a viewer of another stream keeps getting keys, and a publish running
 /// during the attack drops nothing and never waits for the KMS in vain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_floods_spend_only_the_attackers_budget() {
-    logs();
     with_safety_net(async {
         let counting: Arc<OnceLock<Arc<CountingKms>>> = Arc::new(OnceLock::new());
         let slot = Arc::clone(&counting);
         let server = TestServer::start_wrapping_kms(
             "[hls]\nsegment_duration_secs = 2\n[encryption]\nsegments_per_key = 1\n",
             move |inner| {
-                let kms = Arc::new(CountingKms {
-                    inner,
-                    decrypts: AtomicU64::new(0),
-                    generates: AtomicU64::new(0),
-                });
+                let kms = Arc::new(CountingKms::new(inner));
                 let _ = slot.set(Arc::clone(&kms));
                 kms
             },
@@ -533,7 +479,7 @@ async fn key_floods_spend_only_the_attackers_budget() {
 
         // The attack of the issue: 40 random 150-byte wrapped keys, 20
         // repeats of one bad one; then random ones until refused.
-        let before = kms.decrypts.load(Ordering::SeqCst);
+        let before = kms.decrypted();
         // 150 bytes, distinct per `i`.
         let random_edk = |i: u32| {
             let mut bytes: Vec<u8> = (0..150u32).map(|j| (j.wrapping_mul(40_503) >> 3) as u8).collect();
@@ -550,7 +496,7 @@ async fn key_floods_spend_only_the_attackers_budget() {
             statuses.push(http::get(server.http, &uri).await.status);
         }
         assert!(statuses.iter().all(|s| *s == 403), "{statuses:?}");
-        let first_attack = kms.decrypts.load(Ordering::SeqCst) - before;
+        let first_attack = kms.decrypted() - before;
         assert_eq!(first_attack, 41, "one decrypt per distinct bad wrapped key");
 
         let budget = sealcast::keyservice::budget::KMS_MISSES_PER_WINDOW;
@@ -563,7 +509,7 @@ async fn key_floods_spend_only_the_attackers_budget() {
                 other => panic!("status {other}"),
             }
         }
-        let attack_decrypts = kms.decrypts.load(Ordering::SeqCst) - before;
+        let attack_decrypts = kms.decrypted() - before;
         assert_eq!(
             attack_decrypts,
             u64::from(budget),
@@ -596,7 +542,7 @@ async fn key_floods_spend_only_the_attackers_budget() {
         eprintln!(
             "KMS during the attack: {attack_decrypts} decrypts for {} attack requests; {} data keys generated in all",
             60 + budget + 20 - 40,
-            kms.generates.load(Ordering::SeqCst)
+            kms.generated()
         );
         server.stop().await;
     })
@@ -608,7 +554,6 @@ async fn key_floods_spend_only_the_attackers_budget() {
 /// stream still redeems its tickets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ticket_floods_leave_room_in_the_replay_store() {
-    logs();
     with_safety_net(async {
         let server = TestServer::start_with_config(
             "[hls]\nsegment_duration_secs = 2\n[encryption]\nsegments_per_key = 1\n",

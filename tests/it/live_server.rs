@@ -1,38 +1,25 @@
 //! The live server end to end, in process: fixtures pushed over real RTMP
-//! (rml_rtmp's client session), playlists, segments and keys fetched over
+//! (the publishing client of `sealcast::tools::publisher`), playlists, segments and keys fetched over
 //! real HTTP, segments decrypted and judged by ffprobe/ffmpeg against the
 //! fixture they came from.
 //!
 //! Every test ends by walking its server's data dir: no data key fetched
 //! from the key endpoint is on disk, and no stored file is plaintext TS.
 
-// Test code: an unwrap that fails is a test that fails, with its cause.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
-use std::future::Future;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
+use crate::support::http;
+use crate::support::playlist::{query_param, segment_count, until_ended, until_segments};
+use crate::support::rtmp::{Fixture, PublishOutcome, Publisher};
+use crate::support::server::{DEMO_KEY, OTHER_KEY, TestServer};
+use crate::support::{contains, count_frames, ffmpeg_errors, fixture, has_ts_sync, walk, with_safety_net};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::http;
-use common::rtmp_client::{Fixture, PublishOutcome, Publisher};
-use common::server::{DEMO_KEY, OTHER_KEY, TestServer};
-use common::{contains, count_frames, ffmpeg_errors, fixture, has_ts_sync, walk};
 use sealcast::crypto::{self, DataKey};
 use sealcast::hls::{ParsedPlaylist, parse_media_playlist};
-use sealcast::names;
-
-/// Safety net around each whole test; no assertion depends on it.
-const SAFETY: Duration = Duration::from_secs(120);
-/// Polling the playlist for a state the server reaches on its own: at most
-/// this many attempts this far apart (10 s in all).
-const POLL_ATTEMPTS: u32 = 400;
-const POLL_INTERVAL: Duration = Duration::from_millis(25);
+use sealcast::names::{self, KeyUri};
 
 /// 10 s, 30 fps, B-frames, keyframe every 2 s.
 const HIGH: &str = "high-bframes-aac48k.flv";
@@ -41,14 +28,8 @@ const BASELINE: &str = "baseline-aac44k.flv";
 /// Both fixtures last 10 s.
 const FIXTURE_SECS: f64 = 10.0;
 
-async fn with_safety_net(test: impl Future<Output = ()>) {
-    tokio::time::timeout(SAFETY, test)
-        .await
-        .expect("test did not finish within the safety timeout");
-}
-
 // ---------------------------------------------------------------------------
-// Playlist polling and checks
+// Playlist checks
 
 fn playlist_path(stream: &str, token: Option<&str>) -> String {
     match token {
@@ -57,45 +38,13 @@ fn playlist_path(stream: &str, token: Option<&str>) -> String {
     }
 }
 
-/// Polls the playlist until `done` holds for its text; returns that text.
-async fn poll_playlist(
-    server: &TestServer,
-    stream: &str,
-    token: &str,
-    what: &str,
-    done: impl Fn(&str) -> bool,
-) -> String {
-    let path = playlist_path(stream, Some(token));
-    let mut last = None;
-    for _ in 0..POLL_ATTEMPTS {
-        let response = http::get(server.http, &path).await;
-        assert!(response.status == 200 || response.status == 404, "{path}: {response:?}");
-        if response.status == 200 {
-            let text = response.text();
-            if done(&text) {
-                return text;
-            }
-            last = Some(text);
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-    panic!("{stream}: playlist never reached {what}; last seen:\n{last:?}");
-}
-
 /// Waits for the publisher's end to reach the playlist (`#EXT-X-ENDLIST`).
 async fn wait_for_end(server: &TestServer, stream: &str, token: &str) -> String {
-    poll_playlist(server, stream, token, "#EXT-X-ENDLIST", |t| {
-        t.contains("#EXT-X-ENDLIST")
-    })
-    .await
+    until_ended(server.http, &playlist_path(stream, Some(token))).await
 }
 
 async fn wait_for_segments(server: &TestServer, stream: &str, token: &str, n: usize) -> String {
-    poll_playlist(server, stream, token, "enough segments", |t| segment_count(t) >= n).await
-}
-
-fn segment_count(text: &str) -> usize {
-    text.lines().filter(|l| l.starts_with("#EXTINF:")).count()
+    until_segments(server.http, &playlist_path(stream, Some(token)), n).await
 }
 
 /// The attributes of an `#EXT-X-KEY` line (RFC 8216 4.2 attribute list:
@@ -121,14 +70,6 @@ fn key_attributes(line: &str) -> BTreeMap<String, String> {
         rest = after.strip_prefix(',').unwrap_or(after);
     }
     attrs
-}
-
-/// The value of `name` in a URI's query string.
-fn query_param<'a>(uri: &'a str, name: &str) -> Option<&'a str> {
-    let (_, query) = uri.split_once('?')?;
-    query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
 }
 
 /// Checks an ended playlist against RFC 8216 and sealcast's rules, with
@@ -498,8 +439,9 @@ async fn endpoints_refuse_bad_requests_and_never_fail() {
         let bare = with_token.replace(&format!("&token={token}"), "");
         assert!(!bare.contains("token="), "{bare}");
         let (path, _) = bare.split_once('?').unwrap();
-        let key_id = path.rsplit('/').next().unwrap();
-        let edk = query_param(&bare, "edk").unwrap();
+        let parsed = KeyUri::parse(&bare).unwrap();
+        let key_id = parsed.key_id.as_str();
+        let edk = parsed.wrapped.to_base64url();
         let with = |uri: &str, token: &str| format!("{uri}&token={token}");
 
         // Signature with one character changed (not the last, whose low bits
@@ -516,7 +458,7 @@ async fn endpoints_refuse_bad_requests_and_never_fail() {
         let other = server.token("live/other", 3600);
         let wildcard = server.token("live/*", 3600);
 
-        let mut flipped = URL_SAFE_NO_PAD.decode(edk).unwrap();
+        let mut flipped = URL_SAFE_NO_PAD.decode(&edk).unwrap();
         let middle = flipped.len() / 2;
         flipped[middle] ^= 0x01;
         let flipped = URL_SAFE_NO_PAD.encode(&flipped);

@@ -2,15 +2,12 @@
 //! ffprobe and ffmpeg: the output is ciphertext, decrypts to valid TS holding
 //! every frame of the input, and no data key is ever written to disk.
 
-// Test code: an unwrap that fails is a test that fails, with its cause.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{contains, count_frames, ffmpeg_errors, fixture, has_ts_sync, probe_streams, probe_ts_streams, walk};
+use crate::support::{
+    contains, count_frames, ffmpeg_errors, fixture, has_ts_sync, probe_streams, probe_ts_streams, walk,
+};
 use sealcast::crypto::{self, EncryptionContext};
 use sealcast::hls::parse_media_playlist;
 use sealcast::kms::Kms;
@@ -120,7 +117,7 @@ fn check_fixture(name: &str, video: bool, audio: bool) {
             let single = p.dir.path().join("single.ts");
             std::fs::write(&single, &plain).unwrap();
             assert_eq!(
-                common::first_video_frame_is_key(&single),
+                crate::support::first_video_frame_is_key(&single),
                 Some(true),
                 "{} does not start with a keyframe",
                 path.display()

@@ -3,13 +3,6 @@
 //! data keys plays with ffmpeg through the key endpoint, and a KMS outage in
 //! the middle of a stream is fail-closed and heals by itself.
 
-// Test code: an unwrap that fails is a test that fails, with its cause.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-#[path = "kms_support/mod.rs"]
-mod kms_support;
-
 use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
@@ -18,35 +11,34 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::child::parse_running_line;
-use common::server::{DEMO_KEY, TestServer, mint_token, streams_toml};
-use common::{count_frames, has_ts_sync};
-use kms_support::{FPS, KeyLine, Moto, Proxy, fetch_key, files_under, keyed_segments, moto_decrypt, wait_for};
+use crate::support::kms::{FPS, Moto, Proxy, fetch_key, files_under, moto_decrypt};
+use crate::support::playlist::{self, KeyedSegment, keyed_segments, wait_for};
+use crate::support::process::Proc;
+use crate::support::process::parse_running_line;
+use crate::support::server::{DEMO_KEY, TestServer, mint_token, streams_toml};
+use crate::support::{count_frames, has_ts_sync};
 use sealcast::crypto::{DataKey, decrypt_segment};
 
 /// Runs `sealcast serve --config FILE` with AWS credentials in its environment
 /// only; returns the child and its RTMP and HTTP addresses from the banner.
-fn serve_binary(
-    config: &std::path::Path,
-    access_key_id: &str,
-    secret: &str,
-) -> (std::process::Child, SocketAddr, SocketAddr) {
+fn serve_binary(config: &std::path::Path, access_key_id: &str, secret: &str) -> (Proc, SocketAddr, SocketAddr) {
     let log_path = config.with_file_name("server.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sealcast"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("AWS_ACCESS_KEY_ID", access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", secret)
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE")
-        .env("RUST_LOG", "sealcast=debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let mut child = Proc::spawn(
+        "sealcast serve",
+        Command::new(env!("CARGO_BIN_EXE_sealcast"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("AWS_ACCESS_KEY_ID", access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE")
+            .env("RUST_LOG", "sealcast=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log),
+    );
+    let stdout = child.child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let banner = lines.next().and_then(Result::ok).unwrap_or_else(|| {
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -112,13 +104,13 @@ token_secret_file = "{secret_file}"
     let (mut server, rtmp, http) = serve_binary(&config, &provisioned.access_key_id, &provisioned.secret_access_key);
 
     let seconds = 8;
-    kms_support::finished(kms_support::publish(rtmp, DEMO_KEY, seconds, true)).await;
-    let playlist = kms_support::ended_playlist(http, "live/demo").await;
+    crate::support::kms::finished(crate::support::kms::publish(rtmp, DEMO_KEY, seconds, true)).await;
+    let playlist = playlist::until_ended(http, "/live/demo/index.m3u8").await;
 
     // Playback through the key endpoint: at least 95% of the frames pushed.
     let demo_token = token(secret, "live/demo");
     let played = dir.path().join("played.ts");
-    kms_support::play(http, "live/demo", &demo_token, &played).await;
+    crate::support::kms::play(http, "live/demo", &demo_token, &played).await;
     let frames = count_frames(&played);
     let pushed = u64::from(seconds * FPS);
     assert!(
@@ -133,18 +125,22 @@ token_secret_file = "{secret_file}"
     // key the key endpoint returns.
     let keyed = keyed_segments(&playlist);
     assert!(keyed.len() >= 4, "{playlist}");
-    let keys: BTreeSet<(String, Vec<u8>)> = keyed.iter().map(|(k, _)| (k.key_id.clone(), k.edk.clone())).collect();
+    let keys: BTreeSet<(String, Vec<u8>)> = keyed
+        .iter()
+        .map(|k| (k.key_id(), k.key.wrapped.as_bytes().to_vec()))
+        .collect();
     assert_eq!(keys.len(), keyed.len(), "segments_per_key = 1: a key per segment");
     let mut endpoint_keys = Vec::new();
-    for (key, segment) in &keyed {
+    for key in &keyed {
+        let segment = &key.segment;
         assert!(
-            key.edk.starts_with(key_id.as_bytes()),
+            key.key.wrapped.as_bytes().starts_with(key_id.as_bytes()),
             "edk of {segment} is not a moto blob"
         );
         let (status, body, _) = fetch_key(http, &key.uri, &demo_token).await;
         assert_eq!(status, 200, "{}", key.uri);
         assert_eq!(body.len(), 16);
-        let from_moto = moto_decrypt(&moto_kms, &key.edk, "live/demo", &key.key_id)
+        let from_moto = moto_decrypt(&moto_kms, key.key.wrapped.as_bytes(), "live/demo", &key.key_id())
             .await
             .unwrap();
         assert_eq!(from_moto, body, "{}", key.uri);
@@ -160,18 +156,18 @@ token_secret_file = "{secret_file}"
     // The context is authenticated: the same blob under another stream's
     // key path (with a valid token for that stream), or under another key id,
     // is refused with 403, and so is a tampered blob.
-    let (first, _) = &keyed[0];
-    let (second, _) = &keyed[1];
+    let first = &keyed[0];
+    let second = &keyed[1];
     let other_token = token(secret, "live/other");
-    let edk = first.uri.split_once("?edk=").unwrap().1;
+    let edk = first.key.wrapped.to_base64url();
     let cases: Vec<(String, String, &str)> = vec![
         (
-            format!("/keys/live/other/{}?edk={edk}", first.key_id),
+            format!("/keys/live/other/{}?edk={edk}", first.key_id()),
             other_token.clone(),
             "another stream",
         ),
         (
-            format!("/keys/live/demo/{}?edk={edk}", second.key_id),
+            format!("/keys/live/demo/{}?edk={edk}", second.key_id()),
             demo_token.clone(),
             "another key id",
         ),
@@ -183,16 +179,15 @@ token_secret_file = "{secret_file}"
         assert!(!endpoint_keys.contains(&body), "{what}");
     }
     // Moto itself says the same about the foreign context.
-    let refused = moto_decrypt(&moto_kms, &first.edk, "live/other", &first.key_id).await;
+    let refused = moto_decrypt(&moto_kms, first.key.wrapped.as_bytes(), "live/other", &first.key_id()).await;
     assert!(refused.unwrap_err().contains("InvalidCiphertextException"));
 
-    let _ = server.kill();
-    let _ = server.wait();
+    server.kill();
 }
 
 /// The key URI with one byte of its blob's ciphertext flipped.
-fn tampered(key: &KeyLine) -> String {
-    let mut edk = key.edk.clone();
+fn tampered(key: &KeyedSegment) -> String {
+    let mut edk = key.key.wrapped.as_bytes().to_vec();
     let last = edk.len() - 1;
     edk[last] ^= 0x01;
     use base64::Engine as _;
@@ -222,7 +217,7 @@ async fn kms_outage_mid_stream_is_fail_closed_and_heals() {
     // file) ever seen must be ciphertext.
     let stop = Arc::new(AtomicBool::new(false));
     let checked = Arc::new(AtomicUsize::new(0));
-    let seen_during_outage: kms_support::Shared<BTreeSet<String>> = Default::default();
+    let seen_during_outage: crate::support::kms::Shared<BTreeSet<String>> = Default::default();
     let outage = Arc::new(AtomicBool::new(false));
     let watcher = {
         let (stop, checked, seen, outage, dir) = (
@@ -255,13 +250,15 @@ async fn kms_outage_mid_stream_is_fail_closed_and_heals() {
         })
     };
 
-    let publisher = kms_support::publish(server.rtmp, DEMO_KEY, 24, true);
+    let publisher = crate::support::kms::publish(server.rtmp, DEMO_KEY, 24, true);
     wait_for("two segments before the outage", Duration::from_secs(30), || async {
         (server.stream_info("live/demo").segments >= 2).then_some(())
     })
     .await;
-    let live = common::http::get(server.http, "/live/demo/index.m3u8").await.text();
-    let (early_key, _) = keyed_segments(&live).remove(0);
+    let live = crate::support::http::get(server.http, "/live/demo/index.m3u8")
+        .await
+        .text();
+    let early_key = keyed_segments(&live).remove(0);
 
     // The KMS goes away.
     let before = server.stream_info("live/demo");
@@ -289,8 +286,8 @@ async fn kms_outage_mid_stream_is_fail_closed_and_heals() {
         (server.stream_info("live/demo").segments >= healed_from + 2).then_some(())
     })
     .await;
-    kms_support::finished(publisher).await;
-    let playlist = kms_support::ended_playlist(server.http, "live/demo").await;
+    crate::support::kms::finished(publisher).await;
+    let playlist = playlist::until_ended(server.http, "/live/demo/index.m3u8").await;
     stop.store(true, Ordering::SeqCst);
     let plaintext = watcher.await.unwrap();
 
@@ -314,14 +311,22 @@ async fn kms_outage_mid_stream_is_fail_closed_and_heals() {
     assert_eq!(listed, info.segments, "{playlist}");
     let sequences: Vec<u64> = keyed_segments(&playlist)
         .iter()
-        .map(|(_, uri)| uri.trim_end_matches(".ts").rsplit('-').next().unwrap().parse().unwrap())
+        .map(|k| {
+            k.segment
+                .trim_end_matches(".ts")
+                .rsplit('-')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
         .collect();
     let gaps = sequences.windows(2).filter(|w| w[1] != w[0] + 1).count();
     assert_eq!(gaps, discontinuities, "each gap in {sequences:?} is marked");
 
     // Playback works across the gap, with the keys from the healed KMS.
     let played = server.dir.path().join("played.ts");
-    kms_support::play(server.http, "live/demo", &token, &played).await;
+    crate::support::kms::play(server.http, "live/demo", &token, &played).await;
     let frames = count_frames(&played);
     let listed_secs: f64 = playlist
         .lines()

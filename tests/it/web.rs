@@ -1,18 +1,13 @@
 //! The web pages over real HTTP: headers (CSP and friends), who may see the
 //! operator page, signing in with the admin token, and the watch page's
 //! answers to missing, bad and good tokens. The browser test
-//! (tests/browser.rs) shows the pages working in Chromium.
-
-// Test code: an unwrap that fails is a test that fails, with its cause.
-#![allow(clippy::unwrap_used)]
-
-mod common;
+//! (tests/it/browser.rs) shows the pages working in Chromium.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use common::http::{self, Response};
-use common::server::TestServer;
+use crate::support::http::{self, Response};
+use crate::support::server::TestServer;
 use sealcast::auth::Secret;
 use sealcast::config::{Config, DEFAULT_HLSJS_INTEGRITY, DEFAULT_HLSJS_URL};
 use sealcast::http::web::{self, REFUSED_TEXT, TOKEN_NEEDED_TEXT, WebState};

@@ -1,0 +1,30 @@
+//! sealcast's integration tests: one crate, one module per area, with the
+//! helpers they share in [`support`] (the in-process server harness, the RTMP
+//! publishing client, HTTP, the playlist poller, child-process guards, the
+//! KMS test services).
+//!
+//! The tests start the real server on 127.0.0.1:0 ports (in process, or the
+//! `sealcast` binary as a child), publish over real RTMP, fetch over real
+//! HTTP, and judge the output with real clients (ffmpeg, ffprobe, Chromium,
+//! PyJWT) and services (Redis, moto); `scripts/test.sh` installs them. A
+//! missing tool fails the tests that need it.
+
+// Test code: an unwrap that fails is a test that fails, with its cause.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+mod admin_api;
+mod browser;
+mod e2e_ffmpeg;
+mod key_service;
+mod kms_aws;
+mod kms_lifecycle;
+mod live_server;
+mod package;
+mod pyjwt_interop;
+mod robustness;
+mod rtmp_hostile;
+mod rtmp_ingest;
+mod security;
+mod web;
