@@ -187,21 +187,8 @@ impl Muxer {
             track => return Err(Error::TrackNotInProgram(track)),
         };
 
-        let pts = wrap_33(au.pts_90k);
         let dts = wrap_33(au.dts_90k);
-        let with_dts = au.pts_90k != au.dts_90k;
-        let header = PesHeader {
-            stream_id: StreamId::new(stream_id),
-            priority: false,
-            // Every PES starts with an access unit (AUD or ADTS syncword).
-            data_alignment_indicator: true,
-            copyright: false,
-            original_or_copy: false,
-            pts: Some(Timestamp::new(pts)?),
-            dts: if with_dts { Some(Timestamp::new(dts)?) } else { None },
-            escr: None,
-        };
-        let pes_header_size = PES_HEADER_SIZE_PTS + if with_dts { 5 } else { 0 };
+        let (header, pes_header_size) = pes_header(au, stream_id)?;
         let pes_packet_len = match au.track {
             Track::Video => 0,
             Track::Audio => u16::try_from(pes_header_size - PES_LENGTH_EXCLUDED + au.payload.len())
@@ -219,22 +206,7 @@ impl Muxer {
             Track::Video => au.keyframe,
             Track::Audio => tracks.video.is_none(),
         };
-        let (adaptation_field, af_size) = if pcr.is_some() || random_access {
-            let af = AdaptationField {
-                discontinuity_indicator: false,
-                random_access_indicator: random_access,
-                es_priority_indicator: false,
-                pcr,
-                opcr: None,
-                splice_countdown: None,
-                transport_private_data: Vec::new(), // empty: no allocation
-                extension: None,
-            };
-            let size = AF_FLAGS_SIZE + if pcr.is_some() { PCR_SIZE } else { 0 };
-            (Some(af), size)
-        } else {
-            (None, 0)
-        };
+        let (adaptation_field, af_size) = first_adaptation_field(pcr, random_access);
 
         // Everything fallible happens on this first packet, built on the
         // stack: an error leaves `out` and the counter untouched.
@@ -274,6 +246,47 @@ impl Muxer {
         }
         Ok(())
     }
+}
+
+/// The PES header of an access unit (2.4.3.7): PTS always, DTS when it
+/// differs; and its size in bytes.
+fn pes_header(au: &AccessUnit<'_>, stream_id: u8) -> Result<(PesHeader, usize), Error> {
+    let with_dts = au.pts_90k != au.dts_90k;
+    let header = PesHeader {
+        stream_id: StreamId::new(stream_id),
+        priority: false,
+        // Every PES starts with an access unit (AUD or ADTS syncword).
+        data_alignment_indicator: true,
+        copyright: false,
+        original_or_copy: false,
+        pts: Some(Timestamp::new(wrap_33(au.pts_90k))?),
+        dts: if with_dts {
+            Some(Timestamp::new(wrap_33(au.dts_90k))?)
+        } else {
+            None
+        },
+        escr: None,
+    };
+    Ok((header, PES_HEADER_SIZE_PTS + if with_dts { 5 } else { 0 }))
+}
+
+/// The adaptation field of a PES's first packet, when it carries a PCR or
+/// marks a random access point (2.4.3.4); and its size in bytes.
+fn first_adaptation_field(pcr: Option<ClockReference>, random_access: bool) -> (Option<AdaptationField>, usize) {
+    if pcr.is_none() && !random_access {
+        return (None, 0);
+    }
+    let af = AdaptationField {
+        discontinuity_indicator: false,
+        random_access_indicator: random_access,
+        es_priority_indicator: false,
+        pcr,
+        opcr: None,
+        splice_countdown: None,
+        transport_private_data: Vec::new(), // empty: no allocation
+        extension: None,
+    };
+    (Some(af), AF_FLAGS_SIZE + if pcr.is_some() { PCR_SIZE } else { 0 })
 }
 
 /// Fills the bytes before a continuation packet's payload: the TS header
