@@ -45,9 +45,16 @@ enum Command {
         /// Segments encrypted under one data key (1: every segment its own key).
         #[arg(long, default_value = "1")]
         segments_per_key: NonZeroU32,
-        /// Local KMS keyring (created with mode 0600 if missing).
-        #[arg(long, default_value = "sealcast-data/keyring.json")]
-        keyring: PathBuf,
+        #[command(flatten)]
+        keyring: KeyringArgs,
+        /// Create the keyring (mode 0600) if it does not exist yet, instead of
+        /// refusing; key servers must then be given the same keyring.
+        #[arg(long)]
+        new_keyring: bool,
+        /// Remove an earlier package (index.m3u8 and segments) from OUTDIR
+        /// first; without it a non-empty OUTDIR is refused.
+        #[arg(long)]
+        replace: bool,
         /// Stream name the keys are bound to, and key URIs name.
         #[arg(long, default_value = "vod/default", value_parser = parse_stream_name)]
         name: StreamName,
@@ -98,13 +105,21 @@ enum Command {
     Decrypt {
         playlist: PathBuf,
         output: PathBuf,
-        #[arg(long, default_value = "sealcast-data/keyring.json")]
-        keyring: PathBuf,
+        /// The keyring the playlist's keys were wrapped with.
+        #[command(flatten)]
+        keyring: KeyringArgs,
     },
 }
 
 #[derive(Subcommand)]
 enum KmsCommand {
+    /// Create a local keyring (mode 0600) with master key version 1; refuses
+    /// one that exists. `sealcast serve` creates its keyring on first start,
+    /// so this is for key servers and `package` set up before any server ran.
+    Init {
+        #[command(flatten)]
+        keyring: KeyringArgs,
+    },
     /// Add a master key version to the local keyring. New data keys are wrapped
     /// under it once the server (re)starts; keys wrapped under older versions
     /// still unwrap.
@@ -148,16 +163,49 @@ fn keyring_path(args: &KeyringArgs) -> anyhow::Result<Result<PathBuf, AwsKmsConf
 
 fn require_keyring(path: &Path) -> anyhow::Result<()> {
     if !path.exists() {
+        let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         anyhow::bail!(
-            "no keyring at {} (`sealcast serve` creates it on first start; --keyring or --config names another)",
-            path.display()
+            "no keyring at {}: `sealcast serve` creates it in storage.data_dir on first start; pass --config with \
+             the server's configuration file or --keyring FILE to use the server's keyring (`sealcast kms init` \
+             or package --new-keyring creates a new one)",
+            shown.display()
         );
     }
     Ok(())
 }
 
+/// Opens the local keyring the tools work with, never creating it unless
+/// `create` (an explicit `--new-keyring`) asks for it.
+fn open_tool_keyring(args: &KeyringArgs, tool: &str, create: bool) -> anyhow::Result<LocalKms> {
+    let path = keyring_path(args)?.map_err(|_| {
+        anyhow::anyhow!("kms.provider is \"aws\": sealcast {tool} works with a local keyring only; pass --keyring FILE")
+    })?;
+    if create {
+        anyhow::ensure!(
+            !path.exists(),
+            "--new-keyring: {} exists already; drop --new-keyring to use it",
+            path.display()
+        );
+        return Ok(LocalKms::open_or_create(&path)?);
+    }
+    require_keyring(&path)?;
+    Ok(LocalKms::open(&path)?)
+}
+
 fn kms_command(command: KmsCommand) -> anyhow::Result<()> {
     match command {
+        KmsCommand::Init { keyring } => {
+            let path = keyring_path(&keyring)?.map_err(|_| {
+                anyhow::anyhow!("kms.provider is \"aws\": AWS KMS keeps the master key; there is no keyring to create")
+            })?;
+            anyhow::ensure!(!path.exists(), "keyring {} exists already", path.display());
+            LocalKms::open_or_create(&path)?;
+            println!(
+                "created keyring {} with master key version 1; every server and tool that handles these \
+                 streams must use this file",
+                path.display()
+            );
+        }
         KmsCommand::Rotate { keyring } => {
             let path = keyring_path(&keyring)?.map_err(|_| {
                 anyhow::anyhow!(
@@ -270,10 +318,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             segment_duration_secs,
             segments_per_key,
             keyring,
+            new_keyring,
+            replace,
             name,
             key_uri_base,
         } => {
-            let kms = LocalKms::open_or_create(&keyring)?;
+            let kms = open_tool_keyring(&keyring, "package", new_keyring)?;
+            package::prepare_outdir(&outdir, replace)?;
             let options = PackageOptions {
                 stream: name,
                 segment_duration_secs,
@@ -301,7 +352,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
         } => {
             let config = load_config(config.as_deref())?;
-            let secret = config.resolve_token_secret()?;
+            let secret = config.read_token_secret()?;
             let claims = Claims {
                 exp: now_unix_secs() + ttl_secs,
                 stream,
@@ -326,8 +377,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             output,
             keyring,
         } => {
-            let kms = LocalKms::open_or_create(&keyring)?;
-            let segments = runtime.block_on(package::decrypt(&playlist, &output, &kms))?;
+            let kms = open_tool_keyring(&keyring, "decrypt", false)?;
+            let segments = runtime
+                .block_on(package::decrypt(&playlist, &output, &kms))
+                .map_err(|e| match e {
+                    package::PackageError::Kms(sealcast::kms::KmsError::InvalidCiphertext) => anyhow::anyhow!(
+                        "{e}: keyring {} is not the one these keys were wrapped with; pass --keyring FILE or \
+                         --config with the configuration of the server or package run that wrote {}",
+                        kms.path().display(),
+                        playlist.display()
+                    ),
+                    e => e.into(),
+                })?;
             println!("decrypted {segments} segments into {}", output.display());
         }
     }

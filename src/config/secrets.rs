@@ -85,11 +85,24 @@ impl Config {
     /// `<data_dir>/token_secret`, created (mode 0600) on the first call and
     /// reused afterwards.
     pub fn resolve_token_secret(&self) -> Result<Secret, ConfigError> {
-        self.resolve_token_secret_with(&os_env, &os_random)
+        self.resolve_token_secret_with(&os_env, Some(&os_random))
     }
 
-    /// [`Config::resolve_token_secret`] with the environment and RNG injected.
-    fn resolve_token_secret_with(&self, env: EnvLookup<'_>, rng: RandomFill<'_>) -> Result<Secret, ConfigError> {
+    /// Reads the token secret the server uses, like
+    /// [`Config::resolve_token_secret`], but never creates one: for the tools
+    /// (`sealcast token`), which must sign with the secret the server signs
+    /// with or refuse, saying where they looked and how to point them at it.
+    pub fn read_token_secret(&self) -> Result<Secret, ConfigError> {
+        self.resolve_token_secret_with(&os_env, None)
+    }
+
+    /// [`Config::resolve_token_secret`] with the environment and RNG
+    /// injected; without an RNG, a missing generated secret is an error.
+    fn resolve_token_secret_with(
+        &self,
+        env: EnvLookup<'_>,
+        rng: Option<RandomFill<'_>>,
+    ) -> Result<Secret, ConfigError> {
         let too_short = |what: String, len: usize| {
             ConfigError::one(format!(
                 "{what} holds {len} bytes; a token secret needs at least {MIN_TOKEN_SECRET_BYTES}"
@@ -110,6 +123,14 @@ impl Config {
             Some(path) => (path.clone(), format!("auth.token_secret_file {}", path.display())),
             None => {
                 let path = self.generated_token_secret_path();
+                let Some(rng) = rng else {
+                    if !path.exists() {
+                        return Err(ConfigError::one(missing_generated_secret(&path)));
+                    }
+                    let what = format!("generated token secret {}", path.display());
+                    return self.check_token_secret(&path, &what);
+                };
+                let path = self.generated_token_secret_path();
                 fs::create_dir_all(&self.storage.data_dir).map_err(|e| {
                     ConfigError::one(format!(
                         "storage.data_dir: cannot create {}: {e}",
@@ -125,9 +146,17 @@ impl Config {
                 (path, what)
             }
         };
-        let secret = read_secret_file(&path).map_err(|e| ConfigError::one(format!("{what}: cannot read: {e}")))?;
+        self.check_token_secret(&path, &what)
+    }
+
+    /// Reads a token secret file and checks its length.
+    fn check_token_secret(&self, path: &Path, what: &str) -> Result<Secret, ConfigError> {
+        let secret = read_secret_file(path).map_err(|e| ConfigError::one(format!("{what}: cannot read: {e}")))?;
         if secret.len() < MIN_TOKEN_SECRET_BYTES {
-            return Err(too_short(what, secret.len()));
+            return Err(ConfigError::one(format!(
+                "{what} holds {} bytes; a token secret needs at least {MIN_TOKEN_SECRET_BYTES}",
+                secret.len()
+            )));
         }
         Ok(secret)
     }
@@ -215,6 +244,20 @@ impl Config {
             key_origin: KeyOrigin::Generated(path),
         })
     }
+}
+
+/// Why a tool refuses when the server's generated token secret is not where
+/// the configuration says: it names the path it looked at and the ways to
+/// point the tool at the server's secret.
+fn missing_generated_secret(path: &Path) -> String {
+    let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    format!(
+        "no token secret at {}: the server generates it there (in storage.data_dir) on its first start; \
+         run this where the server runs, or pass --config with the server's configuration file \
+         (relative paths in it are relative to the working directory), or set auth.token_secret_file \
+         or auth.token_secret_env in that file",
+        shown.display()
+    )
 }
 
 /// Reads one configured publish key: the key, where it came from, and how

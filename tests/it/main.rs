@@ -27,4 +27,5 @@ mod robustness;
 mod rtmp_hostile;
 mod rtmp_ingest;
 mod security;
+mod tools_cli;
 mod web;

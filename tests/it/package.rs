@@ -31,6 +31,7 @@ fn package(fixture_name: &str, extra: &[&str]) -> Packaged {
         .arg(&out)
         .arg("--keyring")
         .arg(&keyring)
+        .arg("--new-keyring")
         .args(["--name", "vod/test"])
         .args(extra)
         .output()
@@ -222,6 +223,7 @@ fn refuses_a_non_flv_input() {
         .arg(dir.path().join("out"))
         .arg("--keyring")
         .arg(dir.path().join("keyring.json"))
+        .arg("--new-keyring")
         .output()
         .unwrap();
     assert!(!output.status.success());
