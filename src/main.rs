@@ -18,6 +18,7 @@ use sealcast::config::{AwsKmsConfig, Config, KeyOrigin, KmsConfig};
 use sealcast::keyservice::KeyServer;
 use sealcast::kms::local::LocalKms;
 use sealcast::names::StreamName;
+use sealcast::reload;
 use sealcast::server::{self, Server};
 use sealcast::tools::loadgen;
 use sealcast::tools::package::{self, PackageOptions};
@@ -121,7 +122,7 @@ enum KmsCommand {
         keyring: KeyringArgs,
     },
     /// Add a master key version to the local keyring. New data keys are wrapped
-    /// under it once the server (re)starts; keys wrapped under older versions
+    /// under it once the server reloads (SIGHUP) or restarts; keys wrapped under older versions
     /// still unwrap.
     Rotate {
         #[command(flatten)]
@@ -217,7 +218,7 @@ fn kms_command(command: KmsCommand) -> anyhow::Result<()> {
             let version = LocalKms::rotate(&path)?;
             println!(
                 "keyring {}: added master key version {version}; new data keys use it once sealcast \
-                 restarts, and keys wrapped under older versions still unwrap",
+                 reloads (SIGHUP, systemctl reload) or restarts, and keys wrapped under older versions still unwrap",
                 path.display()
             );
         }
@@ -407,6 +408,8 @@ fn serve(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>) -> anyho
             .await
             .with_context(|| format!("binding HTTP to {}", config.http.listen))?;
         let shutdown = server::shutdown_signal().context("installing signal handlers")?;
+        reload::reload_on_hangup(server.reloader(), config_path.map(Path::to_owned))
+            .context("installing the SIGHUP handler")?;
         print_banner(&config, config_path, &server, rtmp.local_addr()?, http.local_addr()?);
         server.run(rtmp, http, shutdown).await?;
         anyhow::Ok(())
@@ -422,6 +425,8 @@ fn keyserver(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>) -> a
             .await
             .with_context(|| format!("binding HTTP to {}", config.http.listen))?;
         let shutdown = server::shutdown_signal().context("installing signal handlers")?;
+        reload::reload_on_hangup(server.reloader(), config_path.map(Path::to_owned))
+            .context("installing the SIGHUP handler")?;
         // One line on stdout, for people and for scripts that start it on port 0.
         println!("sealcast keyserver listening on http://{}", http.local_addr()?);
         std::io::Write::flush(&mut std::io::stdout())?;

@@ -20,6 +20,7 @@ use crate::keyservice::{Clock, KeyService, KeySettings, replay_store_from_config
 use crate::kms::{self, Kms, KmsError};
 use crate::live::{LiveSettings, Registry, StreamSpec};
 use crate::names::{NameError, StreamName};
+use crate::reload::Reloader;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,7 @@ pub struct Server {
     web_state: Arc<WebState>,
     limits: IngestLimits,
     streams: Vec<ResolvedStream>,
+    reloader: Reloader,
 }
 
 impl Server {
@@ -92,7 +94,8 @@ impl Server {
             clock,
         ));
         let admin_token = config.auth.resolve_admin_token()?;
-        let registry = Arc::new(Registry::new(settings, kms, specs));
+        let registry = Arc::new(Registry::new(settings, Arc::clone(&kms), specs));
+        let reloader = Reloader::for_server(config, Arc::clone(&registry), kms);
         let limits = IngestLimits {
             max_connections: config.rtmp.max_connections.get() as usize,
             max_connections_per_ip: config.rtmp.max_connections_per_ip.get() as usize,
@@ -127,7 +130,13 @@ impl Server {
             web_state,
             limits,
             streams,
+            reloader,
         })
+    }
+
+    /// What SIGHUP reloads in this server (see [`crate::reload`]).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// The streams with their publish keys, for the start banner.

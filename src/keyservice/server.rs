@@ -32,6 +32,7 @@ pub enum StartError {
 pub struct KeyServer {
     keys: Arc<KeyService>,
     cors: CorsPolicy,
+    reloader: crate::reload::Reloader,
 }
 
 impl KeyServer {
@@ -59,11 +60,18 @@ impl KeyServer {
             KmsConfig::Aws(_) => crate::kms::open(&config.kms)?,
         };
         let replay = replay_store_from_config(&config.auth)?;
+        let reloader = crate::reload::Reloader::for_keyserver(config, Arc::clone(&kms));
         let keys = KeyService::new(KeySettings::from_config(&config.auth, token_secret), kms, replay, clock);
         Ok(Self {
             keys: Arc::new(keys),
             cors: CorsPolicy::from_origins(&config.http.cors_allowed_origins),
+            reloader,
         })
+    }
+
+    /// What SIGHUP reloads in this key server: the KMS's master key versions.
+    pub fn reloader(&self) -> crate::reload::Reloader {
+        self.reloader.clone()
     }
 
     /// The key service, for its counters.

@@ -3,9 +3,7 @@
 //! clock), the key cache under 100 concurrent requests, and two
 //! `sealcast keyserver` processes sharing one real redis-server.
 
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::http;
 use crate::support::playlist::{self, KeyedSegment, distinct_keys, query_param};
-use crate::support::process::{Proc, free_port};
+use crate::support::process::{Proc, free_port, start_keyserver};
 use crate::support::server::{DEMO_KEY, OTHER_KEY, TestServer};
 use crate::support::{count_frames, fixture, has_ts_sync, with_safety_net};
 
@@ -275,32 +273,6 @@ async fn start_redis(port: u16) -> Proc {
     })
     .await;
     process
-}
-
-/// `sealcast keyserver --config <file>`; returns it and its HTTP address
-/// (it listens on port 0 and prints where).
-fn start_keyserver(config: &Path, log: &Path) -> (Proc, SocketAddr) {
-    let mut process = Proc::spawn(
-        "sealcast keyserver",
-        Command::new(env!("CARGO_BIN_EXE_sealcast"))
-            .arg("keyserver")
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "sealcast=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).unwrap()),
-    );
-    let stdout = process.child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("sealcast keyserver listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}; log in {}", log.display()))
-        .parse()
-        .unwrap();
-    (process, addr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,7 @@ mod kms_lifecycle;
 mod live_server;
 mod package;
 mod pyjwt_interop;
+mod reload;
 mod robustness;
 mod rtmp_hostile;
 mod rtmp_ingest;

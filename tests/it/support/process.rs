@@ -281,3 +281,29 @@ pub fn framecrc_counts(text: &str) -> (u64, u64) {
     };
     (of("video"), of("audio"))
 }
+
+/// `sealcast keyserver --config <file>`; returns it and its HTTP address
+/// (it listens on port 0 and prints where).
+pub fn start_keyserver(config: &Path, log: &Path) -> (Proc, SocketAddr) {
+    let mut process = Proc::spawn(
+        "sealcast keyserver",
+        Command::new(SEALCAST)
+            .arg("keyserver")
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "sealcast=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(File::create(log).unwrap()),
+    );
+    let stdout = process.child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("sealcast keyserver listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}; log in {}", log.display()))
+        .parse()
+        .unwrap();
+    (process, addr)
+}
