@@ -274,7 +274,10 @@ enum ConfigCommand {
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     match path {
-        Some(path) => Config::load(path).map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display())),
+        Some(path) => Config::load(path).map_err(|e| {
+            let lines: Vec<String> = e.problems.iter().map(|p| format!("{}: {p}", path.display())).collect();
+            anyhow::anyhow!(lines.join("\n"))
+        }),
         None => Ok(Config::default()),
     }
 }
@@ -304,10 +307,27 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            for line in error_lines(&error) {
+                eprintln!("error: {line}");
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error as the lines to print: one per problem (a configuration error
+/// lists several), each with its causes appended once. A cause whose text
+/// the message already holds (errors that show their source) is not
+/// repeated.
+fn error_lines(error: &anyhow::Error) -> Vec<String> {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !message.contains(&cause) {
+            message = format!("{message}: {cause}");
+        }
+    }
+    message.lines().map(str::to_owned).collect()
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

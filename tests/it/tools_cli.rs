@@ -212,3 +212,36 @@ fn decrypt_with_another_keyring_says_so() {
     );
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
 }
+
+#[test]
+fn startup_errors_are_one_line_per_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sealcast.toml");
+    std::fs::write(&config, "[auth]\ntoken_secret_file = \"/nonexistent/secret\"\n").unwrap();
+    let run = sealcast(dir.path(), &["serve", "--config", s(&config)]);
+    assert!(!run.ok);
+    let errors: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        errors,
+        ["error: auth.token_secret_file /nonexistent/secret: cannot read: No such file or directory (os error 2)"],
+        "{}",
+        run.stderr
+    );
+
+    std::fs::write(&config, "[hls]\nplaylist_window = \"six\"\nsegment_duration = 4\n").unwrap();
+    let run = sealcast(dir.path(), &["serve", "--config", s(&config)]);
+    assert!(!run.ok);
+    let shown = config.display();
+    assert_eq!(
+        run.stderr.lines().collect::<Vec<_>>(),
+        [
+            format!(
+                "error: {shown}: hls.playlist_window: invalid type: string \"six\", expected u32 (line 2, column 19)"
+            ),
+            format!(
+                "error: {shown}: hls.segment_duration: unknown field `segment_duration`, expected one of \
+                 `segment_duration_secs`, `playlist_window`, `reconnect_grace_secs` (line 3, column 1)"
+            ),
+        ]
+    );
+}
