@@ -268,8 +268,47 @@ fn kms_command(command: KmsCommand) -> anyhow::Result<()> {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Check a configuration file; prints every problem and exits non-zero if any.
-    Check { file: PathBuf },
+    /// Check a configuration file as `serve` (or `keyserver`) would at start:
+    /// parsing, values, every secret it names, the keyring, the KMS set-up.
+    /// Prints every problem and exits non-zero if any; says what the
+    /// defaults will do. Writes nothing.
+    Check {
+        file: PathBuf,
+        /// The command the file is for.
+        #[arg(long, value_enum, default_value_t = RoleArg::Serve)]
+        role: RoleArg,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    Serve,
+    Keyserver,
+}
+
+/// `sealcast config check FILE`: problems on stderr (one line each), what
+/// the defaults do on stdout, non-zero exit on any problem.
+fn config_check(file: &Path, role: RoleArg) -> anyhow::Result<()> {
+    use sealcast::tools::config_check::{self, Role};
+    let config = load_config(Some(file))?;
+    let (role, name) = match role {
+        RoleArg::Serve => (Role::Serve, "serve"),
+        RoleArg::Keyserver => (Role::Keyserver, "keyserver"),
+    };
+    let report = config_check::check(&config, role);
+    for note in &report.notes {
+        println!("{}: {note}", file.display());
+    }
+    if report.problems.is_empty() {
+        println!("{}: ok for sealcast {name}", file.display());
+        return Ok(());
+    }
+    let lines: Vec<String> = report
+        .problems
+        .iter()
+        .map(|p| format!("{}: {p}", file.display()))
+        .collect();
+    anyhow::bail!(lines.join("\n"))
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
@@ -387,11 +426,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Kms { command } => kms_command(command)?,
         Command::Config {
-            command: ConfigCommand::Check { file },
-        } => {
-            let config = load_config(Some(&file))?;
-            println!("{}: ok ({} streams)", file.display(), config.streams.len());
-        }
+            command: ConfigCommand::Check { file, role },
+        } => config_check(&file, role)?,
         Command::BenchPush(args) => bench_push(&runtime, args)?,
         Command::Decrypt {
             playlist,

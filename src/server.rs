@@ -50,6 +50,10 @@ impl Server {
     /// Resolves secrets (creating generated ones on first start), opens the KMS
     /// and builds the stream registry.
     pub fn from_config(config: &Config) -> Result<Self, StartError> {
+        // Secrets first: a configuration that names a missing one creates no
+        // keyring before it is refused.
+        config.resolve_token_secret()?;
+        config.resolve_streams()?;
         Self::with_kms_and_clock(config, kms::open(&config.kms)?, crate::clock::system())
     }
 

@@ -510,14 +510,20 @@ fn config_check_names_every_problem() {
         "encryption.segments_per_key must be at least 1 (got 0)",
     ] {
         assert!(
-            output.lines().any(|l| l.trim() == problem),
+            output
+                .lines()
+                .any(|l| l == format!("error: {}: {problem}", bad.display())),
             "missing {problem:?} in:\n{output}"
         );
     }
 
     let (status, stdout, stderr) = check("check-good", &good);
     assert!(status.success(), "a good config failed: {stdout}{stderr}");
-    assert!(stdout.contains("ok (2 streams)"), "{stdout}");
+    assert!(
+        stdout.contains("streams: 2 configured, every publish key read"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ok for sealcast serve"), "{stdout}");
     assert!(!dir.path().join("data").exists(), "config check created the data dir");
 }
 

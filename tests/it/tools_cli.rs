@@ -245,3 +245,57 @@ fn startup_errors_are_one_line_per_problem() {
         ]
     );
 }
+
+#[test]
+fn config_check_refuses_what_serve_refuses_and_explains_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let run = sealcast(dir.path(), &["config", "check", s(&empty)]);
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("serve runs the one stream live/demo"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("ok for sealcast serve"), "{}", run.stdout);
+    assert!(
+        tree(dir.path()) == [empty.clone()],
+        "config check wrote {:?}",
+        tree(dir.path())
+    );
+
+    // What `serve` refuses: a missing token secret file, an unset key_env.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[auth]\ntoken_secret_file = \"/nonexistent/secret\"\n\
+         [[streams]]\napp = \"live\"\nname = \"cam\"\nkey_env = \"SEALCAST_IT_UNSET_KEY\"\n",
+    )
+    .unwrap();
+    let run = sealcast(dir.path(), &["config", "check", s(&bad)]);
+    assert!(!run.ok);
+    let shown = bad.display();
+    assert_eq!(
+        run.stderr.lines().collect::<Vec<_>>(),
+        [
+            format!(
+                "error: {shown}: auth.token_secret_file /nonexistent/secret: cannot read: No such file or directory (os error 2)"
+            ),
+            format!("error: {shown}: streams[0].key_env SEALCAST_IT_UNSET_KEY is not set or empty"),
+        ]
+    );
+    let serve = sealcast(dir.path(), &["serve", "--config", s(&bad)]);
+    assert!(!serve.ok);
+
+    // The empty file as a key server's: no secret, no keyring.
+    let run = sealcast(dir.path(), &["config", "check", "--role", "keyserver", s(&empty)]);
+    assert!(!run.ok);
+    assert_eq!(run.stderr.lines().count(), 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("a key server needs auth.token_secret_env"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("kms.keyring: no keyring at"), "{}", run.stderr);
+}
