@@ -81,8 +81,14 @@ enum Command {
         /// `app/name`, `app/*` (every stream of an app) or `*` (every stream).
         #[arg(long, value_parser = parse_stream_pattern)]
         stream: String,
-        #[arg(long, default_value_t = 3600)]
+        /// Lifetime in seconds (at least 1).
+        #[arg(long, default_value_t = sealcast::config::DEFAULT_TOKEN_TTL_SECS,
+              value_parser = clap::value_parser!(u64).range(1..))]
         ttl_secs: u64,
+        /// Mint for a stream the configuration does not list (streams that
+        /// another server's configuration or a publish hook admits).
+        #[arg(long)]
+        unlisted: bool,
         /// Optional viewer id (`sub` claim).
         #[arg(long)]
         sub: Option<String>,
@@ -329,6 +335,28 @@ fn parse_stream_pattern(s: &str) -> Result<String, String> {
     }
 }
 
+/// Refuses a token pattern that matches no stream of the configuration (the
+/// default stream `live/demo` when it lists none).
+fn check_listed(config: &Config, pattern: &str) -> anyhow::Result<()> {
+    let listed: Vec<String> = if config.streams.is_empty() {
+        vec!["live/demo".to_owned()]
+    } else {
+        config.streams.iter().map(|s| format!("{}/{}", s.app, s.name)).collect()
+    };
+    let matches = |stream: &String| match pattern.strip_suffix("/*") {
+        _ if pattern == "*" => true,
+        Some(app) => stream.split('/').next() == Some(app),
+        None => stream == pattern,
+    };
+    anyhow::ensure!(
+        listed.iter().any(matches),
+        "--stream {pattern} matches no stream of the configuration ({}); pass --config with the server's \
+         configuration, or --unlisted for a stream it does not list",
+        listed.join(", ")
+    );
+    Ok(())
+}
+
 fn parse_stream_name(s: &str) -> Result<StreamName, String> {
     StreamName::parse(s).map_err(|e| e.to_string())
 }
@@ -408,10 +436,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token {
             stream,
             ttl_secs,
+            unlisted,
             sub,
             config,
         } => {
             let config = load_config(config.as_deref())?;
+            if !unlisted {
+                check_listed(&config, &stream)?;
+            }
             let secret = config.read_token_secret()?;
             let claims = Claims {
                 exp: now_unix_secs() + ttl_secs,
@@ -613,7 +645,9 @@ fn bench_push(runtime: &tokio::runtime::Runtime, args: BenchPushArgs) -> anyhow:
     Ok(())
 }
 
-/// What a person needs after start: OBS settings, a playable URL, how to mint tokens.
+/// What a person needs after start: OBS settings, a playable URL, how to mint
+/// tokens. Stdout may end up in a journal: the publish key is shown only when
+/// it was just generated, and a ready-made token only on a terminal.
 fn print_banner(
     config: &Config,
     config_path: Option<&Path>,
@@ -621,45 +655,79 @@ fn print_banner(
     rtmp: std::net::SocketAddr,
     http: std::net::SocketAddr,
 ) {
+    let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let base = match config.http.public_base() {
-        "" => format!("http://{http}"),
+        "" => format!("http://{}", reachable(http)),
         base => base.to_owned(),
     };
-    println!("sealcast is running: RTMP on {rtmp}, HTTP on {http}");
-    for stream in server.streams() {
-        let key = match &stream.key_origin {
-            KeyOrigin::Generated(path) => {
-                format!(
-                    "{} (generated, kept in {})",
-                    stream.publish_key.expose_str().unwrap_or("?"),
-                    path.display()
-                )
-            }
-            KeyOrigin::Inline => "(as in the config file)".to_owned(),
-            KeyOrigin::Env(var) => format!("(from ${var})"),
-            KeyOrigin::File(path) => format!("(from {})", path.display()),
-        };
-        let token = server.key_service().mint_token(&Claims {
-            exp: now_unix_secs() + 24 * 3600,
-            stream: stream.path(),
-            sub: None,
-            jti: None,
-        });
-        println!();
-        println!("stream {}", stream.path());
-        println!("  OBS: Settings > Stream > Service: Custom");
-        println!("       Server:     rtmp://{rtmp}/{}", stream.app);
-        println!("       Stream Key: {key}");
-        println!("       (Settings > Output > Keyframe Interval: 2 s)");
-        println!("  play (token valid 24 h):");
-        println!(
-            "       ffplay '{base}/{}/{}/index.m3u8?token={token}'",
-            stream.app, stream.name
-        );
-    }
     let config_arg = config_path
         .map(|p| format!(" --config {}", p.display()))
         .unwrap_or_default();
+    println!("sealcast is running: RTMP on {rtmp}, HTTP on {http}");
+    if rtmp.ip().is_loopback() {
+        println!(
+            "(RTMP listens on loopback only: for an encoder on another machine set [rtmp] listen = \"0.0.0.0:{}\")",
+            rtmp.port()
+        );
+    }
+    for stream in server.streams() {
+        let key = match (&stream.key_origin, stream.generated_now) {
+            (KeyOrigin::Generated(path), true) => format!(
+                "{} (just generated; kept in {}, shown only now)",
+                stream.publish_key.expose_str().unwrap_or("?"),
+                path.display()
+            ),
+            (KeyOrigin::Generated(path), false) => format!("(generated earlier, kept in {})", path.display()),
+            (KeyOrigin::Inline, _) => "(as in the config file)".to_owned(),
+            (KeyOrigin::Env(var), _) => format!("(from ${var})"),
+            (KeyOrigin::File(path), _) => format!("(from {})", path.display()),
+        };
+        let ttl = sealcast::config::DEFAULT_TOKEN_TTL_SECS;
+        println!();
+        println!("stream {}", stream.path());
+        println!("  OBS: Settings > Stream > Service: Custom");
+        println!("       Server:     rtmp://{}/{}", reachable(rtmp), stream.app);
+        println!("       Stream Key: {key}");
+        println!("       (Settings > Output > Keyframe Interval: 2 s)");
+        let url = format!("{base}/{}/{}/index.m3u8", stream.app, stream.name);
+        if on_terminal {
+            let token = server.key_service().mint_token(&Claims {
+                exp: now_unix_secs() + ttl,
+                stream: stream.path(),
+                sub: None,
+                jti: None,
+            });
+            println!("  play (token valid {} min):", ttl / 60);
+            println!("       ffplay '{url}?token={token}'");
+        } else {
+            println!("  play: TOKEN=$(sealcast token --stream {}{config_arg})", stream.path());
+            println!("        ffplay \"{url}?token=$TOKEN\"");
+        }
+    }
     println!();
-    println!("more tokens: sealcast token --stream APP/NAME --ttl-secs 3600{config_arg}");
+    println!(
+        "more tokens: sealcast token --stream APP/NAME --ttl-secs {ttl}{config_arg}",
+        ttl = sealcast::config::DEFAULT_TOKEN_TTL_SECS
+    );
+}
+
+/// An address to show people: a listener on all addresses (0.0.0.0, ::) is
+/// shown with this machine's address on its default route, which other
+/// machines can usually reach.
+fn reachable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    if !addr.ip().is_unspecified() {
+        return addr;
+    }
+    // Connecting a UDP socket sends nothing; it only picks the route.
+    let probe = if addr.is_ipv4() {
+        "192.0.2.1:9"
+    } else {
+        "[2001:db8::1]:9"
+    };
+    let local = std::net::UdpSocket::bind(std::net::SocketAddr::new(addr.ip(), 0))
+        .and_then(|s| s.connect(probe).and_then(|()| s.local_addr()));
+    match local {
+        Ok(local) if !local.ip().is_unspecified() => std::net::SocketAddr::new(local.ip(), addr.port()),
+        _ => std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port()),
+    }
 }

@@ -51,9 +51,12 @@ impl Server {
     /// and builds the stream registry.
     pub fn from_config(config: &Config) -> Result<Self, StartError> {
         // Secrets first: a configuration that names a missing one creates no
-        // keyring before it is refused.
+        // keyring before it is refused. (Configured streams are only read;
+        // the default stream's generated key is left to the build below.)
         config.resolve_token_secret()?;
-        config.resolve_streams()?;
+        if !config.streams.is_empty() {
+            config.resolve_streams()?;
+        }
         Self::with_kms_and_clock(config, kms::open(&config.kms)?, crate::clock::system())
     }
 

@@ -41,6 +41,11 @@ pub use secrets::{KeyOrigin, ResolvedStream};
 /// long as its 256-bit output (RFC 7518 section 3.2).
 pub const MIN_TOKEN_SECRET_BYTES: usize = 32;
 
+/// The one default lifetime of playback tokens sealcast mints: `sealcast
+/// token`, `POST /api/v1/playback` without `ttl_secs`, the operator page's
+/// watch links (1 hour).
+pub const DEFAULT_TOKEN_TTL_SECS: u64 = 3600;
+
 /// Shortest accepted admin API token, in bytes.
 pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
 

@@ -35,8 +35,8 @@ use crate::names::StreamName;
 
 /// Longest playback token lifetime the API mints: 7 days.
 pub const MAX_PLAYBACK_TTL_SECS: u64 = 7 * 24 * 3600;
-/// Lifetime when the request gives none: 1 hour.
-pub const DEFAULT_PLAYBACK_TTL_SECS: u64 = 3600;
+/// Lifetime when the request gives none: sealcast's one default.
+pub const DEFAULT_PLAYBACK_TTL_SECS: u64 = crate::config::DEFAULT_TOKEN_TTL_SECS;
 /// Longest `sub` accepted, in bytes.
 const MAX_SUB_BYTES: usize = 256;
 /// Largest request body read.

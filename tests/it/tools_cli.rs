@@ -299,3 +299,55 @@ fn config_check_refuses_what_serve_refuses_and_explains_defaults() {
     );
     assert!(run.stderr.contains("kms.keyring: no keyring at"), "{}", run.stderr);
 }
+
+#[test]
+fn token_validates_like_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("token_secret");
+    std::fs::write(&secret, "tools-cli-secret-0123456789-0123456789\n").unwrap();
+    let config = dir.path().join("sealcast.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\ntoken_secret_file = {:?}\n[[streams]]\napp = \"live\"\nname = \"cam\"\nkey = \"sk_cam_0123456789abcdef\"\n",
+            s(&secret)
+        ),
+    )
+    .unwrap();
+    let token = |extra: &[&str]| {
+        let mut args = vec!["token", "--config", s(&config)];
+        args.extend_from_slice(extra);
+        sealcast(dir.path(), &args)
+    };
+    // (arguments, accepted, what stderr says when refused)
+    let cases: [(&[&str], bool, &str); 10] = [
+        (&["--stream", "live/cam"], true, ""),
+        (&["--stream", "live/*"], true, ""),
+        (&["--stream", "*"], true, ""),
+        (&["--stream", "live"], false, "expected app/name, app/* or *"),
+        (&["--stream", "li ve/cam"], false, "expected app/name, app/* or *"),
+        (&["--stream", "live/cam/x"], false, "expected app/name, app/* or *"),
+        (&["--stream", "live/cam", "--ttl-secs", "0"], false, "--ttl-secs"),
+        (
+            &["--stream", "live/other"],
+            false,
+            "matches no stream of the configuration (live/cam)",
+        ),
+        (
+            &["--stream", "other/*"],
+            false,
+            "matches no stream of the configuration (live/cam)",
+        ),
+        (&["--stream", "live/other", "--unlisted"], true, ""),
+    ];
+    for (args, ok, why) in cases {
+        let run = token(args);
+        assert_eq!(run.ok, ok, "{args:?}: {}", run.stderr);
+        if ok {
+            assert_eq!(run.stdout.trim().split('.').count(), 3, "{args:?}");
+        } else {
+            assert!(run.stdout.is_empty(), "{args:?}");
+            assert!(run.stderr.contains(why), "{args:?}: {}", run.stderr);
+        }
+    }
+}
