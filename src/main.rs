@@ -585,7 +585,8 @@ fn bench_push(runtime: &tokio::runtime::Runtime, args: BenchPushArgs) -> anyhow:
     let fixture = std::sync::Arc::new(loadgen::Fixture::load(&args.fixture)?);
     let publishers = keys.len();
     println!(
-        "bench-push: {publishers} publishers to {}, fixture {} ({:.1} s loop, {:.2} Mb/s each)",
+        "bench-push: {} to {}, fixture {} ({:.1} s loop, {:.2} Mb/s each)",
+        plural(publishers, "publisher"),
         args.url,
         args.fixture.display(),
         fixture.duration_ms() as f64 / 1000.0,
@@ -642,7 +643,27 @@ fn bench_push(runtime: &tokio::runtime::Runtime, args: BenchPushArgs) -> anyhow:
     for error in stats.errors() {
         println!("  error: {error}");
     }
+    anyhow::ensure!(
+        s.failed == 0,
+        "{} of {} failed{}",
+        s.failed,
+        plural(publishers, "publisher"),
+        stats
+            .errors()
+            .first()
+            .map(|e| format!(" (first error: {e})"))
+            .unwrap_or_default()
+    );
     Ok(())
+}
+
+/// `1 publisher`, `2 publishers`.
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// What a person needs after start: OBS settings, a playable URL, how to mint

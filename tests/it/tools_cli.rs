@@ -351,3 +351,52 @@ fn token_validates_like_the_server() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_push_fails_when_publishers_fail_and_shows_the_servers_reason() {
+    use crate::support::server::{DEMO_KEY, TestServer};
+    crate::support::with_safety_net(async {
+        let server = TestServer::start("").await;
+        let url = format!("rtmp://{}/live", server.rtmp);
+        let input = fixture("baseline-aac44k.flv");
+        let dir = tempfile::tempdir().unwrap();
+        let bench = |key: &str| {
+            let args = [
+                "bench-push",
+                "--url",
+                &url,
+                "--fixture",
+                s(&input),
+                "-n",
+                "1",
+                "--key-template",
+                key,
+                "--duration-secs",
+                "1",
+                "--ramp-ms",
+                "0",
+            ];
+            let (cwd, args) = (dir.path().to_owned(), args.map(str::to_owned));
+            tokio::task::spawn_blocking(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                sealcast(&cwd, &args)
+            })
+        };
+        let run = bench("sk_wrong_0123456789abcdef").await.unwrap();
+        assert!(!run.ok, "{}", run.stdout);
+        assert!(run.stdout.starts_with("bench-push: 1 publisher to "), "{}", run.stdout);
+        assert!(
+            run.stdout
+                .contains("error: refused: NetStream.Publish.Denied: unknown app or stream key"),
+            "{}",
+            run.stdout
+        );
+        assert!(run.stderr.contains("error: 1 of 1 publisher failed"), "{}", run.stderr);
+
+        let run = bench(DEMO_KEY).await.unwrap();
+        assert!(run.ok, "{}{}", run.stdout, run.stderr);
+        assert!(run.stdout.contains("failed=0"), "{}", run.stdout);
+        server.stop().await;
+    })
+    .await;
+}
