@@ -288,6 +288,12 @@ impl PublishAuthorizer for Arc<Registry> {
             if state.live {
                 return Err(PublishRefused::AlreadyLive);
             }
+            if state.playlist.as_ref().is_some_and(|p| !p.is_ended()) {
+                info!(
+                    stream = %stream.name,
+                    "publisher returned within the reconnect grace period: the playlist continues after a discontinuity"
+                );
+            }
             state.live = true;
             state.generation += 1;
             state.info = StreamInfo {

@@ -22,6 +22,7 @@ mod kms_aws;
 mod kms_lifecycle;
 mod live_server;
 mod package;
+mod publisher_logs;
 mod pyjwt_interop;
 mod reload;
 mod robustness;
