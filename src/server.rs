@@ -78,7 +78,7 @@ impl Server {
         let streams = config.resolve_streams()?;
         let settings = LiveSettings {
             data_dir: config.storage.data_dir.clone(),
-            key_uri_base: config.http.public_base().to_owned(),
+            key_uri_base: config.http.key_base().to_owned(),
             segment_duration_secs: config.hls.segment_duration_secs,
             playlist_window: config.hls.playlist_window as usize,
             segments_per_key: config.encryption.segments_per_key,

@@ -632,6 +632,34 @@ fn public_base_trims_slashes() {
 }
 
 #[test]
+fn key_base_is_key_base_url_else_public_url() {
+    let cases = [
+        (None, None, ""),
+        (Some("https://v.example/"), None, "https://v.example"),
+        (
+            Some("https://v.example"),
+            Some("https://keys.example/"),
+            "https://keys.example",
+        ),
+        (None, Some("https://keys.example/k"), "https://keys.example/k"),
+    ];
+    for (public, keys, want) in cases {
+        let http = HttpConfig {
+            public_url: public.map(str::to_string),
+            key_base_url: keys.map(str::to_string),
+            ..HttpConfig::default()
+        };
+        assert_eq!(http.key_base(), want, "{public:?} {keys:?}");
+        assert_eq!(http.public_base(), public.map_or("", |p| p.trim_end_matches('/')));
+    }
+    let err = Config::from_toml_str("[http]\nkey_base_url = \"keys.example\"\n").unwrap_err();
+    assert_eq!(
+        err.problems,
+        ["http.key_base_url \"keys.example\" must start with http:// or https://"]
+    );
+}
+
+#[test]
 fn load_reads_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sealcast.toml");

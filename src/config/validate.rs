@@ -131,6 +131,11 @@ fn http(http: &HttpConfig, p: &mut Problems) {
     {
         p.push(format!("http.public_url {url:?} {why}"));
     }
+    if let Some(url) = &http.key_base_url
+        && let Err(why) = check_public_url(url)
+    {
+        p.push(format!("http.key_base_url {url:?} {why}"));
+    }
     for (i, origin) in http.cors_allowed_origins.iter().enumerate() {
         if origin != "*" && check_origin(origin).is_err() {
             p.push(format!(

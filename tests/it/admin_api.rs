@@ -237,3 +237,59 @@ async fn streams_list_and_a_playback_url_that_ffmpeg_plays() {
     })
     .await;
 }
+
+/// With separate key servers (`key_base_url`), key URIs point at them while
+/// the admin API's playlist and playback URLs stay on this server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_base_url_moves_key_uris_and_nothing_else() {
+    with_safety_net(async {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("admin_token");
+        std::fs::write(&file, format!("{ADMIN_TOKEN}\n")).unwrap();
+        let server = TestServer::start_with_config("[hls]\nsegment_duration_secs = 2\n", |c| {
+            c.auth.admin_token_file = Some(file.clone());
+            c.http.public_url = Some("https://video.example.com/".to_owned());
+            c.http.key_base_url = Some("https://keys.example.com/".to_owned());
+        })
+        .await;
+        let mut publisher = crate::support::rtmp::Publisher::publish(server.rtmp, DEMO_KEY).await;
+        let fixture = crate::support::rtmp::Fixture::load(FIXTURE);
+        publisher.send_metadata(&fixture.metadata).await;
+        publisher.send_tags(&fixture.tags).await;
+
+        let (status, body, _) = api(
+            server.http,
+            "POST",
+            "/api/v1/playback",
+            Some(ADMIN_TOKEN),
+            r#"{"stream":"live/demo"}"#,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let playback_url = body["playback_url"].as_str().unwrap();
+        assert!(
+            playback_url.starts_with("https://video.example.com/live/demo/index.m3u8?token="),
+            "{playback_url}"
+        );
+        let (status, body, _) = api(server.http, "GET", "/api/v1/streams", Some(ADMIN_TOKEN), "").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["streams"][0]["playlist_url"],
+            "https://video.example.com/live/demo/index.m3u8"
+        );
+
+        let token = server.token("live/demo", 3600);
+        let playlist = until_listed(server.http, &format!("/live/demo/index.m3u8?token={token}")).await;
+        let key_lines: Vec<&str> = playlist.lines().filter(|l| l.starts_with("#EXT-X-KEY")).collect();
+        assert!(!key_lines.is_empty(), "{playlist}");
+        for line in key_lines {
+            assert!(
+                line.contains("URI=\"https://keys.example.com/keys/live/demo/"),
+                "{line}"
+            );
+        }
+        publisher.finish().await;
+        server.stop().await;
+    })
+    .await;
+}
