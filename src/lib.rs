@@ -44,6 +44,7 @@ pub mod ingest;
 pub mod keyservice;
 pub mod kms;
 pub mod live;
+pub mod readiness;
 pub mod reload;
 pub mod server;
 pub mod storage;

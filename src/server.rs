@@ -20,6 +20,7 @@ use crate::keyservice::{Clock, KeyService, KeySettings, replay_store_from_config
 use crate::kms::{self, Kms, KmsError};
 use crate::live::{LiveSettings, Registry, StreamSpec};
 use crate::names::{NameError, StreamName};
+use crate::readiness::{self, Readiness};
 use crate::reload::Reloader;
 
 /// Why the server could not start.
@@ -44,6 +45,7 @@ pub struct Server {
     limits: IngestLimits,
     streams: Vec<ResolvedStream>,
     reloader: Reloader,
+    readiness: Arc<Readiness>,
 }
 
 impl Server {
@@ -97,8 +99,13 @@ impl Server {
         let keys = Arc::new(KeyService::new(
             KeySettings::from_config(&config.auth, token_secret),
             Arc::clone(&kms),
-            replay,
+            Arc::clone(&replay),
             clock,
+        ));
+        let readiness = Arc::new(Readiness::new(
+            Arc::clone(&kms),
+            replay,
+            Some(config.storage.data_dir.clone()),
         ));
         let admin_token = config.auth.resolve_admin_token()?;
         let registry = Arc::new(Registry::new(settings, Arc::clone(&kms), specs));
@@ -138,6 +145,7 @@ impl Server {
             limits,
             streams,
             reloader,
+            readiness,
         })
     }
 
@@ -190,7 +198,12 @@ impl Server {
         self.registry.resume();
         let authorizer: Arc<dyn ingest::PublishAuthorizer> = Arc::new(Arc::clone(&self.registry));
         let mut ingest = tokio::spawn(ingest::serve(rtmp, authorizer, self.limits, stopped(stop_rx.clone())));
-        let app = http::router(Arc::clone(&self.http_state)).merge(web::router(Arc::clone(&self.web_state)));
+        // Each dependency checked once at start, without delaying it.
+        let readiness = Arc::clone(&self.readiness);
+        tokio::spawn(async move { readiness.log_at_start().await });
+        let app = http::router(Arc::clone(&self.http_state))
+            .merge(web::router(Arc::clone(&self.web_state)))
+            .merge(readiness::router(Arc::clone(&self.readiness)));
         // With connect info: wrong admin tokens are slowed down per address.
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let mut web =

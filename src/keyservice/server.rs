@@ -16,6 +16,7 @@ use crate::config::{Config, ConfigError, KmsConfig};
 use crate::http::{self, CorsPolicy};
 use crate::kms::local::LocalKms;
 use crate::kms::{Kms, KmsError};
+use crate::readiness::Readiness;
 
 /// Why the key server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,7 @@ pub struct KeyServer {
     keys: Arc<KeyService>,
     cors: CorsPolicy,
     reloader: crate::reload::Reloader,
+    readiness: Arc<Readiness>,
 }
 
 impl KeyServer {
@@ -61,11 +63,13 @@ impl KeyServer {
         };
         let replay = replay_store_from_config(&config.auth)?;
         let reloader = crate::reload::Reloader::for_keyserver(config, Arc::clone(&kms));
+        let readiness = Arc::new(Readiness::new(Arc::clone(&kms), Arc::clone(&replay), None));
         let keys = KeyService::new(KeySettings::from_config(&config.auth, token_secret), kms, replay, clock);
         Ok(Self {
             keys: Arc::new(keys),
             cors: CorsPolicy::from_origins(&config.http.cors_allowed_origins),
             reloader,
+            readiness,
         })
     }
 
@@ -86,7 +90,10 @@ impl KeyServer {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         info!(http = %http.local_addr()?, "sealcast keyserver listening");
-        let app = http::key_server_router(self.keys, self.cors);
+        // Each dependency checked once at start, without delaying it.
+        let readiness = Arc::clone(&self.readiness);
+        tokio::spawn(async move { readiness.log_at_start().await });
+        let app = http::key_server_router(self.keys, self.cors).merge(crate::readiness::router(self.readiness));
         axum::serve(http, app).with_graceful_shutdown(shutdown).await?;
         info!("keyserver shut down");
         Ok(())

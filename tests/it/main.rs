@@ -24,6 +24,7 @@ mod live_server;
 mod package;
 mod publisher_logs;
 mod pyjwt_interop;
+mod readiness;
 mod reload;
 mod robustness;
 mod rtmp_hostile;
