@@ -46,6 +46,7 @@ pub struct Server {
     streams: Vec<ResolvedStream>,
     reloader: Reloader,
     readiness: Arc<Readiness>,
+    access_log: bool,
 }
 
 impl Server {
@@ -146,6 +147,7 @@ impl Server {
             streams,
             reloader,
             readiness,
+            access_log: config.http.access_log,
         })
     }
 
@@ -204,6 +206,11 @@ impl Server {
         let app = http::router(Arc::clone(&self.http_state))
             .merge(web::router(Arc::clone(&self.web_state)))
             .merge(readiness::router(Arc::clone(&self.readiness)));
+        let app = if self.access_log {
+            app.layer(axum::middleware::from_fn(http::access_log::log))
+        } else {
+            app
+        };
         // With connect info: wrong admin tokens are slowed down per address.
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let mut web =

@@ -124,6 +124,11 @@ pub struct HttpConfig {
     /// default, none otherwise. `""` turns the check off.
     #[serde(default)]
     pub hlsjs_integrity: Option<String>,
+    /// One log line per HTTP request (status, method, route without the
+    /// query, stream, duration, bytes, peer), at info level under the
+    /// `sealcast::access` target. Default: off.
+    #[serde(default)]
+    pub access_log: bool,
 }
 
 /// `[storage]`: local files.
@@ -452,6 +457,7 @@ impl Default for HttpConfig {
             cors_allowed_origins: default_http_cors_allowed_origins(),
             hlsjs_url: default_http_hlsjs_url(),
             hlsjs_integrity: None,
+            access_log: false,
         }
     }
 }

@@ -35,6 +35,7 @@ pub struct KeyServer {
     cors: CorsPolicy,
     reloader: crate::reload::Reloader,
     readiness: Arc<Readiness>,
+    access_log: bool,
 }
 
 impl KeyServer {
@@ -70,6 +71,7 @@ impl KeyServer {
             cors: CorsPolicy::from_origins(&config.http.cors_allowed_origins),
             reloader,
             readiness,
+            access_log: config.http.access_log,
         })
     }
 
@@ -94,6 +96,11 @@ impl KeyServer {
         let readiness = Arc::clone(&self.readiness);
         tokio::spawn(async move { readiness.log_at_start().await });
         let app = http::key_server_router(self.keys, self.cors).merge(crate::readiness::router(self.readiness));
+        let app = if self.access_log {
+            app.layer(axum::middleware::from_fn(http::access_log::log))
+        } else {
+            app
+        };
         axum::serve(http, app).with_graceful_shutdown(shutdown).await?;
         info!("keyserver shut down");
         Ok(())

@@ -14,6 +14,7 @@
 
 mod support;
 
+mod access_log;
 mod admin_api;
 mod browser;
 mod e2e_ffmpeg;
