@@ -122,6 +122,33 @@ async fn playback_requests_are_validated() {
         assert_eq!(status, want, "{body}");
         assert!(json["error"].is_string(), "{body}: {json}");
     }
+    // A 400 names the field at fault.
+    let named = [
+        (
+            r#"{"stream":"live/demo","extra":1}"#,
+            "unknown field \"extra\"; the fields are stream, ttl_secs and sub",
+        ),
+        (r#"{"ttl_secs":60}"#, "stream is required (\"app/name\")"),
+        (r#"{"stream":5}"#, "stream must be a string \"app/name\""),
+        (
+            r#"{"stream":"live/demo","ttl_secs":"1h"}"#,
+            "ttl_secs must be a whole number of seconds",
+        ),
+        (
+            r#"{"stream":"live/demo","ttl_secs":-5}"#,
+            "ttl_secs must be a whole number of seconds",
+        ),
+        (r#"{"stream":"live/demo","sub":7}"#, "sub must be a string"),
+        (
+            r#"{"stream":"live/demo","ttl_secs":0}"#,
+            "ttl_secs must be between 1 and 604800",
+        ),
+        (r#"{"stream":"demo"}"#, "stream must be app/name"),
+    ];
+    for (body, want) in named {
+        let (status, json, _) = api(server.http, "POST", "/api/v1/playback", Some(ADMIN_TOKEN), body).await;
+        assert_eq!((status, json["error"].as_str()), (400, Some(want)), "{body}");
+    }
     let long_sub = format!(r#"{{"stream":"live/demo","sub":"{}"}}"#, "x".repeat(257));
     assert_eq!(
         api(server.http, "POST", "/api/v1/playback", Some(ADMIN_TOKEN), &long_sub)
