@@ -8,6 +8,7 @@
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -361,17 +362,70 @@ fn parse_stream_name(s: &str) -> Result<StreamName, String> {
     StreamName::parse(s).map_err(|e| e.to_string())
 }
 
+/// The log filter of the running process: `RUST_LOG` when set (it always
+/// wins), else the configuration's `[log] level`, else `info`; changed in
+/// place on SIGHUP.
+struct LogControl {
+    handle: tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>,
+    from_env: bool,
+    current: std::sync::Mutex<String>,
+}
+
+impl LogControl {
+    /// Sets up logging to stderr; the filter can be changed later.
+    fn init() -> Arc<Self> {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        let env = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
+        let current = env.clone().unwrap_or_else(|| "info".to_owned());
+        let filter = tracing_subscriber::EnvFilter::try_new(&current)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+            )
+            .init();
+        Arc::new(Self {
+            handle,
+            from_env: env.is_some(),
+            current: std::sync::Mutex::new(current),
+        })
+    }
+
+    /// Applies `[log] level` (`None`: `info`) unless `RUST_LOG` is set;
+    /// returns the change, for the log.
+    fn apply(&self, level: Option<&str>) -> Result<Option<String>, String> {
+        if self.from_env {
+            return Ok(None);
+        }
+        let wanted = level.unwrap_or("info");
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if *current == wanted {
+            return Ok(None);
+        }
+        let filter =
+            tracing_subscriber::EnvFilter::try_new(wanted).map_err(|e| format!("log.level {wanted:?}: {e}"))?;
+        self.handle.reload(filter).map_err(|e| e.to_string())?;
+        let change = format!("log level {wanted} (was {current})");
+        *current = wanted.to_owned();
+        Ok(Some(change))
+    }
+
+    /// The setter a [`reload::Reloader`] calls on SIGHUP.
+    fn setter(self: &Arc<Self>) -> reload::LogLevelSetter {
+        let control = Arc::clone(self);
+        Arc::new(move |level| control.apply(level))
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match run(cli) {
+    let log = LogControl::init();
+    match run(cli, &log) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             for line in error_lines(&error) {
@@ -397,7 +451,7 @@ fn error_lines(error: &anyhow::Error) -> Vec<String> {
     message.lines().map(str::to_owned).collect()
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, log: &Arc<LogControl>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match cli.command {
         Command::Package {
@@ -431,8 +485,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 report.skipped_tags
             );
         }
-        Command::Serve { config } => serve(&runtime, config.as_deref())?,
-        Command::Keyserver { config } => keyserver(&runtime, config.as_deref())?,
+        Command::Serve { config } => serve(&runtime, config.as_deref(), log)?,
+        Command::Keyserver { config } => keyserver(&runtime, config.as_deref(), log)?,
         Command::Token {
             stream,
             ttl_secs,
@@ -485,8 +539,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// `sealcast serve`: RTMP and HTTP until SIGINT or SIGTERM.
-fn serve(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>) -> anyhow::Result<()> {
+fn serve(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>, log: &Arc<LogControl>) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
+    log.apply(config.log.level.as_deref()).map_err(anyhow::Error::msg)?;
     let server = Server::from_config(&config)?;
     runtime.block_on(async {
         let rtmp = tokio::net::TcpListener::bind(config.rtmp.listen)
@@ -496,8 +551,11 @@ fn serve(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>) -> anyho
             .await
             .with_context(|| format!("binding HTTP to {}", config.http.listen))?;
         let shutdown = server::shutdown_signal().context("installing signal handlers")?;
-        reload::reload_on_hangup(server.reloader(), config_path.map(Path::to_owned))
-            .context("installing the SIGHUP handler")?;
+        reload::reload_on_hangup(
+            server.reloader().with_log_level(log.setter()),
+            config_path.map(Path::to_owned),
+        )
+        .context("installing the SIGHUP handler")?;
         print_banner(&config, config_path, &server, rtmp.local_addr()?, http.local_addr()?);
         server.run(rtmp, http, shutdown).await?;
         anyhow::Ok(())
@@ -505,16 +563,24 @@ fn serve(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>) -> anyho
 }
 
 /// `sealcast keyserver`: the key endpoint alone, until SIGINT or SIGTERM.
-fn keyserver(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>) -> anyhow::Result<()> {
+fn keyserver(
+    runtime: &tokio::runtime::Runtime,
+    config_path: Option<&Path>,
+    log: &Arc<LogControl>,
+) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
+    log.apply(config.log.level.as_deref()).map_err(anyhow::Error::msg)?;
     let server = KeyServer::from_config(&config)?;
     runtime.block_on(async {
         let http = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("binding HTTP to {}", config.http.listen))?;
         let shutdown = server::shutdown_signal().context("installing signal handlers")?;
-        reload::reload_on_hangup(server.reloader(), config_path.map(Path::to_owned))
-            .context("installing the SIGHUP handler")?;
+        reload::reload_on_hangup(
+            server.reloader().with_log_level(log.setter()),
+            config_path.map(Path::to_owned),
+        )
+        .context("installing the SIGHUP handler")?;
         // One line on stdout, for people and for scripts that start it on port 0.
         println!("sealcast keyserver listening on http://{}", http.local_addr()?);
         std::io::Write::flush(&mut std::io::stdout())?;

@@ -15,9 +15,15 @@ use crate::kms::Kms;
 use crate::live::{Registry, StreamSpec};
 use crate::names::StreamName;
 
+/// Applies a log filter (`[log] level`; `None`: the default), returning
+/// whether it changed anything; given by the binary, which owns logging.
+pub type LogLevelSetter = Arc<dyn Fn(Option<&str>) -> Result<Option<String>, String> + Send + Sync>;
+
 /// Reloads a running `serve` (streams and keyring) or `keyserver` (keyring).
 #[derive(Clone)]
 pub struct Reloader {
+    /// Sets the log filter; `None` in tests and library use.
+    log_level: Option<LogLevelSetter>,
     /// `None` for a key server, which has no streams.
     registry: Option<Arc<Registry>>,
     kms: Arc<dyn Kms>,
@@ -29,6 +35,7 @@ impl Reloader {
     /// A reloader for `sealcast serve`.
     pub fn for_server(config: &Config, registry: Arc<Registry>, kms: Arc<dyn Kms>) -> Self {
         Self {
+            log_level: None,
             registry: Some(registry),
             kms,
             running: Arc::new(Mutex::new(config.clone())),
@@ -38,10 +45,17 @@ impl Reloader {
     /// A reloader for `sealcast keyserver`: only the KMS.
     pub fn for_keyserver(config: &Config, kms: Arc<dyn Kms>) -> Self {
         Self {
+            log_level: None,
             registry: None,
             kms,
             running: Arc::new(Mutex::new(config.clone())),
         }
+    }
+
+    /// With `[log] level` applied on reload through `setter`.
+    pub fn with_log_level(mut self, setter: LogLevelSetter) -> Self {
+        self.log_level = Some(setter);
+        self
     }
 
     /// Applies `config` and returns one line per change. On error nothing
@@ -64,6 +78,15 @@ impl Reloader {
                 }
             }
         }
+        if config.log != running.log
+            && let Some(setter) = &self.log_level
+        {
+            match setter(config.log.level.as_deref()) {
+                Ok(Some(change)) => changes.push(change),
+                Ok(None) => {}
+                Err(e) => return Err(ConfigError { problems: vec![e] }),
+            }
+        }
         if let (Some(registry), Some(specs)) = (&self.registry, specs) {
             changes.extend(registry.reload_streams(specs));
         }
@@ -83,6 +106,7 @@ impl Reloader {
         }
         let mut stored = self.running.lock().unwrap_or_else(|p| p.into_inner());
         stored.streams = config.streams.clone();
+        stored.log = config.log.clone();
         Ok(changes)
     }
 }

@@ -34,7 +34,7 @@ mod toml_errors;
 mod validate;
 
 pub use redis_url::RedisUrl;
-pub use schema::{HlsConfig, HttpConfig, StorageConfig};
+pub use schema::{HlsConfig, HttpConfig, LogConfig, StorageConfig};
 pub use secrets::{KeyOrigin, ResolvedStream};
 
 /// Shortest accepted token secret, in bytes: HS256 wants a key at least as
@@ -80,6 +80,8 @@ pub struct Config {
     /// `[[streams]]`: streams that may be published. Empty: the one default
     /// stream `live/demo` with a publish key generated on first start.
     pub streams: Vec<StreamConfig>,
+    /// `[log]`: the log filter (reloaded on SIGHUP).
+    pub log: LogConfig,
 }
 
 /// A `[[streams]]` entry, validated: a stream encoders may publish.

@@ -49,6 +49,19 @@ pub struct Document {
     /// `live/demo` with a publish key generated on first start.
     #[serde(default)]
     pub streams: Vec<Stream>,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[log]`: what is logged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "struct LogConfig")]
+pub struct LogConfig {
+    /// The log filter, in `RUST_LOG` syntax (`info`, `warn,sealcast::access=info`).
+    /// `RUST_LOG`, when set, wins. Reloaded on SIGHUP. Absent: `info`.
+    #[serde(default)]
+    pub level: Option<String>,
 }
 
 /// `[rtmp]`: the ingest listener.

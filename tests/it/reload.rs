@@ -192,3 +192,38 @@ async fn serve_survives_sighup_and_logs_what_changed() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_changes_the_log_level_of_the_config() {
+    use std::process::{Command, Stdio};
+    with_safety_net(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("sealcast.toml");
+        let base = "[rtmp]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n";
+        std::fs::write(&config, format!("{base}[log]\nlevel = \"warn\"\n")).unwrap();
+        let log = dir.path().join("serve.log");
+        let out = dir.path().join("serve.out");
+        let mut process = crate::support::process::Proc::spawn(
+            "sealcast serve",
+            Command::new(crate::support::process::SEALCAST)
+                .args(["serve", "--config", path_str(&config)])
+                .current_dir(dir.path())
+                .env_remove("RUST_LOG")
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&out).unwrap())
+                .stderr(std::fs::File::create(&log).unwrap()),
+        );
+        log_shows(&out, "more tokens: sealcast token").await;
+        assert!(
+            !read_text(&log).contains(" INFO "),
+            "info lines at level warn:\n{}",
+            read_text(&log)
+        );
+
+        std::fs::write(&config, format!("{base}[log]\nlevel = \"debug\"\n")).unwrap();
+        process.signal("HUP");
+        log_shows(&log, "reload: log level debug (was warn)").await;
+        assert!(process.terminate(STOP_LIMIT).unwrap().success(), "{}", read_text(&log));
+    })
+    .await;
+}
