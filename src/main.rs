@@ -818,3 +818,29 @@ fn reachable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
         _ => std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn banner_addresses_are_reachable_ones() {
+        let loopback: std::net::SocketAddr = "127.0.0.1:1935".parse().unwrap();
+        assert_eq!(reachable(loopback), loopback);
+        let any = reachable("0.0.0.0:1935".parse().unwrap());
+        assert!(!any.ip().is_unspecified(), "{any}");
+        assert_eq!(any.port(), 1935);
+    }
+
+    #[test]
+    fn an_error_is_one_line_per_problem_without_repeats() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let repeated = anyhow::Error::new(io).context("keyring k.json: open: No such file");
+        assert_eq!(error_lines(&repeated), ["keyring k.json: open: No such file"]);
+        let chained = anyhow::anyhow!("inner cause").context("binding RTMP to 127.0.0.1:1935");
+        assert_eq!(error_lines(&chained), ["binding RTMP to 127.0.0.1:1935: inner cause"]);
+        let several = anyhow::anyhow!("a.toml: first\na.toml: second");
+        assert_eq!(error_lines(&several), ["a.toml: first", "a.toml: second"]);
+    }
+}
