@@ -282,8 +282,11 @@ enum ConfigCommand {
     Check {
         file: PathBuf,
         /// The command the file is for.
-        #[arg(long, value_enum, default_value_t = RoleArg::Serve)]
-        role: RoleArg,
+        /// Default: `serve`; a file without any section only `serve` reads
+        /// ([rtmp], [hls], [encryption], [[streams]]) is also judged as a key
+        /// server's, in a note.
+        #[arg(long, value_enum)]
+        role: Option<RoleArg>,
     },
 }
 
@@ -295,16 +298,28 @@ enum RoleArg {
 
 /// `sealcast config check FILE`: problems on stderr (one line each), what
 /// the defaults do on stdout, non-zero exit on any problem.
-fn config_check(file: &Path, role: RoleArg) -> anyhow::Result<()> {
+fn config_check(file: &Path, role: Option<RoleArg>) -> anyhow::Result<()> {
     use sealcast::tools::config_check::{self, Role};
     let config = load_config(Some(file))?;
-    let (role, name) = match role {
-        RoleArg::Serve => (Role::Serve, "serve"),
-        RoleArg::Keyserver => (Role::Keyserver, "keyserver"),
+    let (check_role, name) = match role {
+        Some(RoleArg::Keyserver) => (Role::Keyserver, "keyserver"),
+        Some(RoleArg::Serve) | None => (Role::Serve, "serve"),
     };
-    let report = config_check::check(&config, role);
+    let report = config_check::check(&config, check_role);
     for note in &report.notes {
         println!("{}: {note}", file.display());
+    }
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    if role.is_none() && !config_check::has_serve_sections(&text) {
+        let as_keyserver = config_check::check(&config, Role::Keyserver);
+        let verdict = match as_keyserver.problems.first() {
+            None => "ok".to_owned(),
+            Some(first) => format!("would be refused: {first}"),
+        };
+        println!(
+            "{}: (no section only serve reads) as a key server's configuration (--role keyserver): {verdict}",
+            file.display()
+        );
     }
     if report.problems.is_empty() {
         println!("{}: ok for sealcast {name}", file.display());

@@ -143,6 +143,18 @@ pub fn check(config: &Config, role: Role) -> Report {
     report
 }
 
+/// Whether a file has a section only `serve` reads (`[rtmp]`, `[hls]`,
+/// `[encryption]`, `[[streams]]`), so it cannot be a key server's.
+pub fn has_serve_sections(text: &str) -> bool {
+    toml::from_str::<toml::Table>(text)
+        .map(|table| {
+            ["rtmp", "hls", "encryption", "streams"]
+                .iter()
+                .any(|k| table.contains_key(*k))
+        })
+        .unwrap_or(true)
+}
+
 fn check_keyring(keyring: &Path, role: Role, problems: &mut Vec<String>, notes: &mut Vec<String>) {
     if keyring.exists() {
         match LocalKms::open(keyring) {
@@ -216,6 +228,23 @@ mod tests {
             "{:?}",
             report.problems
         );
+    }
+
+    #[test]
+    fn serve_sections_are_recognized() {
+        let cases = [
+            ("", false),
+            (
+                "[http]\nlisten = \"127.0.0.1:0\"\n[auth]\ntoken_secret_env = \"S\"\n",
+                false,
+            ),
+            ("[rtmp]\n", true),
+            ("[hls]\nplaylist_window = 5\n", true),
+            ("[[streams]]\napp = \"a\"\n", true),
+        ];
+        for (text, want) in cases {
+            assert_eq!(has_serve_sections(text), want, "{text}");
+        }
     }
 
     #[test]
