@@ -43,6 +43,7 @@ run() {
   (cd "$out" && /usr/bin/time -f '%e %U %S' -o "$WORK/time" "$@" >/dev/null 2>&1)
   awk '{printf "%.3f %.3f\n", $1, $2 + $3}' "$WORK/time" >>"$WORK/$name.times"
 }
+"$BIN" kms init --keyring "$WORK/keyring.json" >/dev/null
 for ((i = 0; i < RUNS; i++)); do
   run sealcast "$BIN" package "$INPUT" . --keyring "$WORK/keyring.json" --segment-duration-secs 2
   run ffmpeg ffmpeg -v error -i "$INPUT" -c copy -f hls -hls_time 2 -hls_enc 1 \

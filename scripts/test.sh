@@ -51,6 +51,14 @@ if scripts/check-sans-io.sh "$planted" >/dev/null; then
   exit 1
 fi
 
+echo "==> the systemd unit (systemd-analyze verify), and proof that the check catches a bad key"
+scripts/check-systemd-unit.sh
+sed 's/^ProtectSystem=strict/ProtectSystem=sideways/' packaging/sealcast.service >"$planted/bad.service"
+if scripts/check-systemd-unit.sh "$planted/bad.service" >/dev/null; then
+  echo "the systemd unit check missed a planted 'ProtectSystem=sideways'"
+  exit 1
+fi
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 # --workspace: the sans-IO core crate (sealcast-core) is linted and tested too.

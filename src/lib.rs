@@ -44,6 +44,8 @@ pub mod ingest;
 pub mod keyservice;
 pub mod kms;
 pub mod live;
+pub mod readiness;
+pub mod reload;
 pub mod server;
 pub mod storage;
 pub mod tools;

@@ -8,6 +8,7 @@
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -18,6 +19,7 @@ use sealcast::config::{AwsKmsConfig, Config, KeyOrigin, KmsConfig};
 use sealcast::keyservice::KeyServer;
 use sealcast::kms::local::LocalKms;
 use sealcast::names::StreamName;
+use sealcast::reload;
 use sealcast::server::{self, Server};
 use sealcast::tools::loadgen;
 use sealcast::tools::package::{self, PackageOptions};
@@ -45,9 +47,16 @@ enum Command {
         /// Segments encrypted under one data key (1: every segment its own key).
         #[arg(long, default_value = "1")]
         segments_per_key: NonZeroU32,
-        /// Local KMS keyring (created with mode 0600 if missing).
-        #[arg(long, default_value = "sealcast-data/keyring.json")]
-        keyring: PathBuf,
+        #[command(flatten)]
+        keyring: KeyringArgs,
+        /// Create the keyring (mode 0600) if it does not exist yet, instead of
+        /// refusing; key servers must then be given the same keyring.
+        #[arg(long)]
+        new_keyring: bool,
+        /// Remove an earlier package (index.m3u8 and segments) from OUTDIR
+        /// first; without it a non-empty OUTDIR is refused.
+        #[arg(long)]
+        replace: bool,
         /// Stream name the keys are bound to, and key URIs name.
         #[arg(long, default_value = "vod/default", value_parser = parse_stream_name)]
         name: StreamName,
@@ -73,8 +82,14 @@ enum Command {
         /// `app/name`, `app/*` (every stream of an app) or `*` (every stream).
         #[arg(long, value_parser = parse_stream_pattern)]
         stream: String,
-        #[arg(long, default_value_t = 3600)]
+        /// Lifetime in seconds (at least 1).
+        #[arg(long, default_value_t = sealcast::config::DEFAULT_TOKEN_TTL_SECS,
+              value_parser = clap::value_parser!(u64).range(1..))]
         ttl_secs: u64,
+        /// Mint for a stream the configuration does not list (streams that
+        /// another server's configuration or a publish hook admits).
+        #[arg(long)]
+        unlisted: bool,
         /// Optional viewer id (`sub` claim).
         #[arg(long)]
         sub: Option<String>,
@@ -98,15 +113,23 @@ enum Command {
     Decrypt {
         playlist: PathBuf,
         output: PathBuf,
-        #[arg(long, default_value = "sealcast-data/keyring.json")]
-        keyring: PathBuf,
+        /// The keyring the playlist's keys were wrapped with.
+        #[command(flatten)]
+        keyring: KeyringArgs,
     },
 }
 
 #[derive(Subcommand)]
 enum KmsCommand {
+    /// Create a local keyring (mode 0600) with master key version 1; refuses
+    /// one that exists. `sealcast serve` creates its keyring on first start,
+    /// so this is for key servers and `package` set up before any server ran.
+    Init {
+        #[command(flatten)]
+        keyring: KeyringArgs,
+    },
     /// Add a master key version to the local keyring. New data keys are wrapped
-    /// under it once the server (re)starts; keys wrapped under older versions
+    /// under it once the server reloads (SIGHUP) or restarts; keys wrapped under older versions
     /// still unwrap.
     Rotate {
         #[command(flatten)]
@@ -148,16 +171,49 @@ fn keyring_path(args: &KeyringArgs) -> anyhow::Result<Result<PathBuf, AwsKmsConf
 
 fn require_keyring(path: &Path) -> anyhow::Result<()> {
     if !path.exists() {
+        let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         anyhow::bail!(
-            "no keyring at {} (`sealcast serve` creates it on first start; --keyring or --config names another)",
-            path.display()
+            "no keyring at {}: `sealcast serve` creates it in storage.data_dir on first start; pass --config with \
+             the server's configuration file or --keyring FILE to use the server's keyring (`sealcast kms init` \
+             or package --new-keyring creates a new one)",
+            shown.display()
         );
     }
     Ok(())
 }
 
+/// Opens the local keyring the tools work with, never creating it unless
+/// `create` (an explicit `--new-keyring`) asks for it.
+fn open_tool_keyring(args: &KeyringArgs, tool: &str, create: bool) -> anyhow::Result<LocalKms> {
+    let path = keyring_path(args)?.map_err(|_| {
+        anyhow::anyhow!("kms.provider is \"aws\": sealcast {tool} works with a local keyring only; pass --keyring FILE")
+    })?;
+    if create {
+        anyhow::ensure!(
+            !path.exists(),
+            "--new-keyring: {} exists already; drop --new-keyring to use it",
+            path.display()
+        );
+        return Ok(LocalKms::open_or_create(&path)?);
+    }
+    require_keyring(&path)?;
+    Ok(LocalKms::open(&path)?)
+}
+
 fn kms_command(command: KmsCommand) -> anyhow::Result<()> {
     match command {
+        KmsCommand::Init { keyring } => {
+            let path = keyring_path(&keyring)?.map_err(|_| {
+                anyhow::anyhow!("kms.provider is \"aws\": AWS KMS keeps the master key; there is no keyring to create")
+            })?;
+            anyhow::ensure!(!path.exists(), "keyring {} exists already", path.display());
+            LocalKms::open_or_create(&path)?;
+            println!(
+                "created keyring {} with master key version 1; every server and tool that handles these \
+                 streams must use this file",
+                path.display()
+            );
+        }
         KmsCommand::Rotate { keyring } => {
             let path = keyring_path(&keyring)?.map_err(|_| {
                 anyhow::anyhow!(
@@ -169,7 +225,7 @@ fn kms_command(command: KmsCommand) -> anyhow::Result<()> {
             let version = LocalKms::rotate(&path)?;
             println!(
                 "keyring {}: added master key version {version}; new data keys use it once sealcast \
-                 restarts, and keys wrapped under older versions still unwrap",
+                 reloads (SIGHUP, systemctl reload) or restarts, and keys wrapped under older versions still unwrap",
                 path.display()
             );
         }
@@ -219,13 +275,70 @@ fn kms_command(command: KmsCommand) -> anyhow::Result<()> {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Check a configuration file; prints every problem and exits non-zero if any.
-    Check { file: PathBuf },
+    /// Check a configuration file as `serve` (or `keyserver`) would at start:
+    /// parsing, values, every secret it names, the keyring, the KMS set-up.
+    /// Prints every problem and exits non-zero if any; says what the
+    /// defaults will do. Writes nothing.
+    Check {
+        file: PathBuf,
+        /// The command the file is for.
+        /// Default: `serve`; a file without any section only `serve` reads
+        /// ([rtmp], [hls], [encryption], [[streams]]) is also judged as a key
+        /// server's, in a note.
+        #[arg(long, value_enum)]
+        role: Option<RoleArg>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    Serve,
+    Keyserver,
+}
+
+/// `sealcast config check FILE`: problems on stderr (one line each), what
+/// the defaults do on stdout, non-zero exit on any problem.
+fn config_check(file: &Path, role: Option<RoleArg>) -> anyhow::Result<()> {
+    use sealcast::tools::config_check::{self, Role};
+    let config = load_config(Some(file))?;
+    let (check_role, name) = match role {
+        Some(RoleArg::Keyserver) => (Role::Keyserver, "keyserver"),
+        Some(RoleArg::Serve) | None => (Role::Serve, "serve"),
+    };
+    let report = config_check::check(&config, check_role);
+    for note in &report.notes {
+        println!("{}: {note}", file.display());
+    }
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    if role.is_none() && !config_check::has_serve_sections(&text) {
+        let as_keyserver = config_check::check(&config, Role::Keyserver);
+        let verdict = match as_keyserver.problems.first() {
+            None => "ok".to_owned(),
+            Some(first) => format!("would be refused: {first}"),
+        };
+        println!(
+            "{}: (no section only serve reads) as a key server's configuration (--role keyserver): {verdict}",
+            file.display()
+        );
+    }
+    if report.problems.is_empty() {
+        println!("{}: ok for sealcast {name}", file.display());
+        return Ok(());
+    }
+    let lines: Vec<String> = report
+        .problems
+        .iter()
+        .map(|p| format!("{}: {p}", file.display()))
+        .collect();
+    anyhow::bail!(lines.join("\n"))
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     match path {
-        Some(path) => Config::load(path).map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display())),
+        Some(path) => Config::load(path).map_err(|e| {
+            let lines: Vec<String> = e.problems.iter().map(|p| format!("{}: {p}", path.display())).collect();
+            anyhow::anyhow!(lines.join("\n"))
+        }),
         None => Ok(Config::default()),
     }
 }
@@ -238,30 +351,122 @@ fn parse_stream_pattern(s: &str) -> Result<String, String> {
     }
 }
 
+/// Refuses a token pattern that matches no stream of the configuration (the
+/// default stream `live/demo` when it lists none).
+fn check_listed(config: &Config, pattern: &str) -> anyhow::Result<()> {
+    let listed: Vec<String> = if config.streams.is_empty() {
+        vec!["live/demo".to_owned()]
+    } else {
+        config.streams.iter().map(|s| format!("{}/{}", s.app, s.name)).collect()
+    };
+    let matches = |stream: &String| match pattern.strip_suffix("/*") {
+        _ if pattern == "*" => true,
+        Some(app) => stream.split('/').next() == Some(app),
+        None => stream == pattern,
+    };
+    anyhow::ensure!(
+        listed.iter().any(matches),
+        "--stream {pattern} matches no stream of the configuration ({}); pass --config with the server's \
+         configuration, or --unlisted for a stream it does not list",
+        listed.join(", ")
+    );
+    Ok(())
+}
+
 fn parse_stream_name(s: &str) -> Result<StreamName, String> {
     StreamName::parse(s).map_err(|e| e.to_string())
 }
 
+/// The log filter of the running process: `RUST_LOG` when set (it always
+/// wins), else the configuration's `[log] level`, else `info`; changed in
+/// place on SIGHUP.
+struct LogControl {
+    handle: tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>,
+    from_env: bool,
+    current: std::sync::Mutex<String>,
+}
+
+impl LogControl {
+    /// Sets up logging to stderr; the filter can be changed later.
+    fn init() -> Arc<Self> {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        let env = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
+        let current = env.clone().unwrap_or_else(|| "info".to_owned());
+        let filter = tracing_subscriber::EnvFilter::try_new(&current)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+            )
+            .init();
+        Arc::new(Self {
+            handle,
+            from_env: env.is_some(),
+            current: std::sync::Mutex::new(current),
+        })
+    }
+
+    /// Applies `[log] level` (`None`: `info`) unless `RUST_LOG` is set;
+    /// returns the change, for the log.
+    fn apply(&self, level: Option<&str>) -> Result<Option<String>, String> {
+        if self.from_env {
+            return Ok(None);
+        }
+        let wanted = level.unwrap_or("info");
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if *current == wanted {
+            return Ok(None);
+        }
+        let filter =
+            tracing_subscriber::EnvFilter::try_new(wanted).map_err(|e| format!("log.level {wanted:?}: {e}"))?;
+        self.handle.reload(filter).map_err(|e| e.to_string())?;
+        let change = format!("log level {wanted} (was {current})");
+        *current = wanted.to_owned();
+        Ok(Some(change))
+    }
+
+    /// The setter a [`reload::Reloader`] calls on SIGHUP.
+    fn setter(self: &Arc<Self>) -> reload::LogLevelSetter {
+        let control = Arc::clone(self);
+        Arc::new(move |level| control.apply(level))
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match run(cli) {
+    let log = LogControl::init();
+    match run(cli, &log) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            for line in error_lines(&error) {
+                eprintln!("error: {line}");
+            }
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// An error as the lines to print: one per problem (a configuration error
+/// lists several), each with its causes appended once. A cause whose text
+/// the message already holds (errors that show their source) is not
+/// repeated.
+fn error_lines(error: &anyhow::Error) -> Vec<String> {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !message.contains(&cause) {
+            message = format!("{message}: {cause}");
+        }
+    }
+    message.lines().map(str::to_owned).collect()
+}
+
+fn run(cli: Cli, log: &Arc<LogControl>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match cli.command {
         Command::Package {
@@ -270,10 +475,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             segment_duration_secs,
             segments_per_key,
             keyring,
+            new_keyring,
+            replace,
             name,
             key_uri_base,
         } => {
-            let kms = LocalKms::open_or_create(&keyring)?;
+            let kms = open_tool_keyring(&keyring, "package", new_keyring)?;
+            package::prepare_outdir(&outdir, replace)?;
             let options = PackageOptions {
                 stream: name,
                 segment_duration_secs,
@@ -292,16 +500,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 report.skipped_tags
             );
         }
-        Command::Serve { config } => serve(&runtime, config.as_deref())?,
-        Command::Keyserver { config } => keyserver(&runtime, config.as_deref())?,
+        Command::Serve { config } => serve(&runtime, config.as_deref(), log)?,
+        Command::Keyserver { config } => keyserver(&runtime, config.as_deref(), log)?,
         Command::Token {
             stream,
             ttl_secs,
+            unlisted,
             sub,
             config,
         } => {
             let config = load_config(config.as_deref())?;
-            let secret = config.resolve_token_secret()?;
+            if !unlisted {
+                check_listed(&config, &stream)?;
+            }
+            let secret = config.read_token_secret()?;
             let claims = Claims {
                 exp: now_unix_secs() + ttl_secs,
                 stream,
@@ -315,19 +527,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Kms { command } => kms_command(command)?,
         Command::Config {
-            command: ConfigCommand::Check { file },
-        } => {
-            let config = load_config(Some(&file))?;
-            println!("{}: ok ({} streams)", file.display(), config.streams.len());
-        }
+            command: ConfigCommand::Check { file, role },
+        } => config_check(&file, role)?,
         Command::BenchPush(args) => bench_push(&runtime, args)?,
         Command::Decrypt {
             playlist,
             output,
             keyring,
         } => {
-            let kms = LocalKms::open_or_create(&keyring)?;
-            let segments = runtime.block_on(package::decrypt(&playlist, &output, &kms))?;
+            let kms = open_tool_keyring(&keyring, "decrypt", false)?;
+            let segments = runtime
+                .block_on(package::decrypt(&playlist, &output, &kms))
+                .map_err(|e| match e {
+                    package::PackageError::Kms(sealcast::kms::KmsError::InvalidCiphertext) => anyhow::anyhow!(
+                        "{e}: keyring {} is not the one these keys were wrapped with; pass --keyring FILE or \
+                         --config with the configuration of the server or package run that wrote {}",
+                        kms.path().display(),
+                        playlist.display()
+                    ),
+                    e => e.into(),
+                })?;
             println!("decrypted {segments} segments into {}", output.display());
         }
     }
@@ -335,8 +554,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// `sealcast serve`: RTMP and HTTP until SIGINT or SIGTERM.
-fn serve(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>) -> anyhow::Result<()> {
+fn serve(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>, log: &Arc<LogControl>) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
+    log.apply(config.log.level.as_deref()).map_err(anyhow::Error::msg)?;
     let server = Server::from_config(&config)?;
     runtime.block_on(async {
         let rtmp = tokio::net::TcpListener::bind(config.rtmp.listen)
@@ -346,6 +566,11 @@ fn serve(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>) -> anyho
             .await
             .with_context(|| format!("binding HTTP to {}", config.http.listen))?;
         let shutdown = server::shutdown_signal().context("installing signal handlers")?;
+        reload::reload_on_hangup(
+            server.reloader().with_log_level(log.setter()),
+            config_path.map(Path::to_owned),
+        )
+        .context("installing the SIGHUP handler")?;
         print_banner(&config, config_path, &server, rtmp.local_addr()?, http.local_addr()?);
         server.run(rtmp, http, shutdown).await?;
         anyhow::Ok(())
@@ -353,14 +578,24 @@ fn serve(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>) -> anyho
 }
 
 /// `sealcast keyserver`: the key endpoint alone, until SIGINT or SIGTERM.
-fn keyserver(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>) -> anyhow::Result<()> {
+fn keyserver(
+    runtime: &tokio::runtime::Runtime,
+    config_path: Option<&Path>,
+    log: &Arc<LogControl>,
+) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
+    log.apply(config.log.level.as_deref()).map_err(anyhow::Error::msg)?;
     let server = KeyServer::from_config(&config)?;
     runtime.block_on(async {
         let http = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("binding HTTP to {}", config.http.listen))?;
         let shutdown = server::shutdown_signal().context("installing signal handlers")?;
+        reload::reload_on_hangup(
+            server.reloader().with_log_level(log.setter()),
+            config_path.map(Path::to_owned),
+        )
+        .context("installing the SIGHUP handler")?;
         // One line on stdout, for people and for scripts that start it on port 0.
         println!("sealcast keyserver listening on http://{}", http.local_addr()?);
         std::io::Write::flush(&mut std::io::stdout())?;
@@ -431,7 +666,8 @@ fn bench_push(runtime: &tokio::runtime::Runtime, args: BenchPushArgs) -> anyhow:
     let fixture = std::sync::Arc::new(loadgen::Fixture::load(&args.fixture)?);
     let publishers = keys.len();
     println!(
-        "bench-push: {publishers} publishers to {}, fixture {} ({:.1} s loop, {:.2} Mb/s each)",
+        "bench-push: {} to {}, fixture {} ({:.1} s loop, {:.2} Mb/s each)",
+        plural(publishers, "publisher"),
         args.url,
         args.fixture.display(),
         fixture.duration_ms() as f64 / 1000.0,
@@ -488,10 +724,32 @@ fn bench_push(runtime: &tokio::runtime::Runtime, args: BenchPushArgs) -> anyhow:
     for error in stats.errors() {
         println!("  error: {error}");
     }
+    anyhow::ensure!(
+        s.failed == 0,
+        "{} of {} failed{}",
+        s.failed,
+        plural(publishers, "publisher"),
+        stats
+            .errors()
+            .first()
+            .map(|e| format!(" (first error: {e})"))
+            .unwrap_or_default()
+    );
     Ok(())
 }
 
-/// What a person needs after start: OBS settings, a playable URL, how to mint tokens.
+/// `1 publisher`, `2 publishers`.
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// What a person needs after start: OBS settings, a playable URL, how to mint
+/// tokens. Stdout may end up in a journal: the publish key is shown only when
+/// it was just generated, and a ready-made token only on a terminal.
 fn print_banner(
     config: &Config,
     config_path: Option<&Path>,
@@ -499,45 +757,105 @@ fn print_banner(
     rtmp: std::net::SocketAddr,
     http: std::net::SocketAddr,
 ) {
+    let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let base = match config.http.public_base() {
-        "" => format!("http://{http}"),
+        "" => format!("http://{}", reachable(http)),
         base => base.to_owned(),
     };
-    println!("sealcast is running: RTMP on {rtmp}, HTTP on {http}");
-    for stream in server.streams() {
-        let key = match &stream.key_origin {
-            KeyOrigin::Generated(path) => {
-                format!(
-                    "{} (generated, kept in {})",
-                    stream.publish_key.expose_str().unwrap_or("?"),
-                    path.display()
-                )
-            }
-            KeyOrigin::Inline => "(as in the config file)".to_owned(),
-            KeyOrigin::Env(var) => format!("(from ${var})"),
-            KeyOrigin::File(path) => format!("(from {})", path.display()),
-        };
-        let token = server.key_service().mint_token(&Claims {
-            exp: now_unix_secs() + 24 * 3600,
-            stream: stream.path(),
-            sub: None,
-            jti: None,
-        });
-        println!();
-        println!("stream {}", stream.path());
-        println!("  OBS: Settings > Stream > Service: Custom");
-        println!("       Server:     rtmp://{rtmp}/{}", stream.app);
-        println!("       Stream Key: {key}");
-        println!("       (Settings > Output > Keyframe Interval: 2 s)");
-        println!("  play (token valid 24 h):");
-        println!(
-            "       ffplay '{base}/{}/{}/index.m3u8?token={token}'",
-            stream.app, stream.name
-        );
-    }
     let config_arg = config_path
         .map(|p| format!(" --config {}", p.display()))
         .unwrap_or_default();
+    println!("sealcast is running: RTMP on {rtmp}, HTTP on {http}");
+    if rtmp.ip().is_loopback() {
+        println!(
+            "(RTMP listens on loopback only: for an encoder on another machine set [rtmp] listen = \"0.0.0.0:{}\")",
+            rtmp.port()
+        );
+    }
+    for stream in server.streams() {
+        let key = match (&stream.key_origin, stream.generated_now) {
+            (KeyOrigin::Generated(path), true) => format!(
+                "{} (just generated; kept in {}, shown only now)",
+                stream.publish_key.expose_str().unwrap_or("?"),
+                path.display()
+            ),
+            (KeyOrigin::Generated(path), false) => format!("(generated earlier, kept in {})", path.display()),
+            (KeyOrigin::Inline, _) => "(as in the config file)".to_owned(),
+            (KeyOrigin::Env(var), _) => format!("(from ${var})"),
+            (KeyOrigin::File(path), _) => format!("(from {})", path.display()),
+        };
+        let ttl = sealcast::config::DEFAULT_TOKEN_TTL_SECS;
+        println!();
+        println!("stream {}", stream.path());
+        println!("  OBS: Settings > Stream > Service: Custom");
+        println!("       Server:     rtmp://{}/{}", reachable(rtmp), stream.app);
+        println!("       Stream Key: {key}");
+        println!("       (Settings > Output > Keyframe Interval: 2 s)");
+        let url = format!("{base}/{}/{}/index.m3u8", stream.app, stream.name);
+        if on_terminal {
+            let token = server.key_service().mint_token(&Claims {
+                exp: now_unix_secs() + ttl,
+                stream: stream.path(),
+                sub: None,
+                jti: None,
+            });
+            println!("  play (token valid {} min):", ttl / 60);
+            println!("       ffplay '{url}?token={token}'");
+        } else {
+            println!("  play: TOKEN=$(sealcast token --stream {}{config_arg})", stream.path());
+            println!("        ffplay \"{url}?token=$TOKEN\"");
+        }
+    }
     println!();
-    println!("more tokens: sealcast token --stream APP/NAME --ttl-secs 3600{config_arg}");
+    println!(
+        "more tokens: sealcast token --stream APP/NAME --ttl-secs {ttl}{config_arg}",
+        ttl = sealcast::config::DEFAULT_TOKEN_TTL_SECS
+    );
+}
+
+/// An address to show people: a listener on all addresses (0.0.0.0, ::) is
+/// shown with this machine's address on its default route, which other
+/// machines can usually reach.
+fn reachable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    if !addr.ip().is_unspecified() {
+        return addr;
+    }
+    // Connecting a UDP socket sends nothing; it only picks the route.
+    let probe = if addr.is_ipv4() {
+        "192.0.2.1:9"
+    } else {
+        "[2001:db8::1]:9"
+    };
+    let local = std::net::UdpSocket::bind(std::net::SocketAddr::new(addr.ip(), 0))
+        .and_then(|s| s.connect(probe).and_then(|()| s.local_addr()));
+    match local {
+        Ok(local) if !local.ip().is_unspecified() => std::net::SocketAddr::new(local.ip(), addr.port()),
+        _ => std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn banner_addresses_are_reachable_ones() {
+        let loopback: std::net::SocketAddr = "127.0.0.1:1935".parse().unwrap();
+        assert_eq!(reachable(loopback), loopback);
+        let any = reachable("0.0.0.0:1935".parse().unwrap());
+        assert!(!any.ip().is_unspecified(), "{any}");
+        assert_eq!(any.port(), 1935);
+    }
+
+    #[test]
+    fn an_error_is_one_line_per_problem_without_repeats() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let repeated = anyhow::Error::new(io).context("keyring k.json: open: No such file");
+        assert_eq!(error_lines(&repeated), ["keyring k.json: open: No such file"]);
+        let chained = anyhow::anyhow!("inner cause").context("binding RTMP to 127.0.0.1:1935");
+        assert_eq!(error_lines(&chained), ["binding RTMP to 127.0.0.1:1935: inner cause"]);
+        let several = anyhow::anyhow!("a.toml: first\na.toml: second");
+        assert_eq!(error_lines(&several), ["a.toml: first", "a.toml: second"]);
+    }
 }

@@ -20,6 +20,8 @@ use crate::keyservice::{Clock, KeyService, KeySettings, replay_store_from_config
 use crate::kms::{self, Kms, KmsError};
 use crate::live::{LiveSettings, Registry, StreamSpec};
 use crate::names::{NameError, StreamName};
+use crate::readiness::{self, Readiness};
+use crate::reload::Reloader;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,12 +44,22 @@ pub struct Server {
     web_state: Arc<WebState>,
     limits: IngestLimits,
     streams: Vec<ResolvedStream>,
+    reloader: Reloader,
+    readiness: Arc<Readiness>,
+    access_log: bool,
 }
 
 impl Server {
     /// Resolves secrets (creating generated ones on first start), opens the KMS
     /// and builds the stream registry.
     pub fn from_config(config: &Config) -> Result<Self, StartError> {
+        // Secrets first: a configuration that names a missing one creates no
+        // keyring before it is refused. (Configured streams are only read;
+        // the default stream's generated key is left to the build below.)
+        config.resolve_token_secret()?;
+        if !config.streams.is_empty() {
+            config.resolve_streams()?;
+        }
         Self::with_kms_and_clock(config, kms::open(&config.kms)?, crate::clock::system())
     }
 
@@ -69,7 +81,7 @@ impl Server {
         let streams = config.resolve_streams()?;
         let settings = LiveSettings {
             data_dir: config.storage.data_dir.clone(),
-            key_uri_base: config.http.public_base().to_owned(),
+            key_uri_base: config.http.key_base().to_owned(),
             segment_duration_secs: config.hls.segment_duration_secs,
             playlist_window: config.hls.playlist_window as usize,
             segments_per_key: config.encryption.segments_per_key,
@@ -88,11 +100,17 @@ impl Server {
         let keys = Arc::new(KeyService::new(
             KeySettings::from_config(&config.auth, token_secret),
             Arc::clone(&kms),
-            replay,
+            Arc::clone(&replay),
             clock,
         ));
+        let readiness = Arc::new(Readiness::new(
+            Arc::clone(&kms),
+            replay,
+            Some(config.storage.data_dir.clone()),
+        ));
         let admin_token = config.auth.resolve_admin_token()?;
-        let registry = Arc::new(Registry::new(settings, kms, specs));
+        let registry = Arc::new(Registry::new(settings, Arc::clone(&kms), specs));
+        let reloader = Reloader::for_server(config, Arc::clone(&registry), kms);
         let limits = IngestLimits {
             max_connections: config.rtmp.max_connections.get() as usize,
             max_connections_per_ip: config.rtmp.max_connections_per_ip.get() as usize,
@@ -127,7 +145,15 @@ impl Server {
             web_state,
             limits,
             streams,
+            reloader,
+            readiness,
+            access_log: config.http.access_log,
         })
+    }
+
+    /// What SIGHUP reloads in this server (see [`crate::reload`]).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// The streams with their publish keys, for the start banner.
@@ -174,7 +200,17 @@ impl Server {
         self.registry.resume();
         let authorizer: Arc<dyn ingest::PublishAuthorizer> = Arc::new(Arc::clone(&self.registry));
         let mut ingest = tokio::spawn(ingest::serve(rtmp, authorizer, self.limits, stopped(stop_rx.clone())));
-        let app = http::router(Arc::clone(&self.http_state)).merge(web::router(Arc::clone(&self.web_state)));
+        // Each dependency checked once at start, without delaying it.
+        let readiness = Arc::clone(&self.readiness);
+        tokio::spawn(async move { readiness.log_at_start().await });
+        let app = http::router(Arc::clone(&self.http_state))
+            .merge(web::router(Arc::clone(&self.web_state)))
+            .merge(readiness::router(Arc::clone(&self.readiness)));
+        let app = if self.access_log {
+            app.layer(axum::middleware::from_fn(http::access_log::log))
+        } else {
+            app
+        };
         // With connect info: wrong admin tokens are slowed down per address.
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let mut web =

@@ -34,12 +34,17 @@ mod toml_errors;
 mod validate;
 
 pub use redis_url::RedisUrl;
-pub use schema::{HlsConfig, HttpConfig, StorageConfig};
+pub use schema::{HlsConfig, HttpConfig, LogConfig, StorageConfig};
 pub use secrets::{KeyOrigin, ResolvedStream};
 
 /// Shortest accepted token secret, in bytes: HS256 wants a key at least as
 /// long as its 256-bit output (RFC 7518 section 3.2).
 pub const MIN_TOKEN_SECRET_BYTES: usize = 32;
+
+/// The one default lifetime of playback tokens sealcast mints: `sealcast
+/// token`, `POST /api/v1/playback` without `ttl_secs`, the operator page's
+/// watch links (1 hour).
+pub const DEFAULT_TOKEN_TTL_SECS: u64 = 3600;
 
 /// Shortest accepted admin API token, in bytes.
 pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
@@ -75,6 +80,8 @@ pub struct Config {
     /// `[[streams]]`: streams that may be published. Empty: the one default
     /// stream `live/demo` with a publish key generated on first start.
     pub streams: Vec<StreamConfig>,
+    /// `[log]`: the log filter (reloaded on SIGHUP).
+    pub log: LogConfig,
 }
 
 /// A `[[streams]]` entry, validated: a stream encoders may publish.
@@ -258,12 +265,48 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Parses and validates a TOML document. The error lists every problem;
-    /// a syntax error or unknown key is reported alone (parsing stops there).
+    /// Parses and validates a TOML document. The error lists every problem
+    /// at once, each with its key (and line, for problems found while
+    /// parsing): unknown keys and wrong types are each reported, their entry
+    /// set aside, and parsing goes on; what parses is then validated. Only a
+    /// syntax error (or a missing field of an `[[array]]` element) stops
+    /// parsing where it is.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        let document: schema::Document =
-            toml::from_str(text).map_err(|e| ConfigError::one(toml_errors::describe(text, &e)))?;
-        validate::validate(document)
+        /// More than this many parse problems in one file is not a config.
+        const MAX_PARSE_PROBLEMS: usize = 100;
+        let mut work = text.to_owned();
+        // (where in the file, the problem): listed in the file's order.
+        let mut found: Vec<(usize, String)> = Vec::new();
+        let in_file_order = |mut found: Vec<(usize, String)>| {
+            found.sort_by_key(|(at, _)| *at);
+            found.into_iter().map(|(_, p)| p).collect::<Vec<_>>()
+        };
+        for _ in 0..MAX_PARSE_PROBLEMS {
+            match toml::from_str::<schema::Document>(&work) {
+                Ok(document) => {
+                    let mut problems = in_file_order(found);
+                    return match validate::validate(document) {
+                        Ok(config) if problems.is_empty() => Ok(config),
+                        Ok(_) => Err(ConfigError { problems }),
+                        Err(e) => {
+                            problems.extend(e.problems);
+                            Err(ConfigError { problems })
+                        }
+                    };
+                }
+                Err(e) => {
+                    let at = e.span().map_or(usize::MAX, |span| span.start);
+                    found.push((at, toml_errors::describe(&work, &e)));
+                    match e.span().and_then(|span| toml_errors::entry_lines_at(&work, span.start)) {
+                        Some(lines) => toml_errors::blank(&mut work, lines),
+                        None => break,
+                    }
+                }
+            }
+        }
+        Err(ConfigError {
+            problems: in_file_order(found),
+        })
     }
 
     /// Reads, parses and validates the file at `path`.

@@ -49,6 +49,19 @@ pub struct Document {
     /// `live/demo` with a publish key generated on first start.
     #[serde(default)]
     pub streams: Vec<Stream>,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[log]`: what is logged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "struct LogConfig")]
+pub struct LogConfig {
+    /// The log filter, in `RUST_LOG` syntax (`info`, `warn,sealcast::access=info`).
+    /// `RUST_LOG`, when set, wins. Reloaded on SIGHUP. Absent: `info`.
+    #[serde(default)]
+    pub level: Option<String>,
 }
 
 /// `[rtmp]`: the ingest listener.
@@ -96,11 +109,18 @@ pub struct HttpConfig {
     #[serde(default = "default_http_listen", deserialize_with = "de_socket_addr")]
     pub listen: SocketAddr,
     /// Public base URL of this server as players see it (`https://video.example.com`,
-    /// optionally with a path prefix), used for key URIs in playlists. Absent:
-    /// key URIs are root-relative (`/keys/...`), which suits players that load
-    /// the playlist from this server directly.
+    /// optionally with a path prefix): the base of playlist and page URLs the
+    /// admin API and the operator page hand out, and of key URIs unless
+    /// `key_base_url` is set. Absent: key URIs are root-relative (`/keys/...`),
+    /// which suits players that load the playlist from this server directly,
+    /// and the admin API uses the request's `Host`.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// Base URL of the key URIs in playlists, where `/keys/...` is answered
+    /// (`https://keys.example.com`): set it when separate key servers
+    /// (`sealcast keyserver`) deliver keys. Absent: `public_url`.
+    #[serde(default)]
+    pub key_base_url: Option<String>,
     /// Origins allowed to fetch playlists, segments and keys from a browser
     /// (CORS `Access-Control-Allow-Origin`): `"*"` or full origins such as
     /// `"https://player.example.com"`. Empty: no CORS headers. Keys still need
@@ -117,6 +137,11 @@ pub struct HttpConfig {
     /// default, none otherwise. `""` turns the check off.
     #[serde(default)]
     pub hlsjs_integrity: Option<String>,
+    /// One log line per HTTP request (status, method, route without the
+    /// query, stream, duration, bytes, peer), at info level under the
+    /// `sealcast::access` target. Default: off.
+    #[serde(default)]
+    pub access_log: bool,
 }
 
 /// `[storage]`: local files.
@@ -441,9 +466,11 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: default_http_listen(),
             public_url: None,
+            key_base_url: None,
             cors_allowed_origins: default_http_cors_allowed_origins(),
             hlsjs_url: default_http_hlsjs_url(),
             hlsjs_integrity: None,
+            access_log: false,
         }
     }
 }
@@ -545,6 +572,15 @@ impl HttpConfig {
     /// is `format!("{}/keys/{app}/{name}/{key_id}?edk=...", http.public_base())`.
     pub fn public_base(&self) -> &str {
         self.public_url.as_deref().map_or("", |url| url.trim_end_matches('/'))
+    }
+
+    /// The prefix of key URIs in playlists: `key_base_url` without a trailing
+    /// `/`, else [`HttpConfig::public_base`].
+    pub fn key_base(&self) -> &str {
+        match self.key_base_url.as_deref() {
+            Some(url) => url.trim_end_matches('/'),
+            None => self.public_base(),
+        }
     }
 
     /// The Subresource Integrity hash the watch page puts on hls.js, if any:

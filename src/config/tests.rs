@@ -209,11 +209,11 @@ fn unknown_keys_name_the_key() {
         ),
         (
             "listen = \"127.0.0.1:1\"\n",
-            "listen: unknown field `listen`, expected one of `rtmp`, `http`, `storage`, `hls`, `encryption`, `kms`, `auth`, `streams` (line 1, column 1)",
+            "listen: unknown field `listen`, expected one of `rtmp`, `http`, `storage`, `hls`, `encryption`, `kms`, `auth`, `streams`, `log` (line 1, column 1)",
         ),
         (
             "[rtmpp]\n",
-            "rtmpp: unknown field `rtmpp`, expected one of `rtmp`, `http`, `storage`, `hls`, `encryption`, `kms`, `auth`, `streams` (line 1, column 2)",
+            "rtmpp: unknown field `rtmpp`, expected one of `rtmp`, `http`, `storage`, `hls`, `encryption`, `kms`, `auth`, `streams`, `log` (line 1, column 2)",
         ),
         (
             "hls.playlist = 3\n",
@@ -225,8 +225,49 @@ fn unknown_keys_name_the_key() {
         ),
     ];
     for (text, want) in cases {
-        assert_eq!(problems(text), vec![want.to_string()], "{text}");
+        // The element without a name is a problem of its own, found once
+        // the unknown key is set aside.
+        let mut want = vec![want.to_string()];
+        if text.contains("nmae") {
+            want.insert(0, "streams[1]: missing field `name` (line 6, column 1)".to_string());
+        }
+        assert_eq!(problems(text), want, "{text}");
     }
+}
+
+#[test]
+fn every_parse_problem_is_listed_in_one_run() {
+    let text = "\
+[rtmp]
+listen = \"localhost:1935\"
+max_connections = \"many\"
+[hls]
+segment_duration = 4
+playlist_window = 2
+[rtmpp]
+a = 1
+b = [1,
+  2]
+[kms]
+provider = \"vault\"
+[[streams]]
+app = \"live\"
+name = \"demo\"
+colour = \"red\"
+key = \"sk_demo_0123456789abcdef\"
+";
+    assert_eq!(
+        problems(text),
+        vec![
+            "rtmp.listen: invalid value: string \"localhost:1935\", expected an IP address and port such as 127.0.0.1:1935 (line 2, column 10)",
+            "rtmp.max_connections: invalid type: string \"many\", expected u32 (line 3, column 19)",
+            "hls.segment_duration: unknown field `segment_duration`, expected one of `segment_duration_secs`, `playlist_window`, `reconnect_grace_secs` (line 5, column 1)",
+            "rtmpp: unknown field `rtmpp`, expected one of `rtmp`, `http`, `storage`, `hls`, `encryption`, `kms`, `auth`, `streams`, `log` (line 7, column 2)",
+            "kms.provider: unknown variant `vault`, expected `local` or `aws` (line 12, column 12)",
+            "streams[0].colour: unknown field `colour`, expected one of `app`, `name`, `key`, `key_env`, `key_file` (line 16, column 1)",
+            "hls.playlist_window must be at least 3 (got 2)",
+        ]
+    );
 }
 
 #[test]
@@ -591,6 +632,34 @@ fn public_base_trims_slashes() {
 }
 
 #[test]
+fn key_base_is_key_base_url_else_public_url() {
+    let cases = [
+        (None, None, ""),
+        (Some("https://v.example/"), None, "https://v.example"),
+        (
+            Some("https://v.example"),
+            Some("https://keys.example/"),
+            "https://keys.example",
+        ),
+        (None, Some("https://keys.example/k"), "https://keys.example/k"),
+    ];
+    for (public, keys, want) in cases {
+        let http = HttpConfig {
+            public_url: public.map(str::to_string),
+            key_base_url: keys.map(str::to_string),
+            ..HttpConfig::default()
+        };
+        assert_eq!(http.key_base(), want, "{public:?} {keys:?}");
+        assert_eq!(http.public_base(), public.map_or("", |p| p.trim_end_matches('/')));
+    }
+    let err = Config::from_toml_str("[http]\nkey_base_url = \"keys.example\"\n").unwrap_err();
+    assert_eq!(
+        err.problems,
+        ["http.key_base_url \"keys.example\" must start with http:// or https://"]
+    );
+}
+
+#[test]
 fn load_reads_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sealcast.toml");
@@ -697,4 +766,16 @@ fn a_table_of_the_wrong_type_names_the_struct_users_have_always_seen() {
         assert_eq!(got.len(), 1, "{text}");
         assert!(got[0].contains(&format!("expected struct {name} ")), "{text}: {got:?}");
     }
+}
+
+#[test]
+fn log_level_is_a_filter() {
+    let c = Config::from_toml_str("[log]\nlevel = \"warn,sealcast::access=info\"\n").unwrap();
+    assert_eq!(c.log.level.as_deref(), Some("warn,sealcast::access=info"));
+    let err = Config::from_toml_str("[log]\nlevel = \"sealcast=loud\"\n").unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
+    assert!(
+        err.problems[0].starts_with("log.level \"sealcast=loud\" is not a log filter"),
+        "{err}"
+    );
 }

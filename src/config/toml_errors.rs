@@ -72,6 +72,73 @@ fn find_in_value(value: &toml::Spanned<toml::de::DeValue<'_>>, at: usize, path: 
     }
 }
 
+/// The byte range to remove so that parsing can go on past the problem at
+/// byte offset `at`: the whole lines of the innermost `key = value` entry, or
+/// `[table]` with everything in it, that holds `at`. `None` when `at` is not
+/// in an entry that can go (a syntax error, or an `[[array]]` element, whose
+/// removal would renumber the elements after it).
+pub(super) fn entry_lines_at(text: &str, at: usize) -> Option<std::ops::Range<usize>> {
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let range = find_entry(root.get_ref(), at)??;
+    let start = text.get(..range.start)?.rfind('\n').map_or(0, |i| i + 1);
+    let end = text.get(range.end..)?.find('\n').map_or(text.len(), |i| range.end + i);
+    Some(start..end)
+}
+
+/// `None`: not in this table; `Some(None)`: found, but not removable.
+fn find_entry(table: &toml::de::DeTable<'_>, at: usize) -> Option<Option<std::ops::Range<usize>>> {
+    for (key, value) in table {
+        let entry = key.span().start..extent_end(value);
+        match value.get_ref() {
+            toml::de::DeValue::Table(inner) => {
+                if let Some(found) = find_entry(inner, at) {
+                    return Some(found);
+                }
+            }
+            toml::de::DeValue::Array(items) => {
+                for item in items {
+                    if let toml::de::DeValue::Table(inner) = item.get_ref() {
+                        if let Some(found) = find_entry(inner, at) {
+                            return Some(found);
+                        }
+                        if item.span().contains(&at) {
+                            return Some(None);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        if key.span().contains(&at) || value.span().contains(&at) {
+            return Some(Some(entry));
+        }
+    }
+    None
+}
+
+/// Where a value's text ends: for a `[table]`, after the last thing in it.
+fn extent_end(value: &toml::Spanned<toml::de::DeValue<'_>>) -> usize {
+    let own = value.span().end;
+    match value.get_ref() {
+        toml::de::DeValue::Table(table) => table.iter().map(|(_, v)| extent_end(v)).fold(own, usize::max),
+        toml::de::DeValue::Array(items) => items.iter().map(extent_end).fold(own, usize::max),
+        _ => own,
+    }
+}
+
+/// Replaces `range` of `text` with spaces, keeping line breaks, so every
+/// byte offset and line number stays what it was.
+pub(super) fn blank(text: &mut String, range: std::ops::Range<usize>) {
+    let blanked: String = text
+        .get(range.clone())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c == '\n' { c } else { ' ' })
+        .collect();
+    // The range comes from line boundaries of `text`: it is on char boundaries.
+    text.replace_range(range, &blanked);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,6 +61,11 @@ pub(super) fn validate(doc: Document) -> Result<Config, ConfigError> {
         p.push("storage.data_dir must not be empty");
     }
     hls(&doc.hls, &mut p);
+    if let Some(level) = &doc.log.level
+        && let Err(e) = tracing_subscriber::EnvFilter::try_new(level)
+    {
+        p.push(format!("log.level {level:?} is not a log filter: {e}"));
+    }
     let encryption = p
         .require(NonZeroU32::new(doc.encryption.segments_per_key), || {
             "encryption.segments_per_key must be at least 1 (got 0)".to_string()
@@ -84,6 +89,7 @@ pub(super) fn validate(doc: Document) -> Result<Config, ConfigError> {
             kms,
             auth,
             streams,
+            log: doc.log,
         }),
         _ => Err(ConfigError { problems: p.0 }),
     }
@@ -130,6 +136,11 @@ fn http(http: &HttpConfig, p: &mut Problems) {
         && let Err(why) = check_public_url(url)
     {
         p.push(format!("http.public_url {url:?} {why}"));
+    }
+    if let Some(url) = &http.key_base_url
+        && let Err(why) = check_public_url(url)
+    {
+        p.push(format!("http.key_base_url {url:?} {why}"));
     }
     for (i, origin) in http.cors_allowed_origins.iter().enumerate() {
         if origin != "*" && check_origin(origin).is_err() {

@@ -35,8 +35,8 @@ use crate::names::StreamName;
 
 /// Longest playback token lifetime the API mints: 7 days.
 pub const MAX_PLAYBACK_TTL_SECS: u64 = 7 * 24 * 3600;
-/// Lifetime when the request gives none: 1 hour.
-pub const DEFAULT_PLAYBACK_TTL_SECS: u64 = 3600;
+/// Lifetime when the request gives none: sealcast's one default.
+pub const DEFAULT_PLAYBACK_TTL_SECS: u64 = crate::config::DEFAULT_TOKEN_TTL_SECS;
 /// Longest `sub` accepted, in bytes.
 const MAX_SUB_BYTES: usize = 256;
 /// Largest request body read.
@@ -123,12 +123,36 @@ struct PlaybackResponse {
     expires_unix_secs: u64,
 }
 
+/// A 400's text for a body that did not deserialize: which field is wrong
+/// and how, found by reading the body as plain JSON (serde's own message
+/// gives a position, not the field).
+fn body_problem(body: &[u8], error: &serde_json::Error) -> String {
+    const SHAPE: &str = "{\"stream\": \"app/name\", \"ttl_secs\": 3600, \"sub\": \"viewer\"}";
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return format!("body is not JSON ({error}); expected {SHAPE}");
+    };
+    let Some(object) = value.as_object() else {
+        return format!("body must be a JSON object {SHAPE}");
+    };
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| !["stream", "ttl_secs", "sub"].contains(&k.as_str()))
+    {
+        return format!("unknown field {unknown:?}; the fields are stream, ttl_secs and sub");
+    }
+    match (object.get("stream"), object.get("ttl_secs"), object.get("sub")) {
+        (None, _, _) => "stream is required (\"app/name\")".to_owned(),
+        (Some(stream), _, _) if !stream.is_string() => "stream must be a string \"app/name\"".to_owned(),
+        (_, Some(ttl), _) if !ttl.is_u64() => "ttl_secs must be a whole number of seconds".to_owned(),
+        (_, _, Some(sub)) if !sub.is_string() && !sub.is_null() => "sub must be a string".to_owned(),
+        _ => format!("body: {error}"),
+    }
+}
+
 async fn playback(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let Ok(request) = serde_json::from_slice::<PlaybackRequest>(&body) else {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "body must be JSON {\"stream\": \"app/name\", \"ttl_secs\": 3600, \"sub\": \"viewer\"}",
-        );
+    let request = match serde_json::from_slice::<PlaybackRequest>(&body) {
+        Ok(request) => request,
+        Err(error) => return json_error(StatusCode::BAD_REQUEST, &body_problem(&body, &error)),
     };
     let Ok(stream) = StreamName::parse(&request.stream) else {
         return json_error(StatusCode::BAD_REQUEST, "stream must be app/name");

@@ -28,6 +28,7 @@ use tokio_util::io::ReaderStream;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::{debug, error};
 
+pub mod access_log;
 pub mod admin_gate;
 pub mod api;
 pub mod web;

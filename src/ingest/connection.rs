@@ -91,13 +91,20 @@ where
             return Ok(());
         }
 
-        let read = timeout_at(deadline, socket.read(&mut buf))
-            .await
-            .map_err(|_| timed_out(Error::IdleTimeout(limits.idle_timeout)))??;
+        let read = match timeout_at(deadline, socket.read(&mut buf)).await {
+            Ok(Ok(read)) => read,
+            Ok(Err(error)) => return Err(dropped(media.is_some(), error.into())),
+            Err(_) => {
+                return Err(dropped(
+                    media.is_some(),
+                    timed_out(Error::IdleTimeout(limits.idle_timeout)),
+                ));
+            }
+        };
         // `read` returns at most `buf.len()`, so the slice below is in bounds.
         let Some(input) = buf.get(..read).filter(|input| !input.is_empty()) else {
-            if session.is_publishing() {
-                info!("publisher disconnected");
+            if media.is_some() {
+                warn!("publisher dropped: the connection closed without an unpublish");
             } else {
                 debug!("peer disconnected");
             }
@@ -105,6 +112,16 @@ where
         };
         step = session.handle_input(input, &mut out, &mut events);
     }
+}
+
+/// A connection that ends with `error` while it publishes is an encoder that
+/// dropped (network loss, a crash): a warning of its own, unlike a clean
+/// unpublish.
+fn dropped(publishing: bool, error: Error) -> Error {
+    if publishing {
+        warn!("publisher dropped: {error}");
+    }
+    error
 }
 
 /// The log line of a refused publish: the app escaped and capped (it is
@@ -140,7 +157,11 @@ async fn forward(
                     sender.send(message).await.map_err(|_| Error::MediaClosed)?;
                 }
             }
-            Event::PublishEnded => *media = None,
+            Event::PublishEnded => {
+                if media.take().is_some() {
+                    info!("publisher stopped: unpublish received");
+                }
+            }
             Event::PublishRequested(asked) => request = Some(asked),
         }
     }

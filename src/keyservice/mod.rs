@@ -332,6 +332,11 @@ impl KeyService {
                 debug!(stream = %stream, key_id = %key_id, route = "key", "wrapped key refused");
                 return Err(KeyError::Forbidden);
             }
+            Err(KmsError::UnknownMasterVersion(version)) => {
+                warn!(stream = %stream, key_id = %key_id, route = "key",
+                    "unknown master key version {version}: reload (SIGHUP) or restart");
+                return Err(KeyError::Unavailable);
+            }
             Err(error) => {
                 warn!(stream = %stream, key_id = %key_id, %error, route = "key", "KMS could not decrypt");
                 return Err(KeyError::Unavailable);

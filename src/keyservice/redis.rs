@@ -111,6 +111,17 @@ impl RedisReplayStore {
 
 #[async_trait]
 impl ReplayStore for RedisReplayStore {
+    async fn check(&self) -> Result<(), ReplayError> {
+        match tokio::time::timeout(self.settings.timeout, self.connect()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(Failure::Io(e) | Failure::Redis(e))) => Err(ReplayError::Unavailable(e)),
+            Err(_) => Err(ReplayError::Unavailable(format!(
+                "no answer within {} ms",
+                self.settings.timeout.as_millis()
+            ))),
+        }
+    }
+
     async fn first_use(
         &self,
         nonce: &[u8; NONCE_LEN],

@@ -35,6 +35,12 @@ pub trait ReplayStore: Send + Sync + 'static {
         expires_unix_secs: u64,
         now_unix_secs: u64,
     ) -> Result<bool, ReplayError>;
+
+    /// Whether the store can answer now (for `/readyz`): a shared store
+    /// opens and authenticates a connection. The in-process store always can.
+    async fn check(&self) -> Result<(), ReplayError> {
+        Ok(())
+    }
 }
 
 /// The in-process store: a map of nonces and a min-heap of expiries, under

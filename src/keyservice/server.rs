@@ -16,6 +16,7 @@ use crate::config::{Config, ConfigError, KmsConfig};
 use crate::http::{self, CorsPolicy};
 use crate::kms::local::LocalKms;
 use crate::kms::{Kms, KmsError};
+use crate::readiness::Readiness;
 
 /// Why the key server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,9 @@ pub enum StartError {
 pub struct KeyServer {
     keys: Arc<KeyService>,
     cors: CorsPolicy,
+    reloader: crate::reload::Reloader,
+    readiness: Arc<Readiness>,
+    access_log: bool,
 }
 
 impl KeyServer {
@@ -59,11 +63,21 @@ impl KeyServer {
             KmsConfig::Aws(_) => crate::kms::open(&config.kms)?,
         };
         let replay = replay_store_from_config(&config.auth)?;
+        let reloader = crate::reload::Reloader::for_keyserver(config, Arc::clone(&kms));
+        let readiness = Arc::new(Readiness::new(Arc::clone(&kms), Arc::clone(&replay), None));
         let keys = KeyService::new(KeySettings::from_config(&config.auth, token_secret), kms, replay, clock);
         Ok(Self {
             keys: Arc::new(keys),
             cors: CorsPolicy::from_origins(&config.http.cors_allowed_origins),
+            reloader,
+            readiness,
+            access_log: config.http.access_log,
         })
+    }
+
+    /// What SIGHUP reloads in this key server: the KMS's master key versions.
+    pub fn reloader(&self) -> crate::reload::Reloader {
+        self.reloader.clone()
     }
 
     /// The key service, for its counters.
@@ -78,7 +92,15 @@ impl KeyServer {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         info!(http = %http.local_addr()?, "sealcast keyserver listening");
-        let app = http::key_server_router(self.keys, self.cors);
+        // Each dependency checked once at start, without delaying it.
+        let readiness = Arc::clone(&self.readiness);
+        tokio::spawn(async move { readiness.log_at_start().await });
+        let app = http::key_server_router(self.keys, self.cors).merge(crate::readiness::router(self.readiness));
+        let app = if self.access_log {
+            app.layer(axum::middleware::from_fn(http::access_log::log))
+        } else {
+            app
+        };
         axum::serve(http, app).with_graceful_shutdown(shutdown).await?;
         info!("keyserver shut down");
         Ok(())

@@ -32,6 +32,10 @@ impl Kms for Delayed {
         tokio::time::sleep(self.delay).await;
         self.inner.decrypt(wrapped, ctx).await
     }
+
+    async fn reload(&self) -> Result<Option<String>, KmsError> {
+        self.inner.reload().await
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use std::fs::{DirBuilder, File};
 use std::io::{self, Read as _};
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -39,12 +40,13 @@ const MAX_KEYRING_BYTES: u64 = 1 << 20;
 
 /// The local key provider. Holds every master key of its keyring in memory.
 ///
-/// A running instance does not see a later [`LocalKms::rotate`] by another process:
-/// rotation takes effect for instances opened after it (e.g. after a restart).
+/// A running instance sees a later [`LocalKms::rotate`] by another process once
+/// it reloads the file ([`Kms::reload`], on SIGHUP) or restarts.
 pub struct LocalKms {
     path: PathBuf,
-    /// Sorted by version, ascending; never empty.
-    masters: Vec<Master>,
+    /// Sorted by version, ascending; never empty. Replaced whole on reload;
+    /// the lock is held only to clone the `Arc`.
+    masters: std::sync::RwLock<Arc<Vec<Master>>>,
     rng: SystemRandom,
 }
 
@@ -145,7 +147,7 @@ impl LocalKms {
     /// Every master key version with its creation time (unix seconds, as text),
     /// oldest first.
     pub fn versions(&self) -> Vec<(u32, String)> {
-        self.masters
+        self.masters()
             .iter()
             .map(|m| (m.version, m.created_unix_secs.to_string()))
             .collect()
@@ -153,7 +155,7 @@ impl LocalKms {
 
     /// The version new data keys are wrapped under (the highest).
     pub fn current_version(&self) -> u32 {
-        self.masters.last().map_or(0, |m| m.version)
+        self.masters().last().map_or(0, |m| m.version)
     }
 
     /// The keyring file this instance was loaded from.
@@ -161,10 +163,16 @@ impl LocalKms {
         &self.path
     }
 
+    /// The master keys as loaded now.
+    fn masters(&self) -> Arc<Vec<Master>> {
+        // Plain data behind the lock; a panic elsewhere leaves it usable.
+        Arc::clone(&self.masters.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
     fn new(path: &Path, masters: Vec<Master>) -> Self {
         Self {
             path: path.to_owned(),
-            masters,
+            masters: std::sync::RwLock::new(Arc::new(masters)),
             rng: SystemRandom::new(),
         }
     }
@@ -172,7 +180,7 @@ impl LocalKms {
 
 impl fmt::Debug for LocalKms {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let versions: Vec<u32> = self.masters.iter().map(|m| m.version).collect();
+        let versions: Vec<u32> = self.masters().iter().map(|m| m.version).collect();
         f.debug_struct("LocalKms")
             .field("path", &self.path)
             .field("versions", &versions)
@@ -183,7 +191,8 @@ impl fmt::Debug for LocalKms {
 #[async_trait]
 impl Kms for LocalKms {
     async fn generate_data_key(&self, ctx: &EncryptionContext) -> Result<(DataKey, WrappedKey), KmsError> {
-        let master = self.masters.last().ok_or_else(|| KmsError::KeyringInvalid {
+        let masters = self.masters();
+        let master = masters.last().ok_or_else(|| KmsError::KeyringInvalid {
             path: self.path.clone(),
             reason: "no master keys".to_owned(),
         })?;
@@ -193,15 +202,42 @@ impl Kms for LocalKms {
         Ok((key, wrapped))
     }
 
+    async fn reload(&self) -> Result<Option<String>, KmsError> {
+        let loaded = load(&self.path)?;
+        let before: Vec<u32> = self.masters().iter().map(|m| m.version).collect();
+        let after: Vec<u32> = loaded.iter().map(|m| m.version).collect();
+        *self.masters.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
+        Ok((before != after).then(|| {
+            format!(
+                "keyring {}: master key versions {} (were {}); new data keys use version {}",
+                self.path.display(),
+                list(&after),
+                list(&before),
+                after.last().copied().unwrap_or(0)
+            )
+        }))
+    }
+
     async fn decrypt(&self, wrapped: &WrappedKey, ctx: &EncryptionContext) -> Result<DataKey, KmsError> {
         let version = crypto::wrapped_master_version(wrapped).map_err(|_| KmsError::InvalidCiphertext)?;
-        let master = self
-            .masters
-            .iter()
-            .find(|m| m.version == version)
-            .ok_or(KmsError::InvalidCiphertext)?;
+        let masters = self.masters();
+        let Some(master) = masters.iter().find(|m| m.version == version) else {
+            // A version above the newest may come from a `kms rotate` this
+            // process has not loaded yet: the operator's to fix, not the
+            // client's fault. One below it was never in this keyring.
+            let newest = masters.last().map_or(0, |m| m.version);
+            return Err(if version > newest {
+                KmsError::UnknownMasterVersion(version)
+            } else {
+                KmsError::InvalidCiphertext
+            });
+        };
         crypto::open_data_key(&master.key, wrapped, ctx).map_err(|_| KmsError::InvalidCiphertext)
     }
+}
+
+fn list(versions: &[u32]) -> String {
+    versions.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
 }
 
 fn rng_failed(e: &crypto::Error) -> KmsError {
@@ -425,11 +461,23 @@ mod tests {
         assert_eq!(wrapped2.as_bytes()[..5], [1, 0, 0, 0, 2]);
         assert_eq!(v2.decrypt(&wrapped1, &c).await.unwrap().as_bytes(), key1.as_bytes());
         assert_eq!(v2.decrypt(&wrapped2, &c).await.unwrap().as_bytes(), key2.as_bytes());
-        // The instance opened before the rotation does not know version 2.
+        // The instance opened before the rotation does not know version 2
+        // until it reloads: unavailable (the operator's to fix), not refused.
         assert!(matches!(
             v1.decrypt(&wrapped2, &c).await,
-            Err(KmsError::InvalidCiphertext)
+            Err(KmsError::UnknownMasterVersion(2))
         ));
+        let changed = v1.reload().await.unwrap().unwrap();
+        assert_eq!(
+            changed,
+            format!(
+                "keyring {}: master key versions 1, 2 (were 1); new data keys use version 2",
+                path.display()
+            )
+        );
+        assert_eq!(v1.current_version(), 2);
+        assert_eq!(v1.decrypt(&wrapped2, &c).await.unwrap().as_bytes(), key2.as_bytes());
+        assert_eq!(v1.reload().await.unwrap(), None, "nothing changed");
 
         assert_eq!(LocalKms::rotate(&path).unwrap(), 3);
         let v3 = LocalKms::open_or_create(&path).unwrap();
@@ -556,7 +604,7 @@ mod tests {
             [(2, "1700000000".to_owned()), (5, "1767225600".to_owned())]
         );
         assert_eq!(kms.current_version(), 5);
-        assert_eq!(kms.masters[1].key.as_bytes(), &[5; 32]);
+        assert_eq!(kms.masters()[1].key.as_bytes(), &[5; 32]);
         assert_eq!(LocalKms::rotate(&path).unwrap(), 6);
     }
 
@@ -579,12 +627,6 @@ mod tests {
         let cases: Vec<(&str, WrappedKey, EncryptionContext)> = vec![
             ("stream A's key for stream B", wrapped.clone(), ctx("live/b", "k1")),
             ("other key id", wrapped.clone(), ctx("live/a", "k2")),
-            (
-                "version byte changed",
-                WrappedKey::from_bytes(unknown_version),
-                a.clone(),
-            ),
-            ("unknown master version", sealed_v9, a.clone()),
             ("another keyring's version 1", sealed_v1_other_master, a.clone()),
             ("empty", WrappedKey::from_bytes(vec![]), a.clone()),
             ("garbage", WrappedKey::from_bytes(vec![0x42; 49]), a.clone()),
@@ -600,6 +642,16 @@ mod tests {
                 "{name}"
             );
         }
+        // A version above the newest loaded may be a rotation not loaded yet.
+        for (name, w) in [
+            ("version byte changed", WrappedKey::from_bytes(unknown_version)),
+            ("unknown master version", sealed_v9),
+        ] {
+            assert!(
+                matches!(kms.decrypt(&w, &a).await, Err(KmsError::UnknownMasterVersion(9))),
+                "{name}"
+            );
+        }
         // Control: the right context unwraps.
         assert!(kms.decrypt(&wrapped, &a).await.is_ok());
     }
@@ -612,10 +664,11 @@ mod tests {
             let handles: Vec<_> = (0..8).map(|_| s.spawn(|| LocalKms::open_or_create(&path))).collect();
             handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect()
         });
-        let first = opened[0].masters[0].key.as_bytes();
+        let first_masters = opened[0].masters();
+        let first = first_masters[0].key.as_bytes();
         for kms in &opened {
             assert_eq!(kms.versions().len(), 1);
-            assert_eq!(kms.masters[0].key.as_bytes(), first);
+            assert_eq!(kms.masters()[0].key.as_bytes(), first);
         }
         let names: Vec<_> = fs::read_dir(path.parent().unwrap())
             .unwrap()
@@ -649,7 +702,7 @@ mod tests {
         let debug = format!("{kms:?}");
         assert!(debug.starts_with("LocalKms { path: "), "{debug}");
         assert!(debug.ends_with("versions: [1] }"), "{debug}");
-        let key = STANDARD.encode(kms.masters[0].key.as_bytes());
+        let key = STANDARD.encode(kms.masters()[0].key.as_bytes());
         assert!(!debug.contains(&key));
     }
 }

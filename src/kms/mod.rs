@@ -48,6 +48,13 @@ pub trait Kms: Send + Sync + 'static {
 
     /// Unwraps `wrapped`, which must have been generated for exactly `ctx`.
     async fn decrypt(&self, wrapped: &WrappedKey, ctx: &EncryptionContext) -> Result<DataKey, KmsError>;
+
+    /// Loads what may have changed since the provider was opened (the local
+    /// keyring's master key versions, on SIGHUP). Returns what changed, for
+    /// the log, or `None`; on error the provider keeps what it had.
+    async fn reload(&self) -> Result<Option<String>, KmsError> {
+        Ok(None)
+    }
 }
 
 /// Errors of key providers. None of them carries key material.
@@ -57,6 +64,11 @@ pub enum KmsError {
     /// or does not authenticate under its context: the client's fault (HTTP 403).
     #[error("wrapped key does not authenticate")]
     InvalidCiphertext,
+    /// The wrapped key names a master key version newer than any this
+    /// process has loaded, as after a `kms rotate` by another process (HTTP
+    /// 503 and a log line: reload with SIGHUP or restart).
+    #[error("unknown master key version {0}: reload (SIGHUP) or restart")]
+    UnknownMasterVersion(u32),
     /// The provider is unavailable or throttling (HTTP 503); the text is for logs.
     #[error("key provider unavailable: {0}")]
     Unavailable(String),

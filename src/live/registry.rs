@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -37,7 +37,8 @@ pub struct Registry {
     streams: DashMap<StreamName, Arc<Stream>>,
     /// SHA-256 of each publish key → stream. Looking up a digest reveals
     /// nothing about the key through timing, unlike comparing keys directly.
-    by_key_digest: HashMap<[u8; 32], StreamName>,
+    /// Replaced whole when stream definitions are reloaded (SIGHUP).
+    by_key_digest: RwLock<HashMap<[u8; 32], StreamName>>,
     /// Publish tasks still running, and a wake-up for when that reaches zero.
     active_publishes: AtomicUsize,
     idle: Notify,
@@ -70,24 +71,15 @@ impl Registry {
         let streams = DashMap::new();
         let mut by_key_digest = HashMap::new();
         for spec in specs {
-            let dir = settings.data_dir.join(spec.name.app()).join(spec.name.name());
             by_key_digest.insert(key_digest(spec.publish_key.expose()), spec.name.clone());
-            let playlist = restore_playlist(&dir, &settings);
-            let stream = Stream {
-                name: spec.name.clone(),
-                dir,
-                state: Mutex::new(StreamState {
-                    playlist,
-                    ..StreamState::default()
-                }),
-            };
+            let stream = Stream::restore(spec.name.clone(), &settings);
             streams.insert(spec.name, Arc::new(stream));
         }
         Self {
             settings,
             kms,
             streams,
-            by_key_digest,
+            by_key_digest: RwLock::new(by_key_digest),
             active_publishes: AtomicUsize::new(0),
             idle: Notify::new(),
             timers: Mutex::new(JoinSet::new()),
@@ -114,6 +106,53 @@ impl Registry {
         let mut timers = std::mem::take(&mut *self.lock_timers());
         timers.abort_all();
         while timers.join_next().await.is_some() {}
+    }
+
+    /// Takes new stream definitions and publish keys (SIGHUP): new streams
+    /// can be published at once; a removed stream or a changed key refuses
+    /// new publishes with its old key, while a publish already running goes
+    /// on to its end (a removed stream's playlist is served until then).
+    /// Returns one line per change, for the log; never a key.
+    pub fn reload_streams(&self, specs: Vec<StreamSpec>) -> Vec<String> {
+        let mut changes = Vec::new();
+        let mut digests = HashMap::new();
+        for spec in &specs {
+            digests.insert(key_digest(spec.publish_key.expose()), spec.name.clone());
+        }
+        let mut current = self.by_key_digest.write().unwrap_or_else(|p| p.into_inner());
+        let old_key_of = |name: &StreamName| current.iter().find(|(_, n)| *n == name).map(|(d, _)| *d);
+        for spec in &specs {
+            match old_key_of(&spec.name) {
+                None => {
+                    changes.push(format!("stream {} added", spec.name));
+                    if !self.streams.contains_key(&spec.name) {
+                        let stream = Stream::restore(spec.name.clone(), &self.settings);
+                        self.streams.insert(spec.name.clone(), Arc::new(stream));
+                    }
+                }
+                Some(old) if old != key_digest(spec.publish_key.expose()) => changes.push(format!(
+                    "stream {}: publish key changed (a publish already running goes on)",
+                    spec.name
+                )),
+                Some(_) => {}
+            }
+        }
+        let kept: Vec<StreamName> = specs.iter().map(|s| s.name.clone()).collect();
+        let mut removed: Vec<StreamName> = current.values().filter(|n| !kept.contains(n)).cloned().collect();
+        removed.sort_by_key(ToString::to_string);
+        for name in removed {
+            let live = self.get(&name).is_some_and(|s| s.lock().live);
+            if live {
+                changes.push(format!(
+                    "stream {name} removed: new publishes are refused, the running one goes on to its end"
+                ));
+            } else {
+                self.streams.remove(&name);
+                changes.push(format!("stream {name} removed"));
+            }
+        }
+        *current = digests;
+        changes
     }
 
     pub fn settings(&self) -> &LiveSettings {
@@ -233,6 +272,8 @@ impl PublishAuthorizer for Arc<Registry> {
     ) -> Result<PublishGrant, PublishRefused> {
         let stream = self
             .by_key_digest
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
             .get(&key_digest(stream_key.as_bytes()))
             .filter(|name| name.app() == app)
             .and_then(|name| self.get(name))
@@ -246,6 +287,12 @@ impl PublishAuthorizer for Arc<Registry> {
             let mut state = stream.lock();
             if state.live {
                 return Err(PublishRefused::AlreadyLive);
+            }
+            if state.playlist.as_ref().is_some_and(|p| !p.is_ended()) {
+                info!(
+                    stream = %stream.name,
+                    "publisher returned within the reconnect grace period: the playlist continues after a discontinuity"
+                );
             }
             state.live = true;
             state.generation += 1;
@@ -285,6 +332,20 @@ impl PublishAuthorizer for Arc<Registry> {
 }
 
 impl Stream {
+    /// A configured stream with what a previous run left in its directory.
+    fn restore(name: StreamName, settings: &LiveSettings) -> Stream {
+        let dir = settings.data_dir.join(name.app()).join(name.name());
+        let playlist = restore_playlist(&dir, settings);
+        Stream {
+            name,
+            dir,
+            state: Mutex::new(StreamState {
+                playlist,
+                ..StreamState::default()
+            }),
+        }
+    }
+
     pub(super) fn lock(&self) -> MutexGuard<'_, StreamState> {
         // A panic while holding this lock leaves plain data behind; keep serving it.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -35,6 +35,10 @@ pub enum PackageError {
     /// The operating system's random number generator failed.
     #[error("no randomness available from the operating system")]
     NoRandomness,
+    /// The output directory holds files, and replacing them was not asked
+    /// for, or it holds files that `sealcast package` did not write.
+    #[error("{}: {reason}", .path.display())]
+    Outdir { path: PathBuf, reason: String },
     /// A segment did not decrypt with its key.
     #[error("{path}: {source}")]
     Crypto { path: PathBuf, source: crypto::Error },
@@ -60,6 +64,51 @@ pub struct PackageReport {
     pub audio_frames: u64,
     /// Tags skipped as malformed or unsupported (each logged with its reason).
     pub skipped_tags: u64,
+}
+
+/// Readies `outdir` for a package: creates it if missing. A directory that
+/// holds files is refused unless `replace` is set; then the playlist and
+/// segments an earlier `sealcast package` wrote there are removed first, so
+/// no old segment is left beside the new ones. Files of any other kind are
+/// never removed: such a directory is refused either way.
+pub fn prepare_outdir(outdir: &Path, replace: bool) -> Result<(), PackageError> {
+    std::fs::create_dir_all(outdir).map_err(io_err(outdir))?;
+    let mut ours = Vec::new();
+    let mut others = Vec::new();
+    for entry in std::fs::read_dir(outdir).map_err(io_err(outdir))? {
+        let entry = entry.map_err(io_err(outdir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_file = entry.file_type().map_err(io_err(&entry.path()))?.is_file();
+        if is_file && (name == "index.m3u8" || names::is_segment_file_name(&name)) {
+            ours.push(entry.path());
+        } else {
+            others.push(name);
+        }
+    }
+    let refuse = |reason: String| PackageError::Outdir {
+        path: outdir.to_owned(),
+        reason,
+    };
+    if !others.is_empty() {
+        others.sort();
+        return Err(refuse(format!(
+            "not empty, and holds files sealcast package did not write ({}); choose an empty or new directory",
+            others.join(", ")
+        )));
+    }
+    if ours.is_empty() {
+        return Ok(());
+    }
+    if !replace {
+        return Err(refuse(format!(
+            "holds an earlier package ({} files); pass --replace to remove it first, or choose an empty or new directory",
+            ours.len()
+        )));
+    }
+    for path in ours {
+        std::fs::remove_file(&path).map_err(io_err(&path))?;
+    }
+    Ok(())
 }
 
 /// Packages an FLV file into `outdir/index.m3u8` and encrypted segments.
@@ -218,4 +267,53 @@ pub async fn decrypt(playlist_path: &Path, output: &Path, kms: &dyn Kms) -> Resu
     }
     storage::write_atomic(output, &ts).map_err(io_err(output))?;
     Ok(segments)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn outdir_new_or_empty_is_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("a/b");
+        prepare_outdir(&out, false).unwrap();
+        assert!(out.is_dir());
+        prepare_outdir(&out, false).unwrap();
+    }
+
+    #[test]
+    fn outdir_with_an_earlier_package_is_refused_or_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.m3u8"), "#EXTM3U\n").unwrap();
+        std::fs::write(dir.path().join("abc-0.ts"), "x").unwrap();
+        std::fs::write(dir.path().join("abc-1.ts"), "x").unwrap();
+        let err = prepare_outdir(dir.path(), false).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: holds an earlier package (3 files); pass --replace to remove it first, or choose an empty or new directory",
+                dir.path().display()
+            )
+        );
+        prepare_outdir(dir.path(), true).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn outdir_with_other_files_is_refused_even_with_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.m3u8"), "#EXTM3U\n").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+        for replace in [false, true] {
+            let err = prepare_outdir(dir.path(), replace).unwrap_err().to_string();
+            assert!(
+                err.contains("holds files sealcast package did not write (notes.txt)"),
+                "{err}"
+            );
+        }
+        assert!(dir.path().join("index.m3u8").exists());
+        assert!(dir.path().join("notes.txt").exists());
+    }
 }

@@ -122,6 +122,33 @@ async fn playback_requests_are_validated() {
         assert_eq!(status, want, "{body}");
         assert!(json["error"].is_string(), "{body}: {json}");
     }
+    // A 400 names the field at fault.
+    let named = [
+        (
+            r#"{"stream":"live/demo","extra":1}"#,
+            "unknown field \"extra\"; the fields are stream, ttl_secs and sub",
+        ),
+        (r#"{"ttl_secs":60}"#, "stream is required (\"app/name\")"),
+        (r#"{"stream":5}"#, "stream must be a string \"app/name\""),
+        (
+            r#"{"stream":"live/demo","ttl_secs":"1h"}"#,
+            "ttl_secs must be a whole number of seconds",
+        ),
+        (
+            r#"{"stream":"live/demo","ttl_secs":-5}"#,
+            "ttl_secs must be a whole number of seconds",
+        ),
+        (r#"{"stream":"live/demo","sub":7}"#, "sub must be a string"),
+        (
+            r#"{"stream":"live/demo","ttl_secs":0}"#,
+            "ttl_secs must be between 1 and 604800",
+        ),
+        (r#"{"stream":"demo"}"#, "stream must be app/name"),
+    ];
+    for (body, want) in named {
+        let (status, json, _) = api(server.http, "POST", "/api/v1/playback", Some(ADMIN_TOKEN), body).await;
+        assert_eq!((status, json["error"].as_str()), (400, Some(want)), "{body}");
+    }
     let long_sub = format!(r#"{{"stream":"live/demo","sub":"{}"}}"#, "x".repeat(257));
     assert_eq!(
         api(server.http, "POST", "/api/v1/playback", Some(ADMIN_TOKEN), &long_sub)
@@ -233,6 +260,62 @@ async fn streams_list_and_a_playback_url_that_ffmpeg_plays() {
         let got = count_frames(&out);
         assert!(got.video * 100 >= want.video * 95, "video {got:?} of {want:?}");
         assert!(got.audio * 100 >= want.audio * 95, "audio {got:?} of {want:?}");
+        server.stop().await;
+    })
+    .await;
+}
+
+/// With separate key servers (`key_base_url`), key URIs point at them while
+/// the admin API's playlist and playback URLs stay on this server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_base_url_moves_key_uris_and_nothing_else() {
+    with_safety_net(async {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("admin_token");
+        std::fs::write(&file, format!("{ADMIN_TOKEN}\n")).unwrap();
+        let server = TestServer::start_with_config("[hls]\nsegment_duration_secs = 2\n", |c| {
+            c.auth.admin_token_file = Some(file.clone());
+            c.http.public_url = Some("https://video.example.com/".to_owned());
+            c.http.key_base_url = Some("https://keys.example.com/".to_owned());
+        })
+        .await;
+        let mut publisher = crate::support::rtmp::Publisher::publish(server.rtmp, DEMO_KEY).await;
+        let fixture = crate::support::rtmp::Fixture::load(FIXTURE);
+        publisher.send_metadata(&fixture.metadata).await;
+        publisher.send_tags(&fixture.tags).await;
+
+        let (status, body, _) = api(
+            server.http,
+            "POST",
+            "/api/v1/playback",
+            Some(ADMIN_TOKEN),
+            r#"{"stream":"live/demo"}"#,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let playback_url = body["playback_url"].as_str().unwrap();
+        assert!(
+            playback_url.starts_with("https://video.example.com/live/demo/index.m3u8?token="),
+            "{playback_url}"
+        );
+        let (status, body, _) = api(server.http, "GET", "/api/v1/streams", Some(ADMIN_TOKEN), "").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["streams"][0]["playlist_url"],
+            "https://video.example.com/live/demo/index.m3u8"
+        );
+
+        let token = server.token("live/demo", 3600);
+        let playlist = until_listed(server.http, &format!("/live/demo/index.m3u8?token={token}")).await;
+        let key_lines: Vec<&str> = playlist.lines().filter(|l| l.starts_with("#EXT-X-KEY")).collect();
+        assert!(!key_lines.is_empty(), "{playlist}");
+        for line in key_lines {
+            assert!(
+                line.contains("URI=\"https://keys.example.com/keys/live/demo/"),
+                "{line}"
+            );
+        }
+        publisher.finish().await;
         server.stop().await;
     })
     .await;

@@ -22,7 +22,7 @@ use crate::support::playlist::until_listed;
 use crate::support::process::{Proc, read_text};
 use crate::support::server::{DEMO_KEY, TestServer};
 use sealcast::config::{Config, DEFAULT_HLSJS_INTEGRITY};
-use sealcast::http::web::{REFUSED_TEXT, TOKEN_NEEDED_TEXT};
+use sealcast::http::web::{EXPIRED_TEXT, REFUSED_TEXT, TOKEN_NEEDED_TEXT, WRONG_STREAM_TEXT};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -322,8 +322,8 @@ async fn watch_page_plays_the_encrypted_stream_in_chromium() {
     // Refused: no frame, the error text, and no key ever fetched.
     for (name, status, text) in [
         ("noToken", 401, TOKEN_NEEDED_TEXT),
-        ("expired", 403, REFUSED_TEXT),
-        ("wrongStream", 403, REFUSED_TEXT),
+        ("expired", 403, EXPIRED_TEXT),
+        ("wrongStream", 403, WRONG_STREAM_TEXT),
     ] {
         let page = &report[name];
         assert_eq!(page["httpStatus"], status, "{name}: {page:#}");

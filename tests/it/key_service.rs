@@ -3,9 +3,7 @@
 //! clock), the key cache under 100 concurrent requests, and two
 //! `sealcast keyserver` processes sharing one real redis-server.
 
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +11,10 @@ use std::time::Duration;
 use sealcast::clock::ManualClock;
 use sealcast::crypto::{DataKey, decrypt_segment};
 use sealcast::keyservice::Clock;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::http;
 use crate::support::playlist::{self, KeyedSegment, distinct_keys, query_param};
-use crate::support::process::{Proc, free_port};
+use crate::support::process::{Proc, free_port, redis_command, start_keyserver, start_redis};
 use crate::support::server::{DEMO_KEY, OTHER_KEY, TestServer};
 use crate::support::{count_frames, fixture, has_ts_sync, with_safety_net};
 
@@ -251,58 +248,6 @@ async fn hundred_concurrent_requests_for_one_key_make_one_kms_call() {
 
 // --- key servers sharing Redis -------------------------------------------
 
-/// One RESP command to Redis; the reply's first line.
-async fn redis_command(port: u16, command: &str) -> Option<String> {
-    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    socket.write_all(command.as_bytes()).await.ok()?;
-    let mut buf = vec![0u8; 256];
-    let n = socket.read(&mut buf).await.ok()?;
-    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-    Some(text.lines().next()?.to_owned())
-}
-
-async fn start_redis(port: u16) -> Proc {
-    let process = Proc::spawn(
-        "redis-server",
-        Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stdin(Stdio::null()),
-    );
-    playlist::wait_for("redis to answer PING", playlist::POLL_LIMIT, || async {
-        (redis_command(port, "PING\r\n").await.as_deref() == Some("+PONG")).then_some(())
-    })
-    .await;
-    process
-}
-
-/// `sealcast keyserver --config <file>`; returns it and its HTTP address
-/// (it listens on port 0 and prints where).
-fn start_keyserver(config: &Path, log: &Path) -> (Proc, SocketAddr) {
-    let mut process = Proc::spawn(
-        "sealcast keyserver",
-        Command::new(env!("CARGO_BIN_EXE_sealcast"))
-            .arg("keyserver")
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "sealcast=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).unwrap()),
-    );
-    let stdout = process.child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("sealcast keyserver listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}; log in {}", log.display()))
-        .parse()
-        .unwrap();
-    (process, addr)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyservers_sharing_redis_refuse_each_others_used_tickets() {
     with_safety_net(async {
@@ -318,7 +263,7 @@ async fn keyservers_sharing_redis_refuse_each_others_used_tickets() {
         let token = ingest_a.token("*", 3600);
 
         let redis_port = free_port();
-        let mut redis = start_redis(redis_port).await;
+        let mut redis = start_redis(redis_port, &[]).await;
         let secret_file = shared.path().join("token_secret");
         std::fs::write(&secret_file, ingest_a.secret.expose()).unwrap();
         let keyserver_data = shared.path().join("keyserver-data");
@@ -378,7 +323,7 @@ async fn keyservers_sharing_redis_refuse_each_others_used_tickets() {
         let down = http::get(ks1, &unspent.uri).await;
         assert_eq!((down.status, down.header("retry-after")), (503, Some("2")));
         // ...so once Redis is back, the key servers reconnect and it works once.
-        redis = start_redis(redis_port).await;
+        redis = start_redis(redis_port, &[]).await;
         assert_eq!(http::get(ks1, &unspent.uri).await.status, 200);
         assert_eq!(http::get(ks2, &unspent.uri).await.status, 403);
 

@@ -14,6 +14,7 @@
 
 mod support;
 
+mod access_log;
 mod admin_api;
 mod browser;
 mod e2e_ffmpeg;
@@ -22,9 +23,13 @@ mod kms_aws;
 mod kms_lifecycle;
 mod live_server;
 mod package;
+mod publisher_logs;
 mod pyjwt_interop;
+mod readiness;
+mod reload;
 mod robustness;
 mod rtmp_hostile;
 mod rtmp_ingest;
 mod security;
+mod tools_cli;
 mod web;

@@ -31,6 +31,7 @@ fn package(fixture_name: &str, extra: &[&str]) -> Packaged {
         .arg(&out)
         .arg("--keyring")
         .arg(&keyring)
+        .arg("--new-keyring")
         .args(["--name", "vod/test"])
         .args(extra)
         .output()
@@ -222,10 +223,58 @@ fn refuses_a_non_flv_input() {
         .arg(dir.path().join("out"))
         .arg("--keyring")
         .arg(dir.path().join("keyring.json"))
+        .arg("--new-keyring")
         .output()
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("bogus.flv"), "{stderr}");
     assert!(!dir.path().join("out/index.m3u8").exists());
+}
+
+/// The README's VOD flow: package with the server's keyring, serve the files
+/// anywhere, and a player that sends a token for the package's name as
+/// `Authorization: Bearer` gets every key from the running server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packaged_vod_keys_come_from_the_server_with_a_bearer_token() {
+    use crate::support::http;
+    use crate::support::server::{TestServer, mint_token};
+    crate::support::with_safety_net(async {
+        let server = TestServer::start("").await;
+        let keyring = server.data_dir().join("keyring.json");
+        let out = server.dir.path().join("vod");
+        let output = Command::new(env!("CARGO_BIN_EXE_sealcast"))
+            .arg("package")
+            .arg(fixture("baseline-aac44k.flv"))
+            .arg(&out)
+            .arg("--keyring")
+            .arg(&keyring)
+            .args(["--name", "vod/talk", "--key-uri-base"])
+            .arg(format!("http://{}", server.http))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+        let text = std::fs::read_to_string(out.join("index.m3u8")).unwrap();
+        let playlist = parse_media_playlist(&text).unwrap();
+        assert!(!playlist.segments.is_empty());
+        let bearer = format!("Bearer {}", mint_token(&server.secret, "vod/talk", 3600));
+        let other = format!("Bearer {}", mint_token(&server.secret, "vod/other", 3600));
+        let prefix = format!("http://{}", server.http);
+        for segment in &playlist.segments {
+            let tag = segment.key.clone().unwrap();
+            let path = tag.uri.strip_prefix(&prefix).expect("key URIs point at the server");
+            assert_eq!(http::get(server.http, path).await.status, 401, "no token");
+            let refused = http::get_with(server.http, path, &[("Authorization", other.as_str())]).await;
+            assert_eq!(refused.status, 403, "a token for another name");
+            let got = http::get_with(server.http, path, &[("Authorization", bearer.as_str())]).await;
+            assert_eq!(got.status, 200, "{path}");
+            let key = crypto::DataKey::from_bytes(got.body.as_slice().try_into().unwrap());
+            let mut bytes = std::fs::read(out.join(&segment.uri)).unwrap();
+            crypto::decrypt_segment(&key, tag.iv, &mut bytes).unwrap();
+            assert!(has_ts_sync(&bytes), "{}", segment.uri);
+        }
+        server.stop().await;
+    })
+    .await;
 }

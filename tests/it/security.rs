@@ -20,13 +20,13 @@
 //! capture as its thread's subscriber, so it sees its own server's lines and
 //! no other test's.
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::support::http::{self, Response};
 use crate::support::kms::CountingKms;
+use crate::support::logs::capture_logs;
 use crate::support::rtmp::{Fixture, PublishOutcome, Publisher};
 use crate::support::server::{DEMO_KEY, OTHER_KEY, TestServer};
 use crate::support::with_safety_net;
@@ -40,33 +40,6 @@ use tokio::net::{TcpListener, TcpStream};
 
 const FIXTURE: &str = "high-bframes-aac48k.flv";
 const ADMIN: &str = "admin-token-for-security-tests-0123";
-/// Captures what this thread logs, as the default fmt subscriber writes
-/// it, without colours, until the guard drops. On a current-thread runtime
-/// that is everything the server under test logs from its tasks.
-fn capture_logs() -> (tracing::subscriber::DefaultGuard, Arc<Mutex<Vec<u8>>>) {
-    let buffer = Arc::new(Mutex::new(Vec::new()));
-    let writer = Arc::clone(&buffer);
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || LogWriter(Arc::clone(&writer)))
-        .finish();
-    (tracing::subscriber::set_default(subscriber), buffer)
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// One request written by hand (any `Host`, any headers); the response.
 async fn raw(addr: SocketAddr, head: &str, body: &[u8]) -> Response {
     let mut stream = TcpStream::connect(addr).await.unwrap();

@@ -132,12 +132,12 @@ async fn watch_page_answers_by_token() {
         (
             format!("/watch/live/demo?token={}", server.token("live/demo", -10)),
             403,
-            REFUSED_TEXT,
+            web::EXPIRED_TEXT,
         ),
         (
             format!("/watch/live/demo?token={}", server.token("live/other", 3600)),
             403,
-            REFUSED_TEXT,
+            web::WRONG_STREAM_TEXT,
         ),
     ];
     for (path, status, text) in refusals {

@@ -51,7 +51,7 @@ fn generated_token_secret_is_private_and_stable() {
 fn generated_secret_uses_the_rng() {
     let dir = tempfile::tempdir().unwrap();
     let c = in_dir(dir.path(), "");
-    let secret = c.resolve_token_secret_with(&no_env, &counting_rng).unwrap();
+    let secret = c.resolve_token_secret_with(&no_env, Some(&counting_rng)).unwrap();
     let want: Vec<u8> = (0u8..32).collect();
     assert_eq!(secret.expose(), URL_SAFE_NO_PAD.encode(want).as_bytes());
 }
@@ -61,7 +61,7 @@ fn token_secret_from_env() {
     let c = Config::from_toml_str("[auth]\ntoken_secret_env = \"TS\"\n").unwrap();
     let long = "x".repeat(32);
     let env = |name: &str| (name == "TS").then(|| OsString::from(&long));
-    let secret = c.resolve_token_secret_with(&env, &os_random).unwrap();
+    let secret = c.resolve_token_secret_with(&env, Some(&os_random)).unwrap();
     assert_eq!(secret.expose(), long.as_bytes());
 
     let cases = [
@@ -80,7 +80,7 @@ fn token_secret_from_env() {
     ];
     for (value, want) in cases {
         let env = |_: &str| value.map(OsString::from);
-        let err = c.resolve_token_secret_with(&env, &os_random).unwrap_err();
+        let err = c.resolve_token_secret_with(&env, Some(&os_random)).unwrap_err();
         assert_eq!(err.problems, vec![want.to_string()], "{value:?}");
     }
 }
@@ -94,13 +94,13 @@ fn token_secret_from_file() {
         &format!("[auth]\ntoken_secret_file = {:?}\n", path.display().to_string()),
     );
     fs::write(&path, "0123456789abcdef0123456789abcdef\r\n\n").unwrap();
-    let secret = c.resolve_token_secret_with(&no_env, &os_random).unwrap();
+    let secret = c.resolve_token_secret_with(&no_env, Some(&os_random)).unwrap();
     assert_eq!(secret.expose(), b"0123456789abcdef0123456789abcdef");
     // Nothing is generated when a file is named.
     assert!(!dir.path().join("data").exists());
 
     fs::write(&path, "short\n").unwrap();
-    let err = c.resolve_token_secret_with(&no_env, &os_random).unwrap_err();
+    let err = c.resolve_token_secret_with(&no_env, Some(&os_random)).unwrap_err();
     assert_eq!(
         err.problems,
         vec![format!(
@@ -109,7 +109,7 @@ fn token_secret_from_file() {
         )]
     );
     fs::remove_file(&path).unwrap();
-    let err = c.resolve_token_secret_with(&no_env, &os_random).unwrap_err();
+    let err = c.resolve_token_secret_with(&no_env, Some(&os_random)).unwrap_err();
     assert!(
         err.problems[0].starts_with(&format!("auth.token_secret_file {}: cannot read: ", path.display())),
         "{err}"
@@ -135,7 +135,10 @@ fn default_stream_key_is_generated_private_and_stable() {
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(&dir.path().join("publish_keys")), 0o700);
     }
-    assert_eq!(c.resolve_streams().unwrap(), first);
+    assert!(s.generated_now, "the first call generated it");
+    let again = c.resolve_streams().unwrap();
+    assert_eq!(again[0].publish_key, s.publish_key);
+    assert!(!again[0].generated_now, "the second call read it");
 }
 
 #[test]
@@ -281,4 +284,20 @@ fn admin_token_resolution() {
             .map_err(|e| e.to_string());
         assert_eq!(got, want, "{value:?}");
     }
+}
+
+#[test]
+fn tools_read_the_generated_secret_but_never_create_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let c = in_dir(&data_dir, "");
+    let err = c.read_token_secret().unwrap_err();
+    assert_eq!(err.problems.len(), 1);
+    let want = format!("no token secret at {}: ", data_dir.join("token_secret").display());
+    assert!(err.problems[0].starts_with(&want), "{err}");
+    assert!(err.problems[0].contains("--config"), "{err}");
+    assert!(!data_dir.exists(), "a tool created the data dir");
+
+    let made = c.resolve_token_secret().unwrap();
+    assert_eq!(c.read_token_secret().unwrap(), made);
 }

@@ -51,6 +51,12 @@ const ASSET_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// What a viewer reads when the server or the player refuses playback.
 pub const REFUSED_TEXT: &str = "Playback refused: token missing, expired or not valid for this stream.";
+
+/// What the watch page says when the link's token has expired.
+pub const EXPIRED_TEXT: &str = "Playback refused: this link's token has expired; ask for a new link.";
+
+/// What the watch page says when the link's token is for another stream.
+pub const WRONG_STREAM_TEXT: &str = "Playback refused: this link's token is for another stream.";
 /// What a viewer reads when the watch URL has no token.
 pub const TOKEN_NEEDED_TEXT: &str =
     "A playback token is needed to watch this stream: open the full link you were given (it ends in ?token=…).";
@@ -179,7 +185,16 @@ async fn watch(
             now_unix_secs(),
         )
         .err()
-        .map(|_| (StatusCode::FORBIDDEN, REFUSED_TEXT)),
+        .map(|error| {
+            // Expiry and stream are in the token the viewer holds: saying
+            // which of the two is wrong tells them nothing new.
+            let text = match error {
+                auth::TokenError::Expired => EXPIRED_TEXT,
+                auth::TokenError::WrongStream => WRONG_STREAM_TEXT,
+                _ => REFUSED_TEXT,
+            };
+            (StatusCode::FORBIDDEN, text)
+        }),
     };
     let stream_text = escape(&stream.to_string());
     // Relative URLs (from /watch/{app}/{name}) keep working behind a proxy

@@ -40,7 +40,7 @@ use crate::media::{AudioCodec, VideoCodec};
 const SESSION_COOKIE: &str = "sealcast_operator";
 const SESSION_SECS: u64 = 12 * 3600;
 /// How long the watch links on the operator page stay valid.
-const WATCH_LINK_SECS: u64 = 4 * 3600;
+const WATCH_LINK_SECS: u64 = crate::config::DEFAULT_TOKEN_TTL_SECS;
 /// Segments at the live edge the shown bitrate is measured over.
 const BITRATE_SEGMENTS: usize = 3;
 /// The operator page reloads itself this often, in seconds.
@@ -263,9 +263,12 @@ async fn streams_page(state: &WebState) -> Response {
     let body = format!(
         "<main class=\"operator\">\n<h1>Streams</h1>\n\
          <p class=\"hint\">This page reloads every {REFRESH_SECS} s. Watch links carry a playback token \
-         valid for {} hours: share them only with viewers you trust.</p>\n\
+         valid for {}: share them only with viewers you trust.</p>\n\
          <ul class=\"streams\">\n{items}</ul>\n</main>",
-        WATCH_LINK_SECS / 3600
+        match WATCH_LINK_SECS / 3600 {
+            1 => "1 hour".to_owned(),
+            hours => format!("{hours} hours"),
+        }
     );
     let head = format!("<meta http-equiv=\"refresh\" content=\"{REFRESH_SECS}\">");
     let html = layout("Streams", "", &head, &body, "");

@@ -61,16 +61,36 @@
     video.load();
   }
 
-  // The token's expiry, read without checking it (the server does that):
-  // only to tell a viewer that their link is too old.
-  function tokenExpiry() {
+  // The token's claims, read without checking them (the server does that):
+  // only to tell a viewer whether their link is too old or for another stream.
+  function tokenClaims() {
     try {
       const payload = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-      const claims = JSON.parse(atob(payload + '==='.slice((payload.length + 3) % 4)));
-      return typeof claims.exp === 'number' ? claims.exp : null;
+      return JSON.parse(atob(payload + '==='.slice((payload.length + 3) % 4)));
     } catch (e) {
       return null;
     }
+  }
+
+  function tokenExpiry() {
+    const claims = tokenClaims();
+    return claims && typeof claims.exp === 'number' ? claims.exp : null;
+  }
+
+  // Whether the token's stream claim (`app/name`, `app/*` or `*`) covers
+  // this page's stream, `app/name` from /watch/{app}/{name}.
+  function tokenCoversThisStream() {
+    const claims = tokenClaims();
+    if (!claims || typeof claims.stream !== 'string') {
+      return true;
+    }
+    const parts = location.pathname.split('/').filter(Boolean);
+    const here = parts.slice(-2).map(decodeURIComponent);
+    const pattern = claims.stream.split('/');
+    if (claims.stream === '*') {
+      return true;
+    }
+    return pattern.length === 2 && pattern[0] === here[0] && (pattern[1] === '*' || pattern[1] === here[1]);
   }
 
   function refuse() {
@@ -81,6 +101,8 @@
     const exp = tokenExpiry();
     if (exp !== null && exp * 1000 <= Date.now()) {
       text += ' This link’s token expired at ' + new Date(exp * 1000).toLocaleString() + '.';
+    } else if (!tokenCoversThisStream()) {
+      text += ' This link’s token is for another stream.';
     }
     showError(text);
   }

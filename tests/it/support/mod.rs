@@ -171,6 +171,7 @@ pub fn first_video_frame_is_key(path: &Path) -> Option<bool> {
 pub mod http;
 pub mod ingest;
 pub mod kms;
+pub mod logs;
 pub mod playlist;
 pub mod process;
 pub mod rtmp;

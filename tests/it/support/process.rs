@@ -11,6 +11,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
 pub const SEALCAST: &str = env!("CARGO_BIN_EXE_sealcast");
 
 /// Bound for a graceful shutdown after SIGTERM, and for a SIGKILLed child to
@@ -280,4 +282,60 @@ pub fn framecrc_counts(text: &str) -> (u64, u64) {
             .sum()
     };
     (of("video"), of("audio"))
+}
+
+/// `sealcast keyserver --config <file>`; returns it and its HTTP address
+/// (it listens on port 0 and prints where).
+pub fn start_keyserver(config: &Path, log: &Path) -> (Proc, SocketAddr) {
+    let mut process = Proc::spawn(
+        "sealcast keyserver",
+        Command::new(SEALCAST)
+            .arg("keyserver")
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "sealcast=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(File::create(log).unwrap()),
+    );
+    let stdout = process.child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("sealcast keyserver listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}; log in {}", log.display()))
+        .parse()
+        .unwrap();
+    (process, addr)
+}
+
+/// One RESP command to Redis; the reply's first line.
+pub async fn redis_command(port: u16, command: &str) -> Option<String> {
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    socket.write_all(command.as_bytes()).await.ok()?;
+    let mut buf = vec![0u8; 256];
+    let n = socket.read(&mut buf).await.ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    Some(text.lines().next()?.to_owned())
+}
+
+/// `redis-server` on 127.0.0.1:`port` with `extra` arguments (such as
+/// `--requirepass`), once it answers.
+pub async fn start_redis(port: u16, extra: &[&str]) -> Proc {
+    let process = Proc::spawn(
+        "redis-server",
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stdin(Stdio::null()),
+    );
+    // Any answer will do: with a password PING is answered -NOAUTH.
+    super::playlist::wait_for("redis to answer PING", super::playlist::POLL_LIMIT, || async {
+        redis_command(port, "PING\r\n").await.map(|_| ())
+    })
+    .await;
+    process
 }

@@ -11,6 +11,7 @@ use sealcast::keyservice::{Clock, KeyService};
 use sealcast::kms::Kms;
 use sealcast::live::{Registry, StreamInfo};
 use sealcast::names::StreamName;
+use sealcast::reload::Reloader;
 use sealcast::server::Server;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -44,6 +45,9 @@ pub struct TestServer {
     /// The key service behind `/keys/...`, for its counters.
     pub keys: Arc<KeyService>,
     pub registry: Arc<Registry>,
+    /// The configuration it runs, and what SIGHUP would do to it.
+    pub config: Config,
+    pub reloader: Reloader,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -114,6 +118,7 @@ token_secret_file = "{secret}"
         let secret = server.token_secret().clone();
         let keys = Arc::clone(server.key_service());
         let registry = Arc::clone(server.registry());
+        let reloader = server.reloader();
         let rtmp_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let rtmp = rtmp_listener.local_addr().unwrap();
@@ -129,6 +134,8 @@ token_secret_file = "{secret}"
             secret,
             keys,
             registry,
+            config,
+            reloader,
             shutdown: Some(tx),
             task: Some(task),
         }
