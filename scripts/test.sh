@@ -11,6 +11,8 @@ command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need_apt+=(ffmp
 command -v node >/dev/null && command -v npm >/dev/null || need_apt+=(nodejs npm)
 # Two key servers share a real Redis in tests/it/key_service.rs.
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+# tests/it/metrics.rs checks /metrics with `promtool check metrics`.
+command -v promtool >/dev/null || need_apt+=(prometheus)
 # GStreamer publishes in tests/it/robustness.rs: rtmp2sink and rtmpsink (librtmp,
 # the RTMP stack OBS derives from) from plugins-bad, flvmux/flvdemux from -good.
 if ! { command -v gst-launch-1.0 >/dev/null && gst-inspect-1.0 rtmp2sink >/dev/null 2>&1 &&

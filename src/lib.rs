@@ -27,6 +27,7 @@
 //! - [`http`]: playlists with token-rewritten key URIs, segments, keys, the
 //!   admin API and the web pages.
 //! - [`config`]: the TOML schema, its validation and secret references.
+//! - [`metrics`]: Prometheus metrics, `GET /metrics` on a listener of its own.
 //! - [`server`]: `sealcast serve`: RTMP and HTTP side by side, shutdown.
 //! - [`clock`] also holds [`clock::SystemClock`], the one reader of the
 //!   system clock.
@@ -44,6 +45,7 @@ pub mod ingest;
 pub mod keyservice;
 pub mod kms;
 pub mod live;
+pub mod metrics;
 pub mod server;
 pub mod storage;
 pub mod tools;

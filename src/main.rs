@@ -345,11 +345,23 @@ fn serve(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>) -> anyho
         let http = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("binding HTTP to {}", config.http.listen))?;
+        let metrics = bind_metrics(&config).await?;
         let shutdown = server::shutdown_signal().context("installing signal handlers")?;
         print_banner(&config, config_path, &server, rtmp.local_addr()?, http.local_addr()?);
-        server.run(rtmp, http, shutdown).await?;
+        server.run_with_metrics(rtmp, http, metrics, shutdown).await?;
         anyhow::Ok(())
     })
+}
+
+/// The `[metrics] listen` listener, unless metrics are off.
+async fn bind_metrics(config: &sealcast::config::Config) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    if !config.metrics.enabled {
+        return Ok(None);
+    }
+    let listener = tokio::net::TcpListener::bind(config.metrics.listen)
+        .await
+        .with_context(|| format!("binding metrics to {}", config.metrics.listen))?;
+    Ok(Some(listener))
 }
 
 /// `sealcast keyserver`: the key endpoint alone, until SIGINT or SIGTERM.
@@ -360,11 +372,12 @@ fn keyserver(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>) -> a
         let http = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("binding HTTP to {}", config.http.listen))?;
+        let metrics = bind_metrics(&config).await?;
         let shutdown = server::shutdown_signal().context("installing signal handlers")?;
         // One line on stdout, for people and for scripts that start it on port 0.
         println!("sealcast keyserver listening on http://{}", http.local_addr()?);
         std::io::Write::flush(&mut std::io::stdout())?;
-        server.run(http, shutdown).await?;
+        server.run_with_metrics(http, metrics, shutdown).await?;
         anyhow::Ok(())
     })
 }

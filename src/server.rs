@@ -19,6 +19,7 @@ use crate::ingest::{self, IngestLimits};
 use crate::keyservice::{Clock, KeyService, KeySettings, replay_store_from_config};
 use crate::kms::{self, Kms, KmsError};
 use crate::live::{LiveSettings, Registry, StreamSpec};
+use crate::metrics::{Exporter, MeteredKms, Metrics};
 use crate::names::{NameError, StreamName};
 
 /// Why the server could not start.
@@ -42,6 +43,8 @@ pub struct Server {
     web_state: Arc<WebState>,
     limits: IngestLimits,
     streams: Vec<ResolvedStream>,
+    /// `None` when `metrics.enabled` is false.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Server {
@@ -84,6 +87,11 @@ impl Server {
                 })
             })
             .collect::<Result<Vec<_>, NameError>>()?;
+        let metrics = config.metrics.enabled.then(|| Arc::new(Metrics::new()));
+        let kms: Arc<dyn Kms> = match &metrics {
+            Some(metrics) => Arc::new(MeteredKms::new(kms, Arc::clone(metrics))),
+            None => kms,
+        };
         let replay = replay_store_from_config(&config.auth)?;
         let keys = Arc::new(KeyService::new(
             KeySettings::from_config(&config.auth, token_secret),
@@ -92,7 +100,11 @@ impl Server {
             clock,
         ));
         let admin_token = config.auth.resolve_admin_token()?;
-        let registry = Arc::new(Registry::new(settings, kms, specs));
+        let registry = Registry::new(settings, kms, specs);
+        let registry = Arc::new(match &metrics {
+            Some(metrics) => registry.with_metrics(Arc::clone(metrics)),
+            None => registry,
+        });
         let limits = IngestLimits {
             max_connections: config.rtmp.max_connections.get() as usize,
             max_connections_per_ip: config.rtmp.max_connections_per_ip.get() as usize,
@@ -127,6 +139,18 @@ impl Server {
             web_state,
             limits,
             streams,
+            metrics,
+        })
+    }
+
+    /// What `/metrics` serves, or `None` when metrics are off.
+    pub fn metrics_exporter(&self) -> Option<Arc<Exporter>> {
+        self.metrics.as_ref().map(|metrics| {
+            Arc::new(Exporter::new(
+                Arc::clone(metrics),
+                Arc::clone(&self.http_state.keys),
+                Some(Arc::clone(&self.registry)),
+            ))
         })
     }
 
@@ -166,6 +190,19 @@ impl Server {
         http: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
+        self.run_with_metrics(rtmp, http, None, shutdown).await
+    }
+
+    /// [`Server::run`], serving `/metrics` on `metrics` too when given
+    /// (and metrics are enabled). The metrics listener failing is logged; it
+    /// does not stop ingest or playback.
+    pub async fn run_with_metrics(
+        self,
+        rtmp: TcpListener,
+        http: TcpListener,
+        metrics: Option<TcpListener>,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
@@ -173,7 +210,28 @@ impl Server {
         info!(rtmp = %rtmp.local_addr()?, http = %http.local_addr()?, "sealcast listening");
         self.registry.resume();
         let authorizer: Arc<dyn ingest::PublishAuthorizer> = Arc::new(Arc::clone(&self.registry));
-        let mut ingest = tokio::spawn(ingest::serve(rtmp, authorizer, self.limits, stopped(stop_rx.clone())));
+        let metrics_task = match (metrics, self.metrics_exporter()) {
+            (Some(listener), Some(exporter)) => {
+                let stop = stopped(stop_rx.clone());
+                Some(tokio::spawn(async move {
+                    if let Err(error) = crate::metrics::serve(listener, exporter, stop).await {
+                        error!(%error, "metrics listener failed");
+                    }
+                }))
+            }
+            _ => None,
+        };
+        let open_connections = match &self.metrics {
+            Some(metrics) => metrics.gauge(crate::metrics::RTMP_CONNECTIONS, &[]),
+            None => ::metrics::Gauge::noop(),
+        };
+        let mut ingest = tokio::spawn(ingest::serve_metered(
+            rtmp,
+            authorizer,
+            self.limits,
+            open_connections,
+            stopped(stop_rx.clone()),
+        ));
         let app = http::router(Arc::clone(&self.http_state)).merge(web::router(Arc::clone(&self.web_state)));
         // With connect info: wrong admin tokens are slowed down per address.
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -207,6 +265,9 @@ impl Server {
             Some(result) => result,
             None => task_result("http", web.await),
         };
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
         ingest_result.and(web_result)?;
         // An early end is an error even when the task itself returned Ok.
         if let Some(side) = ended_early {

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use crate::auth::Secret;
 
+mod metrics;
 mod redis_url;
 mod schema;
 mod secrets;
@@ -33,6 +34,7 @@ mod tests;
 mod toml_errors;
 mod validate;
 
+pub use metrics::MetricsConfig;
 pub use redis_url::RedisUrl;
 pub use schema::{HlsConfig, HttpConfig, StorageConfig};
 pub use secrets::{KeyOrigin, ResolvedStream};
@@ -75,6 +77,8 @@ pub struct Config {
     /// `[[streams]]`: streams that may be published. Empty: the one default
     /// stream `live/demo` with a publish key generated on first start.
     pub streams: Vec<StreamConfig>,
+    /// `[metrics]`: the Prometheus endpoint.
+    pub metrics: MetricsConfig,
 }
 
 /// A `[[streams]]` entry, validated: a stream encoders may publish.

@@ -49,6 +49,9 @@ pub struct Document {
     /// `live/demo` with a publish key generated on first start.
     #[serde(default)]
     pub streams: Vec<Stream>,
+    /// Prometheus metrics (`src/config/metrics.rs`).
+    #[serde(default)]
+    pub metrics: super::MetricsConfig,
 }
 
 /// `[rtmp]`: the ingest listener.
@@ -529,7 +532,7 @@ impl Default for Kms {
 }
 
 /// `SocketAddr` with an error that says what is expected.
-fn de_socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+pub(super) fn de_socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
     let text = String::deserialize(d)?;
     text.parse().map_err(|_| {
         serde::de::Error::invalid_value(

@@ -73,6 +73,8 @@ pub(super) fn validate(doc: Document) -> Result<Config, ConfigError> {
         .collect();
     validate_stream_uniqueness(&doc.streams, &mut p);
     let streams: Option<Vec<StreamConfig>> = streams.into_iter().collect();
+    let listeners = [("rtmp.listen", doc.rtmp.listen), ("http.listen", doc.http.listen)];
+    super::metrics::validate(&doc.metrics, &listeners, &mut p.0);
 
     match (rtmp, encryption, kms, auth, streams) {
         (Some(rtmp), Some(encryption), Some(kms), Some(auth), Some(streams)) if p.0.is_empty() => Ok(Config {
@@ -84,6 +86,7 @@ pub(super) fn validate(doc: Document) -> Result<Config, ConfigError> {
             kms,
             auth,
             streams,
+            metrics: doc.metrics,
         }),
         _ => Err(ConfigError { problems: p.0 }),
     }

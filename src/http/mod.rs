@@ -211,7 +211,10 @@ async fn key(
         Some(ticket) => Credential::Ticket(ticket),
         None => match presented_token(query.token.as_deref(), &headers) {
             Some(token) => Credential::Token(token),
-            None => return status(StatusCode::UNAUTHORIZED, "token required\n"),
+            None => {
+                keys.note_unauthorized();
+                return status(StatusCode::UNAUTHORIZED, "token required\n");
+            }
         },
     };
     let edk = query.edk.as_deref().unwrap_or_default();
@@ -266,7 +269,12 @@ async fn media_file(
         let token = presented_token(query.token.as_deref(), &headers);
         let claims = match token.map(|token| state.keys.verify_token(token, &stream_name)) {
             None => None,
-            Some(Ok(claims)) => Some(claims),
+            Some(Ok(claims)) => {
+                if let Some(token) = token {
+                    state.keys.saw_viewer(&stream_name, &claims, token);
+                }
+                Some(claims)
+            }
             Some(Err(error)) => {
                 debug!(stream = %stream_name, %error, "token refused");
                 return status(StatusCode::FORBIDDEN, "forbidden\n");

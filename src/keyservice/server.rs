@@ -16,6 +16,7 @@ use crate::config::{Config, ConfigError, KmsConfig};
 use crate::http::{self, CorsPolicy};
 use crate::kms::local::LocalKms;
 use crate::kms::{Kms, KmsError};
+use crate::metrics::{Exporter, MeteredKms, Metrics};
 
 /// Why the key server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,8 @@ pub enum StartError {
 pub struct KeyServer {
     keys: Arc<KeyService>,
     cors: CorsPolicy,
+    /// `None` when `metrics.enabled` is false.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl KeyServer {
@@ -58,12 +61,23 @@ impl KeyServer {
             KmsConfig::Local { keyring } => Arc::new(LocalKms::open(keyring)?),
             KmsConfig::Aws(_) => crate::kms::open(&config.kms)?,
         };
+        let metrics = config.metrics.enabled.then(|| Arc::new(Metrics::new()));
+        let kms: Arc<dyn Kms> = match &metrics {
+            Some(metrics) => Arc::new(MeteredKms::new(kms, Arc::clone(metrics))),
+            None => kms,
+        };
         let replay = replay_store_from_config(&config.auth)?;
         let keys = KeyService::new(KeySettings::from_config(&config.auth, token_secret), kms, replay, clock);
         Ok(Self {
             keys: Arc::new(keys),
             cors: CorsPolicy::from_origins(&config.http.cors_allowed_origins),
+            metrics,
         })
+    }
+
+    /// What `/metrics` serves, or `None` when metrics are off.
+    pub fn metrics_exporter(&self) -> Option<Arc<Exporter>> {
+        (self.metrics.as_ref()).map(|metrics| Arc::new(Exporter::new(Arc::clone(metrics), Arc::clone(&self.keys), None)))
     }
 
     /// The key service, for its counters.
@@ -77,9 +91,40 @@ impl KeyServer {
         http: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.run_with_metrics(http, None, shutdown).await
+    }
+
+    /// [`KeyServer::run`], serving `/metrics` on `metrics` too when given
+    /// (and metrics are enabled); a failing metrics listener is logged only.
+    pub async fn run_with_metrics(
+        self,
+        http: TcpListener,
+        metrics: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         info!(http = %http.local_addr()?, "sealcast keyserver listening");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let metrics_task = match (metrics, self.metrics_exporter()) {
+            (Some(listener), Some(exporter)) => {
+                let mut stop = stop_rx;
+                Some(tokio::spawn(async move {
+                    let stopped = async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    };
+                    if let Err(error) = crate::metrics::serve(listener, exporter, stopped).await {
+                        tracing::error!(%error, "metrics listener failed");
+                    }
+                }))
+            }
+            _ => None,
+        };
         let app = http::key_server_router(self.keys, self.cors);
-        axum::serve(http, app).with_graceful_shutdown(shutdown).await?;
+        let served = axum::serve(http, app).with_graceful_shutdown(shutdown).await;
+        let _ = stop_tx.send(true);
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
+        served?;
         info!("keyserver shut down");
         Ok(())
     }

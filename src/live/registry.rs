@@ -44,6 +44,8 @@ pub struct Registry {
     /// Grace timers and segment deletions: owned here, so shutdown cancels
     /// them ([`Registry::stop_timers`]) instead of leaving them detached.
     timers: Mutex<JoinSet<()>>,
+    /// Where publishes record ingest bytes and segments; `None`: nowhere.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// One configured stream: its directory and what the HTTP side reads.
@@ -91,6 +93,22 @@ impl Registry {
             active_publishes: AtomicUsize::new(0),
             idle: Notify::new(),
             timers: Mutex::new(JoinSet::new()),
+            metrics: None,
+        }
+    }
+
+    /// Publishes record their ingest bytes, segments and publish latency in
+    /// `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The handles a publish of `stream` records with.
+    pub(super) fn stream_meters(&self, stream: &StreamName) -> crate::metrics::StreamMeters {
+        match &self.metrics {
+            Some(metrics) => metrics.stream(&stream.to_string()),
+            None => crate::metrics::StreamMeters::noop(),
         }
     }
 

@@ -21,6 +21,7 @@ mod key_service;
 mod kms_aws;
 mod kms_lifecycle;
 mod live_server;
+mod metrics;
 mod package;
 mod pyjwt_interop;
 mod robustness;
