@@ -51,7 +51,10 @@ pub(super) fn validate(metrics: &MetricsConfig, others: &[(&str, SocketAddr)], p
     }
     for (key, addr) in others {
         if *addr == metrics.listen {
-            problems.push(format!("metrics.listen {} is the same address as {key}", metrics.listen));
+            problems.push(format!(
+                "metrics.listen {} is the same address as {key}",
+                metrics.listen
+            ));
         }
     }
 }
@@ -67,7 +70,10 @@ mod tests {
         assert_eq!(metrics.listen.to_string(), "127.0.0.1:9464");
         let mut problems = Vec::new();
         validate(&metrics, &[("http.listen", metrics.listen)], &mut problems);
-        assert_eq!(problems, ["metrics.listen 127.0.0.1:9464 is the same address as http.listen"]);
+        assert_eq!(
+            problems,
+            ["metrics.listen 127.0.0.1:9464 is the same address as http.listen"]
+        );
         let off = MetricsConfig {
             enabled: false,
             ..MetricsConfig::default()

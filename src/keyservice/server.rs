@@ -77,7 +77,8 @@ impl KeyServer {
 
     /// What `/metrics` serves, or `None` when metrics are off.
     pub fn metrics_exporter(&self) -> Option<Arc<Exporter>> {
-        (self.metrics.as_ref()).map(|metrics| Arc::new(Exporter::new(Arc::clone(metrics), Arc::clone(&self.keys), None)))
+        (self.metrics.as_ref())
+            .map(|metrics| Arc::new(Exporter::new(Arc::clone(metrics), Arc::clone(&self.keys), None)))
     }
 
     /// The key service, for its counters.
@@ -162,5 +163,53 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["keyring.json"]);
+    }
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        socket.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    #[tokio::test]
+    async fn serves_metrics_on_its_own_listener() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "test-secret-0123456789-0123456789-abcdef").unwrap();
+        LocalKms::open_or_create(&dir.path().join("keyring.json")).unwrap();
+        let config = Config::from_toml_str(&format!(
+            "[storage]\ndata_dir = {:?}\n[auth]\ntoken_secret_file = {:?}\n",
+            dir.path().display().to_string(),
+            secret.display().to_string()
+        ))
+        .unwrap();
+        let server = KeyServer::from_config(&config).unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (http_addr, metrics_addr) = (http.local_addr().unwrap(), metrics.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run_with_metrics(http, Some(metrics), async move {
+            let _ = stopped.await;
+        }));
+        assert!(
+            get(http_addr, "/keys/live/demo/k1?edk=AAAA")
+                .await
+                .starts_with("HTTP/1.1 401")
+        );
+        let text = get(metrics_addr, "/metrics").await;
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(
+            text.contains("sealcast_key_requests_total{result=\"unauthorized\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("sealcast_key_cache_misses_total 0\n"), "{text}");
+        // No streams are published here.
+        assert!(!text.contains("sealcast_streams_live"), "{text}");
+        stop.send(()).unwrap();
+        task.await.unwrap().unwrap();
     }
 }

@@ -117,11 +117,23 @@ mod tests {
         viewers.saw("live/demo", a_again, 1010);
         viewers.saw("live/demo", b, 1005);
         viewers.saw("live/other", b, 1005);
-        assert_eq!(viewers.counts(1010), [("live/demo".into(), 2), ("live/other".into(), 1)]);
+        assert_eq!(
+            viewers.counts(1010),
+            [("live/demo".into(), 2), ("live/other".into(), 1)]
+        );
         // b was last seen at 1005: gone at 1035; a (1010) stays until 1040.
-        assert_eq!(viewers.counts(1034), [("live/demo".into(), 2), ("live/other".into(), 1)]);
-        assert_eq!(viewers.counts(1035), [("live/demo".into(), 1), ("live/other".into(), 0)]);
-        assert_eq!(viewers.counts(1040), [("live/demo".into(), 0), ("live/other".into(), 0)]);
+        assert_eq!(
+            viewers.counts(1034),
+            [("live/demo".into(), 2), ("live/other".into(), 1)]
+        );
+        assert_eq!(
+            viewers.counts(1035),
+            [("live/demo".into(), 1), ("live/other".into(), 0)]
+        );
+        assert_eq!(
+            viewers.counts(1040),
+            [("live/demo".into(), 0), ("live/other".into(), 0)]
+        );
     }
 
     #[test]
@@ -133,7 +145,13 @@ mod tests {
         assert_ne!(token_viewer(&with_jti, "t", false), ticket::viewer_tag(&with_jti, "t"));
         // No sub: the tag either way.
         let anonymous = claims(None, None);
-        assert_eq!(token_viewer(&anonymous, "t", false), ticket::viewer_tag(&anonymous, "t"));
-        assert_ne!(token_viewer(&anonymous, "t", false), token_viewer(&anonymous, "u", false));
+        assert_eq!(
+            token_viewer(&anonymous, "t", false),
+            ticket::viewer_tag(&anonymous, "t")
+        );
+        assert_ne!(
+            token_viewer(&anonymous, "t", false),
+            token_viewer(&anonymous, "u", false)
+        );
     }
 }

@@ -98,7 +98,11 @@ impl Metrics {
     fn describe(&self) {
         let r = &self.recorder;
         let text = |s: &'static str| SharedString::from(s);
-        r.describe_gauge(KeyName::from(STREAMS_LIVE), None, text("Streams with a publisher connected."));
+        r.describe_gauge(
+            KeyName::from(STREAMS_LIVE),
+            None,
+            text("Streams with a publisher connected."),
+        );
         r.describe_gauge(KeyName::from(RTMP_CONNECTIONS), None, text("RTMP connections open."));
         r.describe_counter(
             KeyName::from(INGEST_BYTES),
@@ -117,14 +121,26 @@ impl Metrics {
             text("Distinct authorized viewers seen in the last 30 seconds."),
         );
         r.describe_counter(KeyName::from(KEY_REQUESTS), None, text("Key requests by result."));
-        r.describe_counter(KeyName::from(KMS_REQUESTS), None, text("KMS calls by operation and result."));
+        r.describe_counter(
+            KeyName::from(KMS_REQUESTS),
+            None,
+            text("KMS calls by operation and result."),
+        );
         r.describe_histogram(
             KeyName::from(KMS_REQUEST_SECONDS),
             Some(Unit::Seconds),
             text("KMS call latency."),
         );
-        r.describe_counter(KeyName::from(KEY_CACHE_HITS), None, text("Key requests answered from the key cache."));
-        r.describe_counter(KeyName::from(KEY_CACHE_MISSES), None, text("Key requests that needed the KMS."));
+        r.describe_counter(
+            KeyName::from(KEY_CACHE_HITS),
+            None,
+            text("Key requests answered from the key cache."),
+        );
+        r.describe_counter(
+            KeyName::from(KEY_CACHE_MISSES),
+            None,
+            text("Key requests that needed the KMS."),
+        );
     }
 
     fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
@@ -241,12 +257,14 @@ pub fn router(exporter: Arc<Exporter>) -> Router {
     Router::new()
         .route(
             "/metrics",
-            get(|axum::extract::State(exporter): axum::extract::State<Arc<Exporter>>| async move {
-                (
-                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-                    exporter.render(),
-                )
-            }),
+            get(
+                |axum::extract::State(exporter): axum::extract::State<Arc<Exporter>>| async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                        exporter.render(),
+                    )
+                },
+            ),
         )
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n").into_response() })
         .with_state(exporter)
@@ -259,7 +277,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     info!(addr = %listener.local_addr()?, "metrics listening");
-    axum::serve(listener, router(exporter)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(exporter))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 #[cfg(test)]

@@ -112,7 +112,10 @@ async fn metrics_count_viewers_keys_and_kms_calls() {
         // One key request without a token (401), one with a bad one (403).
         let uri = key_uris.iter().next().unwrap();
         assert_eq!(http::get(server.http, uri).await.status, 401);
-        assert_eq!(http::get(server.http, &format!("{uri}&token=not-a-token")).await.status, 403);
+        assert_eq!(
+            http::get(server.http, &format!("{uri}&token=not-a-token")).await.status,
+            403
+        );
 
         let live = scrape(server.metrics).await;
         promtool_check(&live);
@@ -120,14 +123,23 @@ async fn metrics_count_viewers_keys_and_kms_calls() {
         assert_eq!(sample(&live, "sealcast_viewers{stream=\"live/other\"}"), 0.0);
         assert_eq!(sample(&live, "sealcast_streams_live"), 1.0);
         assert_eq!(sample(&live, "sealcast_rtmp_connections"), 1.0);
-        assert_eq!(sample(&live, "sealcast_key_requests_total{result=\"ok\"}"), keys_fetched as f64);
-        assert_eq!(sample(&live, "sealcast_key_requests_total{result=\"unauthorized\"}"), 1.0);
+        assert_eq!(
+            sample(&live, "sealcast_key_requests_total{result=\"ok\"}"),
+            keys_fetched as f64
+        );
+        assert_eq!(
+            sample(&live, "sealcast_key_requests_total{result=\"unauthorized\"}"),
+            1.0
+        );
         assert_eq!(sample(&live, "sealcast_key_requests_total{result=\"forbidden\"}"), 1.0);
         // Each distinct key was unwrapped once (the first viewer), then served
         // from the cache (the other two).
         let distinct = key_uris.len() as f64;
         assert_eq!(sample(&live, "sealcast_key_cache_misses_total"), distinct);
-        assert_eq!(sample(&live, "sealcast_key_cache_hits_total"), keys_fetched as f64 - distinct);
+        assert_eq!(
+            sample(&live, "sealcast_key_cache_hits_total"),
+            keys_fetched as f64 - distinct
+        );
         assert_eq!(
             sample(&live, "sealcast_kms_requests_total{op=\"decrypt\",result=\"ok\"}"),
             distinct
@@ -136,8 +148,14 @@ async fn metrics_count_viewers_keys_and_kms_calls() {
             sample(&live, "sealcast_kms_request_seconds_count{op=\"decrypt\"}"),
             distinct
         );
-        let generated = sample(&live, "sealcast_kms_requests_total{op=\"generate_data_key\",result=\"ok\"}");
-        assert!(generated >= distinct, "{generated} data keys for {distinct} listed keys");
+        let generated = sample(
+            &live,
+            "sealcast_kms_requests_total{op=\"generate_data_key\",result=\"ok\"}",
+        );
+        assert!(
+            generated >= distinct,
+            "{generated} data keys for {distinct} listed keys"
+        );
         let segments = sample(&live, "sealcast_segments_total{stream=\"live/demo\"}");
         assert!(segments >= 3.0, "{live}");
         assert_eq!(sample(&live, "sealcast_segment_publish_seconds_count"), segments);
@@ -159,7 +177,10 @@ async fn metrics_count_viewers_keys_and_kms_calls() {
         assert_eq!(sample(&after, "sealcast_rtmp_connections"), 0.0);
         // Every audio and video byte the publisher sent.
         let sent: usize = fixture.tags.iter().map(|tag| tag.body.len()).sum();
-        assert_eq!(sample(&after, "sealcast_ingest_bytes_total{stream=\"live/demo\"}"), sent as f64);
+        assert_eq!(
+            sample(&after, "sealcast_ingest_bytes_total{stream=\"live/demo\"}"),
+            sent as f64
+        );
         server.stop().await;
     })
     .await;

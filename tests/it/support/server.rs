@@ -123,11 +123,12 @@ token_secret_file = "{secret}"
         let http = http_listener.local_addr().unwrap();
         let metrics = metrics_listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(
-            server.run_with_metrics(rtmp_listener, http_listener, Some(metrics_listener), async move {
-                let _ = rx.await;
-            }),
-        );
+        let task =
+            tokio::spawn(
+                server.run_with_metrics(rtmp_listener, http_listener, Some(metrics_listener), async move {
+                    let _ = rx.await;
+                }),
+            );
         Self {
             dir,
             rtmp,
