@@ -353,15 +353,20 @@ fn serve(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>) -> anyho
     })
 }
 
-/// The `[metrics] listen` listener, unless metrics are off.
+/// The `[metrics] listen` listener, unless metrics are off. An address that
+/// cannot be bound is logged and the server runs without `/metrics`:
+/// ingest and playback do not depend on it.
 async fn bind_metrics(config: &sealcast::config::Config) -> anyhow::Result<Option<tokio::net::TcpListener>> {
     if !config.metrics.enabled {
         return Ok(None);
     }
-    let listener = tokio::net::TcpListener::bind(config.metrics.listen)
-        .await
-        .with_context(|| format!("binding metrics to {}", config.metrics.listen))?;
-    Ok(Some(listener))
+    match tokio::net::TcpListener::bind(config.metrics.listen).await {
+        Ok(listener) => Ok(Some(listener)),
+        Err(error) => {
+            tracing::error!(addr = %config.metrics.listen, %error, "cannot bind metrics.listen; serving without /metrics");
+            Ok(None)
+        }
+    }
 }
 
 /// `sealcast keyserver`: the key endpoint alone, until SIGINT or SIGTERM.
