@@ -40,6 +40,7 @@ pub use sealcast_core::{amf0, auth, crypto, flv, hls, media, names, pipeline, rt
 
 pub mod clock;
 pub mod config;
+pub mod fd_limit;
 pub mod http;
 pub mod ingest;
 pub mod keyservice;

@@ -337,6 +337,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// `sealcast serve`: RTMP and HTTP until SIGINT or SIGTERM.
 fn serve(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
+    raise_open_file_limit();
     let server = Server::from_config(&config)?;
     runtime.block_on(async {
         let rtmp = tokio::net::TcpListener::bind(config.rtmp.listen)
@@ -351,6 +352,26 @@ fn serve(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>) -> anyho
         server.run_with_metrics(rtmp, http, metrics, shutdown).await?;
         anyhow::Ok(())
     })
+}
+
+/// Raises the soft open-file limit to the hard one and logs both: the HTTP
+/// connection cap is sized from the result.
+fn raise_open_file_limit() {
+    let show = |limit: Option<u64>| limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    match sealcast::fd_limit::raise() {
+        (before, Ok(after)) => tracing::info!(
+            soft_before = %show(before.soft),
+            soft = %show(after.soft),
+            hard = %show(after.hard),
+            "open-file limit"
+        ),
+        (before, Err(error)) => tracing::warn!(
+            soft = %show(before.soft),
+            hard = %show(before.hard),
+            %error,
+            "could not raise the open-file limit"
+        ),
+    }
 }
 
 /// The `[metrics] listen` listener, unless metrics are off. An address that
@@ -372,6 +393,7 @@ async fn bind_metrics(config: &sealcast::config::Config) -> anyhow::Result<Optio
 /// `sealcast keyserver`: the key endpoint alone, until SIGINT or SIGTERM.
 fn keyserver(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
+    raise_open_file_limit();
     let server = KeyServer::from_config(&config)?;
     runtime.block_on(async {
         let http = tokio::net::TcpListener::bind(config.http.listen)

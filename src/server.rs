@@ -13,6 +13,7 @@ use tracing::{error, info};
 use crate::auth::Secret;
 use crate::config::{Config, ConfigError, ResolvedStream};
 use crate::http::admin_gate::FailedAuthGate;
+use crate::http::serve::ServeLimits;
 use crate::http::web::{self, WebState};
 use crate::http::{self, CorsPolicy, HttpState};
 use crate::ingest::{self, IngestLimits};
@@ -42,6 +43,7 @@ pub struct Server {
     http_state: Arc<HttpState>,
     web_state: Arc<WebState>,
     limits: IngestLimits,
+    http_limits: ServeLimits,
     streams: Vec<ResolvedStream>,
     /// `None` when `metrics.enabled` is false.
     metrics: Option<Arc<Metrics>>,
@@ -138,6 +140,7 @@ impl Server {
             http_state,
             web_state,
             limits,
+            http_limits: ServeLimits::from_config(&config.http.limits, crate::fd_limit::current()),
             streams,
             metrics,
         })
@@ -233,10 +236,9 @@ impl Server {
             stopped(stop_rx.clone()),
         ));
         let app = http::router(Arc::clone(&self.http_state)).merge(web::router(Arc::clone(&self.web_state)));
-        // With connect info: wrong admin tokens are slowed down per address.
-        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let mut web =
-            tokio::spawn(async move { axum::serve(http, app).with_graceful_shutdown(stopped(stop_rx)).await });
+        // Handlers get the peer (ConnectInfo): wrong admin tokens are slowed
+        // down per address.
+        let mut web = tokio::spawn(http::serve::serve(http, app, self.http_limits, stopped(stop_rx)));
 
         // Whichever comes first: the signal, or one side ending early.
         let (ingest_early, web_early) = tokio::select! {

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use crate::auth::Secret;
 
+mod http_limits;
 mod metrics;
 mod redis_url;
 mod schema;
@@ -34,6 +35,7 @@ mod tests;
 mod toml_errors;
 mod validate;
 
+pub use http_limits::HttpLimits;
 pub use metrics::MetricsConfig;
 pub use redis_url::RedisUrl;
 pub use schema::{HlsConfig, HttpConfig, StorageConfig};

@@ -120,6 +120,9 @@ pub struct HttpConfig {
     /// default, none otherwise. `""` turns the check off.
     #[serde(default)]
     pub hlsjs_integrity: Option<String>,
+    /// `[http.limits]`: timeouts and connection caps (`src/config/http_limits.rs`).
+    #[serde(default)]
+    pub limits: super::HttpLimits,
 }
 
 /// `[storage]`: local files.
@@ -447,6 +450,7 @@ impl Default for HttpConfig {
             cors_allowed_origins: default_http_cors_allowed_origins(),
             hlsjs_url: default_http_hlsjs_url(),
             hlsjs_integrity: None,
+            limits: super::HttpLimits::default(),
         }
     }
 }

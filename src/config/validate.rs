@@ -57,6 +57,7 @@ pub(super) fn validate(doc: Document) -> Result<Config, ConfigError> {
         ));
     }
     http(&doc.http, &mut p);
+    super::http_limits::validate(&doc.http.limits, &mut p.0);
     if doc.storage.data_dir.as_os_str().is_empty() {
         p.push("storage.data_dir must not be empty");
     }

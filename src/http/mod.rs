@@ -30,6 +30,7 @@ use tracing::{debug, error};
 
 pub mod admin_gate;
 pub mod api;
+pub mod serve;
 pub mod web;
 
 use crate::auth::Secret;

@@ -13,6 +13,7 @@ use tracing::info;
 
 use super::{Clock, KeyService, KeySettings, replay_store_from_config};
 use crate::config::{Config, ConfigError, KmsConfig};
+use crate::http::serve::ServeLimits;
 use crate::http::{self, CorsPolicy};
 use crate::kms::local::LocalKms;
 use crate::kms::{Kms, KmsError};
@@ -33,6 +34,7 @@ pub enum StartError {
 pub struct KeyServer {
     keys: Arc<KeyService>,
     cors: CorsPolicy,
+    limits: ServeLimits,
     /// `None` when `metrics.enabled` is false.
     metrics: Option<Arc<Metrics>>,
 }
@@ -71,6 +73,7 @@ impl KeyServer {
         Ok(Self {
             keys: Arc::new(keys),
             cors: CorsPolicy::from_origins(&config.http.cors_allowed_origins),
+            limits: ServeLimits::from_config(&config.http.limits, crate::fd_limit::current()),
             metrics,
         })
     }
@@ -120,7 +123,7 @@ impl KeyServer {
             _ => None,
         };
         let app = http::key_server_router(self.keys, self.cors);
-        let served = axum::serve(http, app).with_graceful_shutdown(shutdown).await;
+        let served = http::serve::serve(http, app, self.limits, shutdown).await;
         let _ = stop_tx.send(true);
         if let Some(task) = metrics_task {
             let _ = task.await;

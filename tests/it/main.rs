@@ -17,6 +17,7 @@ mod support;
 mod admin_api;
 mod browser;
 mod e2e_ffmpeg;
+mod http_starvation;
 mod key_service;
 mod kms_aws;
 mod kms_lifecycle;
