@@ -569,6 +569,8 @@ fn print_banner(
         println!("       Server:     rtmp://{rtmp}/{}", stream.app);
         println!("       Stream Key: {key}");
         println!("       (Settings > Output > Keyframe Interval: 2 s)");
+        println!("  watch in a browser (token valid 24 h):");
+        println!("       {base}/watch/{}/{}?token={token}", stream.app, stream.name);
         println!("  play (token valid 24 h):");
         println!(
             "       ffplay '{base}/{}/{}/index.m3u8?token={token}'",

@@ -48,13 +48,18 @@ pub const MIN_TOKEN_SECRET_BYTES: usize = 32;
 /// Shortest accepted admin API token, in bytes.
 pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
 
-/// The hls.js the watch page loads unless `http.hlsjs_url` says otherwise: a
-/// pinned release on a public CDN. The browser test serves the same file from
-/// the npm package (`tests/browser/package.json` pins the same version).
-pub const DEFAULT_HLSJS_URL: &str = "https://cdn.jsdelivr.net/npm/hls.js@1.7.4/dist/hls.min.js";
+/// The hls.js the watch page loads unless `http.hlsjs_url` says otherwise: the
+/// pinned release embedded in the binary and served by sealcast itself, so the
+/// page plays without internet access (`src/http/web/vendor/hls.js/`).
+pub const DEFAULT_HLSJS_URL: &str = "/static/hls.js@1.7.4/hls.min.js";
 
-/// Subresource Integrity (W3C SRI) hash of [`DEFAULT_HLSJS_URL`]'s file, so a
-/// compromised CDN cannot run other code on the watch page.
+/// The same release on a public CDN, for `http.hlsjs_url` where a CDN is
+/// preferred (`tests/browser/package.json` pins the same version).
+pub const CDN_HLSJS_URL: &str = "https://cdn.jsdelivr.net/npm/hls.js@1.7.4/dist/hls.min.js";
+
+/// Subresource Integrity (W3C SRI) hash of [`DEFAULT_HLSJS_URL`]'s and
+/// [`CDN_HLSJS_URL`]'s file, so a compromised CDN cannot run other code on the
+/// watch page.
 pub const DEFAULT_HLSJS_INTEGRITY: &str = "sha384-p9vgU/7IYJWd3I4STrtqxqR/2cAQlhIX7D/HrTnIMEjjcUox165b7se7sxmm3zDg";
 
 /// The validated configuration. Each field's meaning, range and default are

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{DEFAULT_HLSJS_INTEGRITY, DEFAULT_HLSJS_URL};
+use super::{CDN_HLSJS_URL, DEFAULT_HLSJS_INTEGRITY, DEFAULT_HLSJS_URL};
 use crate::auth::Secret;
 
 /// The whole file. Every section is optional.
@@ -110,14 +110,19 @@ pub struct HttpConfig {
     /// a token whatever this says.
     #[serde(default = "default_http_cors_allowed_origins")]
     pub cors_allowed_origins: Vec<String>,
-    /// Where the watch page (`/watch/{app}/{name}`) loads hls.js from: an
-    /// `http(s)` URL of the script file, no query. sealcast does not ship
-    /// hls.js; the page's Content-Security-Policy allows exactly this URL.
+    /// Where the watch page (`/watch/{app}/{name}`) loads hls.js from. Default:
+    /// `/static/hls.js@1.7.4/hls.min.js`, the pinned release embedded in
+    /// sealcast and served by it, so the page works without internet access.
+    /// Otherwise an `http(s)` URL of the script file, no query (such as the
+    /// same release on jsDelivr,
+    /// `https://cdn.jsdelivr.net/npm/hls.js@1.7.4/dist/hls.min.js`); the
+    /// page's Content-Security-Policy allows exactly this URL.
     #[serde(default = "default_http_hlsjs_url")]
     pub hlsjs_url: String,
     /// Subresource Integrity hash the page requires of hls.js
     /// (`sha384-<base64>`). Absent: the pinned hash when `hlsjs_url` is the
-    /// default, none otherwise. `""` turns the check off.
+    /// default or the same release on jsDelivr, none otherwise. `""` turns the
+    /// check off.
     #[serde(default)]
     pub hlsjs_integrity: Option<String>,
     /// `[http.limits]`: timeouts and connection caps (`src/config/http_limits.rs`).
@@ -556,12 +561,14 @@ impl HttpConfig {
 
     /// The Subresource Integrity hash the watch page puts on hls.js, if any:
     /// `hlsjs_integrity` when set (`""` means none), else the pinned hash when
-    /// `hlsjs_url` is the default.
+    /// `hlsjs_url` is the embedded release or the same one on jsDelivr.
     pub fn hlsjs_integrity(&self) -> Option<&str> {
         match self.hlsjs_integrity.as_deref() {
             Some("") => None,
             Some(hash) => Some(hash),
-            None => (self.hlsjs_url == DEFAULT_HLSJS_URL).then_some(DEFAULT_HLSJS_INTEGRITY),
+            None => [DEFAULT_HLSJS_URL, CDN_HLSJS_URL]
+                .contains(&self.hlsjs_url.as_str())
+                .then_some(DEFAULT_HLSJS_INTEGRITY),
         }
     }
 }

@@ -143,7 +143,10 @@ fn http(http: &HttpConfig, p: &mut Problems) {
         }
     }
     let hlsjs = &http.hlsjs_url;
-    if let Err(why) = check_script_url(hlsjs) {
+    // The embedded release is the one path (not URL) accepted.
+    if hlsjs != super::DEFAULT_HLSJS_URL
+        && let Err(why) = check_script_url(hlsjs)
+    {
         p.push(format!("http.hlsjs_url {hlsjs:?} {why}"));
     }
     if let Some(integrity) = &http.hlsjs_integrity

@@ -555,6 +555,11 @@ fn serve_without_config_prints_obs_settings() {
     assert!(banner.contains("Server:     rtmp://127.0.0.1:1935/live"), "{banner}");
     let key = stream_key(&banner);
     assert!(key.starts_with("sk_") && key.len() >= 16, "{banner}");
+    assert!(
+        banner
+            .contains("  watch in a browser (token valid 24 h):\n       http://127.0.0.1:8080/watch/live/demo?token="),
+        "{banner}"
+    );
     let url_start = banner.find("http://127.0.0.1:8080/live/demo/index.m3u8?token=");
     let url = url_start
         .map(|at| banner[at..].split(['\'', ' ', '\n']).next().unwrap_or_default())
