@@ -46,6 +46,7 @@ pub mod ingest;
 pub mod keyservice;
 pub mod kms;
 pub mod live;
+pub mod logging;
 pub mod metrics;
 pub mod server;
 pub mod storage;

@@ -31,6 +31,9 @@ use sealcast::tools::package::{self, PackageOptions};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as human-readable text, or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = sealcast::logging::LogFormat::Text)]
+    log_format: sealcast::logging::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -244,14 +247,7 @@ fn parse_stream_name(s: &str) -> Result<StreamName, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    sealcast::logging::init(cli.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

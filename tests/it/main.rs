@@ -22,6 +22,7 @@ mod key_service;
 mod kms_aws;
 mod kms_lifecycle;
 mod live_server;
+mod logging;
 mod metrics;
 mod package;
 mod pyjwt_interop;
