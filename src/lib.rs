@@ -51,3 +51,4 @@ pub mod metrics;
 pub mod server;
 pub mod storage;
 pub mod tools;
+pub mod webhooks;

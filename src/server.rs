@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::auth::Secret;
 use crate::config::{Config, ConfigError, ResolvedStream};
@@ -22,6 +22,10 @@ use crate::kms::{self, Kms, KmsError};
 use crate::live::{LiveSettings, Registry, StreamSpec};
 use crate::metrics::{Exporter, MeteredKms, Metrics};
 use crate::names::{NameError, StreamName};
+use crate::webhooks::{Delivery, Notifier};
+
+/// How long shutdown waits for queued webhook events to be delivered.
+const WEBHOOK_DRAIN: Duration = Duration::from_secs(5);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +51,8 @@ pub struct Server {
     streams: Vec<ResolvedStream>,
     /// `None` when `metrics.enabled` is false.
     metrics: Option<Arc<Metrics>>,
+    /// The webhook queue and where it is delivered; `None` without `[webhooks] url`.
+    webhooks: Option<(Notifier, Delivery)>,
 }
 
 impl Server {
@@ -102,11 +108,16 @@ impl Server {
             clock,
         ));
         let admin_token = config.auth.resolve_admin_token()?;
-        let registry = Registry::new(settings, kms, specs);
-        let registry = Arc::new(match &metrics {
-            Some(metrics) => registry.with_metrics(Arc::clone(metrics)),
-            None => registry,
-        });
+        let webhooks = Delivery::from_config(&config.webhooks, config.webhooks.resolve_secret()?)
+            .map(|delivery| (Notifier::new(config.webhooks.queue_capacity), delivery));
+        let mut registry = Registry::new(settings, kms, specs);
+        if let Some(metrics) = &metrics {
+            registry = registry.with_metrics(Arc::clone(metrics));
+        }
+        if let Some((notifier, _)) = &webhooks {
+            registry = registry.with_webhooks(notifier.clone());
+        }
+        let registry = Arc::new(registry);
         let limits = IngestLimits {
             max_connections: config.rtmp.max_connections.get() as usize,
             max_connections_per_ip: config.rtmp.max_connections_per_ip.get() as usize,
@@ -143,17 +154,21 @@ impl Server {
             http_limits: ServeLimits::from_config(&config.http.limits, crate::fd_limit::current()),
             streams,
             metrics,
+            webhooks,
         })
     }
 
     /// What `/metrics` serves, or `None` when metrics are off.
     pub fn metrics_exporter(&self) -> Option<Arc<Exporter>> {
         self.metrics.as_ref().map(|metrics| {
-            Arc::new(Exporter::new(
-                Arc::clone(metrics),
-                Arc::clone(&self.http_state.keys),
-                Some(Arc::clone(&self.registry)),
-            ))
+            Arc::new(
+                Exporter::new(
+                    Arc::clone(metrics),
+                    Arc::clone(&self.http_state.keys),
+                    Some(Arc::clone(&self.registry)),
+                )
+                .with_webhooks(self.webhooks.as_ref().map(|(notifier, _)| notifier.clone())),
+            )
         })
     }
 
@@ -213,7 +228,15 @@ impl Server {
         info!(rtmp = %rtmp.local_addr()?, http = %http.local_addr()?, "sealcast listening");
         self.registry.resume();
         let authorizer: Arc<dyn ingest::PublishAuthorizer> = Arc::new(Arc::clone(&self.registry));
-        let metrics_task = match (metrics, self.metrics_exporter()) {
+        let exporter = self.metrics_exporter();
+        let (notifier, webhook_task) = match self.webhooks {
+            Some((notifier, delivery)) => {
+                info!(url = %delivery.url, "webhooks on");
+                (Some(notifier.clone()), Some(crate::webhooks::spawn(notifier, delivery)))
+            }
+            None => (None, None),
+        };
+        let metrics_task = match (metrics, exporter) {
             (Some(listener), Some(exporter)) => {
                 let stop = stopped(stop_rx.clone());
                 Some(tokio::spawn(async move {
@@ -263,6 +286,16 @@ impl Server {
         };
         self.registry.wait_idle().await;
         self.registry.stop_timers().await;
+        if let (Some(notifier), Some(task)) = (notifier, webhook_task) {
+            // The last events (unpublishes) get a short chance to go out.
+            if tokio::time::timeout(WEBHOOK_DRAIN, notifier.drained()).await.is_err() {
+                warn!(
+                    pending = notifier.pending(),
+                    "shutting down with undelivered webhook events"
+                );
+            }
+            task.abort();
+        }
         let web_result = match web_early {
             Some(result) => result,
             None => task_result("http", web.await),

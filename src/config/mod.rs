@@ -34,12 +34,14 @@ mod secrets;
 mod tests;
 mod toml_errors;
 mod validate;
+mod webhooks;
 
 pub use http_limits::HttpLimits;
 pub use metrics::MetricsConfig;
 pub use redis_url::RedisUrl;
 pub use schema::{HlsConfig, HttpConfig, StorageConfig};
 pub use secrets::{KeyOrigin, ResolvedStream};
+pub use webhooks::WebhooksConfig;
 
 /// Shortest accepted token secret, in bytes: HS256 wants a key at least as
 /// long as its 256-bit output (RFC 7518 section 3.2).
@@ -86,6 +88,8 @@ pub struct Config {
     pub streams: Vec<StreamConfig>,
     /// `[metrics]`: the Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// `[webhooks]`: events POSTed to the broadcaster's backend.
+    pub webhooks: WebhooksConfig,
 }
 
 /// A `[[streams]]` entry, validated: a stream encoders may publish.

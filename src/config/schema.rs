@@ -52,6 +52,9 @@ pub struct Document {
     /// Prometheus metrics (`src/config/metrics.rs`).
     #[serde(default)]
     pub metrics: super::MetricsConfig,
+    /// Webhooks (`src/config/webhooks.rs`).
+    #[serde(default)]
+    pub webhooks: super::WebhooksConfig,
 }
 
 /// `[rtmp]`: the ingest listener.

@@ -76,6 +76,7 @@ pub(super) fn validate(doc: Document) -> Result<Config, ConfigError> {
     let streams: Option<Vec<StreamConfig>> = streams.into_iter().collect();
     let listeners = [("rtmp.listen", doc.rtmp.listen), ("http.listen", doc.http.listen)];
     super::metrics::validate(&doc.metrics, &listeners, &mut p.0);
+    super::webhooks::validate(&doc.webhooks, &mut p.0);
 
     match (rtmp, encryption, kms, auth, streams) {
         (Some(rtmp), Some(encryption), Some(kms), Some(auth), Some(streams)) if p.0.is_empty() => Ok(Config {
@@ -88,6 +89,7 @@ pub(super) fn validate(doc: Document) -> Result<Config, ConfigError> {
             auth,
             streams,
             metrics: doc.metrics,
+            webhooks: doc.webhooks,
         }),
         _ => Err(ConfigError { problems: p.0 }),
     }

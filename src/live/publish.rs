@@ -203,6 +203,15 @@ impl Publish {
                     %kms_error,
                     "segment dropped: no data key in time (no plaintext is ever written); the playlist marks the gap"
                 );
+                self.registry.event(
+                    "segment.dropped",
+                    &self.stream.name,
+                    serde_json::json!({
+                        "publish_id": self.publish_id,
+                        "seq": sequence,
+                        "reason": format!("{reason:?}"),
+                    }),
+                );
                 let stats = self.pipeline.stats();
                 let mut state = self.stream.lock();
                 state.info.segments_dropped = stats.segments_dropped;
@@ -287,6 +296,15 @@ impl Publish {
             state.info.max_media_gap_us = u64::try_from(self.max_media_gap.as_micros()).unwrap_or(u64::MAX);
             state.generation
         };
+        self.registry.event(
+            "stream.unpublished",
+            &self.stream.name,
+            serde_json::json!({
+                "publish_id": self.publish_id,
+                "segments": stats.segments,
+                "segments_dropped": stats.segments_dropped,
+            }),
+        );
         self.registry.end_after_grace(&self.stream, generation).await;
         info!(
             segments = stats.segments,

@@ -58,6 +58,12 @@ pub const KMS_REQUEST_SECONDS: &str = "sealcast_kms_request_seconds";
 pub const KEY_CACHE_HITS: &str = "sealcast_key_cache_hits_total";
 /// Key requests that needed the KMS (counter).
 pub const KEY_CACHE_MISSES: &str = "sealcast_key_cache_misses_total";
+/// Webhook events the receiver accepted (counter).
+pub const WEBHOOKS_DELIVERED: &str = "sealcast_webhook_events_delivered_total";
+/// Webhook events dropped from a full queue (counter).
+pub const WEBHOOKS_DROPPED: &str = "sealcast_webhook_events_dropped_total";
+/// Webhook events waiting for delivery (gauge).
+pub const WEBHOOKS_PENDING: &str = "sealcast_webhook_events_pending";
 
 /// Histogram buckets in seconds: from a local unwrap (tens of µs) to a KMS
 /// or disk that is seconds late.
@@ -204,6 +210,8 @@ pub struct Exporter {
     keys: Arc<KeyService>,
     /// Absent in `sealcast keyserver` (no streams are published there).
     registry: Option<Arc<Registry>>,
+    /// The webhook queue, when webhooks are on.
+    webhooks: Option<crate::webhooks::Notifier>,
 }
 
 impl Exporter {
@@ -212,7 +220,14 @@ impl Exporter {
             metrics,
             keys,
             registry,
+            webhooks: None,
         }
+    }
+
+    /// Also reports the webhook queue's counters.
+    pub fn with_webhooks(mut self, webhooks: Option<crate::webhooks::Notifier>) -> Self {
+        self.webhooks = webhooks;
+        self
     }
 
     /// The text a scrape gets.
@@ -247,6 +262,11 @@ impl Exporter {
         }
         for (stream, count) in &viewers {
             m.gauge(VIEWERS, &[("stream", stream)]).set(*count as f64);
+        }
+        if let Some(webhooks) = &self.webhooks {
+            m.counter(WEBHOOKS_DELIVERED, &[]).absolute(webhooks.delivered());
+            m.counter(WEBHOOKS_DROPPED, &[]).absolute(webhooks.dropped());
+            m.gauge(WEBHOOKS_PENDING, &[]).set(webhooks.pending() as f64);
         }
         m.render()
     }

@@ -85,6 +85,9 @@ fn the_dashboard_queries_exported_series() {
         KMS_REQUEST_SECONDS,
         KEY_CACHE_HITS,
         KEY_CACHE_MISSES,
+        WEBHOOKS_DELIVERED,
+        WEBHOOKS_DROPPED,
+        WEBHOOKS_PENDING,
     ];
     let mut queried = Vec::new();
     for panel in dashboard["panels"].as_array().unwrap() {

@@ -31,3 +31,4 @@ mod rtmp_hostile;
 mod rtmp_ingest;
 mod security;
 mod web;
+mod webhooks;
