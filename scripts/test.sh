@@ -32,8 +32,8 @@ if ! python3 -c "import jwt, cryptography" 2>/dev/null; then
     || python3 -m pip install --quiet --break-system-packages PyJWT cryptography
 fi
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
-# playwright-core (drives Chromium), hls.js (served to the watch page in the
-# test; sealcast itself loads it from a CDN) and pngjs, as package-lock.json pins them.
+# playwright-core (drives Chromium) and pngjs, as package-lock.json pins them (the
+# watch page loads the hls.js embedded in sealcast; the npm copy pins the same release).
 echo "==> npm ci in tests/browser"
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 # moto's server: a real implementation of the AWS KMS API for the AWS provider's tests.
