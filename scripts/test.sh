@@ -47,9 +47,9 @@ scripts/check-sans-io.sh
 planted=$(mktemp -d)
 trap 'rm -rf "$planted"' EXIT
 cp -r sealcast-core/src "$planted/src"
-sed -i '1i use std::net::TcpStream;' "$planted/src/media.rs"
+sed -i '1i use std::net::TcpStream;' "$planted/src/media/mod.rs"
 if scripts/check-sans-io.sh "$planted" >/dev/null; then
-  echo "the sans-IO check missed a planted 'use std::net::TcpStream' in media.rs"
+  echo "the sans-IO check missed a planted 'use std::net::TcpStream' in media/mod.rs"
   exit 1
 fi
 
