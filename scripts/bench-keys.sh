@@ -14,12 +14,15 @@
 # `wrk -t2 -c64 -d10s --latency` for each case. Loopback only; stops by itself.
 #
 # Usage: scripts/bench-keys.sh [DURATION]   (DURATION as wrk takes it, default 10s)
+#        METRICS=false scripts/bench-keys.sh   (the same with [metrics] enabled = false,
+#                                               to measure what metrics cost)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-10s}"
 THREADS=2
 CONNECTIONS=64
 TICKETS=${TICKETS:-1500000}
+METRICS=${METRICS:-true}
 
 need_apt=()
 command -v wrk >/dev/null || need_apt+=(wrk)
@@ -58,6 +61,9 @@ listen = "127.0.0.1:$RTMP_PORT"
 listen = "127.0.0.1:$HTTP_PORT"
 [storage]
 data_dir = "$WORK/data"
+[metrics]
+enabled = $METRICS
+listen = "127.0.0.1:0"
 [hls]
 segment_duration_secs = 2
 reconnect_grace_secs = 0

@@ -11,6 +11,8 @@ command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need_apt+=(ffmp
 command -v node >/dev/null && command -v npm >/dev/null || need_apt+=(nodejs npm)
 # Two key servers share a real Redis in tests/it/key_service.rs.
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+# tests/it/metrics.rs checks /metrics with `promtool check metrics`.
+command -v promtool >/dev/null || need_apt+=(prometheus)
 # GStreamer publishes in tests/it/robustness.rs: rtmp2sink and rtmpsink (librtmp,
 # the RTMP stack OBS derives from) from plugins-bad, flvmux/flvdemux from -good.
 if ! { command -v gst-launch-1.0 >/dev/null && gst-inspect-1.0 rtmp2sink >/dev/null 2>&1 &&
@@ -30,8 +32,8 @@ if ! python3 -c "import jwt, cryptography" 2>/dev/null; then
     || python3 -m pip install --quiet --break-system-packages PyJWT cryptography
 fi
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
-# playwright-core (drives Chromium), hls.js (served to the watch page in the
-# test; sealcast itself loads it from a CDN) and pngjs, as package-lock.json pins them.
+# playwright-core (drives Chromium) and pngjs, as package-lock.json pins them (the
+# watch page loads the hls.js embedded in sealcast; the npm copy pins the same release).
 echo "==> npm ci in tests/browser"
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 # moto's server: a real implementation of the AWS KMS API for the AWS provider's tests.

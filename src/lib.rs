@@ -27,6 +27,7 @@
 //! - [`http`]: playlists with token-rewritten key URIs, segments, keys, the
 //!   admin API and the web pages.
 //! - [`config`]: the TOML schema, its validation and secret references.
+//! - [`metrics`]: Prometheus metrics, `GET /metrics` on a listener of its own.
 //! - [`server`]: `sealcast serve`: RTMP and HTTP side by side, shutdown.
 //! - [`clock`] also holds [`clock::SystemClock`], the one reader of the
 //!   system clock.
@@ -39,13 +40,17 @@ pub use sealcast_core::{amf0, auth, crypto, flv, hls, media, names, pipeline, rt
 
 pub mod clock;
 pub mod config;
+pub mod fd_limit;
 pub mod http;
 pub mod ingest;
 pub mod keyservice;
 pub mod kms;
 pub mod live;
+pub mod logging;
+pub mod metrics;
 pub mod readiness;
 pub mod reload;
 pub mod server;
 pub mod storage;
 pub mod tools;
+pub mod webhooks;

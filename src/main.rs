@@ -18,6 +18,7 @@ use sealcast::clock::now_unix_secs;
 use sealcast::config::{AwsKmsConfig, Config, KeyOrigin, KmsConfig};
 use sealcast::keyservice::KeyServer;
 use sealcast::kms::local::LocalKms;
+use sealcast::logging::LogControl;
 use sealcast::names::StreamName;
 use sealcast::reload;
 use sealcast::server::{self, Server};
@@ -33,6 +34,9 @@ use sealcast::tools::package::{self, PackageOptions};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as human-readable text, or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = sealcast::logging::LogFormat::Text)]
+    log_format: sealcast::logging::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -377,69 +381,9 @@ fn parse_stream_name(s: &str) -> Result<StreamName, String> {
     StreamName::parse(s).map_err(|e| e.to_string())
 }
 
-/// The log filter of the running process: `RUST_LOG` when set (it always
-/// wins), else the configuration's `[log] level`, else `info`; changed in
-/// place on SIGHUP.
-struct LogControl {
-    handle: tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>,
-    from_env: bool,
-    current: std::sync::Mutex<String>,
-}
-
-impl LogControl {
-    /// Sets up logging to stderr; the filter can be changed later.
-    fn init() -> Arc<Self> {
-        use tracing_subscriber::layer::SubscriberExt as _;
-        use tracing_subscriber::util::SubscriberInitExt as _;
-        let env = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
-        let current = env.clone().unwrap_or_else(|| "info".to_owned());
-        let filter = tracing_subscriber::EnvFilter::try_new(&current)
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
-        tracing_subscriber::registry()
-            .with(filter)
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(std::io::stderr)
-                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-            )
-            .init();
-        Arc::new(Self {
-            handle,
-            from_env: env.is_some(),
-            current: std::sync::Mutex::new(current),
-        })
-    }
-
-    /// Applies `[log] level` (`None`: `info`) unless `RUST_LOG` is set;
-    /// returns the change, for the log.
-    fn apply(&self, level: Option<&str>) -> Result<Option<String>, String> {
-        if self.from_env {
-            return Ok(None);
-        }
-        let wanted = level.unwrap_or("info");
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        if *current == wanted {
-            return Ok(None);
-        }
-        let filter =
-            tracing_subscriber::EnvFilter::try_new(wanted).map_err(|e| format!("log.level {wanted:?}: {e}"))?;
-        self.handle.reload(filter).map_err(|e| e.to_string())?;
-        let change = format!("log level {wanted} (was {current})");
-        *current = wanted.to_owned();
-        Ok(Some(change))
-    }
-
-    /// The setter a [`reload::Reloader`] calls on SIGHUP.
-    fn setter(self: &Arc<Self>) -> reload::LogLevelSetter {
-        let control = Arc::clone(self);
-        Arc::new(move |level| control.apply(level))
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let log = LogControl::init();
+    let log = LogControl::init(cli.log_format);
     match run(cli, &log) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -557,6 +501,7 @@ fn run(cli: Cli, log: &Arc<LogControl>) -> anyhow::Result<()> {
 fn serve(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>, log: &Arc<LogControl>) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
     log.apply(config.log.level.as_deref()).map_err(anyhow::Error::msg)?;
+    raise_open_file_limit();
     let server = Server::from_config(&config)?;
     runtime.block_on(async {
         let rtmp = tokio::net::TcpListener::bind(config.rtmp.listen)
@@ -565,6 +510,7 @@ fn serve(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>, log: &Ar
         let http = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("binding HTTP to {}", config.http.listen))?;
+        let metrics = bind_metrics(&config).await?;
         let shutdown = server::shutdown_signal().context("installing signal handlers")?;
         reload::reload_on_hangup(
             server.reloader().with_log_level(log.setter()),
@@ -572,9 +518,45 @@ fn serve(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>, log: &Ar
         )
         .context("installing the SIGHUP handler")?;
         print_banner(&config, config_path, &server, rtmp.local_addr()?, http.local_addr()?);
-        server.run(rtmp, http, shutdown).await?;
+        server.run_with_metrics(rtmp, http, metrics, shutdown).await?;
         anyhow::Ok(())
     })
+}
+
+/// Raises the soft open-file limit to the hard one and logs both: the HTTP
+/// connection cap is sized from the result.
+fn raise_open_file_limit() {
+    let show = |limit: Option<u64>| limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    match sealcast::fd_limit::raise() {
+        (before, Ok(after)) => tracing::info!(
+            soft_before = %show(before.soft),
+            soft = %show(after.soft),
+            hard = %show(after.hard),
+            "open-file limit"
+        ),
+        (before, Err(error)) => tracing::warn!(
+            soft = %show(before.soft),
+            hard = %show(before.hard),
+            %error,
+            "could not raise the open-file limit"
+        ),
+    }
+}
+
+/// The `[metrics] listen` listener, unless metrics are off. An address that
+/// cannot be bound is logged and the server runs without `/metrics`:
+/// ingest and playback do not depend on it.
+async fn bind_metrics(config: &sealcast::config::Config) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    if !config.metrics.enabled {
+        return Ok(None);
+    }
+    match tokio::net::TcpListener::bind(config.metrics.listen).await {
+        Ok(listener) => Ok(Some(listener)),
+        Err(error) => {
+            tracing::error!(addr = %config.metrics.listen, %error, "cannot bind metrics.listen; serving without /metrics");
+            Ok(None)
+        }
+    }
 }
 
 /// `sealcast keyserver`: the key endpoint alone, until SIGINT or SIGTERM.
@@ -585,11 +567,13 @@ fn keyserver(
 ) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
     log.apply(config.log.level.as_deref()).map_err(anyhow::Error::msg)?;
+    raise_open_file_limit();
     let server = KeyServer::from_config(&config)?;
     runtime.block_on(async {
         let http = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("binding HTTP to {}", config.http.listen))?;
+        let metrics = bind_metrics(&config).await?;
         let shutdown = server::shutdown_signal().context("installing signal handlers")?;
         reload::reload_on_hangup(
             server.reloader().with_log_level(log.setter()),
@@ -599,7 +583,7 @@ fn keyserver(
         // One line on stdout, for people and for scripts that start it on port 0.
         println!("sealcast keyserver listening on http://{}", http.local_addr()?);
         std::io::Write::flush(&mut std::io::stdout())?;
-        server.run(http, shutdown).await?;
+        server.run_with_metrics(http, metrics, shutdown).await?;
         anyhow::Ok(())
     })
 }
@@ -792,6 +776,7 @@ fn print_banner(
         println!("       Stream Key: {key}");
         println!("       (Settings > Output > Keyframe Interval: 2 s)");
         let url = format!("{base}/{}/{}/index.m3u8", stream.app, stream.name);
+        let watch = format!("{base}/watch/{}/{}", stream.app, stream.name);
         if on_terminal {
             let token = server.key_service().mint_token(&Claims {
                 exp: now_unix_secs() + ttl,
@@ -799,11 +784,14 @@ fn print_banner(
                 sub: None,
                 jti: None,
             });
+            println!("  watch in a browser (token valid {} min):", ttl / 60);
+            println!("       {watch}?token={token}");
             println!("  play (token valid {} min):", ttl / 60);
             println!("       ffplay '{url}?token={token}'");
         } else {
             println!("  play: TOKEN=$(sealcast token --stream {}{config_arg})", stream.path());
             println!("        ffplay \"{url}?token=$TOKEN\"");
+            println!("        watch in a browser: {watch}?token=$TOKEN");
         }
     }
     println!();

@@ -8,20 +8,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::auth::Secret;
 use crate::config::{Config, ConfigError, ResolvedStream};
 use crate::http::admin_gate::FailedAuthGate;
+use crate::http::serve::ServeLimits;
 use crate::http::web::{self, WebState};
 use crate::http::{self, CorsPolicy, HttpState};
 use crate::ingest::{self, IngestLimits};
 use crate::keyservice::{Clock, KeyService, KeySettings, replay_store_from_config};
 use crate::kms::{self, Kms, KmsError};
 use crate::live::{LiveSettings, Registry, StreamSpec};
+use crate::metrics::{Exporter, MeteredKms, Metrics};
 use crate::names::{NameError, StreamName};
 use crate::readiness::{self, Readiness};
 use crate::reload::Reloader;
+use crate::webhooks::{Delivery, Notifier};
+
+/// How long shutdown waits for queued webhook events to be delivered.
+const WEBHOOK_DRAIN: Duration = Duration::from_secs(5);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,10 +49,15 @@ pub struct Server {
     http_state: Arc<HttpState>,
     web_state: Arc<WebState>,
     limits: IngestLimits,
+    http_limits: ServeLimits,
     streams: Vec<ResolvedStream>,
     reloader: Reloader,
     readiness: Arc<Readiness>,
     access_log: bool,
+    /// `None` when `metrics.enabled` is false.
+    metrics: Option<Arc<Metrics>>,
+    /// The webhook queue and where it is delivered; `None` without `[webhooks] url`.
+    webhooks: Option<(Notifier, Delivery)>,
 }
 
 impl Server {
@@ -96,6 +107,11 @@ impl Server {
                 })
             })
             .collect::<Result<Vec<_>, NameError>>()?;
+        let metrics = config.metrics.enabled.then(|| Arc::new(Metrics::new()));
+        let kms: Arc<dyn Kms> = match &metrics {
+            Some(metrics) => Arc::new(MeteredKms::new(kms, Arc::clone(metrics))),
+            None => kms,
+        };
         let replay = replay_store_from_config(&config.auth)?;
         let keys = Arc::new(KeyService::new(
             KeySettings::from_config(&config.auth, token_secret),
@@ -109,7 +125,16 @@ impl Server {
             Some(config.storage.data_dir.clone()),
         ));
         let admin_token = config.auth.resolve_admin_token()?;
-        let registry = Arc::new(Registry::new(settings, Arc::clone(&kms), specs));
+        let webhooks = Delivery::from_config(&config.webhooks, config.webhooks.resolve_secret()?)
+            .map(|delivery| (Notifier::new(config.webhooks.queue_capacity), delivery));
+        let mut registry = Registry::new(settings, Arc::clone(&kms), specs);
+        if let Some(metrics) = &metrics {
+            registry = registry.with_metrics(Arc::clone(metrics));
+        }
+        if let Some((notifier, _)) = &webhooks {
+            registry = registry.with_webhooks(notifier.clone());
+        }
+        let registry = Arc::new(registry);
         let reloader = Reloader::for_server(config, Arc::clone(&registry), kms);
         let limits = IngestLimits {
             max_connections: config.rtmp.max_connections.get() as usize,
@@ -144,10 +169,27 @@ impl Server {
             http_state,
             web_state,
             limits,
+            http_limits: ServeLimits::from_config(&config.http.limits, crate::fd_limit::current()),
             streams,
             reloader,
             readiness,
             access_log: config.http.access_log,
+            metrics,
+            webhooks,
+        })
+    }
+
+    /// What `/metrics` serves, or `None` when metrics are off.
+    pub fn metrics_exporter(&self) -> Option<Arc<Exporter>> {
+        self.metrics.as_ref().map(|metrics| {
+            Arc::new(
+                Exporter::new(
+                    Arc::clone(metrics),
+                    Arc::clone(&self.http_state.keys),
+                    Some(Arc::clone(&self.registry)),
+                )
+                .with_webhooks(self.webhooks.as_ref().map(|(notifier, _)| notifier.clone())),
+            )
         })
     }
 
@@ -192,6 +234,19 @@ impl Server {
         http: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
+        self.run_with_metrics(rtmp, http, None, shutdown).await
+    }
+
+    /// [`Server::run`], serving `/metrics` on `metrics` too when given
+    /// (and metrics are enabled). The metrics listener failing is logged; it
+    /// does not stop ingest or playback.
+    pub async fn run_with_metrics(
+        self,
+        rtmp: TcpListener,
+        http: TcpListener,
+        metrics: Option<TcpListener>,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
@@ -199,7 +254,36 @@ impl Server {
         info!(rtmp = %rtmp.local_addr()?, http = %http.local_addr()?, "sealcast listening");
         self.registry.resume();
         let authorizer: Arc<dyn ingest::PublishAuthorizer> = Arc::new(Arc::clone(&self.registry));
-        let mut ingest = tokio::spawn(ingest::serve(rtmp, authorizer, self.limits, stopped(stop_rx.clone())));
+        let exporter = self.metrics_exporter();
+        let (notifier, webhook_task) = match self.webhooks {
+            Some((notifier, delivery)) => {
+                info!(url = %delivery.url, "webhooks on");
+                (Some(notifier.clone()), Some(crate::webhooks::spawn(notifier, delivery)))
+            }
+            None => (None, None),
+        };
+        let metrics_task = match (metrics, exporter) {
+            (Some(listener), Some(exporter)) => {
+                let stop = stopped(stop_rx.clone());
+                Some(tokio::spawn(async move {
+                    if let Err(error) = crate::metrics::serve(listener, exporter, stop).await {
+                        error!(%error, "metrics listener failed");
+                    }
+                }))
+            }
+            _ => None,
+        };
+        let open_connections = match &self.metrics {
+            Some(metrics) => metrics.gauge(crate::metrics::RTMP_CONNECTIONS, &[]),
+            None => ::metrics::Gauge::noop(),
+        };
+        let mut ingest = tokio::spawn(ingest::serve_metered(
+            rtmp,
+            authorizer,
+            self.limits,
+            open_connections,
+            stopped(stop_rx.clone()),
+        ));
         // Each dependency checked once at start, without delaying it.
         let readiness = Arc::clone(&self.readiness);
         tokio::spawn(async move { readiness.log_at_start().await });
@@ -211,10 +295,9 @@ impl Server {
         } else {
             app
         };
-        // With connect info: wrong admin tokens are slowed down per address.
-        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let mut web =
-            tokio::spawn(async move { axum::serve(http, app).with_graceful_shutdown(stopped(stop_rx)).await });
+        // Handlers get the peer (ConnectInfo): wrong admin tokens are slowed
+        // down per address.
+        let mut web = tokio::spawn(http::serve::serve(http, app, self.http_limits, stopped(stop_rx)));
 
         // Whichever comes first: the signal, or one side ending early.
         let (ingest_early, web_early) = tokio::select! {
@@ -239,10 +322,23 @@ impl Server {
         };
         self.registry.wait_idle().await;
         self.registry.stop_timers().await;
+        if let (Some(notifier), Some(task)) = (notifier, webhook_task) {
+            // The last events (unpublishes) get a short chance to go out.
+            if tokio::time::timeout(WEBHOOK_DRAIN, notifier.drained()).await.is_err() {
+                warn!(
+                    pending = notifier.pending(),
+                    "shutting down with undelivered webhook events"
+                );
+            }
+            task.abort();
+        }
         let web_result = match web_early {
             Some(result) => result,
             None => task_result("http", web.await),
         };
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
         ingest_result.and(web_result)?;
         // An early end is an error even when the task itself returned Ok.
         if let Some(side) = ended_early {

@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 
 use crate::auth::Secret;
 
+mod http_limits;
+mod metrics;
 mod redis_url;
 mod schema;
 mod secrets;
@@ -32,10 +34,14 @@ mod secrets;
 mod tests;
 mod toml_errors;
 mod validate;
+mod webhooks;
 
+pub use http_limits::HttpLimits;
+pub use metrics::MetricsConfig;
 pub use redis_url::RedisUrl;
 pub use schema::{HlsConfig, HttpConfig, LogConfig, StorageConfig};
 pub use secrets::{KeyOrigin, ResolvedStream};
+pub use webhooks::WebhooksConfig;
 
 /// Shortest accepted token secret, in bytes: HS256 wants a key at least as
 /// long as its 256-bit output (RFC 7518 section 3.2).
@@ -49,13 +55,18 @@ pub const DEFAULT_TOKEN_TTL_SECS: u64 = 3600;
 /// Shortest accepted admin API token, in bytes.
 pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
 
-/// The hls.js the watch page loads unless `http.hlsjs_url` says otherwise: a
-/// pinned release on a public CDN. The browser test serves the same file from
-/// the npm package (`tests/browser/package.json` pins the same version).
-pub const DEFAULT_HLSJS_URL: &str = "https://cdn.jsdelivr.net/npm/hls.js@1.7.4/dist/hls.min.js";
+/// The hls.js the watch page loads unless `http.hlsjs_url` says otherwise: the
+/// pinned release embedded in the binary and served by sealcast itself, so the
+/// page plays without internet access (`src/http/web/vendor/hls.js/`).
+pub const DEFAULT_HLSJS_URL: &str = "/static/hls.js@1.7.4/hls.min.js";
 
-/// Subresource Integrity (W3C SRI) hash of [`DEFAULT_HLSJS_URL`]'s file, so a
-/// compromised CDN cannot run other code on the watch page.
+/// The same release on a public CDN, for `http.hlsjs_url` where a CDN is
+/// preferred (`tests/browser/package.json` pins the same version).
+pub const CDN_HLSJS_URL: &str = "https://cdn.jsdelivr.net/npm/hls.js@1.7.4/dist/hls.min.js";
+
+/// Subresource Integrity (W3C SRI) hash of [`DEFAULT_HLSJS_URL`]'s and
+/// [`CDN_HLSJS_URL`]'s file, so a compromised CDN cannot run other code on the
+/// watch page.
 pub const DEFAULT_HLSJS_INTEGRITY: &str = "sha384-p9vgU/7IYJWd3I4STrtqxqR/2cAQlhIX7D/HrTnIMEjjcUox165b7se7sxmm3zDg";
 
 /// The validated configuration. Each field's meaning, range and default are
@@ -82,6 +93,10 @@ pub struct Config {
     pub streams: Vec<StreamConfig>,
     /// `[log]`: the log filter (reloaded on SIGHUP).
     pub log: LogConfig,
+    /// `[metrics]`: the Prometheus endpoint.
+    pub metrics: MetricsConfig,
+    /// `[webhooks]`: events POSTed to the broadcaster's backend.
+    pub webhooks: WebhooksConfig,
 }
 
 /// A `[[streams]]` entry, validated: a stream encoders may publish.

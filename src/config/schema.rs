@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{DEFAULT_HLSJS_INTEGRITY, DEFAULT_HLSJS_URL};
+use super::{CDN_HLSJS_URL, DEFAULT_HLSJS_INTEGRITY, DEFAULT_HLSJS_URL};
 use crate::auth::Secret;
 
 /// The whole file. Every section is optional.
@@ -49,6 +49,12 @@ pub struct Document {
     /// `live/demo` with a publish key generated on first start.
     #[serde(default)]
     pub streams: Vec<Stream>,
+    /// Prometheus metrics (`src/config/metrics.rs`).
+    #[serde(default)]
+    pub metrics: super::MetricsConfig,
+    /// Webhooks (`src/config/webhooks.rs`).
+    #[serde(default)]
+    pub webhooks: super::WebhooksConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -127,14 +133,19 @@ pub struct HttpConfig {
     /// a token whatever this says.
     #[serde(default = "default_http_cors_allowed_origins")]
     pub cors_allowed_origins: Vec<String>,
-    /// Where the watch page (`/watch/{app}/{name}`) loads hls.js from: an
-    /// `http(s)` URL of the script file, no query. sealcast does not ship
-    /// hls.js; the page's Content-Security-Policy allows exactly this URL.
+    /// Where the watch page (`/watch/{app}/{name}`) loads hls.js from. Default:
+    /// `/static/hls.js@1.7.4/hls.min.js`, the pinned release embedded in
+    /// sealcast and served by it, so the page works without internet access.
+    /// Otherwise an `http(s)` URL of the script file, no query (such as the
+    /// same release on jsDelivr,
+    /// `https://cdn.jsdelivr.net/npm/hls.js@1.7.4/dist/hls.min.js`); the
+    /// page's Content-Security-Policy allows exactly this URL.
     #[serde(default = "default_http_hlsjs_url")]
     pub hlsjs_url: String,
     /// Subresource Integrity hash the page requires of hls.js
     /// (`sha384-<base64>`). Absent: the pinned hash when `hlsjs_url` is the
-    /// default, none otherwise. `""` turns the check off.
+    /// default or the same release on jsDelivr, none otherwise. `""` turns the
+    /// check off.
     #[serde(default)]
     pub hlsjs_integrity: Option<String>,
     /// One log line per HTTP request (status, method, route without the
@@ -142,6 +153,9 @@ pub struct HttpConfig {
     /// `sealcast::access` target. Default: off.
     #[serde(default)]
     pub access_log: bool,
+    /// `[http.limits]`: timeouts and connection caps (`src/config/http_limits.rs`).
+    #[serde(default)]
+    pub limits: super::HttpLimits,
 }
 
 /// `[storage]`: local files.
@@ -471,6 +485,7 @@ impl Default for HttpConfig {
             hlsjs_url: default_http_hlsjs_url(),
             hlsjs_integrity: None,
             access_log: false,
+            limits: super::HttpLimits::default(),
         }
     }
 }
@@ -556,7 +571,7 @@ impl Default for Kms {
 }
 
 /// `SocketAddr` with an error that says what is expected.
-fn de_socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+pub(super) fn de_socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
     let text = String::deserialize(d)?;
     text.parse().map_err(|_| {
         serde::de::Error::invalid_value(
@@ -585,12 +600,14 @@ impl HttpConfig {
 
     /// The Subresource Integrity hash the watch page puts on hls.js, if any:
     /// `hlsjs_integrity` when set (`""` means none), else the pinned hash when
-    /// `hlsjs_url` is the default.
+    /// `hlsjs_url` is the embedded release or the same one on jsDelivr.
     pub fn hlsjs_integrity(&self) -> Option<&str> {
         match self.hlsjs_integrity.as_deref() {
             Some("") => None,
             Some(hash) => Some(hash),
-            None => (self.hlsjs_url == DEFAULT_HLSJS_URL).then_some(DEFAULT_HLSJS_INTEGRITY),
+            None => [DEFAULT_HLSJS_URL, CDN_HLSJS_URL]
+                .contains(&self.hlsjs_url.as_str())
+                .then_some(DEFAULT_HLSJS_INTEGRITY),
         }
     }
 }

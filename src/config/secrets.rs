@@ -29,7 +29,7 @@ mod tests;
 type RandomFill<'a> = &'a dyn Fn(&mut [u8]) -> io::Result<()>;
 
 /// Reads an environment variable: the process environment, or a table in tests.
-type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<OsString>;
+pub(super) type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<OsString>;
 
 fn os_random(dest: &mut [u8]) -> io::Result<()> {
     SystemRandom::new()
@@ -37,7 +37,7 @@ fn os_random(dest: &mut [u8]) -> io::Result<()> {
         .map_err(|_| io::Error::other("the system random number generator failed"))
 }
 
-fn os_env(name: &str) -> Option<OsString> {
+pub(super) fn os_env(name: &str) -> Option<OsString> {
     std::env::var_os(name)
 }
 
@@ -293,7 +293,7 @@ fn read_publish_key(
 
 /// Reads an optional secret named by an env var or a file (each `None` when
 /// not configured); `what` is the key path without `_env`/`_file`.
-fn resolve_optional_secret(
+pub(super) fn resolve_optional_secret(
     what: &str,
     var: Option<&str>,
     file: Option<&Path>,

@@ -209,11 +209,11 @@ fn unknown_keys_name_the_key() {
         ),
         (
             "listen = \"127.0.0.1:1\"\n",
-            "listen: unknown field `listen`, expected one of `rtmp`, `http`, `storage`, `hls`, `encryption`, `kms`, `auth`, `streams`, `log` (line 1, column 1)",
+            "listen: unknown field `listen`, expected one of `rtmp`, `http`, `storage`, `hls`, `encryption`, `kms`, `auth`, `streams`, `metrics`, `webhooks`, `log` (line 1, column 1)",
         ),
         (
             "[rtmpp]\n",
-            "rtmpp: unknown field `rtmpp`, expected one of `rtmp`, `http`, `storage`, `hls`, `encryption`, `kms`, `auth`, `streams`, `log` (line 1, column 2)",
+            "rtmpp: unknown field `rtmpp`, expected one of `rtmp`, `http`, `storage`, `hls`, `encryption`, `kms`, `auth`, `streams`, `metrics`, `webhooks`, `log` (line 1, column 2)",
         ),
         (
             "hls.playlist = 3\n",

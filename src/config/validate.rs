@@ -57,6 +57,7 @@ pub(super) fn validate(doc: Document) -> Result<Config, ConfigError> {
         ));
     }
     http(&doc.http, &mut p);
+    super::http_limits::validate(&doc.http.limits, &mut p.0);
     if doc.storage.data_dir.as_os_str().is_empty() {
         p.push("storage.data_dir must not be empty");
     }
@@ -78,6 +79,9 @@ pub(super) fn validate(doc: Document) -> Result<Config, ConfigError> {
         .collect();
     validate_stream_uniqueness(&doc.streams, &mut p);
     let streams: Option<Vec<StreamConfig>> = streams.into_iter().collect();
+    let listeners = [("rtmp.listen", doc.rtmp.listen), ("http.listen", doc.http.listen)];
+    super::metrics::validate(&doc.metrics, &listeners, &mut p.0);
+    super::webhooks::validate(&doc.webhooks, &mut p.0);
 
     match (rtmp, encryption, kms, auth, streams) {
         (Some(rtmp), Some(encryption), Some(kms), Some(auth), Some(streams)) if p.0.is_empty() => Ok(Config {
@@ -90,6 +94,8 @@ pub(super) fn validate(doc: Document) -> Result<Config, ConfigError> {
             auth,
             streams,
             log: doc.log,
+            metrics: doc.metrics,
+            webhooks: doc.webhooks,
         }),
         _ => Err(ConfigError { problems: p.0 }),
     }
@@ -150,7 +156,10 @@ fn http(http: &HttpConfig, p: &mut Problems) {
         }
     }
     let hlsjs = &http.hlsjs_url;
-    if let Err(why) = check_script_url(hlsjs) {
+    // The embedded release is the one path (not URL) accepted.
+    if hlsjs != super::DEFAULT_HLSJS_URL
+        && let Err(why) = check_script_url(hlsjs)
+    {
         p.push(format!("http.hlsjs_url {hlsjs:?} {why}"));
     }
     if let Some(integrity) = &http.hlsjs_integrity

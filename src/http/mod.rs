@@ -31,6 +31,7 @@ use tracing::{debug, error};
 pub mod access_log;
 pub mod admin_gate;
 pub mod api;
+pub mod serve;
 pub mod web;
 
 use crate::auth::Secret;
@@ -212,7 +213,10 @@ async fn key(
         Some(ticket) => Credential::Ticket(ticket),
         None => match presented_token(query.token.as_deref(), &headers) {
             Some(token) => Credential::Token(token),
-            None => return status(StatusCode::UNAUTHORIZED, "token required\n"),
+            None => {
+                keys.note_unauthorized();
+                return status(StatusCode::UNAUTHORIZED, "token required\n");
+            }
         },
     };
     let edk = query.edk.as_deref().unwrap_or_default();
@@ -267,7 +271,12 @@ async fn media_file(
         let token = presented_token(query.token.as_deref(), &headers);
         let claims = match token.map(|token| state.keys.verify_token(token, &stream_name)) {
             None => None,
-            Some(Ok(claims)) => Some(claims),
+            Some(Ok(claims)) => {
+                if let Some(token) = token {
+                    state.keys.saw_viewer(&stream_name, &claims, token);
+                }
+                Some(claims)
+            }
             Some(Err(error)) => {
                 debug!(stream = %stream_name, %error, "token refused");
                 return status(StatusCode::FORBIDDEN, "forbidden\n");

@@ -193,6 +193,18 @@ pub async fn serve(
     limits: IngestLimits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_metered(listener, authorizer, limits, metrics::Gauge::noop(), shutdown).await
+}
+
+/// [`serve`], keeping `open_connections` (`sealcast_rtmp_connections`) at
+/// the number of connection tasks.
+pub async fn serve_metered(
+    listener: TcpListener,
+    authorizer: Arc<dyn PublishAuthorizer>,
+    limits: IngestLimits,
+    open_connections: metrics::Gauge,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let permits = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let semaphore = Arc::new(Semaphore::new(permits));
     let mut connections = Connections::new(authorizer, limits);
@@ -244,10 +256,12 @@ pub async fn serve(
                 }
             }
         }
+        open_connections.set(connections.tasks.len() as f64);
     }
 
     info!(live = connections.tasks.len(), "rtmp ingest shutting down");
     connections.close_all().await;
+    open_connections.set(0.0);
     Ok(())
 }
 

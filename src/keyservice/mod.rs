@@ -17,6 +17,7 @@ pub mod cache;
 pub mod redis;
 pub mod replay;
 pub mod server;
+pub mod viewers;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +30,7 @@ pub use budget::ViewerBudget;
 pub use cache::{CacheStats, KeyCache};
 pub use replay::{MemoryReplayStore, ReplayError, ReplayStore};
 pub use server::KeyServer;
+pub use viewers::Viewers;
 
 use crate::auth::ticket::{self, TicketBinding, TicketError, TicketKey};
 use crate::auth::{self, Claims, Expect, Secret, TokenError};
@@ -121,6 +123,23 @@ pub struct KeyServiceStats {
     pub token_key_requests: u64,
     /// Key requests refused because their viewer's budget was spent.
     pub over_budget: u64,
+    /// Key requests by their answer.
+    pub key_results: KeyResults,
+}
+
+/// Key requests by answer, for `sealcast_key_requests_total{result}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyResults {
+    /// 200: the key was delivered.
+    pub ok: u64,
+    /// 401: no credential was presented.
+    pub unauthorized: u64,
+    /// 403: a credential or wrapped key that does not check out.
+    pub forbidden: u64,
+    /// 503: the KMS or the replay store could not answer.
+    pub unavailable: u64,
+    /// 429: the viewer's budget was spent.
+    pub too_many: u64,
 }
 
 #[derive(Default)]
@@ -133,6 +152,11 @@ struct Counters {
     over_budget: AtomicU64,
     /// Replay store failures, so only some of them are logged.
     replay_failures: AtomicU64,
+    key_ok: AtomicU64,
+    key_unauthorized: AtomicU64,
+    key_forbidden: AtomicU64,
+    key_unavailable: AtomicU64,
+    key_too_many: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -155,6 +179,8 @@ pub struct KeyService {
     redemptions: ViewerBudget,
     /// KMS decrypts (cache misses) per token.
     kms_misses: ViewerBudget,
+    /// Distinct viewers per stream, recently.
+    viewers: Viewers,
 }
 
 impl KeyService {
@@ -172,6 +198,7 @@ impl KeyService {
             counters: Counters::default(),
             redemptions: ViewerBudget::new(budget::TICKET_REDEMPTIONS_PER_WINDOW),
             kms_misses: ViewerBudget::new(budget::KMS_MISSES_PER_WINDOW),
+            viewers: Viewers::default(),
         }
     }
 
@@ -204,7 +231,32 @@ impl KeyService {
             tickets_replayed: get(&c.tickets_replayed),
             token_key_requests: get(&c.token_key_requests),
             over_budget: get(&c.over_budget),
+            key_results: KeyResults {
+                ok: get(&c.key_ok),
+                unauthorized: get(&c.key_unauthorized),
+                forbidden: get(&c.key_forbidden),
+                unavailable: get(&c.key_unavailable),
+                too_many: get(&c.key_too_many),
+            },
         }
+    }
+
+    /// Counts a key request that presented no credential (answered 401
+    /// before it reaches [`KeyService::key`]).
+    pub fn note_unauthorized(&self) {
+        bump(&self.counters.key_unauthorized);
+    }
+
+    /// Records that the holder of a verified token asked for `stream` now.
+    pub fn saw_viewer(&self, stream: &StreamName, claims: &Claims, token: &str) {
+        let viewer = viewers::token_viewer(claims, token, self.tickets_enabled());
+        self.viewers.saw(&stream.to_string(), viewer, self.now());
+    }
+
+    /// Distinct viewers per stream within the last
+    /// [`viewers::VIEWER_WINDOW_SECS`], by the service's clock.
+    pub fn viewer_counts(&self) -> Vec<(String, usize)> {
+        self.viewers.counts(self.now())
     }
 
     /// Checks a playback token for `stream` now (signature, `exp`, `nbf`,
@@ -277,6 +329,24 @@ impl KeyService {
         edk: &str,
         credential: Credential<'_>,
     ) -> Result<DataKey, KeyError> {
+        let result = self.checked_key(stream, key_id, edk, credential).await;
+        let c = &self.counters;
+        bump(match &result {
+            Ok(_) => &c.key_ok,
+            Err(KeyError::Forbidden) => &c.key_forbidden,
+            Err(KeyError::Unavailable) => &c.key_unavailable,
+            Err(KeyError::TooMany) => &c.key_too_many,
+        });
+        result
+    }
+
+    async fn checked_key(
+        &self,
+        stream: &StreamName,
+        key_id: &str,
+        edk: &str,
+        credential: Credential<'_>,
+    ) -> Result<DataKey, KeyError> {
         let now = self.now();
         let stream_text = stream.to_string();
         // The viewer whose decrypt budget a cache miss spends (token requests).
@@ -285,7 +355,10 @@ impl KeyService {
             Credential::Token(token) => {
                 bump(&self.counters.token_key_requests);
                 match self.verify_token(token, stream) {
-                    Ok(claims) => token_viewer = Some(ticket::viewer_tag(&claims, token)),
+                    Ok(claims) => {
+                        self.saw_viewer(stream, &claims, token);
+                        token_viewer = Some(ticket::viewer_tag(&claims, token));
+                    }
                     Err(error) => {
                         debug!(stream = %stream, %error, route = "key", "token refused");
                         return Err(KeyError::Forbidden);
@@ -305,7 +378,10 @@ impl KeyService {
                         debug!(stream = %stream, route = "key", "ticket viewer over its redemption budget");
                         return Err(KeyError::TooMany);
                     }
-                    Ok(ticket) => Some(ticket),
+                    Ok(ticket) => {
+                        self.viewers.saw(&stream_text, ticket.viewer, now);
+                        Some(ticket)
+                    }
                     Err(error) => {
                         bump(&self.counters.tickets_refused);
                         debug!(stream = %stream, %error, route = "key", "ticket refused");

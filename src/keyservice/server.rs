@@ -13,9 +13,11 @@ use tracing::info;
 
 use super::{Clock, KeyService, KeySettings, replay_store_from_config};
 use crate::config::{Config, ConfigError, KmsConfig};
+use crate::http::serve::ServeLimits;
 use crate::http::{self, CorsPolicy};
 use crate::kms::local::LocalKms;
 use crate::kms::{Kms, KmsError};
+use crate::metrics::{Exporter, MeteredKms, Metrics};
 use crate::readiness::Readiness;
 
 /// Why the key server could not start.
@@ -36,6 +38,9 @@ pub struct KeyServer {
     reloader: crate::reload::Reloader,
     readiness: Arc<Readiness>,
     access_log: bool,
+    limits: ServeLimits,
+    /// `None` when `metrics.enabled` is false.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl KeyServer {
@@ -62,6 +67,11 @@ impl KeyServer {
             KmsConfig::Local { keyring } => Arc::new(LocalKms::open(keyring)?),
             KmsConfig::Aws(_) => crate::kms::open(&config.kms)?,
         };
+        let metrics = config.metrics.enabled.then(|| Arc::new(Metrics::new()));
+        let kms: Arc<dyn Kms> = match &metrics {
+            Some(metrics) => Arc::new(MeteredKms::new(kms, Arc::clone(metrics))),
+            None => kms,
+        };
         let replay = replay_store_from_config(&config.auth)?;
         let reloader = crate::reload::Reloader::for_keyserver(config, Arc::clone(&kms));
         let readiness = Arc::new(Readiness::new(Arc::clone(&kms), Arc::clone(&replay), None));
@@ -72,12 +82,20 @@ impl KeyServer {
             reloader,
             readiness,
             access_log: config.http.access_log,
+            limits: ServeLimits::from_config(&config.http.limits, crate::fd_limit::current()),
+            metrics,
         })
     }
 
     /// What SIGHUP reloads in this key server: the KMS's master key versions.
     pub fn reloader(&self) -> crate::reload::Reloader {
         self.reloader.clone()
+    }
+
+    /// What `/metrics` serves, or `None` when metrics are off.
+    pub fn metrics_exporter(&self) -> Option<Arc<Exporter>> {
+        (self.metrics.as_ref())
+            .map(|metrics| Arc::new(Exporter::new(Arc::clone(metrics), Arc::clone(&self.keys), None)))
     }
 
     /// The key service, for its counters.
@@ -91,17 +109,48 @@ impl KeyServer {
         http: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.run_with_metrics(http, None, shutdown).await
+    }
+
+    /// [`KeyServer::run`], serving `/metrics` on `metrics` too when given
+    /// (and metrics are enabled); a failing metrics listener is logged only.
+    pub async fn run_with_metrics(
+        self,
+        http: TcpListener,
+        metrics: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         info!(http = %http.local_addr()?, "sealcast keyserver listening");
         // Each dependency checked once at start, without delaying it.
         let readiness = Arc::clone(&self.readiness);
         tokio::spawn(async move { readiness.log_at_start().await });
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let metrics_task = match (metrics, self.metrics_exporter()) {
+            (Some(listener), Some(exporter)) => {
+                let mut stop = stop_rx;
+                Some(tokio::spawn(async move {
+                    let stopped = async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    };
+                    if let Err(error) = crate::metrics::serve(listener, exporter, stopped).await {
+                        tracing::error!(%error, "metrics listener failed");
+                    }
+                }))
+            }
+            _ => None,
+        };
         let app = http::key_server_router(self.keys, self.cors).merge(crate::readiness::router(self.readiness));
         let app = if self.access_log {
             app.layer(axum::middleware::from_fn(http::access_log::log))
         } else {
             app
         };
-        axum::serve(http, app).with_graceful_shutdown(shutdown).await?;
+        let served = http::serve::serve(http, app, self.limits, shutdown).await;
+        let _ = stop_tx.send(true);
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
+        served?;
         info!("keyserver shut down");
         Ok(())
     }
@@ -139,5 +188,53 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["keyring.json"]);
+    }
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        socket.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    #[tokio::test]
+    async fn serves_metrics_on_its_own_listener() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "test-secret-0123456789-0123456789-abcdef").unwrap();
+        LocalKms::open_or_create(&dir.path().join("keyring.json")).unwrap();
+        let config = Config::from_toml_str(&format!(
+            "[storage]\ndata_dir = {:?}\n[auth]\ntoken_secret_file = {:?}\n",
+            dir.path().display().to_string(),
+            secret.display().to_string()
+        ))
+        .unwrap();
+        let server = KeyServer::from_config(&config).unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (http_addr, metrics_addr) = (http.local_addr().unwrap(), metrics.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run_with_metrics(http, Some(metrics), async move {
+            let _ = stopped.await;
+        }));
+        assert!(
+            get(http_addr, "/keys/live/demo/k1?edk=AAAA")
+                .await
+                .starts_with("HTTP/1.1 401")
+        );
+        let text = get(metrics_addr, "/metrics").await;
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(
+            text.contains("sealcast_key_requests_total{result=\"unauthorized\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("sealcast_key_cache_misses_total 0\n"), "{text}");
+        // No streams are published here.
+        assert!(!text.contains("sealcast_streams_live"), "{text}");
+        stop.send(()).unwrap();
+        task.await.unwrap().unwrap();
     }
 }

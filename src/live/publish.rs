@@ -39,6 +39,7 @@ pub(super) struct Publish {
     skipped_tags: u64,
     /// See [`super::StreamInfo::max_media_gap_us`].
     max_media_gap: Duration,
+    meters: crate::metrics::StreamMeters,
 }
 
 impl Publish {
@@ -63,7 +64,9 @@ impl Publish {
             continuation.previous_end_unix_ms,
         );
         let writer = SegmentWriter::new(stream.dir().to_owned(), publish_id.clone());
+        let meters = registry.stream_meters(&stream.name);
         Self {
+            meters,
             registry,
             stream,
             publish_id,
@@ -136,8 +139,14 @@ impl Publish {
 
     async fn handle(&mut self, message: MediaMessage, keys: &KeyPrefetcher) {
         let result = match message {
-            MediaMessage::Video { timestamp_ms, body } => self.pipeline.push(TagKind::Video, timestamp_ms, &body),
-            MediaMessage::Audio { timestamp_ms, body } => self.pipeline.push(TagKind::Audio, timestamp_ms, &body),
+            MediaMessage::Video { timestamp_ms, body } => {
+                self.meters.ingest_bytes.increment(body.len() as u64);
+                self.pipeline.push(TagKind::Video, timestamp_ms, &body)
+            }
+            MediaMessage::Audio { timestamp_ms, body } => {
+                self.meters.ingest_bytes.increment(body.len() as u64);
+                self.pipeline.push(TagKind::Audio, timestamp_ms, &body)
+            }
             MediaMessage::Metadata(metadata) => {
                 let mut state = self.stream.lock();
                 // Saturating float-to-int casts: a peer's absurd value is clamped.
@@ -193,6 +202,15 @@ impl Publish {
                     ?reason,
                     %kms_error,
                     "segment dropped: no data key in time (no plaintext is ever written); the playlist marks the gap"
+                );
+                self.registry.event(
+                    "segment.dropped",
+                    &self.stream.name,
+                    serde_json::json!({
+                        "publish_id": self.publish_id,
+                        "seq": sequence,
+                        "reason": format!("{reason:?}"),
+                    }),
                 );
                 let stats = self.pipeline.stats();
                 let mut state = self.stream.lock();
@@ -250,6 +268,8 @@ impl Publish {
         self.stream.write_playlist(text).await;
         let latency = closed_at.elapsed();
         self.stream.lock().info.publish_latency.record(latency);
+        self.meters.segments.increment(1);
+        self.meters.publish_seconds.record(latency.as_secs_f64());
         for expiry in expired {
             self.registry.delete_after(
                 self.stream.dir().join(&expiry.uri),
@@ -276,6 +296,15 @@ impl Publish {
             state.info.max_media_gap_us = u64::try_from(self.max_media_gap.as_micros()).unwrap_or(u64::MAX);
             state.generation
         };
+        self.registry.event(
+            "stream.unpublished",
+            &self.stream.name,
+            serde_json::json!({
+                "publish_id": self.publish_id,
+                "segments": stats.segments,
+                "segments_dropped": stats.segments_dropped,
+            }),
+        );
         self.registry.end_after_grace(&self.stream, generation).await;
         info!(
             segments = stats.segments,

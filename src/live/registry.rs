@@ -45,6 +45,10 @@ pub struct Registry {
     /// Grace timers and segment deletions: owned here, so shutdown cancels
     /// them ([`Registry::stop_timers`]) instead of leaving them detached.
     timers: Mutex<JoinSet<()>>,
+    /// Where publishes record ingest bytes and segments; `None`: nowhere.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Where stream events go; `None`: no webhooks.
+    webhooks: Option<crate::webhooks::Notifier>,
 }
 
 /// One configured stream: its directory and what the HTTP side reads.
@@ -83,6 +87,37 @@ impl Registry {
             active_publishes: AtomicUsize::new(0),
             idle: Notify::new(),
             timers: Mutex::new(JoinSet::new()),
+            metrics: None,
+            webhooks: None,
+        }
+    }
+
+    /// Publishes and unpublishes, and dropped segments, are queued as
+    /// webhook events on `notifier`.
+    pub fn with_webhooks(mut self, notifier: crate::webhooks::Notifier) -> Self {
+        self.webhooks = Some(notifier);
+        self
+    }
+
+    /// Queues a webhook event (never waits).
+    pub(super) fn event(&self, kind: &'static str, stream: &StreamName, data: serde_json::Value) {
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.notify(kind, &stream.to_string(), data);
+        }
+    }
+
+    /// Publishes record their ingest bytes, segments and publish latency in
+    /// `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The handles a publish of `stream` records with.
+    pub(super) fn stream_meters(&self, stream: &StreamName) -> crate::metrics::StreamMeters {
+        match &self.metrics {
+            Some(metrics) => metrics.stream(&stream.to_string()),
+            None => crate::metrics::StreamMeters::noop(),
         }
     }
 
@@ -311,6 +346,11 @@ impl PublishAuthorizer for Arc<Registry> {
         };
         let (tx, rx) = mpsc::channel(MEDIA_CHANNEL_CAPACITY);
         let span = info_span!("publish", stream = %stream.name);
+        self.event(
+            "stream.published",
+            &stream.name,
+            serde_json::json!({ "publish_id": publish_id, "client": peer.to_string() }),
+        );
         let publish = Publish::new(Arc::clone(self), Arc::clone(&stream), publish_id, continuation);
         self.active_publishes.fetch_add(1, Ordering::AcqRel);
         let registry = Arc::clone(self);

@@ -33,6 +33,8 @@ const FLAGS = [
   '--disable-component-update',
   '--disable-sync',
   '--no-first-run',
+  // No route to any CDN: every host name but the test server's fails.
+  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
 ];
 const PHONE = { width: 390, height: 844 };
 

@@ -2,8 +2,9 @@
 //! playwright-core (tests/browser/watch.mjs), plays the encrypted live stream
 //! with hls.js while ffmpeg pushes a fixture in real time, with a key change
 //! every two segments. scripts/test.sh installs Chromium (apt) and the npm
-//! packages (`npm ci` in tests/browser). hls.js comes from that npm install,
-//! served by a tiny HTTP server in this test, never from the network.
+//! packages (`npm ci` in tests/browser). hls.js is the release embedded in
+//! sealcast, served by it under the default configuration; Chromium resolves
+//! no host name but 127.0.0.1, so nothing can come from a CDN.
 //!
 //! A second test plays the same stream with one-time key tickets on. The two
 //! take turns (two Chromiums and two encoders on a small machine would starve
@@ -21,13 +22,10 @@ use crate::support::fixture;
 use crate::support::playlist::until_listed;
 use crate::support::process::{Proc, read_text};
 use crate::support::server::{DEMO_KEY, TestServer};
-use sealcast::config::{Config, DEFAULT_HLSJS_INTEGRITY};
+use sealcast::config::Config;
 use sealcast::http::web::{EXPIRED_TEXT, REFUSED_TEXT, TOKEN_NEEDED_TEXT, WRONG_STREAM_TEXT};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// 640x360 H.264 High with B-frames at 30 fps, a keyframe every 2 s, 10 s long.
@@ -84,54 +82,6 @@ fn require_tools() {
         "the browser test needs {}; scripts/test.sh installs them",
         missing.join(", ")
     );
-}
-
-/// Serves one file to any GET, with CORS (the page loads it with Subresource
-/// Integrity, which makes the request a CORS one): a stand-in for the CDN.
-struct StaticFile {
-    url: String,
-    task: JoinHandle<()>,
-}
-
-impl StaticFile {
-    async fn serve(path: &Path) -> Self {
-        let body = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let body = body.clone();
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-                        match socket.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let header = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/javascript\r\nContent-Length: {}\r\n\
-                         Access-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = socket.write_all(header.as_bytes()).await;
-                    let _ = socket.write_all(&body).await;
-                    let _ = socket.shutdown().await;
-                });
-            }
-        });
-        Self {
-            url: format!("http://{addr}/npm/hls.js/dist/hls.min.js"),
-            task,
-        }
-    }
-}
-
-impl Drop for StaticFile {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 /// ffmpeg publishing a fixture in real time (`-re`), looped; ended when
@@ -208,22 +158,16 @@ fn len_of(v: &Value, key: &str) -> usize {
     v[key].as_array().unwrap_or_else(|| panic!("{key} in {v:#}")).len()
 }
 
-/// The server for a browser test, with hls.js served locally, 2 s segments
-/// and a key change every two segments; `edit` changes the parsed config.
-async fn start_server(edit: impl FnOnce(&mut Config)) -> (StaticFile, TestServer) {
-    let hlsjs = StaticFile::serve(&browser_dir().join("node_modules/hls.js/dist/hls.min.js")).await;
-    // The pinned hash must match the npm release the tests install: the page
-    // refuses to run hls.js otherwise, and nothing would play.
-    let server = TestServer::start_with_config(
-        &format!(
-            "[http]\nhlsjs_url = \"{}\"\nhlsjs_integrity = \"{DEFAULT_HLSJS_INTEGRITY}\"\n\
-             [hls]\nsegment_duration_secs = 2\n[encryption]\nsegments_per_key = 2\n",
-            hlsjs.url
-        ),
+/// The server for a browser test, with 2 s segments and a key change every
+/// two segments; `edit` changes the parsed config. hls.js is the default: the
+/// release embedded in sealcast (Chromium resolves no host but 127.0.0.1, so
+/// a CDN could not be reached).
+async fn start_server(edit: impl FnOnce(&mut Config)) -> TestServer {
+    TestServer::start_with_config(
+        "[hls]\nsegment_duration_secs = 2\n[encryption]\nsegments_per_key = 2\n",
         edit,
     )
-    .await;
-    (hlsjs, server)
+    .await
 }
 
 /// The "play" scenario's judgement, with key URIs carrying `credential`
@@ -286,7 +230,7 @@ async fn watch_page_plays_the_encrypted_stream_in_chromium() {
     require_tools();
     let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
     let started = Instant::now();
-    let (_hlsjs, server) = start_server(|_| {}).await;
+    let server = start_server(|_| {}).await;
     // 40 s of stream, more than the browser needs; killed when it is done.
     let encoder = Encoder::publish(server.rtmp, DEMO_KEY, FIXTURE, 3);
     wait_for_first_segment(server.http, "/live/demo/index.m3u8").await;
@@ -409,7 +353,7 @@ async fn watch_page_plays_with_one_time_key_tickets() {
     require_tools();
     let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
     let started = Instant::now();
-    let (_hlsjs, server) = start_server(|config| config.auth.one_time_key_tickets = true).await;
+    let server = start_server(|config| config.auth.one_time_key_tickets = true).await;
     assert!(server.keys.tickets_enabled());
     // 30 s of stream, more than the play scenario needs; killed when it is done.
     let encoder = Encoder::publish(server.rtmp, DEMO_KEY, FIXTURE, 2);

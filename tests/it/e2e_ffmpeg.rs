@@ -572,6 +572,10 @@ fn serve_without_config_prints_obs_settings() {
         banner.contains("ffplay \"http://127.0.0.1:8080/live/demo/index.m3u8?token=$TOKEN\""),
         "{banner}"
     );
+    assert!(
+        banner.contains("watch in a browser: http://127.0.0.1:8080/watch/live/demo?token=$TOKEN"),
+        "{banner}"
+    );
     let (status, stdout, stderr) = run_bounded(
         "banner-token",
         Command::new(SEALCAST)

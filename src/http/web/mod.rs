@@ -2,9 +2,12 @@
 //! player at `GET /watch/{app}/{name}?token=…`.
 //!
 //! Plain HTML, CSS and a little JavaScript embedded in the binary; no build
-//! step. The player uses hls.js, loaded from `[http] hlsjs_url` (sealcast does
-//! not ship it), except on Apple browsers, whose native HLS player plays
-//! AES-128 streams with the token-rewritten key URIs the playlist carries.
+//! step. The player uses hls.js, loaded from `[http] hlsjs_url`: by default
+//! the pinned release embedded in the binary (`vendor/hls.js/`, served at
+//! `/static/hls.js@1.7.4/hls.min.js` with its license beside it), so the page
+//! plays without internet access; a CDN URL is an option. Apple browsers use
+//! their native HLS player, which plays AES-128 streams with the
+//! token-rewritten key URIs the playlist carries.
 //!
 //! Every page is sent with a strict Content-Security-Policy: no inline
 //! script or style, scripts only from this server and the exact hls.js URL,
@@ -124,7 +127,39 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/watch/{app}/{name}", get(watch))
         .route("/static/style.css", get(style))
         .route("/static/player.js", get(player))
+        .route(crate::config::DEFAULT_HLSJS_URL, get(hlsjs))
+        .route(HLSJS_LICENSE_PATH, get(hlsjs_license))
         .with_state(state)
+}
+
+/// hls.js, the pinned release (see `vendor/hls.js/README.md`).
+const HLSJS: &[u8] = include_bytes!("vendor/hls.js/hls.min.js");
+const HLSJS_LICENSE: &str = include_str!("vendor/hls.js/LICENSE");
+/// Beside the script, under the same versioned directory.
+const HLSJS_LICENSE_PATH: &str = "/static/hls.js@1.7.4/LICENSE";
+
+/// `GET /static/hls.js@1.7.4/hls.min.js`: under a versioned path, so any
+/// cache may keep it for good.
+async fn hlsjs() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        HLSJS,
+    )
+}
+
+async fn hlsjs_license() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        HLSJS_LICENSE,
+    )
 }
 
 /// The Content-Security-Policy of the watch page. hls.js needs `blob:` for
@@ -134,8 +169,15 @@ pub fn router(state: Arc<WebState>) -> Router {
 /// some of which would be script gadgets.
 pub fn watch_csp(hlsjs_url: &str, public_origin: Option<&str>) -> String {
     let extra = public_origin.map(|o| format!(" {o}")).unwrap_or_default();
+    // The embedded hls.js is ours: 'self' covers it (and a CSP source is
+    // never a bare path).
+    let script_src = if hlsjs_url.starts_with('/') {
+        "'self'".to_owned()
+    } else {
+        format!("'self' {hlsjs_url}")
+    };
     format!(
-        "default-src 'none'; script-src 'self' {hlsjs_url}; connect-src 'self'{extra}; \
+        "default-src 'none'; script-src {script_src}; connect-src 'self'{extra}; \
          media-src 'self' blob:{extra}; worker-src blob:; style-src 'self'; img-src 'self' data:; \
          base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
@@ -200,6 +242,11 @@ async fn watch(
     // Relative URLs (from /watch/{app}/{name}) keep working behind a proxy
     // that serves sealcast under a path prefix.
     let playlist = escape(&format!("../../{}/{}/index.m3u8", stream.app(), stream.name()));
+    // The embedded hls.js, relative like the page's other assets.
+    let hlsjs_src = match state.hlsjs_url.strip_prefix('/') {
+        Some(path) => format!("../../{path}"),
+        None => state.hlsjs_url.clone(),
+    };
     let scripts = if refusal.is_some() {
         String::new()
     } else {
@@ -214,7 +261,7 @@ async fn watch(
         &[
             ("stream", &stream_text),
             ("playlist", &playlist),
-            ("hlsjs_url", &escape(&state.hlsjs_url)),
+            ("hlsjs_url", &escape(&hlsjs_src)),
             (
                 "hlsjs_integrity",
                 &escape(state.hlsjs_integrity.as_deref().unwrap_or("")),
@@ -354,6 +401,34 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The embedded hls.js is the file the pinned Subresource Integrity hash
+    /// names: the page would refuse to run anything else.
+    #[test]
+    fn the_embedded_hlsjs_matches_its_integrity_hash() {
+        use base64::Engine as _;
+        let digest = ring::digest::digest(&ring::digest::SHA384, HLSJS);
+        let sri = format!(
+            "sha384-{}",
+            base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+        );
+        assert_eq!(sri, crate::config::DEFAULT_HLSJS_INTEGRITY);
+        assert!(HLSJS_LICENSE.contains("Apache License"), "{HLSJS_LICENSE}");
+    }
+
+    #[test]
+    fn the_csp_names_a_cdn_script_but_not_our_own_path() {
+        let own = watch_csp(crate::config::DEFAULT_HLSJS_URL, None);
+        assert!(
+            own.starts_with("default-src 'none'; script-src 'self'; connect-src"),
+            "{own}"
+        );
+        let cdn = watch_csp(crate::config::CDN_HLSJS_URL, None);
+        assert!(
+            cdn.contains(&format!("script-src 'self' {}; ", crate::config::CDN_HLSJS_URL)),
+            "{cdn}"
+        );
+    }
 
     /// Template, values, expected output.
     type FillCase<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);

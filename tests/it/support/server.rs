@@ -41,6 +41,8 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
+    /// `/metrics` (served when `[metrics] enabled`, the default).
+    pub metrics: SocketAddr,
     pub secret: Secret,
     /// The key service behind `/keys/...`, for its counters.
     pub keys: Arc<KeyService>,
@@ -121,16 +123,22 @@ token_secret_file = "{secret}"
         let reloader = server.reloader();
         let rtmp_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let rtmp = rtmp_listener.local_addr().unwrap();
         let http = http_listener.local_addr().unwrap();
+        let metrics = metrics_listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(rtmp_listener, http_listener, async move {
-            let _ = rx.await;
-        }));
+        let task =
+            tokio::spawn(
+                server.run_with_metrics(rtmp_listener, http_listener, Some(metrics_listener), async move {
+                    let _ = rx.await;
+                }),
+            );
         Self {
             dir,
             rtmp,
             http,
+            metrics,
             secret,
             keys,
             registry,

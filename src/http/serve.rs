@@ -1,0 +1,290 @@
+//! The HTTP accept loop: what one slow or greedy client may hold.
+//!
+//! `axum::serve` has no header timeout and no connection cap, so a client
+//! that opens connections and never finishes a request could hold
+//! descriptors until the process had none left for RTMP or segment files.
+//! Here (mini-redis's shape, like [`crate::ingest::serve`]) a `Semaphore`
+//! caps connections, a per-address count closes the excess from one address
+//! at once, and hyper closes a connection whose request headers (or whose
+//! next request on a kept-alive connection) do not arrive within the header
+//! timeout. Each connection is a task of its own; nothing it does reaches
+//! the loop.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt as _;
+use tracing::{debug, info, warn};
+
+/// Failed `accept` calls (out of descriptors, most likely) are retried after
+/// this, doubling up to [`ACCEPT_BACKOFF_MAX`].
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// What one HTTP listener allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// Time to send a request's headers, and to start the next request on a
+    /// kept-alive connection.
+    pub header_timeout: Duration,
+    /// Connections open at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Connections open at once from one address; further ones are closed.
+    pub max_connections_per_ip: usize,
+}
+
+impl ServeLimits {
+    /// `[http.limits]`, with the total capped by the open-file budget
+    /// ([`crate::fd_limit::http_connection_budget`]).
+    pub fn from_config(limits: &crate::config::HttpLimits, open_files: crate::fd_limit::OpenFiles) -> Self {
+        Self {
+            header_timeout: Duration::from_secs(limits.header_timeout_secs),
+            max_connections: crate::fd_limit::http_connection_budget(limits.max_connections as usize, open_files),
+            max_connections_per_ip: limits.max_connections_per_ip as usize,
+        }
+    }
+}
+
+/// Connections per address, shared by the loop and the connection tasks.
+#[derive(Default)]
+struct PerIp(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerIp {
+    fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
+        // Plain counts: a panic elsewhere leaves nothing half-done.
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// One connection's place in its address's count, given back on drop.
+struct IpSlot {
+    per_ip: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl IpSlot {
+    fn take(per_ip: &Arc<PerIp>, ip: IpAddr, cap: usize) -> Option<Self> {
+        let mut counts = per_ip.lock();
+        let count = counts.entry(ip).or_default();
+        if *count >= cap {
+            return None;
+        }
+        *count += 1;
+        Some(Self {
+            per_ip: Arc::clone(per_ip),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut counts = self.per_ip.lock();
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Serves `router` on `listener` (HTTP/1.1) within `limits` until
+/// `shutdown` resolves; then stops accepting, lets requests in flight
+/// finish, and returns. Handlers see the peer as `ConnectInfo<SocketAddr>`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let permits = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let per_ip_cap = limits.max_connections_per_ip.max(1);
+    let semaphore = Arc::new(Semaphore::new(permits));
+    let per_ip = Arc::new(PerIp::default());
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    info!(
+        addr = %listener.local_addr()?,
+        max_connections = permits,
+        max_connections_per_ip = per_ip_cap,
+        header_timeout_secs = limits.header_timeout.as_secs(),
+        "http listening"
+    );
+    let mut refused_per_ip: u64 = 0;
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    tokio::pin!(shutdown);
+    loop {
+        // A free slot first, then accept: at the cap, new peers queue in the
+        // kernel backlog and hold no descriptor of ours. Both are cancel safe.
+        let accept = async {
+            let permit = Arc::clone(&semaphore).acquire_owned().await;
+            (permit, listener.accept().await)
+        };
+        tokio::select! {
+            () = &mut shutdown => break,
+            (permit, accepted) = accept => {
+                // The semaphore is never closed.
+                let Ok(permit) = permit else { break };
+                let (socket, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        warn!(%error, "http accept failed, retrying in {backoff:?}");
+                        drop(permit);
+                        tokio::select! {
+                            () = &mut shutdown => break,
+                            () = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                        continue;
+                    }
+                };
+                backoff = ACCEPT_BACKOFF_MIN;
+                let Some(slot) = IpSlot::take(&per_ip, peer.ip(), per_ip_cap) else {
+                    // Dropping the socket closes it; one line per 1000.
+                    refused_per_ip += 1;
+                    if refused_per_ip % 1000 == 1 {
+                        warn!(%peer, refused = refused_per_ip, "http connection refused: per-IP limit reached");
+                    }
+                    continue;
+                };
+                serve_connection(&builder, &graceful, socket, peer, router.clone(), (permit, slot));
+            }
+        }
+    }
+    drop(listener);
+    debug!("http: no longer accepting; finishing requests in flight");
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Runs one connection in a task of its own, holding `slots` until it ends.
+fn serve_connection<S: Send + 'static>(
+    builder: &http1::Builder,
+    graceful: &GracefulShutdown,
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    slots: S,
+) {
+    let service = service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        router.clone().oneshot(request)
+    });
+    let connection = graceful.watch(builder.serve_connection(TokioIo::new(socket), service));
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            debug!(%peer, %error, "http connection ended");
+        }
+        drop(slots);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn start(limits: ServeLimits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route(
+            "/peer",
+            axum::routing::get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.ip().to_string() }),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve(listener, router, limits, async move {
+            let _ = stopped.await;
+        }));
+        (addr, stop)
+    }
+
+    const LIMITS: ServeLimits = ServeLimits {
+        header_timeout: Duration::from_secs(5),
+        max_connections: 100,
+        max_connections_per_ip: 3,
+    };
+
+    /// Reads until the server closes; what it sent.
+    async fn read_to_close(socket: &mut tokio::net::TcpStream) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = socket.read_to_end(&mut out).await;
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_connections_are_closed_after_the_header_timeout() {
+        let (addr, _stop) = start(LIMITS).await;
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut trickling = tokio::net::TcpStream::connect(addr).await.unwrap();
+        trickling.write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(read_to_close(&mut silent).await.is_empty());
+        let answer = read_to_close(&mut trickling).await;
+        // hyper answers a header timeout with nothing, or with a 408.
+        assert!(answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"), "{answer:?}");
+        // Paused clock: exactly the timeout passed, however long the machine took.
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_keep_alive_connection_is_closed_too() {
+        let (addr, _stop) = start(LIMITS).await;
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        socket
+            .write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut first = [0u8; 12];
+        socket.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"HTTP/1.1 200");
+        let started = tokio::time::Instant::now();
+        read_to_close(&mut socket).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn one_address_gets_its_cap_and_the_excess_is_closed_at_once() {
+        let (addr, _stop) = start(LIMITS).await;
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        // The fourth is accepted and closed without an answer, before any timeout.
+        let mut excess = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = excess.write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(read_to_close(&mut excess).await.is_empty());
+        // One held connection leaves: its slot is free again, and the handler
+        // sees the peer address.
+        drop(held.pop());
+        let answered = loop {
+            let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let _ = socket
+                .write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await;
+            let answer = read_to_close(&mut socket).await;
+            if !answer.is_empty() {
+                break String::from_utf8(answer).unwrap();
+            }
+            // The server had not yet seen the close; try again.
+            tokio::task::yield_now().await;
+        };
+        assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+        assert!(answered.ends_with("127.0.0.1"), "{answered}");
+    }
+}
