@@ -51,7 +51,8 @@ pub trait Kms: Send + Sync + 'static {
 
     /// Loads what may have changed since the provider was opened (the local
     /// keyring's master key versions, on SIGHUP). Returns what changed, for
-    /// the log, or `None`; on error the provider keeps what it had.
+    /// the log, or `None`; on error the provider keeps what it had. A
+    /// wrapper (metrics, test latency) must forward it.
     async fn reload(&self) -> Result<Option<String>, KmsError> {
         Ok(None)
     }

@@ -402,4 +402,8 @@ impl Kms for CountingKms {
         self.decrypted.fetch_add(1, Ordering::SeqCst);
         self.inner.decrypt(wrapped, ctx).await
     }
+
+    async fn reload(&self) -> Result<Option<String>, KmsError> {
+        self.inner.reload().await
+    }
 }
