@@ -56,7 +56,17 @@ where
         // A full channel parks us here, so the socket is not read and TCP
         // flow control slows the encoder; nothing accepted is dropped.
         while let Some(request) = forward(&mut events, &mut media).await? {
-            step = match authorizer.authorize(&request.app, &request.stream_key, request.query.as_deref(), peer) {
+            // Awaited here, outside any read: while the answer is pending the
+            // socket is not read, and the start deadline still runs.
+            let answer = authorizer.authorize(&request.app, &request.stream_key, request.query.as_deref(), peer);
+            let answer = if published {
+                answer.await
+            } else {
+                timeout_at(start_deadline, answer)
+                    .await
+                    .map_err(|_| Error::PublishTimeout(limits.handshake_timeout))?
+            };
+            step = match answer {
                 Ok(grant) => {
                     tracing::Span::current().record("stream", grant.stream.as_str());
                     media = Some(grant.media);
@@ -211,8 +221,15 @@ mod tests {
     /// Grants every publish; keeps the receivers so channels stay open.
     struct Grants(std::sync::Mutex<Vec<mpsc::Receiver<MediaMessage>>>);
 
+    #[async_trait::async_trait]
     impl PublishAuthorizer for Grants {
-        fn authorize(&self, _: &str, _: &str, _: Option<&str>, _: SocketAddr) -> Result<PublishGrant, PublishRefused> {
+        async fn authorize(
+            &self,
+            _: &str,
+            _: &str,
+            _: Option<&str>,
+            _: SocketAddr,
+        ) -> Result<PublishGrant, PublishRefused> {
             let (media, rx) = mpsc::channel(8);
             self.0.lock().unwrap().push(rx);
             Ok(PublishGrant {
