@@ -14,6 +14,7 @@ use sealcast::crypto::{self, DataKey};
 use sealcast::names::StreamName;
 
 use crate::support::http;
+use crate::support::logs::capture_logs;
 use crate::support::playlist::{keyed_segments, until_ended};
 use crate::support::process::{Proc, free_port, path_str, read_text, write_private};
 use crate::support::rtmp::{Fixture, PublishOutcome, Publisher};
@@ -89,8 +90,10 @@ fn start_hook(out: &std::path::Path) -> (Proc, u16) {
     (hook, port)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Current-thread, so every line the server logs is captured.
+#[tokio::test]
 async fn the_hook_admits_a_runtime_stream_and_refuses_the_rest() {
+    let (_guard, logs) = capture_logs();
     with_safety_net(async {
         let root = tempfile::tempdir().unwrap();
         let secret = root.path().join("hook_secret");
@@ -201,4 +204,18 @@ async fn the_hook_admits_a_runtime_stream_and_refuses_the_rest() {
         server.stop().await;
     })
     .await;
+
+    // The keys went to the hook only: never into a log line.
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    for key in ["sk_alice", "sk_mallory", DEMO_KEY] {
+        assert!(!logged.contains(key), "{key} was logged:\n{logged}");
+    }
+    assert!(
+        logged.contains("stream created at run time by the publish hook"),
+        "{logged}"
+    );
+    assert!(
+        logged.contains("publish refused: no usable answer from the publish hook"),
+        "{logged}"
+    );
 }
