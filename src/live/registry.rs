@@ -266,35 +266,38 @@ impl Registry {
     /// the previous run would have deleted by now are deleted on schedule.
     pub fn resume(self: &Arc<Self>) {
         for stream in self.all() {
-            let (generation, open, listed, window_secs) = {
-                let state = stream.lock();
-                let Some(playlist) = state.playlist.as_ref() else {
-                    continue;
-                };
-                let listed: Vec<String> = playlist.segments().map(|s| s.uri.clone()).collect();
-                (state.generation, !playlist.is_ended(), listed, playlist.duration_secs())
-            };
-            if open {
-                info!(stream = %stream.name, "resuming a playlist left open by the previous run");
-                self.spawn_timer(end_after(
-                    self.settings.reconnect_grace,
-                    Arc::clone(&stream),
-                    generation,
-                ));
-            }
-            let delay = Duration::from_secs_f64(window_secs + f64::from(self.settings.segment_duration_secs));
-            let dir = stream.dir.clone();
-            self.spawn_timer(async move {
-                // Which files are the previous run's is decided now: a publish
-                // that starts during the delay writes segments this list must
-                // not name.
-                let expired = unlisted_segments(&dir, &listed).await;
-                tokio::time::sleep(delay).await;
-                for path in expired {
-                    remove_segment(&path).await;
-                }
-            });
+            self.resume_stream(&stream);
         }
+    }
+
+    /// [`Registry::resume`] for one stream (also for a stream the publish
+    /// hook creates at run time, whose directory a previous run may have
+    /// left behind).
+    fn resume_stream(&self, stream: &Arc<Stream>) {
+        let (generation, open, listed, window_secs) = {
+            let state = stream.lock();
+            let Some(playlist) = state.playlist.as_ref() else {
+                return;
+            };
+            let listed: Vec<String> = playlist.segments().map(|s| s.uri.clone()).collect();
+            (state.generation, !playlist.is_ended(), listed, playlist.duration_secs())
+        };
+        if open {
+            info!(stream = %stream.name, "resuming a playlist left open by the previous run");
+            self.spawn_timer(end_after(self.settings.reconnect_grace, Arc::clone(stream), generation));
+        }
+        let delay = Duration::from_secs_f64(window_secs + f64::from(self.settings.segment_duration_secs));
+        let dir = stream.dir.clone();
+        self.spawn_timer(async move {
+            // Which files are the previous run's is decided now: a publish
+            // that starts during the delay writes segments this list must
+            // not name.
+            let expired = unlisted_segments(&dir, &listed).await;
+            tokio::time::sleep(delay).await;
+            for path in expired {
+                remove_segment(&path).await;
+            }
+        });
     }
 
     /// Ends the stream's playlist after the grace period unless a new publish

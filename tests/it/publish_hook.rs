@@ -6,6 +6,7 @@
 //! the TOML lists: with a hook, the hook decides every publish), and nothing
 //! reaches the disk for a refused publish.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use sealcast::names::StreamName;
 
 use crate::support::http;
 use crate::support::logs::capture_logs;
-use crate::support::playlist::{keyed_segments, until_ended};
+use crate::support::playlist::{keyed_segments, parse, until_ended};
 use crate::support::process::{Proc, free_port, path_str, read_text, write_private};
 use crate::support::rtmp::{Fixture, PublishOutcome, Publisher};
 use crate::support::server::{DEMO_KEY, TestServer};
@@ -90,6 +91,74 @@ fn start_hook(out: &std::path::Path) -> (Proc, u16) {
     (hook, port)
 }
 
+/// A server whose publishes the hook on `port` decides (300 ms timeout),
+/// keeping its streams in `data` when given.
+async fn start_server(port: u16, secret: &Path, data: Option<PathBuf>) -> TestServer {
+    let secret = secret.to_owned();
+    TestServer::start_with_config("", |config| {
+        config.auth.publish_hook = Some(PublishHookConfig {
+            url: format!("http://127.0.0.1:{port}/publish"),
+            // Short, so the hanging case is refused quickly; nothing
+            // measures how long it took.
+            timeout: Duration::from_millis(300),
+            secret_env: None,
+            secret_file: Some(secret),
+        });
+        if let Some(data) = data {
+            config.storage.data_dir = data;
+        }
+    })
+    .await
+}
+
+/// Publishes the fixture to `shows/alice` through the hook and waits for the
+/// playlist to end; returns it.
+async fn publish_alice(server: &TestServer) -> String {
+    let mut publisher = Publisher::connect(server.rtmp, "shows").await;
+    assert_eq!(
+        publisher.request_publish("sk_alice?tier=gold").await,
+        PublishOutcome::Accepted
+    );
+    publisher.send_fixture(&Fixture::load("baseline-aac44k.flv")).await;
+    publisher.finish().await;
+    let token = server.token("shows/alice", 600);
+    until_ended(server.http, &format!("/shows/alice/index.m3u8?token={token}")).await
+}
+
+/// A runtime stream lives in its directory: after a restart it is unknown
+/// (404) until the hook admits it again, and then its playlist continues
+/// where it was, after a discontinuity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_stream_continues_after_a_restart_once_admitted_again() {
+    with_safety_net(async {
+        let root = tempfile::tempdir().unwrap();
+        let secret = root.path().join("hook_secret");
+        write_private(&secret, SECRET);
+        let (_hook, port) = start_hook(&root.path().join("asked.jsonl"));
+        let data = root.path().join("data");
+
+        let server = start_server(port, &secret, Some(data.clone())).await;
+        let first = parse(&publish_alice(&server).await);
+        server.stop().await;
+
+        let server = start_server(port, &secret, Some(data.clone())).await;
+        let before = http::get(server.http, "/shows/alice/index.m3u8").await;
+        assert_eq!(before.status, 404, "{}", before.text());
+        let second = parse(&publish_alice(&server).await);
+        let first_end = first.media_sequence + first.segments.len() as u64;
+        assert!(second.media_sequence >= first.media_sequence, "{second:?}");
+        let last = second.media_sequence + second.segments.len() as u64;
+        assert!(last > first_end, "sequence numbers went on: {first_end} then {last}");
+        assert!(
+            second.discontinuity_sequence > first.discontinuity_sequence
+                || second.segments.iter().any(|s| s.discontinuity),
+            "no discontinuity between the two publishes"
+        );
+        server.stop().await;
+    })
+    .await;
+}
+
 // Current-thread, so every line the server logs is captured.
 #[tokio::test]
 async fn the_hook_admits_a_runtime_stream_and_refuses_the_rest() {
@@ -100,17 +169,7 @@ async fn the_hook_admits_a_runtime_stream_and_refuses_the_rest() {
         write_private(&secret, SECRET);
         let asked = root.path().join("asked.jsonl");
         let (_hook, port) = start_hook(&asked);
-        let server = TestServer::start_with_config("", |config| {
-            config.auth.publish_hook = Some(PublishHookConfig {
-                url: format!("http://127.0.0.1:{port}/publish"),
-                // Short, so the hanging case is refused quickly; nothing
-                // below measures how long it took.
-                timeout: Duration::from_millis(300),
-                secret_env: None,
-                secret_file: Some(secret.clone()),
-            });
-        })
-        .await;
+        let server = start_server(port, &secret, None).await;
         let data = server.data_dir();
         let on_disk_before = walk(&data);
 
@@ -143,15 +202,7 @@ async fn the_hook_admits_a_runtime_stream_and_refuses_the_rest() {
         assert!(!server.stream_info("live/demo").live);
 
         // Admitted: shows/alice is in no TOML; it is created, and it plays.
-        let mut publisher = Publisher::connect(server.rtmp, "shows").await;
-        assert_eq!(
-            publisher.request_publish("sk_alice?tier=gold").await,
-            PublishOutcome::Accepted
-        );
-        publisher.send_fixture(&Fixture::load("baseline-aac44k.flv")).await;
-        publisher.finish().await;
-        let token = server.token("shows/alice", 600);
-        let text = until_ended(server.http, &format!("/shows/alice/index.m3u8?token={token}")).await;
+        let text = publish_alice(&server).await;
         let segments = keyed_segments(&text);
         assert!(!segments.is_empty(), "{text}");
         for segment in &segments {
