@@ -356,8 +356,12 @@ fn parse_stream_pattern(s: &str) -> Result<String, String> {
 }
 
 /// Refuses a token pattern that matches no stream of the configuration (the
-/// default stream `live/demo` when it lists none).
+/// default stream `live/demo` when it lists none). With a publish hook any
+/// pattern goes: the hook creates streams the configuration does not list.
 fn check_listed(config: &Config, pattern: &str) -> anyhow::Result<()> {
+    if config.auth.publish_hook.is_some() {
+        return Ok(());
+    }
     let listed: Vec<String> = if config.streams.is_empty() {
         vec!["live/demo".to_owned()]
     } else {

@@ -134,6 +134,13 @@ impl Server {
         if let Some((notifier, _)) = &webhooks {
             registry = registry.with_webhooks(notifier.clone());
         }
+        if let Some(hook) = &config.auth.publish_hook {
+            let secret = hook.resolve_secret()?;
+            let hook = crate::webhooks::PublishHook::new(hook, secret)
+                .ok_or_else(|| ConfigError::one(format!("auth.publish_hook_url {:?} is not a URL", hook.url)))?;
+            info!(url = %hook.url(), "publish hook on: it decides every publish; [[streams]] keys admit none");
+            registry = registry.with_publish_hook(hook);
+        }
         let registry = Arc::new(registry);
         let reloader = Reloader::for_server(config, Arc::clone(&registry), kms);
         let limits = IngestLimits {

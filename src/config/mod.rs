@@ -27,6 +27,7 @@ use crate::auth::Secret;
 
 mod http_limits;
 mod metrics;
+mod publish_hook;
 mod redis_url;
 mod schema;
 mod secrets;
@@ -38,6 +39,7 @@ mod webhooks;
 
 pub use http_limits::HttpLimits;
 pub use metrics::MetricsConfig;
+pub use publish_hook::PublishHookConfig;
 pub use redis_url::RedisUrl;
 pub use schema::{HlsConfig, HttpConfig, LogConfig, StorageConfig};
 pub use secrets::{KeyOrigin, ResolvedStream};
@@ -201,6 +203,9 @@ pub struct AuthConfig {
     pub key_cache: KeyCacheConfig,
     /// `[auth.replay]`.
     pub replay: ReplayConfig,
+    /// `publish_hook_*`: the backend that decides every publish; `None`:
+    /// `[[streams]]` keys decide.
+    pub publish_hook: Option<PublishHookConfig>,
 }
 
 /// `[auth.key_cache]`, validated.
@@ -250,7 +255,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn one(problem: String) -> Self {
+    pub(crate) fn one(problem: String) -> Self {
         ConfigError {
             problems: vec![problem],
         }

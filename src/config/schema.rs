@@ -282,6 +282,22 @@ pub struct Auth {
     /// Where used tickets are remembered.
     #[serde(default)]
     pub replay: Replay,
+    /// The publish hook: an `http://` URL every publish request is POSTed
+    /// to; its answer decides the publish (and which stream it is). Absent:
+    /// `[[streams]]` keys decide.
+    #[serde(default)]
+    pub publish_hook_url: Option<String>,
+    /// How long the hook may take to answer, 1 to 60000 ms; no answer in
+    /// time refuses the publish. Default: 3000.
+    #[serde(default = "default_publish_hook_timeout_ms")]
+    pub publish_hook_timeout_ms: u64,
+    /// Environment variable holding the hook's signing secret (at least 16
+    /// bytes). Exactly one of this and `publish_hook_secret_file` with a hook.
+    #[serde(default)]
+    pub publish_hook_secret_env: Option<String>,
+    /// File holding the hook's signing secret (trailing newlines ignored).
+    #[serde(default)]
+    pub publish_hook_secret_file: Option<PathBuf>,
 }
 
 /// `[auth.key_cache]`: unwrapped data keys kept in memory (never on disk),
@@ -425,6 +441,10 @@ fn default_kms_provider() -> KmsProvider {
     KmsProvider::Local
 }
 
+fn default_publish_hook_timeout_ms() -> u64 {
+    3000
+}
+
 fn default_auth_ticket_ttl_secs() -> u64 {
     60
 }
@@ -528,6 +548,10 @@ impl Default for Auth {
             admin_token_file: None,
             key_cache: KeyCache::default(),
             replay: Replay::default(),
+            publish_hook_url: None,
+            publish_hook_timeout_ms: default_publish_hook_timeout_ms(),
+            publish_hook_secret_env: None,
+            publish_hook_secret_file: None,
         }
     }
 }

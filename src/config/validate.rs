@@ -306,6 +306,7 @@ fn auth(auth: schema::Auth, p: &mut Problems) -> Option<AuthConfig> {
     {
         p.push("auth.admin_token_file must not be empty");
     }
+    let publish_hook = super::publish_hook::validate(&auth, &mut p.0);
     let key_cache = key_cache(&auth.key_cache, p);
     let replay = replay(auth.replay, p);
     Some(AuthConfig {
@@ -318,6 +319,7 @@ fn auth(auth: schema::Auth, p: &mut Problems) -> Option<AuthConfig> {
         admin_token_file: auth.admin_token_file,
         key_cache: key_cache?,
         replay: replay?,
+        publish_hook,
     })
 }
 
@@ -536,7 +538,7 @@ pub(super) fn check_publish_key(key: &[u8]) -> Result<(), String> {
     }
 }
 
-fn check_env_name(name: &str) -> Result<(), &'static str> {
+pub(super) fn check_env_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() || name.contains(['=', '\0']) {
         Err("is not a valid environment variable name")
     } else {

@@ -74,13 +74,18 @@ fn default_max_backoff_secs() -> u64 {
     60
 }
 
+/// An `http://` URL with a host (what the webhook and publish hook clients
+/// speak).
+pub(super) fn is_http_url(url: &str) -> bool {
+    url.strip_prefix("http://")
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/') && !rest.contains(char::is_whitespace))
+        && url.parse::<hyper::Uri>().is_ok()
+}
+
 /// Problems with `[webhooks]`, each naming its key.
 pub(super) fn validate(webhooks: &WebhooksConfig, problems: &mut Vec<String>) {
     if let Some(url) = &webhooks.url {
-        let ok = url
-            .strip_prefix("http://")
-            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/') && !rest.contains(char::is_whitespace));
-        if !ok {
+        if !is_http_url(url) {
             problems.push(format!("webhooks.url {url:?} must be an http:// URL"));
         }
         if webhooks.secret_env.is_some() == webhooks.secret_file.is_some() {

@@ -56,7 +56,17 @@ where
         // A full channel parks us here, so the socket is not read and TCP
         // flow control slows the encoder; nothing accepted is dropped.
         while let Some(request) = forward(&mut events, &mut media).await? {
-            step = match authorizer.authorize(&request.app, &request.stream_key, request.query.as_deref(), peer) {
+            // Awaited here, outside any read: while the answer is pending the
+            // socket is not read, and the start deadline still runs.
+            let answer = authorizer.authorize(&request.app, &request.stream_key, request.query.as_deref(), peer);
+            let answer = if published {
+                answer.await
+            } else {
+                timeout_at(start_deadline, answer)
+                    .await
+                    .map_err(|_| Error::PublishTimeout(limits.handshake_timeout))?
+            };
+            step = match answer {
                 Ok(grant) => {
                     tracing::Span::current().record("stream", grant.stream.as_str());
                     media = Some(grant.media);
@@ -211,14 +221,37 @@ mod tests {
     /// Grants every publish; keeps the receivers so channels stay open.
     struct Grants(std::sync::Mutex<Vec<mpsc::Receiver<MediaMessage>>>);
 
+    #[async_trait::async_trait]
     impl PublishAuthorizer for Grants {
-        fn authorize(&self, _: &str, _: &str, _: Option<&str>, _: SocketAddr) -> Result<PublishGrant, PublishRefused> {
+        async fn authorize(
+            &self,
+            _: &str,
+            _: &str,
+            _: Option<&str>,
+            _: SocketAddr,
+        ) -> Result<PublishGrant, PublishRefused> {
             let (media, rx) = mpsc::channel(8);
             self.0.lock().unwrap().push(rx);
             Ok(PublishGrant {
                 stream: "live/demo".to_owned(),
                 media,
             })
+        }
+    }
+
+    /// Never answers: a publish hook that hangs past any timeout of its own.
+    struct NeverAnswers;
+
+    #[async_trait::async_trait]
+    impl PublishAuthorizer for NeverAnswers {
+        async fn authorize(
+            &self,
+            _: &str,
+            _: &str,
+            _: Option<&str>,
+            _: SocketAddr,
+        ) -> Result<PublishGrant, PublishRefused> {
+            std::future::pending().await
         }
     }
 
@@ -315,6 +348,32 @@ mod tests {
         // Measured from before the handshake: the deadline covers both.
         assert_eq!(started.elapsed(), Duration::from_secs(10));
         assert!((10..=11).contains(&trickler.await.unwrap()));
+    }
+
+    /// The authorizer is awaited under the start deadline: an answer that
+    /// never comes closes the connection as a publish that never started.
+    #[tokio::test(start_paused = true)]
+    async fn a_pending_publish_decision_is_bounded_by_the_start_deadline() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let peer = SocketAddr::from(([192, 0, 2, 1], 40000));
+        let refusals = Arc::new(RefusalLog::default());
+        let server = tokio::spawn(run(server, peer, Arc::new(NeverAnswers), refusals, LIMITS));
+        let started = Instant::now();
+        client_handshake(&mut client).await;
+        let mut bytes = connect();
+        bytes.extend(command("createStream", 2.0, 0, Amf0Value::Null, vec![]));
+        bytes.extend(command(
+            "publish",
+            3.0,
+            1,
+            Amf0Value::Null,
+            vec![Amf0Value::Utf8String("key".to_owned())],
+        ));
+        client.write_all(&bytes).await.unwrap();
+        let mut buf = [0; 4096];
+        while client.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        assert!(matches!(server.await.unwrap(), Err(Error::PublishTimeout(t)) if t == LIMITS.handshake_timeout));
+        assert_eq!(started.elapsed(), LIMITS.handshake_timeout);
     }
 
     #[tokio::test(start_paused = true)]

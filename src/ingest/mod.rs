@@ -47,13 +47,20 @@ pub struct PublishGrant {
 }
 
 /// Decides whether a publish may start (implemented by the stream registry).
+///
+/// Async, because the answer may come from elsewhere (the publish hook asks
+/// the broadcaster's backend over HTTP). The connection's driver awaits it
+/// without reading its socket, so nothing the peer sends meanwhile is taken
+/// in; the session holds its messages until the answer comes back.
+#[async_trait::async_trait]
 pub trait PublishAuthorizer: Send + Sync + 'static {
     /// `app` from connect, `stream_key` from publish with any "?query" already
     /// stripped (the query, e.g. OBS/ffmpeg `key?foo=bar`, is passed
     /// separately, `None` when absent or empty).
     ///
-    /// Called on the connection's task: it must not block.
-    fn authorize(
+    /// Runs on the connection's task: it may wait (bounded by its own
+    /// timeout), but must not block the thread.
+    async fn authorize(
         &self,
         app: &str,
         stream_key: &str,

@@ -49,6 +49,9 @@ pub struct Registry {
     metrics: Option<Arc<crate::metrics::Metrics>>,
     /// Where stream events go; `None`: no webhooks.
     webhooks: Option<crate::webhooks::Notifier>,
+    /// The broadcaster's backend, deciding every publish; `None`: the
+    /// configured publish keys decide.
+    publish_hook: Option<crate::webhooks::PublishHook>,
 }
 
 /// One configured stream: its directory and what the HTTP side reads.
@@ -89,7 +92,70 @@ impl Registry {
             timers: Mutex::new(JoinSet::new()),
             metrics: None,
             webhooks: None,
+            publish_hook: None,
         }
+    }
+
+    /// Every publish is decided by `hook` (the configured keys no longer
+    /// admit anything), and may name a stream the configuration does not
+    /// list: it is created then, with its directory under `storage.data_dir`.
+    pub fn with_publish_hook(mut self, hook: crate::webhooks::PublishHook) -> Self {
+        self.publish_hook = Some(hook);
+        self
+    }
+
+    /// Which stream a publish request is for: the hook's answer when there
+    /// is a hook, otherwise the stream whose key it presented.
+    async fn admit(
+        &self,
+        app: &str,
+        stream_key: &str,
+        query: Option<&str>,
+        peer: std::net::SocketAddr,
+    ) -> Result<Arc<Stream>, PublishRefused> {
+        let Some(hook) = &self.publish_hook else {
+            return self
+                .by_key_digest
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key_digest(stream_key.as_bytes()))
+                .filter(|name| name.app() == app)
+                .and_then(|name| self.get(name))
+                .ok_or(PublishRefused::BadKey);
+        };
+        let name = hook.decide(app, stream_key, query, peer).await.map_err(|error| {
+            let app = crate::rtmp::printable(app.as_bytes());
+            match error {
+                // The backend said no: the connection logs the refusal.
+                crate::webhooks::publish_hook::HookError::Refused(_) => debug!(%app, %error, "publish hook refused"),
+                _ => warn!(%app, %error, "publish refused: no usable answer from the publish hook"),
+            }
+            PublishRefused::BadKey
+        })?;
+        Ok(self.stream_at_run_time(name).await)
+    }
+
+    /// The stream named `name`, created (with what a previous run left in
+    /// its directory) when the configuration does not list it.
+    async fn stream_at_run_time(&self, name: StreamName) -> Arc<Stream> {
+        if let Some(stream) = self.get(&name) {
+            return stream;
+        }
+        let settings = self.settings.clone();
+        let restoring = name.clone();
+        let restored = tokio::task::spawn_blocking(move || Stream::restore(restoring, &settings))
+            .await
+            .unwrap_or_else(|_| Stream::fresh(name.clone(), &self.settings));
+        // Two publishes may race here; the first one in wins, the other
+        // then finds the stream live.
+        let stream = Arc::clone(
+            self.streams
+                .entry(name.clone())
+                .or_insert_with(|| Arc::new(restored))
+                .value(),
+        );
+        info!(stream = %name, "stream created at run time by the publish hook");
+        stream
     }
 
     /// Publishes and unpublishes, and dropped segments, are queued as
@@ -200,35 +266,38 @@ impl Registry {
     /// the previous run would have deleted by now are deleted on schedule.
     pub fn resume(self: &Arc<Self>) {
         for stream in self.all() {
-            let (generation, open, listed, window_secs) = {
-                let state = stream.lock();
-                let Some(playlist) = state.playlist.as_ref() else {
-                    continue;
-                };
-                let listed: Vec<String> = playlist.segments().map(|s| s.uri.clone()).collect();
-                (state.generation, !playlist.is_ended(), listed, playlist.duration_secs())
-            };
-            if open {
-                info!(stream = %stream.name, "resuming a playlist left open by the previous run");
-                self.spawn_timer(end_after(
-                    self.settings.reconnect_grace,
-                    Arc::clone(&stream),
-                    generation,
-                ));
-            }
-            let delay = Duration::from_secs_f64(window_secs + f64::from(self.settings.segment_duration_secs));
-            let dir = stream.dir.clone();
-            self.spawn_timer(async move {
-                // Which files are the previous run's is decided now: a publish
-                // that starts during the delay writes segments this list must
-                // not name.
-                let expired = unlisted_segments(&dir, &listed).await;
-                tokio::time::sleep(delay).await;
-                for path in expired {
-                    remove_segment(&path).await;
-                }
-            });
+            self.resume_stream(&stream);
         }
+    }
+
+    /// [`Registry::resume`] for one stream (also for a stream the publish
+    /// hook creates at run time, whose directory a previous run may have
+    /// left behind).
+    fn resume_stream(&self, stream: &Arc<Stream>) {
+        let (generation, open, listed, window_secs) = {
+            let state = stream.lock();
+            let Some(playlist) = state.playlist.as_ref() else {
+                return;
+            };
+            let listed: Vec<String> = playlist.segments().map(|s| s.uri.clone()).collect();
+            (state.generation, !playlist.is_ended(), listed, playlist.duration_secs())
+        };
+        if open {
+            info!(stream = %stream.name, "resuming a playlist left open by the previous run");
+            self.spawn_timer(end_after(self.settings.reconnect_grace, Arc::clone(stream), generation));
+        }
+        let delay = Duration::from_secs_f64(window_secs + f64::from(self.settings.segment_duration_secs));
+        let dir = stream.dir.clone();
+        self.spawn_timer(async move {
+            // Which files are the previous run's is decided now: a publish
+            // that starts during the delay writes segments this list must
+            // not name.
+            let expired = unlisted_segments(&dir, &listed).await;
+            tokio::time::sleep(delay).await;
+            for path in expired {
+                remove_segment(&path).await;
+            }
+        });
     }
 
     /// Ends the stream's playlist after the grace period unless a new publish
@@ -297,22 +366,16 @@ fn key_digest(key: &[u8]) -> [u8; 32] {
     out
 }
 
+#[async_trait::async_trait]
 impl PublishAuthorizer for Arc<Registry> {
-    fn authorize(
+    async fn authorize(
         &self,
         app: &str,
         stream_key: &str,
-        _query: Option<&str>,
+        query: Option<&str>,
         peer: std::net::SocketAddr,
     ) -> Result<PublishGrant, PublishRefused> {
-        let stream = self
-            .by_key_digest
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key_digest(stream_key.as_bytes()))
-            .filter(|name| name.app() == app)
-            .and_then(|name| self.get(name))
-            .ok_or(PublishRefused::BadKey)?;
+        let stream = self.admit(app, stream_key, query, peer).await?;
         // Without randomness the server cannot name segments safely.
         let publish_id = names::random_publish_id().map_err(|_| {
             error!(stream = %stream.name, "publish refused: the system's random number generator failed");
@@ -383,6 +446,16 @@ impl Stream {
                 playlist,
                 ..StreamState::default()
             }),
+        }
+    }
+
+    /// A stream with nothing restored (when reading its directory failed).
+    fn fresh(name: StreamName, settings: &LiveSettings) -> Stream {
+        let dir = settings.data_dir.join(name.app()).join(name.name());
+        Stream {
+            name,
+            dir,
+            state: Mutex::new(StreamState::default()),
         }
     }
 

@@ -101,6 +101,15 @@ pub fn check(config: &Config, role: Role) -> Report {
         } else if config.auth.admin_token_env.is_none() && config.auth.admin_token_file.is_none() {
             notes.push("auth: no admin token: no admin API, the operator page on loopback only".to_owned());
         }
+        if let Some(hook) = &config.auth.publish_hook {
+            match hook.resolve_secret() {
+                Ok(_) => notes.push(format!(
+                    "auth: publish hook {} decides every publish; [[streams]] keys admit none by themselves",
+                    hook.url
+                )),
+                Err(e) => problems.extend(e.problems),
+            }
+        }
         let data_dir = &config.storage.data_dir;
         if data_dir.exists() && !data_dir.is_dir() {
             problems.push(format!("storage.data_dir {} is not a directory", data_dir.display()));

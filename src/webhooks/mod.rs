@@ -31,6 +31,9 @@ use tracing::{debug, warn};
 use crate::auth::Secret;
 use crate::config::WebhooksConfig;
 
+pub mod publish_hook;
+pub use publish_hook::PublishHook;
+
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "sealcast-signature";
 

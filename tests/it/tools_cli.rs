@@ -352,6 +352,30 @@ fn token_validates_like_the_server() {
     }
 }
 
+/// With a publish hook, streams are created at run time: `sealcast token`
+/// mints for any stream name, listed or not.
+#[test]
+fn token_takes_any_stream_with_a_publish_hook() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("token_secret");
+    std::fs::write(&secret, "tools-cli-secret-0123456789-0123456789\n").unwrap();
+    let config = dir.path().join("sealcast.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\ntoken_secret_file = {:?}\npublish_hook_url = \"http://127.0.0.1:9/publish\"\n\
+             publish_hook_secret_env = \"HOOK\"\n[[streams]]\napp = \"live\"\nname = \"cam\"\nkey = \"sk_cam_0123456789abcdef\"\n",
+            s(&secret)
+        ),
+    )
+    .unwrap();
+    for stream in ["shows/alice", "live/cam", "shows/*"] {
+        let run = sealcast(dir.path(), &["token", "--config", s(&config), "--stream", stream]);
+        assert!(run.ok, "{stream}: {}", run.stderr);
+        assert_eq!(run.stdout.trim().split('.').count(), 3, "{stream}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_push_fails_when_publishers_fail_and_shows_the_servers_reason() {
     use crate::support::server::{DEMO_KEY, TestServer};

@@ -27,8 +27,9 @@ struct TestAuthorizer {
     grants: mpsc::UnboundedSender<Grant>,
 }
 
+#[async_trait::async_trait]
 impl PublishAuthorizer for TestAuthorizer {
-    fn authorize(
+    async fn authorize(
         &self,
         app: &str,
         stream_key: &str,
