@@ -371,21 +371,28 @@ fn generate_text(rng: RandomFill<'_>, prefix: &str) -> io::Result<String> {
     Ok(text)
 }
 
-/// Reads a secret file, dropping trailing `\n` / `\r`. Warns when the file
-/// is readable by other users.
+/// Reads a secret file, dropping trailing `\n` / `\r`. Refuses a file that
+/// group or others may read or write, as the keyring is refused: a secret
+/// readable by every local user protects nothing.
 fn read_secret_file(path: &Path) -> io::Result<Secret> {
-    let mut bytes = fs::read(path)?;
-    while matches!(bytes.last(), Some(b'\n' | b'\r')) {
-        bytes.pop();
-    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        if let Ok(meta) = fs::metadata(path)
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            tracing::warn!("{} is accessible to other users; chmod 600 it", path.display());
+        let mode = fs::metadata(path)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} is accessible by group or others (mode {mode:03o}); it holds a secret, run `chmod 600 {}`",
+                    path.display(),
+                    path.display()
+                ),
+            ));
         }
+    }
+    let mut bytes = fs::read(path)?;
+    while matches!(bytes.last(), Some(b'\n' | b'\r')) {
+        bytes.pop();
     }
     Ok(Secret::new(bytes))
 }

@@ -181,6 +181,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("secret");
         std::fs::write(&file, "whsec-0123456789abcdef\n").unwrap();
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         let text = format!(
             "[webhooks]\nurl = \"http://127.0.0.1:9/hook\"\nsecret_file = {:?}\n",
             file.display().to_string()

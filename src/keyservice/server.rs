@@ -166,6 +166,7 @@ mod tests {
         let data_dir = dir.path().join("data");
         let secret = dir.path().join("secret");
         std::fs::write(&secret, "test-secret-0123456789-0123456789-abcdef").unwrap();
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         let config = |auth: &str| {
             Config::from_toml_str(&format!(
                 "[storage]\ndata_dir = {:?}\n[auth]\n{auth}\n",
@@ -205,6 +206,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let secret = dir.path().join("secret");
         std::fs::write(&secret, "test-secret-0123456789-0123456789-abcdef").unwrap();
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         LocalKms::open_or_create(&dir.path().join("keyring.json")).unwrap();
         let config = Config::from_toml_str(&format!(
             "[storage]\ndata_dir = {:?}\n[auth]\ntoken_secret_file = {:?}\n",

@@ -23,6 +23,7 @@ async fn with_admin_token() -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("admin_token");
     std::fs::write(&file, format!("{ADMIN_TOKEN}\n")).unwrap();
+    crate::support::process::make_private(&file);
     let server = TestServer::start_with_config("[hls]\nsegment_duration_secs = 2\n", |c| {
         c.auth.admin_token_file = Some(file.clone());
     })
@@ -273,6 +274,7 @@ async fn key_base_url_moves_key_uris_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("admin_token");
         std::fs::write(&file, format!("{ADMIN_TOKEN}\n")).unwrap();
+        crate::support::process::make_private(&file);
         let server = TestServer::start_with_config("[hls]\nsegment_duration_secs = 2\n", |c| {
             c.auth.admin_token_file = Some(file.clone());
             c.http.public_url = Some("https://video.example.com/".to_owned());

@@ -266,6 +266,7 @@ async fn keyservers_sharing_redis_refuse_each_others_used_tickets() {
         let mut redis = start_redis(redis_port, &[]).await;
         let secret_file = shared.path().join("token_secret");
         std::fs::write(&secret_file, ingest_a.secret.expose()).unwrap();
+        crate::support::process::make_private(&secret_file);
         let keyserver_data = shared.path().join("keyserver-data");
         let config = shared.path().join("keyserver.toml");
         std::fs::write(

@@ -64,6 +64,7 @@ async fn live_push_under_moto_keys_plays_through_the_key_endpoint() {
     let dir = tempfile::tempdir().unwrap();
     let secret = "aws-test-secret-0123456789-0123456789-abcdef";
     std::fs::write(dir.path().join("token_secret"), secret).unwrap();
+    crate::support::process::make_private(&dir.path().join("token_secret"));
     std::fs::set_permissions(
         dir.path().join("token_secret"),
         std::os::unix::fs::PermissionsExt::from_mode(0o600),

@@ -116,6 +116,7 @@ fn a_keyring_others_can_read_is_refused_at_start() {
     // Through the library…
     let secret = dir.path().join("token_secret");
     std::fs::write(&secret, "test-secret-0123456789-0123456789-abcdef").unwrap();
+    crate::support::process::make_private(&secret);
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     let text = format!(
         "[rtmp]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n[storage]\ndata_dir = \"{}\"\n\

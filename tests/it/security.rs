@@ -234,6 +234,7 @@ async fn admin_api_mints_exact_streams_only() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("admin_token");
         std::fs::write(&file, ADMIN).unwrap();
+        crate::support::process::make_private(&file);
         let server = TestServer::start_with_config("", |c| c.auth.admin_token_file = Some(file.clone())).await;
         let bearer = format!("Bearer {ADMIN}");
         let headers = [("Authorization", bearer.as_str()), ("Content-Type", "application/json")];
@@ -297,8 +298,10 @@ async fn wrong_admin_credentials_are_all_slowed_down() {
         let dir = tempfile::tempdir().unwrap();
         let secret = dir.path().join("token_secret");
         std::fs::write(&secret, "test-secret-0123456789-0123456789-abcdef").unwrap();
+        crate::support::process::make_private(&secret);
         let admin = dir.path().join("admin_token");
         std::fs::write(&admin, ADMIN).unwrap();
+        crate::support::process::make_private(&admin);
         let text = format!(
             "[storage]\ndata_dir = \"{}\"\n[auth]\ntoken_secret_file = \"{}\"\nadmin_token_file = \"{}\"\n{}",
             dir.path().join("data").display(),
@@ -590,6 +593,7 @@ fn token_command_refuses_prefix_patterns() {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("token_secret");
     std::fs::write(&secret, "test-secret-0123456789-0123456789-abcdef").unwrap();
+    crate::support::process::make_private(&secret);
     let config = dir.path().join("sealcast.toml");
     std::fs::write(
         &config,

@@ -305,6 +305,7 @@ fn token_validates_like_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("token_secret");
     std::fs::write(&secret, "tools-cli-secret-0123456789-0123456789\n").unwrap();
+    crate::support::process::make_private(&secret);
     let config = dir.path().join("sealcast.toml");
     std::fs::write(
         &config,
@@ -359,6 +360,7 @@ fn token_takes_any_stream_with_a_publish_hook() {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("token_secret");
     std::fs::write(&secret, "tools-cli-secret-0123456789-0123456789\n").unwrap();
+    crate::support::process::make_private(&secret);
     let config = dir.path().join("sealcast.toml");
     std::fs::write(
         &config,

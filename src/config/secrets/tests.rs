@@ -94,6 +94,7 @@ fn token_secret_from_file() {
         &format!("[auth]\ntoken_secret_file = {:?}\n", path.display().to_string()),
     );
     fs::write(&path, "0123456789abcdef0123456789abcdef\r\n\n").unwrap();
+    private(&path);
     let secret = c.resolve_token_secret_with(&no_env, Some(&os_random)).unwrap();
     assert_eq!(secret.expose(), b"0123456789abcdef0123456789abcdef");
     // Nothing is generated when a file is named.
@@ -146,6 +147,7 @@ fn configured_streams_resolve() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("b.key");
     fs::write(&key_file, "sk_from_file_0123456789\n").unwrap();
+    private(&key_file);
     let data_dir = dir.path().join("data");
     let text = format!(
         "[storage]\ndata_dir = {:?}\n\
@@ -227,6 +229,7 @@ fn damaged_generated_files_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let c = in_dir(dir.path(), "");
     fs::write(dir.path().join("token_secret"), "\n").unwrap();
+    private(&dir.path().join("token_secret"));
     let err = c.resolve_token_secret().unwrap_err();
     assert_eq!(
         err.problems,
@@ -238,6 +241,7 @@ fn damaged_generated_files_are_reported() {
     let key_path = dir.path().join("publish_keys/live.demo.key");
     fs::create_dir_all(key_path.parent().unwrap()).unwrap();
     fs::write(&key_path, "sk_short").unwrap();
+    private(&key_path);
     let err = c.resolve_streams().unwrap_err();
     assert_eq!(
         err.problems,
@@ -254,6 +258,7 @@ fn admin_token_resolution() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("admin");
     fs::write(&file, "admin-token-0123456789\n").unwrap();
+    private(&file);
     let from_file = Config::from_toml_str(&format!(
         "[auth]\nadmin_token_file = {:?}\n",
         file.display().to_string()
@@ -300,4 +305,49 @@ fn tools_read_the_generated_secret_but_never_create_it() {
 
     let made = c.resolve_token_secret().unwrap();
     assert_eq!(c.read_token_secret().unwrap(), made);
+}
+
+fn private(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// A secret file group or others may read is refused, with the fix in the
+/// message, for every kind of secret file (issue 18, finding 7).
+#[test]
+fn secret_files_readable_by_others_are_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("token_secret");
+    fs::write(&secret, "a-token-secret-0123456789-0123456789-abcdef\n").unwrap();
+    let admin = dir.path().join("admin");
+    fs::write(&admin, "admin-token-0123456789\n").unwrap();
+    let config = Config::from_toml_str(&format!(
+        "[auth]\ntoken_secret_file = {:?}\nadmin_token_file = {:?}\n",
+        secret.display().to_string(),
+        admin.display().to_string()
+    ))
+    .unwrap();
+    for mode in [0o644, 0o640, 0o604, 0o660] {
+        fs::set_permissions(&secret, fs::Permissions::from_mode(mode)).unwrap();
+        fs::set_permissions(&admin, fs::Permissions::from_mode(mode)).unwrap();
+        let problems = config.resolve_token_secret().unwrap_err().problems;
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains(&format!(
+                "(mode {mode:03o}); it holds a secret, run `chmod 600 {}`",
+                secret.display()
+            )),
+            "{problems:?}"
+        );
+        let problems = config.auth.resolve_admin_token_with(&no_env).unwrap_err().problems;
+        assert!(
+            problems[0].contains(&format!("run `chmod 600 {}`", admin.display())),
+            "{problems:?}"
+        );
+    }
+    private(&secret);
+    private(&admin);
+    assert!(config.resolve_token_secret().is_ok());
+    assert!(config.auth.resolve_admin_token_with(&no_env).unwrap().is_some());
 }

@@ -168,6 +168,13 @@ pub fn write_private(path: &Path, text: &str) {
     file.write_all(text.as_bytes()).expect("write a test file");
 }
 
+/// Makes a file only its owner may read (mode 0600): sealcast refuses
+/// secret files that group or others may read.
+pub fn make_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600 a test file");
+}
+
 pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("temporary paths are UTF-8")
 }

@@ -93,6 +93,7 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let secret_path = dir.path().join("token_secret");
         std::fs::write(&secret_path, "test-secret-0123456789-0123456789-abcdef").unwrap();
+        crate::support::process::make_private(&secret_path);
         let text = format!(
             r#"
 [storage]
