@@ -52,5 +52,6 @@ pub mod readiness;
 pub mod reload;
 pub mod server;
 pub mod storage;
+pub mod tls;
 pub mod tools;
 pub mod webhooks;

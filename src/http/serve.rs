@@ -9,6 +9,13 @@
 //! next request on a kept-alive connection) do not arrive within the header
 //! timeout. Each connection is a task of its own; nothing it does reaches
 //! the loop.
+//!
+//! With TLS (`[http] tls_cert_file`), the handshake runs in the connection's
+//! task and must finish within the header timeout, so a client that stalls
+//! its handshake holds its slot no longer than one that stalls its headers.
+//! ALPN then picks hyper's HTTP/2 (`h2`) or HTTP/1.1 connection. Plain
+//! connections are HTTP/1.1 only: guessing the version would wait for bytes
+//! with no timeout.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,9 +26,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -110,17 +117,42 @@ pub async fn serve(
     limits: ServeLimits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_tls(listener, router, limits, None, shutdown).await
+}
+
+/// [`serve`], speaking HTTPS (HTTP/2 or HTTP/1.1 by ALPN) when `tls` is
+/// given; the acceptor should offer [`crate::tls::ALPN_HTTP`].
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    limits: ServeLimits,
+    tls: Option<crate::tls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let permits = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let per_ip_cap = limits.max_connections_per_ip.max(1);
     let semaphore = Arc::new(Semaphore::new(permits));
     let per_ip = Arc::new(PerIp::default());
     let graceful = GracefulShutdown::new();
-    let mut builder = http1::Builder::new();
-    builder
+    let mut http1 = http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
+    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    // HTTP/2 has no header timeout in hyper; pings find dead peers instead.
+    http2
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.header_timeout))
+        .keep_alive_timeout(limits.header_timeout);
+    let builders = Arc::new(Builders {
+        http1,
+        http2,
+        tls,
+        handshake_timeout: limits.header_timeout,
+    });
     info!(
         addr = %listener.local_addr()?,
+        tls = builders.tls.is_some(),
         max_connections = permits,
         max_connections_per_ip = per_ip_cap,
         header_timeout_secs = limits.header_timeout.as_secs(),
@@ -163,7 +195,7 @@ pub async fn serve(
                     }
                     continue;
                 };
-                serve_connection(&builder, &graceful, socket, peer, router.clone(), (permit, slot));
+                serve_connection(&builders, &graceful, socket, peer, router.clone(), (permit, slot));
             }
         }
     }
@@ -173,9 +205,18 @@ pub async fn serve(
     Ok(())
 }
 
+/// How connections are served: shared by the loop and the connection tasks.
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    tls: Option<crate::tls::TlsAcceptor>,
+    /// The TLS handshake's deadline: the header timeout.
+    handshake_timeout: Duration,
+}
+
 /// Runs one connection in a task of its own, holding `slots` until it ends.
 fn serve_connection<S: Send + 'static>(
-    builder: &http1::Builder,
+    builders: &Arc<Builders>,
     graceful: &GracefulShutdown,
     socket: tokio::net::TcpStream,
     peer: SocketAddr,
@@ -186,10 +227,39 @@ fn serve_connection<S: Send + 'static>(
         request.extensions_mut().insert(ConnectInfo(peer));
         router.clone().oneshot(request)
     });
-    let connection = graceful.watch(builder.serve_connection(TokioIo::new(socket), service));
+    let Some(acceptor) = builders.tls.clone() else {
+        let connection = graceful.watch(builders.http1.serve_connection(TokioIo::new(socket), service));
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                debug!(%peer, %error, "http connection ended");
+            }
+            drop(slots);
+        });
+        return;
+    };
+    let builders = Arc::clone(builders);
+    let watcher = graceful.watcher();
     tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            debug!(%peer, %error, "http connection ended");
+        let tls = match tokio::time::timeout(builders.handshake_timeout, acceptor.accept(socket)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(error)) => {
+                debug!(%peer, %error, "tls handshake failed");
+                return;
+            }
+            Err(_) => {
+                debug!(%peer, "tls handshake timed out");
+                return;
+            }
+        };
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        let io = TokioIo::new(tls);
+        let result = if h2 {
+            watcher.watch(builders.http2.serve_connection(io, service)).await
+        } else {
+            watcher.watch(builders.http1.serve_connection(io, service)).await
+        };
+        if let Err(error) = result {
+            debug!(%peer, %error, "https connection ended");
         }
         drop(slots);
     });
