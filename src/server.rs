@@ -78,7 +78,9 @@ impl Server {
         if !config.streams.is_empty() {
             config.resolve_streams()?;
         }
-        Self::with_kms_and_clock(config, kms::open(&config.kms)?, crate::clock::system())
+        // Certificates before the KMS: a bad one is refused before a keyring is created.
+        let tls = tls_from_config(config)?;
+        Self::build(config, kms::open(&config.kms)?, crate::clock::system(), Some(tls))
     }
 
     /// As [`Server::from_config`], with the key provider given: the one
@@ -95,6 +97,11 @@ impl Server {
     }
 
     pub fn with_kms_and_clock(config: &Config, kms: Arc<dyn Kms>, clock: Clock) -> Result<Self, StartError> {
+        Self::build(config, kms, clock, None)
+    }
+
+    /// The server, with the TLS parts already loaded (`Some`) or loaded here.
+    fn build(config: &Config, kms: Arc<dyn Kms>, clock: Clock, tls: Option<Tls>) -> Result<Self, StartError> {
         let token_secret = config.resolve_token_secret()?;
         let streams = config.resolve_streams()?;
         let settings = LiveSettings {
@@ -142,7 +149,10 @@ impl Server {
             registry = registry.with_webhooks(notifier.clone());
         }
         let registry = Arc::new(registry);
-        let (http_tls, rtmps, certificates) = tls_from_config(config)?;
+        let (http_tls, rtmps, certificates) = match tls {
+            Some(tls) => tls,
+            None => tls_from_config(config)?,
+        };
         let reloader = Reloader::for_server(config, Arc::clone(&registry), kms).with_certificates(certificates);
         let limits = IngestLimits {
             max_connections: config.rtmp.max_connections.get() as usize,
@@ -382,20 +392,17 @@ impl Server {
     }
 }
 
+/// HTTPS's acceptor, RTMPS's acceptor, and the certificate stores behind them.
+pub type Tls = (
+    Option<crate::tls::TlsAcceptor>,
+    Option<crate::tls::TlsAcceptor>,
+    Vec<Arc<crate::tls::CertStore>>,
+);
+
 /// The TLS acceptors for `[http]` (HTTPS) and `[rtmp] tls_listen` (RTMPS),
 /// and their certificate stores for SIGHUP (one store when both name the
 /// same files). An unusable file is an error naming its setting.
-#[allow(clippy::type_complexity)] // three plain parts, named in the doc line
-pub fn tls_from_config(
-    config: &Config,
-) -> Result<
-    (
-        Option<crate::tls::TlsAcceptor>,
-        Option<crate::tls::TlsAcceptor>,
-        Vec<Arc<crate::tls::CertStore>>,
-    ),
-    crate::tls::TlsError,
-> {
+pub fn tls_from_config(config: &Config) -> Result<Tls, crate::tls::TlsError> {
     use crate::tls::{ALPN_HTTP, CertStore};
     let mut stores: Vec<Arc<CertStore>> = Vec::new();
     let mut store_for = |files: &crate::config::TlsFiles| -> Result<Arc<CertStore>, crate::tls::TlsError> {

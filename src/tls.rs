@@ -149,7 +149,7 @@ fn load_pair(files: &TlsFiles) -> Result<CertifiedKey, TlsError> {
         other => TlsError::File {
             setting: files.key_setting,
             path: files.key_file.clone(),
-            reason: other.to_string(),
+            reason: pem_reason(&other),
         },
     })?;
     let signer = rustls::crypto::ring::sign::any_supported_type(&key)
@@ -172,11 +172,23 @@ fn load_pair(files: &TlsFiles) -> Result<CertifiedKey, TlsError> {
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| pem_reason(&e))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| pem_reason(&e))?;
     if certs.is_empty() {
         return Err("no PEM certificate in the file".to_owned());
     }
     Ok(certs)
+}
+
+/// A PEM reading error in words (rustls's show marker bytes as numbers).
+fn pem_reason(error: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    match error {
+        Error::Io(e) => format!("cannot be read: {e}"),
+        Error::MissingSectionEnd { .. } => "malformed PEM: a BEGIN line has no END line".to_owned(),
+        Error::IllegalSectionStart { .. } => "malformed PEM: a bad BEGIN line".to_owned(),
+        Error::Base64Decode(_) => "malformed PEM: the base64 does not decode".to_owned(),
+        other => format!("malformed PEM: {other:?}"),
+    }
 }
