@@ -284,6 +284,60 @@ mod tests {
         (addr, stop)
     }
 
+    /// A resolver with no certificate: enough for clients that never get as
+    /// far as asking for one.
+    #[derive(Debug)]
+    struct NoCertificate;
+
+    impl rustls::server::ResolvesServerCert for NoCertificate {
+        fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            None
+        }
+    }
+
+    async fn start_tls(limits: ServeLimits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(NoCertificate));
+        let acceptor = crate::tls::TlsAcceptor::from(Arc::new(config));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve_tls(listener, Router::new(), limits, Some(acceptor), async move {
+            let _ = stopped.await;
+        }));
+        (addr, stop)
+    }
+
+    /// A TLS client that stalls its handshake (silent, or a ClientHello cut
+    /// short) is closed after the header timeout, and its slot is free again.
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_tls_handshake_is_closed_after_the_header_timeout() {
+        let limits = ServeLimits {
+            max_connections: 2,
+            ..LIMITS
+        };
+        let (addr, _stop) = start_tls(limits).await;
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut cut_short = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // A TLS record header announcing a 512-byte handshake message, then nothing.
+        cut_short
+            .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+            .await
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(read_to_close(&mut silent).await.is_empty());
+        assert!(read_to_close(&mut cut_short).await.is_empty());
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        // Both slots are free: a third connection is accepted and timed out too.
+        let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(read_to_close(&mut third).await.is_empty());
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+    }
+
     const LIMITS: ServeLimits = ServeLimits {
         header_timeout: Duration::from_secs(5),
         max_connections: 100,

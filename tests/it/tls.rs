@@ -148,10 +148,15 @@ struct Server {
 impl Server {
     /// Writes the config (TLS from `cert`/`key`) and starts the binary.
     fn start(dir: &Path, cert: &Path, key: &Path) -> Server {
+        Self::start_with(dir, cert, key, "", "")
+    }
+
+    /// [`Server::start`] with lines added to the config (see [`config_with`]).
+    fn start_with(dir: &Path, cert: &Path, key: &Path, rtmp: &str, tail: &str) -> Server {
         let secret = dir.join("token-secret");
         write_private(&secret, TOKEN_SECRET);
         let config = dir.join("sealcast.toml");
-        write_private(&config, &config_text(dir, &secret, cert, key));
+        write_private(&config, &config_with(dir, &secret, cert, key, rtmp, tail));
         let log = dir.join("sealcast.log");
         let (mut process, rx) = spawn_sealcast(&["serve", "--config", path_str(&config)], dir, &log);
         let mut line = |what: &str| {
@@ -227,10 +232,16 @@ impl Server {
 }
 
 fn config_text(dir: &Path, secret: &Path, cert: &Path, key: &Path) -> String {
+    config_with(dir, secret, cert, key, "", "")
+}
+
+/// The test config with `rtmp` lines added to `[rtmp]` and `tail` at the end.
+fn config_with(dir: &Path, secret: &Path, cert: &Path, key: &Path, rtmp: &str, tail: &str) -> String {
     format!(
         r#"[rtmp]
 listen = "127.0.0.1:0"
 tls_listen = "127.0.0.1:0"
+{rtmp}
 [http]
 listen = "127.0.0.1:0"
 tls_cert_file = {cert:?}
@@ -243,7 +254,8 @@ reconnect_grace_secs = 0
 data_dir = {data:?}
 [auth]
 token_secret_file = {secret:?}
-{streams}"#,
+{streams}
+{tail}"#,
         cert = path_str(cert),
         key = path_str(key),
         data = path_str(&dir.join("data")),
@@ -361,6 +373,41 @@ async fn sighup_swaps_the_certificate_while_a_publish_goes_on() {
     );
     assert_eq!(served(server.http, &ca, &[]).await.0, new_fp);
     assert!(server.process.terminate(STOP_LIMIT).is_some_and(|s| s.success()));
+}
+
+/// A client that connects to the HTTPS or RTMPS port and stalls its TLS
+/// handshake (silent, or a ClientHello cut short) is closed by the server:
+/// the handshake counts inside the header and start timeouts (1 s here), so
+/// it cannot hold a slot. (Without them these reads would never end; the
+/// exact timing is a unit test in `http::serve` on a paused clock.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_tls_handshakes_are_closed() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    make_ca(dir.path());
+    let (cert, key) = make_cert(dir.path(), "server");
+    let server = Server::start_with(
+        dir.path(),
+        &cert,
+        &key,
+        "handshake_timeout_secs = 1",
+        "[http.limits]\nheader_timeout_secs = 1\n",
+    );
+    for (what, addr) in [("https", server.http), ("rtmps", server.rtmps)] {
+        for cut_short in [false, true] {
+            let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+            if cut_short {
+                socket.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await.unwrap();
+            }
+            let mut rest = Vec::new();
+            let read = tokio::time::timeout(POLL_LIMIT, socket.read_to_end(&mut rest)).await;
+            assert!(
+                read.is_ok(),
+                "{what} (cut short: {cut_short}): still open after {POLL_LIMIT:?}:\n{}",
+                server.log()
+            );
+        }
+    }
 }
 
 /// What `sealcast serve` says and does with an unusable certificate or key:
