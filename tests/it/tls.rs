@@ -458,6 +458,24 @@ fn an_unusable_certificate_is_a_clear_error_at_start() {
         if status.success() || !stderr.contains(want) || !stderr.contains("http.tls_") {
             failures.push(format!("{label}: {status}, want {want:?} in:\n{stderr}"));
         }
+        // `config check` refuses the same file with the same words.
+        let checked = Command::new(SEALCAST)
+            .args(["config", "check", path_str(&config)])
+            .current_dir(&case_dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&checked.stdout),
+            String::from_utf8_lossy(&checked.stderr)
+        );
+        if checked.status.success() || !said.contains(want) {
+            failures.push(format!(
+                "config check, {label}: {}, want {want:?} in:\n{said}",
+                checked.status
+            ));
+        }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
