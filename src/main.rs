@@ -597,7 +597,12 @@ fn keyserver(
         )
         .context("installing the SIGHUP handler")?;
         // One line on stdout, for people and for scripts that start it on port 0.
-        println!("sealcast keyserver listening on http://{}", http.local_addr()?);
+        let scheme = if config.http.tls_files().is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        println!("sealcast keyserver listening on {scheme}://{}", http.local_addr()?);
         std::io::Write::flush(&mut std::io::stdout())?;
         server.run_with_metrics(http, metrics, shutdown).await?;
         anyhow::Ok(())

@@ -410,6 +410,47 @@ async fn stalled_tls_handshakes_are_closed() {
     }
 }
 
+/// `sealcast keyserver` serves HTTPS too: curl with the test CA gets
+/// `/healthz` over HTTP/2.
+#[test]
+fn keyserver_speaks_https() {
+    let dir = tempfile::tempdir().unwrap();
+    make_ca(dir.path());
+    let (cert, key) = make_cert(dir.path(), "keys");
+    let secret = dir.path().join("token-secret");
+    write_private(&secret, TOKEN_SECRET);
+    let keyring = dir.path().join("keyring.json");
+    sealcast::kms::local::LocalKms::open_or_create(&keyring).unwrap();
+    let config = dir.path().join("keyserver.toml");
+    write_private(
+        &config,
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\ntls_cert_file = {:?}\ntls_key_file = {:?}\n\
+             [kms]\nkeyring = {:?}\n[auth]\ntoken_secret_file = {:?}\n[metrics]\nenabled = false\n",
+            path_str(&cert),
+            path_str(&key),
+            path_str(&keyring),
+            path_str(&secret)
+        ),
+    );
+    let (_process, addr) = crate::support::process::start_keyserver(&config, &dir.path().join("keyserver.log"));
+    let out = run(
+        "curl",
+        Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "--http2",
+                "--cacert",
+                path_str(&dir.path().join("ca.pem")),
+            ])
+            .args(["-w", " %{http_version}"])
+            .arg(format!("https://{addr}/healthz")),
+    );
+    assert_eq!(out, "ok\n 2");
+}
+
 /// What `sealcast serve` says and does with an unusable certificate or key:
 /// it exits non-zero before listening, naming the setting and the file.
 #[test]
