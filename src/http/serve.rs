@@ -139,11 +139,10 @@ pub async fn serve_tls(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
     let mut http2 = http2::Builder::new(TokioExecutor::new());
-    // HTTP/2 has no header timeout in hyper; pings find dead peers instead.
-    http2
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(limits.header_timeout))
-        .keep_alive_timeout(limits.header_timeout);
+    // hyper's HTTP/2 has no header timeout: `IdleRead` closes a connection
+    // whose peer sends nothing for the header timeout instead (no pings,
+    // whose answers would count as activity).
+    http2.timer(TokioTimer::new());
     let builders = Arc::new(Builders {
         http1,
         http2,
@@ -252,10 +251,11 @@ fn serve_connection<S: Send + 'static>(
             }
         };
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-        let io = TokioIo::new(tls);
         let result = if h2 {
+            let io = TokioIo::new(IdleRead::new(tls, builders.handshake_timeout));
             watcher.watch(builders.http2.serve_connection(io, service)).await
         } else {
+            let io = TokioIo::new(tls);
             watcher.watch(builders.http1.serve_connection(io, service)).await
         };
         if let Err(error) = result {
@@ -263,6 +263,91 @@ fn serve_connection<S: Send + 'static>(
         }
         drop(slots);
     });
+}
+
+/// A transport that fails its reads once the peer has sent nothing for
+/// `timeout`: HTTP/2's stand-in for HTTP/1.1's header and keep-alive timeout,
+/// so a client that opens an HTTP/2 connection and goes quiet (sends no
+/// request, reads no response, which would send window updates) cannot hold
+/// its slot. An active client sends something well within it.
+struct IdleRead<T> {
+    inner: T,
+    timeout: Duration,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<T> IdleRead<T> {
+    fn new(inner: T, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for IdleRead<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    let next = tokio::time::Instant::now() + self.timeout;
+                    self.deadline.as_mut().reset(next);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "peer idle past the header timeout",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for IdleRead<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 #[cfg(test)]
@@ -336,6 +421,29 @@ mod tests {
         let started = tokio::time::Instant::now();
         assert!(read_to_close(&mut third).await.is_empty());
         assert_eq!(started.elapsed(), Duration::from_secs(5));
+    }
+
+    /// `IdleRead` fails a read once nothing came for its timeout, and data
+    /// pushes the deadline back.
+    #[tokio::test(start_paused = true)]
+    async fn idle_read_times_out_only_when_nothing_comes() {
+        let (client, server) = tokio::io::duplex(64);
+        let mut server = IdleRead::new(server, Duration::from_secs(5));
+        let mut client = client;
+        let started = tokio::time::Instant::now();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            client.write_all(b"x").await.unwrap();
+            // Held open, silent, until the reader gives up.
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            drop(client);
+        });
+        let mut byte = [0u8; 1];
+        server.read_exact(&mut byte).await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_secs(4));
+        let error = server.read(&mut byte).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), Duration::from_secs(9));
     }
 
     const LIMITS: ServeLimits = ServeLimits {

@@ -112,6 +112,21 @@ fn hex_sha256(bytes: &[u8]) -> String {
 /// Connects with rustls, trusting only `ca`, and returns the fingerprint of
 /// the certificate the server presented and the protocol ALPN chose.
 async fn served(addr: SocketAddr, ca: &Path, alpn: &[&[u8]]) -> (String, Option<Vec<u8>>) {
+    let tls = connect(addr, ca, alpn).await;
+    let (_, connection) = tls.get_ref();
+    let leaf = &connection.peer_certificates().unwrap()[0];
+    (
+        hex_sha256(leaf.as_ref()),
+        connection.alpn_protocol().map(<[u8]>::to_vec),
+    )
+}
+
+/// A rustls connection trusting only `ca`, offering `alpn`.
+async fn connect(
+    addr: SocketAddr,
+    ca: &Path,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from_pem_file(ca).unwrap()).unwrap();
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -123,16 +138,10 @@ async fn served(addr: SocketAddr, ca: &Path, alpn: &[&[u8]]) -> (String, Option<
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let socket = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = ServerName::IpAddress(addr.ip().into());
-    let tls = connector
+    connector
         .connect(name, socket)
         .await
-        .expect("TLS handshake with the test CA");
-    let (_, connection) = tls.get_ref();
-    let leaf = &connection.peer_certificates().unwrap()[0];
-    (
-        hex_sha256(leaf.as_ref()),
-        connection.alpn_protocol().map(<[u8]>::to_vec),
-    )
+        .expect("TLS handshake with the test CA")
 }
 
 /// A running `sealcast serve` with HTTPS and RTMPS.
@@ -378,7 +387,8 @@ async fn sighup_swaps_the_certificate_while_a_publish_goes_on() {
 /// A client that connects to the HTTPS or RTMPS port and stalls its TLS
 /// handshake (silent, or a ClientHello cut short) is closed by the server:
 /// the handshake counts inside the header and start timeouts (1 s here), so
-/// it cannot hold a slot. (Without them these reads would never end; the
+/// it cannot hold a slot. So is an HTTP/2 connection that goes quiet after
+/// the handshake. (Without them these reads would never end; the
 /// exact timing is a unit test in `http::serve` on a paused clock.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_tls_handshakes_are_closed() {
@@ -408,6 +418,16 @@ async fn stalled_tls_handshakes_are_closed() {
             );
         }
     }
+    let ca = dir.path().join("ca.pem");
+    let mut quiet_h2 = connect(server.http, &ca, &[b"h2"]).await;
+    assert_eq!(quiet_h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(POLL_LIMIT, quiet_h2.read_to_end(&mut rest)).await;
+    assert!(
+        read.is_ok(),
+        "a quiet HTTP/2 connection is still open:\n{}",
+        server.log()
+    );
 }
 
 /// `sealcast keyserver` serves HTTPS too: curl with the test CA gets
