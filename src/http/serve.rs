@@ -11,8 +11,9 @@
 //! the loop.
 //!
 //! With TLS (`[http] tls_cert_file`), the handshake runs in the connection's
-//! task and must finish within the header timeout, so a client that stalls
-//! its handshake holds its slot no longer than one that stalls its headers.
+//! task, and handshake plus first request headers must arrive within the
+//! header timeout counted from the accept, so a client that stalls its
+//! handshake holds its slot no longer than one that stalls its headers.
 //! ALPN then picks hyper's HTTP/2 (`h2`) or HTTP/1.1 connection. Plain
 //! connections are HTTP/1.1 only: guessing the version would wait for bytes
 //! with no timeout.
@@ -139,7 +140,7 @@ pub async fn serve_tls(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
     let mut http2 = http2::Builder::new(TokioExecutor::new());
-    // hyper's HTTP/2 has no header timeout: `IdleRead` closes a connection
+    // hyper's HTTP/2 has no header timeout: `ReadDeadline` closes a connection
     // whose peer sends nothing for the header timeout instead (no pings,
     // whose answers would count as activity).
     http2.timer(TokioTimer::new());
@@ -239,7 +240,8 @@ fn serve_connection<S: Send + 'static>(
     let builders = Arc::clone(builders);
     let watcher = graceful.watcher();
     tokio::spawn(async move {
-        let tls = match tokio::time::timeout(builders.handshake_timeout, acceptor.accept(socket)).await {
+        let first_request_by = tokio::time::Instant::now() + builders.handshake_timeout;
+        let tls = match tokio::time::timeout_at(first_request_by, acceptor.accept(socket)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(error)) => {
                 debug!(%peer, %error, "tls handshake failed");
@@ -252,10 +254,10 @@ fn serve_connection<S: Send + 'static>(
         };
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
         let result = if h2 {
-            let io = TokioIo::new(IdleRead::new(tls, builders.handshake_timeout));
+            let io = TokioIo::new(ReadDeadline::idle(tls, builders.handshake_timeout));
             watcher.watch(builders.http2.serve_connection(io, service)).await
         } else {
-            let io = TokioIo::new(tls);
+            let io = TokioIo::new(ReadDeadline::until_first_write(tls, first_request_by));
             watcher.watch(builders.http1.serve_connection(io, service)).await
         };
         if let Err(error) = result {
@@ -265,62 +267,92 @@ fn serve_connection<S: Send + 'static>(
     });
 }
 
-/// A transport that fails its reads once the peer has sent nothing for
-/// `timeout`: HTTP/2's stand-in for HTTP/1.1's header and keep-alive timeout,
-/// so a client that opens an HTTP/2 connection and goes quiet (sends no
-/// request, reads no response, which would send window updates) cannot hold
-/// its slot. An active client sends something well within it.
-struct IdleRead<T> {
+/// A transport whose reads fail at a deadline:
+/// - [`ReadDeadline::idle`]: once the peer has sent nothing for `timeout`
+///   (each byte read pushes it back). HTTP/2's stand-in for HTTP/1.1's
+///   header and keep-alive timeout, so a client that opens an HTTP/2
+///   connection and goes quiet (sends no request, reads no response, which
+///   would send window updates) cannot hold its slot.
+/// - [`ReadDeadline::until_first_write`]: at a fixed instant, unless the
+///   server has written something by then. For HTTPS/1.1: the first request's
+///   headers must arrive within the header timeout counted from the accept,
+///   TLS handshake included (hyper's own timer starts after the handshake);
+///   the first response disarms it and hyper's timer governs what follows.
+struct ReadDeadline<T> {
     inner: T,
-    timeout: Duration,
-    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// `Some`: the idle timeout each byte read restarts.
+    idle: Option<Duration>,
+    /// Disarmed by the first write.
+    until_first_write: bool,
+    /// `None` once disarmed.
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl<T> IdleRead<T> {
-    fn new(inner: T, timeout: Duration) -> Self {
+impl<T> ReadDeadline<T> {
+    fn idle(inner: T, timeout: Duration) -> Self {
         Self {
             inner,
-            timeout,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
+            idle: Some(timeout),
+            until_first_write: false,
+            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+        }
+    }
+
+    fn until_first_write(inner: T, at: tokio::time::Instant) -> Self {
+        Self {
+            inner,
+            idle: None,
+            until_first_write: true,
+            deadline: Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+    }
+
+    fn wrote(&mut self, result: &std::task::Poll<std::io::Result<usize>>) {
+        if self.until_first_write && matches!(result, std::task::Poll::Ready(Ok(n)) if *n > 0) {
+            self.deadline = None;
         }
     }
 }
 
-impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for IdleRead<T> {
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for ReadDeadline<T> {
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         use std::task::Poll;
+        let this = &mut *self;
         let before = buf.filled().len();
-        match std::pin::Pin::new(&mut self.inner).poll_read(cx, buf) {
+        match std::pin::Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before {
-                    let next = tokio::time::Instant::now() + self.timeout;
-                    self.deadline.as_mut().reset(next);
+                if let (Some(timeout), Some(deadline)) = (this.idle, this.deadline.as_mut())
+                    && buf.filled().len() > before
+                {
+                    deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
                 }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
-            Poll::Pending => match self.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+            Poll::Pending => match this.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
-                    "peer idle past the header timeout",
+                    "peer too slow for the header timeout",
                 ))),
-                Poll::Pending => Poll::Pending,
+                _ => Poll::Pending,
             },
         }
     }
 }
 
-impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for IdleRead<T> {
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ReadDeadline<T> {
     fn poll_write(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+        let result = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote(&result);
+        result
     }
 
     fn poll_flush(
@@ -342,7 +374,9 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for IdleRead<T> {
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let result = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(&result);
+        result
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -423,12 +457,52 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_secs(5));
     }
 
-    /// `IdleRead` fails a read once nothing came for its timeout, and data
-    /// pushes the deadline back.
+    /// `ReadDeadline::until_first_write` fails reads at its instant, however
+    /// the bytes trickle in, unless something was written first.
+    #[tokio::test(start_paused = true)]
+    async fn the_first_request_deadline_holds_until_the_first_write() {
+        let started = tokio::time::Instant::now();
+        for answer in [false, true] {
+            let (mut client, server) = tokio::io::duplex(64);
+            let mut server = ReadDeadline::until_first_write(server, started + Duration::from_secs(5));
+            let trickle = tokio::spawn(async move {
+                for _ in 0..20 {
+                    client.write_all(b"x").await.unwrap();
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                client
+            });
+            if answer {
+                server.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
+            }
+            let mut got = 0;
+            let mut byte = [0u8; 1];
+            let ended = loop {
+                match server.read(&mut byte).await {
+                    Ok(0) => break None,
+                    Ok(_) => got += 1,
+                    Err(error) => break Some(error.kind()),
+                }
+                if got == 20 {
+                    break None;
+                }
+            };
+            if answer {
+                assert_eq!((ended, got), (None, 20));
+            } else {
+                assert_eq!(ended, Some(std::io::ErrorKind::TimedOut));
+                assert_eq!(started.elapsed(), Duration::from_secs(5));
+            }
+            trickle.abort();
+        }
+    }
+
+    /// `ReadDeadline::idle` fails a read once nothing came for its timeout,
+    /// and data pushes the deadline back.
     #[tokio::test(start_paused = true)]
     async fn idle_read_times_out_only_when_nothing_comes() {
         let (client, server) = tokio::io::duplex(64);
-        let mut server = IdleRead::new(server, Duration::from_secs(5));
+        let mut server = ReadDeadline::idle(server, Duration::from_secs(5));
         let mut client = client;
         let started = tokio::time::Instant::now();
         tokio::spawn(async move {
