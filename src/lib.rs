@@ -28,7 +28,9 @@
 //!   admin API and the web pages.
 //! - [`config`]: the TOML schema, its validation and secret references.
 //! - [`metrics`]: Prometheus metrics, `GET /metrics` on a listener of its own.
-//! - [`server`]: `sealcast serve`: RTMP and HTTP side by side, shutdown.
+//! - [`tls`]: rustls for HTTPS and RTMPS, certificates swapped on SIGHUP.
+//! - [`server`]: `sealcast serve`: RTMP (and RTMPS) and HTTP(S) side by side,
+//!   shutdown.
 //! - [`clock`] also holds [`clock::SystemClock`], the one reader of the
 //!   system clock.
 //!
@@ -52,5 +54,6 @@ pub mod readiness;
 pub mod reload;
 pub mod server;
 pub mod storage;
+pub mod tls;
 pub mod tools;
 pub mod webhooks;

@@ -514,6 +514,14 @@ fn serve(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>, log: &Ar
         let http = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("binding HTTP to {}", config.http.listen))?;
+        let rtmps = match config.rtmp.tls_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding RTMPS to {addr}"))?,
+            ),
+            None => None,
+        };
         let metrics = bind_metrics(&config).await?;
         let shutdown = server::shutdown_signal().context("installing signal handlers")?;
         reload::reload_on_hangup(
@@ -521,8 +529,16 @@ fn serve(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>, log: &Ar
             config_path.map(Path::to_owned),
         )
         .context("installing the SIGHUP handler")?;
-        print_banner(&config, config_path, &server, rtmp.local_addr()?, http.local_addr()?);
-        server.run_with_metrics(rtmp, http, metrics, shutdown).await?;
+        let rtmps_addr = rtmps.as_ref().map(tokio::net::TcpListener::local_addr).transpose()?;
+        print_banner(
+            &config,
+            config_path,
+            &server,
+            rtmp.local_addr()?,
+            rtmps_addr,
+            http.local_addr()?,
+        );
+        server.run_with_listeners(rtmp, rtmps, http, metrics, shutdown).await?;
         anyhow::Ok(())
     })
 }
@@ -585,7 +601,12 @@ fn keyserver(
         )
         .context("installing the SIGHUP handler")?;
         // One line on stdout, for people and for scripts that start it on port 0.
-        println!("sealcast keyserver listening on http://{}", http.local_addr()?);
+        let scheme = if config.http.tls_files().is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        println!("sealcast keyserver listening on {scheme}://{}", http.local_addr()?);
         std::io::Write::flush(&mut std::io::stdout())?;
         server.run_with_metrics(http, metrics, shutdown).await?;
         anyhow::Ok(())
@@ -743,10 +764,12 @@ fn print_banner(
     config_path: Option<&Path>,
     server: &Server,
     rtmp: std::net::SocketAddr,
+    rtmps: Option<std::net::SocketAddr>,
     http: std::net::SocketAddr,
 ) {
     let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let base = match config.http.public_base() {
+        "" if config.http.tls_files().is_some() => format!("https://{}", reachable(http)),
         "" => format!("http://{}", reachable(http)),
         base => base.to_owned(),
     };
@@ -754,6 +777,9 @@ fn print_banner(
         .map(|p| format!(" --config {}", p.display()))
         .unwrap_or_default();
     println!("sealcast is running: RTMP on {rtmp}, HTTP on {http}");
+    if let Some(rtmps) = rtmps {
+        println!("RTMPS on {rtmps}");
+    }
     if rtmp.ip().is_loopback() {
         println!(
             "(RTMP listens on loopback only: for an encoder on another machine set [rtmp] listen = \"0.0.0.0:{}\")",

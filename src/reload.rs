@@ -3,7 +3,10 @@
 //! publish keys (`[[streams]]`) and the local keyring's master key versions
 //! are taken at once; a publish already running is never touched. Any other
 //! change to the file (listen addresses, paths, limits) is named in the log
-//! as needing a restart. A file that does not load changes nothing.
+//! as needing a restart. A file that does not load changes nothing. The TLS
+//! certificates (`[http]`, `[rtmp]`) are read again from their files: new
+//! handshakes get the new one, established connections keep theirs, and a
+//! certificate that does not load is logged while the old one stays.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -29,6 +32,8 @@ pub struct Reloader {
     kms: Arc<dyn Kms>,
     /// The configuration in effect: what the next reload compares against.
     running: Arc<Mutex<Config>>,
+    /// The listeners' certificates, re-read on each reload.
+    certificates: Vec<Arc<crate::tls::CertStore>>,
 }
 
 impl Reloader {
@@ -39,6 +44,7 @@ impl Reloader {
             registry: Some(registry),
             kms,
             running: Arc::new(Mutex::new(config.clone())),
+            certificates: Vec::new(),
         }
     }
 
@@ -49,7 +55,14 @@ impl Reloader {
             registry: None,
             kms,
             running: Arc::new(Mutex::new(config.clone())),
+            certificates: Vec::new(),
         }
+    }
+
+    /// With the certificates in `stores` re-read on reload.
+    pub fn with_certificates(mut self, stores: Vec<Arc<crate::tls::CertStore>>) -> Self {
+        self.certificates = stores;
+        self
     }
 
     /// With `[log] level` applied on reload through `setter`.
@@ -85,6 +98,19 @@ impl Reloader {
                 Ok(Some(change)) => changes.push(change),
                 Ok(None) => {}
                 Err(e) => return Err(ConfigError { problems: vec![e] }),
+            }
+        }
+        for store in &self.certificates {
+            let before = store.fingerprint();
+            match store.reload() {
+                Ok(after) if after != before => changes.push(format!(
+                    "{} {}: new certificate, sha256 {after}",
+                    store.files().cert_setting,
+                    store.files().cert_file.display()
+                )),
+                Ok(_) => {}
+                // Not a reason to refuse the rest of the reload.
+                Err(e) => error!("reload: {e}; the running certificate stays"),
             }
         }
         if let (Some(registry), Some(specs)) = (&self.registry, specs) {

@@ -41,6 +41,9 @@ pub enum StartError {
     /// A configured stream name is invalid.
     #[error("{0}")]
     Name(#[from] NameError),
+    /// A TLS certificate or key file is unusable (the message names its setting).
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A configured server, ready to run on listeners the caller bound.
@@ -58,6 +61,10 @@ pub struct Server {
     metrics: Option<Arc<Metrics>>,
     /// The webhook queue and where it is delivered; `None` without `[webhooks] url`.
     webhooks: Option<(Notifier, Delivery)>,
+    /// HTTPS on `[http] listen`, when `[http]` names a certificate.
+    http_tls: Option<crate::tls::TlsAcceptor>,
+    /// RTMPS on `[rtmp] tls_listen`, when set.
+    rtmps: Option<crate::tls::TlsAcceptor>,
 }
 
 impl Server {
@@ -71,7 +78,9 @@ impl Server {
         if !config.streams.is_empty() {
             config.resolve_streams()?;
         }
-        Self::with_kms_and_clock(config, kms::open(&config.kms)?, crate::clock::system())
+        // Certificates before the KMS: a bad one is refused before a keyring is created.
+        let tls = tls_from_config(config)?;
+        Self::build(config, kms::open(&config.kms)?, crate::clock::system(), Some(tls))
     }
 
     /// As [`Server::from_config`], with the key provider given: the one
@@ -88,6 +97,11 @@ impl Server {
     }
 
     pub fn with_kms_and_clock(config: &Config, kms: Arc<dyn Kms>, clock: Clock) -> Result<Self, StartError> {
+        Self::build(config, kms, clock, None)
+    }
+
+    /// The server, with the TLS parts already loaded (`Some`) or loaded here.
+    fn build(config: &Config, kms: Arc<dyn Kms>, clock: Clock, tls: Option<Tls>) -> Result<Self, StartError> {
         let token_secret = config.resolve_token_secret()?;
         let streams = config.resolve_streams()?;
         let settings = LiveSettings {
@@ -142,7 +156,11 @@ impl Server {
             registry = registry.with_publish_hook(hook);
         }
         let registry = Arc::new(registry);
-        let reloader = Reloader::for_server(config, Arc::clone(&registry), kms);
+        let (http_tls, rtmps, certificates) = match tls {
+            Some(tls) => tls,
+            None => tls_from_config(config)?,
+        };
+        let reloader = Reloader::for_server(config, Arc::clone(&registry), kms).with_certificates(certificates);
         let limits = IngestLimits {
             max_connections: config.rtmp.max_connections.get() as usize,
             max_connections_per_ip: config.rtmp.max_connections_per_ip.get() as usize,
@@ -183,6 +201,8 @@ impl Server {
             access_log: config.http.access_log,
             metrics,
             webhooks,
+            http_tls,
+            rtmps,
         })
     }
 
@@ -254,6 +274,19 @@ impl Server {
         metrics: Option<TcpListener>,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
+        self.run_with_listeners(rtmp, None, http, metrics, shutdown).await
+    }
+
+    /// [`Server::run_with_metrics`], with RTMPS on `rtmps` (bound at
+    /// `[rtmp] tls_listen`; ignored unless the configuration set it).
+    pub async fn run_with_listeners(
+        self,
+        rtmp: TcpListener,
+        rtmps: Option<TcpListener>,
+        http: TcpListener,
+        metrics: Option<TcpListener>,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
@@ -284,8 +317,10 @@ impl Server {
             Some(metrics) => metrics.gauge(crate::metrics::RTMP_CONNECTIONS, &[]),
             None => ::metrics::Gauge::noop(),
         };
-        let mut ingest = tokio::spawn(ingest::serve_metered(
+        let rtmps = rtmps.zip(self.rtmps.clone());
+        let mut ingest = tokio::spawn(ingest::serve_with_tls(
             rtmp,
+            rtmps,
             authorizer,
             self.limits,
             open_connections,
@@ -304,7 +339,13 @@ impl Server {
         };
         // Handlers get the peer (ConnectInfo): wrong admin tokens are slowed
         // down per address.
-        let mut web = tokio::spawn(http::serve::serve(http, app, self.http_limits, stopped(stop_rx)));
+        let mut web = tokio::spawn(http::serve::serve_tls(
+            http,
+            app,
+            self.http_limits,
+            self.http_tls.clone(),
+            stopped(stop_rx),
+        ));
 
         // Whichever comes first: the signal, or one side ending early.
         let (ingest_early, web_early) = tokio::select! {
@@ -356,6 +397,40 @@ impl Server {
         info!("shut down");
         Ok(())
     }
+}
+
+/// HTTPS's acceptor, RTMPS's acceptor, and the certificate stores behind them.
+pub type Tls = (
+    Option<crate::tls::TlsAcceptor>,
+    Option<crate::tls::TlsAcceptor>,
+    Vec<Arc<crate::tls::CertStore>>,
+);
+
+/// The TLS acceptors for `[http]` (HTTPS) and `[rtmp] tls_listen` (RTMPS),
+/// and their certificate stores for SIGHUP (one store when both name the
+/// same files). An unusable file is an error naming its setting.
+pub fn tls_from_config(config: &Config) -> Result<Tls, crate::tls::TlsError> {
+    use crate::tls::{ALPN_HTTP, CertStore};
+    let mut stores: Vec<Arc<CertStore>> = Vec::new();
+    let mut store_for = |files: &crate::config::TlsFiles| -> Result<Arc<CertStore>, crate::tls::TlsError> {
+        let same = |s: &&Arc<CertStore>| s.files().cert_file == files.cert_file && s.files().key_file == files.key_file;
+        if let Some(store) = stores.iter().find(same) {
+            return Ok(Arc::clone(store));
+        }
+        let store = CertStore::load(files)?;
+        info!(file = %files.cert_file.display(), sha256 = %store.fingerprint(), "tls certificate loaded");
+        stores.push(Arc::clone(&store));
+        Ok(store)
+    };
+    let http = match config.http.tls_files() {
+        Some(files) => Some(store_for(&files)?.acceptor(ALPN_HTTP)?),
+        None => None,
+    };
+    let rtmps = match &config.rtmp.tls {
+        Some(files) if config.rtmp.tls_listen.is_some() => Some(store_for(files)?.acceptor(&[])?),
+        _ => None,
+    };
+    Ok((http, rtmps, stores))
 }
 
 /// A listener task's outcome as one result, logged when it failed.

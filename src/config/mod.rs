@@ -142,6 +142,26 @@ pub struct RtmpConfig {
     /// `max_chunk_size_bytes`: largest chunk size a client may set, 128 to
     /// 2147483647.
     pub max_chunk_size_bytes: u32,
+    /// `tls_listen`: the RTMPS listener, if any.
+    pub tls_listen: Option<std::net::SocketAddr>,
+    /// The RTMPS certificate and key: `[rtmp]`'s `tls_cert_file` and
+    /// `tls_key_file`, else `[http]`'s; `Some` whenever `tls_listen` is.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A PEM certificate chain and its private key, and the keys that named them
+/// (for messages: `rtmp.tls_cert_file`, or `http.tls_cert_file` when
+/// `[rtmp]` took `[http]`'s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert_file: std::path::PathBuf,
+    /// The private key.
+    pub key_file: std::path::PathBuf,
+    /// The TOML key that named `cert_file`.
+    pub cert_setting: &'static str,
+    /// The TOML key that named `key_file`.
+    pub key_setting: &'static str,
 }
 
 /// `[encryption]`, validated.

@@ -105,6 +105,20 @@ pub struct Rtmp {
     /// 2147483647. Encoders use 4096; memory use does not depend on it.
     #[serde(default = "default_rtmp_max_chunk_size_bytes")]
     pub max_chunk_size_bytes: u32,
+    /// A second ingest listener speaking RTMP over TLS (RTMPS, what OBS calls
+    /// `rtmps://`), an IP and port (`0.0.0.0:1936`; 443 is common). Absent: no
+    /// RTMPS. Needs a certificate: `tls_cert_file` and `tls_key_file` here or
+    /// in `[http]`. Both listeners share the connection caps above.
+    #[serde(default, deserialize_with = "de_opt_socket_addr")]
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain (leaf first) for `tls_listen`. Absent:
+    /// `http.tls_cert_file`. Re-read on SIGHUP.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for `tls_cert_file`. Absent:
+    /// `http.tls_key_file`. Re-read on SIGHUP.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// `[http]`: the playback listener.
@@ -156,6 +170,14 @@ pub struct HttpConfig {
     /// `[http.limits]`: timeouts and connection caps (`src/config/http_limits.rs`).
     #[serde(default)]
     pub limits: super::HttpLimits,
+    /// PEM certificate chain (leaf first). With `tls_key_file`, `listen`
+    /// speaks HTTPS only (HTTP/1.1 and HTTP/2 by ALPN). Re-read on SIGHUP;
+    /// also the RTMPS certificate unless `[rtmp]` names its own.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert_file`.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// `[storage]`: local files.
@@ -491,6 +513,9 @@ impl Default for Rtmp {
             idle_timeout_secs: default_rtmp_idle_timeout_secs(),
             max_message_bytes: default_rtmp_max_message_bytes(),
             max_chunk_size_bytes: default_rtmp_max_chunk_size_bytes(),
+            tls_listen: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -506,6 +531,8 @@ impl Default for HttpConfig {
             hlsjs_integrity: None,
             access_log: false,
             limits: super::HttpLimits::default(),
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -605,7 +632,22 @@ pub(super) fn de_socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<S
     })
 }
 
+/// [`de_socket_addr`] for an optional key.
+fn de_opt_socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    de_socket_addr(d).map(Some)
+}
+
 impl HttpConfig {
+    /// `tls_cert_file` and `tls_key_file`, when both are set.
+    pub fn tls_files(&self) -> Option<super::TlsFiles> {
+        Some(super::TlsFiles {
+            cert_file: self.tls_cert_file.clone()?,
+            key_file: self.tls_key_file.clone()?,
+            cert_setting: "http.tls_cert_file",
+            key_setting: "http.tls_key_file",
+        })
+    }
+
     /// The prefix for absolute URLs in playlists: `public_url` without a
     /// trailing `/`, or `""` (root-relative URLs) when it is absent. A key URI
     /// is `format!("{}/keys/{app}/{name}/{key_id}?edk=...", http.public_base())`.

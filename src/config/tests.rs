@@ -779,3 +779,103 @@ fn log_level_is_a_filter() {
         "{err}"
     );
 }
+
+/// The TLS keys: pairs, files that exist, `tls_listen` only with a
+/// certificate, `[rtmp]`'s certificate defaulting to `[http]`'s.
+#[test]
+fn tls_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, "pem").unwrap();
+        path.display().to_string()
+    };
+    let (cert, key, rtmp_cert, rtmp_key) = (file("c.pem"), file("k.pem"), file("rc.pem"), file("rk.pem"));
+    let missing = dir.path().join("missing.pem").display().to_string();
+    let dir_path = dir.path().display().to_string();
+    let cases: Vec<(&str, String, Vec<String>)> = vec![
+        ("none", String::new(), vec![]),
+        (
+            "http pair",
+            format!("[http]\ntls_cert_file = {cert:?}\ntls_key_file = {key:?}\n"),
+            vec![],
+        ),
+        (
+            "cert without key",
+            format!("[http]\ntls_cert_file = {cert:?}\n"),
+            vec!["http.tls_cert_file is set but http.tls_key_file is not".to_owned()],
+        ),
+        (
+            "rtmp key without cert",
+            format!("[rtmp]\ntls_listen = \"127.0.0.1:1936\"\ntls_key_file = {key:?}\n"),
+            vec![
+                "rtmp.tls_key_file is set but rtmp.tls_cert_file is not".to_owned(),
+                "rtmp.tls_listen needs a certificate: set rtmp.tls_cert_file and rtmp.tls_key_file, \
+                 or http.tls_cert_file and http.tls_key_file"
+                    .to_owned(),
+            ],
+        ),
+        (
+            "missing file",
+            format!("[http]\ntls_cert_file = {missing:?}\ntls_key_file = {key:?}\n"),
+            vec![format!(
+                "http.tls_cert_file {missing} cannot be read: No such file or directory (os error 2)"
+            )],
+        ),
+        (
+            "a directory",
+            format!("[http]\ntls_cert_file = {cert:?}\ntls_key_file = {dir_path:?}\n"),
+            vec![format!("http.tls_key_file {dir_path} is not a file")],
+        ),
+        (
+            "tls_listen without any certificate",
+            "[rtmp]\ntls_listen = \"127.0.0.1:1936\"\n".to_owned(),
+            vec![
+                "rtmp.tls_listen needs a certificate: set rtmp.tls_cert_file and rtmp.tls_key_file, \
+                 or http.tls_cert_file and http.tls_key_file"
+                    .to_owned(),
+            ],
+        ),
+        (
+            "tls_listen on the http address",
+            format!(
+                "[rtmp]\ntls_listen = \"127.0.0.1:8080\"\ntls_cert_file = {rtmp_cert:?}\ntls_key_file = {rtmp_key:?}\n"
+            ),
+            vec!["rtmp.tls_listen 127.0.0.1:8080 is the same address as http.listen".to_owned()],
+        ),
+        (
+            "tls_listen not an address",
+            "[rtmp]\ntls_listen = \"localhost:1936\"\n".to_owned(),
+            vec![],
+        ),
+    ];
+    for (label, text, want) in cases {
+        let got = problems(&text);
+        if label == "tls_listen not an address" {
+            assert_eq!(got.len(), 1, "{label}: {got:?}");
+            assert!(got[0].contains("rtmp.tls_listen"), "{label}: {got:?}");
+            continue;
+        }
+        assert_eq!(got, want, "{label}");
+    }
+
+    // [rtmp] takes [http]'s certificate unless it names its own.
+    let http = format!("[http]\ntls_cert_file = {cert:?}\ntls_key_file = {key:?}\n");
+    let c = Config::from_toml_str(&format!("[rtmp]\ntls_listen = \"127.0.0.1:1936\"\n{http}")).unwrap();
+    let tls = c.rtmp.tls.unwrap();
+    assert_eq!(
+        (tls.cert_file.display().to_string(), tls.cert_setting),
+        (cert.clone(), "http.tls_cert_file")
+    );
+    let c = Config::from_toml_str(&format!(
+        "[rtmp]\ntls_listen = \"127.0.0.1:1936\"\ntls_cert_file = {rtmp_cert:?}\ntls_key_file = {rtmp_key:?}\n{http}"
+    ))
+    .unwrap();
+    let tls = c.rtmp.tls.unwrap();
+    assert_eq!(
+        (tls.key_file.display().to_string(), tls.key_setting),
+        (rtmp_key, "rtmp.tls_key_file")
+    );
+    // Without tls_listen, no RTMPS certificate is in effect.
+    assert_eq!(Config::from_toml_str(&http).unwrap().rtmp.tls, None);
+}

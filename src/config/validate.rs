@@ -2,7 +2,8 @@
 //! problem is collected, each naming its TOML key
 //! (`hls.playlist_window must be at least 3 (got 2)`), in the order of the
 //! file's sections; a [`Config`] is built only when there are none. Reads no
-//! environment variables or files.
+//! environment variables or files; it only looks whether the TLS certificate
+//! and key files named exist (their contents are read by `crate::tls` at start).
 
 use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::Path;
@@ -12,7 +13,7 @@ use base64::Engine as _;
 use super::schema::{self, Document, KmsProvider, ReplayBackend};
 use super::{
     AuthConfig, AwsKmsConfig, Config, ConfigError, EncryptionConfig, HttpConfig, KeyCacheConfig, KmsConfig,
-    PublishKeySource, RedisReplayConfig, RedisUrl, ReplayConfig, RtmpConfig, StreamConfig,
+    PublishKeySource, RedisReplayConfig, RedisUrl, ReplayConfig, RtmpConfig, StreamConfig, TlsFiles,
 };
 
 /// Publish keys (RTMP stream keys) are 16 to 256 of these characters, so they
@@ -49,7 +50,7 @@ impl Problems {
 /// Checks every key of `doc` and builds the [`Config`], or lists every problem.
 pub(super) fn validate(doc: Document) -> Result<Config, ConfigError> {
     let mut p = Problems::default();
-    let rtmp = rtmp(&doc.rtmp, &mut p);
+    let rtmp = rtmp(&doc.rtmp, &doc.http, &mut p);
     if doc.rtmp.listen == doc.http.listen && doc.http.listen.port() != 0 {
         p.push(format!(
             "http.listen {} is the same address as rtmp.listen",
@@ -57,6 +58,12 @@ pub(super) fn validate(doc: Document) -> Result<Config, ConfigError> {
         ));
     }
     http(&doc.http, &mut p);
+    tls_pair(
+        "http",
+        doc.http.tls_cert_file.as_deref(),
+        doc.http.tls_key_file.as_deref(),
+        &mut p,
+    );
     super::http_limits::validate(&doc.http.limits, &mut p.0);
     if doc.storage.data_dir.as_os_str().is_empty() {
         p.push("storage.data_dir must not be empty");
@@ -80,6 +87,12 @@ pub(super) fn validate(doc: Document) -> Result<Config, ConfigError> {
     validate_stream_uniqueness(&doc.streams, &mut p);
     let streams: Option<Vec<StreamConfig>> = streams.into_iter().collect();
     let listeners = [("rtmp.listen", doc.rtmp.listen), ("http.listen", doc.http.listen)];
+    if let Some(tls_listen) = doc.rtmp.tls_listen
+        && tls_listen.port() != 0
+        && let Some((other, _)) = listeners.iter().find(|(_, addr)| *addr == tls_listen)
+    {
+        p.push(format!("rtmp.tls_listen {tls_listen} is the same address as {other}"));
+    }
     super::metrics::validate(&doc.metrics, &listeners, &mut p.0);
     super::webhooks::validate(&doc.webhooks, &mut p.0);
 
@@ -101,7 +114,24 @@ pub(super) fn validate(doc: Document) -> Result<Config, ConfigError> {
     }
 }
 
-fn rtmp(rtmp: &schema::Rtmp, p: &mut Problems) -> Option<RtmpConfig> {
+fn rtmp(rtmp: &schema::Rtmp, http: &HttpConfig, p: &mut Problems) -> Option<RtmpConfig> {
+    tls_pair("rtmp", rtmp.tls_cert_file.as_deref(), rtmp.tls_key_file.as_deref(), p);
+    let own = match (&rtmp.tls_cert_file, &rtmp.tls_key_file) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert_file: cert.clone(),
+            key_file: key.clone(),
+            cert_setting: "rtmp.tls_cert_file",
+            key_setting: "rtmp.tls_key_file",
+        }),
+        _ => None,
+    };
+    let tls = own.or_else(|| http.tls_files());
+    if rtmp.tls_listen.is_some() && tls.is_none() {
+        p.push(
+            "rtmp.tls_listen needs a certificate: set rtmp.tls_cert_file and rtmp.tls_key_file, \
+             or http.tls_cert_file and http.tls_key_file",
+        );
+    }
     let max_connections = p.require(NonZeroU32::new(rtmp.max_connections), || {
         "rtmp.max_connections must be at least 1".to_string()
     });
@@ -134,7 +164,34 @@ fn rtmp(rtmp: &schema::Rtmp, p: &mut Problems) -> Option<RtmpConfig> {
         idle_timeout_secs: idle_timeout_secs?,
         max_message_bytes: message,
         max_chunk_size_bytes: chunk,
+        tls: tls.filter(|_| rtmp.tls_listen.is_some()),
+        tls_listen: rtmp.tls_listen,
     })
+}
+
+/// `{section}.tls_cert_file` and `{section}.tls_key_file`: both or neither,
+/// and each an existing file.
+fn tls_pair(section: &str, cert: Option<&Path>, key: Option<&Path>, p: &mut Problems) {
+    match (cert, key) {
+        (Some(_), None) => p.push(format!(
+            "{section}.tls_cert_file is set but {section}.tls_key_file is not"
+        )),
+        (None, Some(_)) => p.push(format!(
+            "{section}.tls_key_file is set but {section}.tls_cert_file is not"
+        )),
+        _ => {}
+    }
+    for (name, path) in [("tls_cert_file", cert), ("tls_key_file", key)] {
+        if let Some(path) = path
+            && !path.is_file()
+        {
+            let why = match std::fs::metadata(path) {
+                Ok(_) => "is not a file".to_owned(),
+                Err(e) => format!("cannot be read: {e}"),
+            };
+            p.push(format!("{section}.{name} {} {why}", path.display()));
+        }
+    }
 }
 
 fn http(http: &HttpConfig, p: &mut Problems) {

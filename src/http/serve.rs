@@ -9,6 +9,14 @@
 //! next request on a kept-alive connection) do not arrive within the header
 //! timeout. Each connection is a task of its own; nothing it does reaches
 //! the loop.
+//!
+//! With TLS (`[http] tls_cert_file`), the handshake runs in the connection's
+//! task, and handshake plus first request headers must arrive within the
+//! header timeout counted from the accept, so a client that stalls its
+//! handshake holds its slot no longer than one that stalls its headers.
+//! ALPN then picks hyper's HTTP/2 (`h2`) or HTTP/1.1 connection. Plain
+//! connections are HTTP/1.1 only: guessing the version would wait for bytes
+//! with no timeout.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,9 +27,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -110,17 +118,41 @@ pub async fn serve(
     limits: ServeLimits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_tls(listener, router, limits, None, shutdown).await
+}
+
+/// [`serve`], speaking HTTPS (HTTP/2 or HTTP/1.1 by ALPN) when `tls` is
+/// given; the acceptor should offer [`crate::tls::ALPN_HTTP`].
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    limits: ServeLimits,
+    tls: Option<crate::tls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let permits = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let per_ip_cap = limits.max_connections_per_ip.max(1);
     let semaphore = Arc::new(Semaphore::new(permits));
     let per_ip = Arc::new(PerIp::default());
     let graceful = GracefulShutdown::new();
-    let mut builder = http1::Builder::new();
-    builder
+    let mut http1 = http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
+    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    // hyper's HTTP/2 has no header timeout: `ReadDeadline` closes a connection
+    // whose peer sends nothing for the header timeout instead (no pings,
+    // whose answers would count as activity).
+    http2.timer(TokioTimer::new());
+    let builders = Arc::new(Builders {
+        http1,
+        http2,
+        tls,
+        handshake_timeout: limits.header_timeout,
+    });
     info!(
         addr = %listener.local_addr()?,
+        tls = builders.tls.is_some(),
         max_connections = permits,
         max_connections_per_ip = per_ip_cap,
         header_timeout_secs = limits.header_timeout.as_secs(),
@@ -163,7 +195,7 @@ pub async fn serve(
                     }
                     continue;
                 };
-                serve_connection(&builder, &graceful, socket, peer, router.clone(), (permit, slot));
+                serve_connection(&builders, &graceful, socket, peer, router.clone(), (permit, slot));
             }
         }
     }
@@ -173,9 +205,18 @@ pub async fn serve(
     Ok(())
 }
 
+/// How connections are served: shared by the loop and the connection tasks.
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    tls: Option<crate::tls::TlsAcceptor>,
+    /// The TLS handshake's deadline: the header timeout.
+    handshake_timeout: Duration,
+}
+
 /// Runs one connection in a task of its own, holding `slots` until it ends.
 fn serve_connection<S: Send + 'static>(
-    builder: &http1::Builder,
+    builders: &Arc<Builders>,
     graceful: &GracefulShutdown,
     socket: tokio::net::TcpStream,
     peer: SocketAddr,
@@ -186,13 +227,161 @@ fn serve_connection<S: Send + 'static>(
         request.extensions_mut().insert(ConnectInfo(peer));
         router.clone().oneshot(request)
     });
-    let connection = graceful.watch(builder.serve_connection(TokioIo::new(socket), service));
+    let Some(acceptor) = builders.tls.clone() else {
+        let connection = graceful.watch(builders.http1.serve_connection(TokioIo::new(socket), service));
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                debug!(%peer, %error, "http connection ended");
+            }
+            drop(slots);
+        });
+        return;
+    };
+    let builders = Arc::clone(builders);
+    let watcher = graceful.watcher();
     tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            debug!(%peer, %error, "http connection ended");
+        let first_request_by = tokio::time::Instant::now() + builders.handshake_timeout;
+        let tls = match tokio::time::timeout_at(first_request_by, acceptor.accept(socket)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(error)) => {
+                debug!(%peer, %error, "tls handshake failed");
+                return;
+            }
+            Err(_) => {
+                debug!(%peer, "tls handshake timed out");
+                return;
+            }
+        };
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        let result = if h2 {
+            let io = TokioIo::new(ReadDeadline::idle(tls, builders.handshake_timeout));
+            watcher.watch(builders.http2.serve_connection(io, service)).await
+        } else {
+            let io = TokioIo::new(ReadDeadline::until_first_write(tls, first_request_by));
+            watcher.watch(builders.http1.serve_connection(io, service)).await
+        };
+        if let Err(error) = result {
+            debug!(%peer, %error, "https connection ended");
         }
         drop(slots);
     });
+}
+
+/// A transport whose reads fail at a deadline:
+/// - [`ReadDeadline::idle`]: once the peer has sent nothing for `timeout`
+///   (each byte read pushes it back). HTTP/2's stand-in for HTTP/1.1's
+///   header and keep-alive timeout, so a client that opens an HTTP/2
+///   connection and goes quiet (sends no request, reads no response, which
+///   would send window updates) cannot hold its slot.
+/// - [`ReadDeadline::until_first_write`]: at a fixed instant, unless the
+///   server has written something by then. For HTTPS/1.1: the first request's
+///   headers must arrive within the header timeout counted from the accept,
+///   TLS handshake included (hyper's own timer starts after the handshake);
+///   the first response disarms it and hyper's timer governs what follows.
+struct ReadDeadline<T> {
+    inner: T,
+    /// `Some`: the idle timeout each byte read restarts.
+    idle: Option<Duration>,
+    /// Disarmed by the first write.
+    until_first_write: bool,
+    /// `None` once disarmed.
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> ReadDeadline<T> {
+    fn idle(inner: T, timeout: Duration) -> Self {
+        Self {
+            inner,
+            idle: Some(timeout),
+            until_first_write: false,
+            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+        }
+    }
+
+    fn until_first_write(inner: T, at: tokio::time::Instant) -> Self {
+        Self {
+            inner,
+            idle: None,
+            until_first_write: true,
+            deadline: Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+    }
+
+    fn wrote(&mut self, result: &std::task::Poll<std::io::Result<usize>>) {
+        if self.until_first_write && matches!(result, std::task::Poll::Ready(Ok(n)) if *n > 0) {
+            self.deadline = None;
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for ReadDeadline<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if let (Some(timeout), Some(deadline)) = (this.idle, this.deadline.as_mut())
+                    && buf.filled().len() > before
+                {
+                    deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => match this.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "peer too slow for the header timeout",
+                ))),
+                _ => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ReadDeadline<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let result = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote(&result);
+        result
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let result = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(&result);
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 #[cfg(test)]
@@ -212,6 +401,123 @@ mod tests {
             let _ = stopped.await;
         }));
         (addr, stop)
+    }
+
+    /// A resolver with no certificate: enough for clients that never get as
+    /// far as asking for one.
+    #[derive(Debug)]
+    struct NoCertificate;
+
+    impl rustls::server::ResolvesServerCert for NoCertificate {
+        fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            None
+        }
+    }
+
+    async fn start_tls(limits: ServeLimits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(NoCertificate));
+        let acceptor = crate::tls::TlsAcceptor::from(Arc::new(config));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve_tls(listener, Router::new(), limits, Some(acceptor), async move {
+            let _ = stopped.await;
+        }));
+        (addr, stop)
+    }
+
+    /// A TLS client that stalls its handshake (silent, or a ClientHello cut
+    /// short) is closed after the header timeout, and its slot is free again.
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_tls_handshake_is_closed_after_the_header_timeout() {
+        let limits = ServeLimits {
+            max_connections: 2,
+            ..LIMITS
+        };
+        let (addr, _stop) = start_tls(limits).await;
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut cut_short = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // A TLS record header announcing a 512-byte handshake message, then nothing.
+        cut_short
+            .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+            .await
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(read_to_close(&mut silent).await.is_empty());
+        assert!(read_to_close(&mut cut_short).await.is_empty());
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        // Both slots are free: a third connection is accepted and timed out too.
+        let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(read_to_close(&mut third).await.is_empty());
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+    }
+
+    /// `ReadDeadline::until_first_write` fails reads at its instant, however
+    /// the bytes trickle in, unless something was written first.
+    #[tokio::test(start_paused = true)]
+    async fn the_first_request_deadline_holds_until_the_first_write() {
+        let started = tokio::time::Instant::now();
+        for answer in [false, true] {
+            let (mut client, server) = tokio::io::duplex(64);
+            let mut server = ReadDeadline::until_first_write(server, started + Duration::from_secs(5));
+            let trickle = tokio::spawn(async move {
+                for _ in 0..20 {
+                    client.write_all(b"x").await.unwrap();
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                client
+            });
+            if answer {
+                server.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
+            }
+            let mut got = 0;
+            let mut byte = [0u8; 1];
+            let ended = loop {
+                match server.read(&mut byte).await {
+                    Ok(0) => break None,
+                    Ok(_) => got += 1,
+                    Err(error) => break Some(error.kind()),
+                }
+                if got == 20 {
+                    break None;
+                }
+            };
+            if answer {
+                assert_eq!((ended, got), (None, 20));
+            } else {
+                assert_eq!(ended, Some(std::io::ErrorKind::TimedOut));
+                assert_eq!(started.elapsed(), Duration::from_secs(5));
+            }
+            trickle.abort();
+        }
+    }
+
+    /// `ReadDeadline::idle` fails a read once nothing came for its timeout,
+    /// and data pushes the deadline back.
+    #[tokio::test(start_paused = true)]
+    async fn idle_read_times_out_only_when_nothing_comes() {
+        let (client, server) = tokio::io::duplex(64);
+        let mut server = ReadDeadline::idle(server, Duration::from_secs(5));
+        let mut client = client;
+        let started = tokio::time::Instant::now();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            client.write_all(b"x").await.unwrap();
+            // Held open, silent, until the reader gives up.
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            drop(client);
+        });
+        let mut byte = [0u8; 1];
+        server.read_exact(&mut byte).await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_secs(4));
+        let error = server.read(&mut byte).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), Duration::from_secs(9));
     }
 
     const LIMITS: ServeLimits = ServeLimits {

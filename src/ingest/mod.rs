@@ -18,7 +18,10 @@
 //!
 //! Pieces:
 //! - `connection`: the per-connection driver (socket, timeouts, backpressure).
-//! - [`serve`] here: the accept loop.
+//! - [`serve`] here: the accept loop, with an optional second listener for
+//!   RTMPS ([`serve_with_tls`]): its TLS handshake runs in the connection's
+//!   task and counts against `handshake_timeout`, then the same driver runs
+//!   over the TLS stream.
 
 mod connection;
 
@@ -212,6 +215,19 @@ pub async fn serve_metered(
     open_connections: metrics::Gauge,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_with_tls(listener, None, authorizer, limits, open_connections, shutdown).await
+}
+
+/// [`serve_metered`], also accepting RTMPS on `tls`'s listener. Both
+/// listeners share one connection cap and one per-address count.
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    tls: Option<(TcpListener, crate::tls::TlsAcceptor)>,
+    authorizer: Arc<dyn PublishAuthorizer>,
+    limits: IngestLimits,
+    open_connections: metrics::Gauge,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let permits = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let semaphore = Arc::new(Semaphore::new(permits));
     let mut connections = Connections::new(authorizer, limits);
@@ -227,6 +243,9 @@ pub async fn serve_metered(
         ),
         Err(err) => warn!("rtmp ingest listening (local address unknown: {err})"),
     }
+    if let Some((tls_listener, _)) = &tls {
+        info!(addr = %tls_listener.local_addr()?, "rtmps ingest listening");
+    }
 
     loop {
         // Wait for a free slot first, then accept: at the cap, new peers
@@ -234,7 +253,16 @@ pub async fn serve_metered(
         // Both steps are cancel safe, so losing the select! loses nothing.
         let accept = async {
             let permit = Arc::clone(&semaphore).acquire_owned().await;
-            (permit, listener.accept().await)
+            let accepted = match &tls {
+                None => listener.accept().await.map(|(socket, peer)| (socket, peer, None)),
+                Some((tls_listener, acceptor)) => tokio::select! {
+                    accepted = listener.accept() => accepted.map(|(socket, peer)| (socket, peer, None)),
+                    accepted = tls_listener.accept() => {
+                        accepted.map(|(socket, peer)| (socket, peer, Some(acceptor.clone())))
+                    }
+                },
+            };
+            (permit, accepted)
         };
         tokio::select! {
             () = &mut shutdown => break,
@@ -247,9 +275,9 @@ pub async fn serve_metered(
                     break;
                 };
                 match accepted {
-                    Ok((socket, peer)) => {
+                    Ok((socket, peer, tls)) => {
                         backoff = ACCEPT_BACKOFF_MIN;
-                        connections.start(socket, peer, permit);
+                        connections.start(socket, peer, tls, permit);
                     }
                     Err(err) => {
                         warn!("accept failed, retrying in {backoff:?}: {err}");
@@ -306,7 +334,13 @@ impl Connections {
 
     /// Runs an accepted connection in a task of its own (in a `peer` span),
     /// or closes it at once when its address is at its cap.
-    fn start(&mut self, socket: TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit) {
+    fn start(
+        &mut self,
+        socket: TcpStream,
+        peer: SocketAddr,
+        tls: Option<crate::tls::TlsAcceptor>,
+        permit: OwnedSemaphorePermit,
+    ) {
         let count = self.per_ip.entry(peer.ip()).or_default();
         if *count >= self.per_ip_cap {
             // Closing at once frees the slot and costs the flood nothing but
@@ -329,8 +363,23 @@ impl Connections {
             if let Err(err) = socket.set_nodelay(true) {
                 debug!("cannot set TCP_NODELAY: {err}");
             }
+            let run = async move {
+                let Some(acceptor) = tls else {
+                    return connection::run(socket, peer, authorizer, refusals, limits).await;
+                };
+                // The TLS handshake is part of the time allowed to start a publish.
+                let started = tokio::time::Instant::now();
+                let tls = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(socket))
+                    .await
+                    .map_err(|_| Error::HandshakeTimeout)??;
+                let limits = IngestLimits {
+                    handshake_timeout: limits.handshake_timeout.saturating_sub(started.elapsed()),
+                    ..limits
+                };
+                connection::run(tls, peer, authorizer, refusals, limits).await
+            };
             tokio::select! {
-                result = connection::run(socket, peer, authorizer, refusals, limits) => log_connection_end(result),
+                result = run => log_connection_end(result),
                 _ = shutdown.changed() => info!("closing connection: server shutting down"),
             }
         };

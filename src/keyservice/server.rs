@@ -29,6 +29,9 @@ pub enum StartError {
     /// The key provider could not be opened.
     #[error("{0}")]
     Kms(#[from] KmsError),
+    /// The HTTPS certificate or key file is unusable.
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A configured key server, ready to run on a listener the caller bound.
@@ -41,6 +44,8 @@ pub struct KeyServer {
     limits: ServeLimits,
     /// `None` when `metrics.enabled` is false.
     metrics: Option<Arc<Metrics>>,
+    /// HTTPS, when `[http]` names a certificate.
+    tls: Option<crate::tls::TlsAcceptor>,
 }
 
 impl KeyServer {
@@ -73,7 +78,14 @@ impl KeyServer {
             None => kms,
         };
         let replay = replay_store_from_config(&config.auth)?;
-        let reloader = crate::reload::Reloader::for_keyserver(config, Arc::clone(&kms));
+        let (tls, certificates) = match config.http.tls_files() {
+            Some(files) => {
+                let store = crate::tls::CertStore::load(&files)?;
+                (Some(store.acceptor(crate::tls::ALPN_HTTP)?), vec![store])
+            }
+            None => (None, Vec::new()),
+        };
+        let reloader = crate::reload::Reloader::for_keyserver(config, Arc::clone(&kms)).with_certificates(certificates);
         let readiness = Arc::new(Readiness::new(Arc::clone(&kms), Arc::clone(&replay), None));
         let keys = KeyService::new(KeySettings::from_config(&config.auth, token_secret), kms, replay, clock);
         Ok(Self {
@@ -84,6 +96,7 @@ impl KeyServer {
             access_log: config.http.access_log,
             limits: ServeLimits::from_config(&config.http.limits, crate::fd_limit::current()),
             metrics,
+            tls,
         })
     }
 
@@ -145,7 +158,7 @@ impl KeyServer {
         } else {
             app
         };
-        let served = http::serve::serve(http, app, self.limits, shutdown).await;
+        let served = http::serve::serve_tls(http, app, self.limits, self.tls, shutdown).await;
         let _ = stop_tx.send(true);
         if let Some(task) = metrics_task {
             let _ = task.await;

@@ -125,6 +125,25 @@ pub fn check(config: &Config, role: Role) -> Report {
         problems.extend(e.problems);
     }
 
+    // The TLS certificates, read and matched to their keys as at start.
+    let mut tls_files: Vec<crate::config::TlsFiles> = config.http.tls_files().into_iter().collect();
+    if role == Role::Serve
+        && let Some(files) = &config.rtmp.tls
+        && !tls_files.contains(files)
+    {
+        tls_files.push(files.clone());
+    }
+    for files in &tls_files {
+        match crate::tls::CertStore::load(files) {
+            Ok(store) => notes.push(format!(
+                "tls: {} loaded, sha256 {}",
+                files.cert_file.display(),
+                store.fingerprint()
+            )),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+
     // The key provider.
     match &config.kms {
         KmsConfig::Local { keyring } => check_keyring(keyring, role, problems, notes),
@@ -139,9 +158,14 @@ pub fn check(config: &Config, role: Role) -> Report {
 
     if role == Role::Serve {
         notes.push(format!(
-            "listen: RTMP on {}, HTTP on {}",
-            config.rtmp.listen, config.http.listen
+            "listen: RTMP on {}, HTTP{} on {}",
+            config.rtmp.listen,
+            if config.http.tls_files().is_some() { "S" } else { "" },
+            config.http.listen
         ));
+        if let Some(tls_listen) = config.rtmp.tls_listen {
+            notes.push(format!("listen: RTMPS on {tls_listen}"));
+        }
         if config.rtmp.listen.ip().is_loopback() {
             notes.push(
                 "rtmp.listen is a loopback address: encoders on other machines cannot connect (0.0.0.0:1935 for all)"

@@ -35,6 +35,7 @@ mod robustness;
 mod rtmp_hostile;
 mod rtmp_ingest;
 mod security;
+mod tls;
 mod tools_cli;
 mod web;
 mod webhooks;

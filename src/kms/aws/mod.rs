@@ -17,9 +17,9 @@
 //! or anything else is [`KmsError::Unavailable`] (503 with `Retry-After`).
 //! Every call has a timeout.
 //!
-//! Plain HTTP is built in; HTTPS (needed for AWS itself) comes with the cargo
-//! feature `aws-tls` (rustls with the Mozilla roots of `webpki-roots`, *ring*
-//! crypto). Without it an `https` endpoint is refused at start.
+//! HTTPS (AWS itself) is rustls with the Mozilla roots of `webpki-roots` and
+//! *ring* crypto; plain `http` endpoints (moto, private KMS-compatible
+//! services) work too.
 
 pub mod credentials;
 pub mod sigv4;
@@ -50,10 +50,7 @@ const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 /// KMS answers are a few hundred bytes; a larger body is not a KMS answer.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
-#[cfg(feature = "aws-tls")]
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
-#[cfg(not(feature = "aws-tls"))]
-type Connector = HttpConnector;
 
 /// What the provider needs from the `[kms]` table.
 #[derive(Debug, Clone)]
@@ -365,7 +362,6 @@ impl Endpoint {
     }
 }
 
-#[cfg(feature = "aws-tls")]
 fn connector(_endpoint: &Endpoint, timeout: Duration) -> Result<Connector, KmsError> {
     let mut http = HttpConnector::new();
     http.set_connect_timeout(Some(timeout));
@@ -375,21 +371,6 @@ fn connector(_endpoint: &Endpoint, timeout: Duration) -> Result<Connector, KmsEr
         .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
         .map_err(|e| KmsError::Config(format!("setting up TLS for AWS KMS: {e}")))?;
     Ok(builder.https_or_http().enable_http1().wrap_connector(http))
-}
-
-#[cfg(not(feature = "aws-tls"))]
-fn connector(endpoint: &Endpoint, timeout: Duration) -> Result<Connector, KmsError> {
-    if endpoint.https {
-        return Err(KmsError::Config(format!(
-            "kms.endpoint {} needs HTTPS, which this build of sealcast does not include: \
-             rebuild with `cargo build --release --features aws-tls`, or use an http:// endpoint",
-            endpoint.uri
-        )));
-    }
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(timeout));
-    http.set_nodelay(true);
-    Ok(http)
 }
 
 /// `GenerateDataKey` request.
@@ -555,30 +536,8 @@ mod tests {
         );
     }
 
-    #[cfg(not(feature = "aws-tls"))]
-    #[test]
-    fn https_needs_the_tls_feature() {
-        let none = |_: &str| None;
-        let mut s = settings("https://kms.eu-west-1.amazonaws.com");
-        let creds = || Credentials::new("AKIDTEST", "secret", None);
-        let err = AwsKms::with_credentials(&s, creds(), &none).unwrap_err().to_string();
-        assert!(
-            err.contains("https://kms.eu-west-1.amazonaws.com/ needs HTTPS"),
-            "{err}"
-        );
-        assert!(err.contains("--features aws-tls"), "{err}");
-        // The default endpoint is AWS's, over HTTPS.
-        s.endpoint = None;
-        let err = AwsKms::with_credentials(&s, creds(), &none).unwrap_err().to_string();
-        assert!(
-            err.contains("https://kms.us-east-1.amazonaws.com/ needs HTTPS"),
-            "{err}"
-        );
-    }
-
-    #[cfg(feature = "aws-tls")]
     #[tokio::test]
-    async fn https_endpoints_are_accepted_with_the_tls_feature() {
+    async fn https_endpoints_are_accepted() {
         let none = |_: &str| None;
         let mut s = settings("https://kms.eu-west-1.amazonaws.com");
         s.endpoint = None;
@@ -589,7 +548,6 @@ mod tests {
     /// An `https` endpoint is reached over TLS: the first bytes on the wire
     /// are a TLS handshake record (0x16, version 3.x), and a server that is
     /// not a TLS server makes the call unavailable, not a panic.
-    #[cfg(feature = "aws-tls")]
     #[tokio::test]
     async fn https_endpoints_speak_tls() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -291,7 +291,7 @@ pub fn framecrc_counts(text: &str) -> (u64, u64) {
     (of("video"), of("audio"))
 }
 
-/// `sealcast keyserver --config <file>`; returns it and its HTTP address
+/// `sealcast keyserver --config <file>`; returns it and its HTTP(S) address
 /// (it listens on port 0 and prints where).
 pub fn start_keyserver(config: &Path, log: &Path) -> (Proc, SocketAddr) {
     let mut process = Proc::spawn(
@@ -308,9 +308,8 @@ pub fn start_keyserver(config: &Path, log: &Path) -> (Proc, SocketAddr) {
     let stdout = process.child.stdout.take().unwrap();
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("sealcast keyserver listening on http://")
+    let rest = line.trim().strip_prefix("sealcast keyserver listening on ");
+    let addr = (rest.and_then(|r| r.strip_prefix("http://").or_else(|| r.strip_prefix("https://"))))
         .unwrap_or_else(|| panic!("unexpected first line {line:?}; log in {}", log.display()))
         .parse()
         .unwrap();
