@@ -277,6 +277,19 @@ impl Server {
         self.run_with_listeners(rtmp, None, http, metrics, shutdown).await
     }
 
+    /// Every HTTP route of `serve`: media, keys, admin API, pages, health
+    /// and readiness, with the access log when it is on.
+    fn http_app(&self) -> axum::Router {
+        let app = http::router(Arc::clone(&self.http_state))
+            .merge(web::router(Arc::clone(&self.web_state)))
+            .merge(readiness::router(Arc::clone(&self.readiness)));
+        if self.access_log {
+            app.layer(axum::middleware::from_fn(http::access_log::log))
+        } else {
+            app
+        }
+    }
+
     /// [`Server::run_with_metrics`], with RTMPS on `rtmps` (bound at
     /// `[rtmp] tls_listen`; ignored unless the configuration set it).
     pub async fn run_with_listeners(
@@ -294,6 +307,7 @@ impl Server {
         info!(rtmp = %rtmp.local_addr()?, http = %http.local_addr()?, "sealcast listening");
         self.registry.resume();
         let authorizer: Arc<dyn ingest::PublishAuthorizer> = Arc::new(Arc::clone(&self.registry));
+        let app = self.http_app();
         let exporter = self.metrics_exporter();
         let (notifier, webhook_task) = match self.webhooks {
             Some((notifier, delivery)) => {
@@ -302,17 +316,7 @@ impl Server {
             }
             None => (None, None),
         };
-        let metrics_task = match (metrics, exporter) {
-            (Some(listener), Some(exporter)) => {
-                let stop = stopped(stop_rx.clone());
-                Some(tokio::spawn(async move {
-                    if let Err(error) = crate::metrics::serve(listener, exporter, stop).await {
-                        error!(%error, "metrics listener failed");
-                    }
-                }))
-            }
-            _ => None,
-        };
+        let metrics_task = spawn_metrics(metrics, exporter, stopped(stop_rx.clone()));
         let open_connections = match &self.metrics {
             Some(metrics) => metrics.gauge(crate::metrics::RTMP_CONNECTIONS, &[]),
             None => ::metrics::Gauge::noop(),
@@ -329,14 +333,6 @@ impl Server {
         // Each dependency checked once at start, without delaying it.
         let readiness = Arc::clone(&self.readiness);
         tokio::spawn(async move { readiness.log_at_start().await });
-        let app = http::router(Arc::clone(&self.http_state))
-            .merge(web::router(Arc::clone(&self.web_state)))
-            .merge(readiness::router(Arc::clone(&self.readiness)));
-        let app = if self.access_log {
-            app.layer(axum::middleware::from_fn(http::access_log::log))
-        } else {
-            app
-        };
         // Handlers get the peer (ConnectInfo): wrong admin tokens are slowed
         // down per address.
         let mut web = tokio::spawn(http::serve::serve_tls(
@@ -371,14 +367,7 @@ impl Server {
         self.registry.wait_idle().await;
         self.registry.stop_timers().await;
         if let (Some(notifier), Some(task)) = (notifier, webhook_task) {
-            // The last events (unpublishes) get a short chance to go out.
-            if tokio::time::timeout(WEBHOOK_DRAIN, notifier.drained()).await.is_err() {
-                warn!(
-                    pending = notifier.pending(),
-                    "shutting down with undelivered webhook events"
-                );
-            }
-            task.abort();
+            drain_webhooks(notifier, task).await;
         }
         let web_result = match web_early {
             Some(result) => result,
@@ -431,6 +420,32 @@ pub fn tls_from_config(config: &Config) -> Result<Tls, crate::tls::TlsError> {
         _ => None,
     };
     Ok((http, rtmps, stores))
+}
+
+/// Serves `/metrics` on its own listener until `stop`, when metrics are on.
+fn spawn_metrics(
+    listener: Option<TcpListener>,
+    exporter: Option<Arc<Exporter>>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let (listener, exporter) = listener.zip(exporter)?;
+    Some(tokio::spawn(async move {
+        if let Err(error) = crate::metrics::serve(listener, exporter, stop).await {
+            error!(%error, "metrics listener failed");
+        }
+    }))
+}
+
+/// Gives the last events (unpublishes) a short chance to go out, then stops
+/// the delivery task.
+async fn drain_webhooks(notifier: Notifier, task: tokio::task::JoinHandle<()>) {
+    if tokio::time::timeout(WEBHOOK_DRAIN, notifier.drained()).await.is_err() {
+        warn!(
+            pending = notifier.pending(),
+            "shutting down with undelivered webhook events"
+        );
+    }
+    task.abort();
 }
 
 /// A listener task's outcome as one result, logged when it failed.

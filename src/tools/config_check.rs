@@ -33,10 +33,28 @@ pub struct Report {
 /// writes nothing.
 pub fn check(config: &Config, role: Role) -> Report {
     let mut report = Report::default();
-    let problems = &mut report.problems;
-    let notes = &mut report.notes;
+    let (problems, notes) = (&mut report.problems, &mut report.notes);
+    check_token_secret(config, role, problems, notes);
+    if role == Role::Serve {
+        check_streams_and_admin(config, problems, notes);
+    }
+    if let ReplayConfig::Redis(redis) = &config.auth.replay
+        && let Err(e) = redis.resolve_password()
+    {
+        problems.extend(e.problems);
+    }
+    check_tls(config, role, problems, notes);
+    check_kms(config, role, problems, notes);
+    if role == Role::Serve {
+        note_listeners(config, notes);
+    }
+    report
+}
 
-    // The playback token secret.
+type Lines = Vec<String>;
+
+/// The playback token secret: configured, generated already, or to be generated.
+fn check_token_secret(config: &Config, role: Role, problems: &mut Lines, notes: &mut Lines) {
     if config.auth.token_secret_is_configured() {
         if let Err(e) = config.read_token_secret() {
             problems.extend(e.problems);
@@ -64,68 +82,64 @@ pub fn check(config: &Config, role: Role) -> Report {
             ));
         }
     }
+}
 
-    // Streams and their publish keys (serve only).
-    if role == Role::Serve {
-        if config.streams.is_empty() {
-            let path = config.generated_publish_key_path("live", "demo");
-            let kept = if path.exists() {
-                "kept in"
-            } else {
-                "generated on first start in"
-            };
-            notes.push(format!(
-                "streams: none configured: serve runs the one stream live/demo, its publish key {kept} {}",
-                path.display()
-            ));
+/// Streams and their publish keys, the admin token, the publish hook and
+/// the data directory (serve only).
+fn check_streams_and_admin(config: &Config, problems: &mut Lines, notes: &mut Lines) {
+    if config.streams.is_empty() {
+        let path = config.generated_publish_key_path("live", "demo");
+        let kept = if path.exists() {
+            "kept in"
         } else {
-            match config.resolve_streams() {
-                Ok(streams) => {
-                    let inline = config
-                        .streams
-                        .iter()
-                        .filter(|s| matches!(s.publish_key, PublishKeySource::Inline(_)))
-                        .count();
-                    notes.push(format!("streams: {} configured, every publish key read", streams.len()));
-                    if inline > 0 {
-                        notes.push(format!(
-                            "streams: {inline} publish key(s) written inline; key_env or key_file keeps them out of the file"
-                        ));
-                    }
+            "generated on first start in"
+        };
+        notes.push(format!(
+            "streams: none configured: serve runs the one stream live/demo, its publish key {kept} {}",
+            path.display()
+        ));
+    } else {
+        match config.resolve_streams() {
+            Ok(streams) => {
+                let inline = config
+                    .streams
+                    .iter()
+                    .filter(|s| matches!(s.publish_key, PublishKeySource::Inline(_)))
+                    .count();
+                notes.push(format!("streams: {} configured, every publish key read", streams.len()));
+                if inline > 0 {
+                    notes.push(format!(
+                        "streams: {inline} publish key(s) written inline; key_env or key_file keeps them out of the file"
+                    ));
                 }
-                Err(e) => problems.extend(e.problems),
             }
-        }
-        if let Err(e) = config.auth.resolve_admin_token() {
-            problems.extend(e.problems);
-        } else if config.auth.admin_token_env.is_none() && config.auth.admin_token_file.is_none() {
-            notes.push("auth: no admin token: no admin API, the operator page on loopback only".to_owned());
-        }
-        if let Some(hook) = &config.auth.publish_hook {
-            match hook.resolve_secret() {
-                Ok(_) => notes.push(format!(
-                    "auth: publish hook {} decides every publish; [[streams]] keys admit none by themselves",
-                    hook.url
-                )),
-                Err(e) => problems.extend(e.problems),
-            }
-        }
-        let data_dir = &config.storage.data_dir;
-        if data_dir.exists() && !data_dir.is_dir() {
-            problems.push(format!("storage.data_dir {} is not a directory", data_dir.display()));
-        } else if !data_dir.exists() {
-            notes.push(format!("storage: {} is created on first start", data_dir.display()));
+            Err(e) => problems.extend(e.problems),
         }
     }
-
-    // The replay store.
-    if let ReplayConfig::Redis(redis) = &config.auth.replay
-        && let Err(e) = redis.resolve_password()
-    {
+    if let Err(e) = config.auth.resolve_admin_token() {
         problems.extend(e.problems);
+    } else if config.auth.admin_token_env.is_none() && config.auth.admin_token_file.is_none() {
+        notes.push("auth: no admin token: no admin API, the operator page on loopback only".to_owned());
     }
+    if let Some(hook) = &config.auth.publish_hook {
+        match hook.resolve_secret() {
+            Ok(_) => notes.push(format!(
+                "auth: publish hook {} decides every publish; [[streams]] keys admit none by themselves",
+                hook.url
+            )),
+            Err(e) => problems.extend(e.problems),
+        }
+    }
+    let data_dir = &config.storage.data_dir;
+    if data_dir.exists() && !data_dir.is_dir() {
+        problems.push(format!("storage.data_dir {} is not a directory", data_dir.display()));
+    } else if !data_dir.exists() {
+        notes.push(format!("storage: {} is created on first start", data_dir.display()));
+    }
+}
 
-    // The TLS certificates, read and matched to their keys as at start.
+/// The TLS certificates, read and matched to their keys as at start.
+fn check_tls(config: &Config, role: Role, problems: &mut Lines, notes: &mut Lines) {
     let mut tls_files: Vec<crate::config::TlsFiles> = config.http.tls_files().into_iter().collect();
     if role == Role::Serve
         && let Some(files) = &config.rtmp.tls
@@ -143,8 +157,10 @@ pub fn check(config: &Config, role: Role) -> Report {
             Err(e) => problems.push(e.to_string()),
         }
     }
+}
 
-    // The key provider.
+/// The key provider.
+fn check_kms(config: &Config, role: Role, problems: &mut Lines, notes: &mut Lines) {
     match &config.kms {
         KmsConfig::Local { keyring } => check_keyring(keyring, role, problems, notes),
         KmsConfig::Aws(_) => {
@@ -155,25 +171,25 @@ pub fn check(config: &Config, role: Role) -> Report {
             }
         }
     }
+}
 
-    if role == Role::Serve {
-        notes.push(format!(
-            "listen: RTMP on {}, HTTP{} on {}",
-            config.rtmp.listen,
-            if config.http.tls_files().is_some() { "S" } else { "" },
-            config.http.listen
-        ));
-        if let Some(tls_listen) = config.rtmp.tls_listen {
-            notes.push(format!("listen: RTMPS on {tls_listen}"));
-        }
-        if config.rtmp.listen.ip().is_loopback() {
-            notes.push(
-                "rtmp.listen is a loopback address: encoders on other machines cannot connect (0.0.0.0:1935 for all)"
-                    .to_owned(),
-            );
-        }
+/// Where serve will listen, and what that means for encoders elsewhere.
+fn note_listeners(config: &Config, notes: &mut Lines) {
+    notes.push(format!(
+        "listen: RTMP on {}, HTTP{} on {}",
+        config.rtmp.listen,
+        if config.http.tls_files().is_some() { "S" } else { "" },
+        config.http.listen
+    ));
+    if let Some(tls_listen) = config.rtmp.tls_listen {
+        notes.push(format!("listen: RTMPS on {tls_listen}"));
     }
-    report
+    if config.rtmp.listen.ip().is_loopback() {
+        notes.push(
+            "rtmp.listen is a loopback address: encoders on other machines cannot connect (0.0.0.0:1935 for all)"
+                .to_owned(),
+        );
+    }
 }
 
 /// Whether a file has a section only `serve` reads (`[rtmp]`, `[hls]`,
