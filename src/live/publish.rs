@@ -25,7 +25,8 @@ use crate::timeline::{Continuation, Timeline};
 const KEYS_AHEAD: usize = 1;
 
 /// How long the last segment of a publish may wait for its key when the
-/// publisher leaves before the KMS answered.
+/// publisher leaves before the KMS answered; and how long a publish waits
+/// for its first key before it takes its first frame.
 const FINAL_KEY_WAIT: Duration = Duration::from_secs(2);
 
 /// One publish: from the first media message until the publisher leaves.
@@ -89,6 +90,17 @@ impl Publish {
             Backoff::default(),
         );
         let mut keys_open = true;
+        // The first key before the first frame. A publisher that starts with
+        // a burst (a relay's GOP cache, a push faster than real time) would
+        // otherwise close its first segments before the KMS answered, and a
+        // segment without a key is dropped. Meanwhile the media channel
+        // fills and TCP slows the encoder: nothing is lost. Bounded, so a
+        // KMS outage still drops segments rather than stalling the publish.
+        match tokio::time::timeout(FINAL_KEY_WAIT, keys.recv()).await {
+            Ok(Some(key)) => self.pipeline.provide_key(segment_key(key)),
+            Ok(None) => keys_open = false,
+            Err(_) => debug!("no data key yet; taking media without one"),
+        }
         let mut last_message_at: Option<Instant> = None;
         // Whether the loop found the media channel empty since the last
         // message: if not, the time since that message was time spent busy.
