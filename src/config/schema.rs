@@ -240,8 +240,7 @@ pub struct Kms {
     #[serde(default)]
     pub region: Option<String>,
     /// AWS provider: `http(s)://host[:port]` of a KMS-compatible service.
-    /// Absent: `https://kms.<region>.amazonaws.com` (https needs the
-    /// `aws-tls` build feature).
+    /// Absent: `https://kms.<region>.amazonaws.com`.
     #[serde(default)]
     pub endpoint: Option<String>,
     /// AWS provider: the profile of the shared credentials file to use. Absent:

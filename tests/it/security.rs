@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::support::http::{self, Response};
+use crate::support::http::{self, Response, raw};
 use crate::support::kms::CountingKms;
 use crate::support::logs::capture_logs;
 use crate::support::rtmp::{Fixture, PublishOutcome, Publisher};
@@ -35,33 +35,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::hmac;
 use sealcast::config::Config;
 use sealcast::server::Server;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 const FIXTURE: &str = "high-bframes-aac48k.flv";
 const ADMIN: &str = "admin-token-for-security-tests-0123";
-/// One request written by hand (any `Host`, any headers); the response.
-async fn raw(addr: SocketAddr, head: &str, body: &[u8]) -> Response {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    let mut bytes = Vec::new();
-    stream.read_to_end(&mut bytes).await.unwrap();
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Response {
-        status,
-        headers,
-        body: body.as_bytes().to_vec(),
-    }
-}
-
 async fn get_as(addr: SocketAddr, path: &str, host: &str, extra: &str) -> Response {
     raw(
         addr,

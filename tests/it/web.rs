@@ -12,8 +12,7 @@ use sealcast::auth::Secret;
 use sealcast::config::{Config, DEFAULT_HLSJS_INTEGRITY, DEFAULT_HLSJS_URL};
 use sealcast::http::web::{self, REFUSED_TEXT, TOKEN_NEEDED_TEXT, WebState};
 use sealcast::server::Server;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 const ADMIN: &str = "admin-token-for-tests-0123456789";
 
@@ -43,30 +42,14 @@ async fn web_only(admin: Option<&str>, listen: &str, public_url: Option<&str>) -
     (addr, dir)
 }
 
-/// `POST path` with a form body; the raw response head and body.
+/// `POST path` with a form body; the response.
 async fn post_form(addr: SocketAddr, path: &str, body: &str) -> Response {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!(
+    let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Response {
-        status,
-        headers,
-        body: body.as_bytes().to_vec(),
-    }
+    crate::support::http::raw(addr, &head, body.as_bytes()).await
 }
 
 fn session_cookie(response: &Response) -> String {

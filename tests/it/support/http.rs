@@ -65,6 +65,18 @@ pub async fn get(addr: SocketAddr, path_and_query: &str) -> Response {
     get_with(addr, path_and_query, &[]).await
 }
 
+/// One request written by hand (any `Host`, any method and headers, `head`
+/// ending with its blank line), then `body`; the whole response.
+pub async fn raw(addr: SocketAddr, head: &str, body: &[u8]) -> Response {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    parse(&raw)
+}
+
 fn parse(raw: &[u8]) -> Response {
     let split = raw
         .windows(4)
