@@ -140,6 +140,7 @@ impl Server {
         ));
         let admin_token = config.auth.resolve_admin_token()?;
         let webhooks = Delivery::from_config(&config.webhooks, config.webhooks.resolve_secret()?)
+            .map_err(ConfigError::one)?
             .map(|delivery| (Notifier::new(config.webhooks.queue_capacity), delivery));
         let mut registry = Registry::new(settings, Arc::clone(&kms), specs);
         if let Some(metrics) = &metrics {
@@ -150,8 +151,7 @@ impl Server {
         }
         if let Some(hook) = &config.auth.publish_hook {
             let secret = hook.resolve_secret()?;
-            let hook = crate::webhooks::PublishHook::new(hook, secret)
-                .ok_or_else(|| ConfigError::one(format!("auth.publish_hook_url {:?} is not a URL", hook.url)))?;
+            let hook = crate::webhooks::PublishHook::new(hook, secret).map_err(ConfigError::one)?;
             info!(url = %hook.url(), "publish hook on: it decides every publish; [[streams]] keys admit none");
             registry = registry.with_publish_hook(hook);
         }
