@@ -65,6 +65,8 @@ pub struct Server {
     http_tls: Option<crate::tls::TlsAcceptor>,
     /// RTMPS on `[rtmp] tls_listen`, when set.
     rtmps: Option<crate::tls::TlsAcceptor>,
+    /// `metrics.tls`: `/metrics` over HTTPS with `[http]`'s certificate.
+    metrics_tls: bool,
 }
 
 impl Server {
@@ -203,6 +205,7 @@ impl Server {
             webhooks,
             http_tls,
             rtmps,
+            metrics_tls: config.metrics.tls,
         })
     }
 
@@ -316,7 +319,8 @@ impl Server {
             }
             None => (None, None),
         };
-        let metrics_task = spawn_metrics(metrics, exporter, stopped(stop_rx.clone()));
+        let metrics_tls = self.http_tls.clone().filter(|_| self.metrics_tls);
+        let metrics_task = spawn_metrics(metrics, exporter, metrics_tls, stopped(stop_rx.clone()));
         let open_connections = match &self.metrics {
             Some(metrics) => metrics.gauge(crate::metrics::RTMP_CONNECTIONS, &[]),
             None => ::metrics::Gauge::noop(),
@@ -423,14 +427,15 @@ pub fn tls_from_config(config: &Config) -> Result<Tls, crate::tls::TlsError> {
 }
 
 /// Serves `/metrics` on its own listener until `stop`, when metrics are on.
-fn spawn_metrics(
+pub(crate) fn spawn_metrics(
     listener: Option<TcpListener>,
     exporter: Option<Arc<Exporter>>,
+    tls: Option<crate::tls::TlsAcceptor>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let (listener, exporter) = listener.zip(exporter)?;
     Some(tokio::spawn(async move {
-        if let Err(error) = crate::metrics::serve(listener, exporter, stop).await {
+        if let Err(error) = crate::metrics::serve(listener, exporter, tls, stop).await {
             error!(%error, "metrics listener failed");
         }
     }))

@@ -468,3 +468,36 @@ fn an_unusable_certificate_is_a_clear_error_at_start() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// `[metrics] tls = true`: a scraper gets `/metrics` over HTTPS with
+/// `[http]`'s certificate, and plain HTTP gets no metrics.
+#[test]
+fn metrics_speak_https_with_the_http_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_ca(dir.path());
+    let (cert, key) = make_cert(dir.path(), "server");
+    let port = crate::support::process::free_port();
+    let metrics = format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\ntls = true\n");
+    let server = Server::start_with(dir.path(), &cert, &key, "", &metrics);
+    let scrape = |scheme: &str| {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--cacert", path_str(&ca)])
+            .arg(format!("{scheme}://127.0.0.1:{port}/metrics"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("curl (scripts/test.sh installs it)")
+    };
+    let https = scrape("https");
+    let text = String::from_utf8_lossy(&https.stdout);
+    assert!(
+        https.status.success() && text.contains("sealcast_streams_live"),
+        "https scrape: {text}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&https.stderr),
+        server.log()
+    );
+    let plain = scrape("http");
+    assert!(
+        !String::from_utf8_lossy(&plain.stdout).contains("sealcast_streams_live"),
+        "plain HTTP got the metrics"
+    );
+}
