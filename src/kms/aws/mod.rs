@@ -17,15 +17,23 @@
 //! or anything else is [`KmsError::Unavailable`] (503 with `Retry-After`).
 //! Every call has a timeout.
 //!
+//! Credentials come from the standard AWS chain ([`chain::AwsCredentialChain`]:
+//! environment, shared profile, web identity, container endpoint, instance
+//! metadata), fetched at the first call and refreshed before they expire.
+//!
 //! HTTPS (AWS itself) is rustls with the Mozilla roots of `webpki-roots` and
 //! *ring* crypto; plain `http` endpoints (moto, private KMS-compatible
 //! services) work too.
 
+pub mod chain;
 pub mod credentials;
+pub mod metadata;
 pub mod sigv4;
+mod sts;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -40,6 +48,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
+use self::chain::{AwsCredentialChain, ChainSettings};
+use self::metadata::HttpClient;
 use self::sigv4::{Credentials, SigningParams};
 use super::{Kms, KmsError};
 use crate::crypto::{DataKey, EncryptionContext, WrappedKey};
@@ -61,7 +71,7 @@ pub struct AwsSettings {
     pub region: Option<String>,
     /// `http(s)://host[:port]`; `None`: `https://kms.<region>.amazonaws.com`.
     pub endpoint: Option<String>,
-    /// Shared credentials file profile; `None`: environment, then `AWS_PROFILE`.
+    /// Shared profile that wins over the environment keys; `None`: the chain's order.
     pub profile: Option<String>,
     /// Limit for each KMS call, connection included.
     pub request_timeout: Duration,
@@ -69,11 +79,11 @@ pub struct AwsSettings {
 
 /// An AWS KMS key used through the KMS API.
 pub struct AwsKms {
-    client: Client<Connector, Full<Bytes>>,
+    client: HttpClient,
     endpoint: Endpoint,
     region: String,
     key_id: String,
-    credentials: Credentials,
+    credentials: Arc<AwsCredentialChain>,
     timeout: Duration,
 }
 
@@ -86,12 +96,25 @@ struct Endpoint {
 }
 
 impl AwsKms {
-    /// Resolves region and credentials from the process environment and the
-    /// shared credentials file, and sets up the HTTP client. Makes no request.
+    /// Resolves the region from the process environment, sets up the HTTP
+    /// client and the credential chain (sharing that client). Makes no
+    /// request: credentials are fetched at the first call.
     pub fn new(settings: &AwsSettings) -> Result<Self, KmsError> {
         let env = credentials::process_env;
-        let credentials = credentials::resolve_credentials(settings.profile.as_deref(), &env)?;
-        Self::with_credentials(settings, credentials, &env)
+        let region = credentials::resolve_region(settings.region.as_deref(), &env)?;
+        let client = http_client(settings.request_timeout)?;
+        let chain = AwsCredentialChain::new(
+            ChainSettings {
+                profile: settings.profile.clone(),
+                region,
+                timeout: settings.request_timeout,
+                imds_timeout: chain::IMDS_TIMEOUT,
+            },
+            credentials::Env::capture(&env),
+            client.clone(),
+            crate::clock::system(),
+        );
+        Self::build(settings, client, Arc::new(chain), &env)
     }
 
     /// As [`AwsKms::new`] with given credentials; the region may still come
@@ -101,16 +124,32 @@ impl AwsKms {
         credentials: Credentials,
         env: credentials::EnvLookup<'_>,
     ) -> Result<Self, KmsError> {
+        let client = http_client(settings.request_timeout)?;
+        let chain = AwsCredentialChain::fixed(credentials, client.clone());
+        Self::build(settings, client, Arc::new(chain), env)
+    }
+
+    /// As [`AwsKms::new`] with credentials from `chain` (which may be shared
+    /// with other AWS clients of the same identity).
+    pub fn with_chain(
+        settings: &AwsSettings,
+        chain: Arc<AwsCredentialChain>,
+        env: credentials::EnvLookup<'_>,
+    ) -> Result<Self, KmsError> {
+        Self::build(settings, http_client(settings.request_timeout)?, chain, env)
+    }
+
+    fn build(
+        settings: &AwsSettings,
+        client: HttpClient,
+        credentials: Arc<AwsCredentialChain>,
+        env: credentials::EnvLookup<'_>,
+    ) -> Result<Self, KmsError> {
         let region = credentials::resolve_region(settings.region.as_deref(), env)?;
         let endpoint = match &settings.endpoint {
             Some(text) => Endpoint::parse(text)?,
             None => Endpoint::parse(&default_endpoint(&region))?,
         };
-        let connector = connector(&endpoint, settings.request_timeout)?;
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
         Ok(Self {
             client,
             endpoint,
@@ -139,14 +178,25 @@ impl AwsKms {
     /// Sends one KMS API call (`target` such as `TrentService.CreateKey`) with
     /// a JSON body, signed, within the timeout; the JSON answer of a 2xx.
     /// [`Kms`] uses it, and so can tools and tests for other KMS operations.
+    /// Credentials are had first, outside the timeout (the chain has its own).
     pub async fn call(&self, target: &str, body: Vec<u8>) -> Result<Zeroizing<Vec<u8>>, CallError> {
-        match tokio::time::timeout(self.timeout, self.send(target, body)).await {
+        let credentials = self
+            .credentials
+            .credentials()
+            .await
+            .map_err(|e| CallError::Credentials(e.to_string()))?;
+        match tokio::time::timeout(self.timeout, self.send(target, body, &credentials)).await {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout(self.timeout)),
         }
     }
 
-    async fn send(&self, target: &str, body: Vec<u8>) -> Result<Zeroizing<Vec<u8>>, CallError> {
+    async fn send(
+        &self,
+        target: &str,
+        body: Vec<u8>,
+        credentials: &Credentials,
+    ) -> Result<Zeroizing<Vec<u8>>, CallError> {
         let unix_secs = crate::clock::now_unix_secs();
         let headers = [
             ("host", self.endpoint.host.as_str()),
@@ -162,7 +212,7 @@ impl AwsKms {
                 payload: &body,
             },
             &SigningParams {
-                credentials: &self.credentials,
+                credentials,
                 region: &self.region,
                 service: SERVICE,
                 unix_secs,
@@ -235,6 +285,9 @@ pub enum CallError {
     /// Connecting, sending or receiving failed.
     #[error("transport: {0}")]
     Transport(String),
+    /// The credential chain yielded no credentials.
+    #[error("{0}")]
+    Credentials(String),
     /// KMS answered with an error.
     #[error("HTTP {status}: {code}: {message}")]
     Service {
@@ -362,7 +415,9 @@ impl Endpoint {
     }
 }
 
-fn connector(_endpoint: &Endpoint, timeout: Duration) -> Result<Connector, KmsError> {
+/// The provider's HTTP(S) client (rustls, Mozilla roots; plain `http` too),
+/// connecting within `timeout`; clones share one connection pool.
+pub fn http_client(timeout: Duration) -> Result<HttpClient, KmsError> {
     let mut http = HttpConnector::new();
     http.set_connect_timeout(Some(timeout));
     http.set_nodelay(true);
@@ -370,7 +425,11 @@ fn connector(_endpoint: &Endpoint, timeout: Duration) -> Result<Connector, KmsEr
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
         .map_err(|e| KmsError::Config(format!("setting up TLS for AWS KMS: {e}")))?;
-    Ok(builder.https_or_http().enable_http1().wrap_connector(http))
+    let connector: Connector = builder.https_or_http().enable_http1().wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector))
 }
 
 /// `GenerateDataKey` request.
