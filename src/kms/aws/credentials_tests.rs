@@ -5,6 +5,9 @@ use super::*;
 /// An environment as (name, value) pairs.
 type Pairs<'a> = &'a [(&'a str, &'a str)];
 
+/// A chain case: `kms.profile`, the environment, and what it yields.
+type Case<'a> = (Option<&'a str>, Vec<(&'a str, &'a str)>, String);
+
 fn env_of(pairs: Pairs<'_>) -> Env {
     let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     Env::capture(&move |name| map.get(name).cloned())
@@ -90,7 +93,7 @@ async fn chain_order() {
     let container = [("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/abc")];
     let cat = |parts: &[&[(&'static str, &'static str)]]| parts.concat();
 
-    let cases: Vec<(Option<&str>, Vec<(&str, &str)>, String)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             None,
             cat(&[&keys, &web, &container]),
@@ -177,7 +180,7 @@ async fn chain_errors_say_what_was_tried() {
     let files = format!("{c} or {k}");
     let home = dir.path().join("home");
     let h = home.to_str().unwrap();
-    let cases: Vec<(Option<&str>, Vec<(&str, &str)>, String)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             None,
             vec![("HOME", h), ("AWS_EC2_METADATA_DISABLED", "true")],
