@@ -7,6 +7,11 @@
 //! fetch. A failed refresh keeps the old credentials while they last and is
 //! not retried for [`RETRY_AFTER_FAILURE_MS`], so an STS or metadata outage
 //! does not turn every KMS call into a credential request.
+//!
+//! Other AWS clients of the same identity share one chain (`Arc`): an S3
+//! store, for instance, implements object_store's `CredentialProvider` with
+//! `credentials().await` mapped to its `AwsCredential` (`access_key_id()`,
+//! `secret_access_key()`, `session_token()`).
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
