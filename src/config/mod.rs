@@ -194,7 +194,7 @@ pub struct AwsKmsConfig {
     pub region: Option<String>,
     /// `endpoint`; `None`: `https://kms.<region>.amazonaws.com`.
     pub endpoint: Option<String>,
-    /// `profile` of the shared credentials file; `None`: the environment.
+    /// `profile` of the shared files; `None`: the standard AWS credential chain.
     pub profile: Option<String>,
     /// `request_timeout_ms`: limit for each KMS call, 100 to 60000.
     pub request_timeout_ms: u64,

@@ -243,9 +243,9 @@ pub struct Kms {
     /// Absent: `https://kms.<region>.amazonaws.com`.
     #[serde(default)]
     pub endpoint: Option<String>,
-    /// AWS provider: the profile of the shared credentials file to use. Absent:
-    /// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, else profile `AWS_PROFILE`,
-    /// else `default`.
+    /// AWS provider: the shared profile to use, winning over the environment
+    /// keys. Absent: the standard AWS credential chain (environment, profile
+    /// `AWS_PROFILE` or `default`, web identity, container, instance metadata).
     #[serde(default)]
     pub profile: Option<String>,
     /// Limit for each call to the KMS, connecting included, 100 to 60000.

@@ -2,8 +2,9 @@
 //! request, at info level under the `sealcast::access` target, like nginx's
 //! access log: status, method, route (the path, never the query: tokens,
 //! tickets and wrapped keys travel there), the stream the path names,
-//! duration, response bytes (when known), and the peer address. Refused
-//! requests show up here with their status even when nothing else logs them.
+//! duration, response bytes (when known), the peer address, and the viewer a
+//! playlist or key request was authorized for ([`Viewer`]). Refused requests
+//! show up here with their status even when nothing else logs them.
 
 use std::net::SocketAddr;
 
@@ -13,6 +14,41 @@ use axum::http::header::CONTENT_LENGTH;
 use axum::middleware::Next;
 use axum::response::Response;
 use tokio::time::Instant;
+
+use crate::auth::Claims;
+use crate::auth::ticket;
+
+/// The viewer a handler authorized, put in the response's extensions for the
+/// log: the viewer tag (hex; the hash of the token's `jti`, else of the whole
+/// token, that tickets carry too, so a viewer's playlist and ticket key lines
+/// match) and the token's `sub` when it has one. Never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Viewer {
+    tag: [u8; ticket::VIEWER_LEN],
+    sub: Option<String>,
+}
+
+impl Viewer {
+    /// The viewer of a verified token.
+    pub fn of_token(claims: &Claims, token: &str) -> Self {
+        Self {
+            tag: ticket::viewer_tag(claims, token),
+            sub: claims.sub.clone(),
+        }
+    }
+
+    /// The viewer of a ticket already accepted.
+    pub fn of_ticket(ticket: &str) -> Option<Self> {
+        Some(Self {
+            tag: ticket::viewer_of(ticket)?,
+            sub: None,
+        })
+    }
+
+    fn tag_hex(&self) -> String {
+        self.tag.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
 
 /// The middleware: `router.layer(axum::middleware::from_fn(access_log::log))`.
 pub async fn log(request: Request, next: Next) -> Response {
@@ -24,6 +60,7 @@ pub async fn log(request: Request, next: Next) -> Response {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0.to_string());
     let response = next.run(request).await;
+    let viewer = response.extensions().get::<Viewer>();
     let bytes = response
         .headers()
         .get(CONTENT_LENGTH)
@@ -39,6 +76,8 @@ pub async fn log(request: Request, next: Next) -> Response {
         duration_ms = %format!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
         bytes = %bytes.as_deref().unwrap_or("-"),
         peer = %peer.as_deref().unwrap_or("-"),
+        viewer = %viewer.map_or_else(|| "-".to_owned(), Viewer::tag_hex),
+        sub = %viewer.and_then(|v| v.sub.as_deref()).map_or_else(|| "-".to_owned(), escape),
         "request"
     );
     response

@@ -221,14 +221,28 @@ async fn key(
     };
     let edk = query.edk.as_deref().unwrap_or_default();
     match keys.key(&stream, &key_id, edk, credential).await {
-        Ok(data_key) => (
-            [
-                (header::CONTENT_TYPE, "application/octet-stream"),
-                (header::CACHE_CONTROL, "no-store"),
-            ],
-            data_key.as_bytes().to_vec(),
-        )
-            .into_response(),
+        Ok(data_key) => {
+            let mut response = (
+                [
+                    (header::CONTENT_TYPE, "application/octet-stream"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                data_key.as_bytes().to_vec(),
+            )
+                .into_response();
+            // For the access log; the credential was accepted just now.
+            let viewer = match query.ticket.as_deref().filter(|t| !t.is_empty()) {
+                Some(ticket) => access_log::Viewer::of_ticket(ticket),
+                None => presented_token(query.token.as_deref(), &headers).and_then(|token| {
+                    let claims = keys.verify_token(token, &stream).ok()?;
+                    Some(access_log::Viewer::of_token(&claims, token))
+                }),
+            };
+            if let Some(viewer) = viewer {
+                response.extensions_mut().insert(viewer);
+            }
+            response
+        }
         Err(KeyError::Forbidden) => status(StatusCode::FORBIDDEN, "forbidden\n"),
         Err(KeyError::Unavailable) => unavailable("key service unavailable\n"),
         Err(KeyError::TooMany) => (
@@ -282,6 +296,9 @@ async fn media_file(
                 return status(StatusCode::FORBIDDEN, "forbidden\n");
             }
         };
+        let viewer = token
+            .zip(claims.as_ref())
+            .map(|(token, claims)| access_log::Viewer::of_token(claims, token));
         let cache_control = if claims.is_some() {
             PERSONAL_PLAYLIST_CACHE
         } else {
@@ -305,14 +322,20 @@ async fn media_file(
             (token, _) => stream.render_playlist(token.map(|t| format!("token={t}")).as_deref()),
         };
         return match text {
-            Some(text) => (
-                [
-                    (header::CONTENT_TYPE, PLAYLIST_TYPE),
-                    (header::CACHE_CONTROL, cache_control),
-                ],
-                text,
-            )
-                .into_response(),
+            Some(text) => {
+                let mut response = (
+                    [
+                        (header::CONTENT_TYPE, PLAYLIST_TYPE),
+                        (header::CACHE_CONTROL, cache_control),
+                    ],
+                    text,
+                )
+                    .into_response();
+                if let Some(viewer) = viewer {
+                    response.extensions_mut().insert(viewer);
+                }
+                response
+            }
             None => status(StatusCode::NOT_FOUND, "not found\n"),
         };
     }

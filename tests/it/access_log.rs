@@ -1,10 +1,18 @@
 //! The optional access log: one line per request with status, route,
-//! stream, duration and bytes, and never the token from the query.
+//! stream, duration, bytes and the authorized viewer, and never the token
+//! from the query.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use sealcast::auth::{Claims, ticket};
 
 use crate::support::http;
 use crate::support::logs::capture_logs;
-use crate::support::server::TestServer;
-use crate::support::with_safety_net;
+use crate::support::playlist::{self, distinct_keys, query_param};
+use crate::support::process::Proc;
+use crate::support::server::{DEMO_KEY, TestServer};
+use crate::support::{fixture, with_safety_net};
 
 #[tokio::test]
 async fn one_line_per_request_and_never_a_token() {
@@ -53,4 +61,75 @@ async fn off_by_default() {
     .await;
     let log = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     assert!(!log.contains("sealcast::access"), "{log}");
+}
+
+/// The authorized viewer on playlist and key lines: the viewer tag (the one
+/// tickets carry, so the lines of one viewer match) and the token's `sub`;
+/// never the token or the ticket. Current-thread, so the capture sees the
+/// server's tasks.
+#[tokio::test]
+async fn playlist_and_key_lines_name_the_viewer() {
+    let (_capture, logs) = capture_logs();
+    let (mut token, mut ticket) = (String::new(), String::new());
+    let mut tag = String::new();
+    with_safety_net(async {
+        let segments = "[hls]\nsegment_duration_secs = 2\n[encryption]\nsegments_per_key = 1\n";
+        let server = TestServer::start_with_config(segments, |c| {
+            c.http.access_log = true;
+            c.auth.one_time_key_tickets = true;
+        })
+        .await;
+        let claims = Claims {
+            exp: sealcast::clock::now_unix_secs() + 3600,
+            stream: "live/demo".to_owned(),
+            sub: Some("viewer-7".to_owned()),
+            jti: Some("j-1".to_owned()),
+        };
+        token = server.keys.mint_token(&claims);
+        tag = ticket::viewer_tag(&claims, &token)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut push = Command::new("ffmpeg");
+        push.args(["-nostdin", "-v", "error", "-i"])
+            .arg(fixture("high-bframes-aac48k.flv"))
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(format!("rtmp://{}/live/{DEMO_KEY}", server.rtmp))
+            .stdin(Stdio::null());
+        let mut publisher = Proc::spawn("ffmpeg publisher", &mut push);
+        let status = tokio::task::spawn_blocking(move || publisher.wait(Duration::from_secs(120)))
+            .await
+            .unwrap();
+        assert!(status.success());
+        let text = playlist::until_ended(server.http, &format!("/live/demo/index.m3u8?token={token}")).await;
+        let keys = distinct_keys(&text);
+        ticket = query_param(&keys[0].uri, "ticket").unwrap().to_owned();
+        assert_eq!(http::get(server.http, &keys[0].uri).await.status, 200);
+        let edk = query_param(&keys[1].uri, "edk").unwrap();
+        let by_token = format!("/keys/live/demo/{}?edk={edk}&token={token}", keys[1].key_id());
+        assert_eq!(http::get(server.http, &by_token).await.status, 200);
+        server.stop().await;
+    })
+    .await;
+    let log = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("sealcast::access")).collect();
+    let playlist_line = lines
+        .iter()
+        .rev()
+        .find(|l| l.contains("route=/live/demo/index.m3u8"))
+        .unwrap();
+    let key_lines: Vec<&&str> = lines.iter().filter(|l| l.contains("route=/keys/")).collect();
+    assert_eq!(key_lines.len(), 2, "{log}");
+    for (line, sub) in [
+        (playlist_line, "sub=viewer-7"),
+        (key_lines[0], "sub=-"),
+        (key_lines[1], "sub=viewer-7"),
+    ] {
+        assert!(line.contains("status=200"), "{line}");
+        assert!(line.contains(&format!("viewer={tag}")), "{line}");
+        assert!(line.contains(sub), "{line}");
+    }
+    let token_signature = token.rsplit('.').next().unwrap();
+    assert!(!log.contains(token_signature), "a token reached the log");
+    assert!(!log.contains(&ticket), "a ticket reached the log");
 }

@@ -16,6 +16,7 @@ mod support;
 
 mod access_log;
 mod admin_api;
+mod aws_credentials;
 mod browser;
 mod e2e_ffmpeg;
 mod http_starvation;

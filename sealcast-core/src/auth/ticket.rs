@@ -201,6 +201,17 @@ pub fn verify(
     })
 }
 
+/// The viewer tag a ticket carries, read without checking its MAC: only for
+/// a ticket [`verify`] already accepted (the access log names the viewer).
+pub fn viewer_of(ticket: &str) -> Option<[u8; VIEWER_LEN]> {
+    let mut raw = [0u8; TICKET_LEN + 3];
+    let len = URL_SAFE_NO_PAD.decode_slice(ticket, &mut raw).ok()?;
+    if len != TICKET_LEN {
+        return None;
+    }
+    raw.get(BODY_LEN - VIEWER_LEN..BODY_LEN)?.try_into().ok()
+}
+
 /// The viewer tag of a token: the first 8 bytes of SHA-256 of `jti:<jti>`
 /// when the token has a `jti`, else of `token:<the whole token>`.
 pub fn viewer_tag(claims: &Claims, token: &str) -> [u8; VIEWER_LEN] {
@@ -358,6 +369,16 @@ mod tests {
         for (what, text, want) in cases {
             assert_eq!(verify(&key(), &text, &binding(), 0), Err(want), "{what}");
         }
+    }
+
+    #[test]
+    fn viewer_of_reads_the_tag() {
+        let nonce = [3u8; NONCE_LEN];
+        let viewer: [u8; VIEWER_LEN] = std::array::from_fn(|i| 0x20 + i as u8);
+        let text = encode(&key(), &binding(), viewer, EXP, nonce);
+        assert_eq!(viewer_of(&text), Some(viewer));
+        assert_eq!(viewer_of(&text[..TICKET_TEXT_LEN - 4]), None);
+        assert_eq!(viewer_of("!"), None);
     }
 
     #[test]

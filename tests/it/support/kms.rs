@@ -124,6 +124,42 @@ impl Moto {
         self.client_at(&self.endpoint(), credentials, key_id, Duration::from_secs(5))
     }
 
+    /// Lets the next three requests through unchecked (moto's
+    /// `/moto-api/reset-auth`), creates IAM role `sealcast-web` allowed
+    /// `kms:*` with two of them, and leaves the third for the caller's
+    /// unsigned STS `AssumeRoleWithWebIdentity`. Returns the role's ARN.
+    pub async fn provision_web_identity_role(&self) -> String {
+        let reset =
+            "POST /moto-api/reset-auth HTTP/1.1\r\nHost: moto\r\nContent-Length: 1\r\nConnection: close\r\n\r\n3";
+        let mut stream = TcpStream::connect(self.addr).await.unwrap();
+        stream.write_all(reset.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        assert!(raw.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&raw));
+
+        let setup = Credentials::new("AKIASETUPONLY", "unchecked", None);
+        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Federated":"arn:aws:iam::123456789012:oidc-provider/example.com"},"Action":"sts:AssumeRoleWithWebIdentity"}]}"#;
+        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#;
+        let created = self
+            .iam(
+                &setup,
+                &format!(
+                    "Action=CreateRole&RoleName=sealcast-web&AssumeRolePolicyDocument={}&Version=2010-05-08",
+                    form_encode(trust)
+                ),
+            )
+            .await;
+        self.iam(
+            &setup,
+            &format!(
+                "Action=PutRolePolicy&RoleName=sealcast-web&PolicyName=kms&PolicyDocument={}&Version=2010-05-08",
+                form_encode(policy)
+            ),
+        )
+        .await;
+        xml_text(&created, "Arn")
+    }
+
     /// One IAM query-protocol request; the XML answer, which must be a 200.
     async fn iam(&self, credentials: &Credentials, body: &str) -> String {
         let host = self.addr.to_string();
