@@ -44,6 +44,16 @@ impl Credentials {
     pub fn access_key_id(&self) -> &str {
         &self.access_key_id
     }
+
+    /// The secret access key, for a signer (object storage's client).
+    pub fn secret_access_key(&self) -> &str {
+        &self.secret_access_key
+    }
+
+    /// The session token of temporary credentials.
+    pub fn session_token(&self) -> Option<&str> {
+        self.session_token.as_ref().map(|t| t.as_str())
+    }
 }
 
 impl fmt::Debug for Credentials {
