@@ -206,11 +206,17 @@ fn serve(config: &Path, s3: (&str, &str)) -> Result<(Proc, SocketAddr, SocketAdd
 
 /// The canonical playlist in the bucket, once it has `#EXT-X-ENDLIST`.
 async fn stored_playlist_ended(store: &AmazonS3) -> String {
+    stored_playlist_where(store, playlist::ended).await
+}
+
+/// The canonical playlist in the bucket, once `done` holds for it.
+async fn stored_playlist_where(store: &AmazonS3, done: impl Fn(&str) -> bool) -> String {
     let path = object_store::path::Path::from(format!("{PREFIX}live/demo/index.m3u8"));
-    wait_for("the stored playlist to end", Duration::from_secs(60), || async {
-        let bytes = store.get(&path).await.ok()?.bytes().await.ok()?;
+    let (done, path) = (&done, &path);
+    wait_for("the stored playlist", Duration::from_secs(60), || async move {
+        let bytes = store.get(path).await.ok()?.bytes().await.ok()?;
         let text = String::from_utf8(bytes.to_vec()).ok()?;
-        playlist::ended(&text).then_some(text)
+        done(&text).then_some(text)
     })
     .await
 }
@@ -340,5 +346,75 @@ async fn wrong_bucket_or_endpoint_is_a_start_error_naming_the_setting() {
             Ok(_) => panic!("{setting}: the server started"),
             Err(log) => assert!(log.contains(setting), "{setting} not named:\n{log}"),
         }
+    }
+}
+
+/// The keys of the bucket's objects.
+async fn keys(store: &AmazonS3) -> Vec<String> {
+    let metas: Vec<_> = store.list(None).try_collect().await.unwrap();
+    metas.into_iter().map(|m| m.location.to_string()).collect()
+}
+
+/// With a window of three segments, segments that slid out of the playlist
+/// are deleted from the bucket (after their duration plus the playlist's,
+/// RFC 8216 6.2.2), and the listed ones stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_segments_are_deleted_from_the_bucket() {
+    let s3 = S3Server::moto().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &s3.endpoint(), BUCKET, 3);
+    let (_server, rtmp, _http) = serve(&config, (s3.access_key_id, s3.secret_access_key)).unwrap();
+    crate::support::kms::finished(crate::support::kms::publish(rtmp, DEMO_KEY, 12, false)).await;
+    let store = s3.client();
+    let stored = stored_playlist_ended(&store).await;
+    let parsed = playlist::parse(&stored);
+    assert_eq!(parsed.segments.len(), 3, "{stored}");
+    assert!(parsed.media_sequence >= 2, "segments slid out:\n{stored}");
+    let listed: Vec<String> = parsed
+        .segments
+        .iter()
+        .map(|s| format!("{PREFIX}live/demo/{}", s.uri))
+        .collect();
+    let remaining = wait_for("expired segments to be deleted", Duration::from_secs(60), || async {
+        let segments: Vec<String> = keys(&store).await.into_iter().filter(|k| k.ends_with(".ts")).collect();
+        (segments.len() == listed.len()).then_some(segments)
+    })
+    .await;
+    for key in &listed {
+        assert!(remaining.contains(key), "{key} is listed but was deleted");
+    }
+}
+
+/// Another node (a fresh process with its own data directory, the same
+/// bucket) continues the stored playlist: the first node's segments stay,
+/// a discontinuity, media sequence numbers that only grow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_continues_the_stored_playlist() {
+    let s3 = S3Server::moto().await;
+    let store = s3.client();
+    let mut uris = Vec::new();
+    for node in ["a", "b"] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), &s3.endpoint(), BUCKET, 30);
+        let (mut server, rtmp, _http) = serve(&config, (s3.access_key_id, s3.secret_access_key)).unwrap();
+        crate::support::kms::finished(crate::support::kms::publish(rtmp, DEMO_KEY, 4, false)).await;
+        let before = uris.len();
+        let stored =
+            stored_playlist_where(&store, |text| playlist::ended(text) && playlist::segment_count(text) > before).await;
+        let parsed = playlist::parse(&stored);
+        let now: Vec<String> = parsed.segments.iter().map(|s| s.uri.clone()).collect();
+        assert!(now.starts_with(&uris), "node {node} kept the earlier segments:\n{stored}");
+        if node == "b" {
+            let first_of_b = &parsed.segments[uris.len()];
+            assert!(first_of_b.discontinuity, "node b's first segment follows a discontinuity:\n{stored}");
+            assert_eq!(parsed.media_sequence, 0, "{stored}");
+            let seq = |uri: &str| -> u64 {
+                uri.trim_end_matches(".ts").rsplit('-').next().unwrap().parse().unwrap()
+            };
+            assert!(seq(&first_of_b.uri) > seq(&uris[uris.len() - 1]), "sequence numbers grow:\n{stored}");
+        }
+        assert!(now.len() > uris.len(), "node {node} added segments:\n{stored}");
+        uris = now;
+        server.kill();
     }
 }
