@@ -12,8 +12,6 @@ use tracing::{error, info, warn};
 
 use crate::auth::Secret;
 use crate::config::{Config, ConfigError, ResolvedStream, StorageBackend};
-use crate::storage::Storage;
-use crate::storage::s3::S3Store;
 use crate::http::admin_gate::FailedAuthGate;
 use crate::http::serve::ServeLimits;
 use crate::http::web::{self, WebState};
@@ -26,6 +24,8 @@ use crate::metrics::{Exporter, MeteredKms, Metrics};
 use crate::names::{NameError, StreamName};
 use crate::readiness::{self, Readiness};
 use crate::reload::Reloader;
+use crate::storage::Storage;
+use crate::storage::s3::S3Store;
 use crate::webhooks::{Delivery, Notifier};
 
 /// How long shutdown waits for queued webhook events to be delivered.

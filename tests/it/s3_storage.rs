@@ -71,7 +71,14 @@ impl S3Server {
             Command::new("s3rver")
                 .args(["-d"])
                 .arg(dir.path())
-                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "--silent", "--no-vhost-buckets"])
+                .args([
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "--silent",
+                    "--no-vhost-buckets",
+                ])
                 .args(["--configure-bucket", BUCKET])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -232,7 +239,10 @@ async fn push_play_and_scan(s3: &S3Server) {
     crate::support::kms::finished(crate::support::kms::publish(rtmp, DEMO_KEY, seconds, true)).await;
     let store = s3.client();
     let stored = stored_playlist_ended(&store).await;
-    assert!(!stored.contains("token="), "the canonical playlist carries no credential:\n{stored}");
+    assert!(
+        !stored.contains("token="),
+        "the canonical playlist carries no credential:\n{stored}"
+    );
 
     // Every listed segment is in the bucket.
     let keyed = keyed_segments(&stored);
@@ -245,12 +255,20 @@ async fn push_play_and_scan(s3: &S3Server) {
     }
 
     // Playback through sealcast, segments read back from the bucket.
-    let token = mint_token(&sealcast::auth::Secret::new(TOKEN_SECRET.as_bytes().to_vec()), "live/demo", 3600);
+    let token = mint_token(
+        &sealcast::auth::Secret::new(TOKEN_SECRET.as_bytes().to_vec()),
+        "live/demo",
+        3600,
+    );
     let played = dir.path().join("played.ts");
     crate::support::kms::play(http_addr, "live/demo", &token, &played).await;
     let frames = count_frames(&played);
     let pushed = u64::from(seconds * FPS);
-    assert!(frames.video * 100 >= pushed * 95, "played {} of {pushed} video frames", frames.video);
+    assert!(
+        frames.video * 100 >= pushed * 95,
+        "played {} of {pushed} video frames",
+        frames.video
+    );
     assert!(frames.audio > 0, "{frames:?}");
 
     // No plaintext TS and no data key anywhere in the bucket.
@@ -399,19 +417,28 @@ async fn a_second_node_continues_the_stored_playlist() {
         let (mut server, rtmp, _http) = serve(&config, (s3.access_key_id, s3.secret_access_key)).unwrap();
         crate::support::kms::finished(crate::support::kms::publish(rtmp, DEMO_KEY, 4, false)).await;
         let before = uris.len();
-        let stored =
-            stored_playlist_where(&store, |text| playlist::ended(text) && playlist::segment_count(text) > before).await;
+        let stored = stored_playlist_where(&store, |text| {
+            playlist::ended(text) && playlist::segment_count(text) > before
+        })
+        .await;
         let parsed = playlist::parse(&stored);
         let now: Vec<String> = parsed.segments.iter().map(|s| s.uri.clone()).collect();
-        assert!(now.starts_with(&uris), "node {node} kept the earlier segments:\n{stored}");
+        assert!(
+            now.starts_with(&uris),
+            "node {node} kept the earlier segments:\n{stored}"
+        );
         if node == "b" {
             let first_of_b = &parsed.segments[uris.len()];
-            assert!(first_of_b.discontinuity, "node b's first segment follows a discontinuity:\n{stored}");
+            assert!(
+                first_of_b.discontinuity,
+                "node b's first segment follows a discontinuity:\n{stored}"
+            );
             assert_eq!(parsed.media_sequence, 0, "{stored}");
-            let seq = |uri: &str| -> u64 {
-                uri.trim_end_matches(".ts").rsplit('-').next().unwrap().parse().unwrap()
-            };
-            assert!(seq(&first_of_b.uri) > seq(&uris[uris.len() - 1]), "sequence numbers grow:\n{stored}");
+            let seq = |uri: &str| -> u64 { uri.trim_end_matches(".ts").rsplit('-').next().unwrap().parse().unwrap() };
+            assert!(
+                seq(&first_of_b.uri) > seq(&uris[uris.len() - 1]),
+                "sequence numbers grow:\n{stored}"
+            );
         }
         assert!(now.len() > uris.len(), "node {node} added segments:\n{stored}");
         uris = now;
