@@ -86,3 +86,82 @@ pub(super) fn validate(backend: StorageBackend, s3: Option<&S3Config>, problems:
         (StorageBackend::Local, _) => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s3(bucket: &str, endpoint: Option<&str>, prefix: &str, path_style: Option<bool>) -> S3Config {
+        S3Config {
+            bucket: bucket.to_owned(),
+            endpoint: endpoint.map(str::to_owned),
+            region: None,
+            prefix: prefix.to_owned(),
+            path_style,
+            profile: None,
+        }
+    }
+
+    /// (backend, [storage.s3], the problems listed)
+    #[test]
+    fn validation_names_the_key() {
+        let table: [(StorageBackend, Option<S3Config>, &[&str]); 5] = [
+            (StorageBackend::Local, None, &[]),
+            (StorageBackend::S3, Some(s3("media", None, "", None)), &[]),
+            (
+                StorageBackend::S3,
+                None,
+                &["storage.s3.bucket must be set when storage.backend = \"s3\""],
+            ),
+            (
+                StorageBackend::S3,
+                Some(s3(" ", None, "", None)),
+                &["storage.s3.bucket must not be empty"],
+            ),
+            (
+                StorageBackend::S3,
+                Some(s3("media", Some("minio:9000"), "", None)),
+                &["storage.s3.endpoint \"minio:9000\" must start with http:// or https://"],
+            ),
+        ];
+        for (backend, config, want) in table {
+            let mut problems = Vec::new();
+            validate(backend, config.as_ref(), &mut problems);
+            assert_eq!(problems, want, "{backend:?} {config:?}");
+        }
+    }
+
+    /// The TOML tables as an operator writes them; unknown keys are errors.
+    #[test]
+    fn parses_from_toml() {
+        let text = "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"media\"\nendpoint = \"http://127.0.0.1:9000\"\nprefix = \"p\"\n";
+        let config = crate::config::Config::from_toml_str(text).unwrap();
+        assert_eq!(config.storage.backend, StorageBackend::S3);
+        let s3 = config.storage.s3.unwrap();
+        assert_eq!(
+            (s3.bucket.as_str(), s3.key_prefix().as_str(), s3.uses_path_style()),
+            ("media", "p/", true)
+        );
+        let error = crate::config::Config::from_toml_str("[storage.s3]\nbucket = \"m\"\nbuckt = \"x\"\n").unwrap_err();
+        assert!(error.to_string().contains("buckt"), "{error}");
+        let error = crate::config::Config::from_toml_str("[storage]\nbackend = \"gcs\"\n").unwrap_err();
+        assert!(error.to_string().contains("storage.backend"), "{error}");
+    }
+
+    /// The prefix always ends in `/` (unless empty); path-style is the
+    /// default with an endpoint, virtual-hosted on AWS, unless set.
+    #[test]
+    fn prefix_and_addressing_defaults() {
+        let table = [
+            (s3("b", None, "", None), "", false),
+            (s3("b", None, "a/b", None), "a/b/", false),
+            (s3("b", Some("http://x"), "/a/", None), "a/", true),
+            (s3("b", Some("http://x"), "a/", Some(false)), "a/", false),
+            (s3("b", None, "", Some(true)), "", true),
+        ];
+        for (config, prefix, path_style) in table {
+            assert_eq!(config.key_prefix(), prefix, "{config:?}");
+            assert_eq!(config.uses_path_style(), path_style, "{config:?}");
+        }
+    }
+}
