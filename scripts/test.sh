@@ -44,6 +44,13 @@ if ! python3 -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; then
   echo "==> installing moto[server]"
   python3 -m pip install --quiet 'moto[server]>=5,<6'
 fi
+# s3rver: a second, independent S3 implementation (Node, checks SigV4, stores on disk)
+# for the object storage backend's tests; moto's S3 is the first. Chosen over s3s-fs
+# because it installs in seconds from npm instead of minutes of compiling.
+if ! command -v s3rver >/dev/null; then
+  echo "==> installing s3rver (npm)"
+  npm install -g --no-audit --no-fund --loglevel=error s3rver@3.7.1
+fi
 
 echo "==> sans-IO check of sealcast-core, and proof that it catches a violation"
 scripts/check-sans-io.sh

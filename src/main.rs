@@ -508,6 +508,7 @@ fn serve(runtime: &tokio::runtime::Runtime, config_path: Option<&Path>, log: &Ar
     raise_open_file_limit();
     let server = Server::from_config(&config)?;
     runtime.block_on(async {
+        server.check_storage().await?;
         let rtmp = tokio::net::TcpListener::bind(config.rtmp.listen)
             .await
             .with_context(|| format!("binding RTMP to {}", config.rtmp.listen))?;

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
 use crate::auth::Secret;
-use crate::config::{Config, ConfigError, ResolvedStream};
+use crate::config::{Config, ConfigError, ResolvedStream, StorageBackend};
 use crate::http::admin_gate::FailedAuthGate;
 use crate::http::serve::ServeLimits;
 use crate::http::web::{self, WebState};
@@ -24,6 +24,8 @@ use crate::metrics::{Exporter, MeteredKms, Metrics};
 use crate::names::{NameError, StreamName};
 use crate::readiness::{self, Readiness};
 use crate::reload::Reloader;
+use crate::storage::Storage;
+use crate::storage::s3::S3Store;
 use crate::webhooks::{Delivery, Notifier};
 
 /// How long shutdown waits for queued webhook events to be delivered.
@@ -44,6 +46,18 @@ pub enum StartError {
     /// A TLS certificate or key file is unusable (the message names its setting).
     #[error("{0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// The storage backend cannot be used (the message names its setting).
+    #[error("{0}")]
+    Storage(#[from] crate::storage::StorageError),
+}
+
+/// The configured storage: the data directory, or the `[storage.s3]` bucket
+/// (its client set up; [`Server::check_storage`] makes the first request).
+fn storage_from_config(config: &Config, metrics: Option<Arc<Metrics>>) -> Result<Storage, StartError> {
+    match (config.storage.backend, &config.storage.s3) {
+        (StorageBackend::S3, Some(s3)) => Ok(Storage::S3(Arc::new(S3Store::open(s3, metrics)?))),
+        _ => Ok(Storage::Local(config.storage.data_dir.clone())),
+    }
 }
 
 /// A configured server, ready to run on listeners the caller bound.
@@ -106,6 +120,7 @@ impl Server {
     fn build(config: &Config, kms: Arc<dyn Kms>, clock: Clock, tls: Option<Tls>) -> Result<Self, StartError> {
         let token_secret = config.resolve_token_secret()?;
         let streams = config.resolve_streams()?;
+        let metrics = config.metrics.enabled.then(|| Arc::new(Metrics::new()));
         let settings = LiveSettings {
             data_dir: config.storage.data_dir.clone(),
             key_uri_base: config.http.key_base().to_owned(),
@@ -113,6 +128,7 @@ impl Server {
             playlist_window: config.hls.playlist_window as usize,
             segments_per_key: config.encryption.segments_per_key,
             reconnect_grace: Duration::from_secs(config.hls.reconnect_grace_secs),
+            storage: storage_from_config(config, metrics.clone())?,
         };
         let specs = streams
             .iter()
@@ -123,7 +139,6 @@ impl Server {
                 })
             })
             .collect::<Result<Vec<_>, NameError>>()?;
-        let metrics = config.metrics.enabled.then(|| Arc::new(Metrics::new()));
         let kms: Arc<dyn Kms> = match &metrics {
             Some(metrics) => Arc::new(MeteredKms::new(kms, Arc::clone(metrics))),
             None => kms,
@@ -247,6 +262,16 @@ impl Server {
     /// Counts and slows down wrong admin credentials (operator page and admin API).
     pub fn failed_admin_auth(&self) -> &Arc<FailedAuthGate> {
         &self.http_state.failed_admin_auth
+    }
+
+    /// Makes sure the storage answers (object storage: the bucket is listed
+    /// once), so a wrong bucket, endpoint or credential stops the start with
+    /// an error naming the setting.
+    pub async fn check_storage(&self) -> Result<(), StartError> {
+        if let Storage::S3(store) = self.registry.storage() {
+            store.check().await?;
+        }
+        Ok(())
     }
 
     pub fn registry(&self) -> &Arc<Registry> {

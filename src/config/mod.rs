@@ -31,6 +31,7 @@ mod publish_hook;
 mod redis_url;
 mod schema;
 mod secrets;
+mod storage;
 #[cfg(test)]
 mod tests;
 mod toml_errors;
@@ -43,6 +44,7 @@ pub use publish_hook::PublishHookConfig;
 pub use redis_url::RedisUrl;
 pub use schema::{HlsConfig, HttpConfig, LogConfig, StorageConfig};
 pub use secrets::{KeyOrigin, ResolvedStream};
+pub use storage::{S3Config, StorageBackend};
 pub use webhooks::WebhooksConfig;
 
 /// Shortest accepted token secret, in bytes: HS256 wants a key at least as

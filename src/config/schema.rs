@@ -180,14 +180,20 @@ pub struct HttpConfig {
     pub tls_key_file: Option<PathBuf>,
 }
 
-/// `[storage]`: local files.
+/// `[storage]`: local files, and where segments and playlists go.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
-    /// Directory for segments, playlists, the keyring and generated secrets.
-    /// Created on start if missing.
+    /// Directory for segments and playlists (with the local backend), the
+    /// keyring and generated secrets. Created on start if missing.
     #[serde(default = "default_storage_data_dir")]
     pub data_dir: PathBuf,
+    /// `"local"` (files under `data_dir`, the default) or `"s3"`.
+    #[serde(default)]
+    pub backend: super::StorageBackend,
+    /// The bucket, with `backend = "s3"`.
+    #[serde(default)]
+    pub s3: Option<super::S3Config>,
 }
 
 /// `[hls]`: segmenting and playlists (RFC 8216).
@@ -545,6 +551,8 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             data_dir: default_storage_data_dir(),
+            backend: super::StorageBackend::default(),
+            s3: None,
         }
     }
 }

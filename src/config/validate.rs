@@ -68,6 +68,7 @@ pub(super) fn validate(doc: Document) -> Result<Config, ConfigError> {
     if doc.storage.data_dir.as_os_str().is_empty() {
         p.push("storage.data_dir must not be empty");
     }
+    super::storage::validate(doc.storage.backend, doc.storage.s3.as_ref(), &mut p.0);
     hls(&doc.hls, &mut p);
     if let Some(level) = &doc.log.level
         && let Err(e) = tracing_subscriber::EnvFilter::try_new(level)

@@ -32,6 +32,7 @@ pub mod access_log;
 pub mod admin_gate;
 pub mod api;
 pub mod serve;
+mod stored;
 pub mod web;
 
 use crate::auth::Secret;
@@ -341,6 +342,11 @@ async fn media_file(
     }
     if !names::is_segment_file_name(&file) {
         return status(StatusCode::NOT_FOUND, "not found\n");
+    }
+    let storage = state.registry.storage();
+    if storage.local_dir().is_none() {
+        let key = crate::storage::segment_key(stream_name.app(), stream_name.name(), &file);
+        return stored::serve_segment(storage, &key, &headers).await;
     }
     serve_segment(&stream.dir().join(&file), &headers).await
 }

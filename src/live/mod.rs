@@ -22,6 +22,7 @@
 
 mod publish;
 mod registry;
+mod upload;
 mod writer;
 
 use std::num::NonZeroU32;
@@ -45,6 +46,8 @@ pub struct LiveSettings {
     pub segments_per_key: NonZeroU32,
     /// How long a playlist waits for its publisher to return before it ends.
     pub reconnect_grace: Duration,
+    /// Where segments and playlists go: `Storage::Local(data_dir)`, or a bucket.
+    pub storage: crate::storage::Storage,
 }
 
 /// A configured stream as the registry is given it.

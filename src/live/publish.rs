@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use super::registry::{Registry, Stream};
+use super::upload::Uploader;
 use super::writer::SegmentWriter;
 use crate::flv::TagKind;
 use crate::hls::CutPolicy;
@@ -41,6 +42,10 @@ pub(super) struct Publish {
     /// See [`super::StreamInfo::max_media_gap_us`].
     max_media_gap: Duration,
     meters: crate::metrics::StreamMeters,
+    /// With object storage: the upload queue, and the open segment's
+    /// ciphertext buffered until it closes (sequence, pieces).
+    uploader: Option<Uploader>,
+    buffered: (u64, Vec<Vec<u8>>),
 }
 
 impl Publish {
@@ -66,7 +71,18 @@ impl Publish {
         );
         let writer = SegmentWriter::new(stream.dir().to_owned(), publish_id.clone());
         let meters = registry.stream_meters(&stream.name);
+        let uploader = registry.storage().local_dir().is_none().then(|| {
+            Uploader::spawn(
+                Arc::clone(&registry),
+                Arc::clone(&stream),
+                registry.storage().clone(),
+                timeline.clone(),
+                publish_id.clone(),
+            )
+        });
         Self {
+            uploader,
+            buffered: (0, Vec::new()),
             meters,
             registry,
             stream,
@@ -146,6 +162,9 @@ impl Publish {
         }
         // Only a segment that never closed leaves a temporary file behind.
         self.writer.discard().await;
+        if let Some(uploader) = self.uploader.take() {
+            uploader.finish().await;
+        }
         self.end().await;
     }
 
@@ -193,6 +212,14 @@ impl Publish {
         while let Some((_, piece)) = self.pipeline.take_piece() {
             pieces.push(piece);
         }
+        if self.uploader.is_some() {
+            // Object storage takes a segment whole, when it closes.
+            if self.buffered.0 != sequence {
+                self.buffered = (sequence, Vec::new());
+            }
+            self.buffered.1.extend(pieces);
+            return;
+        }
         self.writer.append(sequence, pieces).await;
     }
 
@@ -225,8 +252,9 @@ impl Publish {
                     }),
                 );
                 let stats = self.pipeline.stats();
+                let storage_dropped = self.uploader.as_ref().map_or(0, Uploader::dropped);
                 let mut state = self.stream.lock();
-                state.info.segments_dropped = stats.segments_dropped;
+                state.info.segments_dropped = stats.segments_dropped + storage_dropped;
                 state.info.key_waits = stats.key_waits;
                 state.info.kms_failures = keys.failures();
             }
@@ -247,6 +275,10 @@ impl Publish {
                 seq = sequence,
                 "cut without a keyframe: set the encoder's keyframe interval to 2 s"
             );
+        }
+        if self.uploader.is_some() {
+            self.submit_segment(segment, closed_at, keys);
+            return Ok(());
         }
         let pieces = std::mem::take(&mut segment.pieces);
         let stored_bytes = self.writer.complete(sequence, pieces).await?;
@@ -283,10 +315,8 @@ impl Publish {
         self.meters.segments.increment(1);
         self.meters.publish_seconds.record(latency.as_secs_f64());
         for expiry in expired {
-            self.registry.delete_after(
-                self.stream.dir().join(&expiry.uri),
-                Duration::from_millis(expiry.after_ms),
-            );
+            let key = crate::storage::segment_key(self.stream.name.app(), self.stream.name.name(), &expiry.uri);
+            self.registry.delete_after(key, Duration::from_millis(expiry.after_ms));
         }
         debug!(
             seq = sequence,
@@ -295,6 +325,33 @@ impl Publish {
             "segment published"
         );
         Ok(())
+    }
+
+    /// Object storage: hands the closed segment, whole, to the upload queue
+    /// (never waiting for storage), and updates what the pipeline counted.
+    fn submit_segment(&mut self, mut segment: ClosedSegment, closed_at: Instant, keys: &KeyPrefetcher) {
+        let (sequence, mut pieces) = std::mem::take(&mut self.buffered);
+        if sequence == segment.sequence {
+            pieces.append(&mut segment.pieces);
+            segment.pieces = pieces;
+        }
+        let stats = self.pipeline.stats();
+        let tracks = self.pipeline.tracks();
+        let max_media_gap_us = u64::try_from(self.max_media_gap.as_micros()).unwrap_or(u64::MAX);
+        let Some(uploader) = self.uploader.as_mut() else {
+            return;
+        };
+        uploader.submit(segment, closed_at);
+        let mut state = self.stream.lock();
+        let info = &mut state.info;
+        info.tracks = tracks;
+        info.video_frames = stats.video_frames;
+        info.audio_frames = stats.audio_frames;
+        info.segments = stats.segments;
+        info.segments_dropped = stats.segments_dropped + uploader.dropped();
+        info.key_waits = stats.key_waits;
+        info.kms_failures = keys.failures();
+        info.max_media_gap_us = max_media_gap_us;
     }
 
     /// The publisher left: free the stream for the next publish, and end the

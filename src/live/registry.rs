@@ -23,7 +23,7 @@ use crate::ingest::{PublishAuthorizer, PublishGrant};
 use crate::kms::Kms;
 use crate::names::{self, StreamName};
 use crate::rtmp::PublishRefused;
-use crate::storage;
+use crate::storage::{self, Storage};
 use crate::timeline::continue_playlist;
 
 /// Media messages buffered between an RTMP connection and its pipeline. When
@@ -58,6 +58,8 @@ pub struct Registry {
 pub struct Stream {
     pub name: StreamName,
     dir: PathBuf,
+    /// Where its playlist is written.
+    storage: Storage,
     state: Mutex<StreamState>,
 }
 
@@ -93,6 +95,45 @@ impl Registry {
             metrics: None,
             webhooks: None,
             publish_hook: None,
+        }
+    }
+
+    /// Where segments and playlists go.
+    pub fn storage(&self) -> &Storage {
+        &self.settings.storage
+    }
+
+    /// The stream's canonical playlist in object storage, for a publish to
+    /// continue (another node or an earlier run may have written it); `None`
+    /// with the local backend (its playlist is restored at start) or when
+    /// storage has none or does not answer in time (logged: the publish then
+    /// continues from what this node knows).
+    async fn stored_playlist(&self, stream: &Stream) -> Option<MediaPlaylist> {
+        const READ_TIMEOUT: Duration = Duration::from_secs(3);
+        let storage = self.storage();
+        storage.local_dir().is_none().then_some(())?;
+        let key = storage::playlist_key(stream.name.app(), stream.name.name());
+        let text = match tokio::time::timeout(READ_TIMEOUT, storage.get(&key)).await {
+            Ok(Ok(bytes)) => bytes?,
+            Ok(Err(error)) => {
+                warn!(stream = %stream.name, %error, "cannot read the stored playlist; continuing from memory");
+                return None;
+            }
+            Err(_) => {
+                warn!(stream = %stream.name, "no stored playlist within 3 s; continuing from memory");
+                return None;
+            }
+        };
+        let text = String::from_utf8_lossy(&text);
+        parse_playlist(&text, &key, &self.settings)
+    }
+
+    /// Counts a segment dropped because storage did not take it in time.
+    pub(super) fn count_storage_drop(&self) {
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .counter(crate::metrics::STORAGE_SEGMENTS_DROPPED, &[])
+                .increment(1);
         }
     }
 
@@ -311,12 +352,15 @@ impl Registry {
         }
     }
 
-    /// Deletes a segment file after `delay` (RFC 8216 6.2.2: it stays
-    /// fetchable for its duration plus the playlist's).
-    pub(super) fn delete_after(&self, path: PathBuf, delay: Duration) {
+    /// Deletes a segment (its storage key) after `delay` (RFC 8216 6.2.2:
+    /// it stays fetchable for its duration plus the playlist's).
+    pub(super) fn delete_after(&self, key: String, delay: Duration) {
+        let storage = self.settings.storage.clone();
         self.spawn_timer(async move {
             tokio::time::sleep(delay).await;
-            remove_segment(&path).await;
+            if let Err(error) = storage.delete(&key).await {
+                warn!(%error, "deleting an expired segment failed");
+            }
         });
     }
 
@@ -376,6 +420,7 @@ impl PublishAuthorizer for Arc<Registry> {
         peer: std::net::SocketAddr,
     ) -> Result<PublishGrant, PublishRefused> {
         let stream = self.admit(app, stream_key, query, peer).await?;
+        let stored = self.stored_playlist(&stream).await;
         // Without randomness the server cannot name segments safely.
         let publish_id = names::random_publish_id().map_err(|_| {
             error!(stream = %stream.name, "publish refused: the system's random number generator failed");
@@ -385,6 +430,15 @@ impl PublishAuthorizer for Arc<Registry> {
             let mut state = stream.lock();
             if state.live {
                 return Err(PublishRefused::AlreadyLive);
+            }
+            // Another node (or a previous run) got further: continue from there.
+            if let Some(stored) = stored
+                && state
+                    .playlist
+                    .as_ref()
+                    .is_none_or(|p| stored.next_sequence() > p.next_sequence())
+            {
+                state.playlist = Some(stored);
             }
             if state.playlist.as_ref().is_some_and(|p| !p.is_ended()) {
                 info!(
@@ -438,10 +492,16 @@ impl Stream {
     /// A configured stream with what a previous run left in its directory.
     fn restore(name: StreamName, settings: &LiveSettings) -> Stream {
         let dir = settings.data_dir.join(name.app()).join(name.name());
-        let playlist = restore_playlist(&dir, settings);
+        // Object storage is read at each publish's start instead
+        // (`Registry::stored_playlist`), since another node may have written it.
+        let playlist = settings
+            .storage
+            .local_dir()
+            .and_then(|_| restore_playlist(&dir, settings));
         Stream {
             name,
             dir,
+            storage: settings.storage.clone(),
             state: Mutex::new(StreamState {
                 playlist,
                 ..StreamState::default()
@@ -455,6 +515,7 @@ impl Stream {
         Stream {
             name,
             dir,
+            storage: settings.storage.clone(),
             state: Mutex::new(StreamState::default()),
         }
     }
@@ -487,6 +548,13 @@ impl Stream {
     /// after a restart, [`restore_playlist`] reads it back, so media and
     /// discontinuity sequence numbers continue where they were.
     pub(super) async fn write_playlist(&self, text: String) {
+        if self.storage.local_dir().is_none() {
+            let key = storage::playlist_key(self.name.app(), self.name.name());
+            if let Err(error) = self.storage.put(&key, bytes::Bytes::from(text)).await {
+                error!(stream = %self.name, %error, "writing the playlist failed");
+            }
+            return;
+        }
         let path = self.dir.join(PLAYLIST_FILE);
         let result = tokio::task::spawn_blocking(move || storage::replace_atomic(&path, text.as_bytes())).await;
         match result {
@@ -544,10 +612,16 @@ fn restore_playlist(dir: &Path, settings: &LiveSettings) -> Option<MediaPlaylist
             return None;
         }
     };
-    let parsed = match parse_media_playlist(&text) {
+    parse_playlist(&text, &path.display().to_string(), settings)
+}
+
+/// A stored playlist as this server's live playlist (same target duration
+/// and window), or `None` when it does not parse (logged with `source`).
+fn parse_playlist(text: &str, source: &str, settings: &LiveSettings) -> Option<MediaPlaylist> {
+    let parsed = match parse_media_playlist(text) {
         Ok(parsed) => parsed,
         Err(error) => {
-            warn!(path = %path.display(), %error, "cannot parse the previous playlist; starting afresh");
+            warn!(path = source, %error, "cannot parse the previous playlist; starting afresh");
             return None;
         }
     };

@@ -58,6 +58,11 @@ pub const KMS_REQUEST_SECONDS: &str = "sealcast_kms_request_seconds";
 pub const KEY_CACHE_HITS: &str = "sealcast_key_cache_hits_total";
 /// Key requests that needed the KMS (counter).
 pub const KEY_CACHE_MISSES: &str = "sealcast_key_cache_misses_total";
+/// Object storage requests by `op` (put, get, head, list, delete) and
+/// `result` (ok, not_found, error).
+pub const STORAGE_REQUESTS: &str = "sealcast_storage_requests_total";
+/// Segments dropped because object storage did not take them in time.
+pub const STORAGE_SEGMENTS_DROPPED: &str = "sealcast_storage_segments_dropped_total";
 /// Webhook events the receiver accepted (counter).
 pub const WEBHOOKS_DELIVERED: &str = "sealcast_webhook_events_delivered_total";
 /// Webhook events dropped from a full queue (counter).

@@ -1,233 +1,217 @@
-//! Atomic file output: readers (an HTTP server, a CDN origin pull, a player
-//! reading from disk) see a file whole or not at all.
+//! Where segments and playlists are kept: one interface ([`Storage`]) over
+//! the local directory (the default: files written atomically, see
+//! [`file`]) and S3-compatible object storage ([`s3`]).
+//!
+//! Keys are relative, `{app}/{name}/index.m3u8` and
+//! `{app}/{name}/{publish_id}-{seq}.ts`; the local backend puts them under
+//! `storage.data_dir`, the S3 one under `storage.s3.prefix` in the bucket.
+//! The read side (`get`, `get_range`, `head`, `list`, `delete`) is all a
+//! stateless viewer-facing node needs.
 
-use std::io::{self, Write};
+mod file;
+pub mod s3;
+
+use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and
-/// a rename, so the file appears complete or not at all. No fsync: segments and
-/// playlists are replaced every few seconds, and after a crash a torn temporary
-/// file is never visible under its final name.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_atomic_pieces(path, &[bytes])
+use bytes::Bytes;
+
+pub use file::{
+    AtomicFile, Place, replace_atomic, unfinished_name, write_atomic, write_atomic_pieces, write_private_atomic,
+};
+
+/// Why a storage request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A local file operation failed.
+    #[error("{op} {key}: {source}")]
+    Io {
+        op: &'static str,
+        key: String,
+        source: std::io::Error,
+    },
+    /// Object storage refused or did not answer.
+    #[error("{op} {key}: {source}")]
+    Object {
+        op: &'static str,
+        key: String,
+        source: object_store::Error,
+    },
+    /// Object storage did not answer in time.
+    #[error("{op} {key}: no answer within {secs} s")]
+    Timeout { op: &'static str, key: String, secs: u64 },
+    /// The backend could not be set up or checked at start (the message
+    /// names the setting).
+    #[error("{0}")]
+    Config(String),
 }
 
-/// [`write_atomic`] for a file that is replaced over and over (a live
-/// playlist), returning the replaced file still open, for the caller to drop
-/// when a stall no longer matters. While it is open, the rename does not free
-/// its blocks; a file system that discards freed blocks synchronously (ext4
-/// mounted with `discard`) would otherwise spend tens of milliseconds inside
-/// the rename under load, delaying whatever waits for the new file.
-pub fn replace_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<Option<std::fs::File>> {
-    let replaced = std::fs::File::open(path).ok();
-    write_atomic(path, bytes).map(|()| replaced)
+/// The store of one server: the local directory or a bucket. Cheap to clone.
+#[derive(Clone, Debug)]
+pub enum Storage {
+    /// Files under a directory (`storage.data_dir`).
+    Local(PathBuf),
+    /// Objects in an S3-compatible bucket.
+    S3(Arc<s3::S3Store>),
 }
 
-/// [`write_atomic`] for a file given as consecutive pieces.
-pub fn write_atomic_pieces<B: AsRef<[u8]>>(path: &Path, pieces: &[B]) -> std::io::Result<()> {
-    let mut file = AtomicFile::create(path)?;
-    match pieces.iter().try_for_each(|piece| file.append(piece.as_ref())) {
-        Ok(()) => file.commit(),
-        Err(error) => {
-            file.discard();
-            Err(error)
+impl Storage {
+    /// The local directory, when this is the local backend: its segments are
+    /// streamed to files as they are sealed (see `live::writer`).
+    pub fn local_dir(&self) -> Option<&Path> {
+        match self {
+            Storage::Local(dir) => Some(dir),
+            Storage::S3(_) => None,
+        }
+    }
+
+    /// Stores `bytes` under `key`, whole or not at all.
+    pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
+        match self {
+            Storage::Local(dir) => {
+                let path = dir.join(key);
+                let io = |source| StorageError::Io {
+                    op: "put",
+                    key: key.to_owned(),
+                    source,
+                };
+                tokio::task::spawn_blocking(move || {
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                    write_atomic(&path, &bytes)
+                })
+                .await
+                .map_err(|e| io(std::io::Error::other(e)))?
+                .map_err(io)
+            }
+            Storage::S3(store) => store.put(key, bytes).await,
+        }
+    }
+
+    /// The whole object, or `None` when there is none.
+    pub async fn get(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
+        match self {
+            Storage::Local(dir) => match tokio::fs::read(dir.join(key)).await {
+                Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(io_error("get", key, source)),
+            },
+            Storage::S3(store) => store.get(key).await,
+        }
+    }
+
+    /// Bytes `range` of the object (the caller checked it against `head`).
+    pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Bytes>, StorageError> {
+        match self {
+            Storage::Local(dir) => {
+                use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+                let mut file = match tokio::fs::File::open(dir.join(key)).await {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(source) => return Err(io_error("get", key, source)),
+                };
+                let mut out = Vec::new();
+                let read = async {
+                    file.seek(std::io::SeekFrom::Start(range.start)).await?;
+                    file.take(range.end.saturating_sub(range.start))
+                        .read_to_end(&mut out)
+                        .await
+                };
+                read.await.map_err(|source| io_error("get", key, source))?;
+                Ok(Some(Bytes::from(out)))
+            }
+            Storage::S3(store) => store.get_range(key, range).await,
+        }
+    }
+
+    /// The object's size, or `None` when there is none.
+    pub async fn head(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        match self {
+            Storage::Local(dir) => match tokio::fs::metadata(dir.join(key)).await {
+                Ok(meta) => Ok(Some(meta.len())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(io_error("head", key, source)),
+            },
+            Storage::S3(store) => store.head(key).await,
+        }
+    }
+
+    /// Keys directly under `dir` (`{app}/{name}`), relative to the root.
+    pub async fn list(&self, dir_key: &str) -> Result<Vec<String>, StorageError> {
+        match self {
+            Storage::Local(dir) => {
+                let mut keys = Vec::new();
+                let mut entries = match tokio::fs::read_dir(dir.join(dir_key)).await {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(keys),
+                    Err(source) => return Err(io_error("list", dir_key, source)),
+                };
+                while let Some(entry) = entries.next_entry().await.map_err(|s| io_error("list", dir_key, s))? {
+                    if let Some(name) = entry.file_name().to_str() {
+                        keys.push(format!("{dir_key}/{name}"));
+                    }
+                }
+                keys.sort();
+                Ok(keys)
+            }
+            Storage::S3(store) => store.list(dir_key).await,
+        }
+    }
+
+    /// Deletes the object; deleting what is not there succeeds.
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        match self {
+            Storage::Local(dir) => match tokio::fs::remove_file(dir.join(key)).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(source) => Err(io_error("delete", key, source)),
+            },
+            Storage::S3(store) => store.delete(key).await,
         }
     }
 }
 
-/// A file written over time under its temporary name and renamed into place
-/// by [`AtomicFile::commit`] (a live segment, appended to as its ciphertext
-/// comes). Dropping one without `commit` or `discard` leaves the temporary
-/// file behind, for [`unfinished_name`] to recognise at the next start.
-#[derive(Debug)]
-pub struct AtomicFile {
-    file: std::fs::File,
-    tmp: PathBuf,
-    path: PathBuf,
-    written: u64,
-}
-
-impl AtomicFile {
-    pub fn create(path: &Path) -> std::io::Result<Self> {
-        let tmp = temp_path(path);
-        Ok(Self {
-            file: std::fs::File::create(&tmp)?,
-            tmp,
-            path: path.to_owned(),
-            written: 0,
-        })
-    }
-
-    pub fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.file.write_all(bytes)?;
-        self.written += bytes.len() as u64;
-        Ok(())
-    }
-
-    /// Bytes appended so far.
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
-    /// Renames the file into place; on failure the temporary file is removed.
-    pub fn commit(self) -> std::io::Result<()> {
-        let result = std::fs::rename(&self.tmp, &self.path);
-        if result.is_err() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-        result
-    }
-
-    /// Drops an unfinished file.
-    pub fn discard(self) {
-        let _ = std::fs::remove_file(&self.tmp);
+fn io_error(op: &'static str, key: &str, source: std::io::Error) -> StorageError {
+    StorageError::Io {
+        op,
+        key: key.to_owned(),
+        source,
     }
 }
 
-/// `dir/.name.tmp`: hidden, never a valid segment or playlist name, and unique
-/// per final path (each path has a single writer: its stream's task).
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp"))
+/// The key of a stream's canonical playlist.
+pub fn playlist_key(app: &str, name: &str) -> String {
+    format!("{app}/{name}/index.m3u8")
 }
 
-/// The final name a temporary file name stands for (`.name.tmp` → `name`):
-/// what a crash left unfinished.
-pub fn unfinished_name(file_name: &str) -> Option<&str> {
-    file_name.strip_prefix('.')?.strip_suffix(".tmp")
-}
-
-/// Where [`write_private_atomic`] puts the new file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Place {
-    /// Only where nothing is yet: `AlreadyExists` otherwise, so two processes
-    /// creating the same file at once agree on one.
-    New,
-    /// Over whatever is there.
-    Replace,
-}
-
-/// Writes a private file (secrets, keyrings): mode 0600, durable, and whole
-/// or absent under its name. The content goes to a staging file next to
-/// `path`, created with `O_EXCL` (never through a symlink) and fsynced, which
-/// then takes the name by `link` ([`Place::New`]) or `rename`
-/// ([`Place::Replace`]); the directory is synced after, best effort (some
-/// file systems cannot sync a directory, and the content is safe without it).
-pub fn write_private_atomic(path: &Path, content: &[u8], place: Place) -> io::Result<()> {
-    static STAGING_COUNTER: AtomicU64 = AtomicU64::new(0);
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io::Error::other("path has no file name"))?
-        .to_string_lossy();
-    // Unique per process and call, so concurrent writers never share it.
-    let staging = path.with_file_name(format!(
-        ".{file_name}.{}.{}.tmp",
-        std::process::id(),
-        STAGING_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    // A leftover from a crashed process with a reused pid; never follow it.
-    match std::fs::remove_file(&staging) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let placed = write_new_private(&staging, content).and_then(|()| match place {
-        Place::New => std::fs::hard_link(&staging, path),
-        Place::Replace => std::fs::rename(&staging, path),
-    });
-    // After a link the staging name is redundant, after a failure litter;
-    // after a rename it is gone and this fails harmlessly.
-    let _ = std::fs::remove_file(&staging);
-    placed?;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if let Ok(dir) = std::fs::File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
-}
-
-/// Writes `bytes` to a new file (never an existing one or a symlink) with
-/// mode 0600, and syncs it.
-fn write_new_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+/// The key of a stream's segment `file` (`{publish_id}-{seq}.ts`).
+pub fn segment_key(app: &str, name: &str, file: &str) -> String {
+    format!("{app}/{name}/{file}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn writes_whole_file_and_leaves_no_temporary() {
-        let dir = std::env::temp_dir().join(format!("sealcast-store-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("a.ts");
-        write_atomic(&path, b"first").unwrap();
-        write_atomic(&path, b"second").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"second");
-        let names: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("a.ts")]);
-        assert!(write_atomic(&dir.join("missing/b.ts"), b"x").is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    /// The new content is in place while the replaced file, still open,
-    /// reads its old content; the first write has nothing to hand back.
-    #[test]
-    fn replace_hands_back_the_replaced_file() {
-        use std::io::Read;
+    /// The local backend's read side: what `put` stored, whole, in a range,
+    /// its size, listed, and gone after `delete` (twice is fine).
+    #[tokio::test]
+    async fn local_backend_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("index.m3u8");
-        assert!(replace_atomic(&path, b"one").unwrap().is_none());
-        let mut replaced = replace_atomic(&path, b"two").unwrap().expect("the first file");
-        assert_eq!(std::fs::read(&path).unwrap(), b"two");
-        let mut old = String::new();
-        replaced.read_to_string(&mut old).unwrap();
-        assert_eq!(old, "one");
-    }
-
-    /// Appended pieces appear under the final name only at commit; a
-    /// discarded file leaves nothing; temporary names map back to final ones.
-    #[test]
-    fn atomic_file_appears_at_commit_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a-1.ts");
-        let mut file = AtomicFile::create(&path).unwrap();
-        file.append(b"ab").unwrap();
-        file.append(b"cd").unwrap();
-        assert_eq!(file.written(), 4);
-        assert!(!path.exists());
-        let names: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert_eq!(names, [".a-1.ts.tmp"]);
-        assert_eq!(unfinished_name(&names[0]), Some("a-1.ts"));
-        assert_eq!(unfinished_name("a-1.ts"), None);
-        file.commit().unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"abcd");
-
-        let other = dir.path().join("a-2.ts");
-        let mut file = AtomicFile::create(&other).unwrap();
-        file.append(b"x").unwrap();
-        file.discard();
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let storage = Storage::Local(dir.path().to_owned());
+        let key = segment_key("live", "demo", "abcd-1.ts");
+        assert_eq!(storage.get(&key).await.unwrap(), None);
+        assert_eq!(storage.head(&key).await.unwrap(), None);
+        storage.put(&key, Bytes::from_static(b"0123456789")).await.unwrap();
+        assert_eq!(storage.get(&key).await.unwrap().unwrap(), &b"0123456789"[..]);
+        assert_eq!(storage.get_range(&key, 2..5).await.unwrap().unwrap(), &b"234"[..]);
+        assert_eq!(storage.head(&key).await.unwrap(), Some(10));
+        assert_eq!(storage.list("live/demo").await.unwrap(), vec![key.clone()]);
+        assert!(storage.list("live/none").await.unwrap().is_empty());
+        storage.delete(&key).await.unwrap();
+        storage.delete(&key).await.unwrap();
+        assert_eq!(storage.get(&key).await.unwrap(), None);
     }
 }
