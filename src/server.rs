@@ -79,6 +79,8 @@ pub struct Server {
     http_tls: Option<crate::tls::TlsAcceptor>,
     /// RTMPS on `[rtmp] tls_listen`, when set.
     rtmps: Option<crate::tls::TlsAcceptor>,
+    /// `metrics.tls`: `/metrics` over HTTPS with `[http]`'s certificate.
+    metrics_tls: bool,
 }
 
 impl Server {
@@ -155,6 +157,7 @@ impl Server {
         ));
         let admin_token = config.auth.resolve_admin_token()?;
         let webhooks = Delivery::from_config(&config.webhooks, config.webhooks.resolve_secret()?)
+            .map_err(ConfigError::one)?
             .map(|delivery| (Notifier::new(config.webhooks.queue_capacity), delivery));
         let mut registry = Registry::new(settings, Arc::clone(&kms), specs);
         if let Some(metrics) = &metrics {
@@ -165,8 +168,7 @@ impl Server {
         }
         if let Some(hook) = &config.auth.publish_hook {
             let secret = hook.resolve_secret()?;
-            let hook = crate::webhooks::PublishHook::new(hook, secret)
-                .ok_or_else(|| ConfigError::one(format!("auth.publish_hook_url {:?} is not a URL", hook.url)))?;
+            let hook = crate::webhooks::PublishHook::new(hook, secret).map_err(ConfigError::one)?;
             info!(url = %hook.url(), "publish hook on: it decides every publish; [[streams]] keys admit none");
             registry = registry.with_publish_hook(hook);
         }
@@ -218,6 +220,7 @@ impl Server {
             webhooks,
             http_tls,
             rtmps,
+            metrics_tls: config.metrics.tls,
         })
     }
 
@@ -341,7 +344,8 @@ impl Server {
             }
             None => (None, None),
         };
-        let metrics_task = spawn_metrics(metrics, exporter, stopped(stop_rx.clone()));
+        let metrics_tls = self.http_tls.clone().filter(|_| self.metrics_tls);
+        let metrics_task = spawn_metrics(metrics, exporter, metrics_tls, stopped(stop_rx.clone()));
         let open_connections = match &self.metrics {
             Some(metrics) => metrics.gauge(crate::metrics::RTMP_CONNECTIONS, &[]),
             None => ::metrics::Gauge::noop(),
@@ -448,14 +452,15 @@ pub fn tls_from_config(config: &Config) -> Result<Tls, crate::tls::TlsError> {
 }
 
 /// Serves `/metrics` on its own listener until `stop`, when metrics are on.
-fn spawn_metrics(
+pub(crate) fn spawn_metrics(
     listener: Option<TcpListener>,
     exporter: Option<Arc<Exporter>>,
+    tls: Option<crate::tls::TlsAcceptor>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let (listener, exporter) = listener.zip(exporter)?;
     Some(tokio::spawn(async move {
-        if let Err(error) = crate::metrics::serve(listener, exporter, stop).await {
+        if let Err(error) = crate::metrics::serve(listener, exporter, tls, stop).await {
             error!(%error, "metrics listener failed");
         }
     }))

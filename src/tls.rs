@@ -170,7 +170,7 @@ fn load_pair(files: &TlsFiles) -> Result<CertifiedKey, TlsError> {
     Ok(certified)
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| pem_reason(&e))?
         .collect::<Result<Vec<_>, _>>()

@@ -23,6 +23,10 @@ pub struct MetricsConfig {
     /// scrape it (metrics carry stream names, no secrets).
     #[serde(default = "default_metrics_listen", deserialize_with = "de_socket_addr")]
     pub listen: SocketAddr,
+    /// Serve `/metrics` over HTTPS with `[http]`'s certificate (reloaded
+    /// with it on SIGHUP), for a scraper on another machine. Default: false.
+    #[serde(default)]
+    pub tls: bool,
 }
 
 impl Default for MetricsConfig {
@@ -30,6 +34,7 @@ impl Default for MetricsConfig {
         Self {
             enabled: default_metrics_enabled(),
             listen: default_metrics_listen(),
+            tls: false,
         }
     }
 }
@@ -44,8 +49,18 @@ fn default_metrics_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9464))
 }
 
-/// Problems with `[metrics]`, given the other listeners' addresses.
-pub(super) fn validate(metrics: &MetricsConfig, others: &[(&str, SocketAddr)], problems: &mut Vec<String>) {
+/// Problems with `[metrics]`, given the other listeners' addresses and
+/// whether `[http]` has a certificate.
+pub(super) fn validate(
+    metrics: &MetricsConfig,
+    others: &[(&str, SocketAddr)],
+    http_has_tls: bool,
+    problems: &mut Vec<String>,
+) {
+    if metrics.tls && !http_has_tls {
+        problems
+            .push("metrics.tls needs http.tls_cert_file and http.tls_key_file: it uses their certificate".to_owned());
+    }
     if !metrics.enabled || metrics.listen.port() == 0 {
         return;
     }
@@ -69,7 +84,7 @@ mod tests {
         assert!(metrics.enabled);
         assert_eq!(metrics.listen.to_string(), "127.0.0.1:9464");
         let mut problems = Vec::new();
-        validate(&metrics, &[("http.listen", metrics.listen)], &mut problems);
+        validate(&metrics, &[("http.listen", metrics.listen)], false, &mut problems);
         assert_eq!(
             problems,
             ["metrics.listen 127.0.0.1:9464 is the same address as http.listen"]
@@ -79,7 +94,7 @@ mod tests {
             ..MetricsConfig::default()
         };
         let mut problems = Vec::new();
-        validate(&off, &[("http.listen", metrics.listen)], &mut problems);
+        validate(&off, &[("http.listen", metrics.listen)], false, &mut problems);
         assert!(problems.is_empty());
     }
 
@@ -97,11 +112,15 @@ mod tests {
         let problems = |text: &str| crate::config::Config::from_toml_str(text).unwrap_err().problems;
         assert_eq!(
             problems("[metrics]\nlisen = \"127.0.0.1:1\"\n"),
-            ["metrics.lisen: unknown field `lisen`, expected `enabled` or `listen` (line 2, column 1)"]
+            ["metrics.lisen: unknown field `lisen`, expected one of `enabled`, `listen`, `tls` (line 2, column 1)"]
         );
         assert_eq!(
             problems("[http]\nlisten = \"127.0.0.1:9464\"\n"),
             ["metrics.listen 127.0.0.1:9464 is the same address as http.listen"]
+        );
+        assert_eq!(
+            problems("[metrics]\ntls = true\n"),
+            ["metrics.tls needs http.tls_cert_file and http.tls_key_file: it uses their certificate"]
         );
     }
 }

@@ -13,14 +13,18 @@ use super::ConfigError;
 use super::schema;
 use super::secrets::{EnvLookup, os_env, resolve_optional_secret};
 use super::validate::check_env_name;
-use super::webhooks::{MIN_WEBHOOK_SECRET_BYTES, is_http_url};
+use super::webhooks::{MIN_WEBHOOK_SECRET_BYTES, is_hook_url};
 use crate::auth::Secret;
 
 /// The publish hook, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishHookConfig {
-    /// `publish_hook_url`: an `http://` URL.
+    /// `publish_hook_url`: an `https://` URL, or `http://` on loopback or a
+    /// private network (the request carries the stream key).
     pub url: String,
+    /// `publish_hook_tls_ca_file`: CA certificates trusted besides the
+    /// Mozilla roots.
+    pub tls_ca_file: Option<PathBuf>,
     /// `publish_hook_timeout_ms`: how long the hook may take to answer.
     pub timeout: Duration,
     /// `publish_hook_secret_env`.
@@ -48,8 +52,10 @@ pub(super) fn validate(auth: &schema::Auth, problems: &mut Vec<String>) -> Optio
         }
         return None;
     };
-    if !is_http_url(url) {
-        problems.push(format!("auth.publish_hook_url {url:?} must be an http:// URL"));
+    if !is_hook_url(url) {
+        problems.push(format!(
+            "auth.publish_hook_url {url:?} must be an https:// or http:// URL"
+        ));
     }
     if secrets.0.is_some() == secrets.1.is_some() {
         problems
@@ -57,6 +63,7 @@ pub(super) fn validate(auth: &schema::Auth, problems: &mut Vec<String>) -> Optio
     }
     Some(PublishHookConfig {
         url: url.clone(),
+        tls_ca_file: auth.publish_hook_tls_ca_file.clone(),
         timeout: Duration::from_millis(ms),
         secret_env: auth.publish_hook_secret_env.clone(),
         secret_file: auth.publish_hook_secret_file.clone(),
@@ -117,10 +124,10 @@ mod tests {
     fn every_problem_is_named() {
         let table: [(&str, &[&str]); 4] = [
             (
-                "publish_hook_url = \"https://x\"\npublish_hook_timeout_ms = 0\n",
+                "publish_hook_url = \"ftp://x\"\npublish_hook_timeout_ms = 0\n",
                 &[
                     "auth.publish_hook_timeout_ms must be 1 to 60000 (got 0)",
-                    "auth.publish_hook_url \"https://x\" must be an http:// URL",
+                    "auth.publish_hook_url \"ftp://x\" must be an https:// or http:// URL",
                     "auth: set exactly one of auth.publish_hook_secret_env and auth.publish_hook_secret_file",
                 ],
             ),

@@ -309,11 +309,16 @@ pub struct Auth {
     /// Where used tickets are remembered.
     #[serde(default)]
     pub replay: Replay,
-    /// The publish hook: an `http://` URL every publish request is POSTed
-    /// to; its answer decides the publish (and which stream it is). Absent:
-    /// `[[streams]]` keys decide.
+    /// The publish hook: an `https://` (or, on loopback or a private
+    /// network, `http://`) URL every publish request is POSTed to; its answer
+    /// decides the publish (and which stream it is). Absent: `[[streams]]`
+    /// keys decide.
     #[serde(default)]
     pub publish_hook_url: Option<String>,
+    /// PEM file of CA certificates trusted for an `https://` hook besides the
+    /// Mozilla roots.
+    #[serde(default)]
+    pub publish_hook_tls_ca_file: Option<PathBuf>,
     /// How long the hook may take to answer, 1 to 60000 ms; no answer in
     /// time refuses the publish. Default: 3000.
     #[serde(default = "default_publish_hook_timeout_ms")]
@@ -583,6 +588,7 @@ impl Default for Auth {
             key_cache: KeyCache::default(),
             replay: Replay::default(),
             publish_hook_url: None,
+            publish_hook_tls_ca_file: None,
             publish_hook_timeout_ms: default_publish_hook_timeout_ms(),
             publish_hook_secret_env: None,
             publish_hook_secret_file: None,

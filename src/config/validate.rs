@@ -94,7 +94,7 @@ pub(super) fn validate(doc: Document) -> Result<Config, ConfigError> {
     {
         p.push(format!("rtmp.tls_listen {tls_listen} is the same address as {other}"));
     }
-    super::metrics::validate(&doc.metrics, &listeners, &mut p.0);
+    super::metrics::validate(&doc.metrics, &listeners, doc.http.tls_files().is_some(), &mut p.0);
     super::webhooks::validate(&doc.webhooks, &mut p.0);
 
     match (rtmp, encryption, kms, auth, streams) {

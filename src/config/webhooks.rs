@@ -18,10 +18,14 @@ pub const MIN_WEBHOOK_SECRET_BYTES: usize = 16;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhooksConfig {
-    /// Where events are POSTed: an `http://` URL (the receiver on a private
-    /// network or behind a local proxy). Absent: no webhooks.
+    /// Where events are POSTed: an `https://` URL, or `http://` for a
+    /// receiver on loopback or a private network. Absent: no webhooks.
     #[serde(default)]
     pub url: Option<String>,
+    /// PEM file of CA certificates trusted for an `https://` receiver besides
+    /// the Mozilla roots (a private PKI). Absent: the Mozilla roots only.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
     /// Environment variable holding the signing secret (at least 16 bytes).
     #[serde(default)]
     pub secret_env: Option<String>,
@@ -48,6 +52,7 @@ impl Default for WebhooksConfig {
     fn default() -> Self {
         Self {
             url: None,
+            tls_ca_file: None,
             secret_env: None,
             secret_file: None,
             queue_capacity: default_queue_capacity(),
@@ -74,10 +79,11 @@ fn default_max_backoff_secs() -> u64 {
     60
 }
 
-/// An `http://` URL with a host (what the webhook and publish hook clients
-/// speak).
-pub(super) fn is_http_url(url: &str) -> bool {
-    url.strip_prefix("http://")
+/// An `http://` or `https://` URL with a host (what the webhook and publish
+/// hook clients speak).
+pub(super) fn is_hook_url(url: &str) -> bool {
+    url.strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
         .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/') && !rest.contains(char::is_whitespace))
         && url.parse::<hyper::Uri>().is_ok()
 }
@@ -85,8 +91,8 @@ pub(super) fn is_http_url(url: &str) -> bool {
 /// Problems with `[webhooks]`, each naming its key.
 pub(super) fn validate(webhooks: &WebhooksConfig, problems: &mut Vec<String>) {
     if let Some(url) = &webhooks.url {
-        if !is_http_url(url) {
-            problems.push(format!("webhooks.url {url:?} must be an http:// URL"));
+        if !is_hook_url(url) {
+            problems.push(format!("webhooks.url {url:?} must be an https:// or http:// URL"));
         }
         if webhooks.secret_env.is_some() == webhooks.secret_file.is_some() {
             problems.push("webhooks: set exactly one of webhooks.secret_env and webhooks.secret_file".to_owned());
@@ -161,12 +167,12 @@ mod tests {
         let config = Config::from_toml_str("").unwrap();
         assert_eq!(config.webhooks.url, None);
         assert_eq!(config.webhooks.resolve_secret().unwrap().map(|_| ()), None);
-        let text = "[webhooks]\nurl = \"https://x\"\nqueue_capacity = 0\ntimeout_secs = 0\n\
+        let text = "[webhooks]\nurl = \"ftp://x\"\nqueue_capacity = 0\ntimeout_secs = 0\n\
                     initial_backoff_ms = 0\nmax_backoff_secs = 0\n";
         assert_eq!(
             Config::from_toml_str(text).unwrap_err().problems,
             [
-                "webhooks.url \"https://x\" must be an http:// URL",
+                "webhooks.url \"ftp://x\" must be an https:// or http:// URL",
                 "webhooks: set exactly one of webhooks.secret_env and webhooks.secret_file",
                 "webhooks.queue_capacity must be 1 to 1000000 (got 0)",
                 "webhooks.timeout_secs must be 1 to 300 (got 0)",

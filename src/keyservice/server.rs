@@ -46,6 +46,8 @@ pub struct KeyServer {
     metrics: Option<Arc<Metrics>>,
     /// HTTPS, when `[http]` names a certificate.
     tls: Option<crate::tls::TlsAcceptor>,
+    /// `metrics.tls`: `/metrics` over HTTPS with `[http]`'s certificate.
+    metrics_tls: bool,
 }
 
 impl KeyServer {
@@ -97,6 +99,7 @@ impl KeyServer {
             limits: ServeLimits::from_config(&config.http.limits, crate::fd_limit::current()),
             metrics,
             tls,
+            metrics_tls: config.metrics.tls,
         })
     }
 
@@ -138,20 +141,12 @@ impl KeyServer {
         let readiness = Arc::clone(&self.readiness);
         tokio::spawn(async move { readiness.log_at_start().await });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let metrics_task = match (metrics, self.metrics_exporter()) {
-            (Some(listener), Some(exporter)) => {
-                let mut stop = stop_rx;
-                Some(tokio::spawn(async move {
-                    let stopped = async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    };
-                    if let Err(error) = crate::metrics::serve(listener, exporter, stopped).await {
-                        tracing::error!(%error, "metrics listener failed");
-                    }
-                }))
-            }
-            _ => None,
+        let mut stop = stop_rx;
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
         };
+        let metrics_tls = self.tls.clone().filter(|_| self.metrics_tls);
+        let metrics_task = crate::server::spawn_metrics(metrics, self.metrics_exporter(), metrics_tls, stopped);
         let app = http::key_server_router(self.keys, self.cors).merge(crate::readiness::router(self.readiness));
         let app = if self.access_log {
             app.layer(axum::middleware::from_fn(http::access_log::log))

@@ -299,13 +299,20 @@ pub fn router(exporter: Arc<Exporter>) -> Router {
 pub async fn serve(
     listener: TcpListener,
     exporter: Arc<Exporter>,
+    tls: Option<crate::tls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    info!(addr = %listener.local_addr()?, "metrics listening");
-    axum::serve(listener, router(exporter))
-        .with_graceful_shutdown(shutdown)
-        .await
+    info!(addr = %listener.local_addr()?, https = tls.is_some(), "metrics listening");
+    crate::http::serve::serve_tls(listener, router(exporter), SCRAPER_LIMITS, tls, shutdown).await
 }
+
+/// A few scrapers, not the public: a small connection budget of its own,
+/// so a stuck scraper never takes descriptors from ingest or viewers.
+const SCRAPER_LIMITS: crate::http::serve::ServeLimits = crate::http::serve::ServeLimits {
+    header_timeout: std::time::Duration::from_secs(10),
+    max_connections: 64,
+    max_connections_per_ip: 16,
+};
 
 #[cfg(test)]
 mod tests;

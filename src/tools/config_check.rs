@@ -37,6 +37,7 @@ pub fn check(config: &Config, role: Role) -> Report {
     check_token_secret(config, role, problems, notes);
     if role == Role::Serve {
         check_streams_and_admin(config, problems, notes);
+        check_hooks(config, problems, notes);
     }
     if let ReplayConfig::Redis(redis) = &config.auth.replay
         && let Err(e) = redis.resolve_password()
@@ -121,20 +122,36 @@ fn check_streams_and_admin(config: &Config, problems: &mut Lines, notes: &mut Li
     } else if config.auth.admin_token_env.is_none() && config.auth.admin_token_file.is_none() {
         notes.push("auth: no admin token: no admin API, the operator page on loopback only".to_owned());
     }
-    if let Some(hook) = &config.auth.publish_hook {
-        match hook.resolve_secret() {
-            Ok(_) => notes.push(format!(
-                "auth: publish hook {} decides every publish; [[streams]] keys admit none by themselves",
-                hook.url
-            )),
-            Err(e) => problems.extend(e.problems),
-        }
-    }
     let data_dir = &config.storage.data_dir;
     if data_dir.exists() && !data_dir.is_dir() {
         problems.push(format!("storage.data_dir {} is not a directory", data_dir.display()));
     } else if !data_dir.exists() {
         notes.push(format!("storage: {} is created on first start", data_dir.display()));
+    }
+}
+
+/// The publish hook and webhook clients, built as at start: secrets read,
+/// CA files loaded.
+fn check_hooks(config: &Config, problems: &mut Lines, notes: &mut Lines) {
+    if let Some(hook) = &config.auth.publish_hook {
+        match hook.resolve_secret() {
+            Ok(secret) => match crate::webhooks::PublishHook::new(hook, secret) {
+                Ok(_) => notes.push(format!(
+                    "auth: publish hook {} decides every publish; [[streams]] keys admit none by themselves",
+                    hook.url
+                )),
+                Err(why) => problems.push(why),
+            },
+            Err(e) => problems.extend(e.problems),
+        }
+    }
+    match config.webhooks.resolve_secret() {
+        Ok(secret) => match crate::webhooks::Delivery::from_config(&config.webhooks, secret) {
+            Ok(Some(delivery)) => notes.push(format!("webhooks: events go to {}", delivery.url)),
+            Ok(None) => {}
+            Err(why) => problems.push(why),
+        },
+        Err(e) => problems.extend(e.problems),
     }
 }
 
@@ -274,6 +291,26 @@ mod tests {
         );
         assert!(
             report.problems[2].starts_with("streams[1].key_file "),
+            "{:?}",
+            report.problems
+        );
+    }
+
+    #[test]
+    fn an_unreadable_hook_ca_file_is_a_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("hook_secret");
+        crate::storage::write_private_atomic(&secret, b"0123456789abcdef0123", crate::storage::Place::New).unwrap();
+        let config = config(&format!(
+            "[auth]\npublish_hook_url = \"https://h/p\"\npublish_hook_secret_file = {secret:?}\n\
+             publish_hook_tls_ca_file = \"/nonexistent/ca.pem\"\n"
+        ));
+        let report = check(&config, Role::Serve);
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.starts_with("auth.publish_hook_tls_ca_file /nonexistent/ca.pem: cannot be read")),
             "{:?}",
             report.problems
         );

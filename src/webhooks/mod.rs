@@ -19,9 +19,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::Serialize;
@@ -31,7 +28,9 @@ use tracing::{debug, warn};
 use crate::auth::Secret;
 use crate::config::WebhooksConfig;
 
+pub mod client;
 pub mod publish_hook;
+use client::{HookClient, hook_client};
 pub use publish_hook::PublishHook;
 
 /// The signature header.
@@ -209,6 +208,7 @@ impl Notifier {
 /// Where and how events are sent.
 pub struct Delivery {
     pub url: hyper::Uri,
+    pub client: HookClient,
     pub secret: Secret,
     pub timeout: Duration,
     pub initial_backoff: Duration,
@@ -216,16 +216,25 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// From `[webhooks]`; `None` when webhooks are off.
-    pub fn from_config(config: &WebhooksConfig, secret: Option<Secret>) -> Option<Self> {
-        let url = config.url.as_deref()?.parse().ok()?;
-        Some(Self {
+    /// From `[webhooks]`; `None` when webhooks are off. The error names the
+    /// setting at fault.
+    pub fn from_config(config: &WebhooksConfig, secret: Option<Secret>) -> Result<Option<Self>, String> {
+        let (Some(url), Some(secret)) = (config.url.as_deref(), secret) else {
+            return Ok(None);
+        };
+        let url = url.parse().map_err(|_| format!("webhooks.url {url:?} is not a URL"))?;
+        let client = hook_client(config.tls_ca_file.as_deref()).map_err(|why| {
+            let file = config.tls_ca_file.as_deref().unwrap_or(std::path::Path::new(""));
+            format!("webhooks.tls_ca_file {}: {why}", file.display())
+        })?;
+        Ok(Some(Self {
             url,
-            secret: secret?,
+            client,
+            secret,
             timeout: Duration::from_secs(config.timeout_secs),
             initial_backoff: Duration::from_millis(config.initial_backoff_ms),
             max_backoff: Duration::from_secs(config.max_backoff_secs),
-        })
+        }))
     }
 }
 
@@ -236,7 +245,6 @@ pub fn spawn(notifier: Notifier, delivery: Delivery) -> tokio::task::JoinHandle<
 }
 
 async fn deliver(notifier: Notifier, delivery: Delivery) {
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut backoff = delivery.initial_backoff;
     loop {
         let (seq, event) = notifier.front().await;
@@ -248,7 +256,7 @@ async fn deliver(notifier: Notifier, delivery: Delivery) {
                 continue;
             }
         };
-        match send(&client, &delivery, &event.id, body).await {
+        match send(&delivery, &event.id, body).await {
             Ok(()) => {
                 debug!(id = %event.id, kind = event.kind, stream = %event.stream, "webhook delivered");
                 notifier.delivered_seq(seq);
@@ -263,12 +271,7 @@ async fn deliver(notifier: Notifier, delivery: Delivery) {
     }
 }
 
-async fn send(
-    client: &Client<HttpConnector, Full<Bytes>>,
-    delivery: &Delivery,
-    id: &str,
-    body: Vec<u8>,
-) -> Result<(), String> {
+async fn send(delivery: &Delivery, id: &str, body: Vec<u8>) -> Result<(), String> {
     let signature = signature(&delivery.secret, crate::clock::now_unix_secs(), &body);
     let request = hyper::Request::post(delivery.url.clone())
         .header(hyper::header::CONTENT_TYPE, "application/json")
@@ -280,7 +283,7 @@ async fn send(
         .header("sealcast-event-id", id)
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
-    let response = tokio::time::timeout(delivery.timeout, client.request(request))
+    let response = tokio::time::timeout(delivery.timeout, delivery.client.request(request))
         .await
         .map_err(|_| "timed out".to_owned())?
         .map_err(|e| e.to_string())?;

@@ -14,11 +14,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 
+use super::client::{HookClient, hook_client};
 use super::{SIGNATURE_HEADER, signature};
 use crate::auth::Secret;
 use crate::config::PublishHookConfig;
@@ -67,18 +65,27 @@ pub struct PublishHook {
     url: hyper::Uri,
     secret: Secret,
     timeout: Duration,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HookClient,
 }
 
 impl PublishHook {
-    /// From the validated configuration and its resolved secret; `None` when
-    /// the URL does not parse (validation refuses that already).
-    pub fn new(config: &PublishHookConfig, secret: Secret) -> Option<Self> {
-        Some(Self {
-            url: config.url.parse().ok()?,
+    /// From the validated configuration and its resolved secret; the error
+    /// names the setting at fault (a URL that does not parse, a CA file that
+    /// cannot be used).
+    pub fn new(config: &PublishHookConfig, secret: Secret) -> Result<Self, String> {
+        let url = config
+            .url
+            .parse()
+            .map_err(|_| format!("auth.publish_hook_url {:?} is not a URL", config.url))?;
+        let client = hook_client(config.tls_ca_file.as_deref()).map_err(|why| {
+            let file = config.tls_ca_file.as_deref().unwrap_or(std::path::Path::new(""));
+            format!("auth.publish_hook_tls_ca_file {}: {why}", file.display())
+        })?;
+        Ok(Self {
+            url,
             secret,
             timeout: config.timeout,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client,
         })
     }
 

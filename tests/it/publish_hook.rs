@@ -14,6 +14,7 @@ use sealcast::config::PublishHookConfig;
 use sealcast::crypto::{self, DataKey};
 use sealcast::names::StreamName;
 
+use crate::support::certs::{make_ca, make_cert};
 use crate::support::http;
 use crate::support::logs::capture_logs;
 use crate::support::playlist::{keyed_segments, parse, until_ended};
@@ -69,17 +70,31 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
 
 server = Server(("127.0.0.1", port), Hook)
+if len(sys.argv) > 5:  # TLS: certificate and key files
+    import ssl
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[4], sys.argv[5])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 print("ready", flush=True)
 server.serve_forever()
 "#;
 
 /// Starts the Python hook on a free port; returns it with that port.
-fn start_hook(out: &std::path::Path) -> (Proc, u16) {
+fn start_hook(out: &Path) -> (Proc, u16) {
+    start_hook_with(out, None)
+}
+
+/// [`start_hook`], over TLS with the certificate and key given.
+fn start_hook_with(out: &Path, tls: Option<(&Path, &Path)>) -> (Proc, u16) {
     let port = free_port();
+    let mut command = Command::new("python3");
+    command.args(["-c", HOOK, &port.to_string(), SECRET, path_str(out)]);
+    if let Some((cert, key)) = tls {
+        command.args([path_str(cert), path_str(key)]);
+    }
     let mut hook = Proc::spawn(
         "python publish hook",
-        Command::new("python3")
-            .args(["-c", HOOK, &port.to_string(), SECRET, path_str(out)])
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null()),
@@ -94,10 +109,19 @@ fn start_hook(out: &std::path::Path) -> (Proc, u16) {
 /// A server whose publishes the hook on `port` decides (300 ms timeout),
 /// keeping its streams in `data` when given.
 async fn start_server(port: u16, secret: &Path, data: Option<PathBuf>) -> TestServer {
+    start_server_with(&format!("http://127.0.0.1:{port}/publish"), None, secret, data).await
+}
+
+/// [`start_server`] for the hook at `url`, trusting `ca` besides the
+/// Mozilla roots.
+async fn start_server_with(url: &str, ca: Option<&Path>, secret: &Path, data: Option<PathBuf>) -> TestServer {
     let secret = secret.to_owned();
+    let url = url.to_owned();
+    let ca = ca.map(Path::to_owned);
     TestServer::start_with_config("", |config| {
         config.auth.publish_hook = Some(PublishHookConfig {
-            url: format!("http://127.0.0.1:{port}/publish"),
+            url,
+            tls_ca_file: ca,
             // Short, so the hanging case is refused quickly; nothing
             // measures how long it took.
             timeout: Duration::from_millis(300),
@@ -269,4 +293,32 @@ async fn the_hook_admits_a_runtime_stream_and_refuses_the_rest() {
         logged.contains("publish refused: no usable answer from the publish hook"),
         "{logged}"
     );
+}
+
+/// The hook over `https://` (the request carries the stream key), its
+/// certificate from a private CA trusted through `publish_hook_tls_ca_file`:
+/// it admits the stream as over plain HTTP, and it was asked with the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_hook_of_a_private_ca_admits_a_stream() {
+    with_safety_net(async {
+        let root = tempfile::tempdir().unwrap();
+        let ca = make_ca(root.path());
+        let (cert, key) = make_cert(root.path(), "hook");
+        let secret = root.path().join("hook_secret");
+        write_private(&secret, SECRET);
+        let asked = root.path().join("asked.jsonl");
+        let (_hook, port) = start_hook_with(&asked, Some((&cert, &key)));
+        let url = format!("https://localhost:{port}/publish");
+        let server = start_server_with(&url, Some(&ca), &secret, None).await;
+        let playlist = parse(&publish_alice(&server).await);
+        assert!(!playlist.segments.is_empty(), "{playlist:?}");
+        let line: serde_json::Value = serde_json::from_str(read_text(&asked).lines().next().unwrap()).unwrap();
+        assert_eq!(
+            (&line["ok"], &line["asked"]["key"]),
+            (&true.into(), &"sk_alice".into()),
+            "{line}"
+        );
+        server.stop().await;
+    })
+    .await;
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 
+use crate::support::certs::{make_ca, make_cert, run};
 use crate::support::playlist::{POLL_LIMIT, ended, segment_count, wait_for_blocking};
 use crate::support::process::{
     Player, Proc, SEALCAST, STOP_LIMIT, ffmpeg_publish, parse_running_line, path_str, read_text, spawn_sealcast,
@@ -24,79 +25,6 @@ use crate::support::server::streams_toml;
 const TOKEN_SECRET: &str = "tls-token-secret-0123456789-0123456789";
 const FIXTURE: &str = "baseline-aac44k.flv";
 const CHILD_LIMIT: Duration = Duration::from_secs(60);
-
-/// Runs `command` to completion; panics with its stderr when it fails.
-fn run(what: &str, command: &mut Command) -> String {
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e} (scripts/test.sh installs it)"));
-    assert!(
-        output.status.success(),
-        "{what} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// A test CA (`ca.pem`, `ca.key`) in `dir`.
-fn make_ca(dir: &Path) -> PathBuf {
-    let (pem, key) = (dir.join("ca.pem"), dir.join("ca.key"));
-    run(
-        "openssl req (CA)",
-        Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-            ])
-            .args(["-nodes", "-days", "2", "-subj", "/CN=sealcast test CA"])
-            .args(["-keyout", path_str(&key), "-out", path_str(&pem)]),
-    );
-    pem
-}
-
-/// A server certificate for 127.0.0.1 and localhost signed by the CA in
-/// `dir`: (`NAME.pem`, `NAME.key`).
-fn make_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let (pem, key, csr, ext) = (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}.key")),
-        dir.join(format!("{name}.csr")),
-        dir.join(format!("{name}.ext")),
-    );
-    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-    run(
-        "openssl req (server)",
-        Command::new("openssl")
-            .args([
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-            ])
-            .args(["-nodes", "-subj", &format!("/CN={name}")])
-            .args(["-keyout", path_str(&key), "-out", path_str(&csr)]),
-    );
-    run(
-        "openssl x509 (sign)",
-        Command::new("openssl")
-            .args(["x509", "-req", "-days", "2", "-in", path_str(&csr)])
-            .args([
-                "-CA",
-                path_str(&dir.join("ca.pem")),
-                "-CAkey",
-                path_str(&dir.join("ca.key")),
-            ])
-            .args(["-CAcreateserial", "-extfile", path_str(&ext), "-out", path_str(&pem)]),
-    );
-    (pem, key)
-}
 
 /// SHA-256 of the first certificate in a PEM file, hex.
 fn file_fingerprint(pem: &Path) -> String {
@@ -539,4 +467,37 @@ fn an_unusable_certificate_is_a_clear_error_at_start() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// `[metrics] tls = true`: a scraper gets `/metrics` over HTTPS with
+/// `[http]`'s certificate, and plain HTTP gets no metrics.
+#[test]
+fn metrics_speak_https_with_the_http_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_ca(dir.path());
+    let (cert, key) = make_cert(dir.path(), "server");
+    let port = crate::support::process::free_port();
+    let metrics = format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\ntls = true\n");
+    let server = Server::start_with(dir.path(), &cert, &key, "", &metrics);
+    let scrape = |scheme: &str| {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--cacert", path_str(&ca)])
+            .arg(format!("{scheme}://127.0.0.1:{port}/metrics"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("curl (scripts/test.sh installs it)")
+    };
+    let https = scrape("https");
+    let text = String::from_utf8_lossy(&https.stdout);
+    assert!(
+        https.status.success() && text.contains("sealcast_streams_live"),
+        "https scrape: {text}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&https.stderr),
+        server.log()
+    );
+    let plain = scrape("http");
+    assert!(
+        !String::from_utf8_lossy(&plain.stdout).contains("sealcast_streams_live"),
+        "plain HTTP got the metrics"
+    );
 }

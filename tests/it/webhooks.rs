@@ -5,8 +5,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
+use crate::support::certs::{make_ca, make_cert};
 use crate::support::http;
 use crate::support::playlist::{POLL_LIMIT, until_ended, wait_for};
 use crate::support::process::{Proc, free_port, path_str, read_text, write_private};
@@ -43,6 +45,11 @@ class Hook(BaseHTTPRequestHandler):
         pass
 
 server = ThreadingHTTPServer(("127.0.0.1", port), Hook)
+if len(sys.argv) > 5:  # TLS: certificate and key files
+    import ssl
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[4], sys.argv[5])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 print("ready", flush=True)
 server.serve_forever()
 "#;
@@ -61,6 +68,28 @@ async fn publish_once(server: &TestServer, key: &str, stream: &str) {
     publisher.send_fixture(&Fixture::load("baseline-aac44k.flv")).await;
     publisher.finish().await;
     until_ended(server.http, &format!("/{stream}/index.m3u8")).await;
+}
+
+/// Starts the receiver on `port`, writing to `out`; over TLS with the
+/// certificate and key given.
+fn start_receiver(port: u16, out: &Path, tls: Option<(&Path, &Path)>) -> Proc {
+    let mut command = Command::new("python3");
+    command.args(["-c", RECEIVER, &port.to_string(), SECRET, path_str(out)]);
+    if let Some((cert, key)) = tls {
+        command.args([path_str(cert), path_str(key)]);
+    }
+    let mut receiver = Proc::spawn(
+        "python webhook receiver",
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let stdout = receiver.child.stdout.take().unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut ready).unwrap();
+    assert_eq!(ready.trim(), "ready");
+    receiver
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,18 +118,7 @@ async fn every_event_arrives_once_in_order_after_the_receiver_was_down() {
 
         // The receiver comes up on the configured port.
         let out = root.path().join("events.jsonl");
-        let mut receiver = Proc::spawn(
-            "python webhook receiver",
-            Command::new("python3")
-                .args(["-c", RECEIVER, &port.to_string(), SECRET, path_str(&out)])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null()),
-        );
-        let stdout = receiver.child.stdout.take().unwrap();
-        let mut ready = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut ready).unwrap();
-        assert_eq!(ready.trim(), "ready");
+        let _receiver = start_receiver(port, &out, None);
 
         wait_for("every webhook delivered", POLL_LIMIT, || async {
             (scrape(server.metrics, "sealcast_webhook_events_pending").await == 0.0).then_some(())
@@ -148,6 +166,46 @@ async fn every_event_arrives_once_in_order_after_the_receiver_was_down() {
         assert_ne!(demo[0].1, demo[2].1, "{text}");
         let other: Vec<&str> = per_stream["live/other"].iter().map(|(kind, _)| *kind).collect();
         assert_eq!(other, ["stream.published", "stream.unpublished"], "{text}");
+        server.stop().await;
+    })
+    .await;
+}
+
+/// An `https://` receiver whose certificate comes from a private CA, trusted
+/// through `tls_ca_file`, gets the events, signed and whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_reach_an_https_receiver_of_a_private_ca() {
+    with_safety_net(async {
+        let root = tempfile::tempdir().unwrap();
+        let ca = make_ca(root.path());
+        let (cert, key) = make_cert(root.path(), "receiver");
+        let secret = root.path().join("webhook_secret");
+        write_private(&secret, SECRET);
+        let out = root.path().join("events.jsonl");
+        let port = free_port();
+        let _receiver = start_receiver(port, &out, Some((&cert, &key)));
+        let server = TestServer::start(&format!(
+            "[webhooks]\nurl = \"https://localhost:{port}/hook\"\ntls_ca_file = {:?}\n\
+             secret_file = {:?}\ninitial_backoff_ms = 50\nmax_backoff_secs = 1\n",
+            path_str(&ca),
+            path_str(&secret)
+        ))
+        .await;
+        publish_once(&server, DEMO_KEY, "live/demo").await;
+        wait_for("both events delivered over TLS", POLL_LIMIT, || async {
+            (scrape(server.metrics, "sealcast_webhook_events_delivered_total").await == 2.0).then_some(())
+        })
+        .await;
+        let text = read_text(&out);
+        let kinds: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|e| {
+                assert_eq!(e["ok"], true, "{text}");
+                e["type"].clone()
+            })
+            .collect();
+        assert_eq!(kinds, ["stream.published", "stream.unpublished"], "{text}");
         server.stop().await;
     })
     .await;

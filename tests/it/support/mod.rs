@@ -8,6 +8,7 @@
 //! - [`playlist`]: polling a playlist until a state, its keyed segments;
 //! - [`process`]: child processes ended on drop, the `sealcast` binary,
 //!   ffmpeg as publisher and player;
+//! - [`certs`]: a test CA and server certificates made with `openssl`;
 //! - [`kms`]: moto (AWS KMS), a proxy that cuts it off, a counting KMS.
 
 use std::future::Future;
@@ -168,6 +169,7 @@ pub fn first_video_frame_is_key(path: &Path) -> Option<bool> {
         .map(|l| l.trim().trim_end_matches(',') == "1")
 }
 
+pub mod certs;
 pub mod http;
 pub mod ingest;
 pub mod kms;
