@@ -12,8 +12,6 @@ use tracing::{error, info, warn};
 
 use crate::auth::Secret;
 use crate::config::{Config, ConfigError, ResolvedStream, StorageBackend};
-use crate::storage::Storage;
-use crate::storage::s3::S3Store;
 use crate::http::admin_gate::FailedAuthGate;
 use crate::http::serve::ServeLimits;
 use crate::http::web::{self, WebState};
@@ -26,6 +24,8 @@ use crate::metrics::{Exporter, MeteredKms, Metrics};
 use crate::names::{NameError, StreamName};
 use crate::readiness::{self, Readiness};
 use crate::reload::Reloader;
+use crate::storage::Storage;
+use crate::storage::s3::S3Store;
 use crate::webhooks::{Delivery, Notifier};
 
 /// How long shutdown waits for queued webhook events to be delivered.
@@ -53,7 +53,7 @@ pub enum StartError {
 
 /// The configured storage: the data directory, or the `[storage.s3]` bucket
 /// (its client set up; [`Server::check_storage`] makes the first request).
-fn storage_from_config(config: &Config, metrics: Option<Arc<Metrics>>) -> Result<Storage, StartError> {
+pub(crate) fn storage_from_config(config: &Config, metrics: Option<Arc<Metrics>>) -> Result<Storage, StartError> {
     match (config.storage.backend, &config.storage.s3) {
         (StorageBackend::S3, Some(s3)) => Ok(Storage::S3(Arc::new(S3Store::open(s3, metrics)?))),
         _ => Ok(Storage::Local(config.storage.data_dir.clone())),

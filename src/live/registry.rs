@@ -131,7 +131,9 @@ impl Registry {
     /// Counts a segment dropped because storage did not take it in time.
     pub(super) fn count_storage_drop(&self) {
         if let Some(metrics) = &self.metrics {
-            metrics.counter(crate::metrics::STORAGE_SEGMENTS_DROPPED, &[]).increment(1);
+            metrics
+                .counter(crate::metrics::STORAGE_SEGMENTS_DROPPED, &[])
+                .increment(1);
         }
     }
 
@@ -431,7 +433,10 @@ impl PublishAuthorizer for Arc<Registry> {
             }
             // Another node (or a previous run) got further: continue from there.
             if let Some(stored) = stored
-                && state.playlist.as_ref().is_none_or(|p| stored.next_sequence() > p.next_sequence())
+                && state
+                    .playlist
+                    .as_ref()
+                    .is_none_or(|p| stored.next_sequence() > p.next_sequence())
             {
                 state.playlist = Some(stored);
             }

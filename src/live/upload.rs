@@ -68,9 +68,7 @@ impl Uploader {
         let (jobs, rx) = mpsc::channel(QUEUED_SEGMENTS);
         let dropped = Arc::new(AtomicU64::new(0));
         let settings = registry.settings();
-        let deadline = Duration::from_secs(u64::from(
-            settings.segment_duration_secs * DEADLINE_TARGET_DURATIONS,
-        ));
+        let deadline = Duration::from_secs(u64::from(settings.segment_duration_secs * DEADLINE_TARGET_DURATIONS));
         let meters = registry.stream_meters(&stream.name);
         let task = UploadTask {
             registry: Arc::clone(&registry),
@@ -230,7 +228,10 @@ impl UploadTask {
         // The playlist gets until the next segment is due; if it fails, the
         // next segment's playlist (a superset) replaces it.
         let until = Instant::now() + Duration::from_secs_f64(segment.duration_secs.max(1.0));
-        if !self.put_until(&self.playlist_key(), Bytes::from(text.clone()), until).await {
+        if !self
+            .put_until(&self.playlist_key(), Bytes::from(text.clone()), until)
+            .await
+        {
             error!(stream = %self.stream.name, seq = sequence, "writing the playlist failed; it is written again with the next segment");
             self.playlist_pending = Some(text);
         }
@@ -242,7 +243,11 @@ impl UploadTask {
             let key = storage::segment_key(self.stream.name.app(), self.stream.name.name(), &expiry.uri);
             self.registry.delete_after(key, Duration::from_millis(expiry.after_ms));
         }
-        debug!(seq = sequence, publish_latency_us = latency.as_micros() as u64, "segment stored and listed");
+        debug!(
+            seq = sequence,
+            publish_latency_us = latency.as_micros() as u64,
+            "segment stored and listed"
+        );
     }
 
     fn drop_segment(&mut self, sequence: u64) {

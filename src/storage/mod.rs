@@ -115,7 +115,9 @@ impl Storage {
                 let mut out = Vec::new();
                 let read = async {
                     file.seek(std::io::SeekFrom::Start(range.start)).await?;
-                    file.take(range.end.saturating_sub(range.start)).read_to_end(&mut out).await
+                    file.take(range.end.saturating_sub(range.start))
+                        .read_to_end(&mut out)
+                        .await
                 };
                 read.await.map_err(|source| io_error("get", key, source))?;
                 Ok(Some(Bytes::from(out)))

@@ -230,7 +230,12 @@ impl S3Store {
         let metas = self.record("list", dir_key, result)?.unwrap_or_default();
         let mut keys: Vec<String> = metas
             .into_iter()
-            .filter_map(|meta| meta.location.as_ref().strip_prefix(self.prefix.as_str()).map(str::to_owned))
+            .filter_map(|meta| {
+                meta.location
+                    .as_ref()
+                    .strip_prefix(self.prefix.as_str())
+                    .map(str::to_owned)
+            })
             .collect();
         keys.sort();
         Ok(keys)

@@ -18,6 +18,7 @@ mod access_log;
 mod admin_api;
 mod browser;
 mod e2e_ffmpeg;
+mod edge;
 mod http_starvation;
 mod key_service;
 mod kms_aws;

@@ -24,23 +24,23 @@ use crate::support::process::{Proc, free_port, parse_running_line, write_private
 use crate::support::server::{DEMO_KEY, mint_token, streams_toml};
 use crate::support::{contains, count_frames};
 
-const BUCKET: &str = "sealcast-media";
-const PREFIX: &str = "media/";
-const TOKEN_SECRET: &str = "s3-test-secret-0123456789-0123456789-abcdef";
+pub(crate) const BUCKET: &str = "sealcast-media";
+pub(crate) const PREFIX: &str = "media/";
+pub(crate) const TOKEN_SECRET: &str = "s3-test-secret-0123456789-0123456789-abcdef";
 
 /// An S3 implementation on a loopback port with [`BUCKET`] created, killed
 /// on drop.
-struct S3Server {
+pub(crate) struct S3Server {
     _process: Proc,
     addr: SocketAddr,
-    access_key_id: &'static str,
-    secret_access_key: &'static str,
+    pub(crate) access_key_id: &'static str,
+    pub(crate) secret_access_key: &'static str,
     _dir: tempfile::TempDir,
 }
 
 impl S3Server {
     /// moto's server (any credentials; path-style), bucket made by a PUT.
-    async fn moto() -> Self {
+    pub(crate) async fn moto() -> Self {
         let port = free_port();
         let process = Proc::spawn(
             "python3 -m moto.server (moto[server])",
@@ -71,7 +71,14 @@ impl S3Server {
             Command::new("s3rver")
                 .args(["-d"])
                 .arg(dir.path())
-                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "--silent", "--no-vhost-buckets"])
+                .args([
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "--silent",
+                    "--no-vhost-buckets",
+                ])
                 .args(["--configure-bucket", BUCKET])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -97,12 +104,12 @@ impl S3Server {
         }
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// A client of the bucket for the test's own reads.
-    fn client(&self) -> AmazonS3 {
+    pub(crate) fn client(&self) -> AmazonS3 {
         let _ = rustls::crypto::ring::default_provider().install_default();
         AmazonS3Builder::new()
             .with_bucket_name(BUCKET)
@@ -135,7 +142,7 @@ fn has_ts_run(bytes: &[u8]) -> bool {
 }
 
 /// The config of a server storing into `endpoint`.
-fn write_config(dir: &Path, endpoint: &str, bucket: &str, window: u32) -> std::path::PathBuf {
+pub(crate) fn write_config(dir: &Path, endpoint: &str, bucket: &str, window: u32) -> std::path::PathBuf {
     let secret_file = dir.join("token_secret");
     write_private(&secret_file, TOKEN_SECRET);
     let config = dir.join("sealcast.toml");
@@ -176,7 +183,7 @@ token_secret_file = "{secret}"
 /// `sealcast serve --config FILE` with the S3 credentials in its
 /// environment only, as in production; `Err(log)` when it exits instead of
 /// printing its banner.
-fn serve(config: &Path, s3: (&str, &str)) -> Result<(Proc, SocketAddr, SocketAddr), String> {
+pub(crate) fn serve(config: &Path, s3: (&str, &str)) -> Result<(Proc, SocketAddr, SocketAddr), String> {
     use std::io::BufRead as _;
     let log_path = config.with_file_name("server.log");
     let mut child = Proc::spawn(
@@ -205,7 +212,7 @@ fn serve(config: &Path, s3: (&str, &str)) -> Result<(Proc, SocketAddr, SocketAdd
 }
 
 /// The canonical playlist in the bucket, once it has `#EXT-X-ENDLIST`.
-async fn stored_playlist_ended(store: &AmazonS3) -> String {
+pub(crate) async fn stored_playlist_ended(store: &AmazonS3) -> String {
     stored_playlist_where(store, playlist::ended).await
 }
 
@@ -232,7 +239,10 @@ async fn push_play_and_scan(s3: &S3Server) {
     crate::support::kms::finished(crate::support::kms::publish(rtmp, DEMO_KEY, seconds, true)).await;
     let store = s3.client();
     let stored = stored_playlist_ended(&store).await;
-    assert!(!stored.contains("token="), "the canonical playlist carries no credential:\n{stored}");
+    assert!(
+        !stored.contains("token="),
+        "the canonical playlist carries no credential:\n{stored}"
+    );
 
     // Every listed segment is in the bucket.
     let keyed = keyed_segments(&stored);
@@ -245,12 +255,20 @@ async fn push_play_and_scan(s3: &S3Server) {
     }
 
     // Playback through sealcast, segments read back from the bucket.
-    let token = mint_token(&sealcast::auth::Secret::new(TOKEN_SECRET.as_bytes().to_vec()), "live/demo", 3600);
+    let token = mint_token(
+        &sealcast::auth::Secret::new(TOKEN_SECRET.as_bytes().to_vec()),
+        "live/demo",
+        3600,
+    );
     let played = dir.path().join("played.ts");
     crate::support::kms::play(http_addr, "live/demo", &token, &played).await;
     let frames = count_frames(&played);
     let pushed = u64::from(seconds * FPS);
-    assert!(frames.video * 100 >= pushed * 95, "played {} of {pushed} video frames", frames.video);
+    assert!(
+        frames.video * 100 >= pushed * 95,
+        "played {} of {pushed} video frames",
+        frames.video
+    );
     assert!(frames.audio > 0, "{frames:?}");
 
     // No plaintext TS and no data key anywhere in the bucket.
@@ -399,19 +417,28 @@ async fn a_second_node_continues_the_stored_playlist() {
         let (mut server, rtmp, _http) = serve(&config, (s3.access_key_id, s3.secret_access_key)).unwrap();
         crate::support::kms::finished(crate::support::kms::publish(rtmp, DEMO_KEY, 4, false)).await;
         let before = uris.len();
-        let stored =
-            stored_playlist_where(&store, |text| playlist::ended(text) && playlist::segment_count(text) > before).await;
+        let stored = stored_playlist_where(&store, |text| {
+            playlist::ended(text) && playlist::segment_count(text) > before
+        })
+        .await;
         let parsed = playlist::parse(&stored);
         let now: Vec<String> = parsed.segments.iter().map(|s| s.uri.clone()).collect();
-        assert!(now.starts_with(&uris), "node {node} kept the earlier segments:\n{stored}");
+        assert!(
+            now.starts_with(&uris),
+            "node {node} kept the earlier segments:\n{stored}"
+        );
         if node == "b" {
             let first_of_b = &parsed.segments[uris.len()];
-            assert!(first_of_b.discontinuity, "node b's first segment follows a discontinuity:\n{stored}");
+            assert!(
+                first_of_b.discontinuity,
+                "node b's first segment follows a discontinuity:\n{stored}"
+            );
             assert_eq!(parsed.media_sequence, 0, "{stored}");
-            let seq = |uri: &str| -> u64 {
-                uri.trim_end_matches(".ts").rsplit('-').next().unwrap().parse().unwrap()
-            };
-            assert!(seq(&first_of_b.uri) > seq(&uris[uris.len() - 1]), "sequence numbers grow:\n{stored}");
+            let seq = |uri: &str| -> u64 { uri.trim_end_matches(".ts").rsplit('-').next().unwrap().parse().unwrap() };
+            assert!(
+                seq(&first_of_b.uri) > seq(&uris[uris.len() - 1]),
+                "sequence numbers grow:\n{stored}"
+            );
         }
         assert!(now.len() > uris.len(), "node {node} added segments:\n{stored}");
         uris = now;
