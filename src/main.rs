@@ -81,6 +81,14 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Run a stateless viewer-facing edge: playlists personalized per viewer
+    /// from the canonical ones in storage, segments from storage, the key
+    /// endpoint, /healthz. Any number behind any load balancer.
+    Edge {
+        /// TOML configuration ([storage] as the ingest nodes', [http], [kms], [auth]).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Print a playback token for a stream (signed with the configured secret).
     Token {
         /// `app/name`, `app/*` (every stream of an app) or `*` (every stream).
@@ -449,7 +457,8 @@ fn run(cli: Cli, log: &Arc<LogControl>) -> anyhow::Result<()> {
             );
         }
         Command::Serve { config } => serve(&runtime, config.as_deref(), log)?,
-        Command::Keyserver { config } => keyserver(&runtime, config.as_deref(), log)?,
+        Command::Keyserver { config } => keyserver(&runtime, config.as_deref(), log, ViewerNode::KeyServer)?,
+        Command::Edge { config } => keyserver(&runtime, config.as_deref(), log, ViewerNode::Edge)?,
         Command::Token {
             stream,
             ttl_secs,
@@ -585,12 +594,17 @@ fn keyserver(
     runtime: &tokio::runtime::Runtime,
     config_path: Option<&Path>,
     log: &Arc<LogControl>,
+    node: ViewerNode,
 ) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
     log.apply(config.log.level.as_deref()).map_err(anyhow::Error::msg)?;
     raise_open_file_limit();
-    let server = KeyServer::from_config(&config)?;
+    let server = match node {
+        ViewerNode::KeyServer => KeyServer::from_config(&config)?,
+        ViewerNode::Edge => KeyServer::edge_from_config(&config)?,
+    };
     runtime.block_on(async {
+        server.check_storage().await?;
         let http = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("binding HTTP to {}", config.http.listen))?;
@@ -607,11 +621,31 @@ fn keyserver(
         } else {
             "http"
         };
-        println!("sealcast keyserver listening on {scheme}://{}", http.local_addr()?);
+        println!(
+            "sealcast {} listening on {scheme}://{}",
+            node.command(),
+            http.local_addr()?
+        );
         std::io::Write::flush(&mut std::io::stdout())?;
         server.run_with_metrics(http, metrics, shutdown).await?;
         anyhow::Ok(())
     })
+}
+
+/// What `keyserver()` runs: the key endpoint alone, or an edge.
+#[derive(Clone, Copy)]
+enum ViewerNode {
+    KeyServer,
+    Edge,
+}
+
+impl ViewerNode {
+    fn command(self) -> &'static str {
+        match self {
+            ViewerNode::KeyServer => "keyserver",
+            ViewerNode::Edge => "edge",
+        }
+    }
 }
 
 /// `sealcast bench-push`: many real-time RTMP publishers in one process.

@@ -53,7 +53,7 @@ pub enum StartError {
 
 /// The configured storage: the data directory, or the `[storage.s3]` bucket
 /// (its client set up; [`Server::check_storage`] makes the first request).
-fn storage_from_config(config: &Config, metrics: Option<Arc<Metrics>>) -> Result<Storage, StartError> {
+pub(crate) fn storage_from_config(config: &Config, metrics: Option<Arc<Metrics>>) -> Result<Storage, StartError> {
     match (config.storage.backend, &config.storage.s3) {
         (StorageBackend::S3, Some(s3)) => Ok(Storage::S3(Arc::new(S3Store::open(s3, metrics)?))),
         _ => Ok(Storage::Local(config.storage.data_dir.clone())),

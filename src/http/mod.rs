@@ -31,6 +31,7 @@ use tracing::{debug, error};
 pub mod access_log;
 pub mod admin_gate;
 pub mod api;
+pub mod edge;
 pub mod serve;
 mod stored;
 pub mod web;
@@ -90,6 +91,12 @@ pub fn router(state: Arc<HttpState>) -> Router {
 /// The router of `sealcast keyserver`: the key endpoint and health only.
 pub fn key_server_router(keys: Arc<KeyService>, cors: CorsPolicy) -> Router {
     finish(key_routes(keys), &cors)
+}
+
+/// The router of `sealcast edge`: the key endpoint, and playlists and
+/// segments from storage.
+pub fn edge_router(keys: Arc<KeyService>, edge: Arc<edge::EdgeState>, cors: CorsPolicy) -> Router {
+    finish(key_routes(keys).merge(edge::routes(edge)), &cors)
 }
 
 fn key_routes(keys: Arc<KeyService>) -> Router {
@@ -280,65 +287,23 @@ async fn media_file(
         return status(StatusCode::NOT_FOUND, "not found\n");
     };
     if file == "index.m3u8" {
-        // Native players do not carry the playlist's query to key requests, so
-        // a valid token is written into every key URI. An invalid one is refused
-        // here rather than echoed into the playlist.
-        let token = presented_token(query.token.as_deref(), &headers);
-        let claims = match token.map(|token| state.keys.verify_token(token, &stream_name)) {
-            None => None,
-            Some(Ok(claims)) => {
-                if let Some(token) = token {
-                    state.keys.saw_viewer(&stream_name, &claims, token);
-                }
-                Some(claims)
-            }
-            Some(Err(error)) => {
-                debug!(stream = %stream_name, %error, "token refused");
-                return status(StatusCode::FORBIDDEN, "forbidden\n");
-            }
+        let viewer = match playlist_viewer(&state.keys, &stream_name, query.token.as_deref(), &headers) {
+            Ok(viewer) => viewer,
+            Err(refused) => return refused.into_response(),
         };
-        let viewer = token
-            .zip(claims.as_ref())
-            .map(|(token, claims)| access_log::Viewer::of_token(claims, token));
-        let cache_control = if claims.is_some() {
-            PERSONAL_PLAYLIST_CACHE
-        } else {
-            PLAYLIST_CACHE
-        };
-        let text = match (token, claims) {
+        let logged = viewer.as_ref().map(PlaylistViewer::for_log);
+        let text = match viewer {
             // One-time tickets instead of the token: every refresh hands out new ones.
-            (Some(token), Some(claims)) if state.keys.tickets_enabled() => {
-                match stream
-                    .render_playlist(None)
-                    .map(|text| state.keys.ticket_playlist(&text, &claims, token))
-                {
-                    None => None,
-                    Some(Ok(text)) => Some(text),
-                    Some(Err(error)) => {
-                        error!(stream = %stream_name, %error, "cannot issue key tickets");
-                        return unavailable("playlist unavailable\n");
-                    }
-                }
-            }
-            (token, _) => stream.render_playlist(token.map(|t| format!("token={t}")).as_deref()),
+            Some(viewer) if state.keys.tickets_enabled() => match stream.render_playlist(None) {
+                Some(text) => match personalize(&state.keys, &stream_name, &text, &viewer) {
+                    Ok(text) => Some(text),
+                    Err(no_tickets) => return no_tickets.into_response(),
+                },
+                None => None,
+            },
+            viewer => stream.render_playlist(viewer.map(|v| format!("token={}", v.token)).as_deref()),
         };
-        return match text {
-            Some(text) => {
-                let mut response = (
-                    [
-                        (header::CONTENT_TYPE, PLAYLIST_TYPE),
-                        (header::CACHE_CONTROL, cache_control),
-                    ],
-                    text,
-                )
-                    .into_response();
-                if let Some(viewer) = viewer {
-                    response.extensions_mut().insert(viewer);
-                }
-                response
-            }
-            None => status(StatusCode::NOT_FOUND, "not found\n"),
-        };
+        return playlist_response(text, logged);
     }
     if !names::is_segment_file_name(&file) {
         return status(StatusCode::NOT_FOUND, "not found\n");
@@ -349,6 +314,108 @@ async fn media_file(
         return stored::serve_segment(storage, &key, &headers).await;
     }
     serve_segment(&stream.dir().join(&file), &headers).await
+}
+
+/// A viewer who presented a valid token for a playlist.
+pub(crate) struct PlaylistViewer<'a> {
+    token: &'a str,
+    claims: crate::auth::Claims,
+}
+
+impl PlaylistViewer<'_> {
+    /// Who the access log says the playlist was for.
+    fn for_log(&self) -> access_log::Viewer {
+        access_log::Viewer::of_token(&self.claims, self.token)
+    }
+}
+
+/// The playlist's viewer, if a token came with the request; a token that
+/// does not check out is refused here ([`RefusedToken`]) rather than echoed
+/// into the playlist. Native players do not carry the playlist's query over to key
+/// requests, so a valid token is written into every key URI.
+fn playlist_viewer<'a>(
+    keys: &KeyService,
+    stream: &StreamName,
+    query_token: Option<&'a str>,
+    headers: &'a HeaderMap,
+) -> Result<Option<PlaylistViewer<'a>>, RefusedToken> {
+    let Some(token) = presented_token(query_token, headers) else {
+        return Ok(None);
+    };
+    match keys.verify_token(token, stream) {
+        Ok(claims) => {
+            keys.saw_viewer(stream, &claims, token);
+            Ok(Some(PlaylistViewer { token, claims }))
+        }
+        Err(error) => {
+            debug!(%stream, %error, "token refused");
+            Err(RefusedToken)
+        }
+    }
+}
+
+/// A playlist request whose token does not check out: a 403.
+pub(crate) struct RefusedToken;
+
+impl IntoResponse for RefusedToken {
+    fn into_response(self) -> Response {
+        status(StatusCode::FORBIDDEN, "forbidden\n")
+    }
+}
+
+/// Tickets could not be issued for a playlist (logged): a 503.
+pub(crate) struct NoTickets;
+
+impl IntoResponse for NoTickets {
+    fn into_response(self) -> Response {
+        unavailable("playlist unavailable\n")
+    }
+}
+
+/// The credential-free playlist `text` with the viewer's credential written
+/// into its key URIs: one-time tickets when they are on, else the token.
+fn personalize(
+    keys: &KeyService,
+    stream: &StreamName,
+    text: &str,
+    viewer: &PlaylistViewer<'_>,
+) -> Result<String, NoTickets> {
+    if !keys.tickets_enabled() {
+        return Ok(crate::keyservice::with_key_query(
+            text,
+            &format!("token={}", viewer.token),
+        ));
+    }
+    keys.ticket_playlist(text, &viewer.claims, viewer.token)
+        .map_err(|error| {
+            error!(%stream, %error, "cannot issue key tickets");
+            NoTickets
+        })
+}
+
+/// A playlist answer: personal ones (a credential inside, given to `viewer`)
+/// are never cached.
+fn playlist_response(text: Option<String>, viewer: Option<access_log::Viewer>) -> Response {
+    let cache_control = if viewer.is_some() {
+        PERSONAL_PLAYLIST_CACHE
+    } else {
+        PLAYLIST_CACHE
+    };
+    let Some(text) = text else {
+        return status(StatusCode::NOT_FOUND, "not found\n");
+    };
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, PLAYLIST_TYPE),
+            (header::CACHE_CONTROL, cache_control),
+        ],
+        text,
+    )
+        .into_response();
+    if let Some(viewer) = viewer {
+        response.extensions_mut().insert(viewer);
+    }
+    response
 }
 
 /// Serves a segment file, answering a single-range `Range` request with 206

@@ -442,6 +442,26 @@ impl KeyService {
 
 /// Splits an `#EXT-X-KEY` line into (up to and including `URI="`, the URI,
 /// the rest from the closing quote).
+/// `playlist` with `query` (e.g. `token=…`) appended to every key URI, for a
+/// credential-free playlist read back from storage (an edge's). The URIs
+/// sealcast writes always carry `?edk=`, so the query joins with `&`.
+pub fn with_key_query(playlist: &str, query: &str) -> String {
+    let mut out = String::with_capacity(playlist.len() + 8 * (query.len() + 1));
+    for line in playlist.split_inclusive('\n') {
+        match key_tag_uri(line) {
+            Some((before, uri, after)) => {
+                out.push_str(before);
+                out.push_str(uri);
+                out.push(if uri.contains('?') { '&' } else { '?' });
+                out.push_str(query);
+                out.push_str(after);
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
 fn key_tag_uri(line: &str) -> Option<(&str, &str, &str)> {
     if !line.starts_with("#EXT-X-KEY:") {
         return None;
@@ -716,6 +736,18 @@ mod tests {
         let got = service.key(&stream(), key_id, edk, Credential::Ticket(ticket)).await;
         assert_eq!(got.map(|_| ()), Err(KeyError::Unavailable));
         drop(f);
+    }
+
+    /// Only key URIs get the query, with `&` after `?edk=` and `?` otherwise.
+    #[test]
+    fn with_key_query_touches_key_uris_only() {
+        let playlist = "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/live/demo/k1?edk=AA\",IV=0x01\n\
+                        #EXTINF:2.0,\na-1.ts\n#EXT-X-KEY:METHOD=AES-128,URI=\"/k2\"\n";
+        assert_eq!(
+            with_key_query(playlist, "token=t.o.k"),
+            "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/live/demo/k1?edk=AA&token=t.o.k\",IV=0x01\n\
+             #EXTINF:2.0,\na-1.ts\n#EXT-X-KEY:METHOD=AES-128,URI=\"/k2?token=t.o.k\"\n"
+        );
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub struct KeyServer {
     tls: Option<crate::tls::TlsAcceptor>,
     /// `metrics.tls`: `/metrics` over HTTPS with `[http]`'s certificate.
     metrics_tls: bool,
+    /// `sealcast edge`: playlists and segments from storage besides keys.
+    edge: Option<Arc<crate::http::edge::EdgeState>>,
 }
 
 impl KeyServer {
@@ -100,7 +102,30 @@ impl KeyServer {
             metrics,
             tls,
             metrics_tls: config.metrics.tls,
+            edge: None,
         })
+    }
+
+    /// `sealcast edge`: a key server that also serves playlists (personalized
+    /// per viewer) and segments from the configured storage, read with the
+    /// same `[storage]` section as the ingest nodes'.
+    pub fn edge_from_config(config: &Config) -> Result<Self, StartError> {
+        let mut server = Self::from_config(config)?;
+        let storage = crate::server::storage_from_config(config, server.metrics.clone())
+            .map_err(|e| ConfigError::one(e.to_string()))?;
+        let state = crate::http::edge::EdgeState::new(storage, Arc::clone(&server.keys));
+        server.edge = Some(Arc::new(state));
+        Ok(server)
+    }
+
+    /// An edge's storage answers (object storage: the bucket is listed once),
+    /// so a wrong bucket, endpoint or credential stops the start with an
+    /// error naming the setting. Nothing to check for a key server.
+    pub async fn check_storage(&self) -> Result<(), crate::storage::StorageError> {
+        match self.edge.as_ref().map(|edge| &edge.storage) {
+            Some(crate::storage::Storage::S3(store)) => store.check().await,
+            _ => Ok(()),
+        }
     }
 
     /// What SIGHUP reloads in this key server: the KMS's master key versions.
@@ -147,7 +172,11 @@ impl KeyServer {
         };
         let metrics_tls = self.tls.clone().filter(|_| self.metrics_tls);
         let metrics_task = crate::server::spawn_metrics(metrics, self.metrics_exporter(), metrics_tls, stopped);
-        let app = http::key_server_router(self.keys, self.cors).merge(crate::readiness::router(self.readiness));
+        let app = match self.edge {
+            Some(edge) => http::edge_router(self.keys, edge, self.cors),
+            None => http::key_server_router(self.keys, self.cors),
+        }
+        .merge(crate::readiness::router(self.readiness));
         let app = if self.access_log {
             app.layer(axum::middleware::from_fn(http::access_log::log))
         } else {

@@ -19,6 +19,7 @@ mod admin_api;
 mod aws_credentials;
 mod browser;
 mod e2e_ffmpeg;
+mod edge;
 mod http_starvation;
 mod key_service;
 mod kms_aws;

@@ -24,23 +24,23 @@ use crate::support::process::{Proc, free_port, parse_running_line, write_private
 use crate::support::server::{DEMO_KEY, mint_token, streams_toml};
 use crate::support::{contains, count_frames};
 
-const BUCKET: &str = "sealcast-media";
-const PREFIX: &str = "media/";
-const TOKEN_SECRET: &str = "s3-test-secret-0123456789-0123456789-abcdef";
+pub(crate) const BUCKET: &str = "sealcast-media";
+pub(crate) const PREFIX: &str = "media/";
+pub(crate) const TOKEN_SECRET: &str = "s3-test-secret-0123456789-0123456789-abcdef";
 
 /// An S3 implementation on a loopback port with [`BUCKET`] created, killed
 /// on drop.
-struct S3Server {
+pub(crate) struct S3Server {
     _process: Proc,
     addr: SocketAddr,
-    access_key_id: &'static str,
-    secret_access_key: &'static str,
+    pub(crate) access_key_id: &'static str,
+    pub(crate) secret_access_key: &'static str,
     _dir: tempfile::TempDir,
 }
 
 impl S3Server {
     /// moto's server (any credentials; path-style), bucket made by a PUT.
-    async fn moto() -> Self {
+    pub(crate) async fn moto() -> Self {
         let port = free_port();
         let process = Proc::spawn(
             "python3 -m moto.server (moto[server])",
@@ -104,12 +104,12 @@ impl S3Server {
         }
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// A client of the bucket for the test's own reads.
-    fn client(&self) -> AmazonS3 {
+    pub(crate) fn client(&self) -> AmazonS3 {
         let _ = rustls::crypto::ring::default_provider().install_default();
         AmazonS3Builder::new()
             .with_bucket_name(BUCKET)
@@ -142,7 +142,7 @@ fn has_ts_run(bytes: &[u8]) -> bool {
 }
 
 /// The config of a server storing into `endpoint`.
-fn write_config(dir: &Path, endpoint: &str, bucket: &str, window: u32) -> std::path::PathBuf {
+pub(crate) fn write_config(dir: &Path, endpoint: &str, bucket: &str, window: u32) -> std::path::PathBuf {
     let secret_file = dir.join("token_secret");
     write_private(&secret_file, TOKEN_SECRET);
     let config = dir.join("sealcast.toml");
@@ -183,7 +183,7 @@ token_secret_file = "{secret}"
 /// `sealcast serve --config FILE` with the S3 credentials in its
 /// environment only, as in production; `Err(log)` when it exits instead of
 /// printing its banner.
-fn serve(config: &Path, s3: (&str, &str)) -> Result<(Proc, SocketAddr, SocketAddr), String> {
+pub(crate) fn serve(config: &Path, s3: (&str, &str)) -> Result<(Proc, SocketAddr, SocketAddr), String> {
     use std::io::BufRead as _;
     let log_path = config.with_file_name("server.log");
     let mut child = Proc::spawn(
@@ -212,7 +212,7 @@ fn serve(config: &Path, s3: (&str, &str)) -> Result<(Proc, SocketAddr, SocketAdd
 }
 
 /// The canonical playlist in the bucket, once it has `#EXT-X-ENDLIST`.
-async fn stored_playlist_ended(store: &AmazonS3) -> String {
+pub(crate) async fn stored_playlist_ended(store: &AmazonS3) -> String {
     stored_playlist_where(store, playlist::ended).await
 }
 

@@ -1,0 +1,136 @@
+//! `sealcast edge`: the viewer side of a cluster, stateless. Playlists are
+//! the canonical ones ingest nodes keep in storage (key URIs without any
+//! credential), personalized per viewer (token or one-time tickets) exactly
+//! as `serve` does; segments come from storage, `Range` answered. Nothing is
+//! kept between requests but a playlist cache of at most
+//! [`PLAYLIST_FRESH`], so any number of edges can stand behind any load
+//! balancer, and a viewer may hit a different one on every request.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use dashmap::DashMap;
+use tracing::warn;
+
+use super::{TokenQuery, personalize, playlist_response, playlist_viewer, status, stored, unavailable};
+use crate::keyservice::KeyService;
+use crate::names::{self, StreamName};
+use crate::storage::Storage;
+
+/// How long a canonical playlist read from storage is served before it is
+/// read again: an edge is never more than this behind its ingest node, and
+/// storage sees at most one playlist read per stream per interval and edge,
+/// however many viewers poll.
+pub const PLAYLIST_FRESH: Duration = Duration::from_secs(1);
+
+/// Streams whose playlists are cached at once; past it, stale entries are
+/// dropped first (names come from requests, so the map must stay bounded).
+const MAX_CACHED_PLAYLISTS: usize = 10_000;
+
+/// One stream's cached canonical playlist. The async mutex makes a refresh
+/// single-flight: viewers arriving while it is read wait for that read.
+type Slot = Arc<tokio::sync::Mutex<Option<(Instant, Option<Arc<str>>)>>>;
+
+/// What an edge's media routes share.
+pub struct EdgeState {
+    pub storage: Storage,
+    pub keys: Arc<KeyService>,
+    playlists: DashMap<StreamName, Slot>,
+}
+
+impl EdgeState {
+    pub fn new(storage: Storage, keys: Arc<KeyService>) -> Self {
+        Self {
+            storage,
+            keys,
+            playlists: DashMap::new(),
+        }
+    }
+
+    /// The stream's canonical playlist, at most [`PLAYLIST_FRESH`] old;
+    /// `None` when storage has none (an unknown stream).
+    async fn canonical_playlist(&self, stream: &StreamName) -> Result<Option<Arc<str>>, crate::storage::StorageError> {
+        let slot = self.slot(stream);
+        let mut cached = slot.lock().await;
+        if let Some((read_at, text)) = cached.as_ref()
+            && read_at.elapsed() < PLAYLIST_FRESH
+        {
+            return Ok(text.clone());
+        }
+        let key = crate::storage::playlist_key(stream.app(), stream.name());
+        let text = self
+            .storage
+            .get(&key)
+            .await?
+            .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+            .map(Arc::<str>::from);
+        *cached = Some((Instant::now(), text.clone()));
+        Ok(text)
+    }
+
+    fn slot(&self, stream: &StreamName) -> Slot {
+        if let Some(slot) = self.playlists.get(stream) {
+            return Arc::clone(&slot);
+        }
+        if self.playlists.len() >= MAX_CACHED_PLAYLISTS {
+            self.playlists.retain(|_, slot| {
+                slot.try_lock().map_or(true, |c| {
+                    c.as_ref().is_some_and(|(at, _)| at.elapsed() < PLAYLIST_FRESH)
+                })
+            });
+        }
+        Arc::clone(&self.playlists.entry(stream.clone()).or_default())
+    }
+}
+
+/// The media routes of an edge: playlists and segments from storage.
+pub fn routes(state: Arc<EdgeState>) -> Router {
+    Router::new()
+        .route("/{app}/{name}/{file}", get(media_file))
+        .with_state(state)
+}
+
+/// `GET /{app}/{name}/index.m3u8` and `GET /{app}/{name}/{publish_id}-{seq}.ts`.
+async fn media_file(
+    State(state): State<Arc<EdgeState>>,
+    Path((app, name, file)): Path<(String, String, String)>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(stream) = StreamName::new(&app, &name) else {
+        return status(StatusCode::NOT_FOUND, "not found\n");
+    };
+    if file == "index.m3u8" {
+        let viewer = match playlist_viewer(&state.keys, &stream, query.token.as_deref(), &headers) {
+            Ok(viewer) => viewer,
+            Err(refused) => return refused.into_response(),
+        };
+        let canonical = match state.canonical_playlist(&stream).await {
+            Ok(Some(text)) => text,
+            Ok(None) => return status(StatusCode::NOT_FOUND, "not found\n"),
+            Err(error) => {
+                warn!(%stream, %error, "reading the playlist from storage failed");
+                return unavailable("playlist unavailable\n");
+            }
+        };
+        let logged = viewer.as_ref().map(super::PlaylistViewer::for_log);
+        let text = match &viewer {
+            Some(viewer) => match personalize(&state.keys, &stream, &canonical, viewer) {
+                Ok(text) => text,
+                Err(no_tickets) => return no_tickets.into_response(),
+            },
+            None => canonical.to_string(),
+        };
+        return playlist_response(Some(text), logged);
+    }
+    if !names::is_segment_file_name(&file) {
+        return status(StatusCode::NOT_FOUND, "not found\n");
+    }
+    let key = crate::storage::segment_key(stream.app(), stream.name(), &file);
+    stored::serve_segment(&state.storage, &key, &headers).await
+}
