@@ -111,6 +111,8 @@ impl Server {
             playlist_window: config.hls.playlist_window as usize,
             segments_per_key: config.encryption.segments_per_key,
             reconnect_grace: Duration::from_secs(config.hls.reconnect_grace_secs),
+            takeover_idle: (config.rtmp.takeover_idle_secs > 0)
+                .then(|| Duration::from_secs(config.rtmp.takeover_idle_secs)),
         };
         let specs = streams
             .iter()
@@ -154,6 +156,10 @@ impl Server {
                 .ok_or_else(|| ConfigError::one(format!("auth.publish_hook_url {:?} is not a URL", hook.url)))?;
             info!(url = %hook.url(), "publish hook on: it decides every publish; [[streams]] keys admit none");
             registry = registry.with_publish_hook(hook);
+        }
+        if let Some(cluster) = &config.cluster {
+            registry = registry.with_cluster(crate::live::leases_from_config(cluster, &config.rtmp)?);
+            info!(node_id = %cluster.node_id, "cluster mode: publishes hold leases in redis");
         }
         let registry = Arc::new(registry);
         let (http_tls, rtmps, certificates) = match tls {

@@ -145,11 +145,14 @@ fn example_file_parses_and_validates() {
             url: RedisUrl {
                 host: "10.0.0.5".into(),
                 port: 6379,
-                db: Some(1)
+                db: Some(1),
+                tls: false,
             },
             key_prefix: "video:ticket:".into(),
             timeout_ms: 250,
             pool_size: NonZeroU32::new(8).unwrap(),
+            username: None,
+            tls_ca_file: None,
             password_env: Some("SEALCAST_REDIS_PASSWORD".into()),
             password_file: None,
         })
@@ -714,7 +717,7 @@ fn auth_problems() {
         ),
         (
             "[auth.replay]\nbackend = \"redis\"\nurl = \"http://h:1\"",
-            &["auth.replay.url \"http://h:1\" must start with redis://"],
+            &["auth.replay.url \"http://h:1\" must start with redis:// or rediss://"],
         ),
         (
             "[auth.replay]\nurl = \"redis://h:1\"",

@@ -17,6 +17,7 @@ mod support;
 mod access_log;
 mod admin_api;
 mod browser;
+mod cluster_leases;
 mod e2e_ffmpeg;
 mod http_starvation;
 mod key_service;

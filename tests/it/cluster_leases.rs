@@ -1,0 +1,288 @@
+//! Publish leases and takeover: a quiet publisher (its connection open and
+//! silent, as when an encoder's network drops) is taken over by a reconnect
+//! with the same key, on one node and across two `sealcast serve` nodes
+//! sharing one real redis-server and one segment directory; a still-sending
+//! publisher is not; after a node is SIGKILLed an encoder's push to the other
+//! node takes the lease once it expires. The replay store through the
+//! `redis` crate with an ACL user and password. No timing is asserted: every
+//! wait is for a condition, with a generous bound.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sealcast::auth::ticket::NONCE_LEN;
+use sealcast::cluster::redis::RedisTarget;
+use sealcast::config::RedisUrl;
+use sealcast::keyservice::redis::RedisReplayStore;
+use sealcast::keyservice::replay::{ReplayError, ReplayStore};
+
+use crate::support::playlist::{self, POLL_LIMIT, wait_for};
+use crate::support::process::{
+    Proc, ffmpeg_publish, free_port, parse_running_line, path_str, spawn_sealcast, start_redis, write_private,
+};
+use crate::support::rtmp::{Fixture, PublishOutcome, Publisher};
+use crate::support::server::{DEMO_KEY, TestServer, streams_toml};
+use crate::support::with_safety_net;
+
+const FIXTURE: &str = "high-bframes-aac48k.flv";
+
+/// The stream's playlist file in a data directory, once it satisfies `done`.
+async fn stored_playlist(data_dir: &Path, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let path = data_dir.join("live/demo/index.m3u8");
+    let deadline = std::time::Instant::now() + POLL_LIMIT;
+    loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if done(&text) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}; last:\n{text}"
+        );
+        tokio::time::sleep(playlist::POLL_EVERY).await;
+    }
+}
+
+/// (last media sequence number listed, publish ids of the listed segments).
+fn last_seq_and_publishes(text: &str) -> (u64, Vec<String>) {
+    let parsed = playlist::parse(text);
+    let last = parsed.media_sequence + parsed.segments.len() as u64 - 1;
+    let mut ids: Vec<String> = text
+        .lines()
+        .filter(|l| l.ends_with(".ts"))
+        .filter_map(|l| l.split('-').next().map(str::to_owned))
+        .collect();
+    ids.dedup();
+    (last, ids)
+}
+
+fn discontinuities(text: &str) -> usize {
+    text.lines().filter(|l| l.trim() == "#EXT-X-DISCONTINUITY").count()
+}
+
+/// A publish with DEMO_KEY, retried until the server admits it.
+async fn publish_when_admitted(rtmp: SocketAddr) -> Publisher {
+    wait_for("the new publish to be admitted", POLL_LIMIT, || async move {
+        let mut client = Publisher::connect(rtmp, "live").await;
+        (client.request_publish(DEMO_KEY).await == PublishOutcome::Accepted).then_some(client)
+    })
+    .await
+}
+
+async fn refused(rtmp: SocketAddr) -> bool {
+    let mut client = Publisher::connect(rtmp, "live").await;
+    matches!(client.request_publish(DEMO_KEY).await, PublishOutcome::Refused { .. })
+}
+
+/// Checks the takeover left one playlist: sequence numbers only grew, the
+/// new publish's segments follow a discontinuity.
+fn assert_continued(before: &str, after: &str) {
+    let (last_before, ids_before) = last_seq_and_publishes(before);
+    let (last_after, ids_after) = last_seq_and_publishes(after);
+    assert!(
+        last_after > last_before,
+        "sequence numbers grow:\n{before}\n---\n{after}"
+    );
+    let new_id = ids_after.last().expect("segments listed");
+    assert!(
+        !ids_before.contains(new_id),
+        "a new publish wrote the last segments:\n{after}"
+    );
+    let parsed_before = playlist::parse(before);
+    let parsed_after = playlist::parse(after);
+    assert!(parsed_after.media_sequence >= parsed_before.media_sequence);
+    assert!(
+        discontinuities(after) + (parsed_after.discontinuity_sequence - parsed_before.discontinuity_sequence) as usize
+            > discontinuities(before),
+        "a discontinuity marks the takeover:\n{after}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_node_reconnect_takes_over_a_quiet_publisher_not_a_sending_one() {
+    with_safety_net(async {
+        let server = TestServer::start_with_config("[hls]\nsegment_duration_secs = 1\nplaylist_window = 30\n", |c| {
+            c.rtmp.takeover_idle_secs = 2;
+        })
+        .await;
+        let data_dir = server.data_dir();
+        let fixture = Fixture::load(FIXTURE);
+        let (first, _) = fixture.split_at_ms(4000);
+
+        let mut old = Publisher::publish(server.rtmp, DEMO_KEY).await;
+        old.send_metadata(&fixture.metadata).await;
+        // Still sending (a tag every few ms): a second publisher is refused.
+        let (half, second_half) = first.split_at(first.len() / 2);
+        old.send_tags(half).await;
+        assert!(refused(server.rtmp).await, "a sending publisher is protected");
+        old.send_tags(second_half).await;
+        let before = stored_playlist(&data_dir, "the first publish's segments", |t| {
+            playlist::segment_count(t) >= 2
+        })
+        .await;
+
+        // Now quiet, its connection open: a reconnect takes over.
+        let mut new = publish_when_admitted(server.rtmp).await;
+        old.wait_closed().await;
+        new.send_metadata(&fixture.metadata).await;
+        // A reconnecting encoder starts over: sequence headers, keyframe.
+        new.send_tags(&fixture.tags).await;
+        new.finish().await;
+        let after = stored_playlist(&data_dir, "the new publish's segments", |t| {
+            let (_, ids) = last_seq_and_publishes(t);
+            ids.len() >= 2 && playlist::ended(t)
+        })
+        .await;
+        assert_continued(&before, &after);
+        server.stop().await;
+    })
+    .await;
+}
+
+/// One `sealcast serve` node of a two-node cluster.
+struct Node {
+    process: Proc,
+    rtmp: SocketAddr,
+}
+
+fn node_config(dir: &Path, data_dir: &Path, redis_port: u16, node: &str, takeover_idle_secs: u64) -> PathBuf {
+    let config = dir.join(format!("{node}.toml"));
+    let toml = format!(
+        "[rtmp]\nlisten = \"127.0.0.1:0\"\ntakeover_idle_secs = {takeover_idle_secs}\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n[metrics]\nenabled = false\n\
+         [storage]\ndata_dir = {:?}\n[hls]\nsegment_duration_secs = 1\nplaylist_window = 30\n\
+         [cluster]\nredis_url = \"redis://127.0.0.1:{redis_port}\"\nnode_id = \"{node}\"\nlease_ttl_secs = 5\n{}",
+        path_str(data_dir),
+        streams_toml()
+    );
+    write_private(&config, &toml);
+    config
+}
+
+fn start_node(dir: &Path, config: &Path, node: &str) -> Node {
+    let log = dir.join(format!("{node}.log"));
+    let (process, lines) = spawn_sealcast(&["serve", "--config", path_str(config)], dir, &log);
+    let banner = lines.recv_timeout(Duration::from_secs(60)).expect("the node's banner");
+    let (rtmp, _) = parse_running_line(&banner).unwrap_or_else(|| panic!("banner {banner:?}"));
+    Node { process, rtmp }
+}
+
+/// Two nodes sharing a redis-server and a data directory.
+async fn cluster(takeover_idle_secs: u64) -> (tempfile::TempDir, Proc, PathBuf, Node, Node) {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("shared");
+    let redis_port = free_port();
+    let redis = start_redis(redis_port, &[]).await;
+    let a = node_config(dir.path(), &data_dir, redis_port, "node-a", takeover_idle_secs);
+    let b = node_config(dir.path(), &data_dir, redis_port, "node-b", takeover_idle_secs);
+    // A first: it generates the shared keyring and token secret.
+    let node_a = start_node(dir.path(), &a, "node-a");
+    let node_b = start_node(dir.path(), &b, "node-b");
+    (dir, redis, data_dir, node_a, node_b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_refuses_a_second_publisher_and_fails_over_after_kill_9() {
+    with_safety_net(async {
+        // No takeover of quiet publishers: only the lease's expiry frees it.
+        let (dir, _redis, data_dir, mut node_a, node_b) = cluster(0).await;
+        let url = format!("rtmp://{}/live/{DEMO_KEY}", node_a.rtmp);
+        let _ffmpeg = ffmpeg_publish("ffmpeg to node A", FIXTURE, &url, true, &dir.path().join("ff.log"));
+        let before = stored_playlist(&data_dir, "node A's segments", |t| playlist::segment_count(t) >= 2).await;
+        assert!(
+            refused(node_b.rtmp).await,
+            "node B refuses while node A holds the lease"
+        );
+
+        node_a.process.kill();
+        let before = std::fs::read_to_string(data_dir.join("live/demo/index.m3u8")).unwrap_or(before);
+        let fixture = Fixture::load(FIXTURE);
+        let mut new = publish_when_admitted(node_b.rtmp).await;
+        new.send_metadata(&fixture.metadata).await;
+        new.send_tags(&fixture.tags).await;
+        new.finish().await;
+        let after = stored_playlist(&data_dir, "node B continuing the playlist", |t| {
+            let (_, ids) = last_seq_and_publishes(t);
+            ids.len() >= 2 && playlist::segment_count(t) > playlist::segment_count(&before)
+        })
+        .await;
+        assert_continued(&before, &after);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_reconnect_takes_over_a_frozen_publisher_on_another_node() {
+    with_safety_net(async {
+        let (_dir, _redis, data_dir, node_a, node_b) = cluster(1).await;
+        let fixture = Fixture::load(FIXTURE);
+        let (first, _) = fixture.split_at_ms(4000);
+        // The frozen encoder: it sent some media, then nothing, its
+        // connection to node A left open.
+        let mut frozen = Publisher::publish(node_a.rtmp, DEMO_KEY).await;
+        frozen.send_metadata(&fixture.metadata).await;
+        frozen.send_tags(first).await;
+        let before = stored_playlist(&data_dir, "node A's segments", |t| playlist::segment_count(t) >= 2).await;
+
+        let mut new = publish_when_admitted(node_b.rtmp).await;
+        // Node A learns at its next renewal and closes the old connection.
+        frozen.wait_closed().await;
+        new.send_metadata(&fixture.metadata).await;
+        // A reconnecting encoder starts over: sequence headers, keyframe.
+        new.send_tags(&fixture.tags).await;
+        new.finish().await;
+        let after = stored_playlist(&data_dir, "node B continuing the playlist", |t| {
+            let (_, ids) = last_seq_and_publishes(t);
+            ids.len() >= 2 && playlist::ended(t)
+        })
+        .await;
+        assert_continued(&before, &after);
+        drop(node_a);
+    })
+    .await;
+}
+
+fn acl_target(port: u16, user: &str, password: &str) -> RedisTarget {
+    RedisTarget {
+        url: RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap(),
+        username: Some(user.into()),
+        password: Some(sealcast::auth::Secret::new(password.as_bytes().to_vec())),
+        tls_ca_file: None,
+        timeout: Duration::from_secs(5),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_store_with_an_acl_user() {
+    with_safety_net(async {
+        let port = free_port();
+        let _redis = start_redis(
+            port,
+            &[
+                "--user",
+                "default",
+                "off",
+                "--user",
+                "tickets",
+                "on",
+                ">s3cret-pw",
+                "~*",
+                "+@all",
+            ],
+        )
+        .await;
+        let store = RedisReplayStore::new(acl_target(port, "tickets", "s3cret-pw"), "t:".into());
+        let nonce = [7u8; NONCE_LEN];
+        let now = sealcast::clock::now_unix_secs();
+        assert_eq!(store.check().await, Ok(()));
+        assert_eq!(store.first_use(&nonce, now + 60, now).await, Ok(true));
+        assert_eq!(store.first_use(&nonce, now + 60, now).await, Ok(false));
+        assert_eq!(store.first_use(&[8u8; NONCE_LEN], now + 60, now).await, Ok(true));
+
+        let wrong = RedisReplayStore::new(acl_target(port, "tickets", "wrong"), "t:".into());
+        let got = wrong.first_use(&[9u8; NONCE_LEN], now + 60, now).await;
+        assert!(matches!(got, Err(ReplayError::Unavailable(_))), "{got:?}");
+    })
+    .await;
+}
