@@ -110,6 +110,7 @@ impl Leases {
     pub async fn acquire(&self, stream: &str, holder: &Holder, allow_takeover: bool) -> Result<Acquired, RedisError> {
         let key = self.key(stream);
         let tag = holder.tag();
+        let (key, tag) = (key.as_str(), tag.as_str());
         let ttl_ms = self.policy.ttl.as_millis() as u64;
         let idle: i64 = match (allow_takeover, self.policy.takeover_idle_ms()) {
             (true, ms) if ms != u64::MAX => i64::try_from(ms).unwrap_or(i64::MAX),
@@ -121,17 +122,19 @@ impl Leases {
             .redis
             .run(|mut c| async move {
                 script
-                    .key(&key)
-                    .arg(&tag)
+                    .key(key)
+                    .arg(tag)
                     .arg(ttl_ms)
                     .arg(idle)
                     .invoke_async(&mut c)
                     .await
             })
             .await?;
-        Ok(if granted == 1 {
+        // A retried request (the first reply lost) finds its own value.
+        let ours = value.strip_prefix(tag).is_some_and(|rest| rest.starts_with(' '));
+        Ok(if granted == 1 || ours {
             Acquired::Granted {
-                previous: parse_value(&value),
+                previous: if ours { None } else { parse_value(&value) },
                 sent_at,
             }
         } else {
@@ -144,14 +147,15 @@ impl Leases {
     async fn renew(&self, stream: &str, holder: &Holder, media_age_ms: u64) -> Result<bool, RedisError> {
         let key = self.key(stream);
         let tag = holder.tag();
+        let (key, tag) = (key.as_str(), tag.as_str());
         let ttl_ms = self.policy.ttl.as_millis() as u64;
         let script = &self.renew;
         let renewed: i64 = self
             .redis
             .run(|mut c| async move {
                 script
-                    .key(&key)
-                    .arg(&tag)
+                    .key(key)
+                    .arg(tag)
                     .arg(ttl_ms)
                     .arg(media_age_ms)
                     .invoke_async(&mut c)
@@ -165,10 +169,11 @@ impl Leases {
     pub async fn release(&self, stream: &str, holder: &Holder) -> Result<bool, RedisError> {
         let key = self.key(stream);
         let tag = holder.tag();
+        let (key, tag) = (key.as_str(), tag.as_str());
         let script = &self.release;
         let released: i64 = self
             .redis
-            .run(|mut c| async move { script.key(&key).arg(&tag).invoke_async(&mut c).await })
+            .run(|mut c| async move { script.key(key).arg(tag).invoke_async(&mut c).await })
             .await?;
         Ok(released == 1)
     }

@@ -73,15 +73,23 @@ impl Redis {
             .cloned()
     }
 
-    /// Runs `request` on the connection, bounded by the timeout.
-    pub async fn run<T, F>(&self, request: impl FnOnce(ConnectionManager) -> F) -> Result<T, RedisError>
+    /// Runs `request` on the connection, bounded by the timeout. A request
+    /// that failed because the connection broke (Redis restarted, an idle
+    /// connection closed) is tried once more, on the connection the manager
+    /// reopens.
+    pub async fn run<T, F>(&self, request: impl Fn(ConnectionManager) -> F) -> Result<T, RedisError>
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
         let timeout = self.target.timeout;
         let work = async {
             let connection = self.connection().await?;
-            request(connection).await.map_err(|e| RedisError(describe(&e)))
+            match request(connection.clone()).await {
+                Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() => {
+                    request(connection).await.map_err(|e| RedisError(describe(&e)))
+                }
+                other => other.map_err(|e| RedisError(describe(&e))),
+            }
         };
         tokio::time::timeout(timeout, work)
             .await

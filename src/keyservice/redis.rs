@@ -56,11 +56,12 @@ impl ReplayStore for RedisReplayStore {
             .saturating_sub(now_unix_secs)
             .saturating_mul(1000)
             .max(1);
+        let key = key.as_str();
         let set = self
             .redis
             .run(|mut c| async move {
                 redis::cmd("SET")
-                    .arg(&key)
+                    .arg(key)
                     .arg(1)
                     .arg("NX")
                     .arg("PX")

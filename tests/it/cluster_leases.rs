@@ -286,3 +286,106 @@ async fn replay_store_with_an_acl_user() {
     })
     .await;
 }
+
+/// `openssl` commands making a CA and a server certificate for 127.0.0.1.
+fn make_tls_files(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test ca",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &["-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=localhost"],
+    ]
+    .concat());
+    std::fs::write(dir.join("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_store_over_rediss_with_a_private_ca() {
+    with_safety_net(async {
+        let dir = tempfile::tempdir().unwrap();
+        make_tls_files(dir.path());
+        let port = free_port();
+        let file = |name: &str| path_str(&dir.path().join(name)).to_owned();
+        let _redis = Proc::spawn(
+            "redis-server (TLS)",
+            std::process::Command::new("redis-server")
+                .args(["--port", "0", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+                .args(["--tls-cert-file", &file("srv.pem"), "--tls-key-file", &file("srv.key")])
+                .args(["--tls-ca-cert-file", &file("ca.pem"), "--requirepass", "tls-pw"])
+                .stdout(std::process::Stdio::null()),
+        );
+        let target = RedisTarget {
+            url: RedisUrl::parse(&format!("rediss://127.0.0.1:{port}")).unwrap(),
+            username: None,
+            password: Some(sealcast::auth::Secret::new(b"tls-pw".to_vec())),
+            tls_ca_file: Some(dir.path().join("ca.pem")),
+            timeout: Duration::from_secs(5),
+        };
+        let store = RedisReplayStore::new(target.clone(), "t:".into());
+        wait_for("redis over TLS to answer", POLL_LIMIT, || async {
+            store.check().await.ok()
+        })
+        .await;
+        let now = sealcast::clock::now_unix_secs();
+        let nonce = [3u8; NONCE_LEN];
+        assert_eq!(store.first_use(&nonce, now + 60, now).await, Ok(true));
+        assert_eq!(store.first_use(&nonce, now + 60, now).await, Ok(false));
+
+        // Without the private CA the server's certificate is not trusted.
+        let untrusted = RedisReplayStore::new(
+            RedisTarget {
+                tls_ca_file: None,
+                ..target
+            },
+            "t:".into(),
+        );
+        let got = untrusted.first_use(&[4u8; NONCE_LEN], now + 60, now).await;
+        assert!(matches!(got, Err(ReplayError::Unavailable(_))), "{got:?}");
+    })
+    .await;
+}
