@@ -9,6 +9,8 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sealcast::auth::ticket::NONCE_LEN;
@@ -16,6 +18,7 @@ use sealcast::cluster::redis::RedisTarget;
 use sealcast::config::RedisUrl;
 use sealcast::keyservice::redis::RedisReplayStore;
 use sealcast::keyservice::replay::{ReplayError, ReplayStore};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::support::playlist::{self, POLL_LIMIT, wait_for};
 use crate::support::process::{
@@ -212,22 +215,87 @@ async fn cluster_refuses_a_second_publisher_and_fails_over_after_kill_9() {
     .await;
 }
 
+/// A TCP relay between an encoder and the server that, once frozen, stops
+/// forwarding without closing anything: the encoder's network silently
+/// dropped. It notes when the server closes its side.
+struct FreezingRelay {
+    addr: SocketAddr,
+    frozen: Arc<AtomicBool>,
+    server_closed: Arc<AtomicBool>,
+}
+
+impl FreezingRelay {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let server_closed = Arc::new(AtomicBool::new(false));
+        let (f, closed) = (Arc::clone(&frozen), Arc::clone(&server_closed));
+        tokio::spawn(async move {
+            let (client, _) = listener.accept().await.unwrap();
+            let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+            let (mut client_rx, mut client_tx) = client.into_split();
+            let (mut server_rx, mut server_tx) = server.into_split();
+            let f2 = Arc::clone(&f);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16384];
+                loop {
+                    if f2.load(Ordering::SeqCst) {
+                        // Frozen: hold both sockets open, forward nothing.
+                        std::future::pending::<()>().await;
+                    }
+                    match client_rx.read(&mut buf).await {
+                        Ok(n) if n > 0 && !f2.load(Ordering::SeqCst) => {
+                            if server_tx.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        Ok(n) if n > 0 => {}
+                        _ => break,
+                    }
+                }
+                std::future::pending::<()>().await;
+            });
+            let mut buf = vec![0u8; 16384];
+            loop {
+                match server_rx.read(&mut buf).await {
+                    Ok(n) if n > 0 => {
+                        if !f.load(Ordering::SeqCst) {
+                            let _ = client_tx.write_all(&buf[..n]).await;
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            closed.store(true, Ordering::SeqCst);
+            std::future::pending::<()>().await;
+        });
+        Self {
+            addr,
+            frozen,
+            server_closed,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_reconnect_takes_over_a_frozen_publisher_on_another_node() {
     with_safety_net(async {
-        let (_dir, _redis, data_dir, node_a, node_b) = cluster(1).await;
+        let (dir, _redis, data_dir, node_a, node_b) = cluster(1).await;
         let fixture = Fixture::load(FIXTURE);
-        let (first, _) = fixture.split_at_ms(4000);
-        // The frozen encoder: it sent some media, then nothing, its
-        // connection to node A left open.
-        let mut frozen = Publisher::publish(node_a.rtmp, DEMO_KEY).await;
-        frozen.send_metadata(&fixture.metadata).await;
-        frozen.send_tags(first).await;
+        // ffmpeg pushes to node A through the relay, which then freezes.
+        let relay = FreezingRelay::start(node_a.rtmp).await;
+        let url = format!("rtmp://{}/live/{DEMO_KEY}", relay.addr);
+        let _ffmpeg = ffmpeg_publish("ffmpeg via relay", FIXTURE, &url, true, &dir.path().join("ff.log"));
         let before = stored_playlist(&data_dir, "node A's segments", |t| playlist::segment_count(t) >= 2).await;
+        relay.frozen.store(true, Ordering::SeqCst);
 
         let mut new = publish_when_admitted(node_b.rtmp).await;
         // Node A learns at its next renewal and closes the old connection.
-        frozen.wait_closed().await;
+        wait_for("node A to close the frozen connection", POLL_LIMIT, || async {
+            relay.server_closed.load(Ordering::SeqCst).then_some(())
+        })
+        .await;
         new.send_metadata(&fixture.metadata).await;
         // A reconnecting encoder starts over: sequence headers, keyframe.
         new.send_tags(&fixture.tags).await;
@@ -239,6 +307,41 @@ async fn cluster_reconnect_takes_over_a_frozen_publisher_on_another_node() {
         .await;
         assert_continued(&before, &after);
         drop(node_a);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_stops_the_running_publish_and_refuses_new_ones() {
+    with_safety_net(async {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("shared");
+        let redis_port = free_port();
+        let redis = start_redis(redis_port, &[]).await;
+        let config = node_config(dir.path(), &data_dir, redis_port, "node-a", 0);
+        let node = start_node(dir.path(), &config, "node-a");
+        let fixture = Fixture::load(FIXTURE);
+        let mut publisher = Publisher::publish(node.rtmp, DEMO_KEY).await;
+        publisher.send_metadata(&fixture.metadata).await;
+        publisher.send_tags(&fixture.tags[..fixture.tags.len() / 2]).await;
+        stored_playlist(&data_dir, "the publish's segments", |t| playlist::segment_count(t) >= 2).await;
+
+        // Redis gone: the holder cannot renew, stops before its lease could
+        // expire and closes the encoder's connection; new publishes are
+        // refused while Redis cannot answer.
+        drop(redis);
+        publisher.wait_closed().await;
+        assert!(refused(node.rtmp).await, "no publish without the lease");
+        let log = std::fs::read_to_string(dir.path().join("node-a.log")).unwrap();
+        assert!(log.contains("publish lease not renewed in time"), "{log}");
+
+        // Redis back: publishing works again.
+        let _redis = start_redis(redis_port, &[]).await;
+        let mut again = publish_when_admitted(node.rtmp).await;
+        again.send_metadata(&fixture.metadata).await;
+        again.send_tags(&fixture.tags).await;
+        again.finish().await;
+        drop(node);
     })
     .await;
 }
