@@ -144,7 +144,7 @@ impl Leases {
 
     /// Renews `holder`'s lease, recording media `media_age_ms` old: `true`
     /// renewed, `false` the lease is someone else's or gone.
-    async fn renew(&self, stream: &str, holder: &Holder, media_age_ms: u64) -> Result<bool, RedisError> {
+    pub async fn renew(&self, stream: &str, holder: &Holder, media_age_ms: u64) -> Result<bool, RedisError> {
         let key = self.key(stream);
         let tag = holder.tag();
         let (key, tag) = (key.as_str(), tag.as_str());

@@ -492,3 +492,59 @@ async fn replay_store_over_rediss_with_a_private_ca() {
     })
     .await;
 }
+
+/// The lease scripts against a real redis-server, step by step: acquire
+/// when free, refusal while the holder is recent, takeover once it is quiet
+/// longer than the threshold, renew and release only by the holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_scripts_against_redis() {
+    use sealcast::cluster::lease::Policy;
+    use sealcast::cluster::redis::Redis;
+    use sealcast::cluster::{Acquired, Leases};
+    with_safety_net(async {
+        let port = free_port();
+        let _redis = start_redis(port, &[]).await;
+        let node = |id: &str| {
+            let target = RedisTarget {
+                url: RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap(),
+                username: None,
+                password: None,
+                tls_ca_file: None,
+                timeout: Duration::from_secs(5),
+            };
+            let policy = Policy {
+                ttl: Duration::from_secs(30),
+                takeover_idle: Some(Duration::from_secs(5)),
+            };
+            Leases::new(Redis::new(target), id.into(), "lease:".into(), policy)
+        };
+        let (a, b) = (node("a"), node("b"));
+        let (ha, hb) = (a.holder("p1"), b.holder("p2"));
+        let granted = |got: &Acquired| matches!(got, Acquired::Granted { .. });
+
+        assert!(granted(&a.acquire("live/demo", &ha, true).await.unwrap()));
+        // Held and recent: refused, with or without takeover.
+        assert!(!granted(&b.acquire("live/demo", &hb, true).await.unwrap()));
+        assert!(!granted(&b.acquire("live/demo", &hb, false).await.unwrap()));
+        // Only the holder renews or releases.
+        assert!(a.renew("live/demo", &ha, 0).await.unwrap());
+        assert!(!b.renew("live/demo", &hb, 0).await.unwrap());
+        assert!(!b.release("live/demo", &hb).await.unwrap());
+        // The holder reports its last media 6 s ago: quiet past 5 s, so a
+        // contender with takeover takes it; without takeover it may not.
+        assert!(a.renew("live/demo", &ha, 6000).await.unwrap());
+        assert!(!granted(&b.acquire("live/demo", &hb, false).await.unwrap()));
+        match b.acquire("live/demo", &hb, true).await.unwrap() {
+            Acquired::Granted { previous, .. } => assert_eq!(previous.unwrap().holder, ha),
+            held => panic!("not taken over: {held:?}"),
+        }
+        // The old holder learns at its next renewal; its release is a no-op.
+        assert!(!a.renew("live/demo", &ha, 0).await.unwrap());
+        assert!(!a.release("live/demo", &ha).await.unwrap());
+        assert!(b.release("live/demo", &hb).await.unwrap());
+        assert!(granted(&a.acquire("live/demo", &ha, false).await.unwrap()));
+        // Another stream is another lease.
+        assert!(granted(&b.acquire("live/other", &hb, false).await.unwrap()));
+    })
+    .await;
+}
