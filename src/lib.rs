@@ -41,6 +41,7 @@
 pub use sealcast_core::{amf0, auth, crypto, flv, hls, media, names, pipeline, rtmp, timeline, ts};
 
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod fd_limit;
 pub mod http;

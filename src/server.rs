@@ -129,6 +129,8 @@ impl Server {
             segments_per_key: config.encryption.segments_per_key,
             reconnect_grace: Duration::from_secs(config.hls.reconnect_grace_secs),
             storage: storage_from_config(config, metrics.clone())?,
+            takeover_idle: (config.rtmp.takeover_idle_secs > 0)
+                .then(|| Duration::from_secs(config.rtmp.takeover_idle_secs)),
         };
         let specs = streams
             .iter()
@@ -171,6 +173,10 @@ impl Server {
             let hook = crate::webhooks::PublishHook::new(hook, secret).map_err(ConfigError::one)?;
             info!(url = %hook.url(), "publish hook on: it decides every publish; [[streams]] keys admit none");
             registry = registry.with_publish_hook(hook);
+        }
+        if let Some(cluster) = &config.cluster {
+            registry = registry.with_cluster(crate::live::leases_from_config(cluster, &config.rtmp)?);
+            info!(node_id = %cluster.node_id, "cluster mode: publishes hold leases in redis");
         }
         let registry = Arc::new(registry);
         let (http_tls, rtmps, certificates) = match tls {

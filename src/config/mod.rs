@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use crate::auth::Secret;
 
+mod cluster;
 mod http_limits;
 mod metrics;
 mod publish_hook;
@@ -38,6 +39,7 @@ mod toml_errors;
 mod validate;
 mod webhooks;
 
+pub use cluster::ClusterConfig;
 pub use http_limits::HttpLimits;
 pub use metrics::MetricsConfig;
 pub use publish_hook::PublishHookConfig;
@@ -101,6 +103,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[webhooks]`: events POSTed to the broadcaster's backend.
     pub webhooks: WebhooksConfig,
+    /// `[cluster]`: publish leases in a shared Redis; `None`: one node.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// A `[[streams]]` entry, validated: a stream encoders may publish.
@@ -139,6 +143,9 @@ pub struct RtmpConfig {
     pub handshake_timeout_secs: NonZeroU64,
     /// `idle_timeout_secs`: silence after which a connection is closed.
     pub idle_timeout_secs: NonZeroU64,
+    /// `takeover_idle_secs`: a publisher quiet this long may be taken over
+    /// by a new publish of its stream; 0: never.
+    pub takeover_idle_secs: u64,
     /// `max_message_bytes`: largest RTMP message, 65536 to 16777215.
     pub max_message_bytes: u32,
     /// `max_chunk_size_bytes`: largest chunk size a client may set, 128 to
@@ -260,8 +267,12 @@ pub struct RedisReplayConfig {
     pub key_prefix: String,
     /// `timeout_ms`: bound on one request, 1 to 60000.
     pub timeout_ms: u64,
-    /// `pool_size`: connections kept open, 1 to 64.
+    /// `pool_size`: accepted for compatibility (one multiplexed connection).
     pub pool_size: NonZeroU32,
+    /// `username`: ACL user name.
+    pub username: Option<String>,
+    /// `tls_ca_file`: CA trusted for `rediss://`.
+    pub tls_ca_file: Option<PathBuf>,
     /// `password_env`: environment variable holding the password.
     pub password_env: Option<String>,
     /// `password_file`: file holding the password (at most one of the two).

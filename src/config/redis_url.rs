@@ -1,8 +1,8 @@
-//! `[auth.replay] url`: where the shared replay store's Redis is. The
-//! configuration parses it once, at load; the Redis client in
-//! `keyservice::redis` connects to the parsed address.
+//! `[auth.replay] url` and `[cluster] redis_url`: where Redis is. The
+//! configuration parses it once, at load; `cluster::redis` connects to the
+//! parsed address.
 
-/// Where Redis is: `redis://host[:port][/db]`, parsed.
+/// Where Redis is: `redis://host[:port][/db]` or `rediss://...` (TLS), parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisUrl {
     /// Host name or IP address (IPv6 without brackets).
@@ -11,14 +11,21 @@ pub struct RedisUrl {
     pub port: u16,
     /// Database index for `SELECT`; `None` keeps Redis's default (0).
     pub db: Option<u32>,
+    /// `rediss://`: TLS, the server's certificate checked against the host.
+    pub tls: bool,
 }
 
 impl RedisUrl {
-    /// Parses `redis://host[:port][/db]` (port 6379 by default; IPv6 hosts in
-    /// brackets). Credentials in the URL are refused: the password comes from
-    /// `password_env` or `password_file`, like every other secret.
+    /// Parses `redis://host[:port][/db]` or `rediss://` (TLS) (port 6379 by
+    /// default; IPv6 hosts in brackets). Credentials in the URL are refused:
+    /// the password comes from `password_env` or `password_file`, like every
+    /// other secret.
     pub fn parse(url: &str) -> Result<RedisUrl, &'static str> {
-        let rest = url.strip_prefix("redis://").ok_or("must start with redis://")?;
+        let (tls, rest) = match (url.strip_prefix("redis://"), url.strip_prefix("rediss://")) {
+            (Some(rest), _) => (false, rest),
+            (None, Some(rest)) => (true, rest),
+            (None, None) => return Err("must start with redis:// or rediss://"),
+        };
         let (authority, db) = match rest.split_once('/') {
             Some((authority, "")) => (authority, None),
             Some((authority, db)) => {
@@ -61,6 +68,7 @@ impl RedisUrl {
             host: host.to_owned(),
             port,
             db,
+            tls,
         })
     }
 }
@@ -76,6 +84,15 @@ mod tests {
                 host: host.into(),
                 port,
                 db,
+                tls: false,
+            })
+        };
+        let tls = |host: &str, port, db| {
+            Ok(RedisUrl {
+                host: host.into(),
+                port,
+                db,
+                tls: true,
             })
         };
         let cases: &[(&str, Result<RedisUrl, &str>)] = &[
@@ -85,8 +102,10 @@ mod tests {
             ("redis://localhost:6380/", ok("localhost", 6380, None)),
             ("redis://[::1]:6390", ok("::1", 6390, None)),
             ("redis://[::1]", ok("::1", 6379, None)),
-            ("http://127.0.0.1:6379", Err("must start with redis://")),
-            ("rediss://h:1", Err("must start with redis://")),
+            ("http://127.0.0.1:6379", Err("must start with redis:// or rediss://")),
+            ("rediss://h:1", tls("h", 1, None)),
+            ("rediss://[::1]/3", tls("::1", 6379, Some(3))),
+            ("redis:/h:1", Err("must start with redis:// or rediss://")),
             ("redis://", Err("has no valid host")),
             ("redis://:6379", Err("has no valid host")),
             ("redis://h:0", Err("has a bad port")),

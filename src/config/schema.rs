@@ -58,6 +58,9 @@ pub struct Document {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// Cluster mode (`src/config/cluster.rs`); absent: one node.
+    #[serde(default)]
+    pub cluster: Option<super::ClusterConfig>,
 }
 
 /// `[log]`: what is logged.
@@ -95,6 +98,12 @@ pub struct Rtmp {
     /// encoder or a half-open TCP connection), which ends its publish.
     #[serde(default = "default_rtmp_idle_timeout_secs")]
     pub idle_timeout_secs: u64,
+    /// A new publish with a stream's key takes over from the publisher
+    /// already live on it once that one has sent no media for this many
+    /// seconds (a dead connection not yet timed out); 0: never, the new
+    /// publish is refused while the old connection stays open.
+    #[serde(default = "default_rtmp_takeover_idle_secs")]
+    pub takeover_idle_secs: u64,
     /// Largest RTMP message accepted from a publisher, in bytes (a video
     /// frame is one message), 65536 to 16777215 (the protocol's 24-bit
     /// length). Larger messages end the connection. Before a publish is
@@ -357,7 +366,8 @@ pub struct Replay {
     /// ticket requests get 503 rather than risk a replay.
     #[serde(default = "default_replay_max_entries")]
     pub max_entries: usize,
-    /// Redis backend: `redis://host[:port][/db]`. Required with it.
+    /// Redis backend: `redis://host[:port][/db]`, or `rediss://...` for TLS.
+    /// Required with it.
     #[serde(default)]
     pub url: Option<String>,
     /// Redis backend: prefix of the keys written (the ticket nonce in hex follows).
@@ -366,9 +376,18 @@ pub struct Replay {
     /// Redis backend: bound on one request, 1 to 60000 ms; past it, 503.
     #[serde(default = "default_replay_timeout_ms")]
     pub timeout_ms: u64,
-    /// Redis backend: connections kept open, 1 to 64.
+    /// Redis backend: accepted for compatibility, 1 to 64; the client keeps
+    /// one multiplexed connection (requests pipelined on it).
     #[serde(default = "default_replay_pool_size")]
     pub pool_size: u32,
+    /// Redis backend: ACL user name (`AUTH user password`); absent: the
+    /// `default` user.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Redis backend, `rediss://`: PEM CA certificate(s) to trust instead of
+    /// the Mozilla roots (a private CA).
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
     /// Redis backend: environment variable holding the password (`AUTH`).
     #[serde(default)]
     pub password_env: Option<String>,
@@ -415,6 +434,10 @@ fn default_rtmp_listen() -> SocketAddr {
 
 fn default_rtmp_max_connections() -> u32 {
     1000
+}
+
+fn default_rtmp_takeover_idle_secs() -> u64 {
+    5
 }
 
 fn default_rtmp_idle_timeout_secs() -> u64 {
@@ -521,6 +544,7 @@ impl Default for Rtmp {
             max_connections_per_ip: default_rtmp_max_connections_per_ip(),
             handshake_timeout_secs: default_rtmp_handshake_timeout_secs(),
             idle_timeout_secs: default_rtmp_idle_timeout_secs(),
+            takeover_idle_secs: default_rtmp_takeover_idle_secs(),
             max_message_bytes: default_rtmp_max_message_bytes(),
             max_chunk_size_bytes: default_rtmp_max_chunk_size_bytes(),
             tls_listen: None,
@@ -614,6 +638,8 @@ impl Default for Replay {
             key_prefix: default_replay_key_prefix(),
             timeout_ms: default_replay_timeout_ms(),
             pool_size: default_replay_pool_size(),
+            username: None,
+            tls_ca_file: None,
             password_env: None,
             password_file: None,
         }

@@ -348,6 +348,11 @@ impl AuthConfig {
     }
 }
 
+/// `[cluster] redis_password_env | redis_password_file`.
+pub(super) fn resolve_cluster_password(var: Option<&str>, file: Option<&Path>) -> Result<Option<Secret>, ConfigError> {
+    resolve_optional_secret("cluster.redis_password", var, file, 1, &os_env)
+}
+
 impl RedisReplayConfig {
     /// The Redis password, if one is configured.
     pub fn resolve_password(&self) -> Result<Option<Secret>, ConfigError> {

@@ -145,11 +145,14 @@ fn example_file_parses_and_validates() {
             url: RedisUrl {
                 host: "10.0.0.5".into(),
                 port: 6379,
-                db: Some(1)
+                db: Some(1),
+                tls: false,
             },
             key_prefix: "video:ticket:".into(),
             timeout_ms: 250,
             pool_size: NonZeroU32::new(8).unwrap(),
+            username: None,
+            tls_ca_file: None,
             password_env: Some("SEALCAST_REDIS_PASSWORD".into()),
             password_file: None,
         })
@@ -209,11 +212,11 @@ fn unknown_keys_name_the_key() {
         ),
         (
             "listen = \"127.0.0.1:1\"\n",
-            "listen: unknown field `listen`, expected one of `rtmp`, `http`, `storage`, `hls`, `encryption`, `kms`, `auth`, `streams`, `metrics`, `webhooks`, `log` (line 1, column 1)",
+            "listen: unknown field `listen`, expected one of `rtmp`, `http`, `storage`, `hls`, `encryption`, `kms`, `auth`, `streams`, `metrics`, `webhooks`, `log`, `cluster` (line 1, column 1)",
         ),
         (
             "[rtmpp]\n",
-            "rtmpp: unknown field `rtmpp`, expected one of `rtmp`, `http`, `storage`, `hls`, `encryption`, `kms`, `auth`, `streams`, `metrics`, `webhooks`, `log` (line 1, column 2)",
+            "rtmpp: unknown field `rtmpp`, expected one of `rtmp`, `http`, `storage`, `hls`, `encryption`, `kms`, `auth`, `streams`, `metrics`, `webhooks`, `log`, `cluster` (line 1, column 2)",
         ),
         (
             "hls.playlist = 3\n",
@@ -262,7 +265,7 @@ key = \"sk_demo_0123456789abcdef\"
             "rtmp.listen: invalid value: string \"localhost:1935\", expected an IP address and port such as 127.0.0.1:1935 (line 2, column 10)",
             "rtmp.max_connections: invalid type: string \"many\", expected u32 (line 3, column 19)",
             "hls.segment_duration: unknown field `segment_duration`, expected one of `segment_duration_secs`, `playlist_window`, `reconnect_grace_secs` (line 5, column 1)",
-            "rtmpp: unknown field `rtmpp`, expected one of `rtmp`, `http`, `storage`, `hls`, `encryption`, `kms`, `auth`, `streams`, `metrics`, `webhooks`, `log` (line 7, column 2)",
+            "rtmpp: unknown field `rtmpp`, expected one of `rtmp`, `http`, `storage`, `hls`, `encryption`, `kms`, `auth`, `streams`, `metrics`, `webhooks`, `log`, `cluster` (line 7, column 2)",
             "kms.provider: unknown variant `vault`, expected `local` or `aws` (line 12, column 12)",
             "streams[0].colour: unknown field `colour`, expected one of `app`, `name`, `key`, `key_env`, `key_file` (line 16, column 1)",
             "hls.playlist_window must be at least 3 (got 2)",
@@ -714,7 +717,7 @@ fn auth_problems() {
         ),
         (
             "[auth.replay]\nbackend = \"redis\"\nurl = \"http://h:1\"",
-            &["auth.replay.url \"http://h:1\" must start with redis://"],
+            &["auth.replay.url \"http://h:1\" must start with redis:// or rediss://"],
         ),
         (
             "[auth.replay]\nurl = \"redis://h:1\"",

@@ -96,6 +96,9 @@ pub(super) fn validate(doc: Document) -> Result<Config, ConfigError> {
     }
     super::metrics::validate(&doc.metrics, &listeners, doc.http.tls_files().is_some(), &mut p.0);
     super::webhooks::validate(&doc.webhooks, &mut p.0);
+    if let Some(cluster) = &doc.cluster {
+        super::cluster::validate(cluster, &mut p.0);
+    }
 
     match (rtmp, encryption, kms, auth, streams) {
         (Some(rtmp), Some(encryption), Some(kms), Some(auth), Some(streams)) if p.0.is_empty() => Ok(Config {
@@ -110,6 +113,7 @@ pub(super) fn validate(doc: Document) -> Result<Config, ConfigError> {
             log: doc.log,
             metrics: doc.metrics,
             webhooks: doc.webhooks,
+            cluster: doc.cluster,
         }),
         _ => Err(ConfigError { problems: p.0 }),
     }
@@ -163,6 +167,7 @@ fn rtmp(rtmp: &schema::Rtmp, http: &HttpConfig, p: &mut Problems) -> Option<Rtmp
         max_connections_per_ip: max_connections_per_ip?,
         handshake_timeout_secs: handshake_timeout_secs?,
         idle_timeout_secs: idle_timeout_secs?,
+        takeover_idle_secs: rtmp.takeover_idle_secs,
         max_message_bytes: message,
         max_chunk_size_bytes: chunk,
         tls: tls.filter(|_| rtmp.tls_listen.is_some()),
@@ -442,6 +447,8 @@ fn replay(replay: schema::Replay, p: &mut Problems) -> Option<ReplayConfig> {
             key_prefix: replay.key_prefix,
             timeout_ms: replay.timeout_ms,
             pool_size: pool_size?,
+            username: replay.username,
+            tls_ca_file: replay.tls_ca_file,
             password_env: replay.password_env,
             password_file: replay.password_file,
         })),

@@ -101,7 +101,14 @@ where
             return Ok(());
         }
 
-        let read = match timeout_at(deadline, socket.read(&mut buf)).await {
+        // A publish the server ended (taken over by a new publish of the
+        // same stream, or its cluster lease lost) closes its channel: the
+        // connection ends then, even when the peer has gone quiet.
+        let read = tokio::select! {
+            read = timeout_at(deadline, socket.read(&mut buf)) => read,
+            () = publish_closed(media.as_ref()) => return Err(Error::MediaClosed),
+        };
+        let read = match read {
             Ok(Ok(read)) => read,
             Ok(Err(error)) => return Err(dropped(media.is_some(), error.into())),
             Err(_) => {
@@ -121,6 +128,14 @@ where
             return Ok(());
         };
         step = session.handle_input(input, &mut out, &mut events);
+    }
+}
+
+/// Resolves when the publish's receiver is closed; never without a publish.
+async fn publish_closed(media: Option<&mpsc::Sender<MediaMessage>>) {
+    match media {
+        Some(sender) => sender.closed().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -148,8 +148,10 @@ pub enum Error {
     /// The peer accepted none of our bytes for `idle_timeout`.
     #[error("peer did not read for {0:?}")]
     WriteStalled(Duration),
-    /// The publish's media receiver was dropped (the pipeline ended).
-    #[error("media consumer went away")]
+    /// The publish's media receiver was closed: the pipeline ended, or the
+    /// server ended the publish (taken over by a new publish of the same
+    /// stream, or its cluster lease lost).
+    #[error("publish ended by the server (taken over, lease lost, or pipeline gone)")]
     MediaClosed,
 }
 

@@ -72,13 +72,16 @@ impl KeySettings {
 pub fn replay_store_from_config(auth: &AuthConfig) -> Result<Arc<dyn ReplayStore>, ConfigError> {
     Ok(match &auth.replay {
         ReplayConfig::Memory { max_entries } => Arc::new(MemoryReplayStore::new(max_entries.get())),
-        ReplayConfig::Redis(redis) => Arc::new(redis::RedisReplayStore::new(redis::RedisSettings {
-            target: redis.url.clone(),
-            password: redis.resolve_password()?,
-            key_prefix: redis.key_prefix.clone(),
-            timeout: Duration::from_millis(redis.timeout_ms),
-            pool_size: redis.pool_size.get() as usize,
-        })),
+        ReplayConfig::Redis(redis) => Arc::new(redis::RedisReplayStore::new(
+            crate::cluster::redis::RedisTarget {
+                url: redis.url.clone(),
+                username: redis.username.clone(),
+                password: redis.resolve_password()?,
+                tls_ca_file: redis.tls_ca_file.clone(),
+                timeout: Duration::from_millis(redis.timeout_ms),
+            },
+            redis.key_prefix.clone(),
+        )),
     })
 }
 

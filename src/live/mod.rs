@@ -20,6 +20,8 @@
 //! answers again (the prefetcher retries with backoff). Plaintext media is
 //! never written.
 
+mod cluster;
+mod control;
 mod publish;
 mod registry;
 mod upload;
@@ -29,6 +31,8 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use cluster::leases_from_config;
+pub use control::{PublishControl, Stop};
 pub use registry::{Registry, Stream};
 
 use crate::auth::Secret;
@@ -48,6 +52,9 @@ pub struct LiveSettings {
     pub reconnect_grace: Duration,
     /// Where segments and playlists go: `Storage::Local(data_dir)`, or a bucket.
     pub storage: crate::storage::Storage,
+    /// `[rtmp] takeover_idle_secs`: a new publish takes over from a live one
+    /// that has sent no media this long; `None`: never.
+    pub takeover_idle: Option<Duration>,
 }
 
 /// A configured stream as the registry is given it.

@@ -13,6 +13,7 @@ use tracing::{debug, error, info, warn};
 use super::registry::{Registry, Stream};
 use super::upload::Uploader;
 use super::writer::SegmentWriter;
+use super::{PublishControl, Stop};
 use crate::flv::TagKind;
 use crate::hls::CutPolicy;
 use crate::kms::{Backoff, KeyPrefetcher, PrefetchedKey};
@@ -46,6 +47,8 @@ pub(super) struct Publish {
     /// ciphertext buffered until it closes (sequence, pieces).
     uploader: Option<Uploader>,
     buffered: (u64, Vec<Vec<u8>>),
+    /// Set by `run`: stop requests and the write deadline.
+    control: Option<Arc<PublishControl>>,
 }
 
 impl Publish {
@@ -92,12 +95,22 @@ impl Publish {
             writer,
             skipped_tags: 0,
             max_media_gap: Duration::ZERO,
+            control: None,
         }
     }
 
     /// Runs until the media channel closes (the publisher left), then
     /// flushes the last segment and ends the publish.
-    pub(super) async fn run(mut self, mut media: mpsc::Receiver<MediaMessage>) {
+    ///
+    /// `control` may ask it to stop: [`Stop::TakenOver`] closes the channel
+    /// (the connection sees it and closes) and stores what was accepted;
+    /// [`Stop::LeaseLost`] ends at once and writes nothing more.
+    pub(super) async fn run(mut self, mut media: mpsc::Receiver<MediaMessage>, control: Arc<PublishControl>) {
+        self.control = Some(Arc::clone(&control));
+        if let Some(uploader) = &self.uploader {
+            uploader.bind(Arc::clone(&control));
+        }
+        let mut stop = control.stop_requested();
         let mut keys = KeyPrefetcher::spawn(
             Arc::clone(self.registry.kms()),
             self.stream.name.to_string(),
@@ -138,6 +151,16 @@ impl Publish {
                     Some(key) => self.pipeline.provide_key(segment_key(key)),
                     None => keys_open = false,
                 },
+                Ok(()) = stop.changed() => match *stop.borrow_and_update() {
+                    Some(Stop::TakenOver) => {
+                        info!("taken over by a new publish: storing the media already accepted");
+                        // Closed: the sender sees it and the connection
+                        // ends; what is queued is still received below.
+                        media.close();
+                    }
+                    Some(Stop::LeaseLost) => break,
+                    None => {}
+                },
                 (message, was_queued) = next_message => {
                     let Some(message) = message else { break };
                     let now = Instant::now();
@@ -145,6 +168,7 @@ impl Publish {
                         self.max_media_gap = self.max_media_gap.max(now - previous);
                     }
                     last_message_at = Some(now);
+                    control.media_at(now);
                     self.handle(message, &keys).await;
                 }
             }
@@ -157,6 +181,16 @@ impl Publish {
         {
             self.pipeline.provide_key(segment_key(key));
         }
+        if !control.may_write(Instant::now()) {
+            // The lease is gone: another publisher owns the playlist now.
+            warn!("publish lease lost: the open segment is dropped, nothing more is written");
+            self.writer.discard().await;
+            if let Some(uploader) = self.uploader.take() {
+                uploader.abandon();
+            }
+            self.end(false).await;
+            return;
+        }
         if let Some(output) = self.pipeline.finish() {
             self.store(output, Instant::now(), &keys).await;
         }
@@ -165,7 +199,7 @@ impl Publish {
         if let Some(uploader) = self.uploader.take() {
             uploader.finish().await;
         }
-        self.end().await;
+        self.end(true).await;
     }
 
     async fn handle(&mut self, message: MediaMessage, keys: &KeyPrefetcher) {
@@ -276,12 +310,26 @@ impl Publish {
                 "cut without a keyframe: set the encoder's keyframe interval to 2 s"
             );
         }
+        if !self.may_write() {
+            warn!(
+                seq = sequence,
+                "publish lease about to expire or lost: segment not stored"
+            );
+            return Ok(());
+        }
         if self.uploader.is_some() {
             self.submit_segment(segment, closed_at, keys);
             return Ok(());
         }
         let pieces = std::mem::take(&mut segment.pieces);
         let stored_bytes = self.writer.complete(sequence, pieces).await?;
+        if !self.may_write() {
+            warn!(
+                seq = sequence,
+                "publish lease about to expire or lost: segment not listed"
+            );
+            return Ok(());
+        }
 
         let now_unix_ms = crate::clock::now_unix_ms();
         let stats = self.pipeline.stats();
@@ -356,11 +404,14 @@ impl Publish {
 
     /// The publisher left: free the stream for the next publish, and end the
     /// playlist unless the publisher returns within the grace period.
-    async fn end(self) {
+    /// `owner`: whether this publish may still decide the playlist's end
+    /// (not after its cluster lease was lost).
+    async fn end(self, owner: bool) {
         let stats = self.pipeline.stats();
         let generation = {
             let mut state = self.stream.lock();
             state.live = false;
+            state.control = None;
             state.info.live = false;
             state.info.max_media_gap_us = u64::try_from(self.max_media_gap.as_micros()).unwrap_or(u64::MAX);
             state.generation
@@ -374,7 +425,9 @@ impl Publish {
                 "segments_dropped": stats.segments_dropped,
             }),
         );
-        self.registry.end_after_grace(&self.stream, generation).await;
+        if owner {
+            self.registry.end_after_grace(&self.stream, generation).await;
+        }
         info!(
             segments = stats.segments,
             segments_dropped = stats.segments_dropped,
@@ -384,6 +437,14 @@ impl Publish {
             skipped_tags = self.skipped_tags,
             "publish ended"
         );
+    }
+}
+
+impl Publish {
+    /// Whether a segment or the playlist may still be written (always on a
+    /// single node; in cluster mode, before the lease's write deadline).
+    fn may_write(&self) -> bool {
+        self.control.as_ref().is_none_or(|c| c.may_write(Instant::now()))
     }
 }
 

@@ -16,8 +16,10 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use super::cluster::HeldLease;
 use super::publish::Publish;
-use super::{LiveSettings, StreamInfo, StreamSpec};
+use super::{LiveSettings, PublishControl, Stop, StreamInfo, StreamSpec};
+use crate::cluster::Leases;
 use crate::hls::{MediaPlaylist, parse_media_playlist};
 use crate::ingest::{PublishAuthorizer, PublishGrant};
 use crate::kms::Kms;
@@ -52,7 +54,13 @@ pub struct Registry {
     /// The broadcaster's backend, deciding every publish; `None`: the
     /// configured publish keys decide.
     publish_hook: Option<crate::webhooks::PublishHook>,
+    /// Cluster mode: the publish leases in Redis; `None`: one node.
+    cluster: Option<Arc<Leases>>,
 }
+
+/// How long a new publish waits for the quiet one it takes over from to
+/// store its accepted media and end (its last key may take 2 s).
+const TAKEOVER_WAIT: Duration = Duration::from_secs(10);
 
 /// One configured stream: its directory and what the HTTP side reads.
 pub struct Stream {
@@ -73,6 +81,8 @@ pub(super) struct StreamState {
     pub(super) generation: u64,
     pub(super) playlist: Option<MediaPlaylist>,
     pub(super) info: StreamInfo,
+    /// The running publish's controls (while `live`).
+    pub(super) control: Option<Arc<PublishControl>>,
 }
 
 impl Registry {
@@ -95,6 +105,7 @@ impl Registry {
             metrics: None,
             webhooks: None,
             publish_hook: None,
+            cluster: None,
         }
     }
 
@@ -109,23 +120,7 @@ impl Registry {
     /// storage has none or does not answer in time (logged: the publish then
     /// continues from what this node knows).
     async fn stored_playlist(&self, stream: &Stream) -> Option<MediaPlaylist> {
-        const READ_TIMEOUT: Duration = Duration::from_secs(3);
-        let storage = self.storage();
-        storage.local_dir().is_none().then_some(())?;
-        let key = storage::playlist_key(stream.name.app(), stream.name.name());
-        let text = match tokio::time::timeout(READ_TIMEOUT, storage.get(&key)).await {
-            Ok(Ok(bytes)) => bytes?,
-            Ok(Err(error)) => {
-                warn!(stream = %stream.name, %error, "cannot read the stored playlist; continuing from memory");
-                return None;
-            }
-            Err(_) => {
-                warn!(stream = %stream.name, "no stored playlist within 3 s; continuing from memory");
-                return None;
-            }
-        };
-        let text = String::from_utf8_lossy(&text);
-        parse_playlist(&text, &key, &self.settings)
+        read_stored_playlist(stream, &self.settings).await
     }
 
     /// Counts a segment dropped because storage did not take it in time.
@@ -197,6 +192,12 @@ impl Registry {
         );
         info!(stream = %name, "stream created at run time by the publish hook");
         stream
+    }
+
+    /// Cluster mode: every publish holds its stream's lease in Redis.
+    pub fn with_cluster(mut self, leases: Arc<Leases>) -> Self {
+        self.cluster = Some(leases);
+        self
     }
 
     /// Publishes and unpublishes, and dropped segments, are queued as
@@ -325,18 +326,53 @@ impl Registry {
         };
         if open {
             info!(stream = %stream.name, "resuming a playlist left open by the previous run");
-            self.spawn_timer(end_after(self.settings.reconnect_grace, Arc::clone(stream), generation));
+            self.end_after_grace_timer(stream, generation);
+        }
+        if self.cluster.is_some() {
+            // Another node may be writing this directory now: leftovers are
+            // deleted by whoever takes the stream's lease next.
+            return;
         }
         let delay = Duration::from_secs_f64(window_secs + f64::from(self.settings.segment_duration_secs));
-        let dir = stream.dir.clone();
+        self.delete_unlisted_after(stream, listed, delay);
+    }
+
+    /// Deletes, after `delay`, the segments of `stream` (files, or objects
+    /// in the bucket) that `listed` does not name: leftovers of a run or a
+    /// node that ended without listing them.
+    fn delete_unlisted_after(&self, stream: &Stream, listed: Vec<String>, delay: Duration) {
+        if self.settings.storage.local_dir().is_some() {
+            let dir = stream.dir.clone();
+            return self.spawn_timer(async move {
+                let expired = unlisted_segments(&dir, &listed).await;
+                tokio::time::sleep(delay).await;
+                for path in expired {
+                    remove_segment(&path).await;
+                }
+            });
+        }
+        let storage = self.settings.storage.clone();
+        let dir_key = format!("{}/{}", stream.name.app(), stream.name.name());
         self.spawn_timer(async move {
-            // Which files are the previous run's is decided now: a publish
-            // that starts during the delay writes segments this list must
-            // not name.
-            let expired = unlisted_segments(&dir, &listed).await;
+            let keys = match storage.list(&dir_key).await {
+                Ok(keys) => keys,
+                Err(error) => {
+                    warn!(%error, "listing the stream's objects failed; unlisted segments stay");
+                    return;
+                }
+            };
+            let unlisted: Vec<String> = keys
+                .into_iter()
+                .filter(|key| {
+                    let name = key.rsplit('/').next().unwrap_or_default();
+                    names::is_segment_file_name(name) && !listed.iter().any(|l| l == name)
+                })
+                .collect();
             tokio::time::sleep(delay).await;
-            for path in expired {
-                remove_segment(&path).await;
+            for key in unlisted {
+                if let Err(error) = storage.delete(&key).await {
+                    debug!(%error, key, "deleting an unlisted segment");
+                }
             }
         });
     }
@@ -345,11 +381,44 @@ impl Registry {
     /// (a later generation) started meanwhile; at once without a grace period.
     pub(super) async fn end_after_grace(&self, stream: &Arc<Stream>, generation: u64) {
         let grace = self.settings.reconnect_grace;
-        if grace.is_zero() {
-            stream.end_playlist_if(generation).await;
-        } else {
-            self.spawn_timer(end_after(grace, Arc::clone(stream), generation));
+        match &self.cluster {
+            None if grace.is_zero() => stream.end_playlist_if(generation).await,
+            _ => self.end_after_grace_timer(stream, generation),
         }
+    }
+
+    /// The grace timer: in cluster mode the playlist is ended only under
+    /// the stream's lease, from what storage holds.
+    fn end_after_grace_timer(&self, stream: &Arc<Stream>, generation: u64) {
+        let grace = self.settings.reconnect_grace;
+        let stream = Arc::clone(stream);
+        match &self.cluster {
+            None => self.spawn_timer(end_after(grace, stream, generation)),
+            Some(leases) => {
+                let leases = Arc::clone(leases);
+                let settings = self.settings.clone();
+                self.spawn_timer(async move {
+                    tokio::time::sleep(grace).await;
+                    super::cluster::end_under_lease(&settings, &leases, &stream, generation).await;
+                });
+            }
+        }
+    }
+
+    /// Deletes, after the RFC 8216 window, the segment files of `stream`
+    /// its restored playlist does not list (cluster mode, a new lease holder
+    /// cleaning up after a node that died).
+    pub(super) fn delete_unlisted_later(&self, stream: &Arc<Stream>) {
+        let Some((listed, window_secs)) = stream.lock().playlist.as_ref().map(|p| {
+            (
+                p.segments().map(|s| s.uri.clone()).collect::<Vec<_>>(),
+                p.duration_secs(),
+            )
+        }) else {
+            return;
+        };
+        let delay = Duration::from_secs_f64(window_secs + f64::from(self.settings.segment_duration_secs));
+        self.delete_unlisted_after(stream, listed, delay);
     }
 
     /// Deletes a segment (its storage key) after `delay` (RFC 8216 6.2.2:
@@ -410,6 +479,95 @@ fn key_digest(key: &[u8]) -> [u8; 32] {
     out
 }
 
+impl Registry {
+    /// When `stream` is live on this node: takes over from its publisher if
+    /// it has sent no media for `takeover_idle` (asks it to stop, waits for
+    /// it to store what it accepted), otherwise refuses.
+    async fn take_over_if_quiet(&self, stream: &Stream) -> Result<(), PublishRefused> {
+        let control = {
+            let state = stream.lock();
+            if !state.live {
+                return Ok(());
+            }
+            state.control.clone().ok_or(PublishRefused::AlreadyLive)?
+        };
+        let quiet = control.quiet_for(std::time::Instant::now());
+        match self.settings.takeover_idle {
+            Some(idle) if quiet >= idle => {}
+            _ => return Err(PublishRefused::AlreadyLive),
+        }
+        info!(
+            stream = %stream.name,
+            quiet_ms = quiet.as_millis() as u64,
+            "a new publish takes over from a publisher that sent no media for takeover_idle_secs; closing the old connection"
+        );
+        control.stop(Stop::TakenOver);
+        tokio::time::timeout(TAKEOVER_WAIT, control.finished())
+            .await
+            .map_err(|_| PublishRefused::AlreadyLive)
+    }
+
+    /// Marks `stream` live for a new publish and continues its playlist
+    /// (`stored`: the one storage holds, in cluster mode).
+    fn start_publish(
+        &self,
+        stream: &Stream,
+        control: &Arc<PublishControl>,
+        stored: Option<MediaPlaylist>,
+    ) -> Result<crate::timeline::Continuation, PublishRefused> {
+        let mut state = stream.lock();
+        if state.live {
+            return Err(PublishRefused::AlreadyLive);
+        }
+        // Another node (or a previous run) got further: continue from there.
+        // Never back: storage may still lack this node's last uploads.
+        if let Some(stored) = stored
+            && state
+                .playlist
+                .as_ref()
+                .is_none_or(|p| stored.next_sequence() > p.next_sequence())
+        {
+            state.playlist = Some(stored);
+        }
+        if state.playlist.as_ref().is_some_and(|p| !p.is_ended()) {
+            info!(
+                stream = %stream.name,
+                "publisher returned within the reconnect grace period: the playlist continues after a discontinuity"
+            );
+        }
+        state.live = true;
+        state.generation += 1;
+        state.control = Some(Arc::clone(control));
+        state.info = StreamInfo {
+            live: true,
+            started_unix_ms: Some(crate::clock::now_unix_ms()),
+            ..StreamInfo::default()
+        };
+        let (playlist, continuation) = continue_playlist(
+            state.playlist.as_ref(),
+            self.settings.segment_duration_secs,
+            self.settings.playlist_window,
+        );
+        state.playlist = Some(playlist);
+        Ok(continuation)
+    }
+
+    /// Cluster mode: the stream's lease and its keeper. `Ok(None)` on a
+    /// single node.
+    async fn lease_for(
+        &self,
+        stream: &Arc<Stream>,
+        publish_id: &str,
+        control: &Arc<PublishControl>,
+    ) -> Result<Option<HeldLease>, PublishRefused> {
+        let Some(leases) = &self.cluster else {
+            return Ok(None);
+        };
+        let (holder, sent_at) = super::cluster::acquire(leases, stream, publish_id).await?;
+        Ok(Some(super::cluster::keep(leases, stream, holder, sent_at, control)))
+    }
+}
+
 #[async_trait::async_trait]
 impl PublishAuthorizer for Arc<Registry> {
     async fn authorize(
@@ -420,47 +578,28 @@ impl PublishAuthorizer for Arc<Registry> {
         peer: std::net::SocketAddr,
     ) -> Result<PublishGrant, PublishRefused> {
         let stream = self.admit(app, stream_key, query, peer).await?;
-        let stored = self.stored_playlist(&stream).await;
         // Without randomness the server cannot name segments safely.
         let publish_id = names::random_publish_id().map_err(|_| {
             error!(stream = %stream.name, "publish refused: the system's random number generator failed");
             PublishRefused::Unavailable
         })?;
-        let continuation = {
-            let mut state = stream.lock();
-            if state.live {
-                return Err(PublishRefused::AlreadyLive);
+        self.take_over_if_quiet(&stream).await?;
+        let control = Arc::new(PublishControl::new(std::time::Instant::now()));
+        let lease = self.lease_for(&stream, &publish_id, &control).await?;
+        // Read under the lease in cluster mode: another node may have written it.
+        let stored = self.stored_playlist(&stream).await;
+        let continuation = match self.start_publish(&stream, &control, stored) {
+            Ok(continuation) => continuation,
+            Err(refused) => {
+                if let Some(lease) = lease {
+                    lease.release().await;
+                }
+                return Err(refused);
             }
-            // Another node (or a previous run) got further: continue from there.
-            if let Some(stored) = stored
-                && state
-                    .playlist
-                    .as_ref()
-                    .is_none_or(|p| stored.next_sequence() > p.next_sequence())
-            {
-                state.playlist = Some(stored);
-            }
-            if state.playlist.as_ref().is_some_and(|p| !p.is_ended()) {
-                info!(
-                    stream = %stream.name,
-                    "publisher returned within the reconnect grace period: the playlist continues after a discontinuity"
-                );
-            }
-            state.live = true;
-            state.generation += 1;
-            state.info = StreamInfo {
-                live: true,
-                started_unix_ms: Some(crate::clock::now_unix_ms()),
-                ..StreamInfo::default()
-            };
-            let (playlist, continuation) = continue_playlist(
-                state.playlist.as_ref(),
-                self.settings.segment_duration_secs,
-                self.settings.playlist_window,
-            );
-            state.playlist = Some(playlist);
-            continuation
         };
+        if lease.is_some() {
+            self.delete_unlisted_later(&stream);
+        }
         let (tx, rx) = mpsc::channel(MEDIA_CHANNEL_CAPACITY);
         let span = info_span!("publish", stream = %stream.name);
         self.event(
@@ -473,7 +612,11 @@ impl PublishAuthorizer for Arc<Registry> {
         let registry = Arc::clone(self);
         tokio::spawn(
             async move {
-                publish.run(rx).await;
+                publish.run(rx, Arc::clone(&control)).await;
+                if let Some(lease) = lease {
+                    lease.release().await;
+                }
+                control.finish();
                 if registry.active_publishes.fetch_sub(1, Ordering::AcqRel) == 1 {
                     registry.idle.notify_waiters();
                 }
@@ -518,6 +661,18 @@ impl Stream {
             storage: settings.storage.clone(),
             state: Mutex::new(StreamState::default()),
         }
+    }
+
+    /// Cluster mode, end of a grace period: takes the playlist storage
+    /// holds, unless a publish started here after `generation`. `false`:
+    /// leave the playlist alone.
+    pub(super) fn replace_playlist_if_idle(&self, generation: u64, stored: Option<MediaPlaylist>) -> bool {
+        let mut state = self.lock();
+        if state.live || state.generation != generation {
+            return false;
+        }
+        state.playlist = stored;
+        true
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, StreamState> {
@@ -599,10 +754,30 @@ impl Stream {
 /// The live playlist's file name, in the stream's directory.
 const PLAYLIST_FILE: &str = "index.m3u8";
 
+/// The stream's playlist as storage holds it (the local directory or the
+/// bucket); `None` when there is none or it cannot be read in time (logged:
+/// the publish then continues from memory).
+pub(super) async fn read_stored_playlist(stream: &Stream, settings: &LiveSettings) -> Option<MediaPlaylist> {
+    const READ_TIMEOUT: Duration = Duration::from_secs(3);
+    let key = storage::playlist_key(stream.name.app(), stream.name.name());
+    let text = match tokio::time::timeout(READ_TIMEOUT, settings.storage.get(&key)).await {
+        Ok(Ok(bytes)) => bytes?,
+        Ok(Err(error)) => {
+            warn!(stream = %stream.name, %error, "cannot read the stored playlist; continuing from memory");
+            return None;
+        }
+        Err(_) => {
+            warn!(stream = %stream.name, "no stored playlist within 3 s; continuing from memory");
+            return None;
+        }
+    };
+    parse_playlist(&String::from_utf8_lossy(&text), &key, settings)
+}
+
 /// Reads a stream's playlist as the previous run left it, or `None` when
 /// there is none (or it cannot be read: then the stream starts afresh at
 /// sequence 0, which is logged, since players may see numbers reused).
-fn restore_playlist(dir: &Path, settings: &LiveSettings) -> Option<MediaPlaylist> {
+pub(super) fn restore_playlist(dir: &Path, settings: &LiveSettings) -> Option<MediaPlaylist> {
     let path = dir.join(PLAYLIST_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,

@@ -12,7 +12,7 @@
 //! and one being uploaded: at most `QUEUED_SEGMENTS + 2` segments of
 //! ciphertext (about 4 × 700 KB for 2 s segments at 2.7 Mb/s).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{Instrument as _, debug, error, warn};
 
+use super::control::PublishControl;
 use super::registry::{Registry, Stream};
 use crate::pipeline::ClosedSegment;
 use crate::storage::{self, Storage};
@@ -55,6 +56,8 @@ pub(super) struct Uploader {
     registry: Arc<Registry>,
     stream: Arc<Stream>,
     publish_id: String,
+    /// The publish's control, once it runs: its cluster lease's write deadline.
+    control: Arc<OnceLock<Arc<PublishControl>>>,
 }
 
 impl Uploader {
@@ -70,7 +73,9 @@ impl Uploader {
         let settings = registry.settings();
         let deadline = Duration::from_secs(u64::from(settings.segment_duration_secs * DEADLINE_TARGET_DURATIONS));
         let meters = registry.stream_meters(&stream.name);
+        let control = Arc::new(OnceLock::new());
         let task = UploadTask {
+            control: Arc::clone(&control),
             registry: Arc::clone(&registry),
             stream: Arc::clone(&stream),
             storage,
@@ -91,7 +96,20 @@ impl Uploader {
             registry,
             stream,
             publish_id,
+            control,
         }
+    }
+
+    /// Binds the publish's control: nothing is listed once its lease's write
+    /// deadline passed or the lease was lost.
+    pub(super) fn bind(&self, control: Arc<PublishControl>) {
+        let _ = self.control.set(control);
+    }
+
+    /// The lease is gone: whatever is queued or in flight is abandoned,
+    /// nothing more is listed (the next holder owns the playlist).
+    pub(super) fn abandon(self) {
+        self.task.abort();
     }
 
     /// Queues `segment` (closed at `closed_at`) without waiting; with the
@@ -152,9 +170,15 @@ struct UploadTask {
     playlist_pending: Option<String>,
     dropped: Arc<AtomicU64>,
     meters: crate::metrics::StreamMeters,
+    control: Arc<OnceLock<Arc<PublishControl>>>,
 }
 
 impl UploadTask {
+    /// Whether the publish may still list segments (see [`Uploader::bind`]).
+    fn may_write(&self) -> bool {
+        self.control.get().is_none_or(|control| control.may_write(Instant::now()))
+    }
+
     async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
         while let Some(job) = jobs.recv().await {
             self.store(job).await;
@@ -206,6 +230,12 @@ impl UploadTask {
         let stored_bytes = body.len() as u64;
         if !self.put_until(&key, body, closed_at + self.deadline).await {
             self.drop_segment(sequence);
+            return;
+        }
+        if !self.may_write() {
+            // Stored but never listed: the next holder deletes it after the
+            // RFC 8216 window.
+            warn!(seq = sequence, "publish lease about to expire or lost: segment not listed");
             return;
         }
         if std::mem::take(&mut self.gap) {

@@ -18,6 +18,7 @@ mod access_log;
 mod admin_api;
 mod aws_credentials;
 mod browser;
+mod cluster_leases;
 mod e2e_ffmpeg;
 mod edge;
 mod http_starvation;

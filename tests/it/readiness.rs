@@ -74,7 +74,9 @@ async fn keyserver_with_a_wrong_redis_password_is_not_ready() {
                 )
                 .await;
                 assert!(
-                    read_text(&log).contains("WRONGPASS") || read_text(&log).contains("invalid"),
+                    read_text(&log).contains("WRONGPASS")
+                        || read_text(&log).contains("invalid")
+                        || read_text(&log).contains("authentication failed"),
                     "{}",
                     read_text(&log)
                 );
