@@ -339,10 +339,14 @@ async fn storage_outage_mid_stream_is_a_marked_gap() {
         parsed.segments.len() > gap + 3,
         "publication resumed after the gap:\n{stored}"
     );
-    let names: Vec<String> = objects(&store).await.into_iter().map(|(k, _)| k).collect();
+    let all = objects(&store).await;
+    for (name, bytes) in &all {
+        assert!(!has_ts_run(bytes), "{name} holds plaintext MPEG-TS");
+    }
+    let names: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
     for segment in &parsed.segments {
         let key = format!("{PREFIX}live/demo/{}", segment.uri);
-        assert!(names.contains(&key), "{key} listed but not stored");
+        assert!(names.contains(&key.as_str()), "{key} listed but not stored");
     }
     let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
     assert!(log.contains("segment dropped"), "the drop is logged:\n{log}");
