@@ -19,6 +19,9 @@
 #     whose playlist stopped advancing (no new playlist in the last 3 segments);
 #   - the load generator's own report (connected, failed, behind real time).
 #
+# STORAGE=s3 with S3_ENDPOINT, S3_BUCKET (an existing bucket) and AWS_ACCESS_KEY_ID /
+# AWS_SECRET_ACCESS_KEY stores sealcast's segments in object storage instead of BENCH_DIR;
+# latency is then segment closed -> stored and listed -> canonical playlist PUT.
 # Environment: WARMUP (s), SEGMENT_SECS (2), WINDOW (5 segments), NGINX_WORKERS
 # (1, as the reference figures; Debian's stock nginx.conf says `auto`),
 # BENCH_DIR (work dir, default a fresh /tmp dir), SEALCAST_BIN (skip the build), SERVERS ("sealcast nginx"),
@@ -138,6 +141,13 @@ run_sealcast() {
     echo "listen = \"127.0.0.1:$((port + 1))\""
     echo "[storage]"
     echo "data_dir = \"$dir/data\""
+    if [[ ${STORAGE:-local} == s3 ]]; then
+      echo 'backend = "s3"'
+      echo "[storage.s3]"
+      echo "bucket = \"${S3_BUCKET:?STORAGE=s3 needs S3_BUCKET}\""
+      echo "endpoint = \"${S3_ENDPOINT:?STORAGE=s3 needs S3_ENDPOINT}\""
+      echo 'region = "us-east-1"'
+    fi
     echo "[hls]"
     echo "segment_duration_secs = $SEG"
     echo "playlist_window = $WINDOW"

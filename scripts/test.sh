@@ -44,7 +44,7 @@ if ! python3 -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; then
   echo "==> installing moto[server]"
   python3 -m pip install --quiet 'moto[server]>=5,<6'
 fi
-# s3rver: a second, independent S3 implementation (Node, checks SigV4, stores on disk)
+# s3rver: a second, independent S3 implementation (Node, knows one access key, stores on disk)
 # for the object storage backend's tests; moto's S3 is the first. Chosen over s3s-fs
 # because it installs in seconds from npm instead of minutes of compiling.
 if ! command -v s3rver >/dev/null; then

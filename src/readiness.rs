@@ -31,6 +31,8 @@ pub struct Readiness {
     replay: Arc<dyn ReplayStore>,
     /// The data directory (`serve`); `None` for a key server, which writes nothing.
     storage: Option<PathBuf>,
+    /// The bucket, with `[storage] backend = "s3"` (listed once per check).
+    object_storage: Option<Arc<crate::storage::s3::S3Store>>,
     last: Mutex<Option<(Instant, Vec<Check>)>>,
 }
 
@@ -47,8 +49,15 @@ impl Readiness {
             kms,
             replay,
             storage,
+            object_storage: None,
             last: Mutex::new(None),
         }
+    }
+
+    /// Checks the bucket segments go to, too.
+    pub fn with_object_storage(mut self, store: Arc<crate::storage::s3::S3Store>) -> Self {
+        self.object_storage = Some(store);
+        self
     }
 
     /// Every dependency's state, from the cache when it is fresh.
@@ -84,6 +93,12 @@ impl Readiness {
             checks.push(Check {
                 name: "storage",
                 problem: probe_dir(dir.clone()).await.err(),
+            });
+        }
+        if let Some(store) = &self.object_storage {
+            checks.push(Check {
+                name: "object storage",
+                problem: store.check().await.err().map(|e| e.to_string()),
             });
         }
         checks

@@ -152,11 +152,11 @@ impl Server {
             Arc::clone(&replay),
             clock,
         ));
-        let readiness = Arc::new(Readiness::new(
-            Arc::clone(&kms),
-            replay,
-            Some(config.storage.data_dir.clone()),
-        ));
+        let mut readiness = Readiness::new(Arc::clone(&kms), replay, Some(config.storage.data_dir.clone()));
+        if let Storage::S3(store) = &settings.storage {
+            readiness = readiness.with_object_storage(Arc::clone(store));
+        }
+        let readiness = Arc::new(readiness);
         let admin_token = config.auth.resolve_admin_token()?;
         let webhooks = Delivery::from_config(&config.webhooks, config.webhooks.resolve_secret()?)
             .map_err(ConfigError::one)?

@@ -1,6 +1,6 @@
 //! The S3 storage backend (`[storage] backend = "s3"`) against two
 //! independent S3 implementations that run here: moto's server (Python) and
-//! s3rver (Node, checks SigV4 signatures against its S3RVER key). ffmpeg
+//! s3rver (Node, refuses any access key but its S3RVER). ffmpeg
 //! pushes, the canonical playlist in the bucket lists only stored segments,
 //! ffmpeg plays through sealcast's HTTP (segments read back from the bucket),
 //! and nothing in the bucket is plaintext or a data key. Storage cut off
@@ -230,11 +230,13 @@ async fn stored_playlist_where(store: &AmazonS3, done: impl Fn(&str) -> bool) ->
 
 /// Pushes `seconds` to a server storing into `s3`, then checks the bucket,
 /// playback through sealcast, and that nothing in the bucket is plaintext or
-/// a data key. Returns the number of segments listed.
+/// a data key.
 async fn push_play_and_scan(s3: &S3Server) {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &s3.endpoint(), BUCKET, 30);
     let (_server, rtmp, http_addr) = serve(&config, (s3.access_key_id, s3.secret_access_key)).unwrap();
+    let ready = http::get(http_addr, "/readyz").await;
+    assert_eq!(ready.status, 200, "the bucket is part of readiness: {}", ready.text());
     let seconds = 10;
     crate::support::kms::finished(crate::support::kms::publish(rtmp, DEMO_KEY, seconds, true)).await;
     let store = s3.client();
@@ -337,19 +339,23 @@ async fn storage_outage_mid_stream_is_a_marked_gap() {
         parsed.segments.len() > gap + 3,
         "publication resumed after the gap:\n{stored}"
     );
-    let names: Vec<String> = objects(&store).await.into_iter().map(|(k, _)| k).collect();
+    let all = objects(&store).await;
+    for (name, bytes) in &all {
+        assert!(!has_ts_run(bytes), "{name} holds plaintext MPEG-TS");
+    }
+    let names: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
     for segment in &parsed.segments {
         let key = format!("{PREFIX}live/demo/{}", segment.uri);
-        assert!(names.contains(&key), "{key} listed but not stored");
+        assert!(names.contains(&key.as_str()), "{key} listed but not stored");
     }
     let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
     assert!(log.contains("segment dropped"), "the drop is logged:\n{log}");
 }
 
-/// A wrong bucket or an endpoint nobody answers on stops the start, and the
-/// error names the setting to fix.
+/// A wrong bucket, an endpoint nobody answers on, or a wrong secret stops
+/// the start, and the error names the setting to fix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_bucket_or_endpoint_is_a_start_error_naming_the_setting() {
+async fn wrong_bucket_endpoint_or_credentials_is_a_start_error_naming_the_setting() {
     let s3 = Arc::new(S3Server::moto().await);
     let unreachable = format!("http://127.0.0.1:{}", free_port());
     // (endpoint, bucket, the setting the error must name)
@@ -364,6 +370,14 @@ async fn wrong_bucket_or_endpoint_is_a_start_error_naming_the_setting() {
             Ok(_) => panic!("{setting}: the server started"),
             Err(log) => assert!(log.contains(setting), "{setting} not named:\n{log}"),
         }
+    }
+    // s3rver knows one access key (S3RVER): another one is refused, and said so.
+    let s3rver = S3Server::s3rver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &s3rver.endpoint(), BUCKET, 6);
+    match serve(&config, ("AKIANOTKNOWN", s3rver.secret_access_key)) {
+        Ok(_) => panic!("wrong credentials: the server started"),
+        Err(log) => assert!(log.contains("the credentials"), "credentials not named:\n{log}"),
     }
 }
 
