@@ -76,25 +76,60 @@ impl InputFile {
     }
 }
 
-/// FLV: the whole file through the FLV tag reader, as before.
+/// How much of an FLV file is read at once; a tag longer than this (at most
+/// 16 MB, its DataSize is 24 bits) grows the buffer to fit it.
+const FLV_READ_BYTES: usize = 1 << 20;
+
+/// FLV: tags parsed out of a window that slides over the file.
 pub(super) async fn flv(input: InputFile, packager: &mut Packager<'_>) -> Result<(), PackageError> {
-    let file = std::fs::read(&input.path).map_err(io_err(&input.path))?;
-    let (_, tags) = flv::tags(&file).map_err(|source| PackageError::Flv {
+    let flv_err = |source| PackageError::Flv {
         path: input.path.clone(),
         source,
-    })?;
-    for tag in tags {
-        match tag {
-            Ok(tag) => packager.push(tag.kind, tag.timestamp_ms, tag.body).await?,
-            Err(error) => {
-                // A truncated tail: keep everything before it.
-                tracing::warn!(%error, "stopping at a malformed FLV tag");
-                packager.skipped();
-                break;
+    };
+    let mut buf = Vec::with_capacity(FLV_READ_BYTES);
+    let mut pos = 0u64;
+    let mut start = 0usize;
+    let mut header_done = false;
+    loop {
+        // Slide: keep the unparsed tail, read more behind it.
+        buf.drain(..start);
+        start = 0;
+        let want = FLV_READ_BYTES.max(buf.len() * 2) - buf.len();
+        let n = (input.len - pos).min(want as u64) as usize;
+        let old = buf.len();
+        buf.resize(old + n, 0);
+        input.read_at(pos, &mut buf[old..], "FLV data")?;
+        pos += n as u64;
+        let at_end = pos == input.len;
+        if !header_done {
+            match flv::parse_file_header(&buf).map_err(flv_err)? {
+                Some((_, consumed)) => {
+                    start = consumed;
+                    header_done = true;
+                }
+                None if at_end => return Err(flv_err(flv::Error::Truncated("FLV file header"))),
+                None => continue,
             }
         }
+        loop {
+            match flv::parse_tag(&buf[start..]) {
+                Ok(Some((tag, consumed))) => {
+                    packager.push(tag.kind, tag.timestamp_ms, tag.body).await?;
+                    start += consumed;
+                }
+                Ok(None) if !at_end => break,
+                Ok(None) if start == buf.len() => return Ok(()),
+                result => {
+                    // A malformed or truncated tail: keep everything before it.
+                    let error = result.err().unwrap_or(flv::Error::Truncated("FLV tag at end of file"));
+                    tracing::warn!(%error, "stopping at a malformed FLV tag");
+                    packager.skipped();
+                    return Ok(());
+                }
+            }
+        }
+        input.progress.set_position(pos);
     }
-    Ok(())
 }
 
 /// Track times in milliseconds on one clock: each track's edit-list shift
