@@ -136,7 +136,10 @@ impl Demuxer {
         let section = psi_section(payload, 0x02)?;
         // table_id, section_length (2), program_number (2), version,
         // section_number, last_section_number, PCR_PID (2), program_info_length (2).
-        let info_len = usize::from(u16::from_be_bytes([section[10] & 0x0F, section[11]]));
+        let (Some(&hi), Some(&lo)) = (section.get(10), section.get(11)) else {
+            return Err(Error::Truncated("PMT"));
+        };
+        let info_len = usize::from(u16::from_be_bytes([hi & 0x0F, lo]));
         let mut es = section.get(12 + info_len..).ok_or(Error::Truncated("PMT"))?;
         while es.len() >= 5 {
             let stream_type = es[0];
