@@ -41,7 +41,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Package an FLV file into encrypted HLS VOD: OUTDIR/index.m3u8 and .ts segments.
+    /// Package an FLV, MP4 or MPEG-TS file (H.264 + AAC) into encrypted HLS VOD: OUTDIR/index.m3u8 and .ts segments.
     Package {
         input: PathBuf,
         outdir: PathBuf,

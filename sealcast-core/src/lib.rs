@@ -16,6 +16,7 @@
 //! - [`amf0`]: the AMF0 reader (bounded, iterative, borrowing) and writer that
 //!   RTMP commands and FLV script data use.
 //! - [`flv`]: FLV files and tag bodies; AVC/AAC configs; onMetaData.
+//! - [`demux`]: MP4 and MPEG-TS input files as FLV tag bodies, for `sealcast package`.
 //! - [`media`]: what the stages pass each other: access units, tracks, codecs,
 //!   and the H.264 Annex B rewrite of a length-prefixed sample.
 //! - [`ts`]: the MPEG-TS muxer (PAT/PMT/PES/PCR) on the `mpeg2ts` crate.
@@ -36,6 +37,7 @@ pub mod amf0;
 pub mod auth;
 pub mod clock;
 pub mod crypto;
+pub mod demux;
 pub mod flv;
 pub mod hls;
 pub mod media;

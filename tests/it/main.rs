@@ -29,6 +29,7 @@ mod live_server;
 mod logging;
 mod metrics;
 mod package;
+mod package_inputs;
 mod publish_hook;
 mod publisher_logs;
 mod pyjwt_interop;

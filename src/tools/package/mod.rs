@@ -1,12 +1,16 @@
-//! The file tools: `sealcast package` (an FLV file to encrypted HLS VOD) and
+//! The file tools: `sealcast package` (an FLV, MP4 or MPEG-TS file to
+//! encrypted HLS VOD) and
 //! `sealcast decrypt` (an encrypted playlist back to one TS file, for operators
 //! and tests). Both run the same cores as the live server.
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
+mod input;
+
 use crate::crypto::{self, EncryptionContext, KeyId};
-use crate::flv;
+use crate::demux::{self, Format};
+use crate::flv::{self, TagKind};
 use crate::hls::{self, CutPolicy, MediaPlaylist};
 use crate::kms::{Kms, KmsError};
 use crate::names::{self, KeyUri, StreamName};
@@ -23,6 +27,13 @@ pub enum PackageError {
     /// The input is not an FLV file.
     #[error("{path}: {source}")]
     Flv { path: PathBuf, source: flv::Error },
+    /// The MP4 or MPEG-TS input is malformed or holds a codec sealcast
+    /// cannot carry.
+    #[error("{path}: {source}")]
+    Demux { path: PathBuf, source: demux::Error },
+    /// The input is none of FLV, MP4 and MPEG-TS.
+    #[error("{0}: not an FLV, MP4 or MPEG-TS file")]
+    UnknownFormat(PathBuf),
     /// The input holds no segment's worth of media.
     #[error("{0}: no media to package")]
     Empty(PathBuf),
@@ -62,7 +73,7 @@ pub struct PackageReport {
     pub keys: u64,
     pub video_frames: u64,
     pub audio_frames: u64,
-    /// Tags skipped as malformed or unsupported (each logged with its reason).
+    /// Frames skipped as malformed or unsupported (each logged with its reason).
     pub skipped_tags: u64,
 }
 
@@ -111,87 +122,152 @@ pub fn prepare_outdir(outdir: &Path, replace: bool) -> Result<(), PackageError> 
     Ok(())
 }
 
-/// Packages an FLV file into `outdir/index.m3u8` and encrypted segments.
-/// Every file is written atomically (temporary name, then rename).
+/// Packages an FLV, MP4 or MPEG-TS file (told apart by content) into
+/// `outdir/index.m3u8` and encrypted segments. Every file is written
+/// atomically (temporary name, then rename).
 pub async fn package(
     input: &Path,
     outdir: &Path,
     options: &PackageOptions,
     kms: &dyn Kms,
 ) -> Result<PackageReport, PackageError> {
-    let file = std::fs::read(input).map_err(io_err(input))?;
     std::fs::create_dir_all(outdir).map_err(io_err(outdir))?;
-    let (_, tags) = flv::tags(&file).map_err(|source| PackageError::Flv {
-        path: input.to_owned(),
-        source,
-    })?;
+    let mut sink = DirSink { outdir };
+    package_to(input, &mut sink, options, kms).await
+}
 
+/// [`package`] into any [`Sink`].
+pub async fn package_to(
+    input: &Path,
+    sink: &mut dyn Sink,
+    options: &PackageOptions,
+    kms: &dyn Kms,
+) -> Result<PackageReport, PackageError> {
+    let file = input::InputFile::open(input)?;
     let publish_id = names::random_publish_id().map_err(|_| PackageError::NoRandomness)?;
-    let mut pipeline = Pipeline::new(PipelineConfig {
-        target_duration_secs: options.segment_duration_secs,
-        segments_per_key: options.segments_per_key,
-        cut_policy: CutPolicy::KeyframesOnly,
-        first_sequence: 0,
-        discontinuity_at_start: false,
-    });
-    let mut vod = VodWriter {
-        outdir,
-        playlist: MediaPlaylist::vod(),
-        timeline: Timeline::vod(options.stream.clone(), publish_id.clone(), options.key_uri_base.clone()),
-        report: PackageReport::default(),
-        last_key_id: None,
+    let mut packager = Packager {
+        input,
+        pipeline: Pipeline::new(PipelineConfig {
+            target_duration_secs: options.segment_duration_secs,
+            segments_per_key: options.segments_per_key,
+            cut_policy: CutPolicy::KeyframesOnly,
+            first_sequence: 0,
+            discontinuity_at_start: false,
+        }),
+        vod: VodWriter {
+            sink,
+            playlist: MediaPlaylist::vod(),
+            timeline: Timeline::vod(options.stream.clone(), publish_id.clone(), options.key_uri_base.clone()),
+            report: PackageReport::default(),
+            last_key_id: None,
+        },
+        kms,
+        stream: options.stream.to_string(),
+        publish_id,
+        keys_generated: 0,
     };
-    let mut keys_generated = 0u64;
-    for tag in tags {
-        let tag = match tag {
-            Ok(tag) => tag,
-            Err(error) => {
-                // A truncated tail: keep everything before it.
-                tracing::warn!(%error, "stopping at a malformed FLV tag");
-                vod.report.skipped_tags += 1;
-                break;
-            }
-        };
-        while pipeline.wants_key() {
-            let key_id = KeyId::new(&format!("{publish_id}-{keys_generated}")).map_err(|e| PackageError::Playlist {
-                path: input.to_owned(),
-                reason: e.to_string(),
+    match file.format {
+        Format::Flv => input::flv(file, &mut packager).await?,
+        Format::Mp4 => input::mp4(file, &mut packager).await?,
+        Format::Ts => input::ts(file, &mut packager).await?,
+    }
+    packager.finish()
+}
+
+/// The pipeline, its keys and the writer: what every input format feeds
+/// FLV tag bodies into.
+pub(crate) struct Packager<'a> {
+    input: &'a Path,
+    pipeline: Pipeline,
+    vod: VodWriter<'a>,
+    kms: &'a dyn Kms,
+    stream: String,
+    publish_id: String,
+    keys_generated: u64,
+}
+
+impl Packager<'_> {
+    /// One FLV tag body: a frame or a sequence header. A tag the pipeline
+    /// refuses is counted and logged, as the live path does.
+    pub(crate) async fn push(&mut self, kind: TagKind, timestamp_ms: u32, body: &[u8]) -> Result<(), PackageError> {
+        while self.pipeline.wants_key() {
+            let key_id = KeyId::new(&format!("{}-{}", self.publish_id, self.keys_generated)).map_err(|e| {
+                PackageError::Playlist {
+                    path: self.input.to_owned(),
+                    reason: e.to_string(),
+                }
             })?;
-            let (key, wrapped) = kms
-                .generate_data_key(&EncryptionContext::new(&options.stream.to_string(), &key_id))
+            let (key, wrapped) = self
+                .kms
+                .generate_data_key(&EncryptionContext::new(&self.stream, &key_id))
                 .await?;
-            pipeline.provide_key(SegmentKey {
+            self.pipeline.provide_key(SegmentKey {
                 id: key_id,
                 key,
                 wrapped,
             });
-            keys_generated += 1;
+            self.keys_generated += 1;
         }
-        match pipeline.push(tag.kind, tag.timestamp_ms, tag.body) {
-            Ok(Some(output)) => vod.store(output)?,
+        match self.pipeline.push(kind, timestamp_ms, body) {
+            Ok(Some(output)) => self.vod.store(output)?,
             Ok(None) => {}
             Err(error) => {
-                tracing::warn!(%error, timestamp_ms = tag.timestamp_ms, "skipping FLV tag");
-                vod.report.skipped_tags += 1;
+                tracing::warn!(%error, timestamp_ms, "skipping a frame");
+                self.vod.report.skipped_tags += 1;
             }
         }
+        Ok(())
     }
-    if let Some(output) = pipeline.finish() {
-        vod.store(output)?;
+
+    /// A tag that could not even be read (the FLV path's truncated tail).
+    pub(crate) fn skipped(&mut self) {
+        self.vod.report.skipped_tags += 1;
     }
-    let stats = pipeline.stats();
-    vod.report.video_frames = stats.video_frames;
-    vod.report.audio_frames = stats.audio_frames;
-    if vod.report.segments == 0 {
-        return Err(PackageError::Empty(input.to_owned()));
+
+    fn finish(mut self) -> Result<PackageReport, PackageError> {
+        if let Some(output) = self.pipeline.finish() {
+            self.vod.store(output)?;
+        }
+        let stats = self.pipeline.stats();
+        self.vod.report.video_frames = stats.video_frames;
+        self.vod.report.audio_frames = stats.audio_frames;
+        if self.vod.report.segments == 0 {
+            return Err(PackageError::Empty(self.input.to_owned()));
+        }
+        self.vod.finish()
     }
-    vod.finish()
+}
+
+/// Where a package's files go: a directory today; object storage is another
+/// implementation of the same two calls.
+pub trait Sink {
+    /// Stores one segment's ciphertext, given in pieces, under `name`.
+    fn put_segment(&mut self, name: &str, pieces: &[Vec<u8>]) -> Result<(), PackageError>;
+    /// Stores the playlist, after every segment it lists.
+    fn put_playlist(&mut self, name: &str, text: &[u8]) -> Result<(), PackageError>;
+}
+
+/// A local directory; each file written atomically.
+pub struct DirSink<'a> {
+    pub outdir: &'a Path,
+}
+
+impl Sink for DirSink<'_> {
+    fn put_segment(&mut self, name: &str, pieces: &[Vec<u8>]) -> Result<(), PackageError> {
+        let path = self.outdir.join(name);
+        storage::write_atomic_pieces(&path, pieces).map_err(io_err(&path))
+    }
+
+    fn put_playlist(&mut self, name: &str, text: &[u8]) -> Result<(), PackageError> {
+        let path = self.outdir.join(name);
+        storage::write_atomic(&path, text).map_err(io_err(&path))
+    }
 }
 
 /// A VOD package being written: segment files as they close, the playlist
 /// at the end.
 struct VodWriter<'a> {
-    outdir: &'a Path,
+    sink: &'a mut dyn Sink,
     playlist: MediaPlaylist,
     timeline: Timeline,
     report: PackageReport,
@@ -205,8 +281,7 @@ impl VodWriter<'_> {
             return Ok(());
         };
         let entry = self.timeline.entry(&segment, 0);
-        let path = self.outdir.join(&entry.uri);
-        storage::write_atomic_pieces(&path, &segment.pieces).map_err(io_err(&path))?;
+        self.sink.put_segment(&entry.uri, &segment.pieces)?;
         self.report.segments += 1;
         if self.last_key_id.as_ref() != Some(&segment.key.id) {
             self.report.keys += 1;
@@ -219,8 +294,8 @@ impl VodWriter<'_> {
     /// Writes the ended playlist, after every segment it lists.
     fn finish(mut self) -> Result<PackageReport, PackageError> {
         self.playlist.end();
-        let path = self.outdir.join("index.m3u8");
-        storage::write_atomic(&path, self.playlist.render(None).as_bytes()).map_err(io_err(&path))?;
+        self.sink
+            .put_playlist("index.m3u8", self.playlist.render(None).as_bytes())?;
         Ok(self.report)
     }
 }
