@@ -16,6 +16,7 @@ mod support;
 
 mod access_log;
 mod admin_api;
+mod bench_tools;
 mod browser;
 mod e2e_ffmpeg;
 mod http_starvation;
