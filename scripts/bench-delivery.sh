@@ -77,6 +77,8 @@ RUN_ID=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
 for ((i = 0; i < STREAMS; i++)); do echo "sk_${RUN_ID}_$i"; done >"$WORK/keys.txt"
 {
   printf '[rtmp]\nlisten = "127.0.0.1:%s"\n[http]\nlisten = "127.0.0.1:%s"\n' "$RTMP_PORT" "$HTTP_PORT"
+  # Every viewer comes from 127.0.0.1: lift the per-address cap (128).
+  printf '[http.limits]\nmax_connections_per_ip = %d\n' $((VIEWERS + 256))
   printf '[storage]\ndata_dir = "%s"\n[hls]\nsegment_duration_secs = 2\n' "$DATA"
   printf '[encryption]\nsegments_per_key = 1\n'
   printf '[auth]\ntoken_secret_file = "%s"\none_time_key_tickets = true\n' "$WORK/token_secret"
@@ -131,15 +133,19 @@ EOF
 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/logs/error.log"
 
 # --- 1. simulated viewers ---------------------------------------------------------
-play() {
-  local base=$1 query=$2 urls=() i
-  for ((i = 0; i < STREAMS; i++)); do urls+=(--url "$base/live/s$i/index.m3u8$query"); done
-  "$BIN" bench-play "${urls[@]}" -n "$VIEWERS" --duration-secs "$SECS" --ramp-ms 2000 || true
-}
+# Each viewer its own token, as each player has its own (key budgets are per
+# viewer); viewer i watches stream i mod STREAMS.
+log "minting $VIEWERS viewer tokens"
+for ((i = 0; i < VIEWERS; i++)); do
+  t=$("$BIN" token --stream 'live/*' --ttl-secs 7200 --sub "viewer$i" --config "$WORK/sealcast.toml" 2>/dev/null)
+  echo "http://127.0.0.1:$HTTP_PORT/live/s$((i % STREAMS))/index.m3u8?token=$t"
+done >"$WORK/sealcast-urls.txt"
+for ((i = 0; i < STREAMS; i++)); do echo "http://127.0.0.1:$NGINX_PORT/live/s$i/index.m3u8"; done >"$WORK/nginx-urls.txt"
+play() { "$BIN" bench-play --urls-file "$1" -n "$VIEWERS" --duration-secs "$SECS" --ramp-ms 2000 || true; }
 log "bench-play: $VIEWERS viewers x ${SECS}s against sealcast (load $(loadavg))"
-play "http://127.0.0.1:$HTTP_PORT" "?token=$TOKEN" >"$WORK/play-sealcast.txt"
+play "$WORK/sealcast-urls.txt" >"$WORK/play-sealcast.txt"
 log "bench-play: $VIEWERS viewers x ${SECS}s against nginx (load $(loadavg))"
-play "http://127.0.0.1:$NGINX_PORT" "" >"$WORK/play-nginx.txt"
+play "$WORK/nginx-urls.txt" >"$WORK/play-nginx.txt"
 
 # --- 2. throughput (wrk) -----------------------------------------------------------
 PLAYLIST=$(curl -fs "http://127.0.0.1:$HTTP_PORT/live/s0/index.m3u8?token=$TOKEN")

@@ -65,6 +65,8 @@ for ((i = 0; i < PUBLISHERS; i++)); do echo "sk_${RUN_ID}_$i"; done >"$WORK/keys
   printf '[rtmp]\nlisten = "127.0.0.1:%s"\nmax_connections = %d\nmax_connections_per_ip = %d\n' \
     "$RTMP_PORT" $((PUBLISHERS + 64)) $((PUBLISHERS + 64))
   printf '[http]\nlisten = "127.0.0.1:%s"\n' "$HTTP_PORT"
+  # Every viewer comes from 127.0.0.1: lift the per-address cap (128).
+  printf '[http.limits]\nmax_connections_per_ip = %d\n' $((VIEWERS + 256))
   printf '[storage]\ndata_dir = "%s"\n[hls]\nsegment_duration_secs = 2\n' "$WORK/data"
   printf '[encryption]\nsegments_per_key = 1\n'
   printf '[auth]\ntoken_secret_file = "%s"\none_time_key_tickets = true\n' "$WORK/token_secret"
@@ -86,9 +88,13 @@ log "$PUBLISHERS publishers, $VIEWERS viewers, $MINUTES min; server pid $SERVER;
 STARTED+=("$!")
 TOKEN=$("$BIN" token --stream 'live/*' --ttl-secs $((SECS + 3600)) --config "$WORK/sealcast.toml" 2>/dev/null)
 until [[ $(curl -fs "http://127.0.0.1:$HTTP_PORT/live/s$((PUBLISHERS - 1))/index.m3u8?token=$TOKEN" | grep -c '^#EXTINF') -ge 3 ]]; do sleep 1; done
-urls=()
-for ((i = 0; i < PUBLISHERS; i++)); do urls+=(--url "http://127.0.0.1:$HTTP_PORT/live/s$i/index.m3u8?token=$TOKEN"); done
-"$BIN" bench-play "${urls[@]}" -n "$VIEWERS" --duration-secs "$SECS" --ramp-ms 10000 >"$WORK/play.log" 2>&1 &
+# Each viewer its own token (key budgets are per viewer); viewer i watches
+# stream i mod PUBLISHERS.
+for ((i = 0; i < VIEWERS; i++)); do
+  t=$("$BIN" token --stream 'live/*' --ttl-secs $((SECS + 3600)) --sub "viewer$i" --config "$WORK/sealcast.toml" 2>/dev/null)
+  echo "http://127.0.0.1:$HTTP_PORT/live/s$((i % PUBLISHERS))/index.m3u8?token=$t"
+done >"$WORK/urls.txt"
+"$BIN" bench-play --urls-file "$WORK/urls.txt" -n "$VIEWERS" --duration-secs "$SECS" --ramp-ms 10000 >"$WORK/play.log" 2>&1 &
 PLAY=$!
 STARTED+=("$PLAY")
 

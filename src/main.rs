@@ -766,8 +766,12 @@ fn bench_push(runtime: &tokio::runtime::Runtime, args: BenchPushArgs) -> anyhow:
 struct BenchPlayArgs {
     /// Playlist URL with its credential (http://host:port/app/name/index.m3u8?token=...);
     /// repeat for several streams; viewer i watches URL i mod count.
-    #[arg(long = "url", required = true)]
+    #[arg(long = "url", required_unless_present = "urls_file")]
     urls: Vec<String>,
+    /// File of playlist URLs, one a line, added to --url: one per viewer
+    /// gives each its own token (per-viewer key budgets apply per token).
+    #[arg(long)]
+    urls_file: Option<PathBuf>,
     /// Number of viewers.
     #[arg(long, short = 'n', default_value_t = 1)]
     viewers: usize,
@@ -783,8 +787,13 @@ fn bench_play(runtime: &tokio::runtime::Runtime, args: BenchPlayArgs) -> anyhow:
     use sealcast::tools::viewers;
     use std::time::Duration;
 
-    let playlists = args
-        .urls
+    let mut urls = args.urls.clone();
+    if let Some(path) = &args.urls_file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        urls.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from));
+    }
+    anyhow::ensure!(!urls.is_empty(), "no playlist URL");
+    let playlists = urls
         .iter()
         .map(|u| viewers::Url::parse(u))
         .collect::<Result<Vec<_>, _>>()?;
@@ -806,7 +815,7 @@ fn bench_play(runtime: &tokio::runtime::Runtime, args: BenchPlayArgs) -> anyhow:
     println!(
         "bench-play: {} on {} for {:.1} s, generator cpu {cpu}% of one core",
         plural(args.viewers, "viewer"),
-        plural(args.urls.len(), "playlist"),
+        plural(urls.len(), "playlist URL"),
         wall
     );
     println!(

@@ -300,11 +300,10 @@ pub async fn run(
     let stats = Arc::new(Stats::default());
     let start = Instant::now();
     let end = (!options.duration.is_zero()).then(|| start + options.duration);
-    let count = options.keys.len().max(1) as u32;
     let options = Arc::new(options);
     let mut tasks = tokio::task::JoinSet::new();
     for (i, key) in options.keys.iter().enumerate() {
-        let delay = options.ramp * i as u32 / count;
+        let delay = start_delay(i, options.ramp);
         let (fixture, options, stats, key) = (
             Arc::clone(&fixture),
             Arc::clone(&options),
@@ -501,6 +500,18 @@ impl<'a> Sender<'a> {
     }
 }
 
+/// When publisher `i` starts within the ramp: the fractional part of
+/// `i` times the golden ratio, a sequence that spreads any number of
+/// publishers evenly without a common period. Evenly spaced starts (`i *
+/// ramp / n`, 100 ms apart for 30 over 3 s) put every publisher's frames on
+/// the same millisecond (100 ms is three 30 fps frames), so the server would
+/// find several connections ready per wakeup, which independent encoders
+/// do not give it.
+fn start_delay(i: usize, ramp: Duration) -> Duration {
+    const GOLDEN_FRACTION: f64 = 0.618_033_988_749_895;
+    ramp.mul_f64((i as f64 * GOLDEN_FRACTION).fract())
+}
+
 /// The media tags in send order, looping with continuous timestamps: the
 /// due time (ms from the start) and the tag.
 fn schedule(fixture: &Fixture) -> impl Iterator<Item = (u64, &FixtureTag)> {
@@ -590,6 +601,24 @@ mod tests {
         assert!(due.windows(2).all(|w| w[0] <= w[1]));
         assert_eq!(due[per_loop], fixture.duration_ms() + due[0]);
         assert_eq!(due[2 * per_loop + 5], 2 * fixture.duration_ms() + due[5]);
+    }
+
+    /// 30 publishers over a 3 s ramp: starts stay within the ramp, and
+    /// their phases against a 30 fps frame (33 ms) are spread out, not
+    /// stacked on one millisecond as evenly spaced starts would be.
+    #[test]
+    fn start_delays_spread_frame_phases() {
+        let ramp = Duration::from_millis(3000);
+        let delays: Vec<u128> = (0..30).map(|i| start_delay(i, ramp).as_millis()).collect();
+        assert!(delays.iter().all(|&d| d < 3000), "{delays:?}");
+        let mut per_phase = [0u32; 33];
+        for d in &delays {
+            per_phase[(*d % 33) as usize] += 1;
+        }
+        assert!(per_phase.iter().all(|&n| n <= 3), "{per_phase:?}");
+        // The old spacing: all 30 on one phase.
+        let even: Vec<u128> = (0..30u128).map(|i| i * 3000 / 30 % 100).collect();
+        assert!(even.iter().all(|&p| p == 0));
     }
 
     #[test]

@@ -428,29 +428,55 @@ impl Viewer {
         }
     }
 
+    /// A GET on the kept-alive connection; if that connection turns out to
+    /// be closed before an answer came, once more on a new one, as browsers
+    /// do for idempotent requests on a reused connection.
     async fn get(&mut self, url: &Url) -> Result<Bytes, String> {
-        let mut sender = match self.connection.take() {
-            Some(sender) if !sender.is_closed() => sender,
-            _ => connect(&url.authority).await?,
-        };
-        sender.ready().await.map_err(|e| e.to_string())?;
+        if let Some(sender) = self.connection.take().filter(|s| !s.is_closed()) {
+            match self.get_on(sender, url).await {
+                Err(GetError::Connection(_)) => {}
+                other => return other.map_err(GetError::into_text),
+            }
+        }
+        let sender = connect(&url.authority).await?;
+        self.get_on(sender, url).await.map_err(GetError::into_text)
+    }
+
+    async fn get_on(&mut self, mut sender: http1::SendRequest<Empty<Bytes>>, url: &Url) -> Result<Bytes, GetError> {
+        let connection = |e: hyper::Error| GetError::Connection(e.to_string());
+        sender.ready().await.map_err(connection)?;
         let request = hyper::Request::get(url.path_and_query.as_str())
             .header(hyper::header::HOST, url.authority.as_str())
             .body(Empty::new())
-            .map_err(|e| e.to_string())?;
-        let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+            .map_err(|e| GetError::Other(e.to_string()))?;
+        let response = sender.send_request(request).await.map_err(connection)?;
         let status = response.status();
         let body = response
             .into_body()
             .collect()
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| GetError::Other(e.to_string()))?
             .to_bytes();
         self.connection = Some(sender);
         if status.is_success() {
             Ok(body)
         } else {
-            Err(format!("status {}", status.as_u16()))
+            Err(GetError::Other(format!("status {}", status.as_u16())))
+        }
+    }
+}
+
+/// A request that failed before any answer (worth one retry on a new
+/// connection), or after one.
+enum GetError {
+    Connection(String),
+    Other(String),
+}
+
+impl GetError {
+    fn into_text(self) -> String {
+        match self {
+            GetError::Connection(text) | GetError::Other(text) => text,
         }
     }
 }
