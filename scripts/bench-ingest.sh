@@ -4,9 +4,19 @@
 #
 #   scripts/bench-ingest.sh N [SECONDS]
 #
-# N publishers (sealcast bench-push, one process) replay fixtures/bench-720p.flv
-# (720p30 H.264 + AAC, ~2.7 Mb/s, 10 s, looped with continuous timestamps) in
-# real time into each server in turn. After WARMUP seconds (default 15) the
+# N publishers replay fixtures/bench-720p.flv (720p30 H.264 + AAC, ~2.7 Mb/s,
+# 10 s, looped with continuous timestamps) in real time into each server in
+# turn, with each generator of GENERATORS (default "realtime"):
+#   realtime  sealcast bench-push --pattern realtime (one process): each RTMP
+#             message when due, written as ffmpeg writes it (type 1/2/3
+#             headers, a send per chunk, Nagle on): what servers see from
+#             real encoders;
+#   batched   sealcast bench-push --pattern batched: every message due in a
+#             40 ms tick in one write (the old default; flatters servers);
+#   ffmpeg    N real `ffmpeg -re -stream_loop -1 -c copy` processes, the
+#             reference the generator is calibrated against.
+# GENERATORS="realtime ffmpeg" is the calibration run: the report then gives
+# per-stream CPU of each generator over ffmpeg's, per server, in one run. After WARMUP seconds (default 15) the
 # script measures for SECONDS (default 60):
 #   - server CPU % of one core per stream: /proc/PID/stat utime+stime delta over
 #     the window (nginx: master + workers);
@@ -22,7 +32,7 @@
 # STORAGE=s3 with S3_ENDPOINT, S3_BUCKET (an existing bucket) and AWS_ACCESS_KEY_ID /
 # AWS_SECRET_ACCESS_KEY stores sealcast's segments in object storage instead of BENCH_DIR;
 # latency is then segment closed -> stored and listed -> canonical playlist PUT.
-# Environment: WARMUP (s), SEGMENT_SECS (2), WINDOW (5 segments), NGINX_WORKERS
+# Environment: GENERATORS (above), WARMUP (s), SEGMENT_SECS (2), WINDOW (5 segments), NGINX_WORKERS
 # (1, as the reference figures; Debian's stock nginx.conf says `auto`),
 # BENCH_DIR (work dir, default a fresh /tmp dir), SEALCAST_BIN (skip the build), SERVERS ("sealcast nginx"),
 # RTMP_PORT_BASE (19350). Installs nginx, libnginx-mod-rtmp, inotify-tools and
@@ -44,6 +54,7 @@ SEG=${SEGMENT_SECS:-2}
 WINDOW=${WINDOW:-5}
 NGINX_WORKERS=${NGINX_WORKERS:-1}
 SERVERS=${SERVERS:-"sealcast nginx"}
+GENERATORS=${GENERATORS:-realtime}
 PORT_BASE=${RTMP_PORT_BASE:-19350}
 WORK=${BENCH_DIR:-$(mktemp -d /tmp/sealcast-bench.XXXXXX)}
 mkdir -p "$WORK"
@@ -94,25 +105,62 @@ rss_kb() { local r=0 pid; for pid; do r=$((r + $(awk '/^VmRSS/ {print $2}' "/pro
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
-# measure NAME PIDS_FUNC: runs the load and fills $WORK/NAME.env with figures.
+# start_load GENERATOR PORT NAME: starts the publishers; sets LOAD_PIDS (the
+# processes whose CPU is the generator's).
+start_load() {
+  local gen=$1 port=$2 name=$3
+  case $gen in
+    realtime | batched)
+      "$BIN" bench-push --pattern "$gen" --url "rtmp://127.0.0.1:$port/live" --fixture "$FIXTURE" --keys-file "$KEYS" \
+        --duration-secs $((WARMUP + SECS + 3)) --ramp-ms 3000 >"$WORK/$name.push.log" 2>&1 &
+      LOAD_PIDS=$!
+      STARTED+=("$!")
+      ;;
+    ffmpeg)
+      LOAD_PIDS=""
+      : >"$WORK/$name.push.log"
+      local key
+      while read -r key; do
+        ffmpeg -nostdin -v error -re -stream_loop -1 -i "$FIXTURE" -c copy -f flv \
+          "rtmp://127.0.0.1:$port/live/$key" 2>>"$WORK/$name.push.log" &
+        LOAD_PIDS+=" $!"
+        STARTED+=("$!")
+        sleep "$(awk "BEGIN {print 3 / $N}")"
+      done <"$KEYS"
+      ;;
+    *) log "unknown generator $gen"; exit 1 ;;
+  esac
+}
+
+# stop_load GENERATOR NAME: ends ffmpeg publishers (bench-push stops by itself).
+stop_load() {
+  local pid
+  if [[ $1 == ffmpeg ]]; then
+    local alive=0
+    for pid in $LOAD_PIDS; do kill -0 "$pid" 2>/dev/null && alive=$((alive + 1)); done
+    echo "bench-push done: ffmpeg publishers=$N failed=$((N - alive))" >>"$WORK/$2.push.log"
+    for pid in $LOAD_PIDS; do kill "$pid" 2>/dev/null || true; done
+  fi
+  for pid in $LOAD_PIDS; do wait "$pid" 2>/dev/null || true; done
+}
+
+# measure NAME PORT PIDS_FUNC EVENTS GENERATOR: runs the load and fills
+# $WORK/NAME.env with figures.
 measure() {
-  local name=$1 port=$2 pids_func=$3 events=$4
+  local name=$1 port=$2 pids_func=$3 events=$4 gen=$5
   local pids idle_rss
   pids=$($pids_func)
   idle_rss=$(rss_kb $pids)
-  log "$name: idle RSS $((idle_rss / 1024)) MB; starting $N publishers (load $(loadavg))"
-  "$BIN" bench-push --url "rtmp://127.0.0.1:$port/live" --fixture "$FIXTURE" --keys-file "$KEYS" \
-    --duration-secs $((WARMUP + SECS + 3)) --ramp-ms 3000 >"$WORK/$name.push.log" 2>&1 &
-  local push=$!
-  STARTED+=("$push")
+  log "$name: idle RSS $((idle_rss / 1024)) MB; starting $N $gen publishers (load $(loadavg))"
+  start_load "$gen" "$port" "$name"
   sleep "$WARMUP"
   pids=$($pids_func)
   local c0 p0 t0 e0 load0
-  c0=$(cpu_ticks $pids); p0=$(cpu_ticks "$push"); t0=$(date +%s.%N); e0=$(wc -l <"$events"); load0=$(loadavg)
+  c0=$(cpu_ticks $pids); p0=$(cpu_ticks $LOAD_PIDS); t0=$(date +%s.%N); e0=$(wc -l <"$events"); load0=$(loadavg)
   sleep "$SECS"
   pids=$($pids_func)
   local c1 p1 t1 e1 rss
-  c1=$(cpu_ticks $pids); p1=$(cpu_ticks "$push"); t1=$(date +%s.%N); e1=$(wc -l <"$events"); rss=$(rss_kb $pids)
+  c1=$(cpu_ticks $pids); p1=$(cpu_ticks $LOAD_PIDS); t1=$(date +%s.%N); e1=$(wc -l <"$events"); rss=$(rss_kb $pids)
   cat >"$WORK/$name.env" <<EOF
 cpu_ticks=$((c1 - c0))
 push_ticks=$((p1 - p0))
@@ -124,7 +172,7 @@ rss_kb=$rss
 load_start="$load0"
 load_end="$(loadavg)"
 EOF
-  wait "$push" || true
+  stop_load "$gen" "$name"
   log "$name: $(tail -n 1 "$WORK/$name.push.log" | head -c 300)"
 }
 
@@ -169,7 +217,11 @@ run_sealcast() {
   wait_port "$port" || { log "sealcast did not start"; tail "$dir/server.log" >&2; exit 1; }
   sleep 1
   sealcast_pids() { echo "$SEALCAST_PID"; }
-  measure sealcast "$port" sealcast_pids "$dir/server.log"
+  local gen
+  for gen in $GENERATORS; do
+    measure "sealcast-$gen" "$port" sealcast_pids "$dir/server.log" "$gen"
+    sleep 3  # the streams end before the next generator publishes them again
+  done
   kill "$SEALCAST_PID"; wait "$SEALCAST_PID" 2>/dev/null || true
 }
 
@@ -221,7 +273,11 @@ for line in sys.stdin:
   wait_port "$port" || { log "nginx did not start"; cat "$dir/logs/error.log" >&2; exit 1; }
   sleep 1
   nginx_pids() { local m; m=$(cat "$dir/nginx.pid"); echo "$m" $(ps -o pid= --ppid "$m"); }
-  measure nginx "$port" nginx_pids "$dir/events.log"
+  local gen
+  for gen in $GENERATORS; do
+    measure "nginx-$gen" "$port" nginx_pids "$dir/events.log" "$gen"
+    sleep 3
+  done
   kill "$(cat "$dir/nginx.pid")"; kill "$inotify"; sleep 1
 }
 
@@ -233,7 +289,9 @@ for server in $SERVERS; do
 done
 
 # --- report ----------------------------------------------------------------
-python3 - "$WORK" "$N" "$SECS" "$SEG" "$HZ" "$SERVERS" <<'PY'
+NAMES=""
+for gen in $GENERATORS; do for server in $SERVERS; do NAMES+=" $server-$gen"; done; done
+python3 - "$WORK" "$N" "$SECS" "$SEG" "$HZ" "$NAMES" <<'PY'
 import datetime, os, re, sys, time
 work, n, secs, seg, hz, servers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6].split()
 
@@ -267,7 +325,7 @@ for s in servers:
         "load": e["load_start"] + " -> " + e["load_end"],
     }
     lat, per_stream, last_seen = [], {}, {}
-    if s == "sealcast":
+    if s.startswith("sealcast"):
         lines, _ = window(os.path.join(work, "sealcast/server.log"), e)
         last_ts = {}
         for line in lines:
@@ -326,15 +384,25 @@ fmt = [
     ("playlists stalled", "stalled", "{}"),
 ]
 print(f"\n== bench-ingest N={n} window={secs}s segment={seg}s ({time.strftime('%F %T')}) work dir {work}")
-head = "{:<32}".format("") + "".join("{:>14}".format(s) for s in servers)
-if len(servers) == 2: head += "{:>14}".format("ratio")
+# Columns: server-generator; ratio columns: sealcast over nginx per generator.
+pairs = [(s, "nginx" + s[len("sealcast"):]) for s in servers if s.startswith("sealcast-") and "nginx" + s[len("sealcast"):] in rows]
+head = "{:<32}".format("") + "".join("{:>18}".format(s) for s in servers)
+head += "".join("{:>18}".format("ratio" + a[len("sealcast"):]) for a, _ in pairs)
 print(head)
 for label, key, f in fmt:
-    line = "{:<32}".format(label) + "".join("{:>14}".format(f.format(rows[s][key])) for s in servers)
-    if len(servers) == 2 and key in ("cpu_total", "cpu_per_stream", "rss_mb", "rss_per_stream_kb", "p50", "p99", "max"):
-        a, b = rows[servers[0]][key], rows[servers[1]][key]
-        line += "{:>14}".format("{:.2f}".format(a / b) if b else "-")
+    line = "{:<32}".format(label) + "".join("{:>18}".format(f.format(rows[s][key])) for s in servers)
+    if key in ("cpu_total", "cpu_per_stream", "rss_mb", "rss_per_stream_kb", "p50", "p99", "max"):
+        for a, b in pairs:
+            a, b = rows[a][key], rows[b][key]
+            line += "{:>18}".format("{:.2f}".format(a / b) if b else "-")
     print(line)
+# Calibration: each generator's per-stream server CPU over ffmpeg's, per server.
+for server in ("sealcast", "nginx"):
+    ref = rows.get(server + "-ffmpeg")
+    for s in servers:
+        if ref and s.startswith(server + "-") and s != server + "-ffmpeg":
+            a, b = rows[s]["cpu_per_stream"], ref["cpu_per_stream"]
+            print(f"calibration {server}: {s[len(server) + 1:]} / ffmpeg per-stream CPU = {a:.3f} / {b:.3f} = {a / b:.2f}")
 for s in servers:
     print(f"{s}: load {rows[s]['load']}")
     print(f"  {rows[s]['push']}")

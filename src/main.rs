@@ -121,6 +121,9 @@ enum Command {
     /// Load test: N concurrent RTMP publishers replaying an FLV file in real
     /// time, looping with continuous timestamps; reports once a second.
     BenchPush(BenchPushArgs),
+    /// Load test: N simulated HLS viewers polling live playlists as hls.js
+    /// does, fetching each new segment and its key; reports per request type.
+    BenchPlay(BenchPlayArgs),
     /// Decrypt a sealcast playlist into one plaintext TS file (operators and tests).
     Decrypt {
         playlist: PathBuf,
@@ -487,6 +490,7 @@ fn run(cli: Cli, log: &Arc<LogControl>) -> anyhow::Result<()> {
             command: ConfigCommand::Check { file, role },
         } => config_check(&file, role)?,
         Command::BenchPush(args) => bench_push(&runtime, args)?,
+        Command::BenchPlay(args) => bench_play(&runtime, args)?,
         Command::Decrypt {
             playlist,
             output,
@@ -672,7 +676,11 @@ struct BenchPushArgs {
     /// Run time; 0: until Ctrl-C.
     #[arg(long, default_value_t = 60)]
     duration_secs: u64,
-    /// Send loop period: every tag due in a tick goes out in one write.
+    /// Write pattern: `realtime` sends each message when due, chunked and
+    /// written as ffmpeg does; `batched` writes every tag due in a tick at once.
+    #[arg(long, default_value = "realtime", value_parser = ["realtime", "batched"])]
+    pattern: String,
+    /// Tick of the batched pattern: every tag due in a tick goes out in one write.
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(5..=500))]
     tick_ms: u64,
     /// Publishers start evenly spread over this time.
@@ -723,7 +731,12 @@ fn bench_push(runtime: &tokio::runtime::Runtime, args: BenchPushArgs) -> anyhow:
         tc_url: args.url.clone(),
         keys,
         duration: Duration::from_secs(args.duration_secs),
-        tick: Duration::from_millis(args.tick_ms),
+        pattern: match args.pattern.as_str() {
+            "batched" => loadgen::Pattern::Batched {
+                tick: Duration::from_millis(args.tick_ms),
+            },
+            _ => loadgen::Pattern::Realtime,
+        },
         ramp: Duration::from_millis(args.ramp_ms),
     };
     let cpu_start = loadgen::process_cpu_time();
@@ -783,6 +796,99 @@ fn bench_push(runtime: &tokio::runtime::Runtime, args: BenchPushArgs) -> anyhow:
 }
 
 /// `1 publisher`, `2 publishers`.
+/// `sealcast bench-play`: many simulated HLS viewers in one process.
+#[derive(clap::Args)]
+struct BenchPlayArgs {
+    /// Playlist URL with its credential (http://host:port/app/name/index.m3u8?token=...);
+    /// repeat for several streams; viewer i watches URL i mod count.
+    #[arg(long = "url", required_unless_present = "urls_file")]
+    urls: Vec<String>,
+    /// File of playlist URLs, one a line, added to --url: one per viewer
+    /// gives each its own token (per-viewer key budgets apply per token).
+    #[arg(long)]
+    urls_file: Option<PathBuf>,
+    /// Number of viewers.
+    #[arg(long, short = 'n', default_value_t = 1)]
+    viewers: usize,
+    /// Run time in seconds.
+    #[arg(long, default_value_t = 30)]
+    duration_secs: u64,
+    /// Viewers start evenly spread over this time.
+    #[arg(long, default_value_t = 2000)]
+    ramp_ms: u64,
+}
+
+fn bench_play(runtime: &tokio::runtime::Runtime, args: BenchPlayArgs) -> anyhow::Result<()> {
+    use sealcast::tools::viewers;
+    use std::time::Duration;
+
+    let mut urls = args.urls.clone();
+    if let Some(path) = &args.urls_file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        urls.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from));
+    }
+    anyhow::ensure!(!urls.is_empty(), "no playlist URL");
+    let playlists = urls
+        .iter()
+        .map(|u| viewers::Url::parse(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    anyhow::ensure!(args.viewers > 0, "no viewers");
+    let options = viewers::Options {
+        playlists,
+        viewers: args.viewers,
+        duration: Duration::from_secs(args.duration_secs),
+        ramp: Duration::from_millis(args.ramp_ms),
+    };
+    let cpu_start = loadgen::process_cpu_time();
+    let wall_start = std::time::Instant::now();
+    let report = runtime.block_on(viewers::run(options));
+    let wall = wall_start.elapsed().as_secs_f64().max(1e-3);
+    let cpu = match (cpu_start, loadgen::process_cpu_time()) {
+        (Some(a), Some(b)) => format!("{:.1}", (b - a).as_secs_f64() * 100.0 / wall),
+        _ => "?".to_owned(),
+    };
+    println!(
+        "bench-play: {} on {} for {:.1} s, generator cpu {cpu}% of one core",
+        plural(args.viewers, "viewer"),
+        plural(urls.len(), "playlist URL"),
+        wall
+    );
+    println!(
+        "{:<9} {:>9} {:>7} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8}",
+        "type", "requests", "errors", "MB", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms"
+    );
+    for kind in viewers::Kind::ALL {
+        let k = report.kind(kind);
+        println!(
+            "{:<9} {:>9} {:>7} {:>10.1} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+            kind.name(),
+            k.requests,
+            k.errors,
+            k.bytes as f64 / 1e6,
+            k.requests as f64 / wall,
+            k.percentile_ms(50.0),
+            k.percentile_ms(90.0),
+            k.percentile_ms(99.0),
+            k.percentile_ms(100.0)
+        );
+    }
+    for error in &report.error_samples {
+        println!("  error: {error}");
+    }
+    println!(
+        "bench-play done: viewers={} playlists={} segments={} keys={} errors={} segment_mb={:.1}",
+        args.viewers,
+        report.playlist.requests,
+        report.segment.requests,
+        report.key.requests,
+        report.errors(),
+        report.segment.bytes as f64 / 1e6
+    );
+    std::io::Write::flush(&mut std::io::stdout())?;
+    anyhow::ensure!(report.errors() == 0, "{} requests failed", report.errors());
+    Ok(())
+}
+
 fn plural(n: usize, noun: &str) -> String {
     if n == 1 {
         format!("1 {noun}")

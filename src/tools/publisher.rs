@@ -10,13 +10,16 @@
 //!
 //! Sending is split in two so callers control batching: `push_*` appends
 //! encoded messages to a buffer, [`Publisher::flush`] writes it with one
-//! `write_all`.
+//! `write_all`. [`Publisher::send_media_like_encoder`] instead writes one
+//! message the way ffmpeg does ([`super::wire`]): compressed headers and a
+//! write per chunk.
 
 use std::io;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, ToSocketAddrs};
 
+use super::wire::EncoderWire;
 use crate::amf0::{self, Value, write};
 use crate::rtmp::chunk::{self, ChunkDecoder, ChunkLimits, Message, message_type};
 
@@ -93,6 +96,10 @@ pub struct Publisher {
     stream_id: u32,
     /// The server closed its side (EOF or a read error).
     peer_closed: bool,
+    /// Header state for [`Publisher::send_media_like_encoder`].
+    wire: EncoderWire,
+    /// End offsets in `out` of the pieces written separately.
+    pieces: Vec<usize>,
 }
 
 impl Publisher {
@@ -111,6 +118,8 @@ impl Publisher {
             read_buf: vec![0u8; 16 * 1024],
             stream_id: 1,
             peer_closed: false,
+            wire: EncoderWire::new(CHUNK_SIZE_BYTES),
+            pieces: Vec::new(),
         };
         chunk::encode_message(
             &mut publisher.out,
@@ -236,6 +245,55 @@ impl Publisher {
             self.socket.write_all(&self.out).await?;
             self.out.clear();
         }
+        self.pieces.clear();
+        Ok(n)
+    }
+
+    /// Turns Nagle's algorithm off (`true`, the default after connect, as
+    /// OBS/librtmp does) or on (ffmpeg's default).
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.socket.set_nodelay(nodelay)
+    }
+
+    /// Writes one audio or video message now as ffmpeg does: type 1/2/3
+    /// headers after the first, and one write for the header, each chunk
+    /// body and each continuation header ([`super::wire`]). Anything
+    /// already buffered (a pong) goes out first. Returns the bytes written.
+    pub async fn send_media_like_encoder(
+        &mut self,
+        type_id: u8,
+        timestamp_ms: u32,
+        body: &[u8],
+    ) -> Result<usize, Error> {
+        let csid = if type_id == message_type::VIDEO {
+            CSID_VIDEO
+        } else {
+            CSID_AUDIO
+        };
+        self.pieces.clear();
+        if !self.out.is_empty() {
+            self.pieces.push(self.out.len());
+        }
+        // The chunk stream ids are constants below 64.
+        self.wire.encode(
+            &mut self.out,
+            &mut self.pieces,
+            csid as u8,
+            type_id,
+            self.stream_id,
+            timestamp_ms,
+            body,
+        );
+        let mut start = 0;
+        for &end in &self.pieces {
+            if let Some(piece) = self.out.get(start..end) {
+                self.socket.write_all(piece).await?;
+            }
+            start = end;
+        }
+        let n = self.out.len();
+        self.out.clear();
+        self.pieces.clear();
         Ok(n)
     }
 

@@ -17,6 +17,7 @@ mod support;
 mod access_log;
 mod admin_api;
 mod aws_credentials;
+mod bench_tools;
 mod browser;
 mod cluster_leases;
 mod e2e_ffmpeg;
