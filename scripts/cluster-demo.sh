@@ -149,6 +149,9 @@ global
   log stdout format raw local0 info
 defaults
   mode tcp
+  # A connection to a node that just died is retried on the other one.
+  retries 2
+  option redispatch
   timeout connect 2s
   timeout client 60s
   timeout server 60s

@@ -11,6 +11,9 @@ command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need_apt+=(ffmp
 command -v node >/dev/null && command -v npm >/dev/null || need_apt+=(nodejs npm)
 # Two key servers share a real Redis in tests/it/key_service.rs.
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+# tests/it/cluster_demo.rs runs scripts/cluster-demo.sh: haproxy (RTMP) and nginx (the cache).
+[ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null || need_apt+=(haproxy)
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need_apt+=(nginx)
 # The TLS tests make their CA and certificates with openssl; curl checks HTTP/2 by ALPN.
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v curl >/dev/null || need_apt+=(curl)

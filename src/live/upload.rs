@@ -12,8 +12,8 @@
 //! and one being uploaded: at most `QUEUED_SEGMENTS + 2` segments of
 //! ciphertext (about 4 × 700 KB for 2 s segments at 2.7 Mb/s).
 
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -176,7 +176,9 @@ struct UploadTask {
 impl UploadTask {
     /// Whether the publish may still list segments (see [`Uploader::bind`]).
     fn may_write(&self) -> bool {
-        self.control.get().is_none_or(|control| control.may_write(Instant::now()))
+        self.control
+            .get()
+            .is_none_or(|control| control.may_write(Instant::now()))
     }
 
     async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
@@ -235,7 +237,10 @@ impl UploadTask {
         if !self.may_write() {
             // Stored but never listed: the next holder deletes it after the
             // RFC 8216 window.
-            warn!(seq = sequence, "publish lease about to expire or lost: segment not listed");
+            warn!(
+                seq = sequence,
+                "publish lease about to expire or lost: segment not listed"
+            );
             return;
         }
         if std::mem::take(&mut self.gap) {

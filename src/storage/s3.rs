@@ -90,10 +90,14 @@ impl CredentialProvider for ChainCredentials {
     type Credential = AwsCredential;
 
     async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
-        let current = self.chain.credentials().await.map_err(|e| object_store::Error::Generic {
-            store: "S3",
-            source: Box::new(e),
-        })?;
+        let current = self
+            .chain
+            .credentials()
+            .await
+            .map_err(|e| object_store::Error::Generic {
+                store: "S3",
+                source: Box::new(e),
+            })?;
         let mut mapped = self.mapped.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some((from, credential)) = mapped.as_ref()
             && Arc::ptr_eq(from, &current)

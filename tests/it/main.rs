@@ -19,6 +19,7 @@ mod admin_api;
 mod aws_credentials;
 mod bench_tools;
 mod browser;
+mod cluster_demo;
 mod cluster_leases;
 mod e2e_ffmpeg;
 mod edge;

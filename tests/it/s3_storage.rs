@@ -125,7 +125,7 @@ impl S3Server {
 }
 
 /// Every object in the bucket: (key, bytes).
-async fn objects(store: &AmazonS3) -> Vec<(String, Vec<u8>)> {
+pub(crate) async fn objects(store: &AmazonS3) -> Vec<(String, Vec<u8>)> {
     let metas: Vec<_> = store.list(None).try_collect().await.unwrap();
     let mut out = Vec::new();
     for meta in metas {
@@ -137,7 +137,7 @@ async fn objects(store: &AmazonS3) -> Vec<(String, Vec<u8>)> {
 }
 
 /// A run of five 0x47 sync bytes 188 bytes apart anywhere: plaintext MPEG-TS.
-fn has_ts_run(bytes: &[u8]) -> bool {
+pub(crate) fn has_ts_run(bytes: &[u8]) -> bool {
     (0..bytes.len().saturating_sub(188 * 4)).any(|i| (0..5).all(|k| bytes[i + 188 * k] == 0x47))
 }
 
