@@ -50,8 +50,15 @@ impl Viewer {
     }
 }
 
+/// Put in a request's extensions by the middleware: the access log is on,
+/// so a handler that must do extra work to name the viewer (the key
+/// endpoint, which checks a token a second time for it) does it.
+#[derive(Debug, Clone, Copy)]
+pub struct Logged;
+
 /// The middleware: `router.layer(axum::middleware::from_fn(access_log::log))`.
-pub async fn log(request: Request, next: Next) -> Response {
+pub async fn log(mut request: Request, next: Next) -> Response {
+    request.extensions_mut().insert(Logged);
     let started = Instant::now();
     let method = request.method().clone();
     let route = request.uri().path().to_owned();

@@ -212,6 +212,7 @@ async fn key(
     State(keys): State<Arc<KeyService>>,
     Path((app, name, key_id)): Path<(String, String, String)>,
     Query(query): Query<KeyQuery>,
+    logged: Option<axum::Extension<access_log::Logged>>,
     headers: HeaderMap,
 ) -> Response {
     let Ok(stream) = StreamName::new(&app, &name) else {
@@ -238,8 +239,9 @@ async fn key(
                 data_key.as_bytes().to_vec(),
             )
                 .into_response();
-            // For the access log; the credential was accepted just now.
+            // For the access log, when it is on; the credential was accepted just now.
             let viewer = match query.ticket.as_deref().filter(|t| !t.is_empty()) {
+                _ if logged.is_none() => None,
                 Some(ticket) => access_log::Viewer::of_ticket(ticket),
                 None => presented_token(query.token.as_deref(), &headers).and_then(|token| {
                     let claims = keys.verify_token(token, &stream).ok()?;
