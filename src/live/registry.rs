@@ -747,9 +747,42 @@ impl Stream {
             }
         };
         info!(stream = %self.name, "playlist ended");
-        self.write_playlist(text).await;
+        if self.storage.local_dir().is_some() {
+            return self.write_playlist(text).await;
+        }
+        self.put_final_playlist(text, generation).await;
+    }
+
+    /// Object storage: PUTs the ended playlist, retrying with backoff for
+    /// up to [`FINAL_PLAYLIST_RETRY`] while no newer publish started (whose
+    /// own playlist must not be overwritten with this one).
+    async fn put_final_playlist(&self, text: String, generation: u64) {
+        let key = storage::playlist_key(self.name.app(), self.name.name());
+        let body = bytes::Bytes::from(text);
+        let until = tokio::time::Instant::now() + FINAL_PLAYLIST_RETRY;
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let Err(error) = self.storage.put(&key, body.clone()).await else {
+                return;
+            };
+            let current = {
+                let state = self.lock();
+                !state.live && state.generation == generation
+            };
+            if !current || tokio::time::Instant::now() + backoff > until {
+                error!(stream = %self.name, %error, "writing the ended playlist failed; gave up");
+                return;
+            }
+            warn!(stream = %self.name, %error, retry_in = ?backoff, "writing the ended playlist failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
     }
 }
+
+/// How long the ended playlist is retried when object storage is down:
+/// bounded, since a shutdown waits for it.
+const FINAL_PLAYLIST_RETRY: Duration = Duration::from_secs(30);
 
 /// The live playlist's file name, in the stream's directory.
 const PLAYLIST_FILE: &str = "index.m3u8";
