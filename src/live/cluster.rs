@@ -116,7 +116,7 @@ pub(super) async fn playlist_from_storage(
     stream: &Arc<Stream>,
     settings: &LiveSettings,
 ) -> Option<crate::hls::MediaPlaylist> {
-    super::registry::read_stored_playlist(stream, settings).await
+    super::stored::read_stored_playlist(stream, settings).await
 }
 
 /// The end of a reconnect grace period in cluster mode: the playlist is

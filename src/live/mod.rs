@@ -24,6 +24,7 @@ mod cluster;
 mod control;
 mod publish;
 mod registry;
+mod stored;
 mod upload;
 mod writer;
 
