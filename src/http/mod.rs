@@ -433,19 +433,11 @@ async fn serve_segment(path: &std::path::Path, headers: &HeaderMap) -> Response 
     let Ok(len) = file.metadata().await.map(|m| m.len()) else {
         return status(StatusCode::NOT_FOUND, "not found\n");
     };
-    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let (start, end) = match range.map(|r| parse_range(r, len)) {
-        None => (0, len),
-        Some(Some(range)) => range,
-        Some(None) => {
-            return (
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                [(header::CONTENT_RANGE, format!("bytes */{len}"))],
-                "range not satisfiable\n",
-            )
-                .into_response();
-        }
+    let range = match SegmentRange::requested(headers, len) {
+        Ok(range) => range,
+        Err(unsatisfiable) => return unsatisfiable.into_response(),
     };
+    let (start, end) = (range.start, range.end);
     if start > 0 && file.seek(SeekFrom::Start(start)).await.is_err() {
         return status(StatusCode::NOT_FOUND, "not found\n");
     }
@@ -461,17 +453,65 @@ async fn serve_segment(path: &std::path::Path, headers: &HeaderMap) -> Response 
         Body::from_stream(ReaderStream::with_capacity(body, SEGMENT_CHUNK_BYTES)),
     )
         .into_response();
-    let headers = response.headers_mut();
     // A stream has no size hint: set the length, or hyper would send chunked.
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if range.is_some() {
-        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
-        if let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", end - 1)) {
-            response.headers_mut().insert(header::CONTENT_RANGE, value);
-        }
-    }
+    (response.headers_mut()).insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+    range.mark(&mut response);
     response
+}
+
+/// The bytes of a segment a request asks for (RFC 9110 14.2: one range, or
+/// the whole segment); shared by segments on disk and in object storage.
+pub(crate) struct SegmentRange {
+    start: u64,
+    end: u64,
+    len: u64,
+    partial: bool,
+}
+
+/// A `Range` the segment cannot satisfy: 416 with its length.
+pub(crate) struct Unsatisfiable(u64);
+
+impl IntoResponse for Unsatisfiable {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            [(header::CONTENT_RANGE, format!("bytes */{}", self.0))],
+            "range not satisfiable\n",
+        )
+            .into_response()
+    }
+}
+
+impl SegmentRange {
+    /// What `headers` ask of a segment of `len` bytes.
+    fn requested(headers: &HeaderMap, len: u64) -> Result<Self, Unsatisfiable> {
+        let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+        let (start, end) = match range.map(|r| parse_range(r, len)) {
+            None => (0, len),
+            Some(Some(range)) => range,
+            Some(None) => return Err(Unsatisfiable(len)),
+        };
+        Ok(Self {
+            start,
+            end,
+            len,
+            partial: range.is_some(),
+        })
+    }
+
+    /// `Accept-Ranges`, and for a range 206 with its `Content-Range`.
+    fn mark(&self, response: &mut Response) {
+        let headers = response.headers_mut();
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        if !self.partial {
+            return;
+        }
+        let content_range = format!("bytes {}-{}/{}", self.start, self.end - 1, self.len);
+        if let Ok(value) = HeaderValue::from_str(&content_range) {
+            headers.insert(header::CONTENT_RANGE, value);
+        }
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+    }
 }
 
 /// The bytes of a segment response: the file limited to the range.

@@ -2,11 +2,11 @@
 //! object's size from a HEAD, then the requested range (RFC 9110 14.2) or
 //! the whole object in one GET. Storage trouble is a 503, never a 500.
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::warn;
 
-use super::{SEGMENT_CACHE, parse_range, status};
+use super::{SEGMENT_CACHE, SegmentRange, status};
 use crate::storage::Storage;
 
 /// Answers a GET of the segment stored under `key`.
@@ -20,22 +20,14 @@ pub(super) async fn serve_segment(storage: &Storage, key: &str, headers: &Header
         Ok(None) => return status(StatusCode::NOT_FOUND, "not found\n"),
         Err(error) => return unavailable(error),
     };
-    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let (start, end) = match range.map(|r| parse_range(r, len)) {
-        None => (0, len),
-        Some(Some(range)) => range,
-        Some(None) => {
-            return (
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                [(header::CONTENT_RANGE, format!("bytes */{len}"))],
-                "range not satisfiable\n",
-            )
-                .into_response();
-        }
+    let range = match SegmentRange::requested(headers, len) {
+        Ok(range) => range,
+        Err(unsatisfiable) => return unsatisfiable.into_response(),
     };
-    let body = match range {
-        None => storage.get(key).await,
-        Some(_) => storage.get_range(key, start..end).await,
+    let body = if range.partial {
+        storage.get_range(key, range.start..range.end).await
+    } else {
+        storage.get(key).await
     };
     let body = match body {
         Ok(Some(body)) => body,
@@ -50,14 +42,6 @@ pub(super) async fn serve_segment(storage: &Storage, key: &str, headers: &Header
         body,
     )
         .into_response();
-    response
-        .headers_mut()
-        .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if range.is_some() {
-        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
-        if let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", end - 1)) {
-            response.headers_mut().insert(header::CONTENT_RANGE, value);
-        }
-    }
+    range.mark(&mut response);
     response
 }

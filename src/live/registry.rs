@@ -700,7 +700,7 @@ impl Stream {
     pub(super) async fn write_playlist(&self, text: String) {
         if self.storage.local_dir().is_none() {
             let key = storage::playlist_key(self.name.app(), self.name.name());
-            if let Err(error) = self.storage.put(&key, bytes::Bytes::from(text)).await {
+            if let Err(error) = self.storage.put(&key, &[bytes::Bytes::from(text)]).await {
                 error!(stream = %self.name, %error, "writing the playlist failed");
             }
             return;
@@ -757,7 +757,7 @@ impl Stream {
         let until = tokio::time::Instant::now() + FINAL_PLAYLIST_RETRY;
         let mut backoff = Duration::from_millis(200);
         loop {
-            let Err(error) = self.storage.put(&key, body.clone()).await else {
+            let Err(error) = self.storage.put(&key, std::slice::from_ref(&body)).await else {
                 return;
             };
             let current = {

@@ -187,7 +187,7 @@ impl UploadTask {
         }
         if let Some(text) = self.playlist_pending.take() {
             let until = Instant::now() + self.deadline;
-            if !self.put_until(&self.playlist_key(), Bytes::from(text), until).await {
+            if !self.put_until(&self.playlist_key(), &[Bytes::from(text)], until).await {
                 error!("the playlist could not be written before the publish ended");
             }
         }
@@ -198,7 +198,7 @@ impl UploadTask {
     }
 
     /// PUTs `bytes`, retrying with backoff until `until`; whether it got stored.
-    async fn put_until(&self, key: &str, bytes: Bytes, until: Instant) -> bool {
+    async fn put_until(&self, key: &str, pieces: &[Bytes], until: Instant) -> bool {
         let mut backoff = FIRST_BACKOFF;
         let mut attempts = 0u32;
         loop {
@@ -206,7 +206,7 @@ impl UploadTask {
             if remaining.is_zero() {
                 return false;
             }
-            match tokio::time::timeout(remaining, self.storage.put(key, bytes.clone())).await {
+            match tokio::time::timeout(remaining, self.storage.put(key, pieces)).await {
                 Ok(Ok(())) => return true,
                 Ok(Err(error)) => {
                     attempts += 1;
@@ -228,9 +228,13 @@ impl UploadTask {
         let sequence = segment.sequence;
         let file = crate::names::segment_file_name(&self.publish_id, sequence);
         let key = storage::segment_key(self.stream.name.app(), self.stream.name.name(), &file);
-        let body = Bytes::from(std::mem::take(&mut segment.pieces).concat());
-        let stored_bytes = body.len() as u64;
-        if !self.put_until(&key, body, closed_at + self.deadline).await {
+        // The pieces as they are: no copy into one buffer.
+        let body: Vec<Bytes> = std::mem::take(&mut segment.pieces)
+            .into_iter()
+            .map(Bytes::from)
+            .collect();
+        let stored_bytes: u64 = body.iter().map(|piece| piece.len() as u64).sum();
+        if !self.put_until(&key, &body, closed_at + self.deadline).await {
             self.drop_segment(sequence);
             return;
         }
@@ -264,7 +268,7 @@ impl UploadTask {
         // next segment's playlist (a superset) replaces it.
         let until = Instant::now() + Duration::from_secs_f64(segment.duration_secs.max(1.0));
         if !self
-            .put_until(&self.playlist_key(), Bytes::from(text.clone()), until)
+            .put_until(&self.playlist_key(), &[Bytes::from(text.clone())], until)
             .await
         {
             error!(stream = %self.stream.name, seq = sequence, "writing the playlist failed; it is written again with the next segment");

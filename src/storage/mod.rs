@@ -67,7 +67,9 @@ impl Storage {
     }
 
     /// Stores `bytes` under `key`, whole or not at all.
-    pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
+    /// The object is `pieces` one after the other, never copied into one
+    /// buffer (a segment's ciphertext arrives in pieces).
+    pub async fn put(&self, key: &str, pieces: &[Bytes]) -> Result<(), StorageError> {
         match self {
             Storage::Local(dir) => {
                 let path = dir.join(key);
@@ -76,17 +78,18 @@ impl Storage {
                     key: key.to_owned(),
                     source,
                 };
+                let pieces = pieces.to_vec();
                 tokio::task::spawn_blocking(move || {
                     if let Some(parent) = path.parent() {
                         std::fs::create_dir_all(parent)?;
                     }
-                    write_atomic(&path, &bytes)
+                    write_atomic_pieces(&path, &pieces)
                 })
                 .await
                 .map_err(|e| io(std::io::Error::other(e)))?
                 .map_err(io)
             }
-            Storage::S3(store) => store.put(key, bytes).await,
+            Storage::S3(store) => store.put(key, pieces).await,
         }
     }
 
@@ -204,7 +207,10 @@ mod tests {
         let key = segment_key("live", "demo", "abcd-1.ts");
         assert_eq!(storage.get(&key).await.unwrap(), None);
         assert_eq!(storage.head(&key).await.unwrap(), None);
-        storage.put(&key, Bytes::from_static(b"0123456789")).await.unwrap();
+        storage
+            .put(&key, &[Bytes::from_static(b"01234"), Bytes::from_static(b"56789")])
+            .await
+            .unwrap();
         assert_eq!(storage.get(&key).await.unwrap().unwrap(), &b"0123456789"[..]);
         assert_eq!(storage.get_range(&key, 2..5).await.unwrap().unwrap(), &b"234"[..]);
         assert_eq!(storage.head(&key).await.unwrap(), Some(10));

@@ -236,8 +236,9 @@ impl S3Store {
         out
     }
 
-    pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
-        let result = tokio::time::timeout(REQUEST_TIMEOUT, self.store.put(&self.path(key), bytes.into())).await;
+    pub async fn put(&self, key: &str, pieces: &[Bytes]) -> Result<(), StorageError> {
+        let payload: object_store::PutPayload = pieces.iter().cloned().collect();
+        let result = tokio::time::timeout(REQUEST_TIMEOUT, self.store.put(&self.path(key), payload)).await;
         self.record("put", key, result).map(|_| ())
     }
 

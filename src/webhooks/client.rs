@@ -44,6 +44,15 @@ pub fn hook_client(ca_file: Option<&Path>) -> Result<HookClient, String> {
     Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
+/// [`hook_client`] for a configuration: the error names `setting` (the CA
+/// file's key) and the file.
+pub fn configured_hook_client(setting: &str, ca_file: Option<&Path>) -> Result<HookClient, String> {
+    hook_client(ca_file).map_err(|why| {
+        let file = ca_file.map(|f| f.display().to_string()).unwrap_or_default();
+        format!("{setting} {file}: {why}")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,7 +30,7 @@ use crate::config::WebhooksConfig;
 
 pub mod client;
 pub mod publish_hook;
-use client::{HookClient, hook_client};
+use client::{HookClient, configured_hook_client};
 pub use publish_hook::PublishHook;
 
 /// The signature header.
@@ -223,10 +223,7 @@ impl Delivery {
             return Ok(None);
         };
         let url = url.parse().map_err(|_| format!("webhooks.url {url:?} is not a URL"))?;
-        let client = hook_client(config.tls_ca_file.as_deref()).map_err(|why| {
-            let file = config.tls_ca_file.as_deref().unwrap_or(std::path::Path::new(""));
-            format!("webhooks.tls_ca_file {}: {why}", file.display())
-        })?;
+        let client = configured_hook_client("webhooks.tls_ca_file", config.tls_ca_file.as_deref())?;
         Ok(Some(Self {
             url,
             client,

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use serde::{Deserialize, Serialize};
 
-use super::client::{HookClient, hook_client};
+use super::client::{HookClient, configured_hook_client};
 use super::{SIGNATURE_HEADER, signature};
 use crate::auth::Secret;
 use crate::config::PublishHookConfig;
@@ -77,10 +77,7 @@ impl PublishHook {
             .url
             .parse()
             .map_err(|_| format!("auth.publish_hook_url {:?} is not a URL", config.url))?;
-        let client = hook_client(config.tls_ca_file.as_deref()).map_err(|why| {
-            let file = config.tls_ca_file.as_deref().unwrap_or(std::path::Path::new(""));
-            format!("auth.publish_hook_tls_ca_file {}: {why}", file.display())
-        })?;
+        let client = configured_hook_client("auth.publish_hook_tls_ca_file", config.tls_ca_file.as_deref())?;
         Ok(Self {
             url,
             secret,
