@@ -37,27 +37,10 @@ FIXTURE=$ROOT/fixtures/bench-720p.flv
 log() { printf '[delivery %s] %s\n' "$(date +%T)" "$*" >&2; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
-need=()
-command -v nginx >/dev/null || need+=(nginx)
-command -v wrk >/dev/null || need+=(wrk)
-command -v curl >/dev/null || need+=(curl)
-command -v python3 >/dev/null || need+=(python3)
-command -v ffmpeg >/dev/null || need+=(ffmpeg)
-if ((${#need[@]})); then
-  log "installing ${need[*]}"
-  SUDO=; [[ $(id -u) == 0 ]] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+source scripts/bench-lib.sh
+install_missing nginx:nginx wrk:wrk curl:curl python3:python3 ffmpeg:ffmpeg
 [[ -f $FIXTURE ]] || scripts/make-fixtures.sh bench
-if [[ -n ${SEALCAST_BIN:-} ]]; then
-  BIN=$SEALCAST_BIN
-else
-  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-  log "building sealcast (release) in $CARGO_TARGET_DIR"
-  cargo build --release --quiet --bin sealcast
-  BIN=$CARGO_TARGET_DIR/release/sealcast
-fi
+sealcast_binary
 
 STARTED=()
 cleanup() {
@@ -65,7 +48,6 @@ cleanup() {
   if [[ -f $WORK/nginx/nginx.pid ]]; then kill "$(cat "$WORK/nginx/nginx.pid")" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # --- sealcast ----------------------------------------------------------------
 RTMP_PORT=$(free_port); HTTP_PORT=$(free_port); NGINX_PORT=$(free_port)

@@ -64,27 +64,11 @@ HZ=$(getconf CLK_TCK)
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 
 # --- prerequisites ---------------------------------------------------------
-need=()
-command -v nginx >/dev/null || need+=(nginx)
-[[ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]] || need+=(libnginx-mod-rtmp)
-command -v inotifywait >/dev/null || need+=(inotify-tools)
-command -v python3 >/dev/null || need+=(python3)
-command -v ffmpeg >/dev/null || need+=(ffmpeg)
-if ((${#need[@]})); then
-  log "installing ${need[*]}"
-  SUDO=; [[ $(id -u) == 0 ]] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+source scripts/bench-lib.sh
+install_missing nginx:nginx /usr/lib/nginx/modules/ngx_rtmp_module.so:libnginx-mod-rtmp \
+  inotifywait:inotify-tools python3:python3 ffmpeg:ffmpeg
 [[ -f $FIXTURE ]] || scripts/make-fixtures.sh bench
-if [[ -n ${SEALCAST_BIN:-} ]]; then
-  BIN=$SEALCAST_BIN  # a prebuilt binary, e.g. to compare two builds
-else
-  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-  log "building sealcast (release) in $CARGO_TARGET_DIR"
-  cargo build --release --quiet --bin sealcast
-  BIN=$CARGO_TARGET_DIR/release/sealcast
-fi
+sealcast_binary
 
 # --- keys ------------------------------------------------------------------
 RUN_ID=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')

@@ -24,20 +24,11 @@ CONNECTIONS=64
 TICKETS=${TICKETS:-1500000}
 METRICS=${METRICS:-true}
 
-need_apt=()
-command -v wrk >/dev/null || need_apt+=(wrk)
-command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
-command -v curl >/dev/null || need_apt+=(curl)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "==> installing ${need_apt[*]}"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-fi
-
-echo "==> cargo build --release"
-cargo build --release --quiet
-BIN="${CARGO_TARGET_DIR:-target}/release/sealcast"
+ROOT=$PWD
+log() { echo "==> $*"; }
+source scripts/bench-lib.sh
+install_missing wrk:wrk ffmpeg:ffmpeg curl:curl python3:python3
+sealcast_binary
 
 WORK=$(mktemp -d)
 SERVER_PID=""
@@ -47,7 +38,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 HTTP_PORT=$(free_port)
 RTMP_PORT=$(free_port)
 SECRET="bench-secret-0123456789-0123456789-abcdef"

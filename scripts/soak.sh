@@ -30,31 +30,14 @@ HZ=$(getconf CLK_TCK)
 mkdir -p "$OUT" "$WORK"
 log() { printf '[soak %s] %s\n' "$(date +%T)" "$*" >&2; }
 
-need=()
-command -v gnuplot >/dev/null || need+=(gnuplot-nox)
-command -v curl >/dev/null || need+=(curl)
-command -v ffmpeg >/dev/null || need+=(ffmpeg)
-command -v python3 >/dev/null || need+=(python3)
-if ((${#need[@]})); then
-  log "installing ${need[*]}"
-  SUDO=; [[ $(id -u) == 0 ]] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+source scripts/bench-lib.sh
+install_missing gnuplot:gnuplot-nox curl:curl ffmpeg:ffmpeg python3:python3
 [[ -f $FIXTURE ]] || scripts/make-fixtures.sh bench
-if [[ -n ${SEALCAST_BIN:-} ]]; then
-  BIN=$SEALCAST_BIN
-else
-  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-  log "building sealcast (release) in $CARGO_TARGET_DIR"
-  cargo build --release --quiet --bin sealcast
-  BIN=$CARGO_TARGET_DIR/release/sealcast
-fi
+sealcast_binary
 
 STARTED=()
 cleanup() { for pid in "${STARTED[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 RTMP_PORT=$(free_port); HTTP_PORT=$(free_port)
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$WORK/token_secret"
