@@ -92,6 +92,7 @@ impl KeyServer {
         let reloader = crate::reload::Reloader::for_keyserver(config, Arc::clone(&kms)).with_certificates(certificates);
         let readiness = Arc::new(Readiness::new(Arc::clone(&kms), Arc::clone(&replay), None));
         let keys = KeyService::new(KeySettings::from_config(&config.auth, token_secret), kms, replay, clock);
+        keys.set_protected_streams(super::license::protected_streams(config));
         Ok(Self {
             keys: Arc::new(keys),
             cors: CorsPolicy::from_origins(&config.http.cors_allowed_origins),
