@@ -156,3 +156,54 @@ fn binding_layout() {
     let b = binding("live/demo", "k1", 0x0102);
     assert_eq!(b, b"sealcast-license-v1\0live/demo\0k1\0\0\0\0\0\0\0\x01\x02".to_vec());
 }
+
+/// The worked example of docs/protection.md: fixed "random" bytes (the
+/// server's private scalar, salt and IV all 0x11 bytes; the player's scalar
+/// 0x22 bytes), so another implementation can check itself step by step.
+#[test]
+#[allow(deprecated)] // ring's fixed-output generator lives in its deprecated `test` module.
+fn worked_example() {
+    use ring::test::rand::FixedByteRandom;
+    struct Len32;
+    impl hkdf::KeyType for Len32 {
+        fn len(&self) -> usize {
+            32
+        }
+    }
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let server_rng = FixedByteRandom { byte: 0x11 };
+    let player_private =
+        agreement::EphemeralPrivateKey::generate(&agreement::ECDH_P256, &FixedByteRandom { byte: 0x22 }).unwrap();
+    let player_public = player_private.compute_public_key().unwrap().as_ref().to_vec();
+    let data_key = DataKey::from_bytes(*b"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f");
+    let license = seal(&server_rng, &player_public, STREAM, 1_700_000_000, &[("k1", &data_key)]).unwrap();
+    let info = binding(STREAM, "k1", 1_700_000_000);
+    let peer = agreement::UnparsedPublicKey::new(&agreement::ECDH_P256, license.server_public_key.clone());
+    let (shared, okm) = agreement::agree_ephemeral(player_private, &peer, |shared| {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &license.salt).extract(shared);
+        let mut okm = [0u8; 32];
+        prk.expand(&[&info], Len32).unwrap().fill(&mut okm).unwrap();
+        (shared.to_vec(), okm)
+    })
+    .unwrap();
+    let lines = [
+        format!("player public key  {}", hex(&player_public)),
+        format!("server public key  {}", hex(&license.server_public_key)),
+        format!("ECDH shared secret {}", hex(&shared)),
+        format!("info = AAD         {}", hex(&info)),
+        format!("HKDF output (OKM)  {}", hex(&okm)),
+        format!("ciphertext || tag  {}", hex(&license.keys[0].ciphertext)),
+    ];
+    let text = lines.join("\n");
+    println!("{text}\n{}", license.to_json());
+    assert_eq!(text, EXPECTED.trim(), "{text}");
+}
+
+const EXPECTED: &str = "
+player public key  04d65a93977caa3d1b081852ff57a79e465f1660577304baead505dd3a48589cf350185e895372df6221ea3a137557e473fddb6755f05bd507c3c533fce9c91285
+server public key  040217e617f0b6443928278f96999e69a23a4f2c152bdf6d6cdf66e5b80282d4ed194a7debcb97712d2dda3ca85aa8765a56f45fc758599652f2897c65306e5794
+ECDH shared secret ccfc261f58193c98ca4ad4a53bbac6f0ee29bc4d48438090446908622ca79af6
+info = AAD         7365616c636173742d6c6963656e73652d7631006c6976652f64656d6f006b3100000000006553f100
+HKDF output (OKM)  7d08385c73261663bc54ee5df00d5e2ddef49daef86abbe08e1233206187d899
+ciphertext || tag  03383a7078e53929eb7ac56848ac943edf2ebb0538af73c31ab0ceeb1049e1aa
+";
