@@ -82,6 +82,7 @@ impl KeyService {
             let context = EncryptionContext::new(&stream_text, &key_id);
             if self.cache.would_call_kms(&wrapped, &context, now) && !self.kms_misses.take(&viewer, now) {
                 bump(&self.counters.over_budget);
+                bump(&self.counters.key_too_many);
                 return Err(LicenseRefusal::Key(KeyError::TooMany));
             }
             let key = match self.cache.get_or_unwrap(&*self.kms, &wrapped, &context, now).await {
@@ -93,6 +94,7 @@ impl KeyService {
                 }
                 Err(error) => {
                     warn!(%stream, key_id = %key_id, %error, route = "license", "KMS could not decrypt");
+                    bump(&self.counters.key_unavailable);
                     return Err(LicenseRefusal::Key(KeyError::Unavailable));
                 }
             };
