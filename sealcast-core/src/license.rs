@@ -217,8 +217,10 @@ pub struct Sealer {
 impl Sealer {
     /// A fresh server key pair and salt, agreed with `peer_public_key`. The
     /// server's private key lives only inside this call (ring's
-    /// `EphemeralPrivateKey` cannot be used twice), and ring zeroizes the
-    /// ECDH secret.
+    /// `EphemeralPrivateKey` cannot be used twice). ring does not zeroize its
+    /// ECDH scalar, shared secret or HMAC state (its own comments say so);
+    /// they guard only this license's copy of keys that the key cache holds
+    /// in the same process anyway. Our own copies of data keys are zeroized.
     pub fn new(rng: &dyn SecureRandom, peer_public_key: &[u8]) -> Result<Self, LicenseError> {
         let private =
             agreement::EphemeralPrivateKey::generate(&agreement::ECDH_P256, rng).map_err(|_| LicenseError::Random)?;
