@@ -353,6 +353,8 @@ async fn watch_page_plays_a_protected_stream_without_a_key_in_sight() {
         assert_eq!(c["keyRequests"], 0, "{c:#}");
         assert!(c["licenseRequests"].as_u64().unwrap() >= 1, "{c:#}");
         assert!(c["protection"]["decrypted"].as_u64().unwrap() >= 5, "{c:#}");
+        // Keys are licensed before their segments are asked for (ahead of rotation).
+        assert_eq!(c["protection"]["notReady"], 0, "{c:#}");
         // Every CryptoKey of the page is non-extractable and refuses export.
         assert!(c["aesCbcKeys"].as_u64().unwrap() >= 2, "{c:#}");
         assert_eq!(c["extractable"], 0, "{c:#}");

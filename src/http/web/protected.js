@@ -186,14 +186,16 @@
       return Promise.reject(new Error('key not licensed: ' + keyId));
     }
 
-    return { ensure: ensure, key: key };
+    return { ensure: ensure, key: key, has: (keyId) => keys.has(keyId) };
   }
 
   // The hls.js configuration for a protected stream: its two loaders.
   // `onRefused(status)` hears a license refusal.
   function hlsConfig(Hls, options) {
     const segments = new Map();
-    const stats = { licenses: 0, decrypted: 0 };
+    // `notReady`: segments whose key was not licensed yet when they arrived
+    // (the playlist loader licenses keys first, so this stays 0).
+    const stats = { licenses: 0, decrypted: 0, notReady: 0 };
     window.__sealcastKeys = window.__sealcastKeys || [];
     const licenser = Licenser(options.licenseUrl, options.token, options.stream, window.__sealcastKeys, stats);
     const Base = Hls.DefaultConfig.loader;
@@ -233,6 +235,9 @@
             if (!info) {
               onSuccess(response, loadStats, ctx, details);
               return;
+            }
+            if (!licenser.has(info.keyId)) {
+              stats.notReady += 1;
             }
             licenser
               .key(info.keyId)
