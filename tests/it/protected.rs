@@ -362,52 +362,59 @@ async fn watch_page_plays_a_protected_stream_without_a_key_in_sight() {
             assert_ne!(export["result"], "exported", "{export}");
         }
 
-        // The keys the stream used: from the playlists the page received.
-        let bodies: Vec<Vec<u8>> = (c["bodies"].as_array().unwrap().iter())
-            .map(|b| std::fs::read(b["file"].as_str().unwrap()).unwrap())
-            .collect();
-        assert!(bodies.len() >= 8, "{c:#}");
-        assert_eq!(c["bodyFailures"].as_array().unwrap().len(), 0, "{c:#}");
-        let mut used: Vec<KeyUri> = Vec::new();
-        for body in &bodies {
-            let text = String::from_utf8_lossy(body);
-            if text.starts_with("#EXTM3U") {
-                for keyed in distinct_keys(&text) {
-                    if !used.iter().any(|k| k.key_id == keyed.key.key_id) {
-                        used.push(keyed.key);
-                    }
-                }
-            }
-        }
-        assert!(used.len() >= 2, "at least two keys: {used:?}");
-        let heap = std::fs::read(out.join("heap.heapsnapshot")).unwrap();
-        assert!(heap.len() > 100_000, "a heap snapshot");
-        // The snapshot holds the page's strings (protected.js's source among them).
-        assert!(
-            contains(&heap, b"sealcast-license-v1"),
-            "the page's strings are in the snapshot"
-        );
-        for key in &used {
-            let key_bytes = unwrap(&server, key).await;
-            for form in forms(&key_bytes) {
-                for (i, body) in bodies.iter().enumerate() {
-                    assert!(
-                        !contains(body, &form),
-                        "key {} in body {i} ({:?})",
-                        key.key_id.as_str(),
-                        c["bodies"][i]
-                    );
-                }
-                assert!(
-                    !contains(&heap, &form),
-                    "key {} in the heap snapshot",
-                    key.key_id.as_str()
-                );
-            }
-        }
+        assert_no_key_in_bodies_or_heap(&server, c, &out).await;
         server.stop().await;
     })
     .await;
+}
+
+/// Every data key the stream used (from the playlists the page received,
+/// unwrapped through the keyring) is in no recorded response body and not in
+/// the heap snapshot, in any of its [`forms`].
+async fn assert_no_key_in_bodies_or_heap(server: &TestServer, c: &Value, out: &std::path::Path) {
+    // The keys the stream used: from the playlists the page received.
+    let bodies: Vec<Vec<u8>> = (c["bodies"].as_array().unwrap().iter())
+        .map(|b| std::fs::read(b["file"].as_str().unwrap()).unwrap())
+        .collect();
+    assert!(bodies.len() >= 8, "{c:#}");
+    assert_eq!(c["bodyFailures"].as_array().unwrap().len(), 0, "{c:#}");
+    let mut used: Vec<KeyUri> = Vec::new();
+    for body in &bodies {
+        let text = String::from_utf8_lossy(body);
+        if text.starts_with("#EXTM3U") {
+            for keyed in distinct_keys(&text) {
+                if !used.iter().any(|k| k.key_id == keyed.key.key_id) {
+                    used.push(keyed.key);
+                }
+            }
+        }
+    }
+    assert!(used.len() >= 2, "at least two keys: {used:?}");
+    let heap = std::fs::read(out.join("heap.heapsnapshot")).unwrap();
+    assert!(heap.len() > 100_000, "a heap snapshot");
+    // The snapshot holds the page's strings (protected.js's source among them).
+    assert!(
+        contains(&heap, b"sealcast-license-v1"),
+        "the page's strings are in the snapshot"
+    );
+    for key in &used {
+        let key_bytes = unwrap(server, key).await;
+        for form in forms(&key_bytes) {
+            for (i, body) in bodies.iter().enumerate() {
+                assert!(
+                    !contains(body, &form),
+                    "key {} in body {i} ({:?})",
+                    key.key_id.as_str(),
+                    c["bodies"][i]
+                );
+            }
+            assert!(
+                !contains(&heap, &form),
+                "key {} in the heap snapshot",
+                key.key_id.as_str()
+            );
+        }
+    }
 }
 
 /// Startup, standard against protected: time to first frame and requests
