@@ -38,7 +38,7 @@
 //! file tools, the RTMP publishing client and the `bench-push` load
 //! generator.
 
-pub use sealcast_core::{amf0, auth, crypto, demux, flv, hls, media, names, pipeline, rtmp, timeline, ts};
+pub use sealcast_core::{amf0, auth, crypto, demux, flv, hls, license, media, names, pipeline, rtmp, timeline, ts};
 
 pub mod clock;
 pub mod cluster;

@@ -124,6 +124,11 @@ impl Reloader {
             ("[encryption]", config.encryption != running.encryption),
             ("[kms]", config.kms != running.kms),
             ("[auth]", config.auth != running.auth),
+            (
+                "[[streams]] protection",
+                crate::keyservice::license::protected_streams(config)
+                    != crate::keyservice::license::protected_streams(&running),
+            ),
         ];
         for (section, changed) in restart_needed {
             if changed {

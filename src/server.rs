@@ -152,6 +152,7 @@ impl Server {
             Arc::clone(&replay),
             clock,
         ));
+        keys.set_protected_streams(crate::keyservice::license::protected_streams(config));
         let mut readiness = Readiness::new(Arc::clone(&kms), replay, Some(config.storage.data_dir.clone()));
         if let Storage::S3(store) = &settings.storage {
             readiness = readiness.with_object_storage(Arc::clone(store));
@@ -202,6 +203,7 @@ impl Server {
                 &config.http,
             )
             .with_audience(keys.audience().map(str::to_owned))
+            .with_key_service(Arc::clone(&keys))
             .with_failed_auth_gate(Arc::clone(&failed_admin_auth)),
         );
         let http_state = Arc::new(HttpState {

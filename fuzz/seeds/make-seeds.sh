@@ -183,4 +183,11 @@ write("token_verify", "json", header + b"\n" + claims)
 write("token_verify", "json-crit", b'{"alg":"HS256","crit":["b64"]}\n{"exp":1800000000,"stream":"live/demo"}')
 write("token_verify", "key-uri", b"https://h/keys/live/demo/k1?token=x&edk=" + b64(bytes(range(49))))
 write("token_verify", "edk", b64(bytes(range(49))))
+# --- license_request ---
+# The worked example's player key (docs/protection.md), raw and as a JWK.
+point = bytes.fromhex("04d65a93977caa3d1b081852ff57a79e465f1660577304baead505dd3a48589cf350185e895372df6221ea3a137557e473fddb6755f05bd507c3c533fce9c91285")
+keys = [{"key_id": "k1", "edk": b64(bytes(range(49))).decode()}, {"key_id": "k2", "edk": "AAAA"}]
+write("license_request", "raw", json.dumps({"public_key": b64(point).decode(), "keys": keys}).encode())
+jwk = {"kty": "EC", "crv": "P-256", "x": b64(point[1:33]).decode(), "y": b64(point[33:]).decode(), "ext": True}
+write("license_request", "jwk", json.dumps({"public_key": jwk, "keys": keys[:1]}).encode())
 EOF

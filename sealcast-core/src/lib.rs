@@ -40,6 +40,7 @@ pub mod crypto;
 pub mod demux;
 pub mod flv;
 pub mod hls;
+pub mod license;
 pub mod media;
 pub mod names;
 pub mod pipeline;

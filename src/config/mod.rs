@@ -44,7 +44,7 @@ pub use http_limits::HttpLimits;
 pub use metrics::MetricsConfig;
 pub use publish_hook::PublishHookConfig;
 pub use redis_url::RedisUrl;
-pub use schema::{HlsConfig, HttpConfig, LogConfig, StorageConfig};
+pub use schema::{HlsConfig, HttpConfig, LogConfig, Protection, StorageConfig};
 pub use secrets::{KeyOrigin, ResolvedStream};
 pub use storage::{S3Config, StorageBackend};
 pub use webhooks::WebhooksConfig;
@@ -116,6 +116,8 @@ pub struct StreamConfig {
     pub name: String,
     /// Where the publish key is: exactly one of `key`, `key_env`, `key_file`.
     pub publish_key: PublishKeySource,
+    /// `protection`: how the stream's keys reach players.
+    pub protection: Protection,
 }
 
 /// Where a stream's publish key is written. The key itself is read by

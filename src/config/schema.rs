@@ -427,6 +427,22 @@ pub struct Stream {
     /// File holding the publish key (trailing newlines ignored).
     #[serde(default)]
     pub key_file: Option<PathBuf>,
+    /// How keys reach players: `"standard"` (AES-128 key endpoint) or
+    /// `"web"` (only through `POST /license/...`, see docs/protection.md).
+    #[serde(default)]
+    pub protection: Protection,
+}
+
+/// `[[streams]] protection`: how a stream's data keys leave the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protection {
+    /// `GET /keys/...` hands the 16-byte key to any authorized player.
+    #[default]
+    Standard,
+    /// `GET /keys/...` refuses; keys leave only wrapped to a player's
+    /// ephemeral ECDH key by `POST /license/{app}/{name}`.
+    Web,
 }
 fn default_rtmp_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 1935))

@@ -164,11 +164,13 @@ fn example_file_parses_and_validates() {
                 app: "live".into(),
                 name: "main".into(),
                 publish_key: PublishKeySource::File("/etc/sealcast/main.key".into()),
+                protection: Default::default(),
             },
             StreamConfig {
                 app: "live".into(),
                 name: "backup".into(),
                 publish_key: PublishKeySource::Env("SEALCAST_BACKUP_KEY".into()),
+                protection: Default::default(),
             },
         ]
     );
@@ -224,7 +226,7 @@ fn unknown_keys_name_the_key() {
         ),
         (
             "[[streams]]\napp = \"live\"\nname = \"a\"\nkey_env = \"A\"\n\n[[streams]]\napp = \"live\"\nnmae = \"b\"\n",
-            "streams[1].nmae: unknown field `nmae`, expected one of `app`, `name`, `key`, `key_env`, `key_file` (line 8, column 1)",
+            "streams[1].nmae: unknown field `nmae`, expected one of `app`, `name`, `key`, `key_env`, `key_file`, `protection` (line 8, column 1)",
         ),
     ];
     for (text, want) in cases {
@@ -267,7 +269,7 @@ key = \"sk_demo_0123456789abcdef\"
             "hls.segment_duration: unknown field `segment_duration`, expected one of `segment_duration_secs`, `playlist_window`, `reconnect_grace_secs` (line 5, column 1)",
             "rtmpp: unknown field `rtmpp`, expected one of `rtmp`, `http`, `storage`, `hls`, `encryption`, `kms`, `auth`, `streams`, `metrics`, `webhooks`, `log`, `cluster` (line 7, column 2)",
             "kms.provider: unknown variant `vault`, expected `local` or `aws` (line 12, column 12)",
-            "streams[0].colour: unknown field `colour`, expected one of `app`, `name`, `key`, `key_env`, `key_file` (line 16, column 1)",
+            "streams[0].colour: unknown field `colour`, expected one of `app`, `name`, `key`, `key_env`, `key_file`, `protection` (line 16, column 1)",
             "hls.playlist_window must be at least 3 (got 2)",
         ]
     );
@@ -881,4 +883,23 @@ fn tls_keys() {
     );
     // Without tls_listen, no RTMPS certificate is in effect.
     assert_eq!(Config::from_toml_str(&http).unwrap().rtmp.tls, None);
+}
+
+#[test]
+fn stream_protection_is_standard_or_web() {
+    let with = |value: &str| {
+        Config::from_toml_str(&format!(
+            "[[streams]]\napp = \"live\"\nname = \"a\"\nkey_env = \"A\"\n{value}"
+        ))
+    };
+    assert_eq!(with("").unwrap().streams[0].protection, Protection::Standard);
+    assert_eq!(
+        with("protection = \"web\"\n").unwrap().streams[0].protection,
+        Protection::Web
+    );
+    let error = with("protection = \"drm\"\n").unwrap_err().to_string();
+    assert!(
+        error.contains("streams[0].protection: unknown variant `drm`, expected `standard` or `web`"),
+        "{error}"
+    );
 }

@@ -27,7 +27,7 @@ const MAX_PUBLISH_KEY_CHARS: usize = 256;
 const MAX_NAME_CHARS: usize = 64;
 
 /// App names that would collide with sealcast's own HTTP routes.
-const RESERVED_APPS: &[&str] = &["keys", "watch", "api"];
+const RESERVED_APPS: &[&str] = &["keys", "watch", "api", "license"];
 
 /// The problems found so far.
 #[derive(Default)]
@@ -529,6 +529,7 @@ fn validate_stream(i: usize, s: &schema::Stream, p: &mut Problems) -> Option<Str
         app: s.app.clone(),
         name: s.name.clone(),
         publish_key,
+        protection: s.protection,
     })
 }
 

@@ -119,7 +119,7 @@ async fn media_file(
             }
         };
         let logged = viewer.as_ref().map(super::PlaylistViewer::for_log);
-        let text = match &viewer {
+        let text = match viewer.as_ref().filter(|_| !state.keys.is_protected(&stream)) {
             Some(viewer) => match personalize(&state.keys, &stream, &canonical, viewer) {
                 Ok(text) => text,
                 Err(no_tickets) => return no_tickets.into_response(),

@@ -32,6 +32,7 @@ pub mod access_log;
 pub mod admin_gate;
 pub mod api;
 pub mod edge;
+mod license;
 pub mod serve;
 mod stored;
 pub mod web;
@@ -105,7 +106,8 @@ fn key_routes(keys: Arc<KeyService>) -> Router {
     // send HEAD).
     Router::new()
         .route("/keys/{app}/{name}/{key_id}", get(key).head(key_head))
-        .with_state(keys)
+        .with_state(Arc::clone(&keys))
+        .merge(license::routes(keys))
 }
 
 /// Health, the 404 fallback and CORS around every route.
@@ -162,8 +164,8 @@ impl CorsPolicy {
             CorsLayer::new()
                 .allow_origin(allow_origin)
                 .vary(vary)
-                .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
-                .allow_headers([header::AUTHORIZATION, header::RANGE])
+                .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::OPTIONS])
+                .allow_headers([header::AUTHORIZATION, header::RANGE, header::CONTENT_TYPE])
                 .expose_headers([header::CONTENT_LENGTH, header::CONTENT_RANGE])
                 .max_age(Duration::from_secs(86_400)),
         )
@@ -218,6 +220,9 @@ async fn key(
     let Ok(stream) = StreamName::new(&app, &name) else {
         return status(StatusCode::NOT_FOUND, "not found\n");
     };
+    if keys.is_protected(&stream) {
+        return status(StatusCode::FORBIDDEN, license::PROTECTED_KEY_TEXT);
+    }
     let credential = match query.ticket.as_deref().filter(|t| !t.is_empty()) {
         Some(ticket) => Credential::Ticket(ticket),
         None => match presented_token(query.token.as_deref(), &headers) {
@@ -294,6 +299,9 @@ async fn media_file(
             Err(refused) => return refused.into_response(),
         };
         let logged = viewer.as_ref().map(PlaylistViewer::for_log);
+        // Protected streams: key URIs stay as stored, credential-free (the
+        // player sends its token with the license request instead).
+        let viewer = viewer.filter(|_| !state.keys.is_protected(&stream_name));
         let text = match viewer {
             // One-time tickets instead of the token: every refresh hands out new ones.
             Some(viewer) if state.keys.tickets_enabled() => match stream.render_playlist(None) {
@@ -691,12 +699,12 @@ mod tests {
             if allowed.is_some() && preflight {
                 assert_eq!(
                     get(header::ACCESS_CONTROL_ALLOW_METHODS).as_deref(),
-                    Some("GET,HEAD,OPTIONS"),
+                    Some("GET,HEAD,POST,OPTIONS"),
                     "{name}"
                 );
                 assert_eq!(
                     get(header::ACCESS_CONTROL_ALLOW_HEADERS).as_deref(),
-                    Some("authorization,range"),
+                    Some("authorization,range,content-type"),
                     "{name}"
                 );
                 assert_eq!(get(header::ACCESS_CONTROL_MAX_AGE).as_deref(), Some("86400"), "{name}");

@@ -14,6 +14,7 @@
 
 pub mod budget;
 pub mod cache;
+pub mod license;
 pub mod redis;
 pub mod replay;
 pub mod server;
@@ -184,6 +185,8 @@ pub struct KeyService {
     kms_misses: ViewerBudget,
     /// Distinct viewers per stream, recently.
     viewers: Viewers,
+    /// Streams with `protection = "web"`: no raw keys ([`license`]).
+    protected: license::ProtectedStreams,
 }
 
 impl KeyService {
@@ -202,6 +205,7 @@ impl KeyService {
             redemptions: ViewerBudget::new(budget::TICKET_REDEMPTIONS_PER_WINDOW),
             kms_misses: ViewerBudget::new(budget::KMS_MISSES_PER_WINDOW),
             viewers: Viewers::default(),
+            protected: license::ProtectedStreams::default(),
         }
     }
 

@@ -92,6 +92,7 @@ impl KeyServer {
         let reloader = crate::reload::Reloader::for_keyserver(config, Arc::clone(&kms)).with_certificates(certificates);
         let readiness = Arc::new(Readiness::new(Arc::clone(&kms), Arc::clone(&replay), None));
         let keys = KeyService::new(KeySettings::from_config(&config.auth, token_secret), kms, replay, clock);
+        keys.set_protected_streams(super::license::protected_streams(config));
         Ok(Self {
             keys: Arc::new(keys),
             cors: CorsPolicy::from_origins(&config.http.cors_allowed_origins),
@@ -273,6 +274,49 @@ mod tests {
         assert!(text.contains("sealcast_key_cache_misses_total 0\n"), "{text}");
         // No streams are published here.
         assert!(!text.contains("sealcast_streams_live"), "{text}");
+        stop.send(()).unwrap();
+        task.await.unwrap().unwrap();
+    }
+
+    /// A key server reads `protection` from the same `[[streams]]` table:
+    /// a protected stream's raw keys are refused whatever the token.
+    #[tokio::test]
+    async fn a_key_server_refuses_raw_keys_of_protected_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "test-secret-0123456789-0123456789-abcdef").unwrap();
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        LocalKms::open_or_create(&dir.path().join("keyring.json")).unwrap();
+        let config = Config::from_toml_str(&format!(
+            "[storage]\ndata_dir = {:?}\n[auth]\ntoken_secret_file = {:?}\n\
+             [[streams]]\napp = \"live\"\nname = \"vip\"\nkey_env = \"X\"\nprotection = \"web\"\n",
+            dir.path().display().to_string(),
+            secret.display().to_string()
+        ))
+        .unwrap();
+        let server = KeyServer::from_config(&config).unwrap();
+        let claims = crate::auth::Claims {
+            exp: crate::clock::now_unix_secs() + 3600,
+            stream: "*".into(),
+            sub: None,
+            jti: None,
+        };
+        let token = server.keys().mint_token(&claims);
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = http.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(http, async move {
+            let _ = stopped.await;
+        }));
+        let vip = get(addr, &format!("/keys/live/vip/k1?edk=AAAA&token={token}")).await;
+        assert!(vip.starts_with("HTTP/1.1 403"), "{vip}");
+        assert!(vip.contains("POST /license/"), "{vip}");
+        // Another stream is standard: its (bogus) wrapped key is refused as before.
+        let other = get(addr, &format!("/keys/live/other/k1?edk=AAAA&token={token}")).await;
+        assert!(
+            other.starts_with("HTTP/1.1 403") && !other.contains("license"),
+            "{other}"
+        );
         stop.send(()).unwrap();
         task.await.unwrap().unwrap();
     }

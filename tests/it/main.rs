@@ -32,6 +32,7 @@ mod logging;
 mod metrics;
 mod package;
 mod package_inputs;
+mod protected;
 mod publish_hook;
 mod publisher_logs;
 mod pyjwt_interop;

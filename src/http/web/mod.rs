@@ -48,6 +48,7 @@ const PAGE_LAYOUT: &str = include_str!("page.html");
 const WATCH_BODY: &str = include_str!("watch.html");
 const STYLE_CSS: &str = include_str!("style.css");
 const PLAYER_JS: &str = include_str!("player.js");
+const PROTECTED_JS: &str = include_str!("protected.js");
 
 /// Appended to static URLs, so a new release is never served an old cached file.
 const ASSET_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -83,6 +84,8 @@ pub struct WebState {
     audience: Option<String>,
     /// Slows down wrong admin credentials (shared with the admin API).
     failed_auth: Arc<FailedAuthGate>,
+    /// Which streams are `protection = "web"`; `None`: none.
+    keys: Option<Arc<crate::keyservice::KeyService>>,
 }
 
 impl WebState {
@@ -102,7 +105,14 @@ impl WebState {
             secure_cookie: http.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
             audience: None,
             failed_auth: Arc::default(),
+            keys: None,
         }
+    }
+
+    /// Watch pages of protected streams use licenses (`protected.js`).
+    pub fn with_key_service(mut self, keys: Arc<crate::keyservice::KeyService>) -> Self {
+        self.keys = Some(keys);
+        self
     }
 
     /// Tokens carry and must carry `aud = audience` (`[auth] audience`).
@@ -127,6 +137,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/watch/{app}/{name}", get(watch))
         .route("/static/style.css", get(style))
         .route("/static/player.js", get(player))
+        .route("/static/protected.js", get(protected_player))
         .route(crate::config::DEFAULT_HLSJS_URL, get(hlsjs))
         .route(HLSJS_LICENSE_PATH, get(hlsjs_license))
         .with_state(state)
@@ -247,11 +258,16 @@ async fn watch(
         Some(path) => format!("../../{path}"),
         None => state.hlsjs_url.clone(),
     };
-    let scripts = if refusal.is_some() {
-        String::new()
-    } else {
-        format!("<script src=\"../../static/player.js?v={ASSET_VERSION}\" defer></script>")
+    let protected = state.keys.as_ref().is_some_and(|keys| keys.is_protected(&stream));
+    let scripts = match (refusal.is_some(), protected) {
+        (true, _) => String::new(),
+        (false, false) => format!("<script src=\"../../static/player.js?v={ASSET_VERSION}\" defer></script>"),
+        (false, true) => format!(
+            "<script src=\"../../static/protected.js?v={ASSET_VERSION}\" defer></script>\
+             <script src=\"../../static/player.js?v={ASSET_VERSION}\" defer></script>"
+        ),
     };
+    let license = escape(&format!("../../license/{}/{}", stream.app(), stream.name()));
     let (error, error_hidden) = match refusal {
         Some((_, text)) => (escape(text), ""),
         None => (String::new(), " hidden"),
@@ -279,6 +295,8 @@ async fn watch(
             ("error_hidden", error_hidden),
             ("refused_text", &escape(REFUSED_TEXT)),
             ("token_needed_text", &escape(TOKEN_NEEDED_TEXT)),
+            ("protected", if protected { "1" } else { "" }),
+            ("license", &license),
         ],
     );
     let html = layout(&stream_text, "../../", "", &body, &scripts);
@@ -292,6 +310,10 @@ async fn style() -> Response {
 
 async fn player() -> Response {
     static_file("text/javascript; charset=utf-8", PLAYER_JS)
+}
+
+async fn protected_player() -> Response {
+    static_file("text/javascript; charset=utf-8", PROTECTED_JS)
 }
 
 fn static_file(content_type: &'static str, body: &'static str) -> Response {

@@ -189,7 +189,24 @@
     const start = function () {
       playWithHlsJs(playlistUrl);
     };
-    hls = new Hls({ liveDurationInfinity: true, backBufferLength: 30 });
+    const options = { liveDurationInfinity: true, backBufferLength: 30 };
+    if (main.dataset.protected) {
+      // Keys by license only, segments decrypted by the page (protected.js).
+      const protectedConfig = window.SealcastProtected.hlsConfig(Hls, {
+        licenseUrl: new URL(main.dataset.license, location.href).href,
+        token: token,
+        stream: main.dataset.stream,
+        onRefused: function (code) {
+          if (code === 401 || code === 403) {
+            refuse();
+          }
+        },
+      });
+      options.pLoader = protectedConfig.pLoader;
+      options.fLoader = protectedConfig.fLoader;
+      state.protection = protectedConfig.stats;
+    }
+    hls = new Hls(options);
     hls.on(Hls.Events.MANIFEST_PARSED, function () {
       clearError();
       play();
@@ -324,7 +341,7 @@
   // power use, iOS without MediaSource); Chromium also answers "maybe" for
   // HLS now, but there hls.js plays the same stream and reports errors the
   // page can explain.
-  const forced = params.get('player');
+  const forced = main.dataset.protected ? 'hlsjs' : params.get('player');
   const nativeHls = video.canPlayType('application/vnd.apple.mpegurl') !== '';
   const apple = /Apple/.test(navigator.vendor || '');
   if (forced === 'native' || (forced !== 'hlsjs' && nativeHls && apple)) {
@@ -332,9 +349,12 @@
     return;
   }
   loadHlsJs(function () {
-    if (window.Hls && window.Hls.isSupported()) {
+    if (main.dataset.protected && !(window.SealcastProtected && window.SealcastProtected.supported)) {
+      setStatus('error', 'Error');
+      showError('This protected stream needs Web Crypto (a current browser, over HTTPS or localhost).');
+    } else if (window.Hls && window.Hls.isSupported()) {
       playWithHlsJs(playlistUrl);
-    } else if (nativeHls) {
+    } else if (nativeHls && !main.dataset.protected) {
       playNatively(playlistUrl);
     } else {
       setStatus('error', 'Error');
