@@ -148,6 +148,7 @@ fn stream_specs(config: &Config) -> Result<Vec<StreamSpec>, ConfigError> {
             })?;
             Ok(StreamSpec {
                 name,
+                record: config.record_override(&s.app, &s.name),
                 publish_key: s.publish_key,
             })
         })

@@ -61,6 +61,9 @@ pub struct Document {
     /// Cluster mode (`src/config/cluster.rs`); absent: one node.
     #[serde(default)]
     pub cluster: Option<super::ClusterConfig>,
+    /// Recordings (`src/config/record.rs`).
+    #[serde(default)]
+    pub record: super::RecordConfig,
 }
 
 /// `[log]`: what is logged.
@@ -427,6 +430,9 @@ pub struct Stream {
     /// File holding the publish key (trailing newlines ignored).
     #[serde(default)]
     pub key_file: Option<PathBuf>,
+    /// Record this stream's publishes (overrides `[record] enabled`).
+    #[serde(default)]
+    pub record: Option<bool>,
 }
 fn default_rtmp_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 1935))

@@ -164,11 +164,13 @@ fn example_file_parses_and_validates() {
                 app: "live".into(),
                 name: "main".into(),
                 publish_key: PublishKeySource::File("/etc/sealcast/main.key".into()),
+                record: None,
             },
             StreamConfig {
                 app: "live".into(),
                 name: "backup".into(),
                 publish_key: PublishKeySource::Env("SEALCAST_BACKUP_KEY".into()),
+                record: None,
             },
         ]
     );
