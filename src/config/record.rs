@@ -55,3 +55,20 @@ impl super::Config {
             .and_then(|s| s.record)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn retention_past_a_century_is_refused_naming_the_key() {
+        let error = Config::from_toml_str("[record]\nenabled = true\nretention_days = 36501\n").unwrap_err();
+        assert_eq!(
+            error.problems,
+            ["record.retention_days must be at most 36500 (got 36501)"]
+        );
+        let error = Config::from_toml_str("[record]\nkeep = 1\n").unwrap_err();
+        assert!(error.to_string().contains("keep"), "{error}");
+        assert!(!Config::from_toml_str("").unwrap().record.enabled);
+    }
+}
