@@ -354,3 +354,109 @@ fn local_manifest_keys(root: &std::path::Path) -> Vec<String> {
     }
     keys
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::record::Recording;
+    use super::*;
+    use crate::hls::SegmentEntry;
+    use crate::names::StreamName;
+
+    const DAY_MS: u64 = 86_400_000;
+
+    /// A recording of `live/cam` stored as a previous run left it: one
+    /// segment file, its playlist and manifest; complete when `ended_unix_ms`.
+    async fn stored(storage: &Storage, id: &str, ended_unix_ms: Option<u64>) -> Manifest {
+        let stream = StreamName::new("live", "cam").unwrap();
+        let at = ended_unix_ms.unwrap_or_else(crate::clock::now_unix_ms) - 1000;
+        let mut recording = Recording::start(&stream, id, 2, at);
+        let file = format!("{id}-0.ts");
+        let entry = SegmentEntry {
+            uri: file.clone(),
+            duration_secs: 2.0,
+            key: None,
+            program_date_time_ms: None,
+            discontinuity: false,
+            sequence: 0,
+        };
+        let mut snapshot = recording.add(&entry, 32, at + 500);
+        if let Some(ended) = ended_unix_ms {
+            snapshot = recording.finish(ended).unwrap();
+        }
+        let writer = Recordings::new(storage.clone(), RecordSettings::default());
+        writer.put(&snapshot).await.unwrap();
+        storage
+            .put(&format!("live/cam/{file}"), &[Bytes::from_static(&[7; 32])])
+            .await
+            .unwrap();
+        snapshot.manifest
+    }
+
+    /// At start: the index holds what storage holds, a recording left open
+    /// is completed as VOD, one past its retention is deleted with its
+    /// segment, a recent one is kept; and the live side keeps recorded
+    /// segments only.
+    #[tokio::test]
+    async fn start_completes_open_recordings_and_applies_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::Local(dir.path().to_owned());
+        let now = crate::clock::now_unix_ms();
+        stored(&storage, "0000000a", Some(now - 40 * DAY_MS)).await;
+        stored(&storage, "0000000b", Some(now - DAY_MS)).await;
+        let open = stored(&storage, "0000000c", None).await;
+        let recordings = Recordings::new(
+            storage.clone(),
+            RecordSettings {
+                retention: Some(Duration::from_millis(30 * DAY_MS)),
+                ..RecordSettings::default()
+            },
+        );
+        assert!(recordings.keeps("live/cam/0000000a-0.ts").await);
+        assert!(!recordings.keeps("live/cam/0000000d-0.ts").await);
+        assert!(!recordings.keeps("live/other/0000000a-0.ts").await);
+        assert_eq!(recordings.list(Some("live/cam")).await.len(), 3);
+
+        recordings.complete_left_open().await;
+        recordings.apply_retention().await;
+
+        let ids: Vec<String> = recordings.list(None).await.into_iter().map(|m| m.id).collect();
+        assert_eq!(ids, ["0000000b", "0000000c"]);
+        assert_eq!(storage.get("live/cam/0000000a-0.ts").await.unwrap(), None);
+        assert!(!dir.path().join("live/cam/recordings/0000000a").exists());
+        assert!(storage.get("live/cam/0000000b-0.ts").await.unwrap().is_some());
+        let completed = recordings.get("0000000c").await.unwrap();
+        assert_eq!(completed.state, RecordingState::Complete);
+        assert_eq!(completed.ended_unix_ms, Some(open.updated_unix_ms));
+        let text = storage.get(&completed.playlist_key()).await.unwrap().unwrap();
+        let text = String::from_utf8(text.to_vec()).unwrap();
+        assert!(
+            text.contains("#EXT-X-PLAYLIST-TYPE:VOD\n") && text.ends_with("#EXT-X-ENDLIST\n"),
+            "{text}"
+        );
+
+        // A fresh start reads the completed manifest back.
+        let again = Recordings::new(storage.clone(), RecordSettings::default());
+        assert_eq!(again.get("0000000c").await.unwrap(), completed);
+        assert!(matches!(again.delete("nope").await, Err(DeleteError::NotFound)));
+    }
+
+    #[tokio::test]
+    async fn a_recording_in_progress_is_not_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::Local(dir.path().to_owned());
+        stored(&storage, "0000000c", None).await;
+        let recordings = Recordings::new(storage, RecordSettings::default());
+        assert!(matches!(
+            recordings.delete("0000000c").await,
+            Err(DeleteError::InProgress)
+        ));
+    }
+
+    #[test]
+    fn manifest_keys_are_recognized_in_object_listings() {
+        assert!(is_manifest_key("live/cam/recordings/0000000a/manifest.json"));
+        assert!(!is_manifest_key("live/cam/recordings/0000000a/index.m3u8"));
+        assert!(!is_manifest_key("live/cam/0000000a-1.ts"));
+        assert!(!is_manifest_key("x/live/cam/recordings/0000000a/manifest.json"));
+    }
+}
