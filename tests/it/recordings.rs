@@ -6,7 +6,8 @@
 //! scopes tokens to it and deletes it (objects gone, playlist 404), the
 //! webhook receiver gets `recording.completed` with the EXTINF duration,
 //! and nothing written is plaintext TS or a data key. Once on the local
-//! directory and once on S3 (moto).
+//! directory and once on S3 (moto, played through `sealcast edge` too); and
+//! a recording cut by a crash is completed at the next start.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use crate::s3_storage::{BUCKET, PREFIX, S3Server, TOKEN_SECRET, has_ts_run, obje
 use crate::support::http::{self, Response};
 use crate::support::kms::files_under;
 use crate::support::playlist::{keyed_segments, wait_for};
-use crate::support::process::{Player, Proc, free_port, path_str, read_text, write_private};
+use crate::support::process::{Player, Proc, free_port, read_text, write_private};
 use crate::support::server::{DEMO_KEY, mint_token, streams_toml};
 use crate::support::{FrameCounts, contains, count_frames, fixture, with_safety_net};
 
@@ -331,6 +332,15 @@ async fn record_restart_play_delete(backend: Backend<'_>) {
         "after a restart"
     );
     assert_eq!(completed_events(&events).len(), 1, "completed once");
+    if let Backend::S3(s3) = backend {
+        // A stateless edge serves it from the bucket too.
+        let (_edge, edge) = crate::edge::start_edge(&config, s3, "edge");
+        assert_eq!(
+            play(edge, &id, &token, dir.path(), "edge").await,
+            pushed,
+            "through sealcast edge"
+        );
+    }
 
     // A token scoped to this recording: its playlist and keys, nothing else.
     let minted = api(
@@ -394,7 +404,6 @@ async fn record_restart_play_delete(backend: Backend<'_>) {
     }
     assert_eq!(http::get(addr, &format!("/live/demo/{}", files[0])).await.status, 404);
     server.terminate(LIMIT);
-    let _ = path_str(dir.path());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -406,4 +415,48 @@ async fn local_recording_of_a_reconnecting_publish_plays_survives_restart_and_de
 async fn s3_recording_of_a_reconnecting_publish_plays_survives_restart_and_deletes() {
     let s3 = S3Server::moto().await;
     with_safety_net(record_restart_play_delete(Backend::S3(&s3))).await;
+}
+
+/// A server killed (SIGKILL) while a recording is still open, within the
+/// reconnect grace: at the next start the recording is completed as VOD
+/// from what it stored, and holds every pushed frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_cut_by_a_crash_is_completed_at_the_next_start() {
+    with_safety_net(async {
+        let dir = tempfile::tempdir().unwrap();
+        let hook_port = free_port();
+        let events = dir.path().join("events.jsonl");
+        let _receiver = crate::webhooks::start_receiver(hook_port, &events, None);
+        let config = write_config(dir.path(), Backend::Local, hook_port);
+        let (mut server, rtmp, addr) = start(&config, Backend::Local);
+        push(rtmp, 1, &dir.path().join("push.log")).await;
+        let open = wait_for("the publish to end", LIMIT, || async {
+            let live = api_json(addr, "/api/v1/streams").await;
+            let listed = api_json(addr, "/api/v1/recordings").await;
+            let recording = listed["recordings"][0].clone();
+            (live["streams"].as_array().unwrap().is_empty() && recording["state"] == "recording").then_some(recording)
+        })
+        .await;
+        server.kill();
+
+        let (mut server, _rtmp, addr) = start(&config, Backend::Local);
+        let recording = completed_recording(addr).await;
+        assert_eq!(recording["id"], open["id"]);
+        assert_eq!(recording["segments"], open["segments"], "{recording}");
+        let id = recording["id"].as_str().unwrap();
+        let token = mint_token(&Secret::new(TOKEN_SECRET.as_bytes().to_vec()), "live/demo", 3600);
+        let once = count_frames(&fixture(FIXTURE));
+        let pushed = FrameCounts {
+            video: 2 * once.video,
+            audio: 2 * once.audio,
+        };
+        assert_eq!(play(addr, id, &token, dir.path(), "crashed").await, pushed);
+        let event = wait_for("recording.completed", LIMIT, || async {
+            completed_events(&events).into_iter().next()
+        })
+        .await;
+        assert_eq!(event["data"]["id"], id);
+        server.terminate(LIMIT);
+    })
+    .await;
 }
