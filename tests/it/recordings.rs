@@ -460,3 +460,81 @@ async fn a_recording_cut_by_a_crash_is_completed_at_the_next_start() {
     })
     .await;
 }
+
+/// hls.js in headless Chromium plays the recording of two publishes from
+/// start to end: its VOD playlist, the discontinuity, every key (200).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hlsjs_plays_a_recording_from_start_to_end_in_chromium() {
+    crate::browser::require_tools();
+    let _turn = crate::browser::ONE_BROWSER_AT_A_TIME.lock().await;
+    with_safety_net(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), Backend::Local, free_port());
+        let (mut server, rtmp, addr) = start(&config, Backend::Local);
+        push(rtmp, 0, &dir.path().join("push1.log")).await;
+        wait_for("the first publish to end", LIMIT, || async {
+            let live = api_json(addr, "/api/v1/streams").await;
+            live["streams"].as_array().unwrap().is_empty().then_some(())
+        })
+        .await;
+        push(rtmp, 0, &dir.path().join("push2.log")).await;
+        let recording = completed_recording(addr).await;
+        let id = recording["id"].as_str().unwrap();
+        let duration = recording["duration_secs"].as_f64().unwrap();
+        let token = mint_token(&Secret::new(TOKEN_SECRET.as_bytes().to_vec()), "live/demo", 3600);
+        let out = crate::browser::artifacts_dir("recording");
+        let profile = tempfile::tempdir().unwrap();
+        let browser_config = serde_json::json!({
+            "base": format!("http://{addr}"),
+            "playlist": format!("/live/demo/recordings/{id}/index.m3u8?token={token}"),
+            "hlsjs": "/static/hls.js@1.7.4/hls.min.js",
+            "chromium": crate::browser::CHROMIUM,
+            "userDataDir": profile.path(),
+            "outDir": out,
+            "rate": 2,
+        });
+        let report = tokio::task::spawn_blocking(move || {
+            let logs = tempfile::tempdir().unwrap();
+            let (stdout, stderr) = (logs.path().join("stdout"), logs.path().join("stderr"));
+            let mut node = Proc::spawn(
+                "node recording.mjs",
+                Command::new("node")
+                    .arg(crate::browser::browser_dir().join("recording.mjs"))
+                    .arg(browser_config.to_string())
+                    .current_dir(crate::browser::browser_dir())
+                    .stdin(Stdio::null())
+                    .stdout(std::fs::File::create(&stdout).unwrap())
+                    .stderr(std::fs::File::create(&stderr).unwrap()),
+            );
+            node.wait(LIMIT);
+            let text = read_text(&stdout);
+            let line = text.lines().last().unwrap_or_default().to_owned();
+            serde_json::from_str::<serde_json::Value>(&line)
+                .unwrap_or_else(|e| panic!("recording.mjs ({e}):\n{text}\n{}", read_text(&stderr)))
+        })
+        .await
+        .unwrap();
+        assert!(
+            report["ended"] == true && report["fatal"].as_array().unwrap().is_empty(),
+            "{report:#}"
+        );
+        assert_eq!(report["levelType"], "VOD", "{report:#}");
+        assert_eq!(report["levelLive"], false, "{report:#}");
+        assert_eq!(report["lastFragCc"], 1, "ended after the discontinuity: {report:#}");
+        let played = report["currentTime"].as_f64().unwrap();
+        assert!(
+            (played - duration).abs() < 1.0,
+            "played to {played} s of {duration} s: {report:#}"
+        );
+        let keys = report["keyStatuses"].as_array().unwrap();
+        assert!(!keys.is_empty() && keys.iter().all(|s| s == 200), "{report:#}");
+        let want = 2 * count_frames(&fixture(FIXTURE)).video;
+        let decoded = report["totalVideoFrames"].as_u64().unwrap();
+        assert!(
+            decoded * 100 >= want * 90,
+            "decoded {decoded} of {want} frames: {report:#}"
+        );
+        server.terminate(LIMIT);
+    })
+    .await;
+}
