@@ -124,6 +124,7 @@ impl Reloader {
             ("[encryption]", config.encryption != running.encryption),
             ("[kms]", config.kms != running.kms),
             ("[auth]", config.auth != running.auth),
+            ("[record]", config.record != running.record),
         ];
         for (section, changed) in restart_needed {
             if changed {
