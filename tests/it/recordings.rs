@@ -236,6 +236,11 @@ async fn record_restart_play_delete(backend: Backend<'_>) {
     .await;
     push(rtmp, 0, &dir.path().join("push2.log")).await;
     let recording = completed_recording(addr).await;
+    assert_eq!(
+        http::get(addr, "/api/v1/recordings").await.status,
+        401,
+        "the API needs the admin token"
+    );
     let id = recording["id"].as_str().unwrap().to_owned();
     assert_eq!(recording["publish_ids"].as_array().unwrap().len(), 2, "{recording}");
     assert_eq!(recording["encryption"], "AES-128");
@@ -535,6 +540,47 @@ async fn hlsjs_plays_a_recording_from_start_to_end_in_chromium() {
             "decoded {decoded} of {want} frames: {report:#}"
         );
         server.terminate(LIMIT);
+    })
+    .await;
+}
+
+/// `[record] enabled = true` with `record = false` on `live/other`: only
+/// `live/demo` is recorded; and the recordings API needs the admin token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_false_on_a_stream_overrides_the_global_switch() {
+    use crate::support::playlist::until_ended;
+    use crate::support::rtmp::{Fixture, Publisher};
+    use crate::support::server::{OTHER_KEY, TestServer};
+    with_safety_net(async {
+        let server = TestServer::start_with_config("[record]\nenabled = true\n", |config| {
+            let other = config.streams.iter_mut().find(|s| s.name == "other").unwrap();
+            other.record = Some(false);
+        })
+        .await;
+        let fixture = Fixture::load("baseline-aac44k.flv");
+        for (key, stream) in [(DEMO_KEY, "live/demo"), (OTHER_KEY, "live/other")] {
+            let mut publisher = Publisher::publish(server.rtmp, key).await;
+            publisher.send_fixture(&fixture).await;
+            publisher.finish().await;
+            until_ended(server.http, &format!("/{stream}/index.m3u8")).await;
+        }
+        let recordings = server.registry.recordings();
+        let all = wait_for("the recording of live/demo", LIMIT, || async {
+            let all = recordings.list(None).await;
+            all.iter()
+                .any(|m| m.state == sealcast::live::RecordingState::Complete)
+                .then_some(all)
+        })
+        .await;
+        let streams: Vec<&str> = all.iter().map(|m| m.stream.as_str()).collect();
+        assert_eq!(streams, ["live/demo"]);
+        assert!(!server.data_dir().join("live/other/recordings").exists());
+        assert_eq!(
+            http::get(server.http, "/api/v1/recordings").await.status,
+            404,
+            "no admin token configured"
+        );
+        server.stop().await;
     })
     .await;
 }
