@@ -35,6 +35,8 @@
 # Environment: GENERATORS (above), WARMUP (s), SEGMENT_SECS (2), WINDOW (5 segments), NGINX_WORKERS
 # (1, as the reference figures; Debian's stock nginx.conf says `auto`),
 # BENCH_DIR (work dir, default a fresh /tmp dir), SEALCAST_BIN (skip the build), SERVERS ("sealcast nginx"),
+# RECORD=1 (sealcast records every stream: [record] enabled, the recording's playlist and
+# manifest written after each segment, inside the measured publication latency),
 # RTMP_PORT_BASE (19350). Installs nginx, libnginx-mod-rtmp, inotify-tools and
 # python3 from Debian when missing. Kills only the processes it started.
 #
@@ -185,6 +187,10 @@ run_sealcast() {
     echo "playlist_window = $WINDOW"
     echo "[encryption]"
     echo "segments_per_key = 1"
+    if [[ ${RECORD:-0} == 1 ]]; then
+      echo "[record]"
+      echo "enabled = true"
+    fi
     echo "[kms]"
     echo "provider = \"local\""
     echo "keyring = \"$dir/keyring.json\""

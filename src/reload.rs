@@ -129,6 +129,7 @@ impl Reloader {
                 crate::keyservice::license::protected_streams(config)
                     != crate::keyservice::license::protected_streams(&running),
             ),
+            ("[record]", config.record != running.record),
         ];
         for (section, changed) in restart_needed {
             if changed {
@@ -153,6 +154,7 @@ fn stream_specs(config: &Config) -> Result<Vec<StreamSpec>, ConfigError> {
             })?;
             Ok(StreamSpec {
                 name,
+                record: config.record_override(&s.app, &s.name),
                 publish_key: s.publish_key,
             })
         })

@@ -121,6 +121,16 @@ impl Server {
         let token_secret = config.resolve_token_secret()?;
         let streams = config.resolve_streams()?;
         let metrics = config.metrics.enabled.then(|| Arc::new(Metrics::new()));
+        let storage = storage_from_config(config, metrics.clone())?;
+        let recordings = Arc::new(crate::live::Recordings::new(
+            storage.clone(),
+            crate::live::RecordSettings {
+                enabled: config.record.enabled,
+                retention: (config.record.retention_days > 0)
+                    .then(|| Duration::from_secs(config.record.retention_days * 86_400)),
+                public_base: config.http.public_base().to_owned(),
+            },
+        ));
         let settings = LiveSettings {
             data_dir: config.storage.data_dir.clone(),
             key_uri_base: config.http.key_base().to_owned(),
@@ -128,9 +138,10 @@ impl Server {
             playlist_window: config.hls.playlist_window as usize,
             segments_per_key: config.encryption.segments_per_key,
             reconnect_grace: Duration::from_secs(config.hls.reconnect_grace_secs),
-            storage: storage_from_config(config, metrics.clone())?,
+            storage,
             takeover_idle: (config.rtmp.takeover_idle_secs > 0)
                 .then(|| Duration::from_secs(config.rtmp.takeover_idle_secs)),
+            recordings,
         };
         let specs = streams
             .iter()
@@ -138,6 +149,7 @@ impl Server {
                 Ok(StreamSpec {
                     name: StreamName::new(&s.app, &s.name)?,
                     publish_key: s.publish_key.clone(),
+                    record: config.record_override(&s.app, &s.name),
                 })
             })
             .collect::<Result<Vec<_>, NameError>>()?;

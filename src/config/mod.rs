@@ -29,6 +29,7 @@ mod cluster;
 mod http_limits;
 mod metrics;
 mod publish_hook;
+mod record;
 mod redis_url;
 mod schema;
 mod secrets;
@@ -43,6 +44,7 @@ pub use cluster::ClusterConfig;
 pub use http_limits::HttpLimits;
 pub use metrics::MetricsConfig;
 pub use publish_hook::PublishHookConfig;
+pub use record::RecordConfig;
 pub use redis_url::RedisUrl;
 pub use schema::{HlsConfig, HttpConfig, LogConfig, Protection, StorageConfig};
 pub use secrets::{KeyOrigin, ResolvedStream};
@@ -105,6 +107,8 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// `[cluster]`: publish leases in a shared Redis; `None`: one node.
     pub cluster: Option<ClusterConfig>,
+    /// `[record]`: publishes kept as recordings.
+    pub record: RecordConfig,
 }
 
 /// A `[[streams]]` entry, validated: a stream encoders may publish.
@@ -118,6 +122,8 @@ pub struct StreamConfig {
     pub publish_key: PublishKeySource,
     /// `protection`: how the stream's keys reach players.
     pub protection: Protection,
+    /// `record`: whether its publishes are recorded; `None`: `[record] enabled`.
+    pub record: Option<bool>,
 }
 
 /// Where a stream's publish key is written. The key itself is read by

@@ -61,6 +61,9 @@ pub struct Document {
     /// Cluster mode (`src/config/cluster.rs`); absent: one node.
     #[serde(default)]
     pub cluster: Option<super::ClusterConfig>,
+    /// Recordings (`src/config/record.rs`).
+    #[serde(default)]
+    pub record: super::RecordConfig,
 }
 
 /// `[log]`: what is logged.
@@ -431,6 +434,9 @@ pub struct Stream {
     /// `"web"` (only through `POST /license/...`, see docs/protection.md).
     #[serde(default)]
     pub protection: Protection,
+    /// Record this stream's publishes (overrides `[record] enabled`).
+    #[serde(default)]
+    pub record: Option<bool>,
 }
 
 /// `[[streams]] protection`: how a stream's data keys leave the server.

@@ -111,6 +111,15 @@ fn example_file_parses_and_validates() {
         Some("sha384-p9vgU/7IYJWd3I4STrtqxqR/2cAQlhIX7D/HrTnIMEjjcUox165b7se7sxmm3zDg")
     );
     assert_eq!(c.storage.data_dir, PathBuf::from("/var/lib/sealcast"));
+    assert_eq!(
+        c.record,
+        crate::config::RecordConfig {
+            enabled: true,
+            retention_days: 7
+        }
+    );
+    assert_eq!(c.record_override("live", "backup"), Some(false));
+    assert_eq!(c.record_override("live", "main"), None);
     assert_eq!(c.hls.segment_duration_secs, 6);
     assert_eq!(c.hls.playlist_window, 5);
     assert_eq!(c.encryption.segments_per_key.get(), 10);
@@ -165,12 +174,14 @@ fn example_file_parses_and_validates() {
                 name: "main".into(),
                 publish_key: PublishKeySource::File("/etc/sealcast/main.key".into()),
                 protection: Default::default(),
+                record: None,
             },
             StreamConfig {
                 app: "live".into(),
                 name: "backup".into(),
                 publish_key: PublishKeySource::Env("SEALCAST_BACKUP_KEY".into()),
                 protection: Default::default(),
+                record: Some(false),
             },
         ]
     );
@@ -214,11 +225,11 @@ fn unknown_keys_name_the_key() {
         ),
         (
             "listen = \"127.0.0.1:1\"\n",
-            "listen: unknown field `listen`, expected one of `rtmp`, `http`, `storage`, `hls`, `encryption`, `kms`, `auth`, `streams`, `metrics`, `webhooks`, `log`, `cluster` (line 1, column 1)",
+            "listen: unknown field `listen`, expected one of `rtmp`, `http`, `storage`, `hls`, `encryption`, `kms`, `auth`, `streams`, `metrics`, `webhooks`, `log`, `cluster`, `record` (line 1, column 1)",
         ),
         (
             "[rtmpp]\n",
-            "rtmpp: unknown field `rtmpp`, expected one of `rtmp`, `http`, `storage`, `hls`, `encryption`, `kms`, `auth`, `streams`, `metrics`, `webhooks`, `log`, `cluster` (line 1, column 2)",
+            "rtmpp: unknown field `rtmpp`, expected one of `rtmp`, `http`, `storage`, `hls`, `encryption`, `kms`, `auth`, `streams`, `metrics`, `webhooks`, `log`, `cluster`, `record` (line 1, column 2)",
         ),
         (
             "hls.playlist = 3\n",
@@ -226,7 +237,7 @@ fn unknown_keys_name_the_key() {
         ),
         (
             "[[streams]]\napp = \"live\"\nname = \"a\"\nkey_env = \"A\"\n\n[[streams]]\napp = \"live\"\nnmae = \"b\"\n",
-            "streams[1].nmae: unknown field `nmae`, expected one of `app`, `name`, `key`, `key_env`, `key_file`, `protection` (line 8, column 1)",
+            "streams[1].nmae: unknown field `nmae`, expected one of `app`, `name`, `key`, `key_env`, `key_file`, `protection`, `record` (line 8, column 1)",
         ),
     ];
     for (text, want) in cases {
@@ -267,9 +278,9 @@ key = \"sk_demo_0123456789abcdef\"
             "rtmp.listen: invalid value: string \"localhost:1935\", expected an IP address and port such as 127.0.0.1:1935 (line 2, column 10)",
             "rtmp.max_connections: invalid type: string \"many\", expected u32 (line 3, column 19)",
             "hls.segment_duration: unknown field `segment_duration`, expected one of `segment_duration_secs`, `playlist_window`, `reconnect_grace_secs` (line 5, column 1)",
-            "rtmpp: unknown field `rtmpp`, expected one of `rtmp`, `http`, `storage`, `hls`, `encryption`, `kms`, `auth`, `streams`, `metrics`, `webhooks`, `log`, `cluster` (line 7, column 2)",
+            "rtmpp: unknown field `rtmpp`, expected one of `rtmp`, `http`, `storage`, `hls`, `encryption`, `kms`, `auth`, `streams`, `metrics`, `webhooks`, `log`, `cluster`, `record` (line 7, column 2)",
             "kms.provider: unknown variant `vault`, expected `local` or `aws` (line 12, column 12)",
-            "streams[0].colour: unknown field `colour`, expected one of `app`, `name`, `key`, `key_env`, `key_file`, `protection` (line 16, column 1)",
+            "streams[0].colour: unknown field `colour`, expected one of `app`, `name`, `key`, `key_env`, `key_file`, `protection`, `record` (line 16, column 1)",
             "hls.playlist_window must be at least 3 (got 2)",
         ]
     );

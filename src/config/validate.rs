@@ -96,6 +96,7 @@ pub(super) fn validate(doc: Document) -> Result<Config, ConfigError> {
     }
     super::metrics::validate(&doc.metrics, &listeners, doc.http.tls_files().is_some(), &mut p.0);
     super::webhooks::validate(&doc.webhooks, &mut p.0);
+    super::record::validate(&doc.record, &mut p.0);
     if let Some(cluster) = &doc.cluster {
         super::cluster::validate(cluster, &mut p.0);
     }
@@ -114,6 +115,7 @@ pub(super) fn validate(doc: Document) -> Result<Config, ConfigError> {
             metrics: doc.metrics,
             webhooks: doc.webhooks,
             cluster: doc.cluster,
+            record: doc.record,
         }),
         _ => Err(ConfigError { problems: p.0 }),
     }
@@ -530,6 +532,7 @@ fn validate_stream(i: usize, s: &schema::Stream, p: &mut Problems) -> Option<Str
         name: s.name.clone(),
         publish_key,
         protection: s.protection,
+        record: s.record,
     })
 }
 

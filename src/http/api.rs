@@ -38,7 +38,7 @@ pub const MAX_PLAYBACK_TTL_SECS: u64 = 7 * 24 * 3600;
 /// Lifetime when the request gives none: sealcast's one default.
 pub const DEFAULT_PLAYBACK_TTL_SECS: u64 = crate::config::DEFAULT_TOKEN_TTL_SECS;
 /// Longest `sub` accepted, in bytes.
-const MAX_SUB_BYTES: usize = 256;
+pub(super) const MAX_SUB_BYTES: usize = 256;
 /// Largest request body read.
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
@@ -47,12 +47,13 @@ pub fn routes(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/api/v1/playback", post(playback))
         .route("/api/v1/streams", get(streams))
+        .merge(super::api_recordings::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), require_admin))
         .with_state(state)
 }
 
-fn json_error(code: StatusCode, message: &str) -> Response {
+pub(super) fn json_error(code: StatusCode, message: &str) -> Response {
     (
         code,
         [(header::CACHE_CONTROL, "no-store")],
@@ -194,7 +195,7 @@ async fn playback(State(state): State<Arc<HttpState>>, headers: HeaderMap, body:
 
 /// `http.public_url`, else `http://` and the request's `Host` (only host and
 /// port characters accepted, so nothing can be injected into the URL).
-fn public_base(state: &HttpState, headers: &HeaderMap) -> Option<String> {
+pub(super) fn public_base(state: &HttpState, headers: &HeaderMap) -> Option<String> {
     if !state.public_base.is_empty() {
         return Some(state.public_base.clone());
     }

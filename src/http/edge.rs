@@ -92,6 +92,7 @@ impl EdgeState {
 pub fn routes(state: Arc<EdgeState>) -> Router {
     Router::new()
         .route("/{app}/{name}/{file}", get(media_file))
+        .route(super::recordings::PLAYLIST_ROUTE, get(super::recordings::edge_playlist))
         .with_state(state)
 }
 

@@ -31,8 +31,10 @@ use tracing::{debug, error};
 pub mod access_log;
 pub mod admin_gate;
 pub mod api;
+mod api_recordings;
 pub mod edge;
 mod license;
+mod recordings;
 pub mod serve;
 mod stored;
 pub mod web;
@@ -75,6 +77,7 @@ pub struct HttpState {
 pub fn router(state: Arc<HttpState>) -> Router {
     let mut app = Router::new()
         .route("/{app}/{name}/{file}", get(media_file))
+        .route(recordings::PLAYLIST_ROUTE, get(recordings::serve_playlist))
         // "api" is a reserved app name: without an admin token (or for an
         // unknown API path) any method gets 404, not 405 from the media route.
         .route(
@@ -349,10 +352,31 @@ fn playlist_viewer<'a>(
     query_token: Option<&'a str>,
     headers: &'a HeaderMap,
 ) -> Result<Option<PlaylistViewer<'a>>, RefusedToken> {
+    scoped_playlist_viewer(keys, stream, None, query_token, headers)
+}
+
+/// [`playlist_viewer`] for the live playlist (`recording: None`) or a
+/// recording's: a token scoped to one recording opens only that one.
+fn scoped_playlist_viewer<'a>(
+    keys: &KeyService,
+    stream: &StreamName,
+    recording: Option<&str>,
+    query_token: Option<&'a str>,
+    headers: &'a HeaderMap,
+) -> Result<Option<PlaylistViewer<'a>>, RefusedToken> {
     let Some(token) = presented_token(query_token, headers) else {
         return Ok(None);
     };
     match keys.verify_token(token, stream) {
+        Ok(_)
+            if !crate::auth::recording::allows_playlist(
+                crate::auth::recording::recording_claim(token).as_deref(),
+                recording,
+            ) =>
+        {
+            debug!(%stream, "token scoped to another recording");
+            Err(RefusedToken)
+        }
         Ok(claims) => {
             keys.saw_viewer(stream, &claims, token);
             Ok(Some(PlaylistViewer { token, claims }))

@@ -362,6 +362,13 @@ impl KeyService {
             Credential::Token(token) => {
                 bump(&self.counters.token_key_requests);
                 match self.verify_token(token, stream) {
+                    // A token scoped to one recording opens only its keys.
+                    Ok(_)
+                        if !auth::recording::allows_key(auth::recording::recording_claim(token).as_deref(), key_id) =>
+                    {
+                        debug!(stream = %stream, route = "key", "token scoped to another recording");
+                        return Err(KeyError::Forbidden);
+                    }
                     Ok(claims) => {
                         self.saw_viewer(stream, &claims, token);
                         token_viewer = Some(ticket::viewer_tag(&claims, token));

@@ -23,6 +23,8 @@
 mod cluster;
 mod control;
 mod publish;
+mod record;
+pub mod recordings;
 mod registry;
 mod stored;
 mod upload;
@@ -34,6 +36,8 @@ use std::time::Duration;
 
 pub use cluster::leases_from_config;
 pub use control::{PublishControl, Stop};
+pub use record::key_id_prefix;
+pub use recordings::{Manifest, RecordSettings, RecordingState, Recordings};
 pub use registry::{Registry, Stream};
 
 use crate::auth::Secret;
@@ -56,12 +60,16 @@ pub struct LiveSettings {
     /// `[rtmp] takeover_idle_secs`: a new publish takes over from a live one
     /// that has sent no media this long; `None`: never.
     pub takeover_idle: Option<Duration>,
+    /// Recordings (`[record]`): kept in `storage`, listed by the API.
+    pub recordings: std::sync::Arc<Recordings>,
 }
 
 /// A configured stream as the registry is given it.
 pub struct StreamSpec {
     pub name: StreamName,
     pub publish_key: Secret,
+    /// Record its publishes; `None`: `[record] enabled`.
+    pub record: Option<bool>,
 }
 
 /// What an operator page or API shows about a stream.

@@ -114,7 +114,8 @@ impl Publish {
         let mut keys = KeyPrefetcher::spawn(
             Arc::clone(self.registry.kms()),
             self.stream.name.to_string(),
-            self.publish_id.clone(),
+            // A recorded publish's key ids name its recording.
+            self.stream.key_id_prefix(&self.publish_id),
             KEYS_AHEAD,
             Backoff::default(),
         );
@@ -335,6 +336,7 @@ impl Publish {
         let stats = self.pipeline.stats();
         let tracks = self.pipeline.tracks();
         let max_media_gap_us = u64::try_from(self.max_media_gap.as_micros()).unwrap_or(u64::MAX);
+        let recorded;
         let (text, expired) = {
             let mut state = self.stream.lock();
             let state = &mut *state;
@@ -343,6 +345,9 @@ impl Publish {
             };
             let listed = self.timeline.list(&segment, now_unix_ms, playlist);
             let text = playlist.render(None);
+            recorded = (state.recording.as_mut())
+                .zip(playlist.segments().last())
+                .map(|(recording, entry)| recording.add(entry, stored_bytes, now_unix_ms));
             let info = &mut state.info;
             info.tracks = tracks;
             info.video_frames = stats.video_frames;
@@ -358,6 +363,9 @@ impl Publish {
             (text, listed.expired)
         };
         self.stream.write_playlist(text).await;
+        if let Some(recorded) = recorded {
+            self.registry.recordings().store(&recorded).await;
+        }
         let latency = closed_at.elapsed();
         self.stream.lock().info.publish_latency.record(latency);
         self.meters.segments.increment(1);

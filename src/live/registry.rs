@@ -57,6 +57,8 @@ pub struct Registry {
     publish_hook: Option<crate::webhooks::PublishHook>,
     /// Cluster mode: the publish leases in Redis; `None`: one node.
     cluster: Option<Arc<Leases>>,
+    /// `[[streams]] record` of each configured stream that sets it.
+    record_overrides: RwLock<HashMap<StreamName, bool>>,
 }
 
 /// How long a new publish waits for the quiet one it takes over from to
@@ -69,6 +71,8 @@ pub struct Stream {
     dir: PathBuf,
     /// Where its playlist is written.
     storage: Storage,
+    /// Where its recordings go when they complete.
+    recordings: Arc<super::Recordings>,
     state: Mutex<StreamState>,
 }
 
@@ -84,12 +88,15 @@ pub(super) struct StreamState {
     pub(super) info: StreamInfo,
     /// The running publish's controls (while `live`).
     pub(super) control: Option<Arc<PublishControl>>,
+    /// The recording this playlist's publishes go to, until the playlist ends.
+    pub(super) recording: Option<super::record::Recording>,
 }
 
 impl Registry {
     pub fn new(settings: LiveSettings, kms: Arc<dyn Kms>, specs: Vec<StreamSpec>) -> Self {
         let streams = DashMap::new();
         let mut by_key_digest = HashMap::new();
+        let record_overrides = record_overrides(&specs);
         for spec in specs {
             by_key_digest.insert(key_digest(spec.publish_key.expose()), spec.name.clone());
             let stream = Stream::restore(spec.name.clone(), &settings);
@@ -107,7 +114,22 @@ impl Registry {
             webhooks: None,
             publish_hook: None,
             cluster: None,
+            record_overrides: RwLock::new(record_overrides),
         }
+    }
+
+    /// Every recording of this server's storage.
+    pub fn recordings(&self) -> &Arc<super::Recordings> {
+        &self.settings.recordings
+    }
+
+    /// Whether a new publish of `stream` is recorded.
+    fn records(&self, stream: &StreamName) -> bool {
+        let overrides = self.record_overrides.read().unwrap_or_else(|p| p.into_inner());
+        overrides
+            .get(stream)
+            .copied()
+            .unwrap_or(self.settings.recordings.settings().enabled)
     }
 
     /// Where segments and playlists go.
@@ -204,6 +226,7 @@ impl Registry {
     /// Publishes and unpublishes, and dropped segments, are queued as
     /// webhook events on `notifier`.
     pub fn with_webhooks(mut self, notifier: crate::webhooks::Notifier) -> Self {
+        self.settings.recordings.set_webhooks(notifier.clone());
         self.webhooks = Some(notifier);
         self
     }
@@ -296,6 +319,7 @@ impl Registry {
             }
         }
         *current = digests;
+        *self.record_overrides.write().unwrap_or_else(|p| p.into_inner()) = record_overrides(&specs);
         changes
     }
 
@@ -308,6 +332,8 @@ impl Registry {
     /// the reconnect grace period to see its publisher return, and segments
     /// the previous run would have deleted by now are deleted on schedule.
     pub fn resume(self: &Arc<Self>) {
+        let recordings = Arc::clone(self.recordings());
+        self.spawn_timer(recordings.maintain(self.cluster.is_some()));
         for stream in self.all() {
             self.resume_stream(&stream);
         }
@@ -342,18 +368,22 @@ impl Registry {
     /// in the bucket) that `listed` does not name: leftovers of a run or a
     /// node that ended without listing them.
     fn delete_unlisted_after(&self, stream: &Stream, listed: Vec<String>, delay: Duration) {
+        let recordings = Arc::clone(self.recordings());
+        let dir_key = format!("{}/{}", stream.name.app(), stream.name.name());
         if self.settings.storage.local_dir().is_some() {
             let dir = stream.dir.clone();
             return self.spawn_timer(async move {
                 let expired = unlisted_segments(&dir, &listed).await;
                 tokio::time::sleep(delay).await;
                 for path in expired {
-                    remove_segment(&path).await;
+                    let file = path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+                    if !recordings.keeps(&format!("{dir_key}/{file}")).await {
+                        remove_segment(&path).await;
+                    }
                 }
             });
         }
         let storage = self.settings.storage.clone();
-        let dir_key = format!("{}/{}", stream.name.app(), stream.name.name());
         self.spawn_timer(async move {
             let keys = match storage.list(&dir_key).await {
                 Ok(keys) => keys,
@@ -371,6 +401,9 @@ impl Registry {
                 .collect();
             tokio::time::sleep(delay).await;
             for key in unlisted {
+                if recordings.keeps(&key).await {
+                    continue;
+                }
                 if let Err(error) = storage.delete(&key).await {
                     debug!(%error, key, "deleting an unlisted segment");
                 }
@@ -426,8 +459,12 @@ impl Registry {
     /// it stays fetchable for its duration plus the playlist's).
     pub(super) fn delete_after(&self, key: String, delay: Duration) {
         let storage = self.settings.storage.clone();
+        let recordings = Arc::clone(self.recordings());
         self.spawn_timer(async move {
             tokio::time::sleep(delay).await;
+            if recordings.keeps(&key).await {
+                return;
+            }
             if let Err(error) = storage.delete(&key).await {
                 warn!(%error, "deleting an expired segment failed");
             }
@@ -466,6 +503,13 @@ impl Registry {
 async fn end_after(grace: Duration, stream: Arc<Stream>, generation: u64) {
     tokio::time::sleep(grace).await;
     stream.end_playlist_if(generation).await;
+}
+
+fn record_overrides(specs: &[StreamSpec]) -> HashMap<StreamName, bool> {
+    specs
+        .iter()
+        .filter_map(|s| s.record.map(|record| (s.name.clone(), record)))
+        .collect()
 }
 
 fn key_digest(key: &[u8]) -> [u8; 32] {
@@ -509,6 +553,7 @@ impl Registry {
         stream: &Stream,
         control: &Arc<PublishControl>,
         stored: Option<MediaPlaylist>,
+        publish_id: &str,
     ) -> Result<crate::timeline::Continuation, PublishRefused> {
         let mut state = stream.lock();
         if state.live {
@@ -544,6 +589,19 @@ impl Registry {
             self.settings.playlist_window,
         );
         state.playlist = Some(playlist);
+        // A publish within the reconnect grace goes on in the open recording.
+        match state.recording.as_mut() {
+            Some(recording) => recording.continue_with(publish_id),
+            None if self.records(&stream.name) => {
+                state.recording = Some(super::record::Recording::start(
+                    &stream.name,
+                    publish_id,
+                    self.settings.segment_duration_secs,
+                    crate::clock::now_unix_ms(),
+                ));
+            }
+            None => {}
+        }
         Ok(continuation)
     }
 
@@ -583,7 +641,7 @@ impl PublishAuthorizer for Arc<Registry> {
         let lease = self.lease_for(&stream, &publish_id, &control).await?;
         // Read under the lease in cluster mode: another node may have written it.
         let stored = self.stored_playlist(&stream).await;
-        let continuation = match self.start_publish(&stream, &control, stored) {
+        let continuation = match self.start_publish(&stream, &control, stored, &publish_id) {
             Ok(continuation) => continuation,
             Err(refused) => {
                 if let Some(lease) = lease {
@@ -640,6 +698,7 @@ impl Stream {
             name,
             dir,
             storage: settings.storage.clone(),
+            recordings: Arc::clone(&settings.recordings),
             state: Mutex::new(StreamState {
                 playlist,
                 ..StreamState::default()
@@ -654,6 +713,7 @@ impl Stream {
             name,
             dir,
             storage: settings.storage.clone(),
+            recordings: Arc::clone(&settings.recordings),
             state: Mutex::new(StreamState::default()),
         }
     }
@@ -723,29 +783,44 @@ impl Stream {
     /// Ends the playlist with `#EXT-X-ENDLIST` if no publish started after
     /// `generation`.
     pub(super) async fn end_playlist_if(&self, generation: u64) {
-        let text = {
+        let (text, recording) = {
             let mut state = self.lock();
             if state.live || state.generation != generation {
                 return;
             }
+            let state = &mut *state;
             match state.playlist.as_mut() {
                 Some(playlist) if playlist.is_empty() => {
                     // A publish that produced no segment leaves nothing behind.
                     state.playlist = None;
+                    state.recording = None;
                     return;
                 }
                 Some(playlist) if !playlist.is_ended() => {
                     playlist.end();
-                    playlist.render(None)
+                    (playlist.render(None), state.recording.take())
                 }
                 _ => return,
             }
         };
         info!(stream = %self.name, "playlist ended");
         if self.storage.local_dir().is_some() {
-            return self.write_playlist(text).await;
+            self.write_playlist(text).await;
+        } else {
+            self.put_final_playlist(text, generation).await;
         }
-        self.put_final_playlist(text, generation).await;
+        if let Some(done) = recording.and_then(|r| r.finish(crate::clock::now_unix_ms())) {
+            self.recordings.complete(done).await;
+        }
+    }
+
+    /// The open recording's key id prefix for `publish_id`'s data keys, or
+    /// `publish_id` when the publish is not recorded.
+    pub(super) fn key_id_prefix(&self, publish_id: &str) -> String {
+        match self.lock().recording.as_ref() {
+            Some(recording) => super::record::key_id_prefix(recording.id(), publish_id),
+            None => publish_id.to_owned(),
+        }
     }
 
     /// Object storage: PUTs the ended playlist, retrying with backoff for

@@ -250,14 +250,19 @@ impl UploadTask {
         if std::mem::take(&mut self.gap) {
             segment.discontinuity = true;
         }
+        let recorded;
         let (text, expired) = {
             let mut state = self.stream.lock();
             let state = &mut *state;
             let Some(playlist) = state.playlist.as_mut() else {
                 return;
             };
-            let listed = self.timeline.list(&segment, crate::clock::now_unix_ms(), playlist);
+            let now_unix_ms = crate::clock::now_unix_ms();
+            let listed = self.timeline.list(&segment, now_unix_ms, playlist);
             let text = playlist.render(None);
+            recorded = (state.recording.as_mut())
+                .zip(playlist.segments().last())
+                .map(|(recording, entry)| recording.add(entry, stored_bytes, now_unix_ms));
             state.info.media_sequence = playlist.media_sequence();
             state.info.stored_bytes += stored_bytes;
             state.info.stored_media_ms += (segment.duration_secs * 1000.0).round() as u64;
@@ -273,6 +278,9 @@ impl UploadTask {
         {
             error!(stream = %self.stream.name, seq = sequence, "writing the playlist failed; it is written again with the next segment");
             self.playlist_pending = Some(text);
+        }
+        if let Some(recorded) = recorded {
+            self.registry.recordings().store(&recorded).await;
         }
         let latency = closed_at.elapsed();
         self.stream.lock().info.publish_latency.record(latency);

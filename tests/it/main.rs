@@ -37,6 +37,7 @@ mod publish_hook;
 mod publisher_logs;
 mod pyjwt_interop;
 mod readiness;
+mod recordings;
 mod reload;
 mod robustness;
 mod rtmp_hostile;

@@ -16,7 +16,7 @@ use crate::support::rtmp::{Fixture, Publisher};
 use crate::support::server::{DEMO_KEY, OTHER_KEY, TestServer};
 use crate::support::with_safety_net;
 
-const SECRET: &str = "whsec-test-0123456789-abcdef";
+pub(crate) const SECRET: &str = "whsec-test-0123456789-abcdef";
 
 /// Accepts POSTs whose signature checks out (a JSON line per event into the
 /// output file, 200) and refuses others (a `bad` line, 400).
@@ -72,7 +72,7 @@ async fn publish_once(server: &TestServer, key: &str, stream: &str) {
 
 /// Starts the receiver on `port`, writing to `out`; over TLS with the
 /// certificate and key given.
-fn start_receiver(port: u16, out: &Path, tls: Option<(&Path, &Path)>) -> Proc {
+pub(crate) fn start_receiver(port: u16, out: &Path, tls: Option<(&Path, &Path)>) -> Proc {
     let mut command = Command::new("python3");
     command.args(["-c", RECEIVER, &port.to_string(), SECRET, path_str(out)]);
     if let Some((cert, key)) = tls {

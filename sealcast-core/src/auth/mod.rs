@@ -7,6 +7,7 @@
 //! This module is sans-IO: secrets come in as values (the config module reads
 //! them from env vars and files) and the clock is an argument.
 
+pub mod recording;
 pub mod ticket;
 pub mod token;
 

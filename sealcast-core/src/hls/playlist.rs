@@ -38,6 +38,10 @@ pub enum PlaylistKind {
     Live,
     /// A complete presentation: `EXT-X-PLAYLIST-TYPE:VOD` and `EXT-X-ENDLIST`.
     Vod,
+    /// A growing presentation (a recording while its publish runs):
+    /// `EXT-X-PLAYLIST-TYPE:EVENT`, segments only appended, never removed
+    /// (RFC 8216 4.3.3.5); `EXT-X-ENDLIST` once ended.
+    Event,
 }
 
 /// A media playlist under construction.
@@ -97,6 +101,24 @@ impl MediaPlaylist {
         }
     }
 
+    /// An event playlist (see [`PlaylistKind::Event`]) whose TARGETDURATION
+    /// is fixed at `target_duration_secs` (at least 1), like a live one's.
+    pub fn event(target_duration_secs: u32) -> Self {
+        Self {
+            kind: PlaylistKind::Event,
+            target_duration_secs: target_duration_secs.max(1),
+            ..Self::vod()
+        }
+    }
+
+    /// The complete presentation this event playlist grew into: the same
+    /// segments as `EXT-X-PLAYLIST-TYPE:VOD` with `EXT-X-ENDLIST`.
+    pub fn into_vod(mut self) -> Self {
+        self.kind = PlaylistKind::Vod;
+        self.ended = true;
+        self
+    }
+
     /// Appends a segment and sets its `sequence` to the media sequence number
     /// it gets: numbers are positional (RFC 8216 4.3.3.2), so any value the
     /// caller put there is replaced.
@@ -134,7 +156,7 @@ impl MediaPlaylist {
             seg.duration_secs = 0.0;
         }
         let seg_ms = extinf_ms(seg.duration_secs);
-        if self.kind == PlaylistKind::Live && rounded_secs(seg_ms) > u64::from(self.target_duration_secs) {
+        if self.kind != PlaylistKind::Vod && rounded_secs(seg_ms) > u64::from(self.target_duration_secs) {
             self.target_overruns += 1;
         }
         seg.sequence = self.next_sequence();
@@ -177,7 +199,7 @@ impl MediaPlaylist {
         self.ended
     }
 
-    /// Live or VOD.
+    /// Live, VOD or event.
     pub fn kind(&self) -> PlaylistKind {
         self.kind
     }
@@ -216,7 +238,8 @@ impl MediaPlaylist {
     /// rounded half up, at least 1.
     pub fn target_duration_secs(&self) -> u32 {
         match self.kind {
-            PlaylistKind::Live => self.target_duration_secs,
+            // An event playlist's TARGETDURATION must not change as it grows (RFC 8216 6.2.1).
+            PlaylistKind::Live | PlaylistKind::Event => self.target_duration_secs,
             PlaylistKind::Vod => {
                 let longest = self
                     .segments
@@ -272,8 +295,10 @@ impl MediaPlaylist {
         if self.discontinuity_sequence > 0 {
             writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", self.discontinuity_sequence)?;
         }
-        if self.kind == PlaylistKind::Vod {
-            out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
+        match self.kind {
+            PlaylistKind::Vod => out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n"),
+            PlaylistKind::Event => out.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n"),
+            PlaylistKind::Live => {}
         }
         let mut previous_key: Option<&KeyTag> = None;
         for (i, seg) in self.segments.iter().enumerate() {
@@ -526,6 +551,34 @@ p1-104.ts
         let seqs: Vec<u64> = p.segments().map(|s| s.sequence).collect();
         assert_eq!(seqs, [0, 1, 2]);
         assert_eq!(p.duration_secs(), 18.833);
+    }
+
+    /// A recording: an event playlist keeps every segment (with its
+    /// discontinuity) and a fixed TARGETDURATION, then becomes VOD.
+    #[test]
+    fn event_playlist_grows_then_becomes_vod() {
+        let mut p = MediaPlaylist::event(4);
+        for i in 0..5u32 {
+            let removed = p.push(SegmentEntry {
+                key: Some(key("k1", 1)),
+                discontinuity: i == 3,
+                ..seg(&format!("../../p-{i}.ts"), 4.0)
+            });
+            assert!(removed.is_empty());
+        }
+        let text = p.render(Some("token=t"));
+        assert!(text.starts_with(
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:4\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:EVENT\n"
+        ));
+        assert_eq!(text.matches("#EXTINF:4.000,").count(), 5);
+        assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1);
+        assert_eq!(text.matches("?edk=RW5jcnlwdGVk&token=t").count(), 1);
+        assert!(!text.contains("#EXT-X-ENDLIST"));
+        let vod = p.into_vod();
+        let text = vod.render(None);
+        assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"));
+        assert!(text.ends_with("../../p-4.ts\n#EXT-X-ENDLIST\n"));
+        assert_eq!(vod.duration_secs(), 20.0);
     }
 
     #[test]
