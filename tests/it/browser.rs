@@ -27,7 +27,7 @@ use sealcast::http::web::{EXPIRED_TEXT, REFUSED_TEXT, TOKEN_NEEDED_TEXT, WRONG_S
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
+pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
 /// 640x360 H.264 High with B-frames at 30 fps, a keyframe every 2 s, 10 s long.
 const FIXTURE: &str = "high-bframes-aac48k.flv";
 /// Wall-clock seconds the playing page is watched.
@@ -58,7 +58,7 @@ fn artifacts_dir(sub: &str) -> PathBuf {
 }
 
 /// Fails with what to install when a tool is missing: this test must run.
-fn require_tools() {
+pub(crate) fn require_tools() {
     let missing: Vec<&str> = [
         (Path::new(CHROMIUM).exists(), "chromium (apt-get install chromium)"),
         (
