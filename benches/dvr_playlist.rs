@@ -28,11 +28,18 @@ const SECRET: &[u8] = b"bench-secret-bench-secret-bench!";
 /// A live playlist holding a full `WINDOW_SECS` DVR window.
 fn playlist(segment_secs: u32, segments_per_key: u64) -> MediaPlaylist {
     let stream = StreamName::parse(STREAM).unwrap();
-    let wrapped = WrappedKey::from_bytes(vec![0xA5; crypto::WRAPPED_KEY_LEN]);
+    // Random wrapped keys, as real ones are (they decide how playlists compress).
+    let rng = ring::rand::SystemRandom::new();
+    let mut wrapped = WrappedKey::from_bytes(vec![0; crypto::WRAPPED_KEY_LEN]);
     let mut playlist = MediaPlaylist::live(segment_secs, 6, 0, 0).with_dvr_window_secs(WINDOW_SECS);
     let segments = u64::from(WINDOW_SECS / segment_secs);
     for seq in 0..segments {
         let key_id = KeyId::new(&format!("3f2a9c01-{}", seq / segments_per_key)).unwrap();
+        if seq % segments_per_key == 0 {
+            let mut bytes = vec![0; crypto::WRAPPED_KEY_LEN];
+            ring::rand::SecureRandom::fill(&rng, &mut bytes).unwrap();
+            wrapped = WrappedKey::from_bytes(bytes);
+        }
         playlist.push(SegmentEntry {
             uri: format!("3f2a9c01-{seq}.ts"),
             duration_secs: f64::from(segment_secs),
@@ -103,6 +110,14 @@ fn main() {
             keys.ticket_playlist(&text, &claims, &token).unwrap().len()
         });
         let key_uris = canonical.matches("#EXT-X-KEY").count();
+        // DVR_PLAYLIST_DUMP=DIR keeps one of each, to see how they compress.
+        if let Some(dir) = std::env::var_os("DVR_PLAYLIST_DUMP") {
+            let dir = std::path::Path::new(&dir);
+            let name = format!("{segment_secs}s-{per_key}perkey");
+            std::fs::write(dir.join(format!("{name}-token.m3u8")), playlist.render(Some(&query))).unwrap();
+            let tickets = keys.ticket_playlist(&canonical, &claims, &token).unwrap();
+            std::fs::write(dir.join(format!("{name}-tickets.m3u8")), tickets).unwrap();
+        }
         println!(
             "{segment_secs} s segments, {per_key} per key | {} | {key_uris} | {plain} | {token_bytes}, {:.2} ms | {ticket_bytes}, {:.2} ms",
             playlist.len(),

@@ -254,6 +254,12 @@ async fn hlsjs_seeks_back_a_minute_in_a_live_dvr_window() {
         // Frames decoded after the seek, from a minute back: playing, not back at the live edge.
         let resumed = num(&report, &["resumed", "currentTime"]);
         let played = num(&report, &["played", "currentTime"]);
+        eprintln!(
+            "joined at {joined:.1} s (seekable from {:.1}), seeked to {target:.1}, playing at {resumed:.1} then {played:.1}, frames {} -> {}",
+            num(&report, &["joined", "seekableStart"]),
+            num(&report, &["resumed", "frames"]),
+            num(&report, &["played", "frames"])
+        );
         assert!(played > resumed + 2.0, "{report:#}");
         assert!(played < joined - 40.0, "{report:#}");
         assert!(
