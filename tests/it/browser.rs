@@ -40,7 +40,7 @@ const MIN_PICTURE_VARIANCE: f64 = 100.0;
 const DEMO_KEY_PREFIX: &str = "/keys/live/demo/";
 
 /// Held by each test while its browser and encoder run.
-static ONE_BROWSER_AT_A_TIME: Mutex<()> = Mutex::const_new(());
+pub(crate) static ONE_BROWSER_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("browser")

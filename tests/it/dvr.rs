@@ -225,9 +225,27 @@ fn num(v: &Value, path: &[&str]) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hlsjs_seeks_back_a_minute_in_a_live_dvr_window() {
-    with_safety_net(async {
+    with_safety_net(seek_back_a_minute(false)).await;
+}
+
+/// The same with one-time key tickets: the keys of older segments come with
+/// the tickets of the playlist hls.js refreshed last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hlsjs_seeks_back_a_minute_with_one_time_tickets() {
+    with_safety_net(seek_back_a_minute(true)).await;
+}
+
+// The positions reached go to the test log (shown with --nocapture).
+#[allow(clippy::print_stderr)]
+async fn seek_back_a_minute(tickets: bool) {
+    {
         crate::browser::require_tools();
-        let server = TestServer::start("[hls]\nsegment_duration_secs = 2\ndvr_window_secs = 120\n").await;
+        // One Chromium at a time (browser.rs's tests too): frame counts starve otherwise.
+        let _turn = crate::browser::ONE_BROWSER_AT_A_TIME.lock().await;
+        let server = TestServer::start_with_config("[hls]\nsegment_duration_secs = 2\ndvr_window_secs = 120\n", |c| {
+            c.auth.one_time_key_tickets = tickets;
+        })
+        .await;
         let dir = tempfile::tempdir().unwrap();
         // 76 s at once, then real time: the viewer joins a stream with more
         // than a minute behind its live edge.
@@ -287,6 +305,6 @@ async fn hlsjs_seeks_back_a_minute_in_a_live_dvr_window() {
                 .collect();
             assert!(statuses.contains(&200), "key {key} of {frag}: {statuses:?}");
         }
-    })
-    .await;
+        assert_eq!(server.keys.tickets_enabled(), tickets);
+    }
 }
