@@ -79,6 +79,8 @@ async fn package_into_a_bucket_plays_decrypts_and_holds_only_ciphertext() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(stdout.contains("into s3://sealcast-media/vod/talk/index.m3u8"), "{stdout}");
+        // stderr is not a terminal here: no progress bar (it redraws with \r).
+        assert!(!out.stderr.contains(&b'\r'), "{}", String::from_utf8_lossy(&out.stderr));
 
         // In the bucket: the playlist and every segment it lists, nothing else.
         let store = s3.client();
