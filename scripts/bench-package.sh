@@ -5,7 +5,10 @@
 # input per second) against the single-core `openssl speed -evp aes-128-cbc`
 # rate on 16 KiB blocks, the ceiling for any AES-128-CBC packager.
 #
-#   scripts/bench-package.sh [RUNS]
+#   scripts/bench-package.sh [RUNS]        (BENCH_BITRATE=3M for a 3 Mb/s input; default 5M)
+#
+# Then both again under scripts/cpu-median.py: medians of user+sys CPU time
+# per run (getrusage), the measure that survives a shared, loaded machine.
 #
 # ffmpeg is given a key file because Debian's ffmpeg fails `-hls_enc 1`
 # without `-hls_enc_key` ("Function not implemented"); it then encrypts every
@@ -35,10 +38,11 @@ WORK=$(mktemp -d /tmp/sealcast-bench-package.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 INPUT=${BENCH_INPUT:-$WORK/bench60.mp4}
 if [[ ! -f $INPUT ]]; then
-  echo "==> making a 60 s 720p30 H.264 (5 Mb/s) + AAC MP4"
+  RATE=${BENCH_BITRATE:-5M}
+  echo "==> making a 60 s 720p30 H.264 ($RATE) + AAC MP4"
   ffmpeg -nostdin -v error -f lavfi -i testsrc2=size=1280x720:rate=30 \
     -f lavfi -i sine=frequency=440:sample_rate=48000 -t 60 -pix_fmt yuv420p \
-    -c:v libx264 -preset ultrafast -b:v 5M -maxrate 5M -bufsize 10M -g 60 \
+    -c:v libx264 -preset ultrafast -b:v "$RATE" -maxrate "$RATE" -bufsize 10M -g 60 \
     -c:a aac -b:a 128k "$INPUT"
 fi
 BYTES=$(stat -c %s "$INPUT")
@@ -61,3 +65,7 @@ jq -r --arg bytes "$BYTES" --arg ossl "$OPENSSL_KBS" '
     + "\($b / ($r.user + $r.system) / 1e6 | floor) MB/s cpu = \($b / ($r.user + $r.system) / $o * 100 | floor)% of openssl (\($o / 1e6 | floor) MB/s)"' \
   "$WORK/hyperfine.json"
 echo "==> load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "==> CPU time (user+sys), medians of $RUNS runs"
+python3 scripts/cpu-median.py "$RUNS" "$WORK/out-s" "$BIN" package "$INPUT" "$WORK/out-s" --keyring "$WORK/keyring.json" --segment-duration-secs 2
+python3 scripts/cpu-median.py "$RUNS" "$WORK/out-f" ffmpeg -nostdin -v error -i "$INPUT" -c copy -f hls -hls_time 2 -hls_enc 1 \
+  -hls_enc_key "$WORK/key.bin" -hls_enc_key_url key.bin -hls_list_size 0 "$WORK/out-f/out.m3u8"

@@ -46,7 +46,9 @@ enum Command {
     /// Package an FLV, MP4 or MPEG-TS file (H.264 + AAC) into encrypted HLS VOD: OUTDIR/index.m3u8 and .ts segments.
     Package {
         input: PathBuf,
-        outdir: PathBuf,
+        /// A directory, or s3://BUCKET/PREFIX/ (endpoint, region and profile
+        /// from --config's [storage.s3]; credentials from the AWS chain).
+        outdir: String,
         /// Target segment duration; segments are cut at the first keyframe after it.
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=60))]
         segment_duration_secs: u32,
@@ -442,18 +444,22 @@ fn run(cli: Cli, log: &Arc<LogControl>) -> anyhow::Result<()> {
             key_uri_base,
         } => {
             let kms = open_tool_keyring(&keyring, "package", new_keyring)?;
-            package::prepare_outdir(&outdir, replace)?;
+            let s3 = match (&keyring.config, outdir.starts_with("s3://")) {
+                (Some(path), true) => load_config(Some(path))?.storage.s3,
+                _ => None,
+            };
+            let destination = package::Destination::parse(&outdir, s3.as_ref())?;
             let options = PackageOptions {
                 stream: name,
                 segment_duration_secs,
                 segments_per_key,
                 key_uri_base,
             };
-            let report = runtime.block_on(package::package(&input, &outdir, &options, &kms))?;
+            let report = runtime.block_on(package::package_into(&input, &destination, replace, &options, &kms))?;
             println!(
                 "packaged {} into {}: {} segments, {} keys, {} video and {} audio frames, {} tags skipped",
                 input.display(),
-                outdir.join("index.m3u8").display(),
+                destination.playlist_location(),
                 report.segments,
                 report.keys,
                 report.video_frames,

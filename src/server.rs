@@ -136,6 +136,7 @@ impl Server {
             key_uri_base: config.http.key_base().to_owned(),
             segment_duration_secs: config.hls.segment_duration_secs,
             playlist_window: config.hls.playlist_window as usize,
+            dvr_window_secs: config.hls.dvr_window_secs,
             segments_per_key: config.encryption.segments_per_key,
             reconnect_grace: Duration::from_secs(config.hls.reconnect_grace_secs),
             storage,

@@ -132,10 +132,12 @@ pub struct Continuation {
 /// playlist rather than starting over: media sequence numbers keep growing
 /// and the new segments follow an `EXT-X-DISCONTINUITY` (RFC 8216 6.2.1,
 /// 6.2.2), so a player or CDN never sees a sequence number reused.
+/// `dvr_window_secs` is [`MediaPlaylist::with_dvr_window_secs`]'s (0: off).
 pub fn continue_playlist(
     previous: Option<&MediaPlaylist>,
     target_duration_secs: u32,
     window: usize,
+    dvr_window_secs: u32,
 ) -> (MediaPlaylist, Continuation) {
     let Some(previous) = previous else {
         let first = Continuation {
@@ -143,7 +145,8 @@ pub fn continue_playlist(
             discontinuity: false,
             previous_end_unix_ms: 0,
         };
-        return (MediaPlaylist::live(target_duration_secs, window, 0, 0), first);
+        let playlist = MediaPlaylist::live(target_duration_secs, window, 0, 0).with_dvr_window_secs(dvr_window_secs);
+        return (playlist, first);
     };
     // Re-list the old segments in a playlist that is not ended; same target
     // and window, so nothing slides out while doing so.
@@ -152,7 +155,8 @@ pub fn continue_playlist(
         window,
         previous.media_sequence(),
         previous.discontinuity_sequence(),
-    );
+    )
+    .with_dvr_window_secs(dvr_window_secs);
     for segment in previous.segments() {
         playlist.push(segment.clone());
     }
@@ -263,7 +267,7 @@ mod tests {
 
     #[test]
     fn a_republish_continues_numbering_after_a_discontinuity() {
-        let (fresh, first) = continue_playlist(None, 2, 3);
+        let (fresh, first) = continue_playlist(None, 2, 3, 0);
         assert!(fresh.is_empty());
         assert_eq!((first.first_sequence, first.discontinuity), (0, false));
 
@@ -273,12 +277,53 @@ mod tests {
             timeline.list(&segment(sequence, sequence * 180_000, 2.0), 20_000, &mut previous);
         }
         previous.end();
-        let (playlist, next) = continue_playlist(Some(&previous), 2, 3);
+        let (playlist, next) = continue_playlist(Some(&previous), 2, 3, 0);
         assert!(!playlist.is_ended());
         assert_eq!(playlist.media_sequence(), previous.media_sequence());
         assert_eq!(next.first_sequence, 4);
         assert!(next.discontinuity);
         // The last segment began at 18 s + 3 × 2 s and lasted 2 s.
         assert_eq!(next.previous_end_unix_ms, 18_000 + 6_000 + 2_000);
+    }
+
+    #[test]
+    fn a_dvr_window_keeps_its_seconds_listed_and_the_rfc_rules() {
+        // Target 2 s, window of 3 segments, DVR window 20 s; a key every
+        // 3 segments and a discontinuity at sequence 12.
+        let mut playlist = MediaPlaylist::live(2, 3, 0, 0).with_dvr_window_secs(20);
+        let mut timeline = Timeline::live(stream(), "abcd".into(), String::new(), 0);
+        let mut expired = Vec::new();
+        for sequence in 0..40u64 {
+            let mut closed = segment(sequence, sequence * 180_000, 2.0);
+            closed.key.id = KeyId::new(&format!("k{}", sequence / 3)).unwrap();
+            closed.discontinuity = sequence == 12;
+            let listed = timeline.list(&closed, 10_000 + sequence * 2_000, &mut playlist);
+            let listed_ms = (playlist.duration_secs() * 1000.0).round() as u64;
+            // Everything while under 20 s, then 20 s and not one segment more.
+            assert_eq!(listed_ms, ((sequence + 1) * 2_000).min(20_000), "seq {sequence}");
+            for gone in listed.expired {
+                // Fetchable for its own duration plus the (DVR-long) playlist's.
+                assert_eq!(gone.after_ms, 2_000 + 20_000, "{}", gone.uri);
+                expired.push(gone.uri);
+            }
+            let first = playlist.segments().next().unwrap().sequence;
+            assert_eq!(playlist.media_sequence(), first);
+            assert_eq!(expired.len() as u64, first);
+        }
+        assert_eq!(playlist.len(), 10);
+        assert_eq!(playlist.discontinuity_sequence(), 1);
+        let text = playlist.render(None);
+        // The first listed segment (30) is the second of key k10: its key tag stays.
+        let first_key = text.lines().position(|l| l.starts_with("#EXT-X-KEY")).unwrap();
+        let first_uri = text.lines().position(|l| l == "abcd-30.ts").unwrap();
+        assert!(first_key < first_uri, "{text}");
+        assert!(text.contains("/keys/live/demo/k10?"), "{text}");
+        assert!(!text.contains("ENDLIST") && !text.contains("PLAYLIST-TYPE"), "{text}");
+
+        // A republish keeps the DVR window: nothing slides out re-listing it.
+        playlist.end();
+        let (again, next) = continue_playlist(Some(&playlist), 2, 3, 20);
+        assert_eq!((again.len(), again.dvr_window_secs()), (10, 20));
+        assert_eq!(next.first_sequence, 40);
     }
 }

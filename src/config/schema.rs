@@ -227,6 +227,13 @@ pub struct HlsConfig {
     /// `#EXT-X-DISCONTINUITY`, so players keep playing through a reconnect.
     #[serde(default = "default_hls_reconnect_grace_secs")]
     pub reconnect_grace_secs: u64,
+    /// Startover ("DVR"): the live playlist keeps this many seconds of
+    /// segments listed (besides `playlist_window`), so a viewer can seek back
+    /// that far; their segments and keys stay fetchable as long. 0 (the
+    /// default) turns it off; at most 86400. Each listed key costs a key URI
+    /// (and with one-time tickets a ticket) in every playlist a viewer fetches.
+    #[serde(default)]
+    pub dvr_window_secs: u32,
 }
 
 /// `[encryption]`: data key rotation.
@@ -609,6 +616,7 @@ impl Default for HlsConfig {
             segment_duration_secs: default_hls_segment_duration_secs(),
             playlist_window: default_hls_playlist_window(),
             reconnect_grace_secs: default_hls_reconnect_grace_secs(),
+            dvr_window_secs: 0,
         }
     }
 }

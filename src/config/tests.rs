@@ -221,7 +221,7 @@ fn unknown_keys_name_the_key() {
     let cases = [
         (
             "[hls]\nsegment_duration = 4\n",
-            "hls.segment_duration: unknown field `segment_duration`, expected one of `segment_duration_secs`, `playlist_window`, `reconnect_grace_secs` (line 2, column 1)",
+            "hls.segment_duration: unknown field `segment_duration`, expected one of `segment_duration_secs`, `playlist_window`, `reconnect_grace_secs`, `dvr_window_secs` (line 2, column 1)",
         ),
         (
             "listen = \"127.0.0.1:1\"\n",
@@ -233,7 +233,7 @@ fn unknown_keys_name_the_key() {
         ),
         (
             "hls.playlist = 3\n",
-            "hls.playlist: unknown field `playlist`, expected one of `segment_duration_secs`, `playlist_window`, `reconnect_grace_secs` (line 1, column 5)",
+            "hls.playlist: unknown field `playlist`, expected one of `segment_duration_secs`, `playlist_window`, `reconnect_grace_secs`, `dvr_window_secs` (line 1, column 5)",
         ),
         (
             "[[streams]]\napp = \"live\"\nname = \"a\"\nkey_env = \"A\"\n\n[[streams]]\napp = \"live\"\nnmae = \"b\"\n",
@@ -277,7 +277,7 @@ key = \"sk_demo_0123456789abcdef\"
         vec![
             "rtmp.listen: invalid value: string \"localhost:1935\", expected an IP address and port such as 127.0.0.1:1935 (line 2, column 10)",
             "rtmp.max_connections: invalid type: string \"many\", expected u32 (line 3, column 19)",
-            "hls.segment_duration: unknown field `segment_duration`, expected one of `segment_duration_secs`, `playlist_window`, `reconnect_grace_secs` (line 5, column 1)",
+            "hls.segment_duration: unknown field `segment_duration`, expected one of `segment_duration_secs`, `playlist_window`, `reconnect_grace_secs`, `dvr_window_secs` (line 5, column 1)",
             "rtmpp: unknown field `rtmpp`, expected one of `rtmp`, `http`, `storage`, `hls`, `encryption`, `kms`, `auth`, `streams`, `metrics`, `webhooks`, `log`, `cluster`, `record` (line 7, column 2)",
             "kms.provider: unknown variant `vault`, expected `local` or `aws` (line 12, column 12)",
             "streams[0].colour: unknown field `colour`, expected one of `app`, `name`, `key`, `key_env`, `key_file`, `protection`, `record` (line 16, column 1)",
@@ -340,6 +340,10 @@ fn validation_messages() {
         (
             "[hls]\nsegment_duration_secs = 0\n".into(),
             "hls.segment_duration_secs must be between 1 and 30 (got 0)",
+        ),
+        (
+            "[hls]\ndvr_window_secs = 86401\n".into(),
+            "hls.dvr_window_secs must be at most 86400 (got 86401)",
         ),
         (
             "[hls]\nsegment_duration_secs = 31\n".into(),

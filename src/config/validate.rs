@@ -252,6 +252,10 @@ fn hls(hls: &schema::HlsConfig, p: &mut Problems) {
     if grace > 3600 {
         p.push(format!("hls.reconnect_grace_secs must be at most 3600 (got {grace})"));
     }
+    let dvr = hls.dvr_window_secs;
+    if dvr > 86_400 {
+        p.push(format!("hls.dvr_window_secs must be at most 86400 (got {dvr})"));
+    }
 }
 
 /// `[kms]`: the provider's own keys, and no key of another provider.

@@ -291,25 +291,26 @@ impl KeyService {
         let ttl = self.ticket_ttl_secs.unwrap_or(0);
         let exp = self.now().saturating_add(ttl).min(claims.exp);
         let viewer = ticket::viewer_tag(claims, token);
-        let mut issued: Vec<(&str, String)> = Vec::new();
+        // By URI: one ticket per key, however many key tags name it (a key
+        // over several segments gets a tag per segment for its IV). A map, as
+        // a DVR window lists thousands of keys.
+        let mut issued: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
         let mut out = String::with_capacity(playlist.len() + 16 * (ticket::TICKET_TEXT_LEN + 8));
         for line in playlist.split_inclusive('\n') {
             let Some((before, uri, after)) = key_tag_uri(line) else {
                 out.push_str(line);
                 continue;
             };
-            let Some(binding) = key_uri_binding(uri) else {
-                out.push_str(line);
-                continue;
-            };
-            let ticket = match issued.iter().find(|(u, _)| *u == uri) {
-                Some((_, ticket)) => ticket,
-                None => {
+            let ticket = match issued.entry(uri) {
+                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    let Some(binding) = key_uri_binding(uri) else {
+                        out.push_str(line);
+                        continue;
+                    };
                     let ticket = ticket::issue(&self.ticket_key, &binding, viewer, exp, &self.rng)?;
                     bump(&self.counters.tickets_issued);
-                    issued.push((uri, ticket));
-                    // Just pushed.
-                    &issued[issued.len() - 1].1
+                    entry.insert(ticket)
                 }
             };
             out.push_str(before);

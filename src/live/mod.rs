@@ -52,6 +52,8 @@ pub struct LiveSettings {
     pub key_uri_base: String,
     pub segment_duration_secs: u32,
     pub playlist_window: usize,
+    /// `[hls] dvr_window_secs`: seconds the live playlist keeps listed (0: off).
+    pub dvr_window_secs: u32,
     pub segments_per_key: NonZeroU32,
     /// How long a playlist waits for its publisher to return before it ends.
     pub reconnect_grace: Duration,

@@ -587,6 +587,7 @@ impl Registry {
             state.playlist.as_ref(),
             self.settings.segment_duration_secs,
             self.settings.playlist_window,
+            self.settings.dvr_window_secs,
         );
         state.playlist = Some(playlist);
         // A publish within the reconnect grace goes on in the open recording.

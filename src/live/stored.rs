@@ -67,7 +67,8 @@ fn parse_playlist(text: &str, source: &str, settings: &LiveSettings) -> Option<M
         settings.playlist_window,
         parsed.media_sequence,
         parsed.discontinuity_sequence,
-    );
+    )
+    .with_dvr_window_secs(settings.dvr_window_secs);
     for segment in parsed.segments {
         playlist.push(segment);
     }

@@ -240,7 +240,7 @@ fn startup_errors_are_one_line_per_problem() {
             ),
             format!(
                 "error: {shown}: hls.segment_duration: unknown field `segment_duration`, expected one of \
-                 `segment_duration_secs`, `playlist_window`, `reconnect_grace_secs` (line 3, column 1)"
+                 `segment_duration_secs`, `playlist_window`, `reconnect_grace_secs`, `dvr_window_secs` (line 3, column 1)"
             ),
         ]
     );

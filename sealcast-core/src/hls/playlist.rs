@@ -51,6 +51,9 @@ pub struct MediaPlaylist {
     /// Live only: fixed for the playlist's life (RFC 8216 6.2.1).
     target_duration_secs: u32,
     window: usize,
+    /// Live only: the listed EXTINFs never add up to less than this once
+    /// there were enough segments (the DVR window), in milliseconds.
+    dvr_window_ms: u64,
     segments: VecDeque<SegmentEntry>,
     media_sequence: u64,
     discontinuity_sequence: u64,
@@ -76,6 +79,7 @@ impl MediaPlaylist {
             kind: PlaylistKind::Live,
             target_duration_secs: target_duration_secs.max(1),
             window: window.max(1),
+            dvr_window_ms: 0,
             segments: VecDeque::with_capacity(window.clamp(1, 64) + 1),
             media_sequence: media_sequence_start,
             discontinuity_sequence: discontinuity_sequence_start,
@@ -92,6 +96,7 @@ impl MediaPlaylist {
             kind: PlaylistKind::Vod,
             target_duration_secs: 1,
             window: usize::MAX,
+            dvr_window_ms: 0,
             segments: VecDeque::new(),
             media_sequence: 0,
             discontinuity_sequence: 0,
@@ -117,6 +122,23 @@ impl MediaPlaylist {
         self.kind = PlaylistKind::Vod;
         self.ended = true;
         self
+    }
+
+    /// A live playlist that also keeps `secs` of segments listed (startover,
+    /// "DVR"): a segment slides out only when more than `window` are listed
+    /// *and* the rest still add up to `secs`, so a late viewer can seek back
+    /// that far. Still a live playlist (no `EXT-X-PLAYLIST-TYPE`, no
+    /// `EXT-X-ENDLIST`), with every RFC 8216 6.2.2 rule of [`MediaPlaylist::push`].
+    /// 0 turns it off.
+    #[must_use]
+    pub fn with_dvr_window_secs(mut self, secs: u32) -> Self {
+        self.dvr_window_ms = u64::from(secs) * 1000;
+        self
+    }
+
+    /// The DVR window given to [`MediaPlaylist::with_dvr_window_secs`], in seconds.
+    pub fn dvr_window_secs(&self) -> u32 {
+        u32::try_from(self.dvr_window_ms / 1000).unwrap_or(u32::MAX)
     }
 
     /// Appends a segment and sets its `sequence` to the media sequence number
@@ -165,7 +187,7 @@ impl MediaPlaylist {
 
         let mut removed = Vec::new();
         if self.kind == PlaylistKind::Live {
-            let floor_ms = 3 * 1000 * u64::from(self.target_duration_secs);
+            let floor_ms = (3 * 1000 * u64::from(self.target_duration_secs)).max(self.dvr_window_ms);
             while self.segments.len() > self.window {
                 let Some(front) = self.segments.front() else {
                     break;

@@ -25,6 +25,12 @@ const TS_READ_BYTES: usize = crate::ts::PACKET_SIZE * 2048;
 /// starts a little before the first video frame.
 const TS_START_MS: u64 = 1_000;
 
+/// How much of the input one read brings in: MP4 samples are read where
+/// they lie, mostly one after the other, so a window this size turns
+/// thousands of sample-sized `pread`s into a few large ones (mmap is out:
+/// unsafe is forbidden).
+const READ_WINDOW_BYTES: usize = 1 << 20;
+
 /// An opened input and what it holds.
 pub(super) struct InputFile {
     path: PathBuf,
@@ -32,6 +38,8 @@ pub(super) struct InputFile {
     len: u64,
     pub(super) format: Format,
     progress: indicatif::ProgressBar,
+    /// The last [`READ_WINDOW_BYTES`] read, and the offset it starts at.
+    window: std::cell::RefCell<(u64, Vec<u8>)>,
 }
 
 impl InputFile {
@@ -59,6 +67,7 @@ impl InputFile {
             len,
             format,
             progress,
+            window: std::cell::RefCell::new((0, Vec::new())),
         })
     }
 
@@ -68,11 +77,27 @@ impl InputFile {
     }
 
     /// Fills `buf` from `offset`; an input that ends first is truncated.
+    /// Small reads go through the read-ahead window.
     fn read_at(&self, offset: u64, buf: &mut [u8], what: &'static str) -> Result<(), PackageError> {
-        if offset.checked_add(buf.len() as u64).is_none_or(|end| end > self.len) {
+        let Some(end) = offset.checked_add(buf.len() as u64).filter(|&end| end <= self.len) else {
             return Err((self.demux_err())(demux::Error::Truncated(what)));
+        };
+        if buf.len() > READ_WINDOW_BYTES / 4 {
+            return self.file.read_exact_at(buf, offset).map_err(io_err(&self.path));
         }
-        self.file.read_exact_at(buf, offset).map_err(io_err(&self.path))
+        let mut window = self.window.borrow_mut();
+        let (start, bytes) = &mut *window;
+        if offset < *start || end > *start + bytes.len() as u64 {
+            // Refill from `offset`: `end - offset <= len - offset`, so the sample fits.
+            let n = (self.len - offset).min(READ_WINDOW_BYTES as u64) as usize;
+            bytes.resize(n, 0);
+            self.file.read_exact_at(bytes, offset).map_err(io_err(&self.path))?;
+            *start = offset;
+        }
+        // In the window now: both bounds checked just above.
+        let from = (offset - *start) as usize;
+        buf.copy_from_slice(&bytes[from..from + buf.len()]);
+        Ok(())
     }
 }
 

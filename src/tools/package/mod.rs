@@ -7,6 +7,9 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 mod input;
+mod output;
+
+pub use output::{Destination, package_into};
 
 use crate::crypto::{self, EncryptionContext, KeyId};
 use crate::demux::{self, Format};
@@ -50,6 +53,18 @@ pub enum PackageError {
     /// for, or it holds files that `sealcast package` did not write.
     #[error("{}: {reason}", .path.display())]
     Outdir { path: PathBuf, reason: String },
+    /// The `--output` argument is not a usable destination, or the bucket
+    /// prefix holds objects that must not be overwritten.
+    #[error("{0}")]
+    Output(String),
+    /// The bucket refused or did not answer.
+    #[error("{what}: {source}")]
+    Storage {
+        what: String,
+        /// Boxed: object_store's errors are large, and this enum is every
+        /// packaging function's error.
+        source: Box<crate::storage::StorageError>,
+    },
     /// A segment did not decrypt with its key.
     #[error("{path}: {source}")]
     Crypto { path: PathBuf, source: crypto::Error },
@@ -171,7 +186,7 @@ pub async fn package_to(
         Format::Mp4 => input::mp4(file, &mut packager).await?,
         Format::Ts => input::ts(file, &mut packager).await?,
     }
-    packager.finish()
+    packager.finish().await
 }
 
 /// The pipeline, its keys and the writer: what every input format feeds
@@ -209,7 +224,7 @@ impl Packager<'_> {
             self.keys_generated += 1;
         }
         match self.pipeline.push(kind, timestamp_ms, body) {
-            Ok(Some(output)) => self.vod.store(output)?,
+            Ok(Some(output)) => self.vod.store(output).await?,
             Ok(None) => {}
             Err(error) => {
                 tracing::warn!(%error, timestamp_ms, "skipping a frame");
@@ -224,9 +239,9 @@ impl Packager<'_> {
         self.vod.report.skipped_tags += 1;
     }
 
-    fn finish(mut self) -> Result<PackageReport, PackageError> {
+    async fn finish(mut self) -> Result<PackageReport, PackageError> {
         if let Some(output) = self.pipeline.finish() {
-            self.vod.store(output)?;
+            self.vod.store(output).await?;
         }
         let stats = self.pipeline.stats();
         self.vod.report.video_frames = stats.video_frames;
@@ -234,17 +249,18 @@ impl Packager<'_> {
         if self.vod.report.segments == 0 {
             return Err(PackageError::Empty(self.input.to_owned()));
         }
-        self.vod.finish()
+        self.vod.finish().await
     }
 }
 
-/// Where a package's files go: a directory today; object storage is another
-/// implementation of the same two calls.
+/// Where a package's files go: a directory, or a bucket ([`output`]).
+/// Each segment is stored before the next is made, so memory holds one.
+#[async_trait::async_trait(?Send)]
 pub trait Sink {
     /// Stores one segment's ciphertext, given in pieces, under `name`.
-    fn put_segment(&mut self, name: &str, pieces: &[Vec<u8>]) -> Result<(), PackageError>;
+    async fn put_segment(&mut self, name: &str, pieces: Vec<Vec<u8>>) -> Result<(), PackageError>;
     /// Stores the playlist, after every segment it lists.
-    fn put_playlist(&mut self, name: &str, text: &[u8]) -> Result<(), PackageError>;
+    async fn put_playlist(&mut self, name: &str, text: &[u8]) -> Result<(), PackageError>;
 }
 
 /// A local directory; each file written atomically.
@@ -252,13 +268,14 @@ pub struct DirSink<'a> {
     pub outdir: &'a Path,
 }
 
+#[async_trait::async_trait(?Send)]
 impl Sink for DirSink<'_> {
-    fn put_segment(&mut self, name: &str, pieces: &[Vec<u8>]) -> Result<(), PackageError> {
+    async fn put_segment(&mut self, name: &str, pieces: Vec<Vec<u8>>) -> Result<(), PackageError> {
         let path = self.outdir.join(name);
-        storage::write_atomic_pieces(&path, pieces).map_err(io_err(&path))
+        storage::write_atomic_pieces(&path, &pieces).map_err(io_err(&path))
     }
 
-    fn put_playlist(&mut self, name: &str, text: &[u8]) -> Result<(), PackageError> {
+    async fn put_playlist(&mut self, name: &str, text: &[u8]) -> Result<(), PackageError> {
         let path = self.outdir.join(name);
         storage::write_atomic(&path, text).map_err(io_err(&path))
     }
@@ -275,13 +292,14 @@ struct VodWriter<'a> {
 }
 
 impl VodWriter<'_> {
-    fn store(&mut self, output: Output) -> Result<(), PackageError> {
-        let Output::Segment(segment) = output else {
+    async fn store(&mut self, output: Output) -> Result<(), PackageError> {
+        let Output::Segment(mut segment) = output else {
             // Keys are provided before every push, so no segment waits for one.
             return Ok(());
         };
         let entry = self.timeline.entry(&segment, 0);
-        self.sink.put_segment(&entry.uri, &segment.pieces)?;
+        let pieces = std::mem::take(&mut segment.pieces);
+        self.sink.put_segment(&entry.uri, pieces).await?;
         self.report.segments += 1;
         if self.last_key_id.as_ref() != Some(&segment.key.id) {
             self.report.keys += 1;
@@ -292,10 +310,11 @@ impl VodWriter<'_> {
     }
 
     /// Writes the ended playlist, after every segment it lists.
-    fn finish(mut self) -> Result<PackageReport, PackageError> {
+    async fn finish(mut self) -> Result<PackageReport, PackageError> {
         self.playlist.end();
         self.sink
-            .put_playlist("index.m3u8", self.playlist.render(None).as_bytes())?;
+            .put_playlist("index.m3u8", self.playlist.render(None).as_bytes())
+            .await?;
         Ok(self.report)
     }
 }

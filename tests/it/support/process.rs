@@ -209,12 +209,24 @@ impl Player {
     /// Plays `url`; the framecrc and log files go to `dir`, named after `label`.
     /// Streams the playlist lacks are not an error (`-map 0:v?`): counts tell.
     pub fn start(url: &str, label: &str, dir: &Path) -> Player {
+        Self::start_with_headers(url, label, dir, "")
+    }
+
+    /// [`Player::start`] sending `headers` (CRLF-terminated lines, ffmpeg's
+    /// `-headers`) with every request: playlist, segments and keys.
+    pub fn start_with_headers(url: &str, label: &str, dir: &Path, headers: &str) -> Player {
+        let mut header_args = Vec::new();
+        if !headers.is_empty() {
+            header_args = vec!["-headers", headers];
+        }
         let framecrc = dir.join(format!("play-{label}.framecrc"));
         let stderr = dir.join(format!("play-{label}.log"));
         let process = Proc::spawn(
             &format!("ffmpeg player {label}"),
             Command::new("ffmpeg")
-                .args(["-nostdin", "-v", "error", "-live_start_index", "0", "-i", url])
+                .args(["-nostdin", "-v", "error", "-live_start_index", "0"])
+                .args(&header_args)
+                .args(["-i", url])
                 .args(["-map", "0:v?", "-map", "0:a?", "-fps_mode", "passthrough"])
                 .args(["-f", "framecrc", "-"])
                 .stdin(Stdio::null())
