@@ -187,16 +187,32 @@ http {
     server 127.0.0.1:$((base + 31));
     server 127.0.0.1:$((base + 32));
   }
+  # Segments: the edges, and when both fail (object storage down or slow)
+  # the ingest nodes, which serve the segments they stored lately from memory
+  # (docs/cluster.md, "When object storage fails").
+  upstream segments {
+    server 127.0.0.1:$((base + 31));
+    server 127.0.0.1:$((base + 32));
+    server 127.0.0.1:$((base + 11)) backup;
+    server 127.0.0.1:$((base + 21)) backup;
+  }
   server {
     listen 127.0.0.1:$cache_port;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_cache segments;
+    proxy_cache_lock on;
+    # An expired or revalidating copy beats an error (segments never change).
+    proxy_cache_use_stale error timeout updating http_500 http_502 http_503 http_504;
+    add_header X-Cache-Status \$upstream_cache_status always;
+    location ~ \.ts\$ {
+      proxy_pass http://segments;
+      proxy_read_timeout 5s;
+      proxy_next_upstream error timeout http_500 http_502 http_503 http_504 http_404;
+    }
     location / {
       proxy_pass http://edges;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
       proxy_next_upstream error timeout http_502 http_503;
-      proxy_cache segments;
-      proxy_cache_lock on;
-      add_header X-Cache-Status \$upstream_cache_status always;
     }
   }
 }

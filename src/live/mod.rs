@@ -23,6 +23,7 @@
 mod cluster;
 mod control;
 mod publish;
+mod recent;
 mod registry;
 mod stored;
 mod upload;
@@ -34,6 +35,7 @@ use std::time::Duration;
 
 pub use cluster::leases_from_config;
 pub use control::{PublishControl, Stop};
+pub use recent::{RecentSegments, slice_pieces};
 pub use registry::{Registry, Stream};
 
 use crate::auth::Secret;

@@ -70,6 +70,8 @@ pub struct Stream {
     /// Where its playlist is written.
     storage: Storage,
     state: Mutex<StreamState>,
+    /// With object storage: the last stored segments, served from memory.
+    recent: super::RecentSegments,
 }
 
 /// A stream's shared state. Locked only for short, non-async sections.
@@ -644,6 +646,7 @@ impl Stream {
                 playlist,
                 ..StreamState::default()
             }),
+            recent: super::RecentSegments::default(),
         }
     }
 
@@ -655,6 +658,7 @@ impl Stream {
             dir,
             storage: settings.storage.clone(),
             state: Mutex::new(StreamState::default()),
+            recent: super::RecentSegments::default(),
         }
     }
 
@@ -676,6 +680,11 @@ impl Stream {
     }
 
     /// The directory holding this stream's segments and playlist.
+    /// Segments this node stored lately (object storage only), by file name.
+    pub fn recent(&self) -> &super::RecentSegments {
+        &self.recent
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -19,7 +19,7 @@ use crate::support::{count_frames, with_safety_net};
 
 /// `sealcast edge --config FILE` with the S3 credentials in its environment;
 /// its address from the banner.
-fn start_edge(config: &Path, s3: &S3Server, label: &str) -> (Proc, SocketAddr) {
+pub(crate) fn start_edge(config: &Path, s3: &S3Server, label: &str) -> (Proc, SocketAddr) {
     use std::io::BufRead as _;
     let log = config.with_file_name(format!("{label}.log"));
     let mut edge = Proc::spawn(

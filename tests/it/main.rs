@@ -41,6 +41,7 @@ mod reload;
 mod robustness;
 mod rtmp_hostile;
 mod rtmp_ingest;
+mod s3_faults;
 mod s3_storage;
 mod security;
 mod tls;
