@@ -21,6 +21,7 @@ mod bench_tools;
 mod browser;
 mod cluster_demo;
 mod cluster_leases;
+mod cluster_sentinel;
 mod e2e_ffmpeg;
 mod edge;
 mod http_starvation;
