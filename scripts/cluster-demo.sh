@@ -229,6 +229,7 @@ done
 cat >"$dir/cluster.env" <<EOF
 RTMP_URL=rtmp://127.0.0.1:$lb_port/live/$publish_key
 PLAY_URL=http://127.0.0.1:$cache_port/live/demo/index.m3u8?token=$token
+WATCH_URL=http://127.0.0.1:$cache_port/watch/live/demo?token=$token
 CACHE=127.0.0.1:$cache_port
 EDGE_1=127.0.0.1:$((base + 31))
 EDGE_2=127.0.0.1:$((base + 32))
@@ -246,6 +247,7 @@ cat <<EOF
 sealcast cluster on loopback (logs and configs in $dir):
   push:  ffmpeg -re -i input.mp4 -c copy -f flv 'rtmp://127.0.0.1:$lb_port/live/$publish_key'
   play:  ffplay 'http://127.0.0.1:$cache_port/live/demo/index.m3u8?token=$token'
+  watch: http://127.0.0.1:$cache_port/watch/live/demo?token=$token  (hls.js, through the cache and an edge)
   kill the ingest node in use (kill -9 \$(cat $dir/ingest-a.pid)) and push again: it lands on ingest-b.
 EOF
 if [ "$detach" = 1 ]; then

@@ -54,6 +54,8 @@ pub struct EdgeState {
     pub storage: Storage,
     pub keys: Arc<KeyService>,
     playlists: DashMap<StreamName, Slot>,
+    /// The watch page (`/watch/{app}/{name}`) and its assets, as `serve` has them.
+    web: Option<Arc<super::web::WebState>>,
 }
 
 impl EdgeState {
@@ -62,7 +64,15 @@ impl EdgeState {
             storage,
             keys,
             playlists: DashMap::new(),
+            web: None,
         }
+    }
+
+    /// Serves the watch page too, so a browser plays through the edge (and
+    /// a CDN in front) from one origin.
+    pub fn with_watch_page(mut self, web: super::web::WebState) -> Self {
+        self.web = Some(Arc::new(web));
+        self
     }
 
     /// The stream's canonical playlist, at most [`PLAYLIST_FRESH`] old;
@@ -122,9 +132,14 @@ impl EdgeState {
 
 /// The media routes of an edge: playlists and segments from storage.
 pub fn routes(state: Arc<EdgeState>) -> Router {
-    Router::new()
+    let web = state.web.clone();
+    let media = Router::new()
         .route("/{app}/{name}/{file}", get(media_file))
-        .with_state(state)
+        .with_state(state);
+    match web {
+        Some(web) => media.merge(super::web::router(web)),
+        None => media,
+    }
 }
 
 /// `GET /{app}/{name}/index.m3u8` and `GET /{app}/{name}/{publish_id}-{seq}.ts`.
