@@ -187,16 +187,32 @@ http {
     server 127.0.0.1:$((base + 31));
     server 127.0.0.1:$((base + 32));
   }
+  # Segments: the edges, and when both fail (object storage down or slow)
+  # the ingest nodes, which serve the segments they stored lately from memory
+  # (docs/cluster.md, "When object storage fails").
+  upstream segments {
+    server 127.0.0.1:$((base + 31));
+    server 127.0.0.1:$((base + 32));
+    server 127.0.0.1:$((base + 11)) backup;
+    server 127.0.0.1:$((base + 21)) backup;
+  }
   server {
     listen 127.0.0.1:$cache_port;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_cache segments;
+    proxy_cache_lock on;
+    # An expired or revalidating copy beats an error (segments never change).
+    proxy_cache_use_stale error timeout updating http_500 http_502 http_503 http_504;
+    add_header X-Cache-Status \$upstream_cache_status always;
+    location ~ \.ts\$ {
+      proxy_pass http://segments;
+      proxy_read_timeout 5s;
+      proxy_next_upstream error timeout http_500 http_502 http_503 http_504 http_404;
+    }
     location / {
       proxy_pass http://edges;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
       proxy_next_upstream error timeout http_502 http_503;
-      proxy_cache segments;
-      proxy_cache_lock on;
-      add_header X-Cache-Status \$upstream_cache_status always;
     }
   }
 }
@@ -213,6 +229,7 @@ done
 cat >"$dir/cluster.env" <<EOF
 RTMP_URL=rtmp://127.0.0.1:$lb_port/live/$publish_key
 PLAY_URL=http://127.0.0.1:$cache_port/live/demo/index.m3u8?token=$token
+WATCH_URL=http://127.0.0.1:$cache_port/watch/live/demo?token=$token
 CACHE=127.0.0.1:$cache_port
 EDGE_1=127.0.0.1:$((base + 31))
 EDGE_2=127.0.0.1:$((base + 32))
@@ -230,6 +247,7 @@ cat <<EOF
 sealcast cluster on loopback (logs and configs in $dir):
   push:  ffmpeg -re -i input.mp4 -c copy -f flv 'rtmp://127.0.0.1:$lb_port/live/$publish_key'
   play:  ffplay 'http://127.0.0.1:$cache_port/live/demo/index.m3u8?token=$token'
+  watch: http://127.0.0.1:$cache_port/watch/live/demo?token=$token  (hls.js, through the cache and an edge)
   kill the ingest node in use (kill -9 \$(cat $dir/ingest-a.pid)) and push again: it lands on ingest-b.
 EOF
 if [ "$detach" = 1 ]; then

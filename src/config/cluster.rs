@@ -116,7 +116,7 @@ mod tests {
         assert_eq!(
             p,
             [
-                "cluster.redis_url \"http://x\" must start with redis:// or rediss://",
+                "cluster.redis_url \"http://x\" must start with redis://, rediss://, redis+sentinel:// or rediss+sentinel://",
                 "cluster.node_id \"a b\" must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
                 "cluster.lease_ttl_secs must be between 5 and 300 (got 2)",
                 "cluster.redis_timeout_ms must be between 100 and 10000 (got 50)",

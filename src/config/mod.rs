@@ -45,7 +45,7 @@ pub use http_limits::HttpLimits;
 pub use metrics::MetricsConfig;
 pub use publish_hook::PublishHookConfig;
 pub use record::RecordConfig;
-pub use redis_url::RedisUrl;
+pub use redis_url::{RedisUrl, SentinelUrl};
 pub use schema::{HlsConfig, HttpConfig, LogConfig, Protection, StorageConfig};
 pub use secrets::{KeyOrigin, ResolvedStream};
 pub use storage::{S3Config, StorageBackend};

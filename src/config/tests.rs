@@ -156,6 +156,7 @@ fn example_file_parses_and_validates() {
                 port: 6379,
                 db: Some(1),
                 tls: false,
+                sentinel: None,
             },
             key_prefix: "video:ticket:".into(),
             timeout_ms: 250,
@@ -734,7 +735,9 @@ fn auth_problems() {
         ),
         (
             "[auth.replay]\nbackend = \"redis\"\nurl = \"http://h:1\"",
-            &["auth.replay.url \"http://h:1\" must start with redis:// or rediss://"],
+            &[
+                "auth.replay.url \"http://h:1\" must start with redis://, rediss://, redis+sentinel:// or rediss+sentinel://",
+            ],
         ),
         (
             "[auth.replay]\nurl = \"redis://h:1\"",

@@ -34,13 +34,28 @@ const MAX_CACHED_PLAYLISTS: usize = 10_000;
 
 /// One stream's cached canonical playlist. The async mutex makes a refresh
 /// single-flight: viewers arriving while it is read wait for that read.
-type Slot = Arc<tokio::sync::Mutex<Option<(Instant, Option<Arc<str>>)>>>;
+type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
+
+/// A canonical playlist as last read from storage.
+struct Cached {
+    /// Last time storage was asked (successfully or not).
+    checked_at: Instant,
+    /// Last time storage answered.
+    read_at: Instant,
+    text: Option<Arc<str>>,
+}
+
+/// How long after the last successful read a playlist is still served while
+/// storage fails; past it, 503.
+pub const STALE_PLAYLIST_MAX: Duration = Duration::from_secs(60);
 
 /// What an edge's media routes share.
 pub struct EdgeState {
     pub storage: Storage,
     pub keys: Arc<KeyService>,
     playlists: DashMap<StreamName, Slot>,
+    /// The watch page (`/watch/{app}/{name}`) and its assets, as `serve` has them.
+    web: Option<Arc<super::web::WebState>>,
 }
 
 impl EdgeState {
@@ -49,28 +64,55 @@ impl EdgeState {
             storage,
             keys,
             playlists: DashMap::new(),
+            web: None,
         }
     }
 
+    /// Serves the watch page too, so a browser plays through the edge (and
+    /// a CDN in front) from one origin.
+    pub fn with_watch_page(mut self, web: super::web::WebState) -> Self {
+        self.web = Some(Arc::new(web));
+        self
+    }
+
     /// The stream's canonical playlist, at most [`PLAYLIST_FRESH`] old;
-    /// `None` when storage has none (an unknown stream).
+    /// `None` when storage has none (an unknown stream). When storage fails,
+    /// the last playlist read, for up to [`STALE_PLAYLIST_MAX`] after it was
+    /// read: the ingest node cannot list anything new while storage is down
+    /// either, and players keep polling instead of failing.
     async fn canonical_playlist(&self, stream: &StreamName) -> Result<Option<Arc<str>>, crate::storage::StorageError> {
         let slot = self.slot(stream);
         let mut cached = slot.lock().await;
-        if let Some((read_at, text)) = cached.as_ref()
-            && read_at.elapsed() < PLAYLIST_FRESH
+        if let Some(entry) = cached.as_ref()
+            && entry.checked_at.elapsed() < PLAYLIST_FRESH
         {
-            return Ok(text.clone());
+            return Ok(entry.text.clone());
         }
         let key = crate::storage::playlist_key(stream.app(), stream.name());
-        let text = self
-            .storage
-            .get(&key)
-            .await?
-            .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
-            .map(Arc::<str>::from);
-        *cached = Some((Instant::now(), text.clone()));
-        Ok(text)
+        match self.storage.get(&key).await {
+            Ok(read) => {
+                let text = read
+                    .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+                    .map(Arc::<str>::from);
+                let now = Instant::now();
+                *cached = Some(Cached {
+                    checked_at: now,
+                    read_at: now,
+                    text: text.clone(),
+                });
+                Ok(text)
+            }
+            Err(error) => match cached.as_mut() {
+                Some(entry) if entry.text.is_some() && entry.read_at.elapsed() < STALE_PLAYLIST_MAX => {
+                    warn!(%stream, %error, "reading the playlist from storage failed; serving the last one read");
+                    // Tried again after PLAYLIST_FRESH: a slow storage must
+                    // not hold every viewer's request.
+                    entry.checked_at = Instant::now();
+                    Ok(entry.text.clone())
+                }
+                _ => Err(error),
+            },
+        }
     }
 
     fn slot(&self, stream: &StreamName) -> Slot {
@@ -80,7 +122,7 @@ impl EdgeState {
         if self.playlists.len() >= MAX_CACHED_PLAYLISTS {
             self.playlists.retain(|_, slot| {
                 slot.try_lock().map_or(true, |c| {
-                    c.as_ref().is_some_and(|(at, _)| at.elapsed() < PLAYLIST_FRESH)
+                    c.as_ref().is_some_and(|c| c.checked_at.elapsed() < PLAYLIST_FRESH)
                 })
             });
         }
@@ -90,10 +132,15 @@ impl EdgeState {
 
 /// The media routes of an edge: playlists and segments from storage.
 pub fn routes(state: Arc<EdgeState>) -> Router {
-    Router::new()
+    let web = state.web.clone();
+    let media = Router::new()
         .route("/{app}/{name}/{file}", get(media_file))
         .route(super::recordings::PLAYLIST_ROUTE, get(super::recordings::edge_playlist))
-        .with_state(state)
+        .with_state(state);
+    match web {
+        Some(web) => media.merge(super::web::router(web)),
+        None => media,
+    }
 }
 
 /// `GET /{app}/{name}/index.m3u8` and `GET /{app}/{name}/{publish_id}-{seq}.ts`.

@@ -323,6 +323,11 @@ async fn media_file(
     }
     let storage = state.registry.storage();
     if storage.local_dir().is_none() {
+        // What this node stored lately it serves from memory: no storage
+        // round trip, and no 503 while storage is down.
+        if let Some(pieces) = stream.recent().get(&file) {
+            return stored::serve_pieces(&pieces, &headers);
+        }
         let key = crate::storage::segment_key(stream_name.app(), stream_name.name(), &file);
         return stored::serve_segment(storage, &key, &headers).await;
     }

@@ -91,6 +91,7 @@ mod tests {
                 port,
                 db: None,
                 tls: false,
+                sentinel: None,
             },
             username: None,
             password: None,

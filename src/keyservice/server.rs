@@ -114,7 +114,11 @@ impl KeyServer {
         let mut server = Self::from_config(config)?;
         let storage = crate::server::storage_from_config(config, server.metrics.clone())
             .map_err(|e| ConfigError::one(e.to_string()))?;
-        let state = crate::http::edge::EdgeState::new(storage, Arc::clone(&server.keys));
+        let keys = &server.keys;
+        let web = crate::http::web::WebState::new(None, keys.token_secret().clone(), None, &config.http)
+            .with_audience(keys.audience().map(str::to_owned))
+            .with_key_service(Arc::clone(keys));
+        let state = crate::http::edge::EdgeState::new(storage, Arc::clone(&server.keys)).with_watch_page(web);
         server.edge = Some(Arc::new(state));
         Ok(server)
     }

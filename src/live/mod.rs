@@ -23,6 +23,7 @@
 mod cluster;
 mod control;
 mod publish;
+mod recent;
 mod record;
 pub mod recordings;
 mod registry;
@@ -36,6 +37,7 @@ use std::time::Duration;
 
 pub use cluster::leases_from_config;
 pub use control::{PublishControl, Stop};
+pub use recent::{RecentSegments, slice_pieces};
 pub use record::key_id_prefix;
 pub use recordings::{Manifest, RecordSettings, RecordingState, Recordings};
 pub use registry::{Registry, Stream};

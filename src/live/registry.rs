@@ -74,6 +74,8 @@ pub struct Stream {
     /// Where its recordings go when they complete.
     recordings: Arc<super::Recordings>,
     state: Mutex<StreamState>,
+    /// With object storage: the last stored segments, served from memory.
+    recent: super::RecentSegments,
 }
 
 /// A stream's shared state. Locked only for short, non-async sections.
@@ -704,6 +706,7 @@ impl Stream {
                 playlist,
                 ..StreamState::default()
             }),
+            recent: super::RecentSegments::default(),
         }
     }
 
@@ -716,6 +719,7 @@ impl Stream {
             storage: settings.storage.clone(),
             recordings: Arc::clone(&settings.recordings),
             state: Mutex::new(StreamState::default()),
+            recent: super::RecentSegments::default(),
         }
     }
 
@@ -737,6 +741,11 @@ impl Stream {
     }
 
     /// The directory holding this stream's segments and playlist.
+    /// Segments this node stored lately (object storage only), by file name.
+    pub fn recent(&self) -> &super::RecentSegments {
+        &self.recent
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

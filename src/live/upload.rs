@@ -10,7 +10,9 @@
 //!
 //! Memory per stream: the segment being filled, [`QUEUED_SEGMENTS`] waiting
 //! and one being uploaded: at most `QUEUED_SEGMENTS + 2` segments of
-//! ciphertext (about 4 × 700 KB for 2 s segments at 2.7 Mb/s).
+//! ciphertext (about 4 × 700 KB for 2 s segments at 2.7 Mb/s) on the way
+//! to storage, and after it the stored ones this node keeps to serve them
+//! itself ([`super::RecentSegments`]: `2 × playlist_window + 1` segments).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -215,7 +217,15 @@ impl UploadTask {
                         warn!(stream = %self.stream.name, %error, attempts, "storing an object failed; retrying");
                     }
                 }
-                Err(_) => return false,
+                Err(_) => {
+                    // The storage's own limit is longer than what was left.
+                    warn!(
+                        stream = %self.stream.name,
+                        "S3 put of {key} in {} failed: status=timeout: no answer before the deadline",
+                        self.storage.location()
+                    );
+                    return false;
+                }
             }
             tokio::time::sleep(backoff.min(until.saturating_duration_since(Instant::now()))).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -268,6 +278,11 @@ impl UploadTask {
             state.info.stored_media_ms += (segment.duration_secs * 1000.0).round() as u64;
             (text, listed.expired)
         };
+        // Stored and listed: from now on this node serves it from memory.
+        let window = self.registry.settings().playlist_window;
+        self.stream
+            .recent()
+            .insert(file, body.into(), super::RecentSegments::capacity(window));
         self.playlist_pending = None;
         // The playlist gets until the next segment is due; if it fails, the
         // next segment's playlist (a superset) replaces it.

@@ -31,16 +31,24 @@ pub enum StorageError {
         key: String,
         source: std::io::Error,
     },
-    /// Object storage refused or did not answer.
-    #[error("{op} {key}: {source}")]
+    /// Object storage refused or did not answer: the S3 operation, the
+    /// bucket, and the HTTP status when there was one (`403`, `503`...).
+    #[error("S3 {op} of {key} in bucket {bucket} failed: status={}: {source}", s3::status_label(*status))]
     Object {
         op: &'static str,
+        bucket: String,
         key: String,
-        source: object_store::Error,
+        status: Option<u16>,
+        source: Box<object_store::Error>,
     },
     /// Object storage did not answer in time.
-    #[error("{op} {key}: no answer within {secs} s")]
-    Timeout { op: &'static str, key: String, secs: u64 },
+    #[error("S3 {op} of {key} in bucket {bucket} failed: status=timeout: no answer within {secs} s")]
+    Timeout {
+        op: &'static str,
+        bucket: String,
+        key: String,
+        secs: u64,
+    },
     /// The backend could not be set up or checked at start (the message
     /// names the setting).
     #[error("{0}")]
@@ -63,6 +71,14 @@ impl Storage {
         match self {
             Storage::Local(dir) => Some(dir),
             Storage::S3(_) => None,
+        }
+    }
+
+    /// Where objects go, for log lines: `bucket NAME` or `directory PATH`.
+    pub fn location(&self) -> String {
+        match self {
+            Storage::Local(dir) => format!("directory {}", dir.display()),
+            Storage::S3(store) => format!("bucket {}", store.bucket()),
         }
     }
 

@@ -197,6 +197,11 @@ impl S3Store {
         }
     }
 
+    /// The bucket's name.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
     fn path(&self, key: &str) -> ObjectPath {
         ObjectPath::from(format!("{}{key}", self.prefix))
     }
@@ -215,14 +220,17 @@ impl S3Store {
                 "error",
                 Err(StorageError::Object {
                     op,
+                    bucket: self.bucket.clone(),
                     key: key.to_owned(),
-                    source,
+                    status: http_status(&source),
+                    source: Box::new(source),
                 }),
             ),
             Err(_) => (
                 "error",
                 Err(StorageError::Timeout {
                     op,
+                    bucket: self.bucket.clone(),
                     key: key.to_owned(),
                     secs: REQUEST_TIMEOUT.as_secs(),
                 }),
@@ -281,5 +289,52 @@ impl S3Store {
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
         let result = tokio::time::timeout(REQUEST_TIMEOUT, self.store.delete(&self.path(key))).await;
         self.record("delete", key, result).map(|_| ())
+    }
+}
+
+/// The HTTP status an S3 request was answered with, when it got one:
+/// `object_store` keeps it in its error (`PermissionDenied` is a 403,
+/// `Unauthenticated` a 401) or in the text "status code: 503 ...".
+fn http_status(error: &object_store::Error) -> Option<u16> {
+    match error {
+        object_store::Error::PermissionDenied { .. } => return Some(403),
+        object_store::Error::Unauthenticated { .. } => return Some(401),
+        object_store::Error::NotFound { .. } => return Some(404),
+        _ => {}
+    }
+    let text = format!("{error}");
+    let at = text.find("status code: ")? + "status code: ".len();
+    text.get(at..at + 3)?.parse().ok()
+}
+
+/// `503`, or `none` for a request that got no HTTP answer (connection
+/// refused or reset).
+pub fn status_label(status: Option<u16>) -> String {
+    status.map_or_else(|| "none".to_owned(), |s| s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_read_from_errors() {
+        let generic = |text: &str| object_store::Error::Generic {
+            store: "S3",
+            source: text.to_owned().into(),
+        };
+        let denied = object_store::Error::PermissionDenied {
+            path: "p".into(),
+            source: "AccessDenied".into(),
+        };
+        assert_eq!(http_status(&denied), Some(403));
+        assert_eq!(
+            http_status(&generic(
+                "Server returned non-2xx status code: 503 Service Unavailable: SlowDown"
+            )),
+            Some(503)
+        );
+        assert_eq!(http_status(&generic("error sending request")), None);
+        assert_eq!(status_label(None), "none");
     }
 }

@@ -7,14 +7,18 @@
 //! retries through haproxy land on B, which takes the stream over; the
 //! playlist through the cache grows with one discontinuity and media
 //! sequence numbers that only grow, ffmpeg plays it through the cache with
-//! the keys the edges hand out, and nothing in the bucket is plaintext or a
-//! data key.
+//! the keys the edges hand out, hls.js in headless Chromium plays the edge's
+//! watch page through the cache across the takeover (media after it decoded),
+//! and nothing in the bucket is plaintext or a data key.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use serde_json::Value;
 
 use object_store::ClientOptions;
 use object_store::aws::AmazonS3Builder;
@@ -25,7 +29,7 @@ use crate::support::kms::fetch_key;
 use crate::support::playlist::{keyed_segments, parse, wait_for};
 use crate::support::process::{Proc, free_port, path_str};
 use crate::support::rtmp::{PublishOutcome, Publisher};
-use crate::support::{contains, count_frames, fixture, with_safety_net};
+use crate::support::{contains, count_frames, fixture};
 
 /// The demo, detached; stopped (every process it started) on drop.
 struct Cluster {
@@ -108,6 +112,67 @@ fn parse_env(path: &PathBuf) -> HashMap<String, String> {
         .collect()
 }
 
+/// tests/browser/cluster.mjs playing a page in headless Chromium; its
+/// reports (one JSON object every half second) collected as they come.
+struct Browser {
+    _node: Proc,
+    reports: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Browser {
+    fn start(url: &str, seconds: u32, dir: &Path) -> Browser {
+        use std::io::BufRead as _;
+        let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+        assert!(
+            browser_dir.join("node_modules/playwright-core").exists() && Path::new("/usr/bin/chromium").exists(),
+            "needs chromium (apt-get install chromium) and tests/browser/node_modules (npm ci in tests/browser)"
+        );
+        let config = serde_json::json!({
+            "url": url,
+            "seconds": seconds,
+            "userDataDir": dir.join("chromium-profile"),
+            "chromium": "/usr/bin/chromium",
+        });
+        let mut node = Proc::spawn(
+            "node cluster.mjs",
+            Command::new("node")
+                .arg(browser_dir.join("cluster.mjs"))
+                .arg(config.to_string())
+                .current_dir(&browser_dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(std::fs::File::create(dir.join("browser.log")).unwrap()),
+        );
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let (stdout, sink) = (node.child.stdout.take().unwrap(), Arc::clone(&reports));
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(report) = serde_json::from_str::<Value>(&line) {
+                    sink.lock().unwrap().push(report);
+                }
+            }
+        });
+        Browser { _node: node, reports }
+    }
+
+    /// The first report (from now on, or already in) for which `done` holds.
+    async fn report_where(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let done = &done;
+        wait_for(what, Duration::from_secs(120), || async move {
+            let reports = self.reports.lock().unwrap();
+            if let Some(error) = reports.iter().find_map(|r| r.get("error")) {
+                panic!("cluster.mjs: {error}");
+            }
+            reports.iter().find(|r| done(r)).cloned()
+        })
+        .await
+    }
+}
+
+fn num(report: &Value, key: &str) -> f64 {
+    report[key].as_f64().unwrap_or(0.0)
+}
+
 /// The playlist through the cache, once `done` holds for it.
 async fn playlist_where(cluster: &Cluster, what: &str, done: impl Fn(&str) -> bool) -> String {
     let (cache, path, done) = (cluster.addr("CACHE"), cluster.playlist_path(), &done);
@@ -124,7 +189,8 @@ async fn playlist_where(cluster: &Cluster, what: &str, done: impl Fn(&str) -> bo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_fail_over_and_play_through_the_whole_cluster() {
-    with_safety_net(async {
+    // Longer than the usual safety net: a browser plays across a failover.
+    let whole = tokio::time::timeout(Duration::from_secs(300), async {
         let cluster = Cluster::start();
         let cache = cluster.addr("CACHE");
         let mut first = cluster.push("push-1");
@@ -133,6 +199,12 @@ async fn push_fail_over_and_play_through_the_whole_cluster() {
             cluster.log("ingest-a").contains("publish accepted"),
             "A took the first push"
         );
+        // hls.js plays the edge's watch page through the cache.
+        let watch = format!("http://{cache}/watch/live/demo?token={}", cluster.get("TOKEN"));
+        let browser = Browser::start(&watch, 200, cluster.dir.path());
+        browser
+            .report_where("hls.js to play from ingest A", |r| num(r, "frames") > 0.0)
+            .await;
 
         // A second publisher for the stream, on the other node, is refused.
         let mut second = Publisher::connect(cluster.addr("INGEST_B_RTMP"), "live").await;
@@ -207,6 +279,38 @@ async fn push_fail_over_and_play_through_the_whole_cluster() {
             "{after:?}"
         );
 
+        // The browser resumes by itself: it fetches ingest B's segments and
+        // plays past what it had buffered when it asked for the first one.
+        let first_of_b = &after.segments.iter().find(|s| s.discontinuity).unwrap().uri;
+        let publish_b = format!("{}-", first_of_b.rsplit_once('-').unwrap().0);
+        let from_b = |r: &Value| {
+            r["segments"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|f| f.as_str().is_some_and(|f| f.starts_with(&publish_b))))
+        };
+        let asked = browser
+            .report_where("hls.js to fetch ingest B's segments", from_b)
+            .await;
+        let (buffered_from_a, frames_then) = (num(&asked, "bufferedEnd"), num(&asked, "frames"));
+        // One more segment of A's may still have been on its way then (4 s).
+        let played = browser
+            .report_where("hls.js to play ingest B's media", |r| {
+                num(r, "currentTime") > buffered_from_a + 6.0 && num(r, "frames") > frames_then
+            })
+            .await;
+        assert!(
+            num(&played, "frames") > frames_then,
+            "frames decoded after the takeover: {played}"
+        );
+        eprintln!(
+            "browser: first segment of B asked at {} ms (buffered to {buffered_from_a:.1} s, {frames_then} frames); \
+             at {} ms played to {:.1} s, {} frames",
+            num(&asked, "t"),
+            num(&played, "t"),
+            num(&played, "currentTime"),
+            num(&played, "frames")
+        );
+
         // Every listed segment's key comes from an edge; ffmpeg plays through the cache.
         let text = http::get(cache, "/live/demo/index.m3u8").await.text();
         let mut data_keys = Vec::new();
@@ -245,4 +349,5 @@ async fn push_fail_over_and_play_through_the_whole_cluster() {
         }
     })
     .await;
+    assert!(whole.is_ok(), "the cluster test did not finish within 300 s");
 }

@@ -3,7 +3,8 @@
 //! with nothing shared but the configuration. ffmpeg plays through one edge;
 //! playlists are personalized per viewer (the canonical one carries no
 //! credential); a key URI handed out by one edge is answered by the other;
-//! segments answer `Range`; bad tokens and unknown streams are refused.
+//! segments answer `Range`; bad tokens and unknown streams are refused; the
+//! watch page is served as on `serve`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -91,6 +92,21 @@ async fn two_edges_serve_a_stored_stream_from_the_bucket() {
         ] {
             assert_eq!(http::get(edge2, &path).await.status, want, "{path}");
         }
+
+        // The watch page, as on `serve`: the token checked; no operator page.
+        let page = http::get(edge1, &format!("/watch/live/demo?token={token}")).await;
+        assert_eq!(page.status, 200);
+        assert!(page.text().contains("index.m3u8"), "{}", page.text());
+        assert_eq!(http::get(edge1, "/watch/live/demo").await.status, 401);
+        assert_eq!(
+            http::get(edge1, &format!("/watch/live/demo?token={other}"))
+                .await
+                .status,
+            403
+        );
+        assert_eq!(http::get(edge1, "/").await.status, 404);
+        let hlsjs = http::get(edge1, "/static/hls.js@1.7.4/hls.min.js").await;
+        assert_eq!(hlsjs.status, 200);
 
         // A key URI from edge 1's playlist is answered by edge 2.
         for segment in keyed_segments(&canonical).iter().take(2) {

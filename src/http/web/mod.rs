@@ -71,7 +71,9 @@ const PLAIN_PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'sel
 
 /// What the page handlers share.
 pub struct WebState {
-    registry: Arc<Registry>,
+    /// `None` on `sealcast edge`: no operator page, and a watch page for any
+    /// stream name (the token decides; an unknown stream's playlist is 404).
+    registry: Option<Arc<Registry>>,
     /// Signs the watch links the operator page offers.
     token_secret: Secret,
     operator: OperatorAccess,
@@ -90,11 +92,16 @@ pub struct WebState {
 
 impl WebState {
     /// `admin_token` guards the operator page; see [`OperatorAccess::from_config`].
-    pub fn new(registry: Arc<Registry>, token_secret: Secret, admin_token: Option<Secret>, http: &HttpConfig) -> Self {
+    pub fn new(
+        registry: impl Into<Option<Arc<Registry>>>,
+        token_secret: Secret,
+        admin_token: Option<Secret>,
+        http: &HttpConfig,
+    ) -> Self {
         let public_origin = http.public_url.as_deref().and_then(origin_of);
         let csp = watch_csp(&http.hlsjs_url, public_origin);
         Self {
-            registry,
+            registry: registry.into(),
             token_secret,
             operator: OperatorAccess::from_config(admin_token, http.listen),
             hlsjs_url: http.hlsjs_url.clone(),
@@ -217,7 +224,7 @@ async fn watch(
 ) -> Response {
     let Some(stream) = StreamName::new(&app, &name)
         .ok()
-        .filter(|n| state.registry.get(n).is_some())
+        .filter(|n| state.registry.as_ref().is_none_or(|r| r.get(n).is_some()))
     else {
         return message_page(
             StatusCode::NOT_FOUND,

@@ -249,10 +249,14 @@ fn login_page(failure: Option<&str>) -> Response {
 }
 
 async fn streams_page(state: &WebState) -> Response {
+    // An edge has no streams of its own to list.
+    let Some(registry) = &state.registry else {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    };
     let now = now_unix_secs();
-    let segments_per_key = state.registry.settings().segments_per_key.get();
+    let segments_per_key = registry.settings().segments_per_key.get();
     let mut items = String::new();
-    for stream in state.registry.all() {
+    for stream in registry.all() {
         let summary = summarize(&stream, now).await;
         let watch_href = watch_link(&state.token_secret, state.audience.as_deref(), &summary.name, now);
         items.push_str(&render_summary(&summary, segments_per_key, &watch_href));

@@ -177,4 +177,5 @@ pub mod logs;
 pub mod playlist;
 pub mod process;
 pub mod rtmp;
+pub mod s3_fault;
 pub mod server;

@@ -1,0 +1,111 @@
+//! The last segments a publish stored in object storage, kept in memory so
+//! the ingest node serves them itself: no storage round trip per viewer
+//! request, and no 5xx for a listed segment while storage is down or slow
+//! (docs/cluster.md, "When object storage fails").
+//!
+//! Only segments that were stored *and* listed go in (the upload task puts
+//! them after the playlist that lists them is written), so serving from here
+//! never reveals a segment before storage holds it. The ciphertext pieces
+//! are the ones the upload sent (`Bytes`: no copy). A segment stays until
+//! [`RecentSegments::capacity`] newer ones arrived: the playlist window plus
+//! as many again, which covers the RFC 8216 6.2.2 grace during which a
+//! segment that left the playlist must stay fetchable.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+/// One stream's recently stored segments, newest last.
+#[derive(Default)]
+pub struct RecentSegments {
+    entries: Mutex<VecDeque<(String, Arc<[Bytes]>)>>,
+}
+
+impl RecentSegments {
+    /// Segments kept for a playlist window of `window` segments: the window,
+    /// and as many again for the removed segments' grace period.
+    pub fn capacity(window: usize) -> usize {
+        2 * window + 1
+    }
+
+    /// Keeps `file`'s ciphertext, dropping the oldest past `capacity`.
+    pub fn insert(&self, file: String, pieces: Arc<[Bytes]>, capacity: usize) {
+        let mut entries = self.lock();
+        entries.retain(|(name, _)| *name != file);
+        entries.push_back((file, pieces));
+        while entries.len() > capacity.max(1) {
+            entries.pop_front();
+        }
+    }
+
+    /// The ciphertext of `file` (`{publish_id}-{seq}.ts`), if it is kept.
+    pub fn get(&self, file: &str) -> Option<Arc<[Bytes]>> {
+        let entries = self.lock();
+        entries
+            .iter()
+            .rev()
+            .find(|(name, _)| name == file)
+            .map(|(_, pieces)| Arc::clone(pieces))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(String, Arc<[Bytes]>)>> {
+        // Nothing here can be left half-changed by a panic.
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The bytes `start..end` of an object held as `pieces`, as sub-slices of
+/// the pieces (no copy).
+pub fn slice_pieces(pieces: &[Bytes], start: u64, end: u64) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut offset = 0u64;
+    for piece in pieces {
+        let len = piece.len() as u64;
+        let (from, to) = (start.max(offset), end.min(offset + len));
+        if from < to {
+            out.push(piece.slice((from - offset) as usize..(to - offset) as usize));
+        }
+        offset += len;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pieces(parts: &[&'static [u8]]) -> Arc<[Bytes]> {
+        parts.iter().map(|p| Bytes::from_static(p)).collect()
+    }
+
+    #[test]
+    fn keeps_the_newest_up_to_capacity() {
+        let recent = RecentSegments::default();
+        for seq in 0..5 {
+            recent.insert(format!("p-{seq}.ts"), pieces(&[b"x"]), 3);
+        }
+        assert!(recent.get("p-1.ts").is_none());
+        assert!(recent.get("p-2.ts").is_some());
+        assert!(recent.get("p-4.ts").is_some());
+        assert_eq!(RecentSegments::capacity(6), 13);
+    }
+
+    #[test]
+    fn slices_across_pieces() {
+        let all = pieces(&[b"0123", b"45", b"6789"]);
+        let join = |v: Vec<Bytes>| v.concat();
+        // (start, end, expected)
+        let table: &[(u64, u64, &[u8])] = &[
+            (0, 10, b"0123456789"),
+            (2, 5, b"234"),
+            (4, 6, b"45"),
+            (5, 9, b"5678"),
+            (9, 10, b"9"),
+            (3, 3, b""),
+        ];
+        for &(start, end, want) in table {
+            assert_eq!(join(slice_pieces(&all, start, end)), want, "{start}..{end}");
+        }
+    }
+}
