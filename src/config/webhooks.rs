@@ -13,8 +13,8 @@ use crate::auth::Secret;
 /// Shortest accepted webhook secret, in bytes.
 pub const MIN_WEBHOOK_SECRET_BYTES: usize = 16;
 
-/// `[webhooks]`: `stream.published`, `stream.unpublished` and
-/// `segment.dropped` events, signed, delivered at least once, in order.
+/// `[webhooks]`: `stream.published`, `stream.unpublished`,
+/// `segment.dropped` and `recording.completed` events, signed, delivered at least once, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhooksConfig {

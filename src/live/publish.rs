@@ -345,8 +345,10 @@ impl Publish {
             };
             let listed = self.timeline.list(&segment, now_unix_ms, playlist);
             let text = playlist.render(None);
+            // The entry just listed (an ended playlist lists nothing more).
+            let file = crate::names::segment_file_name(&self.publish_id, sequence);
             recorded = (state.recording.as_mut())
-                .zip(playlist.segments().last())
+                .zip(playlist.segments().last().filter(|entry| entry.uri == file))
                 .map(|(recording, entry)| recording.add(entry, stored_bytes, now_unix_ms));
             let info = &mut state.info;
             info.tracks = tracks;

@@ -14,8 +14,10 @@ use bytes::Bytes;
 use tracing::{info, warn};
 
 pub use super::record::RECORDINGS_DIR;
+use super::record::Recording;
 use super::record::{MANIFEST_FILE, complete_stored, segment_files};
 pub use super::record::{Manifest, RecordingState, Snapshot};
+use crate::names::StreamName;
 use crate::storage::{Storage, StorageError};
 
 /// How often completed recordings are checked against `retention_days`.
@@ -57,6 +59,8 @@ pub struct Recordings {
     /// Set once the index was loaded from storage.
     loaded: tokio::sync::OnceCell<()>,
     webhooks: OnceLock<crate::webhooks::Notifier>,
+    /// `[[streams]] record` of each configured stream that sets it.
+    overrides: Mutex<HashMap<StreamName, bool>>,
 }
 
 impl std::fmt::Debug for Recordings {
@@ -75,6 +79,33 @@ impl Recordings {
             index: Mutex::new(HashMap::new()),
             loaded: tokio::sync::OnceCell::new(),
             webhooks: OnceLock::new(),
+            overrides: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes the `record` settings of the configured streams (at start and on SIGHUP).
+    pub(super) fn set_overrides(&self, specs: &[super::StreamSpec]) {
+        let overrides = specs.iter().filter_map(|s| s.record.map(|on| (s.name.clone(), on)));
+        *self.overrides.lock().unwrap_or_else(|p| p.into_inner()) = overrides.collect();
+    }
+
+    /// A new publish of `stream` goes on in the `open` recording (its
+    /// encoder came back within the reconnect grace), or starts one when
+    /// the stream is recorded.
+    pub(super) fn join_or_start(
+        &self,
+        open: &mut Option<Recording>,
+        stream: &StreamName,
+        publish_id: &str,
+        target_duration_secs: u32,
+    ) {
+        if let Some(recording) = open {
+            return recording.continue_with(publish_id);
+        }
+        let overrides = self.overrides.lock().unwrap_or_else(|p| p.into_inner());
+        if overrides.get(stream).copied().unwrap_or(self.settings.enabled) {
+            let now = crate::clock::now_unix_ms();
+            *open = Some(Recording::start(stream, publish_id, target_duration_secs, now));
         }
     }
 
@@ -325,6 +356,17 @@ impl Recordings {
     }
 }
 
+impl super::Stream {
+    /// The open recording's key id prefix for `publish_id`'s data keys, or
+    /// `publish_id` when the publish is not recorded.
+    pub(super) fn key_id_prefix(&self, publish_id: &str) -> String {
+        match self.lock().recording.as_ref() {
+            Some(recording) => super::record::key_id_prefix(recording.id(), publish_id),
+            None => publish_id.to_owned(),
+        }
+    }
+}
+
 fn is_manifest_key(key: &str) -> bool {
     let parts: Vec<&str> = key.split('/').collect();
     matches!(parts.as_slice(), [_, _, dir, _, file] if *dir == RECORDINGS_DIR && *file == MANIFEST_FILE)
@@ -357,10 +399,8 @@ fn local_manifest_keys(root: &std::path::Path) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::record::Recording;
     use super::*;
     use crate::hls::SegmentEntry;
-    use crate::names::StreamName;
 
     const DAY_MS: u64 = 86_400_000;
 

@@ -57,8 +57,6 @@ pub struct Registry {
     publish_hook: Option<crate::webhooks::PublishHook>,
     /// Cluster mode: the publish leases in Redis; `None`: one node.
     cluster: Option<Arc<Leases>>,
-    /// `[[streams]] record` of each configured stream that sets it.
-    record_overrides: RwLock<HashMap<StreamName, bool>>,
 }
 
 /// How long a new publish waits for the quiet one it takes over from to
@@ -98,7 +96,7 @@ impl Registry {
     pub fn new(settings: LiveSettings, kms: Arc<dyn Kms>, specs: Vec<StreamSpec>) -> Self {
         let streams = DashMap::new();
         let mut by_key_digest = HashMap::new();
-        let record_overrides = record_overrides(&specs);
+        settings.recordings.set_overrides(&specs);
         for spec in specs {
             by_key_digest.insert(key_digest(spec.publish_key.expose()), spec.name.clone());
             let stream = Stream::restore(spec.name.clone(), &settings);
@@ -116,22 +114,12 @@ impl Registry {
             webhooks: None,
             publish_hook: None,
             cluster: None,
-            record_overrides: RwLock::new(record_overrides),
         }
     }
 
     /// Every recording of this server's storage.
     pub fn recordings(&self) -> &Arc<super::Recordings> {
         &self.settings.recordings
-    }
-
-    /// Whether a new publish of `stream` is recorded.
-    fn records(&self, stream: &StreamName) -> bool {
-        let overrides = self.record_overrides.read().unwrap_or_else(|p| p.into_inner());
-        overrides
-            .get(stream)
-            .copied()
-            .unwrap_or(self.settings.recordings.settings().enabled)
     }
 
     /// Where segments and playlists go.
@@ -321,7 +309,7 @@ impl Registry {
             }
         }
         *current = digests;
-        *self.record_overrides.write().unwrap_or_else(|p| p.into_inner()) = record_overrides(&specs);
+        self.settings.recordings.set_overrides(&specs);
         changes
     }
 
@@ -507,13 +495,6 @@ async fn end_after(grace: Duration, stream: Arc<Stream>, generation: u64) {
     stream.end_playlist_if(generation).await;
 }
 
-fn record_overrides(specs: &[StreamSpec]) -> HashMap<StreamName, bool> {
-    specs
-        .iter()
-        .filter_map(|s| s.record.map(|record| (s.name.clone(), record)))
-        .collect()
-}
-
 fn key_digest(key: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest::digest(&digest::SHA256, key).as_ref());
@@ -592,19 +573,13 @@ impl Registry {
             self.settings.dvr_window_secs,
         );
         state.playlist = Some(playlist);
-        // A publish within the reconnect grace goes on in the open recording.
-        match state.recording.as_mut() {
-            Some(recording) => recording.continue_with(publish_id),
-            None if self.records(&stream.name) => {
-                state.recording = Some(super::record::Recording::start(
-                    &stream.name,
-                    publish_id,
-                    self.settings.segment_duration_secs,
-                    crate::clock::now_unix_ms(),
-                ));
-            }
-            None => {}
-        }
+        let recordings = &self.settings.recordings;
+        recordings.join_or_start(
+            &mut state.recording,
+            &stream.name,
+            publish_id,
+            self.settings.segment_duration_secs,
+        );
         Ok(continuation)
     }
 
@@ -821,15 +796,6 @@ impl Stream {
         }
         if let Some(done) = recording.and_then(|r| r.finish(crate::clock::now_unix_ms())) {
             self.recordings.complete(done).await;
-        }
-    }
-
-    /// The open recording's key id prefix for `publish_id`'s data keys, or
-    /// `publish_id` when the publish is not recorded.
-    pub(super) fn key_id_prefix(&self, publish_id: &str) -> String {
-        match self.lock().recording.as_ref() {
-            Some(recording) => super::record::key_id_prefix(recording.id(), publish_id),
-            None => publish_id.to_owned(),
         }
     }
 

@@ -270,8 +270,9 @@ impl UploadTask {
             let now_unix_ms = crate::clock::now_unix_ms();
             let listed = self.timeline.list(&segment, now_unix_ms, playlist);
             let text = playlist.render(None);
+            // The entry just listed (an ended playlist lists nothing more).
             recorded = (state.recording.as_mut())
-                .zip(playlist.segments().last())
+                .zip(playlist.segments().last().filter(|entry| entry.uri == file))
                 .map(|(recording, entry)| recording.add(entry, stored_bytes, now_unix_ms));
             state.info.media_sequence = playlist.media_sequence();
             state.info.stored_bytes += stored_bytes;

@@ -1,5 +1,5 @@
-//! Webhooks: `stream.published`, `stream.unpublished` and `segment.dropped`
-//! events POSTed as JSON to `[webhooks] url`, each with a unique `id`, signed
+//! Webhooks: `stream.published`, `stream.unpublished`, `segment.dropped` and
+//! `recording.completed` events POSTed as JSON to `[webhooks] url`, each with a unique `id`, signed
 //! `Sealcast-Signature: t=<unix secs>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`
 //! (DESIGN.md, "Operations").
 //!
@@ -41,7 +41,8 @@ pub const SIGNATURE_HEADER: &str = "sealcast-signature";
 pub struct Event {
     /// Unique: `evt_` and 32 hex digits.
     pub id: String,
-    /// `stream.published`, `stream.unpublished` or `segment.dropped`.
+    /// `stream.published`, `stream.unpublished`, `segment.dropped` or
+    /// `recording.completed`.
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// When it happened, Unix milliseconds.
