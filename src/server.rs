@@ -122,38 +122,8 @@ impl Server {
         let streams = config.resolve_streams()?;
         let metrics = config.metrics.enabled.then(|| Arc::new(Metrics::new()));
         let storage = storage_from_config(config, metrics.clone())?;
-        let recordings = Arc::new(crate::live::Recordings::new(
-            storage.clone(),
-            crate::live::RecordSettings {
-                enabled: config.record.enabled,
-                retention: (config.record.retention_days > 0)
-                    .then(|| Duration::from_secs(config.record.retention_days * 86_400)),
-                public_base: config.http.public_base().to_owned(),
-            },
-        ));
-        let settings = LiveSettings {
-            data_dir: config.storage.data_dir.clone(),
-            key_uri_base: config.http.key_base().to_owned(),
-            segment_duration_secs: config.hls.segment_duration_secs,
-            playlist_window: config.hls.playlist_window as usize,
-            dvr_window_secs: config.hls.dvr_window_secs,
-            segments_per_key: config.encryption.segments_per_key,
-            reconnect_grace: Duration::from_secs(config.hls.reconnect_grace_secs),
-            storage,
-            takeover_idle: (config.rtmp.takeover_idle_secs > 0)
-                .then(|| Duration::from_secs(config.rtmp.takeover_idle_secs)),
-            recordings,
-        };
-        let specs = streams
-            .iter()
-            .map(|s| {
-                Ok(StreamSpec {
-                    name: StreamName::new(&s.app, &s.name)?,
-                    publish_key: s.publish_key.clone(),
-                    record: config.record_override(&s.app, &s.name),
-                })
-            })
-            .collect::<Result<Vec<_>, NameError>>()?;
+        let settings = live_settings(config, storage);
+        let specs = stream_specs(config, &streams)?;
         let kms: Arc<dyn Kms> = match &metrics {
             Some(metrics) => Arc::new(MeteredKms::new(kms, Arc::clone(metrics))),
             None => kms,
@@ -175,37 +145,18 @@ impl Server {
         let webhooks = Delivery::from_config(&config.webhooks, config.webhooks.resolve_secret()?)
             .map_err(ConfigError::one)?
             .map(|delivery| (Notifier::new(config.webhooks.queue_capacity), delivery));
-        let mut registry = Registry::new(settings, Arc::clone(&kms), specs);
-        if let Some(metrics) = &metrics {
-            registry = registry.with_metrics(Arc::clone(metrics));
-        }
-        if let Some((notifier, _)) = &webhooks {
-            registry = registry.with_webhooks(notifier.clone());
-        }
-        if let Some(hook) = &config.auth.publish_hook {
-            let secret = hook.resolve_secret()?;
-            let hook = crate::webhooks::PublishHook::new(hook, secret).map_err(ConfigError::one)?;
-            info!(url = %hook.url(), "publish hook on: it decides every publish; [[streams]] keys admit none");
-            registry = registry.with_publish_hook(hook);
-        }
-        if let Some(cluster) = &config.cluster {
-            registry = registry.with_cluster(crate::live::leases_from_config(cluster, &config.rtmp)?);
-            info!(node_id = %cluster.node_id, "cluster mode: publishes hold leases in redis");
-        }
-        let registry = Arc::new(registry);
+        let registry = Arc::new(registry_from_config(
+            config,
+            Registry::new(settings, Arc::clone(&kms), specs),
+            metrics.as_ref(),
+            webhooks.as_ref().map(|(notifier, _)| notifier),
+        )?);
         let (http_tls, rtmps, certificates) = match tls {
             Some(tls) => tls,
             None => tls_from_config(config)?,
         };
         let reloader = Reloader::for_server(config, Arc::clone(&registry), kms).with_certificates(certificates);
-        let limits = IngestLimits {
-            max_connections: config.rtmp.max_connections.get() as usize,
-            max_connections_per_ip: config.rtmp.max_connections_per_ip.get() as usize,
-            handshake_timeout: Duration::from_secs(config.rtmp.handshake_timeout_secs.get()),
-            idle_timeout: Duration::from_secs(config.rtmp.idle_timeout_secs.get()),
-            max_message_bytes: config.rtmp.max_message_bytes,
-            max_chunk_size_bytes: config.rtmp.max_chunk_size_bytes,
-        };
+        let limits = ingest_limits(&config.rtmp);
         // Without an admin token the operator page is served on loopback only.
         let failed_admin_auth = Arc::new(FailedAuthGate::default());
         let web_state = Arc::new(
@@ -358,19 +309,12 @@ impl Server {
         let authorizer: Arc<dyn ingest::PublishAuthorizer> = Arc::new(Arc::clone(&self.registry));
         let app = self.http_app();
         let exporter = self.metrics_exporter();
-        let (notifier, webhook_task) = match self.webhooks {
-            Some((notifier, delivery)) => {
-                info!(url = %delivery.url, "webhooks on");
-                (Some(notifier.clone()), Some(crate::webhooks::spawn(notifier, delivery)))
-            }
-            None => (None, None),
-        };
+        let (notifier, webhook_task) = start_webhooks(self.webhooks).unzip();
         let metrics_tls = self.http_tls.clone().filter(|_| self.metrics_tls);
         let metrics_task = spawn_metrics(metrics, exporter, metrics_tls, stopped(stop_rx.clone()));
-        let open_connections = match &self.metrics {
-            Some(metrics) => metrics.gauge(crate::metrics::RTMP_CONNECTIONS, &[]),
-            None => ::metrics::Gauge::noop(),
-        };
+        let open_connections = self.metrics.as_ref().map_or_else(::metrics::Gauge::noop, |metrics| {
+            metrics.gauge(crate::metrics::RTMP_CONNECTIONS, &[])
+        });
         let rtmps = rtmps.zip(self.rtmps.clone());
         let mut ingest = tokio::spawn(ingest::serve_with_tls(
             rtmp,
@@ -521,4 +465,91 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
             _ = terminate.recv() => {}
         }
     })
+}
+
+/// Starts webhook delivery, when configured: the notifier events go to, and
+/// the task that delivers them.
+fn start_webhooks(webhooks: Option<(Notifier, Delivery)>) -> Option<(Notifier, tokio::task::JoinHandle<()>)> {
+    let (notifier, delivery) = webhooks?;
+    info!(url = %delivery.url, "webhooks on");
+    Some((notifier.clone(), crate::webhooks::spawn(notifier, delivery)))
+}
+
+/// The live side's settings: storage, playlist shape, reconnects, recordings.
+fn live_settings(config: &Config, storage: Storage) -> LiveSettings {
+    let recordings = Arc::new(crate::live::Recordings::new(
+        storage.clone(),
+        crate::live::RecordSettings {
+            enabled: config.record.enabled,
+            retention: (config.record.retention_days > 0)
+                .then(|| Duration::from_secs(config.record.retention_days * 86_400)),
+            public_base: config.http.public_base().to_owned(),
+        },
+    ));
+    LiveSettings {
+        data_dir: config.storage.data_dir.clone(),
+        key_uri_base: config.http.key_base().to_owned(),
+        segment_duration_secs: config.hls.segment_duration_secs,
+        playlist_window: config.hls.playlist_window as usize,
+        dvr_window_secs: config.hls.dvr_window_secs,
+        segments_per_key: config.encryption.segments_per_key,
+        reconnect_grace: Duration::from_secs(config.hls.reconnect_grace_secs),
+        storage,
+        takeover_idle: (config.rtmp.takeover_idle_secs > 0)
+            .then(|| Duration::from_secs(config.rtmp.takeover_idle_secs)),
+        recordings,
+    }
+}
+
+/// The configured streams as the registry takes them.
+fn stream_specs(config: &Config, streams: &[ResolvedStream]) -> Result<Vec<StreamSpec>, NameError> {
+    streams
+        .iter()
+        .map(|s| {
+            Ok(StreamSpec {
+                name: StreamName::new(&s.app, &s.name)?,
+                publish_key: s.publish_key.clone(),
+                record: config.record_override(&s.app, &s.name),
+            })
+        })
+        .collect()
+}
+
+/// `registry` with what the config turns on: metrics, webhooks, the publish
+/// hook, cluster leases.
+fn registry_from_config(
+    config: &Config,
+    mut registry: Registry,
+    metrics: Option<&Arc<Metrics>>,
+    notifier: Option<&Notifier>,
+) -> Result<Registry, StartError> {
+    if let Some(metrics) = metrics {
+        registry = registry.with_metrics(Arc::clone(metrics));
+    }
+    if let Some(notifier) = notifier {
+        registry = registry.with_webhooks(notifier.clone());
+    }
+    if let Some(hook) = &config.auth.publish_hook {
+        let secret = hook.resolve_secret()?;
+        let hook = crate::webhooks::PublishHook::new(hook, secret).map_err(ConfigError::one)?;
+        info!(url = %hook.url(), "publish hook on: it decides every publish; [[streams]] keys admit none");
+        registry = registry.with_publish_hook(hook);
+    }
+    if let Some(cluster) = &config.cluster {
+        registry = registry.with_cluster(crate::live::leases_from_config(cluster, &config.rtmp)?);
+        info!(node_id = %cluster.node_id, "cluster mode: publishes hold leases in redis");
+    }
+    Ok(registry)
+}
+
+/// The RTMP listener's limits, from `[rtmp]`.
+fn ingest_limits(rtmp: &crate::config::RtmpConfig) -> IngestLimits {
+    IngestLimits {
+        max_connections: rtmp.max_connections.get() as usize,
+        max_connections_per_ip: rtmp.max_connections_per_ip.get() as usize,
+        handshake_timeout: Duration::from_secs(rtmp.handshake_timeout_secs.get()),
+        idle_timeout: Duration::from_secs(rtmp.idle_timeout_secs.get()),
+        max_message_bytes: rtmp.max_message_bytes,
+        max_chunk_size_bytes: rtmp.max_chunk_size_bytes,
+    }
 }
