@@ -446,3 +446,48 @@ async fn assert_no_key_stored_or_sent(server: &TestServer, id: &str, report: &Va
         }
     }
 }
+
+/// The watch page of a protected live stream with one-time tickets on: it
+/// licenses with the playlist's license ticket, not the token, and plays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_page_licenses_with_the_playlists_ticket() {
+    require_tools();
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    with_safety_net(async {
+        let server = start_server().await;
+        let _encoder = crate::browser::Encoder::publish(server.rtmp, DEMO_KEY, FIXTURE, 2);
+        playlist::until_listed(server.http, "/live/demo/index.m3u8").await;
+        let out = artifacts_dir("offline-ticket");
+        let _ = std::fs::remove_dir_all(out.join("bodies"));
+        let config = serde_json::json!({
+            "base": format!("http://{}", server.http),
+            "chromium": CHROMIUM,
+            "outDir": out,
+            "mode": "capture",
+            "capture": {"stream": "live/demo", "token": server.token("live/demo", 3600), "playSecs": 6},
+        });
+        let before = server.keys.stats();
+        let report = crate::protected::run_script(config, Duration::from_secs(200)).await;
+        let c = &report["capture"];
+        assert!(report["error"].is_null(), "{report:#}");
+        assert_eq!(c["started"], true, "{c:#}");
+        assert!(c["totalVideoFrames"].as_u64().unwrap() >= 100, "{c:#}");
+        assert_eq!(c["fatalErrors"].as_array().unwrap().len(), 0, "{c:#}");
+        let protection = &c["protection"];
+        let licenses = protection["licenses"].as_u64().unwrap();
+        assert!(licenses >= 1, "{c:#}");
+        assert_eq!(
+            protection["ticketLicenses"].as_u64(),
+            Some(licenses),
+            "every license by ticket: {c:#}"
+        );
+        let after = server.keys.stats();
+        assert!(
+            after.tickets_accepted >= before.tickets_accepted + licenses,
+            "{after:?}"
+        );
+        assert_eq!(after.tickets_replayed, before.tickets_replayed, "{after:?}");
+        server.stop().await;
+    })
+    .await;
+}

@@ -308,7 +308,7 @@ pub(crate) fn forms(key: &[u8; 16]) -> Vec<Vec<u8>> {
 }
 
 /// Runs protected.mjs with `config`; its JSON report.
-async fn run_script(config: Value, limit: Duration) -> Value {
+pub(crate) async fn run_script(config: Value, limit: Duration) -> Value {
     tokio::task::spawn_blocking(move || {
         let out = tempfile::tempdir().unwrap();
         let (stdout_path, stderr_path) = (out.path().join("stdout"), out.path().join("stderr"));
