@@ -288,3 +288,149 @@ struct Grant {
     /// The ticket to spend once the license is sealed.
     ticket: Option<ticket::VerifiedTicket>,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use ring::agreement;
+    use ring::rand::SystemRandom;
+
+    use super::*;
+    use crate::auth::Secret;
+    use crate::clock::ManualClock;
+    use crate::keyservice::replay::MemoryReplayStore;
+    use crate::keyservice::{Clock, KeySettings};
+    use crate::kms::Kms;
+
+    /// Wrapped keys are the data key itself (16 bytes), else refused.
+    struct PlainKms;
+
+    #[async_trait]
+    impl Kms for PlainKms {
+        async fn generate_data_key(&self, _: &EncryptionContext) -> Result<(DataKey, WrappedKey), KmsError> {
+            Err(KmsError::Unavailable("unused".into()))
+        }
+
+        async fn decrypt(&self, wrapped: &WrappedKey, _: &EncryptionContext) -> Result<DataKey, KmsError> {
+            <[u8; 16]>::try_from(wrapped.as_bytes())
+                .map(DataKey::from_bytes)
+                .map_err(|_| KmsError::InvalidCiphertext)
+        }
+    }
+
+    const NOW: u64 = 1_000_000;
+
+    fn service(offline_ttl_secs: u64) -> KeyService {
+        KeyService::new(
+            KeySettings {
+                token_secret: Secret::new(b"test-secret-0123456789-0123456789-abcdef".to_vec()),
+                audience: None,
+                ticket_ttl_secs: Some(60),
+                offline_ttl_secs,
+                cache_max_entries: 100,
+                cache_ttl_secs: 600,
+            },
+            Arc::new(PlainKms),
+            Arc::new(MemoryReplayStore::new(1000)),
+            Arc::new(ManualClock::at_unix_secs(NOW)) as Clock,
+        )
+    }
+
+    fn claims(exp: u64) -> Claims {
+        Claims {
+            exp,
+            stream: "live/demo".into(),
+            sub: None,
+            jti: None,
+        }
+    }
+
+    fn stream() -> StreamName {
+        StreamName::parse("live/demo").unwrap()
+    }
+
+    fn edk() -> String {
+        WrappedKey::from_bytes(vec![1; 16]).to_base64url()
+    }
+
+    /// A request body for `key_ids` with a fresh P-256 public key.
+    fn body(key_ids: &[&str], offline: bool) -> Vec<u8> {
+        let private = agreement::EphemeralPrivateKey::generate(&agreement::ECDH_P256, &SystemRandom::new()).unwrap();
+        let public = private.compute_public_key().unwrap();
+        let keys: Vec<serde_json::Value> = (key_ids.iter())
+            .map(|id| serde_json::json!({"key_id": id, "edk": edk()}))
+            .collect();
+        serde_json::json!({
+            "public_key": base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, public.as_ref()),
+            "keys": keys,
+            "offline": offline,
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn expiry(json: &str) -> u64 {
+        let value: serde_json::Value = serde_json::from_str(json).unwrap();
+        value["expires_unix_secs"].as_u64().unwrap()
+    }
+
+    #[tokio::test]
+    async fn offline_licenses_last_their_ttl_and_only_for_recordings() {
+        let token = service(0).mint_token(&claims(NOW + 60));
+        let refused = service(0)
+            .license(&stream(), Credential::Token(&token), &body(&["rec_p-0"], true))
+            .await;
+        assert_eq!(refused, Err(LicenseRefusal::Key(KeyError::Forbidden)), "offline off");
+        let on = service(7200);
+        let not_recorded = on
+            .license(&stream(), Credential::Token(&token), &body(&["p-0"], true))
+            .await;
+        assert_eq!(not_recorded, Err(LicenseRefusal::Key(KeyError::Forbidden)));
+        let offline = (on
+            .license(&stream(), Credential::Token(&token), &body(&["rec_p-0"], true))
+            .await)
+            .unwrap();
+        assert_eq!(expiry(&offline), NOW + 7200, "not capped by the token's exp");
+        let online = (on
+            .license(&stream(), Credential::Token(&token), &body(&["rec_p-0"], false))
+            .await)
+            .unwrap();
+        assert_eq!(expiry(&online), NOW + 60, "capped by the token's exp");
+    }
+
+    /// A license ticket opens one license and no key; a key ticket opens no
+    /// license.
+    #[tokio::test]
+    async fn license_and_key_tickets_do_not_cross() {
+        let service = service(3600);
+        let token = service.mint_token(&claims(NOW + 3600));
+        let ticket = service.license_ticket(&stream(), &claims(NOW + 3600), &token).unwrap();
+        let as_key = service.key(&stream(), "p-0", &edk(), Credential::Ticket(&ticket)).await;
+        assert_eq!(as_key.err(), Some(KeyError::Forbidden));
+        let as_empty_key = (service
+            .key(&stream(), "", LICENSE_TICKET_EDK, Credential::Ticket(&ticket))
+            .await)
+            .err();
+        assert_eq!(as_empty_key, Some(KeyError::Forbidden));
+        let playlist = format!(
+            "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/live/demo/p-0?edk={}\",IV=0x00000000000000000000000000000001\n#EXTINF:2.0,\np-0.ts\n",
+            edk()
+        );
+        let ticketed = service.ticket_playlist(&playlist, &claims(NOW + 3600), &token).unwrap();
+        let key_ticket = ticketed.split("ticket=").nth(1).unwrap().split('"').next().unwrap();
+        let refused = service
+            .license(&stream(), Credential::Ticket(key_ticket), &body(&["p-0"], false))
+            .await;
+        assert_eq!(refused, Err(LicenseRefusal::Key(KeyError::Forbidden)));
+        let once = service
+            .license(&stream(), Credential::Ticket(&ticket), &body(&["p-0"], false))
+            .await;
+        assert!(once.is_ok(), "{once:?}");
+        let twice = service
+            .license(&stream(), Credential::Ticket(&ticket), &body(&["p-0"], false))
+            .await;
+        assert_eq!(twice, Err(LicenseRefusal::Key(KeyError::Forbidden)));
+    }
+}
