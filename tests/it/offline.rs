@@ -491,3 +491,48 @@ async fn watch_page_licenses_with_the_playlists_ticket() {
     })
     .await;
 }
+
+/// `/watch/{app}/{name}?recording={id}`: the recording's playlist; the
+/// offline script only for a protected stream; a malformed id is 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_page_opens_a_recording() {
+    with_safety_net(async {
+        let server = TestServer::start_with_config("[record]\nenabled = true\n", |c| {
+            let demo = (c.streams.iter_mut()).find(|s| s.name == "demo").unwrap();
+            demo.protection = Protection::Web;
+        })
+        .await;
+        let page = |stream: &str, query: String| {
+            let path = format!("/watch/{stream}?token={}&{query}", server.token(stream, 3600));
+            async move { http::get(server.http, &path).await }
+        };
+        let protected = page("live/demo", "recording=abc123".into()).await;
+        assert_eq!(protected.status, 200);
+        let html = protected.text();
+        assert!(
+            html.contains("data-playlist=\"../../live/demo/recordings/abc123/index.m3u8\""),
+            "{html}"
+        );
+        assert!(
+            html.contains("data-offline=\"1\"") && html.contains("static/offline.js"),
+            "{html}"
+        );
+        let standard = page("live/other", "recording=abc123".into()).await.text();
+        assert!(standard.contains("recordings/abc123/index.m3u8"), "{standard}");
+        assert!(
+            !standard.contains("offline.js") && standard.contains("data-offline=\"\""),
+            "{standard}"
+        );
+        let live = page("live/demo", String::new()).await.text();
+        assert!(live.contains("data-playlist=\"../../live/demo/index.m3u8\"") && !live.contains("offline.js"));
+        for bad in ["..", "a%2Fb", "a.b"] {
+            let answer = page("live/demo", format!("recording={bad}")).await;
+            assert_eq!(answer.status, 404, "{bad}: {}", answer.text());
+        }
+        let js = http::get(server.http, "/static/offline.js").await;
+        assert_eq!(js.status, 200);
+        assert!(js.text().contains("sealcast-offline-license-v1"));
+        server.stop().await;
+    })
+    .await;
+}

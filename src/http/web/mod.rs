@@ -257,10 +257,15 @@ async fn watch(
     let stream_text = escape(&stream.to_string());
     // Relative URLs (from /watch/{app}/{name}) keep working behind a proxy
     // that serves sealcast under a path prefix.
-    let recording = query
-        .recording
-        .as_deref()
-        .filter(|id| crate::names::is_valid_component(id));
+    let recording = query.recording.as_deref().filter(|id| !id.is_empty());
+    if recording.is_some_and(|id| !crate::names::is_valid_component(id)) {
+        return message_page(
+            StatusCode::NOT_FOUND,
+            "../../",
+            "Not found",
+            "There is no recording at this address.",
+        );
+    }
     let playlist = escape(&match recording {
         Some(id) => format!("../../{}/{}/recordings/{id}/index.m3u8", stream.app(), stream.name()),
         None => format!("../../{}/{}/index.m3u8", stream.app(), stream.name()),
