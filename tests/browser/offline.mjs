@@ -9,7 +9,8 @@
 //    the DevTools protocol into outDir/bodies/), then dump what IndexedDB
 //    holds into outDir/idb/ and try to export the device private key.
 // 2. Profile A offline (context.setOffline): play the saved copy for
-//    playSecs; count the responses that still arrived (none should).
+//    playSecs; count the responses that still arrived (none should); then a
+//    heap snapshot (HeapProfiler.takeHeapSnapshot) to outDir/heap.heapsnapshot.
 // 3. Profile A with the page's clock moved past the license's expiry
 //    (page.clock.setFixedTime): play again, read the refusal.
 // 4. Profile B (a fresh context: its own IndexedDB): the saved copy and
@@ -209,6 +210,14 @@ async function profileA(browser, report) {
   }, before);
   report.lateResponses = late;
   Object.assign(report, await page.evaluate(exportAttempts));
+  // The page's heap while the saved copy plays: the test searches it for keys.
+  const chunks = [];
+  cdp.on('HeapProfiler.addHeapSnapshotChunk', (e) => chunks.push(e.chunk));
+  await cdp.send('HeapProfiler.enable');
+  await cdp.send('HeapProfiler.collectGarbage');
+  await cdp.send('HeapProfiler.takeHeapSnapshot', { reportProgress: false });
+  report.heapFile = join(config.outDir, 'heap.heapsnapshot');
+  writeFileSync(report.heapFile, chunks.join(''));
   report.bodies = bodies.saved;
   report.bodyFailures = bodies.failures;
 

@@ -407,8 +407,9 @@ async fn watch_page_saves_a_recording_and_plays_it_offline_only_in_its_profile()
     .await;
 }
 
-/// Every data key of the recording is in no IndexedDB record and no
-/// response body of the saving session, in any of its text forms.
+/// Every data key of the recording is in no IndexedDB record, no response
+/// body of the saving session and not in the heap of the page playing the
+/// saved copy, in any of its text forms.
 async fn assert_no_key_stored_or_sent(server: &TestServer, id: &str, report: &Value) {
     let token = server.token("live/demo", 3600);
     let text = http::get(
@@ -432,6 +433,14 @@ async fn assert_no_key_stored_or_sent(server: &TestServer, id: &str, report: &Va
     assert_eq!(report["bodyFailures"].as_array().unwrap().len(), 0, "{report:#}");
     files.extend(bodies.iter().map(|b| b["file"].as_str().unwrap().to_owned()));
     let stored: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let heap = std::fs::read(report["heapFile"].as_str().unwrap()).unwrap();
+    assert!(heap.len() > 100_000, "a heap snapshot");
+    assert!(
+        contains(&heap, b"sealcast-offline-license-v1"),
+        "the page's strings are in the snapshot"
+    );
+    files.push(report["heapFile"].as_str().unwrap().to_owned());
+    let stored: Vec<Vec<u8>> = (stored.into_iter()).chain(std::iter::once(heap)).collect();
     let copies = String::from_utf8_lossy(&stored[0]).into_owned();
     assert!(
         copies.contains("expires_unix_secs"),
