@@ -23,8 +23,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let key = DataKey::from_bytes([7; 16]);
     let keys: Vec<(&str, &DataKey)> = request.keys.iter().map(|k| (k.key_id.as_str(), &key)).collect();
-    let sealed = sealer.seal(&rng, "live/demo", 1_700_000_000, &keys).expect("sealing cannot fail");
+    let sealed = sealer
+        .seal_as(&rng, request.offline, "live/demo", 1_700_000_000, &keys)
+        .expect("sealing cannot fail");
     assert_eq!(sealed.keys.len(), keys.len());
+    assert_eq!(sealed.offline, request.offline);
     assert!(sealed.keys.iter().all(|k| k.ciphertext.len() == 32));
     let _ = sealed.to_json();
 });

@@ -190,4 +190,5 @@ keys = [{"key_id": "k1", "edk": b64(bytes(range(49))).decode()}, {"key_id": "k2"
 write("license_request", "raw", json.dumps({"public_key": b64(point).decode(), "keys": keys}).encode())
 jwk = {"kty": "EC", "crv": "P-256", "x": b64(point[1:33]).decode(), "y": b64(point[33:]).decode(), "ext": True}
 write("license_request", "jwk", json.dumps({"public_key": jwk, "keys": keys[:1]}).encode())
+write("license_request", "offline", json.dumps({"public_key": b64(point).decode(), "keys": keys, "offline": True}).encode())
 EOF

@@ -28,6 +28,9 @@ pub const MAX_KEYS: usize = 64;
 pub const MAX_REQUEST_BYTES: usize = 32 * 1024;
 /// The label every binding starts with; a new format gets a new label.
 pub const LABEL: &[u8] = b"sealcast-license-v1";
+/// The label of an offline license (keys sealed to a persistent device key,
+/// docs/protection.md): an online license can never pass for one.
+pub const OFFLINE_LABEL: &[u8] = b"sealcast-offline-license-v1";
 /// Salt length, bytes.
 pub const SALT_LEN: usize = 32;
 /// An uncompressed SEC1 P-256 point: 0x04, x, y.
@@ -73,6 +76,9 @@ pub struct Request {
     /// place on the curve is checked by the ECDH in [`seal`].
     pub public_key: Vec<u8>,
     pub keys: Vec<KeyRef>,
+    /// `"offline": true`: an offline license, sealed to a persistent device
+    /// key and bound with [`OFFLINE_LABEL`].
+    pub offline: bool,
 }
 
 #[derive(Deserialize)]
@@ -80,6 +86,8 @@ pub struct Request {
 struct RawRequest {
     public_key: PublicKeyField,
     keys: Vec<KeyRef>,
+    #[serde(default)]
+    offline: bool,
 }
 
 #[derive(Deserialize)]
@@ -127,6 +135,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request, LicenseError> {
     Ok(Request {
         public_key,
         keys: raw.keys,
+        offline: raw.offline,
     })
 }
 
@@ -139,8 +148,13 @@ fn decode(text: &str) -> Result<Vec<u8>, LicenseError> {
 /// `"sealcast-license-v1" 0x00 stream 0x00 key_id 0x00 expiry (u64 BE)`:
 /// the HKDF info and the AES-GCM AAD of one key.
 pub fn binding(stream: &str, key_id: &str, expires_unix_secs: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(LABEL.len() + stream.len() + key_id.len() + 11);
-    out.extend_from_slice(LABEL);
+    labelled_binding(LABEL, stream, key_id, expires_unix_secs)
+}
+
+/// [`binding`] with another label ([`OFFLINE_LABEL`]).
+pub fn labelled_binding(label: &[u8], stream: &str, key_id: &str, expires_unix_secs: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(label.len() + stream.len() + key_id.len() + 11);
+    out.extend_from_slice(label);
     out.push(0);
     out.extend_from_slice(stream.as_bytes());
     out.push(0);
@@ -167,6 +181,8 @@ pub struct License {
     pub salt: [u8; SALT_LEN],
     pub expires_unix_secs: u64,
     pub keys: Vec<SealedKey>,
+    /// Bound with [`OFFLINE_LABEL`]; the JSON says `"offline": true`.
+    pub offline: bool,
 }
 
 impl License {
@@ -182,14 +198,17 @@ impl License {
                 })
             })
             .collect();
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "version": 1,
             "server_public_key": URL_SAFE_NO_PAD.encode(&self.server_public_key),
             "salt": URL_SAFE_NO_PAD.encode(self.salt),
             "expires_unix_secs": self.expires_unix_secs,
             "keys": keys,
-        })
-        .to_string()
+        });
+        if self.offline {
+            json["offline"] = serde_json::Value::Bool(true);
+        }
+        json.to_string()
     }
 }
 
@@ -251,11 +270,25 @@ impl Sealer {
         expires_unix_secs: u64,
         keys: &[(&str, &DataKey)],
     ) -> Result<License, LicenseError> {
+        self.seal_as(rng, false, stream, expires_unix_secs, keys)
+    }
+
+    /// [`Sealer::seal`] for an online license or, with `offline`, an
+    /// offline one (bound with [`OFFLINE_LABEL`] instead of [`LABEL`]).
+    pub fn seal_as(
+        self,
+        rng: &dyn SecureRandom,
+        offline: bool,
+        stream: &str,
+        expires_unix_secs: u64,
+        keys: &[(&str, &DataKey)],
+    ) -> Result<License, LicenseError> {
+        let label = if offline { OFFLINE_LABEL } else { LABEL };
         let mut sealed = Vec::with_capacity(keys.len());
         for (key_id, data_key) in keys {
             let mut iv = [0u8; 12];
             rng.fill(&mut iv).map_err(|_| LicenseError::Random)?;
-            let info = binding(stream, key_id, expires_unix_secs);
+            let info = labelled_binding(label, stream, key_id, expires_unix_secs);
             let aead_key = aead_key(&self.prk, &info)?;
             let mut buf = Zeroizing::new(Vec::with_capacity(16 + aead::AES_256_GCM.tag_len()));
             buf.extend_from_slice(data_key.as_bytes());
@@ -277,6 +310,7 @@ impl Sealer {
             salt: self.salt,
             expires_unix_secs,
             keys: sealed,
+            offline,
         })
     }
 }

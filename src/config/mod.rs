@@ -231,6 +231,9 @@ pub struct AuthConfig {
     pub one_time_key_tickets: bool,
     /// `ticket_ttl_secs`: how long a ticket stays valid, 1 to 3600.
     pub ticket_ttl_secs: u64,
+    /// `offline_ttl_secs`: life of an offline license, up to 30 days; 0:
+    /// no offline licenses.
+    pub offline_ttl_secs: u64,
     /// `admin_token_env`: environment variable holding the admin API token.
     pub admin_token_env: Option<String>,
     /// `admin_token_file`: file holding the admin API token. Neither this

@@ -315,6 +315,11 @@ pub struct Auth {
     /// token's own `exp`).
     #[serde(default = "default_auth_ticket_ttl_secs")]
     pub ticket_ttl_secs: u64,
+    /// Life of an offline license (`"offline": true` license requests for
+    /// recordings of `protection = "web"` streams), 0 to 2592000 seconds;
+    /// 0, the default: offline licenses are refused.
+    #[serde(default)]
+    pub offline_ttl_secs: u64,
     /// Name of an environment variable holding the admin API's bearer token
     /// (at least 16 bytes). Neither this nor `admin_token_file`: no admin API.
     #[serde(default)]
@@ -637,6 +642,7 @@ impl Default for Auth {
             audience: None,
             one_time_key_tickets: false,
             ticket_ttl_secs: default_auth_ticket_ttl_secs(),
+            offline_ttl_secs: 0,
             admin_token_env: None,
             admin_token_file: None,
             key_cache: KeyCache::default(),

@@ -47,6 +47,7 @@ fn default_values() {
     assert_eq!(c.auth.audience, None);
     assert!(!c.auth.one_time_key_tickets);
     assert_eq!(c.auth.ticket_ttl_secs, 60);
+    assert_eq!(c.auth.offline_ttl_secs, 0, "offline licenses are off by default");
     assert_eq!(
         (c.auth.admin_token_env.as_ref(), c.auth.admin_token_file.as_ref()),
         (None, None)
@@ -139,6 +140,7 @@ fn example_file_parses_and_validates() {
     assert_eq!(c.auth.audience.as_deref(), Some("sealcast-viewers"));
     assert!(c.auth.one_time_key_tickets);
     assert_eq!(c.auth.ticket_ttl_secs, 30);
+    assert_eq!(c.auth.offline_ttl_secs, 86_400);
     assert_eq!(c.auth.admin_token_env.as_deref(), Some("SEALCAST_ADMIN_TOKEN"));
     assert_eq!(c.auth.admin_token_file, None);
     assert_eq!(
@@ -709,6 +711,10 @@ fn auth_problems() {
         (
             "[auth]\nticket_ttl_secs = 3601",
             &["auth.ticket_ttl_secs must be between 1 and 3600 (got 3601)"],
+        ),
+        (
+            "[auth]\noffline_ttl_secs = 2592001",
+            &["auth.offline_ttl_secs must be at most 2592000 (30 days; got 2592001)"],
         ),
         (
             "[auth]\nadmin_token_env = \"A\"\nadmin_token_file = \"/a\"",

@@ -121,6 +121,9 @@ pub(super) fn validate(doc: Document) -> Result<Config, ConfigError> {
     }
 }
 
+/// Longest `[auth] offline_ttl_secs`: 30 days.
+const MAX_OFFLINE_TTL_SECS: u64 = 30 * 24 * 3600;
+
 fn rtmp(rtmp: &schema::Rtmp, http: &HttpConfig, p: &mut Problems) -> Option<RtmpConfig> {
     tls_pair("rtmp", rtmp.tls_cert_file.as_deref(), rtmp.tls_key_file.as_deref(), p);
     let own = match (&rtmp.tls_cert_file, &rtmp.tls_key_file) {
@@ -362,6 +365,12 @@ fn auth(auth: schema::Auth, p: &mut Problems) -> Option<AuthConfig> {
     if !(1..=3600).contains(&ttl) {
         p.push(format!("auth.ticket_ttl_secs must be between 1 and 3600 (got {ttl})"));
     }
+    if auth.offline_ttl_secs > MAX_OFFLINE_TTL_SECS {
+        p.push(format!(
+            "auth.offline_ttl_secs must be at most {MAX_OFFLINE_TTL_SECS} (30 days; got {})",
+            auth.offline_ttl_secs
+        ));
+    }
     if auth.admin_token_env.is_some() && auth.admin_token_file.is_some() {
         p.push("auth.admin_token_env and auth.admin_token_file are both set; set at most one");
     }
@@ -384,6 +393,7 @@ fn auth(auth: schema::Auth, p: &mut Problems) -> Option<AuthConfig> {
         audience: auth.audience,
         one_time_key_tickets: auth.one_time_key_tickets,
         ticket_ttl_secs: ttl,
+        offline_ttl_secs: auth.offline_ttl_secs,
         admin_token_env: auth.admin_token_env,
         admin_token_file: auth.admin_token_file,
         key_cache: key_cache?,

@@ -167,12 +167,17 @@ async fn media_file(
             }
         };
         let logged = viewer.as_ref().map(super::PlaylistViewer::for_log);
-        let text = match viewer.as_ref().filter(|_| !state.keys.is_protected(&stream)) {
-            Some(viewer) => match personalize(&state.keys, &stream, &canonical, viewer) {
-                Ok(text) => text,
-                Err(no_tickets) => return no_tickets.into_response(),
-            },
-            None => canonical.to_string(),
+        let personal = if state.keys.is_protected(&stream) {
+            super::license::with_license_ticket(&state.keys, &stream, canonical.to_string(), viewer.as_ref())
+        } else {
+            match viewer.as_ref() {
+                Some(viewer) => personalize(&state.keys, &stream, &canonical, viewer),
+                None => Ok(canonical.to_string()),
+            }
+        };
+        let text = match personal {
+            Ok(text) => text,
+            Err(no_tickets) => return no_tickets.into_response(),
         };
         return playlist_response(Some(text), logged);
     }

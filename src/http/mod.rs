@@ -303,8 +303,17 @@ async fn media_file(
         };
         let logged = viewer.as_ref().map(PlaylistViewer::for_log);
         // Protected streams: key URIs stay as stored, credential-free (the
-        // player sends its token with the license request instead).
-        let viewer = viewer.filter(|_| !state.keys.is_protected(&stream_name));
+        // player sends its token, or the license ticket, with the license
+        // request instead).
+        if state.keys.is_protected(&stream_name) {
+            return match stream.render_playlist(None) {
+                Some(text) => match license::with_license_ticket(&state.keys, &stream_name, text, viewer.as_ref()) {
+                    Ok(text) => playlist_response(Some(text), logged),
+                    Err(no_tickets) => no_tickets.into_response(),
+                },
+                None => playlist_response(None, logged),
+            };
+        }
         let text = match viewer {
             // One-time tickets instead of the token: every refresh hands out new ones.
             Some(viewer) if state.keys.tickets_enabled() => match stream.render_playlist(None) {

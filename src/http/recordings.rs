@@ -87,7 +87,8 @@ async fn recording_playlist(
         }
     };
     let logged = viewer.as_ref().map(PlaylistViewer::for_log);
-    let text = match viewer {
+    // A protected stream's key URIs stay credential-free (licenses).
+    let text = match viewer.filter(|_| !keys.is_protected(&stream)) {
         Some(viewer) => crate::keyservice::with_key_query(&text, &format!("token={}", viewer.token)),
         None => text,
     };

@@ -52,6 +52,8 @@ pub struct KeySettings {
     /// `Some(ttl)`: playlists hand out one-time tickets valid this long
     /// instead of the token.
     pub ticket_ttl_secs: Option<u64>,
+    /// Life of an offline license; 0: none issued.
+    pub offline_ttl_secs: u64,
     pub cache_max_entries: usize,
     pub cache_ttl_secs: u64,
 }
@@ -63,6 +65,7 @@ impl KeySettings {
             token_secret,
             audience: auth.audience.clone(),
             ticket_ttl_secs: auth.one_time_key_tickets.then_some(auth.ticket_ttl_secs),
+            offline_ttl_secs: auth.offline_ttl_secs,
             cache_max_entries: auth.key_cache.max_entries.get(),
             cache_ttl_secs: auth.key_cache.ttl_secs,
         }
@@ -175,6 +178,7 @@ pub struct KeyService {
     audience: Option<String>,
     ticket_key: TicketKey,
     ticket_ttl_secs: Option<u64>,
+    offline_ttl_secs: u64,
     replay: Arc<dyn ReplayStore>,
     clock: Clock,
     rng: SystemRandom,
@@ -198,6 +202,7 @@ impl KeyService {
             token_secret: settings.token_secret,
             audience: settings.audience,
             ticket_ttl_secs: settings.ticket_ttl_secs,
+            offline_ttl_secs: settings.offline_ttl_secs,
             replay,
             clock,
             rng: SystemRandom::new(),
@@ -540,6 +545,7 @@ mod tests {
                 token_secret: Secret::new(SECRET.to_vec()),
                 audience: None,
                 ticket_ttl_secs,
+                offline_ttl_secs: 0,
                 cache_max_entries: 100,
                 cache_ttl_secs: 600,
             },
@@ -734,6 +740,7 @@ mod tests {
                 token_secret: Secret::new(SECRET.to_vec()),
                 audience: None,
                 ticket_ttl_secs: Some(60),
+                offline_ttl_secs: 0,
                 cache_max_entries: 10,
                 cache_ttl_secs: 60,
             },

@@ -32,6 +32,7 @@ mod kms_lifecycle;
 mod live_server;
 mod logging;
 mod metrics;
+mod offline;
 mod package;
 mod package_inputs;
 mod package_s3;

@@ -61,19 +61,19 @@ async fn push_once(rtmp: SocketAddr, key: &str) {
 }
 
 /// A license client with ring: its request body and what opens the answer.
-struct Player {
+pub(crate) struct Player {
     private: agreement::EphemeralPrivateKey,
-    public: Vec<u8>,
+    pub(crate) public: Vec<u8>,
 }
 
 impl Player {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let private = agreement::EphemeralPrivateKey::generate(&agreement::ECDH_P256, &SystemRandom::new()).unwrap();
         let public = private.compute_public_key().unwrap().as_ref().to_vec();
         Self { private, public }
     }
 
-    fn request(&self, keys: &[(String, String)]) -> String {
+    pub(crate) fn request(&self, keys: &[(String, String)]) -> String {
         let keys: Vec<Value> = keys
             .iter()
             .map(|(id, edk)| serde_json::json!({"key_id": id, "edk": edk}))
@@ -82,7 +82,15 @@ impl Player {
     }
 
     /// Every key of a license answer, opened as docs/protection.md says.
-    fn open(self, stream: &str, answer: &Value) -> Vec<(String, [u8; 16])> {
+    pub(crate) fn open(self, stream: &str, answer: &Value) -> Vec<(String, [u8; 16])> {
+        (self.open_labelled(license::LABEL, stream, answer).into_iter())
+            .map(|(id, key)| (id, key.expect("the license opens")))
+            .collect()
+    }
+
+    /// Every key of a license answer opened with the binding label `label`
+    /// (online or offline): `None` where the tag does not verify.
+    pub(crate) fn open_labelled(self, label: &[u8], stream: &str, answer: &Value) -> Vec<(String, Option<[u8; 16]>)> {
         let b64 = |v: &Value| URL_SAFE_NO_PAD.decode(v.as_str().unwrap()).unwrap();
         let server_key = b64(&answer["server_public_key"]);
         let salt = b64(&answer["salt"]);
@@ -95,26 +103,27 @@ impl Player {
         (answer["keys"].as_array().unwrap().iter())
             .map(|sealed| {
                 let key_id = sealed["key_id"].as_str().unwrap().to_owned();
-                let info = license::binding(stream, &key_id, expires);
+                let info = license::labelled_binding(label, stream, &key_id, expires);
                 let key = license::aead_key(&prk, &info).unwrap();
                 let iv: [u8; 12] = b64(&sealed["iv"]).try_into().unwrap();
                 let mut buf = b64(&sealed["ciphertext"]);
                 let plain = key
                     .open_in_place(aead::Nonce::assume_unique_for_key(iv), aead::Aad::from(&info), &mut buf)
-                    .expect("the license opens");
-                (key_id, plain.try_into().unwrap())
+                    .ok()
+                    .map(|plain| <[u8; 16]>::try_from(&plain[..]).unwrap());
+                (key_id, plain)
             })
             .collect()
     }
 }
 
-fn refs(keys: &[KeyedSegment]) -> Vec<(String, String)> {
+pub(crate) fn refs(keys: &[KeyedSegment]) -> Vec<(String, String)> {
     keys.iter()
         .map(|k| (k.key_id(), k.key.wrapped.to_base64url()))
         .collect()
 }
 
-async fn post_license(addr: SocketAddr, stream: &str, token: Option<&str>, body: &[u8]) -> http::Response {
+pub(crate) async fn post_license(addr: SocketAddr, stream: &str, token: Option<&str>, body: &[u8]) -> http::Response {
     let bearer = token.map(|t| format!("Bearer {t}"));
     let mut headers = vec![("Content-Type", "application/json")];
     if let Some(bearer) = &bearer {
@@ -125,7 +134,7 @@ async fn post_license(addr: SocketAddr, stream: &str, token: Option<&str>, body:
 
 /// The data key of a key URI, unwrapped through the server's keyring as
 /// the KMS would.
-async fn unwrap(server: &TestServer, key: &KeyUri) -> [u8; 16] {
+pub(crate) async fn unwrap(server: &TestServer, key: &KeyUri) -> [u8; 16] {
     let kms = LocalKms::open(&server.data_dir().join("keyring.json")).unwrap();
     let context = EncryptionContext::new(&key.stream.to_string(), &key.key_id);
     *kms.decrypt(&key.wrapped, &context).await.unwrap().as_bytes()
@@ -281,12 +290,12 @@ async fn hostile_license_requests(server: &TestServer, keys: &[KeyedSegment]) {
     assert_eq!(answer.status, 200, "{}", answer.text());
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Every text form a key could take in a body or a heap snapshot.
-fn forms(key: &[u8; 16]) -> Vec<Vec<u8>> {
+pub(crate) fn forms(key: &[u8; 16]) -> Vec<Vec<u8>> {
     let numbers: Vec<String> = key.iter().map(u8::to_string).collect();
     vec![
         key.to_vec(),
@@ -299,7 +308,7 @@ fn forms(key: &[u8; 16]) -> Vec<Vec<u8>> {
 }
 
 /// Runs protected.mjs with `config`; its JSON report.
-async fn run_script(config: Value, limit: Duration) -> Value {
+pub(crate) async fn run_script(config: Value, limit: Duration) -> Value {
     tokio::task::spawn_blocking(move || {
         let out = tempfile::tempdir().unwrap();
         let (stdout_path, stderr_path) = (out.path().join("stdout"), out.path().join("stderr"));

@@ -20,6 +20,17 @@ fn open(
     stream: &str,
     expires: u64,
 ) -> Vec<Result<[u8; 16], ()>> {
+    open_labelled(LABEL, private, license, stream, expires)
+}
+
+/// [`open`] with the binding's label given (online or offline).
+fn open_labelled(
+    label: &[u8],
+    private: agreement::EphemeralPrivateKey,
+    license: &License,
+    stream: &str,
+    expires: u64,
+) -> Vec<Result<[u8; 16], ()>> {
     let peer = agreement::UnparsedPublicKey::new(&agreement::ECDH_P256, &license.server_public_key);
     let prk = agreement::agree_ephemeral(private, &peer, |shared| {
         hkdf::Salt::new(hkdf::HKDF_SHA256, &license.salt).extract(shared)
@@ -27,7 +38,7 @@ fn open(
     .unwrap();
     (license.keys.iter())
         .map(|k| {
-            let info = binding(stream, &k.key_id, expires);
+            let info = labelled_binding(label, stream, &k.key_id, expires);
             let key = aead_key(&prk, &info).unwrap();
             let mut buf = k.ciphertext.clone();
             let plain = key
@@ -207,3 +218,36 @@ info = AAD         7365616c636173742d6c6963656e73652d7631006c6976652f64656d6f006
 HKDF output (OKM)  7d08385c73261663bc54ee5df00d5e2ddef49daef86abbe08e1233206187d899
 ciphertext || tag  03383a7078e53929eb7ac56848ac943edf2ebb0538af73c31ab0ceeb1049e1aa
 ";
+
+/// An offline license opens only as one: a player that assumes the online
+/// label (or an online license passed off as offline) opens nothing, nor
+/// does one that assumes a later expiry (a license cannot be extended).
+#[test]
+fn an_offline_license_opens_only_as_offline_and_only_until_its_expiry() {
+    let rng = SystemRandom::new();
+    let key = DataKey::from_bytes([5; 16]);
+    let (_, public) = player(&rng);
+    let body = request_json(&public, 1).replace("\"keys\"", "\"offline\":true,\"keys\"");
+    assert!(parse_request(body.as_bytes()).unwrap().offline);
+    assert!(!parse_request(request_json(&public, 1).as_bytes()).unwrap().offline);
+    let not_bool = request_json(&public, 1).replace("\"keys\"", "\"offline\":1,\"keys\"");
+    assert_eq!(parse_request(not_bool.as_bytes()), Err(LicenseError::Malformed));
+    // (case, sealed offline, label the player assumes, expiry it assumes, opens)
+    let cases: [(&str, bool, &[u8], u64, bool); 5] = [
+        ("offline as offline", true, OFFLINE_LABEL, 1_000, true),
+        ("offline as online", true, LABEL, 1_000, false),
+        ("online as offline", false, OFFLINE_LABEL, 1_000, false),
+        ("offline, extended", true, OFFLINE_LABEL, 999_999, false),
+        ("online as online", false, LABEL, 1_000, true),
+    ];
+    for (case, offline, label, expires, opens) in cases {
+        let (private, public) = player(&rng);
+        let license = Sealer::new(&rng, &public)
+            .unwrap()
+            .seal_as(&rng, offline, STREAM, 1_000, &[("k0", &key)])
+            .unwrap();
+        assert_eq!(license.to_json().contains("\"offline\":true"), offline, "{case}");
+        let want = if opens { vec![Ok([5; 16])] } else { vec![Err(())] };
+        assert_eq!(open_labelled(label, private, &license, STREAM, expires), want, "{case}");
+    }
+}

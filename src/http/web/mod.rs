@@ -49,6 +49,7 @@ const WATCH_BODY: &str = include_str!("watch.html");
 const STYLE_CSS: &str = include_str!("style.css");
 const PLAYER_JS: &str = include_str!("player.js");
 const PROTECTED_JS: &str = include_str!("protected.js");
+const OFFLINE_JS: &str = include_str!("offline.js");
 
 /// Appended to static URLs, so a new release is never served an old cached file.
 const ASSET_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -145,6 +146,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/static/style.css", get(style))
         .route("/static/player.js", get(player))
         .route("/static/protected.js", get(protected_player))
+        .route("/static/offline.js", get(offline_player))
         .route(crate::config::DEFAULT_HLSJS_URL, get(hlsjs))
         .route(HLSJS_LICENSE_PATH, get(hlsjs_license))
         .with_state(state)
@@ -211,6 +213,9 @@ fn origin_of(url: &str) -> Option<&str> {
 #[derive(Deserialize)]
 struct WatchQuery {
     token: Option<String>,
+    /// `?recording={id}`: the page plays that recording of the stream (and,
+    /// for a protected stream, offers "Save for offline").
+    recording: Option<String>,
 }
 
 /// `GET /watch/{app}/{name}?token=…`: the player page. The token is checked
@@ -259,7 +264,19 @@ async fn watch(
     let stream_text = escape(&stream.to_string());
     // Relative URLs (from /watch/{app}/{name}) keep working behind a proxy
     // that serves sealcast under a path prefix.
-    let playlist = escape(&format!("../../{}/{}/index.m3u8", stream.app(), stream.name()));
+    let recording = query.recording.as_deref().filter(|id| !id.is_empty());
+    if recording.is_some_and(|id| !crate::names::is_valid_component(id)) {
+        return message_page(
+            StatusCode::NOT_FOUND,
+            "../../",
+            "Not found",
+            "There is no recording at this address.",
+        );
+    }
+    let playlist = escape(&match recording {
+        Some(id) => format!("../../{}/{}/recordings/{id}/index.m3u8", stream.app(), stream.name()),
+        None => format!("../../{}/{}/index.m3u8", stream.app(), stream.name()),
+    });
     // The embedded hls.js, relative like the page's other assets.
     let hlsjs_src = match state.hlsjs_url.strip_prefix('/') {
         Some(path) => format!("../../{path}"),
@@ -273,6 +290,12 @@ async fn watch(
             "<script src=\"../../static/protected.js?v={ASSET_VERSION}\" defer></script>\
              <script src=\"../../static/player.js?v={ASSET_VERSION}\" defer></script>"
         ),
+    };
+    // Offline copies: recordings of protected streams (docs/protection.md).
+    let offline = protected && recording.is_some() && refusal.is_none();
+    let scripts = match offline {
+        true => format!("{scripts}<script src=\"../../static/offline.js?v={ASSET_VERSION}\" defer></script>"),
+        false => scripts,
     };
     let license = escape(&format!("../../license/{}/{}", stream.app(), stream.name()));
     let (error, error_hidden) = match refusal {
@@ -304,6 +327,8 @@ async fn watch(
             ("token_needed_text", &escape(TOKEN_NEEDED_TEXT)),
             ("protected", if protected { "1" } else { "" }),
             ("license", &license),
+            ("recording", &escape(recording.unwrap_or(""))),
+            ("offline", if offline { "1" } else { "" }),
         ],
     );
     let html = layout(&stream_text, "../../", "", &body, &scripts);
@@ -321,6 +346,10 @@ async fn player() -> Response {
 
 async fn protected_player() -> Response {
     static_file("text/javascript; charset=utf-8", PROTECTED_JS)
+}
+
+async fn offline_player() -> Response {
+    static_file("text/javascript; charset=utf-8", OFFLINE_JS)
 }
 
 fn static_file(content_type: &'static str, body: &'static str) -> Response {

@@ -48,6 +48,11 @@
     errorBox.textContent = '';
   }
 
+  // offline.js stops the online player before it plays a saved copy.
+  state.stop = function () {
+    stopPlayback();
+  };
+
   function stopPlayback() {
     if (retryTimer) {
       clearTimeout(retryTimer);

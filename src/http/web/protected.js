@@ -13,6 +13,8 @@
 
   const subtle = window.crypto && window.crypto.subtle;
   const LABEL = new TextEncoder().encode('sealcast-license-v1');
+  // A playlist's one-time license ticket (when the server hands out tickets).
+  const TICKET_TAG = '#EXT-X-SEALCAST-LICENSE-TICKET:';
 
   function fromB64url(text) {
     const b64 = text.replace(/-/g, '+').replace(/_/g, '/');
@@ -34,13 +36,15 @@
 
   // "sealcast-license-v1" 0 stream 0 key_id 0 expiry (u64 big-endian): the
   // HKDF info and the AES-GCM additional data of one key.
-  function binding(stream, keyId, expires) {
+  // `label`: another label (an offline license's); default LABEL.
+  function binding(stream, keyId, expires, label) {
+    const l = label || LABEL;
     const s = new TextEncoder().encode(stream);
     const k = new TextEncoder().encode(keyId);
-    const out = new Uint8Array(LABEL.length + s.length + k.length + 3 + 8);
+    const out = new Uint8Array(l.length + s.length + k.length + 3 + 8);
     let at = 0;
-    out.set(LABEL, at);
-    at += LABEL.length + 1;
+    out.set(l, at);
+    at += l.length + 1;
     out.set(s, at);
     at += s.length + 1;
     out.set(k, at);
@@ -65,12 +69,18 @@
     return { key_id: decodeURIComponent(url.pathname.slice(at + 1)), edk: url.searchParams.get('edk') || '' };
   }
 
-  // The playlist without its key tags, and per segment URL the key and IV.
+  // The playlist without its key tags, and per segment URL the key and IV;
+  // `ticket`: the playlist's license ticket, if it has one.
   function stripKeys(text, base, segments) {
     const out = [];
     const refs = new Map();
     let current = null;
+    let ticket = null;
     for (const line of text.split('\n')) {
+      if (line.startsWith(TICKET_TAG)) {
+        ticket = line.slice(TICKET_TAG.length).trim();
+        continue;
+      }
       if (line.startsWith('#EXT-X-KEY:')) {
         const method = /METHOD=([A-Z0-9-]+)/.exec(line);
         const uri = /URI="([^"]*)"/.exec(line);
@@ -89,7 +99,7 @@
       }
       out.push(line);
     }
-    return { text: out.join('\n'), refs: [...refs.values()] };
+    return { text: out.join('\n'), refs: [...refs.values()], ticket: ticket };
   }
 
   // Licenses for one stream: a fresh ECDH key pair per license request.
@@ -97,16 +107,26 @@
     const keys = new Map();
     const pending = new Map();
 
-    async function fetchLicense(refs) {
+    // With a license ticket (from the playlist), the request carries the
+    // ticket instead of the token; each ticket works once.
+    async function fetchLicense(refs, ticket) {
       const pair = await subtle.generateKey({ name: 'ECDH', namedCurve: 'P-256' }, false, ['deriveKey']);
       debugKeys.push(pair.privateKey);
       const publicRaw = await subtle.exportKey('raw', pair.publicKey);
       stats.licenses += 1;
-      const response = await fetch(licenseUrl, {
+      const headers = { 'Content-Type': 'application/json' };
+      let url = licenseUrl;
+      if (ticket) {
+        url += (url.indexOf('?') < 0 ? '?' : '&') + 'ticket=' + encodeURIComponent(ticket);
+        stats.ticketLicenses = (stats.ticketLicenses || 0) + 1;
+      } else {
+        headers.Authorization = 'Bearer ' + token;
+      }
+      const response = await fetch(url, {
         method: 'POST',
         cache: 'no-store',
         credentials: 'omit',
-        headers: { 'Content-Type': 'application/json', Authorization: 'Bearer ' + token },
+        headers: headers,
         body: JSON.stringify({ public_key: toB64url(publicRaw), keys: refs }),
       });
       if (!response.ok) {
@@ -152,10 +172,10 @@
     }
 
     // Licenses every key of `refs` not held or asked for yet, in one request.
-    function ensure(refs) {
+    function ensure(refs, ticket) {
       const missing = refs.filter((r) => !keys.has(r.key_id) && !pending.has(r.key_id));
       if (missing.length > 0) {
-        const request = fetchLicense(missing).then(
+        const request = fetchLicense(missing, ticket).then(
           (got) => {
             for (const [id, key] of got) {
               keys.set(id, key);
@@ -210,7 +230,7 @@
               return;
             }
             const stripped = stripKeys(response.data, response.url || ctx.url, segments);
-            licenser.ensure(stripped.refs).then(
+            licenser.ensure(stripped.refs, stripped.ticket).then(
               () => {
                 response.data = stripped.text;
                 onSuccess(response, loadStats, ctx, details);
@@ -259,5 +279,10 @@
     return { pLoader: PlaylistLoader, fLoader: FragmentLoader, stats: stats };
   }
 
-  window.SealcastProtected = { supported: !!subtle, hlsConfig: hlsConfig };
+  window.SealcastProtected = {
+    supported: !!subtle,
+    hlsConfig: hlsConfig,
+    // Shared with offline.js.
+    util: { fromB64url: fromB64url, toB64url: toB64url, binding: binding, stripKeys: stripKeys },
+  };
 })();
