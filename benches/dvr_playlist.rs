@@ -86,6 +86,7 @@ fn main() {
             ticket_ttl_secs: Some(60),
             cache_max_entries: 100,
             cache_ttl_secs: 600,
+            offline_ttl_secs: 0,
         },
         Arc::new(kms),
         Arc::new(MemoryReplayStore::new(1000)),
