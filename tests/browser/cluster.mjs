@@ -8,31 +8,15 @@
 //   config: { url, seconds, userDataDir, chromium }
 
 import { chromium } from 'playwright-core';
+import { FLAGS, guard, print, sleep } from './common.mjs';
 
 const config = JSON.parse(process.argv[2]);
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const print = (value) => process.stdout.write(JSON.stringify(value) + '\n');
-
-// A hard stop, so a hung browser never hangs the test run.
-setTimeout(() => {
-  print({ error: 'cluster.mjs timed out' });
-  process.exit(2);
-}, (config.seconds + 30) * 1000);
+guard('cluster.mjs', (config.seconds + 30) * 1000);
 
 const context = await chromium.launchPersistentContext(config.userDataDir, {
   executablePath: config.chromium,
   headless: true,
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--no-first-run',
-    // No host name resolves: every request goes to 127.0.0.1.
-    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
-  ],
+  args: FLAGS,
 });
 const page = await context.newPage();
 // Segment file names the page got (200 or 206), in order; and failed answers.

@@ -13,14 +13,10 @@
 // not what is tested here.
 
 import { chromium } from 'playwright-core';
+import { AUTOPLAY_FLAGS, guard, sleep } from './common.mjs';
 
 const config = JSON.parse(process.argv[2]);
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-const guard = setTimeout(() => {
-  process.stdout.write(JSON.stringify({ error: 'dvr.mjs timed out' }) + '\n');
-  process.exit(2);
-}, 150_000);
+const timer = guard('dvr.mjs', 150_000);
 
 const PAGE = `<!doctype html><html><body>
 <video id="v" muted playsinline width="640" height="360"></video>
@@ -49,16 +45,7 @@ const PAGE = `<!doctype html><html><body>
 const context = await chromium.launchPersistentContext(config.userDataDir, {
   executablePath: config.chromium,
   headless: true,
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--no-first-run',
-    '--autoplay-policy=no-user-gesture-required',
-    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
-  ],
+  args: AUTOPLAY_FLAGS,
 });
 const report = {};
 try {
@@ -119,6 +106,6 @@ try {
   report.error = String(e && e.stack ? e.stack : e);
 } finally {
   await context.close();
-  clearTimeout(guard);
+  clearTimeout(timer);
 }
 process.stdout.write(JSON.stringify(report) + '\n');

@@ -20,63 +20,15 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { AUTOPLAY_FLAGS, guard, waitFor, recordBodies } from './common.mjs';
 
 const config = JSON.parse(process.argv[2]);
 
-const guard = setTimeout(() => {
-  process.stdout.write(JSON.stringify({ error: 'offline.mjs timed out' }) + '\n');
-  process.exit(2);
-}, 280_000);
-
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--autoplay-policy=no-user-gesture-required',
-  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
-];
+const timer = guard('offline.mjs', 280_000);
 
 const watchUrl = `${config.base}/watch/${config.stream}?recording=${config.recording}&token=${config.token}`;
 
-async function waitFor(page, predicate, arg, timeoutMs) {
-  try {
-    await page.waitForFunction(predicate, arg, { timeout: timeoutMs, polling: 200 });
-    return true;
-  } catch (e) {
-    return false;
-  }
-}
-
 // Records every response body through CDP into `dir`.
-async function recordBodies(cdp, dir) {
-  mkdirSync(dir, { recursive: true });
-  const urls = new Map();
-  const saved = [];
-  const failures = [];
-  const reads = [];
-  cdp.on('Network.responseReceived', (e) => urls.set(e.requestId, { url: e.response.url, status: e.response.status }));
-  cdp.on('Network.loadingFinished', (e) => {
-    reads.push(
-      cdp.send('Network.getResponseBody', { requestId: e.requestId }).then(
-        (body) => {
-          const bytes = Buffer.from(body.body, body.base64Encoded ? 'base64' : 'utf8');
-          const file = join(dir, String(saved.length).padStart(4, '0') + '.bin');
-          saved.push({ file, ...(urls.get(e.requestId) || {}), bytes: bytes.length });
-          writeFileSync(file, bytes);
-        },
-        (error) => failures.push({ ...(urls.get(e.requestId) || {}), error: String(error) })
-      )
-    );
-  });
-  await cdp.send('Network.enable', { maxTotalBufferSize: 200_000_000, maxResourceBufferSize: 20_000_000 });
-  return { saved, failures, done: () => Promise.all(reads) };
-}
-
 // Everything in the page's IndexedDB `sealcast-offline` except the device
 // key (which cannot be serialized): copies as JSON (byte arrays as plain
 // number arrays), segments as base64.
@@ -253,7 +205,7 @@ async function profileB(browser, dump, report) {
   await context.close();
 }
 
-const browser = await chromium.launch({ executablePath: config.chromium, headless: true, args: FLAGS });
+const browser = await chromium.launch({ executablePath: config.chromium, headless: true, args: AUTOPLAY_FLAGS });
 const report = {};
 try {
   const dump = await profileA(browser, report);
@@ -262,6 +214,6 @@ try {
   report.error = String(e && e.stack ? e.stack : e);
 } finally {
   await browser.close();
-  clearTimeout(guard);
+  clearTimeout(timer);
 }
 process.stdout.write(JSON.stringify(report) + '\n');

@@ -20,73 +20,15 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { FLAGS, guard, waitFor, recordBodies, sleep } from './common.mjs';
 
 const config = JSON.parse(process.argv[2]);
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-const guard = setTimeout(() => {
-  process.stdout.write(JSON.stringify({ error: 'protected.mjs timed out' }) + '\n');
-  process.exit(2);
-}, 280_000);
-
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
-];
+const timer = guard('protected.mjs', 280_000);
 
 const watchUrl = (stream, token) => `${config.base}/watch/${stream}?token=${token}`;
 
-async function waitFor(page, predicate, timeoutMs) {
-  try {
-    await page.waitForFunction(predicate, null, { timeout: timeoutMs, polling: 200 });
-    return true;
-  } catch (e) {
-    return false;
-  }
-}
-
 // Records every response body through CDP into `dir`.
-async function recordBodies(cdp, dir) {
-  mkdirSync(dir, { recursive: true });
-  const urls = new Map();
-  const saved = [];
-  const failures = [];
-  const reads = [];
-  let stopped = false;
-  cdp.on('Network.responseReceived', (e) => urls.set(e.requestId, { url: e.response.url, status: e.response.status }));
-  cdp.on('Network.loadingFinished', (e) => {
-    if (stopped) {
-      return;
-    }
-    reads.push(
-      cdp.send('Network.getResponseBody', { requestId: e.requestId }).then(
-        (body) => {
-          const bytes = Buffer.from(body.body, body.base64Encoded ? 'base64' : 'utf8');
-          const file = join(dir, String(saved.length).padStart(4, '0') + '.bin');
-          saved.push({ file, ...(urls.get(e.requestId) || {}), bytes: bytes.length });
-          writeFileSync(file, bytes);
-        },
-        (error) => failures.push({ ...(urls.get(e.requestId) || {}), error: String(error) })
-      )
-    );
-  });
-  await cdp.send('Network.enable', { maxTotalBufferSize: 200_000_000, maxResourceBufferSize: 20_000_000 });
-  // The session ends at stop(): later responses are not read (the page is
-  // closed right after, and reading them would race the close).
-  const stop = () => {
-    stopped = true;
-    return Promise.all(reads);
-  };
-  return { saved, failures, stop };
-}
-
 async function heapSnapshot(cdp, file) {
   const chunks = [];
   cdp.on('HeapProfiler.addHeapSnapshotChunk', (e) => chunks.push(e.chunk));
@@ -107,7 +49,7 @@ async function capture(browser) {
   const requests = [];
   page.on('request', (r) => requests.push(new URL(r.url()).pathname));
   const response = await page.goto(watchUrl(c.stream, c.token), { waitUntil: 'load' });
-  const started = await waitFor(page, () => document.querySelector('video').currentTime > 0, 40_000);
+  const started = await waitFor(page, () => document.querySelector('video').currentTime > 0, null, 40_000);
   const first = await page.evaluate(() => document.querySelector('video').currentTime);
   await sleep(c.playSecs * 1000);
   const seen = await page.evaluate(async () => {
@@ -170,7 +112,7 @@ async function startOnce(browser, stream, token) {
     });
   });
   await page.goto(watchUrl(stream, token), { waitUntil: 'load' });
-  const ok = await waitFor(page, () => typeof window.__firstFrameMs === 'number', 30_000);
+  const ok = await waitFor(page, () => typeof window.__firstFrameMs === 'number', null, 30_000);
   const result = await page.evaluate(() => {
     const at = window.__firstFrameMs;
     const entries = performance.getEntriesByType('resource').filter((e) => e.startTime <= at);
@@ -210,6 +152,6 @@ try {
   report.error = String(e && e.stack ? e.stack : e);
 } finally {
   await browser.close();
-  clearTimeout(guard);
+  clearTimeout(timer);
 }
 process.stdout.write(JSON.stringify(report) + '\n');

@@ -9,26 +9,11 @@
 
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { AUTOPLAY_FLAGS, guard } from './common.mjs';
 
 const config = JSON.parse(process.argv[2]);
 
-const guard = setTimeout(() => {
-  process.stdout.write(JSON.stringify({ error: 'recording.mjs timed out' }) + '\n');
-  process.exit(2);
-}, 110_000);
-
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--autoplay-policy=no-user-gesture-required',
-  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
-];
+const timer = guard('recording.mjs', 110_000);
 
 // A page of the server's origin (answered by playwright, not the server),
 // so the playlist, segments and keys are same-origin requests.
@@ -66,7 +51,7 @@ const report = {};
 const context = await chromium.launchPersistentContext(config.userDataDir, {
   executablePath: config.chromium,
   headless: true,
-  args: FLAGS,
+  args: AUTOPLAY_FLAGS,
 });
 try {
   const page = await context.newPage();
@@ -108,6 +93,6 @@ try {
   report.error = String(e && e.stack ? e.stack : e);
 } finally {
   await context.close();
-  clearTimeout(guard);
+  clearTimeout(timer);
 }
 process.stdout.write(JSON.stringify(report) + '\n');

@@ -13,29 +13,14 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { FLAGS, guard, waitFor, sleep } from './common.mjs';
 import { PNG } from 'pngjs';
 
 const config = JSON.parse(process.argv[2]);
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // A hard stop, so a hung browser never hangs the test run.
-const guard = setTimeout(() => {
-  process.stdout.write(JSON.stringify({ error: 'watch.mjs timed out' }) + '\n');
-  process.exit(2);
-}, 100_000);
+const timer = guard('watch.mjs', 100_000);
 
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  // No route to any CDN: every host name but the test server's fails.
-  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
-];
 const PHONE = { width: 390, height: 844 };
 
 // Luma variance of the middle half of a PNG (away from player controls).
@@ -132,15 +117,6 @@ async function observe(page) {
   });
 }
 
-async function waitFor(page, predicate, timeoutMs) {
-  try {
-    await page.waitForFunction(predicate, null, { timeout: timeoutMs, polling: 200 });
-    return true;
-  } catch (e) {
-    return false;
-  }
-}
-
 function summarize(opened, seen, extra) {
   return {
     httpStatus: opened.httpStatus,
@@ -160,7 +136,7 @@ const watchUrl = (token) => `${config.base}/watch/${config.stream}` + (token ? `
 async function play(context) {
   const opened = await open(context, watchUrl(config.tokens.valid));
   const { page } = opened;
-  const started = await waitFor(page, () => document.querySelector('video').currentTime > 0, 30_000);
+  const started = await waitFor(page, () => document.querySelector('video').currentTime > 0, null, 30_000);
   const first = await observe(page);
   const wallStart = Date.now();
   await sleep(config.playSecs * 1000);
@@ -184,7 +160,7 @@ async function play(context) {
 async function refused(context, name, token) {
   const opened = await open(context, watchUrl(token), PHONE);
   const { page } = opened;
-  await waitFor(page, () => !document.getElementById('error').hidden, 10_000);
+  await waitFor(page, () => !document.getElementById('error').hidden, null, 10_000);
   // Give a player that wrongly started a few seconds to show it.
   await sleep(4000);
   const seen = await observe(page);
@@ -196,9 +172,9 @@ async function refused(context, name, token) {
 async function expiresWhilePlaying(context) {
   const opened = await open(context, watchUrl(config.tokens.shortLived));
   const { page } = opened;
-  const started = await waitFor(page, () => document.querySelector('video').currentTime > 1, 30_000);
+  const started = await waitFor(page, () => document.querySelector('video').currentTime > 1, null, 30_000);
   const playing = await observe(page);
-  const refusedInTime = await waitFor(page, () => !document.getElementById('error').hidden, 45_000);
+  const refusedInTime = await waitFor(page, () => !document.getElementById('error').hidden, null, 45_000);
   const seen = await observe(page);
   await page.screenshot({ path: join(config.outDir, 'watch-expired-while-playing.png') });
   return summarize(opened, seen, { started, framesBeforeRefusal: playing.totalVideoFrames, refusedInTime });
@@ -208,7 +184,7 @@ async function expiresWhilePlaying(context) {
 async function waiting(context) {
   const opened = await open(context, `${config.base}/watch/${config.idleStream}?token=${config.tokens.idle}`, PHONE);
   const { page } = opened;
-  await waitFor(page, () => window.sealcastPlayer && window.sealcastPlayer.status === 'waiting', 15_000);
+  await waitFor(page, () => window.sealcastPlayer && window.sealcastPlayer.status === 'waiting', null, 15_000);
   // Long enough for a retry or two.
   await sleep(7000);
   const seen = await observe(page);
@@ -261,6 +237,6 @@ try {
   report.error = String(e && e.stack ? e.stack : e);
 } finally {
   await context.close();
-  clearTimeout(guard);
+  clearTimeout(timer);
 }
 process.stdout.write(JSON.stringify(report) + '\n');
