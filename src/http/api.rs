@@ -161,26 +161,11 @@ async fn playback(State(state): State<Arc<HttpState>>, headers: HeaderMap, body:
     if state.registry.get(&stream).is_none() {
         return json_error(StatusCode::NOT_FOUND, "no such stream");
     }
-    if !(1..=MAX_PLAYBACK_TTL_SECS).contains(&request.ttl_secs) {
-        return json_error(StatusCode::BAD_REQUEST, "ttl_secs must be between 1 and 604800");
-    }
-    if request.sub.as_ref().is_some_and(|sub| sub.len() > MAX_SUB_BYTES) {
-        return json_error(StatusCode::BAD_REQUEST, "sub must be at most 256 bytes");
-    }
-    let Some(base) = public_base(&state, &headers) else {
-        return json_error(StatusCode::BAD_REQUEST, "no usable Host header; set http.public_url");
+    let (claims, base) = match playback_claims(&state, &headers, stream.to_string(), request.ttl_secs, request.sub) {
+        Ok(grant) => grant,
+        Err((status, message)) => return json_error(status, message),
     };
-    let mut jti = [0u8; 16];
-    if SystemRandom::new().fill(&mut jti).is_err() {
-        return json_error(StatusCode::SERVICE_UNAVAILABLE, "random number generator failed");
-    }
-    let expires_unix_secs = state.keys.now().saturating_add(request.ttl_secs);
-    let claims = Claims {
-        exp: expires_unix_secs,
-        stream: stream.to_string(),
-        sub: request.sub,
-        jti: Some(URL_SAFE_NO_PAD.encode(jti)),
-    };
+    let expires_unix_secs = claims.exp;
     let token = state.keys.mint_token(&claims);
     info!(stream = %stream, route = "api", "playback token issued");
     let playback_url = format!("{base}{}?token={token}", stream.playlist_path());
@@ -191,6 +176,39 @@ async fn playback(State(state): State<Arc<HttpState>>, headers: HeaderMap, body:
         expires_unix_secs,
     };
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+}
+
+/// What both playback endpoints (a stream's, a recording's) check and
+/// mint before signing: the TTL and `sub` limits, the base URL of the
+/// playback link, and claims for `stream` with a fresh random `jti`. `Err`
+/// is the status and message to answer with.
+pub(super) fn playback_claims(
+    state: &HttpState,
+    headers: &HeaderMap,
+    stream: String,
+    ttl_secs: u64,
+    sub: Option<String>,
+) -> Result<(Claims, String), (StatusCode, &'static str)> {
+    if !(1..=MAX_PLAYBACK_TTL_SECS).contains(&ttl_secs) {
+        return Err((StatusCode::BAD_REQUEST, "ttl_secs must be between 1 and 604800"));
+    }
+    if sub.as_ref().is_some_and(|sub| sub.len() > MAX_SUB_BYTES) {
+        return Err((StatusCode::BAD_REQUEST, "sub must be at most 256 bytes"));
+    }
+    let Some(base) = public_base(state, headers) else {
+        return Err((StatusCode::BAD_REQUEST, "no usable Host header; set http.public_url"));
+    };
+    let mut jti = [0u8; 16];
+    if SystemRandom::new().fill(&mut jti).is_err() {
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "random number generator failed"));
+    }
+    let claims = Claims {
+        exp: state.keys.now().saturating_add(ttl_secs),
+        stream,
+        sub,
+        jti: Some(URL_SAFE_NO_PAD.encode(jti)),
+    };
+    Ok((claims, base))
 }
 
 /// `http.public_url`, else `http://` and the request's `Host` (only host and

@@ -19,15 +19,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::rand::{SecureRandom as _, SystemRandom};
 use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::HttpState;
-use super::api::{DEFAULT_PLAYBACK_TTL_SECS, MAX_PLAYBACK_TTL_SECS, MAX_SUB_BYTES, json_error, public_base};
-use crate::auth::Claims;
+use super::api::{DEFAULT_PLAYBACK_TTL_SECS, json_error, playback_claims, public_base};
 use crate::live::recordings::{DeleteError, describe};
 
 pub(super) fn routes() -> Router<Arc<HttpState>> {
@@ -100,28 +96,13 @@ async fn playback(
         Ok(request) => request,
         Err(error) => return json_error(StatusCode::BAD_REQUEST, &format!("body: {error}")),
     };
-    if !(1..=MAX_PLAYBACK_TTL_SECS).contains(&request.ttl_secs) {
-        return json_error(StatusCode::BAD_REQUEST, "ttl_secs must be between 1 and 604800");
-    }
-    if request.sub.as_ref().is_some_and(|sub| sub.len() > MAX_SUB_BYTES) {
-        return json_error(StatusCode::BAD_REQUEST, "sub must be at most 256 bytes");
-    }
     let Some(manifest) = state.registry.recordings().get(&id).await else {
         return json_error(StatusCode::NOT_FOUND, "no such recording");
     };
-    let Some(base) = public_base(&state, &headers) else {
-        return json_error(StatusCode::BAD_REQUEST, "no usable Host header; set http.public_url");
-    };
-    let mut jti = [0u8; 16];
-    if SystemRandom::new().fill(&mut jti).is_err() {
-        return json_error(StatusCode::SERVICE_UNAVAILABLE, "random number generator failed");
-    }
-    let expires_unix_secs = state.keys.now().saturating_add(request.ttl_secs);
-    let claims = Claims {
-        exp: expires_unix_secs,
-        stream: manifest.stream.clone(),
-        sub: request.sub,
-        jti: Some(URL_SAFE_NO_PAD.encode(jti)),
+    let (claims, base) = match playback_claims(&state, &headers, manifest.stream.clone(), request.ttl_secs, request.sub)
+    {
+        Ok(grant) => grant,
+        Err((status, message)) => return json_error(status, message),
     };
     let token = crate::auth::recording::mint_for_recording(
         state.keys.token_secret(),
@@ -135,6 +116,6 @@ async fn playback(
         "stream": manifest.stream,
         "playback_url": format!("{base}{}?token={token}", manifest.playlist_path()),
         "token": token,
-        "expires_unix_secs": expires_unix_secs,
+        "expires_unix_secs": claims.exp,
     }))
 }

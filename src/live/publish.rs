@@ -365,17 +365,7 @@ impl Publish {
             (text, listed.expired)
         };
         self.stream.write_playlist(text).await;
-        if let Some(recorded) = recorded {
-            self.registry.recordings().store(&recorded).await;
-        }
-        let latency = closed_at.elapsed();
-        self.stream.lock().info.publish_latency.record(latency);
-        self.meters.segments.increment(1);
-        self.meters.publish_seconds.record(latency.as_secs_f64());
-        for expiry in expired {
-            let key = crate::storage::segment_key(self.stream.name.app(), self.stream.name.name(), &expiry.uri);
-            self.registry.delete_after(key, Duration::from_millis(expiry.after_ms));
-        }
+        let latency = segment_listed(&self.registry, &self.stream, &self.meters, recorded, closed_at, expired).await;
         debug!(
             seq = sequence,
             duration_secs = segment.duration_secs,
@@ -464,4 +454,29 @@ fn segment_key(key: PrefetchedKey) -> SegmentKey {
         key: key.key,
         wrapped: key.wrapped,
     }
+}
+
+/// What follows a segment's listing, on disk or in object storage: the
+/// recording's playlist, the publication latency (segment closed → listed),
+/// and the deletion, after their grace, of the segments that left the window.
+pub(super) async fn segment_listed(
+    registry: &Registry,
+    stream: &Stream,
+    meters: &crate::metrics::StreamMeters,
+    recorded: Option<super::record::Snapshot>,
+    closed_at: Instant,
+    expired: Vec<crate::timeline::Expiry>,
+) -> Duration {
+    if let Some(recorded) = recorded {
+        registry.recordings().store(&recorded).await;
+    }
+    let latency = closed_at.elapsed();
+    stream.lock().info.publish_latency.record(latency);
+    meters.segments.increment(1);
+    meters.publish_seconds.record(latency.as_secs_f64());
+    for expiry in expired {
+        let key = crate::storage::segment_key(stream.name.app(), stream.name.name(), &expiry.uri);
+        registry.delete_after(key, Duration::from_millis(expiry.after_ms));
+    }
+    latency
 }

@@ -295,17 +295,9 @@ impl UploadTask {
             error!(stream = %self.stream.name, seq = sequence, "writing the playlist failed; it is written again with the next segment");
             self.playlist_pending = Some(text);
         }
-        if let Some(recorded) = recorded {
-            self.registry.recordings().store(&recorded).await;
-        }
-        let latency = closed_at.elapsed();
-        self.stream.lock().info.publish_latency.record(latency);
-        self.meters.segments.increment(1);
-        self.meters.publish_seconds.record(latency.as_secs_f64());
-        for expiry in expired {
-            let key = storage::segment_key(self.stream.name.app(), self.stream.name.name(), &expiry.uri);
-            self.registry.delete_after(key, Duration::from_millis(expiry.after_ms));
-        }
+        let latency =
+            super::publish::segment_listed(&self.registry, &self.stream, &self.meters, recorded, closed_at, expired)
+                .await;
         debug!(
             seq = sequence,
             publish_latency_us = latency.as_micros() as u64,
