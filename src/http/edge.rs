@@ -17,7 +17,7 @@ use axum::routing::get;
 use dashmap::DashMap;
 use tracing::warn;
 
-use super::{TokenQuery, personalize, playlist_response, playlist_viewer, status, stored, unavailable};
+use super::{TokenQuery, playlist_response, playlist_viewer, status, stored, unavailable};
 use crate::keyservice::KeyService;
 use crate::names::{self, StreamName};
 use crate::storage::Storage;
@@ -167,14 +167,7 @@ async fn media_file(
             }
         };
         let logged = viewer.as_ref().map(super::PlaylistViewer::for_log);
-        let personal = if state.keys.is_protected(&stream) {
-            super::license::with_license_ticket(&state.keys, &stream, canonical.to_string(), viewer.as_ref())
-        } else {
-            match viewer.as_ref() {
-                Some(viewer) => personalize(&state.keys, &stream, &canonical, viewer),
-                None => Ok(canonical.to_string()),
-            }
-        };
+        let personal = super::personal_playlist(&state.keys, &stream, canonical.to_string(), viewer.as_ref());
         let text = match personal {
             Ok(text) => text,
             Err(no_tickets) => return no_tickets.into_response(),

@@ -302,28 +302,18 @@ async fn media_file(
             Err(refused) => return refused.into_response(),
         };
         let logged = viewer.as_ref().map(PlaylistViewer::for_log);
-        // Protected streams: key URIs stay as stored, credential-free (the
-        // player sends its token, or the license ticket, with the license
-        // request instead).
-        if state.keys.is_protected(&stream_name) {
-            return match stream.render_playlist(None) {
-                Some(text) => match license::with_license_ticket(&state.keys, &stream_name, text, viewer.as_ref()) {
-                    Ok(text) => playlist_response(Some(text), logged),
-                    Err(no_tickets) => no_tickets.into_response(),
-                },
-                None => playlist_response(None, logged),
-            };
-        }
         let text = match viewer {
-            // One-time tickets instead of the token: every refresh hands out new ones.
-            Some(viewer) if state.keys.tickets_enabled() => match stream.render_playlist(None) {
-                Some(text) => match personalize(&state.keys, &stream_name, &text, &viewer) {
+            // The token written in as the playlist is rendered: no second pass.
+            Some(viewer) if !state.keys.tickets_enabled() && !state.keys.is_protected(&stream_name) => {
+                stream.render_playlist(Some(&format!("token={}", viewer.token)))
+            }
+            viewer => match stream.render_playlist(None) {
+                Some(text) => match personal_playlist(&state.keys, &stream_name, text, viewer.as_ref()) {
                     Ok(text) => Some(text),
                     Err(no_tickets) => return no_tickets.into_response(),
                 },
                 None => None,
             },
-            viewer => stream.render_playlist(viewer.map(|v| format!("token={}", v.token)).as_deref()),
         };
         return playlist_response(text, logged);
     }
@@ -417,6 +407,25 @@ pub(crate) struct NoTickets;
 impl IntoResponse for NoTickets {
     fn into_response(self) -> Response {
         unavailable("playlist unavailable\n")
+    }
+}
+
+/// `canonical` as `viewer` gets it: for a protected stream, key URIs as
+/// stored (the player sends its credential with the license request) and a
+/// license ticket when tickets are on; otherwise the viewer's token, or
+/// one-time tickets, in every key URI. Without a viewer, as stored.
+pub(crate) fn personal_playlist(
+    keys: &KeyService,
+    stream: &StreamName,
+    canonical: String,
+    viewer: Option<&PlaylistViewer<'_>>,
+) -> Result<String, NoTickets> {
+    if keys.is_protected(stream) {
+        return license::with_license_ticket(keys, stream, canonical, viewer);
+    }
+    match viewer {
+        Some(viewer) => personalize(keys, stream, &canonical, viewer),
+        None => Ok(canonical),
     }
 }
 
