@@ -33,6 +33,9 @@
 //!   tickets (time is an argument).
 //! - [`clock`]: the [`clock::Clock`] trait, Unix times and UTC date-times.
 
+// Stricter than the workspace (which allows unsafe code in one ingest module).
+#![forbid(unsafe_code)]
+
 pub mod amf0;
 pub mod auth;
 pub mod clock;

@@ -9,13 +9,14 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 use tracing::{debug, info, warn};
 
+use super::read_batching::{self, ReadBatching, RecvLowWatermark};
 use super::{Error, IngestLimits, PublishAuthorizer, RefusalLog};
 use crate::rtmp::handshake::Step;
 use crate::rtmp::{Event, Flow, Handshake, MediaMessage, PublishRefused, Session, printable};
 
-/// Size of the per-connection read buffer, reused for every read. A few
-/// reads per video frame at typical bitrates; 1000 connections cost 16 MiB.
-const READ_BUF_BYTES: usize = 16 * 1024;
+/// Size of the per-connection read buffer, reused for every read: twice the
+/// largest receive low-water mark; 1000 connections cost 32 MiB.
+const READ_BUF_BYTES: usize = 2 * read_batching::MAX_MARK as usize;
 
 /// Runs one connection to its end. Dropping the returned future (server
 /// shutdown) or returning drops the publish's media sender, which is how
@@ -32,7 +33,7 @@ pub(super) async fn run<S>(
     limits: IngestLimits,
 ) -> Result<(), Error>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + RecvLowWatermark + Unpin,
 {
     let mut published = false;
     let start_deadline = Instant::now() + limits.handshake_timeout;
@@ -49,6 +50,7 @@ where
     let mut media: Option<mpsc::Sender<MediaMessage>> = None;
     let mut step = session.handle_input(&leftover, &mut out, &mut events);
     drop(leftover);
+    let mut batching = ReadBatching::new(Instant::now());
 
     loop {
         // Events first, in order: the media was accepted before any error or
@@ -70,6 +72,7 @@ where
                 Ok(grant) => {
                     tracing::Span::current().record("stream", grant.stream.as_str());
                     media = Some(grant.media);
+                    batching.start(Instant::now());
                     session.accept_publish(&grant.stream, &mut out, &mut events)
                 }
                 Err(refused) => {
@@ -78,10 +81,14 @@ where
                 }
             };
         }
+        if media.is_none() {
+            set_mark(&socket, batching.stop());
+        }
         // Before the publish starts, the start deadline bounds every wait;
         // once one has started (even if it has finished since), only idleness.
         published |= session.is_publishing();
-        let idle = Instant::now() + limits.idle_timeout;
+        let last_read = Instant::now();
+        let idle = last_read + limits.idle_timeout;
         let starting = !published && start_deadline <= idle;
         let deadline = if starting { start_deadline } else { idle };
         let timed_out = |otherwise: Error| {
@@ -104,9 +111,18 @@ where
         // A publish the server ended (taken over by a new publish of the
         // same stream, or its cluster lease lost) closes its channel: the
         // connection ends then, even when the peer has gone quiet.
-        let read = tokio::select! {
-            read = timeout_at(deadline, socket.read(&mut buf)) => read,
-            () = publish_closed(media.as_ref()) => return Err(Error::MediaClosed),
+        let read = loop {
+            // A publish's reads wait for the low-water mark, until quiet.
+            let quiet = batching.quiet_deadline(last_read).filter(|quiet| *quiet < deadline);
+            let read = tokio::select! {
+                read = timeout_at(quiet.unwrap_or(deadline), socket.read(&mut buf)) => read,
+                () = publish_closed(media.as_ref()) => return Err(Error::MediaClosed),
+            };
+            if read.is_err() && quiet.is_some() {
+                set_mark(&socket, batching.on_quiet());
+                continue;
+            }
+            break read;
         };
         let read = match read {
             Ok(Ok(read)) => read,
@@ -127,7 +143,18 @@ where
             }
             return Ok(());
         };
+        set_mark(&socket, batching.on_read(input.len(), Instant::now()));
         step = session.handle_input(input, &mut out, &mut events);
+    }
+}
+
+/// Applies a new receive low-water mark; where the system refuses it, reads
+/// simply stay unbatched.
+fn set_mark(socket: &impl RecvLowWatermark, mark: Option<u32>) {
+    if let Some(mark) = mark
+        && let Err(error) = socket.set_recv_low_watermark(mark)
+    {
+        debug!(mark, "cannot set the receive low-water mark: {error}");
     }
 }
 
@@ -301,7 +328,7 @@ mod tests {
         })
     }
 
-    async fn client_handshake(client: &mut DuplexStream) {
+    async fn client_handshake(client: &mut (impl AsyncRead + AsyncWrite + Unpin)) {
         let mut handshake = Handshake::new(PeerType::Client);
         client
             .write_all(&handshake.generate_outbound_p0_and_p1().unwrap())
@@ -339,6 +366,87 @@ mod tests {
         let mut app = std::collections::HashMap::new();
         app.insert("app".to_owned(), Amf0Value::Utf8String("live".to_owned()));
         command("connect", 1.0, 0, Amf0Value::Object(app), vec![])
+    }
+
+    fn publish_commands() -> Vec<u8> {
+        let mut bytes = connect();
+        bytes.extend(command("createStream", 2.0, 0, Amf0Value::Null, vec![]));
+        bytes.extend(command(
+            "publish",
+            3.0,
+            1,
+            Amf0Value::Null,
+            vec![Amf0Value::Utf8String("key".to_owned())],
+        ));
+        bytes
+    }
+
+    fn audio(timestamp_ms: u32, body: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        chunk::encode_message(&mut bytes, 128, 4, 8, 1, timestamp_ms, body);
+        bytes
+    }
+
+    /// Over real TCP, a publish at 2.7 Mb/s raises the socket's receive
+    /// low-water mark; a last message smaller than the mark is still read,
+    /// once the socket has been quiet.
+    #[tokio::test]
+    async fn a_message_under_the_low_water_mark_is_still_read() {
+        use std::os::fd::AsFd;
+        use tokio::net::{TcpListener, TcpStream};
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, peer) = listener.accept().await.unwrap();
+        // The same socket, to read its options while the driver owns it.
+        let observer = server.as_fd().try_clone_to_owned().unwrap();
+        let mark = || read_batching::sockopt::rcvlowat(&observer).unwrap();
+        let grants = Arc::new(Grants(std::sync::Mutex::new(Vec::new())));
+        let refusals = Arc::new(RefusalLog::default());
+        let driver = tokio::spawn(run(server, peer, grants.clone(), refusals, LIMITS));
+        client_handshake(&mut client).await;
+        client.write_all(&publish_commands()).await.unwrap();
+        let mut media = loop {
+            if let Some(media) = grants.0.lock().unwrap().pop() {
+                break media;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let last = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let received = Arc::clone(&last);
+        tokio::spawn(async move {
+            while let Some(message) = media.recv().await {
+                if let MediaMessage::Audio { timestamp_ms, .. } = message {
+                    received.store(timestamp_ms, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        });
+        // 1.5 s of 4 KiB messages every 12 ms: about 2.7 Mb/s.
+        let body = vec![0xAF; 4096];
+        for i in 1..=125 {
+            client.write_all(&audio(i * 12, &body)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(12)).await;
+        }
+        let raised = tokio::time::timeout(Duration::from_secs(10), async {
+            while mark() <= 1 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        raised.await.expect("the mark was never raised");
+        client.write_all(&audio(99_999, &[0xAF, 0x01, 0x21])).await.unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(10), async {
+            while last.load(std::sync::atomic::Ordering::SeqCst) != 99_999 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        read.await.expect("the small last message was never read");
+        // The copy would keep the socket open past the driver.
+        drop(observer);
+        // Close our half and take the server's replies: a clean end.
+        client.shutdown().await.unwrap();
+        let mut replies = Vec::new();
+        client.read_to_end(&mut replies).await.unwrap();
+        assert!(driver.await.unwrap().is_ok());
     }
 
     #[tokio::test(start_paused = true)]

@@ -18,12 +18,15 @@
 //!
 //! Pieces:
 //! - `connection`: the per-connection driver (socket, timeouts, backpressure).
+//! - `read_batching`: the receive low-water mark that lets one wakeup take
+//!   several of a publishing encoder's chunks.
 //! - [`serve`] here: the accept loop, with an optional second listener for
 //!   RTMPS ([`serve_with_tls`]): its TLS handshake runs in the connection's
 //!   task and counts against `handshake_timeout`, then the same driver runs
 //!   over the TLS stream.
 
 mod connection;
+mod read_batching;
 
 use std::collections::HashMap;
 use std::future::Future;
