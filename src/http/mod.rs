@@ -320,17 +320,48 @@ async fn media_file(
     if !names::is_segment_file_name(&file) {
         return status(StatusCode::NOT_FOUND, "not found\n");
     }
+    // In object storage: what this node stored lately (no storage round
+    // trip, and no 503 while storage is down). On disk: what viewers asked
+    // for lately (one read of the file for all of a stream's viewers).
+    if let Some(pieces) = stream.recent().get(&file) {
+        return stored::serve_pieces(&pieces, &headers);
+    }
     let storage = state.registry.storage();
     if storage.local_dir().is_none() {
-        // What this node stored lately it serves from memory: no storage
-        // round trip, and no 503 while storage is down.
-        if let Some(pieces) = stream.recent().get(&file) {
-            return stored::serve_pieces(&pieces, &headers);
-        }
         let key = crate::storage::segment_key(stream_name.app(), stream_name.name(), &file);
         return stored::serve_segment(storage, &key, &headers).await;
     }
-    serve_segment(&stream.dir().join(&file), &headers).await
+    serve_local_segment(&stream, &file, &headers).await
+}
+
+/// Segments on disk kept in memory per stream after a viewer asked for them:
+/// players at the live edge all fetch the newest three.
+const HOT_SEGMENTS: usize = 4;
+/// Larger segment files are streamed from disk for each request instead.
+const HOT_SEGMENT_MAX_BYTES: u64 = 8 * 1024 * 1024;
+
+/// A segment on disk: read whole once into the stream's
+/// [`crate::live::RecentSegments`] and served from there, so a segment that
+/// many viewers fetch costs one read instead of one per viewer; streamed from
+/// the file when it is too large to keep.
+async fn serve_local_segment(stream: &crate::live::Stream, file: &str, headers: &HeaderMap) -> Response {
+    let path = stream.dir().join(file);
+    let Ok(len) = tokio::fs::metadata(&path).await.map(|m| m.len()) else {
+        return status(StatusCode::NOT_FOUND, "not found\n");
+    };
+    if len > HOT_SEGMENT_MAX_BYTES {
+        return serve_segment(&path, headers).await;
+    }
+    // Listed segments are complete and never rewritten (names are unique
+    // per publish), so what was read is the segment.
+    let Ok(bytes) = tokio::fs::read(&path).await else {
+        return status(StatusCode::NOT_FOUND, "not found\n");
+    };
+    let pieces: std::sync::Arc<[bytes::Bytes]> = std::sync::Arc::from([bytes::Bytes::from(bytes)]);
+    stream
+        .recent()
+        .insert(file.to_owned(), std::sync::Arc::clone(&pieces), HOT_SEGMENTS);
+    stored::serve_pieces(&pieces, headers)
 }
 
 /// A viewer who presented a valid token for a playlist.
@@ -475,7 +506,7 @@ fn playlist_response(text: Option<String>, viewer: Option<access_log::Viewer>) -
     response
 }
 
-/// Serves a segment file, answering a single-range `Range` request with 206
+/// Streams a segment file, answering a single-range `Range` request with 206
 /// (RFC 9110 14.2); ffmpeg sends them. The body is read and sent in
 /// `SEGMENT_CHUNK_BYTES` chunks: what a request holds does not grow with the
 /// segment (hyper may still queue a few chunks for a slow client).

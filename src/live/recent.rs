@@ -1,7 +1,9 @@
 //! The last segments a publish stored in object storage, kept in memory so
 //! the ingest node serves them itself: no storage round trip per viewer
 //! request, and no 5xx for a listed segment while storage is down or slow
-//! (docs/cluster.md, "When object storage fails").
+//! (docs/cluster.md, "When object storage fails"). With segments on local
+//! disk the same store keeps the few segments viewers asked for lately
+//! (`http::serve_local_segment`), read once for all of them.
 //!
 //! Only segments that were stored *and* listed go in (the upload task puts
 //! them after the playlist that lists them is written), so serving from here
@@ -47,6 +49,11 @@ impl RecentSegments {
             .rev()
             .find(|(name, _)| name == file)
             .map(|(_, pieces)| Arc::clone(pieces))
+    }
+
+    /// Forgets every segment: the stream's playlist ended.
+    pub fn clear(&self) {
+        self.lock().clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(String, Arc<[Bytes]>)>> {

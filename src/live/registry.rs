@@ -789,6 +789,8 @@ impl Stream {
             }
         };
         info!(stream = %self.name, "playlist ended");
+        // An ended stream holds no segment memory.
+        self.recent.clear();
         if self.storage.local_dir().is_some() {
             self.write_playlist(text).await;
         } else {

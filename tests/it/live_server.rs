@@ -577,10 +577,10 @@ async fn endpoints_refuse_bad_requests_and_never_fail() {
     .await;
 }
 
-/// Segment bodies are streamed in 64 KiB chunks: on the largest segment
-/// (several chunks), whole and ranged answers carry exactly the file's bytes
-/// with a matching `Content-Length`, HEAD gives the length without a body,
-/// and a range past the end is 416.
+/// Segment bodies (read once into the stream's memory, then served from it):
+/// on the largest segment, whole and ranged answers carry exactly the file's
+/// bytes with a matching `Content-Length`, HEAD gives the length without a
+/// body, and a range past the end is 416.
 async fn check_segment_bodies(server: &TestServer, playlist: &ParsedPlaylist) {
     let dir = server.data_dir().join("live").join("demo");
     let (uri, on_disk) = playlist
