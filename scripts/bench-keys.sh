@@ -98,11 +98,13 @@ mac_key = hmac.new(prk, b"sealcast key ticket mac v1\x01", hashlib.sha256).diges
 lp = lambda s: struct.pack(">Q", len(s)) + s
 tail = lp(stream.encode()) + lp(key_id.encode()) + lp(edk.encode())
 head = bytes([1]) + struct.pack(">Q", int(time.time()) + 600)
-viewer = hashlib.sha256(b"jti:bench").digest()[:8]
 mac = hmac.new(mac_key, b"sealcast-ticket-v1\0", hashlib.sha256)
 out = sys.stdout
-for _ in range(int(count)):
-    body = head + os.urandom(12) + viewer
+# 5000 viewers: one viewer's ticket budget (600 a minute, src/keyservice/budget.rs)
+# would answer 429 long before the endpoint's own limit.
+viewers = [os.urandom(8) for _ in range(5000)]
+for i in range(int(count)):
+    body = head + os.urandom(12) + viewers[i % len(viewers)]
     m = mac.copy(); m.update(body); m.update(tail)
     ticket = base64.urlsafe_b64encode(body + m.digest()[:16]).rstrip(b"=").decode()
     out.write(ticket + "\n")
