@@ -87,8 +87,7 @@ where
         // Before the publish starts, the start deadline bounds every wait;
         // once one has started (even if it has finished since), only idleness.
         published |= session.is_publishing();
-        let last_read = Instant::now();
-        let idle = last_read + limits.idle_timeout;
+        let idle = Instant::now() + limits.idle_timeout;
         let starting = !published && start_deadline <= idle;
         let deadline = if starting { start_deadline } else { idle };
         let timed_out = |otherwise: Error| {
@@ -111,28 +110,14 @@ where
         // A publish the server ended (taken over by a new publish of the
         // same stream, or its cluster lease lost) closes its channel: the
         // connection ends then, even when the peer has gone quiet.
-        let read = loop {
-            // A publish's reads wait for the low-water mark, until quiet.
-            let quiet = batching.quiet_deadline(last_read).filter(|quiet| *quiet < deadline);
-            let read = tokio::select! {
-                read = timeout_at(quiet.unwrap_or(deadline), socket.read(&mut buf)) => read,
-                () = publish_closed(media.as_ref()) => return Err(Error::MediaClosed),
-            };
-            if read.is_err() && quiet.is_some() {
-                set_mark(&socket, batching.on_quiet());
-                continue;
+        let read = match read_some(&mut socket, &mut buf, &mut batching, deadline, media.as_ref()).await {
+            Ok(Some(read)) => read,
+            Ok(None) => {
+                let idle = timed_out(Error::IdleTimeout(limits.idle_timeout));
+                return Err(dropped(media.is_some(), idle));
             }
-            break read;
-        };
-        let read = match read {
-            Ok(Ok(read)) => read,
-            Ok(Err(error)) => return Err(dropped(media.is_some(), error.into())),
-            Err(_) => {
-                return Err(dropped(
-                    media.is_some(),
-                    timed_out(Error::IdleTimeout(limits.idle_timeout)),
-                ));
-            }
+            Err(Error::MediaClosed) => return Err(Error::MediaClosed),
+            Err(error) => return Err(dropped(media.is_some(), error)),
         };
         // `read` returns at most `buf.len()`, so the slice below is in bounds.
         let Some(input) = buf.get(..read).filter(|input| !input.is_empty()) else {
@@ -143,8 +128,42 @@ where
             }
             return Ok(());
         };
-        set_mark(&socket, batching.on_read(input.len(), Instant::now()));
         step = session.handle_input(input, &mut out, &mut events);
+    }
+}
+
+/// Reads once into `buf`: `Ok(None)` when `deadline` passed first, and
+/// [`Error::MediaClosed`] when the server ended the publish meanwhile.
+///
+/// While a publish runs the read waits for the socket's receive low-water
+/// mark; when nothing came for the quiet spell, the mark drops for one read
+/// ([`ReadBatching`]).
+async fn read_some<S>(
+    socket: &mut S,
+    buf: &mut [u8],
+    batching: &mut ReadBatching,
+    deadline: Instant,
+    media: Option<&mpsc::Sender<MediaMessage>>,
+) -> Result<Option<usize>, Error>
+where
+    S: AsyncRead + RecvLowWatermark + Unpin,
+{
+    let started = Instant::now();
+    loop {
+        let quiet = batching.quiet_deadline(started).filter(|quiet| *quiet < deadline);
+        let read = tokio::select! {
+            read = timeout_at(quiet.unwrap_or(deadline), socket.read(buf)) => read,
+            () = publish_closed(media) => return Err(Error::MediaClosed),
+        };
+        match read {
+            Ok(read) => {
+                let read = read?;
+                set_mark(socket, batching.on_read(read, Instant::now()));
+                return Ok(Some(read));
+            }
+            Err(_) if quiet.is_some() => set_mark(socket, batching.on_quiet()),
+            Err(_) => return Ok(None),
+        }
     }
 }
 
