@@ -174,6 +174,12 @@ impl Publish {
                 }
             }
         }
+        self.finish(&mut keys, keys_open, &control).await;
+    }
+
+    /// The publish is over: store the open segment (unless the lease is
+    /// gone), let the uploads drain, and end the publish.
+    async fn finish(mut self, keys: &mut KeyPrefetcher, keys_open: bool, control: &PublishControl) {
         // The last segment may still be waiting for its key (a short publish
         // against a slow KMS): give it a bounded moment.
         if keys_open
@@ -193,7 +199,7 @@ impl Publish {
             return;
         }
         if let Some(output) = self.pipeline.finish() {
-            self.store(output, Instant::now(), &keys).await;
+            self.store(output, Instant::now(), keys).await;
         }
         // Only a segment that never closed leaves a temporary file behind.
         self.writer.discard().await;
