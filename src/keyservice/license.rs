@@ -115,7 +115,7 @@ impl KeyService {
         let refs: Vec<(&str, &DataKey)> = keys.iter().map(|(id, key)| (id.as_str(), key)).collect();
         let sealed = sealer.seal_as(&self.rng, request.offline, &stream.to_string(), expires, &refs)?;
         if let Some(ticket) = grant.ticket {
-            self.spend_ticket(stream, &ticket, now).await?;
+            self.spend_license_ticket(stream, &ticket, now).await?;
         }
         bump(&self.counters.key_ok);
         Ok(sealed.to_json())
@@ -237,29 +237,20 @@ impl KeyService {
         Ok(keys)
     }
 
-    /// Records the ticket's nonce: a replayed ticket gets 403, a store
-    /// that cannot answer 503.
-    async fn spend_ticket(
+    /// [`KeyService::spend_ticket`], as a license refusal.
+    async fn spend_license_ticket(
         &self,
         stream: &StreamName,
         ticket: &ticket::VerifiedTicket,
         now: u64,
     ) -> Result<(), LicenseRefusal> {
-        match self.replay.first_use(&ticket.nonce, ticket.exp_unix_secs, now).await {
-            Ok(true) => {
-                bump(&self.counters.tickets_accepted);
-                Ok(())
-            }
-            Ok(false) => {
-                bump(&self.counters.tickets_replayed);
-                debug!(%stream, route = "license", "license ticket replayed");
-                Err(self.forbidden())
-            }
-            Err(error) => {
-                warn!(%stream, %error, route = "license", "replay store failed; refusing");
+        match self.spend_ticket(stream, "license", ticket, now).await {
+            Ok(()) => Ok(()),
+            Err(KeyError::Unavailable) => {
                 bump(&self.counters.key_unavailable);
                 Err(LicenseRefusal::Key(KeyError::Unavailable))
             }
+            Err(_) => Err(self.forbidden()),
         }
     }
 }

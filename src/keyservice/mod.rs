@@ -14,6 +14,7 @@
 
 pub mod budget;
 pub mod cache;
+mod key_request;
 pub mod license;
 pub mod redis;
 pub mod replay;
@@ -25,7 +26,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ring::rand::SystemRandom;
-use tracing::{debug, warn};
 
 pub use budget::ViewerBudget;
 pub use cache::{CacheStats, KeyCache};
@@ -36,8 +36,8 @@ pub use viewers::Viewers;
 use crate::auth::ticket::{self, TicketBinding, TicketError, TicketKey};
 use crate::auth::{self, Claims, Expect, Secret, TokenError};
 use crate::config::{AuthConfig, ConfigError, ReplayConfig};
-use crate::crypto::{DataKey, EncryptionContext, KeyId, WrappedKey};
-use crate::kms::{Kms, KmsError};
+use crate::crypto::DataKey;
+use crate::kms::Kms;
 use crate::names::StreamName;
 
 /// The clock the key service checks expiry with: the system's, or a test's.
@@ -352,112 +352,6 @@ impl KeyService {
         });
         result
     }
-
-    async fn checked_key(
-        &self,
-        stream: &StreamName,
-        key_id: &str,
-        edk: &str,
-        credential: Credential<'_>,
-    ) -> Result<DataKey, KeyError> {
-        let now = self.now();
-        let stream_text = stream.to_string();
-        // The viewer whose decrypt budget a cache miss spends (token requests).
-        let mut token_viewer = None;
-        let ticket = match credential {
-            Credential::Token(token) => {
-                bump(&self.counters.token_key_requests);
-                match self.verify_token(token, stream) {
-                    // A token scoped to one recording opens only its keys.
-                    Ok(_)
-                        if !auth::recording::allows_key(auth::recording::recording_claim(token).as_deref(), key_id) =>
-                    {
-                        debug!(stream = %stream, route = "key", "token scoped to another recording");
-                        return Err(KeyError::Forbidden);
-                    }
-                    Ok(claims) => {
-                        self.saw_viewer(stream, &claims, token);
-                        token_viewer = Some(ticket::viewer_tag(&claims, token));
-                    }
-                    Err(error) => {
-                        debug!(stream = %stream, %error, route = "key", "token refused");
-                        return Err(KeyError::Forbidden);
-                    }
-                }
-                None
-            }
-            Credential::Ticket(text) => {
-                let binding = TicketBinding {
-                    stream: &stream_text,
-                    key_id,
-                    edk,
-                };
-                match ticket::verify(&self.ticket_key, text, &binding, now) {
-                    Ok(ticket) if !self.redemptions.take(&ticket.viewer, now) => {
-                        bump(&self.counters.over_budget);
-                        debug!(stream = %stream, route = "key", "ticket viewer over its redemption budget");
-                        return Err(KeyError::TooMany);
-                    }
-                    Ok(ticket) => {
-                        self.viewers.saw(&stream_text, ticket.viewer, now);
-                        Some(ticket)
-                    }
-                    Err(error) => {
-                        bump(&self.counters.tickets_refused);
-                        debug!(stream = %stream, %error, route = "key", "ticket refused");
-                        return Err(KeyError::Forbidden);
-                    }
-                }
-            }
-        };
-        let (Ok(key_id), Ok(wrapped)) = (KeyId::new(key_id), WrappedKey::from_base64url(edk)) else {
-            return Err(KeyError::Forbidden);
-        };
-        let context = EncryptionContext::new(&stream_text, &key_id);
-        if let Some(viewer) = token_viewer
-            && self.cache.would_call_kms(&wrapped, &context, now)
-            && !self.kms_misses.take(&viewer, now)
-        {
-            bump(&self.counters.over_budget);
-            debug!(stream = %stream, route = "key", "token over its KMS decrypt budget");
-            return Err(KeyError::TooMany);
-        }
-        let data_key = match self.cache.get_or_unwrap(&*self.kms, &wrapped, &context, now).await {
-            Ok(key) => key,
-            Err(KmsError::InvalidCiphertext) => {
-                debug!(stream = %stream, key_id = %key_id, route = "key", "wrapped key refused");
-                return Err(KeyError::Forbidden);
-            }
-            Err(KmsError::UnknownMasterVersion(version)) => {
-                warn!(stream = %stream, key_id = %key_id, route = "key",
-                    "unknown master key version {version}: reload (SIGHUP) or restart");
-                return Err(KeyError::Unavailable);
-            }
-            Err(error) => {
-                warn!(stream = %stream, key_id = %key_id, %error, route = "key", "KMS could not decrypt");
-                return Err(KeyError::Unavailable);
-            }
-        };
-        if let Some(ticket) = ticket {
-            match self.replay.first_use(&ticket.nonce, ticket.exp_unix_secs, now).await {
-                Ok(true) => bump(&self.counters.tickets_accepted),
-                Ok(false) => {
-                    bump(&self.counters.tickets_replayed);
-                    debug!(stream = %stream, key_id = %key_id, route = "key", "ticket replayed");
-                    return Err(KeyError::Forbidden);
-                }
-                Err(error) => {
-                    // A full store answers every request alike: one line per 1000.
-                    let failures = self.counters.replay_failures.fetch_add(1, Ordering::Relaxed) + 1;
-                    if failures % 1000 == 1 {
-                        warn!(stream = %stream, key_id = %key_id, %error, failures, route = "key", "replay store failed; refusing");
-                    }
-                    return Err(KeyError::Unavailable);
-                }
-            }
-        }
-        Ok(data_key)
-    }
 }
 
 /// Splits an `#EXT-X-KEY` line into (up to and including `URI="`, the URI,
@@ -509,7 +403,9 @@ fn key_uri_binding(uri: &str) -> Option<TicketBinding<'_>> {
 mod tests {
     use super::*;
     use crate::clock::{Clock as _, ManualClock};
+    use crate::crypto::{EncryptionContext, WrappedKey};
     use crate::hls::parse_media_playlist;
+    use crate::kms::KmsError;
     use async_trait::async_trait;
 
     const SECRET: &[u8] = b"test-secret-0123456789-0123456789-abcdef";
