@@ -47,28 +47,7 @@ pub fn bench_push(runtime: &tokio::runtime::Runtime, args: BenchPushArgs) -> any
     use std::time::Duration;
 
     let (addr, app) = loadgen::parse_url(&args.url)?;
-    let keys = match &args.keys_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            let mut keys: Vec<String> = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from)
-                .collect();
-            if let Some(n) = args.publishers {
-                anyhow::ensure!(
-                    n <= keys.len(),
-                    "{} has {} keys, fewer than {n}",
-                    path.display(),
-                    keys.len()
-                );
-                keys.truncate(n);
-            }
-            keys
-        }
-        None => loadgen::keys_from_template(&args.key_template, args.first_index, args.publishers.unwrap_or(1)),
-    };
+    let keys = publisher_keys(&args)?;
     anyhow::ensure!(!keys.is_empty(), "no publishers");
     let fixture = std::sync::Arc::new(loadgen::Fixture::load(&args.fixture)?);
     let publishers = keys.len();
@@ -117,14 +96,7 @@ pub fn bench_push(runtime: &tokio::runtime::Runtime, args: BenchPushArgs) -> any
     }));
     let wall = wall_start.elapsed();
     let s = stats.snapshot();
-    let cpu = match (cpu_start, loadgen::process_cpu_time()) {
-        (Some(a), Some(b)) => format!(
-            "{:.2} s ({:.1}% of one core)",
-            (b - a).as_secs_f64(),
-            (b - a).as_secs_f64() * 100.0 / wall.as_secs_f64()
-        ),
-        _ => "unknown".to_owned(),
-    };
+    let cpu = cpu_since(cpu_start, wall);
     println!(
         "bench-push done: publishers={publishers} failed={} behind_ever={} max_lag_ms={} sent_bytes={} avg_rate_mbps={:.1} cpu={cpu}",
         s.failed,
@@ -150,7 +122,45 @@ pub fn bench_push(runtime: &tokio::runtime::Runtime, args: BenchPushArgs) -> any
     Ok(())
 }
 
-/// `1 publisher`, `2 publishers`.
+/// The process's CPU time since `start`, and as a share of one core over
+/// `wall`.
+fn cpu_since(start: Option<std::time::Duration>, wall: std::time::Duration) -> String {
+    match (start, loadgen::process_cpu_time()) {
+        (Some(a), Some(b)) => format!(
+            "{:.2} s ({:.1}% of one core)",
+            (b - a).as_secs_f64(),
+            (b - a).as_secs_f64() * 100.0 / wall.as_secs_f64()
+        ),
+        _ => "unknown".to_owned(),
+    }
+}
+
+/// One stream key per publisher: from `--keys-file` (the first
+/// `--publishers` of them), or from `--key-template`.
+fn publisher_keys(args: &BenchPushArgs) -> anyhow::Result<Vec<String>> {
+    let Some(path) = &args.keys_file else {
+        let count = args.publishers.unwrap_or(1);
+        return Ok(loadgen::keys_from_template(&args.key_template, args.first_index, count));
+    };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut keys: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    if let Some(n) = args.publishers {
+        let available = keys.len();
+        anyhow::ensure!(
+            n <= available,
+            "{} has {available} keys, fewer than {n}",
+            path.display()
+        );
+        keys.truncate(n);
+    }
+    Ok(keys)
+}
+
 /// `sealcast bench-play`: many simulated HLS viewers in one process.
 #[derive(clap::Args)]
 pub struct BenchPlayArgs {
@@ -244,6 +254,7 @@ pub fn bench_play(runtime: &tokio::runtime::Runtime, args: BenchPlayArgs) -> any
     Ok(())
 }
 
+/// `1 publisher`, `2 publishers`.
 fn plural(n: usize, noun: &str) -> String {
     if n == 1 {
         format!("1 {noun}")
