@@ -238,29 +238,7 @@ async fn watch(
             "There is no stream at this address.",
         );
     };
-    let refusal = match query.token.as_deref().filter(|t| !t.is_empty()) {
-        None => Some((StatusCode::UNAUTHORIZED, TOKEN_NEEDED_TEXT)),
-        Some(token) => auth::verify_with(
-            &state.token_secret,
-            token,
-            &Expect {
-                stream: &stream.to_string(),
-                audience: state.audience.as_deref(),
-            },
-            now_unix_secs(),
-        )
-        .err()
-        .map(|error| {
-            // Expiry and stream are in the token the viewer holds: saying
-            // which of the two is wrong tells them nothing new.
-            let text = match error {
-                auth::TokenError::Expired => EXPIRED_TEXT,
-                auth::TokenError::WrongStream => WRONG_STREAM_TEXT,
-                _ => REFUSED_TEXT,
-            };
-            (StatusCode::FORBIDDEN, text)
-        }),
-    };
+    let refusal = token_refusal(&state, &stream, query.token.as_deref());
     let stream_text = escape(&stream.to_string());
     // Relative URLs (from /watch/{app}/{name}) keep working behind a proxy
     // that serves sealcast under a path prefix.
@@ -283,20 +261,9 @@ async fn watch(
         None => state.hlsjs_url.clone(),
     };
     let protected = state.keys.as_ref().is_some_and(|keys| keys.is_protected(&stream));
-    let scripts = match (refusal.is_some(), protected) {
-        (true, _) => String::new(),
-        (false, false) => format!("<script src=\"../../static/player.js?v={ASSET_VERSION}\" defer></script>"),
-        (false, true) => format!(
-            "<script src=\"../../static/protected.js?v={ASSET_VERSION}\" defer></script>\
-             <script src=\"../../static/player.js?v={ASSET_VERSION}\" defer></script>"
-        ),
-    };
     // Offline copies: recordings of protected streams (docs/protection.md).
     let offline = protected && recording.is_some() && refusal.is_none();
-    let scripts = match offline {
-        true => format!("{scripts}<script src=\"../../static/offline.js?v={ASSET_VERSION}\" defer></script>"),
-        false => scripts,
-    };
+    let scripts = page_scripts(refusal.is_some(), protected, offline);
     let license = escape(&format!("../../license/{}/{}", stream.app(), stream.name()));
     let (error, error_hidden) = match refusal {
         Some((_, text)) => (escape(text), ""),
@@ -334,6 +301,46 @@ async fn watch(
     let html = layout(&stream_text, "../../", "", &body, &scripts);
     let status = refusal.map_or(StatusCode::OK, |(status, _)| status);
     page_response(status, state.watch_csp.clone(), html)
+}
+
+/// Why the watch page refuses `token` for `stream` (status, text for the
+/// viewer); `None` when it plays.
+fn token_refusal(state: &WebState, stream: &StreamName, token: Option<&str>) -> Option<(StatusCode, &'static str)> {
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return Some((StatusCode::UNAUTHORIZED, TOKEN_NEEDED_TEXT));
+    };
+    let expect = Expect {
+        stream: &stream.to_string(),
+        audience: state.audience.as_deref(),
+    };
+    let error = auth::verify_with(&state.token_secret, token, &expect, now_unix_secs()).err()?;
+    // Expiry and stream are in the token the viewer holds: saying which of
+    // the two is wrong tells them nothing new.
+    let text = match error {
+        auth::TokenError::Expired => EXPIRED_TEXT,
+        auth::TokenError::WrongStream => WRONG_STREAM_TEXT,
+        _ => REFUSED_TEXT,
+    };
+    Some((StatusCode::FORBIDDEN, text))
+}
+
+/// The page's scripts: none for a refused viewer; the player, after the
+/// license loader for a protected stream, and the offline store for a
+/// protected recording.
+fn page_scripts(refused: bool, protected: bool, offline: bool) -> String {
+    if refused {
+        return String::new();
+    }
+    let script = |name: &str| format!("<script src=\"../../static/{name}?v={ASSET_VERSION}\" defer></script>");
+    let mut scripts = String::new();
+    if protected {
+        scripts.push_str(&script("protected.js"));
+    }
+    scripts.push_str(&script("player.js"));
+    if offline {
+        scripts.push_str(&script("offline.js"));
+    }
+    scripts
 }
 
 async fn style() -> Response {
