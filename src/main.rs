@@ -443,29 +443,13 @@ fn run(cli: Cli, log: &Arc<LogControl>) -> anyhow::Result<()> {
             name,
             key_uri_base,
         } => {
-            let kms = open_tool_keyring(&keyring, "package", new_keyring)?;
-            let s3 = match (&keyring.config, outdir.starts_with("s3://")) {
-                (Some(path), true) => load_config(Some(path))?.storage.s3,
-                _ => None,
-            };
-            let destination = package::Destination::parse(&outdir, s3.as_ref())?;
             let options = PackageOptions {
                 stream: name,
                 segment_duration_secs,
                 segments_per_key,
                 key_uri_base,
             };
-            let report = runtime.block_on(package::package_into(&input, &destination, replace, &options, &kms))?;
-            println!(
-                "packaged {} into {}: {} segments, {} keys, {} video and {} audio frames, {} tags skipped",
-                input.display(),
-                destination.playlist_location(),
-                report.segments,
-                report.keys,
-                report.video_frames,
-                report.audio_frames,
-                report.skipped_tags
-            );
+            package_command(&runtime, &input, &outdir, &keyring, new_keyring, replace, &options)?
         }
         Command::Serve { config } => serve(&runtime, config.as_deref(), log)?,
         Command::Keyserver { config } => keyserver(&runtime, config.as_deref(), log, ViewerNode::KeyServer)?,
@@ -503,22 +487,61 @@ fn run(cli: Cli, log: &Arc<LogControl>) -> anyhow::Result<()> {
             playlist,
             output,
             keyring,
-        } => {
-            let kms = open_tool_keyring(&keyring, "decrypt", false)?;
-            let segments = runtime
-                .block_on(package::decrypt(&playlist, &output, &kms))
-                .map_err(|e| match e {
-                    package::PackageError::Kms(sealcast::kms::KmsError::InvalidCiphertext) => anyhow::anyhow!(
-                        "{e}: keyring {} is not the one these keys were wrapped with; pass --keyring FILE or \
-                         --config with the configuration of the server or package run that wrote {}",
-                        kms.path().display(),
-                        playlist.display()
-                    ),
-                    e => e.into(),
-                })?;
-            println!("decrypted {segments} segments into {}", output.display());
-        }
+        } => decrypt_command(&runtime, &playlist, &output, &keyring)?,
     }
+    Ok(())
+}
+
+/// `sealcast package`: a file into encrypted HLS, in a directory or a bucket.
+fn package_command(
+    runtime: &tokio::runtime::Runtime,
+    input: &Path,
+    outdir: &str,
+    keyring: &KeyringArgs,
+    new_keyring: bool,
+    replace: bool,
+    options: &PackageOptions,
+) -> anyhow::Result<()> {
+    let kms = open_tool_keyring(keyring, "package", new_keyring)?;
+    let s3 = match (&keyring.config, outdir.starts_with("s3://")) {
+        (Some(path), true) => load_config(Some(path))?.storage.s3,
+        _ => None,
+    };
+    let destination = package::Destination::parse(outdir, s3.as_ref())?;
+    let report = runtime.block_on(package::package_into(input, &destination, replace, options, &kms))?;
+    println!(
+        "packaged {} into {}: {} segments, {} keys, {} video and {} audio frames, {} tags skipped",
+        input.display(),
+        destination.playlist_location(),
+        report.segments,
+        report.keys,
+        report.video_frames,
+        report.audio_frames,
+        report.skipped_tags
+    );
+    Ok(())
+}
+
+/// `sealcast decrypt`: a packaged playlist's segments back to plain TS.
+fn decrypt_command(
+    runtime: &tokio::runtime::Runtime,
+    playlist: &Path,
+    output: &Path,
+    keyring: &KeyringArgs,
+) -> anyhow::Result<()> {
+    let kms = open_tool_keyring(keyring, "decrypt", false)?;
+    let segments = runtime
+        .block_on(package::decrypt(playlist, output, &kms))
+        .map_err(|e| match e {
+            package::PackageError::Kms(sealcast::kms::KmsError::InvalidCiphertext) => anyhow::anyhow!(
+                "{e}: keyring {} is not the one these keys were wrapped with; pass --keyring FILE or \
+                 --config with the configuration of the server or package run that wrote {}",
+                kms.path().display(),
+                playlist.display()
+            ),
+            e => e.into(),
+        })?;
+    println!("decrypted {segments} segments into {}", output.display());
     Ok(())
 }
 
