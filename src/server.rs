@@ -416,17 +416,31 @@ pub fn tls_from_config(config: &Config) -> Result<Tls, crate::tls::TlsError> {
     Ok((http, rtmps, stores))
 }
 
-/// Serves `/metrics` on its own listener until `stop`, when metrics are on.
+/// When metrics are on: serves `/metrics` on its own listener (if there is
+/// one) and keeps the histograms folded ([`Exporter::keep_up`]), until `stop`.
 pub(crate) fn spawn_metrics(
     listener: Option<TcpListener>,
     exporter: Option<Arc<Exporter>>,
     tls: Option<crate::tls::TlsAcceptor>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let (listener, exporter) = listener.zip(exporter)?;
+    use futures_util::FutureExt as _;
+
+    let exporter = exporter?;
+    let stop = stop.boxed().shared();
     Some(tokio::spawn(async move {
-        if let Err(error) = crate::metrics::serve(listener, exporter, tls, stop).await {
-            error!(%error, "metrics listener failed");
+        let serve = async {
+            if let Some(listener) = listener
+                && let Err(error) = crate::metrics::serve(listener, Arc::clone(&exporter), tls, stop.clone()).await
+            {
+                error!(%error, "metrics listener failed");
+            }
+            // Without a listener the histograms are still kept folded.
+            stop.await;
+        };
+        tokio::select! {
+            () = serve => {}
+            () = exporter.keep_up() => {}
         }
     }))
 }

@@ -5,6 +5,26 @@ use crate::crypto::{EncryptionContext, KeyId};
 use crate::kms::Kms;
 use crate::kms::local::LocalKms;
 
+/// Upkeep folds samples into the buckets (what keeps an unscraped server
+/// from growing) without losing any: a later scrape counts them all.
+#[test]
+fn upkeep_between_scrapes_keeps_every_sample() {
+    let metrics = Metrics::new();
+    let latency = metrics.stream("live/demo").publish_seconds;
+    for _ in 0..1000 {
+        latency.record(0.003);
+    }
+    metrics.run_upkeep();
+    latency.record(0.02);
+    metrics.run_upkeep();
+    let text = metrics.render();
+    assert!(
+        text.contains("sealcast_segment_publish_seconds_bucket{le=\"0.005\"} 1000\n"),
+        "{text}"
+    );
+    assert!(text.contains("sealcast_segment_publish_seconds_count 1001\n"), "{text}");
+}
+
 #[test]
 fn renders_described_series_in_the_text_format() {
     let metrics = Metrics::new();
