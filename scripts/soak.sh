@@ -11,8 +11,10 @@
 # CPU (% of one core over the last 10 s), error and warning lines in the
 # server log so far, publishers failed and behind real time (from
 # bench-push's own report), and the load average. At the end it draws
-# OUT/soak.png (gnuplot) and prints RSS growth over the last half, the
-# descriptor range and bench-play's report.
+# OUT/soak.png (gnuplot) and prints RSS growth over the last half (first to
+# last sample, and the least-squares trend, which the segments kept in memory
+# for viewers, churning by tens of MB, do not swamp), the descriptor range and
+# bench-play's report.
 #
 # Environment: PUBLISHERS, VIEWERS, OUT (default docs/soak, where the PNG is
 # kept), WORK (default a fresh /dev/shm dir), SEALCAST_BIN (skip the build).
@@ -125,8 +127,20 @@ if not rows:
 half = [r for r in rows if int(r["elapsed_s"]) >= int(rows[-1]["elapsed_s"]) / 2]
 rss = [int(r["rss_kb"]) for r in half]
 fds = [int(r["fds"]) for r in rows]
+# Drift as the least-squares slope over the second half: first and last samples
+# alone move with whatever is in flight at that instant (segments held in memory
+# for viewers churn by several MB).
+t = [int(r["elapsed_s"]) for r in half]
+n, mt, mr = len(t), sum(t) / len(t), sum(rss) / len(rss)
+var = sum((x - mt) ** 2 for x in t)
+slope = sum((x - mt) * (y - mr) for x, y in zip(t, rss)) / var if var else 0.0
+span = t[-1] - t[0]
+window = max(1, min(30, n // 4))
 print(f"samples {len(rows)}; RSS last half: first {rss[0] / 1024:.1f} MB, last {rss[-1] / 1024:.1f} MB, "
       f"growth {(rss[-1] - rss[0]) / 1024:+.2f} MB (min {min(rss) / 1024:.1f}, max {max(rss) / 1024:.1f})")
+print(f"RSS trend over the last half (least squares): {slope * span / 1024:+.2f} MB over {span / 60:.0f} min; "
+      f"mean of its first {window} samples {sum(rss[:window]) / window / 1024:.1f} MB, "
+      f"of its last {window} {sum(rss[-window:]) / window / 1024:.1f} MB")
 print(f"descriptors min {min(fds)} max {max(fds)} last {fds[-1]}; server CPU mean "
       f"{sum(float(r['cpu_pct']) for r in rows) / len(rows):.1f} %; log errors {rows[-1]['log_errors']}, "
       f"warnings {rows[-1]['log_warnings']}; publishers failed {rows[-1]['push_failed']}; "
