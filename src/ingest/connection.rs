@@ -502,16 +502,7 @@ mod tests {
         let server = tokio::spawn(run(server, peer, Arc::new(NeverAnswers), refusals, LIMITS));
         let started = Instant::now();
         client_handshake(&mut client).await;
-        let mut bytes = connect();
-        bytes.extend(command("createStream", 2.0, 0, Amf0Value::Null, vec![]));
-        bytes.extend(command(
-            "publish",
-            3.0,
-            1,
-            Amf0Value::Null,
-            vec![Amf0Value::Utf8String("key".to_owned())],
-        ));
-        client.write_all(&bytes).await.unwrap();
+        client.write_all(&publish_commands()).await.unwrap();
         let mut buf = [0; 4096];
         while client.read(&mut buf).await.is_ok_and(|n| n > 0) {}
         assert!(matches!(server.await.unwrap(), Err(Error::PublishTimeout(t)) if t == LIMITS.handshake_timeout));
@@ -522,16 +513,7 @@ mod tests {
     async fn idle_publisher_is_closed_after_the_idle_timeout() {
         let (mut client, server) = start();
         client_handshake(&mut client).await;
-        let mut bytes = connect();
-        bytes.extend(command("createStream", 2.0, 0, Amf0Value::Null, vec![]));
-        bytes.extend(command(
-            "publish",
-            3.0,
-            1,
-            Amf0Value::Null,
-            vec![Amf0Value::Utf8String("key".to_owned())],
-        ));
-        client.write_all(&bytes).await.unwrap();
+        client.write_all(&publish_commands()).await.unwrap();
         let published = Instant::now();
         // Read the replies so writes never block; then stay silent.
         let mut buf = [0; 4096];
