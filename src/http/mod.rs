@@ -346,22 +346,37 @@ const HOT_SEGMENT_MAX_BYTES: u64 = 8 * 1024 * 1024;
 /// the file when it is too large to keep.
 async fn serve_local_segment(stream: &crate::live::Stream, file: &str, headers: &HeaderMap) -> Response {
     let path = stream.dir().join(file);
-    let Ok(len) = tokio::fs::metadata(&path).await.map(|m| m.len()) else {
-        return status(StatusCode::NOT_FOUND, "not found\n");
-    };
-    if len > HOT_SEGMENT_MAX_BYTES {
-        return serve_segment(&path, headers).await;
-    }
-    // Listed segments are complete and never rewritten (names are unique
-    // per publish), so what was read is the segment.
-    let Ok(bytes) = tokio::fs::read(&path).await else {
-        return status(StatusCode::NOT_FOUND, "not found\n");
+    // Open, size and read in one blocking-pool hop, not three.
+    let read = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || read_if_small(&path)
+    });
+    let bytes = match read.await {
+        Ok(Ok(Some(bytes))) => bytes,
+        Ok(Ok(None)) => return serve_segment(&path, headers).await,
+        Ok(Err(_)) | Err(_) => return status(StatusCode::NOT_FOUND, "not found\n"),
     };
     let pieces: std::sync::Arc<[bytes::Bytes]> = std::sync::Arc::from([bytes::Bytes::from(bytes)]);
     stream
         .recent()
         .insert(file.to_owned(), std::sync::Arc::clone(&pieces), HOT_SEGMENTS);
     stored::serve_pieces(&pieces, headers)
+}
+
+/// The whole file, or `None` when it is larger than [`HOT_SEGMENT_MAX_BYTES`].
+/// Listed segments are complete and never rewritten (names are unique per
+/// publish), so what is read is the segment.
+fn read_if_small(path: &std::path::Path) -> io::Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > HOT_SEGMENT_MAX_BYTES {
+        return Ok(None);
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.read_to_end(&mut bytes)?;
+    Ok(Some(bytes))
 }
 
 /// A viewer who presented a valid token for a playlist.
