@@ -75,8 +75,8 @@ impl KeyService {
             &binding,
             ticket::viewer_tag(claims, token),
             exp,
-            &self.rng,
-        )?;
+            self.nonces.next()?,
+        );
         bump(&self.counters.tickets_issued);
         Ok(ticket)
     }

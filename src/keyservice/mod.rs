@@ -16,6 +16,7 @@ pub mod budget;
 pub mod cache;
 mod key_request;
 pub mod license;
+mod nonces;
 pub mod redis;
 pub mod replay;
 pub mod server;
@@ -182,6 +183,8 @@ pub struct KeyService {
     replay: Arc<dyn ReplayStore>,
     clock: Clock,
     rng: SystemRandom,
+    /// Ticket nonces.
+    nonces: nonces::NoncePool,
     counters: Counters,
     /// Ticket redemptions per viewer tag.
     redemptions: ViewerBudget,
@@ -206,6 +209,7 @@ impl KeyService {
             replay,
             clock,
             rng: SystemRandom::new(),
+            nonces: nonces::NoncePool::new(),
             counters: Counters::default(),
             redemptions: ViewerBudget::new(budget::TICKET_REDEMPTIONS_PER_WINDOW),
             kms_misses: ViewerBudget::new(budget::KMS_MISSES_PER_WINDOW),
@@ -313,7 +317,7 @@ impl KeyService {
                         out.push_str(line);
                         continue;
                     };
-                    let ticket = ticket::issue(&self.ticket_key, &binding, viewer, exp, &self.rng)?;
+                    let ticket = ticket::issue(&self.ticket_key, &binding, viewer, exp, self.nonces.next()?);
                     bump(&self.counters.tickets_issued);
                     entry.insert(ticket)
                 }
