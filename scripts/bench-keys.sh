@@ -139,10 +139,16 @@ function request()
 end
 EOF
 
+# The server's CPU time (user + system, clock ticks) so far: per request it is
+# steadier than requests per second, which move with whatever else the two
+# cores run.
+server_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
 run() {
   local name="$1"; shift
   echo "==> wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency ($name)"
+  local before; before=$(server_ticks)
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" | tee "$WORK/$name.txt"
+  echo $(($(server_ticks) - before)) >"$WORK/$name.ticks"
 }
 run token "$TOKEN_URL"
 run ticket -s "$WORK/tickets.lua" "http://127.0.0.1:$HTTP_PORT"
@@ -150,17 +156,19 @@ run playlist "$PLAYLIST_URL"
 
 summary() {
   local name="$1" file="$WORK/$1.txt"
-  local rps p50 p90 p99 bad
+  local rps p50 p90 p99 bad cpu
   rps=$(awk '/Requests\/sec/ {print $2}' "$file")
   p50=$(awk '$1 == "50%" {print $2}' "$file")
   p90=$(awk '$1 == "90%" {print $2}' "$file")
   p99=$(awk '$1 == "99%" {print $2}' "$file")
   bad=$(awk '/Non-2xx/ {print $5}' "$file")
-  printf '%-9s %12s %10s %10s %10s %10s\n' "$name" "$rps" "$p50" "$p90" "$p99" "${bad:-0}"
+  cpu=$(awk -v ticks="$(cat "$WORK/$name.ticks")" -v hz="$(getconf CLK_TCK)" \
+    '/requests in/ {printf "%.1f", ticks / hz * 1e6 / $1}' "$file")
+  printf '%-9s %12s %10s %10s %10s %10s %14s\n' "$name" "$rps" "$p50" "$p90" "$p99" "${bad:-0}" "$cpu"
 }
 echo
 echo "key endpoint on $(nproc) cores, wrk -t$THREADS -c$CONNECTIONS -d$DURATION (wrk shares the cores):"
-printf '%-9s %12s %10s %10s %10s %10s\n' case "requests/s" p50 p90 p99 non-2xx
+printf '%-9s %12s %10s %10s %10s %10s %14s\n' case "requests/s" p50 p90 p99 non-2xx "server µs/req"
 summary token
 summary ticket
 summary playlist

@@ -167,7 +167,7 @@ async fn media_file(
             }
         };
         let logged = viewer.as_ref().map(super::PlaylistViewer::for_log);
-        let personal = super::personal_playlist(&state.keys, &stream, canonical.to_string(), viewer.as_ref());
+        let personal = super::personal_playlist(&state.keys, &stream, &canonical, viewer.as_ref());
         let text = match personal {
             Ok(text) => text,
             Err(no_tickets) => return no_tickets.into_response(),

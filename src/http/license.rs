@@ -47,11 +47,11 @@ pub(crate) const LICENSE_TICKET_TAG: &str = "#EXT-X-SEALCAST-LICENSE-TICKET:";
 pub(crate) fn with_license_ticket(
     keys: &KeyService,
     stream: &StreamName,
-    text: String,
+    text: &str,
     viewer: Option<&PlaylistViewer<'_>>,
 ) -> Result<String, NoTickets> {
     let Some(viewer) = viewer.filter(|_| keys.tickets_enabled()) else {
-        return Ok(text);
+        return Ok(text.to_owned());
     };
     let ticket = keys.license_ticket(stream, &viewer.claims, viewer.token).map_err(|e| {
         error!(%stream, error = %e, "cannot issue a license ticket");

@@ -302,18 +302,12 @@ async fn media_file(
             Err(refused) => return refused.into_response(),
         };
         let logged = viewer.as_ref().map(PlaylistViewer::for_log);
-        let text = match viewer {
-            // The token written in as the playlist is rendered: no second pass.
-            Some(viewer) if !state.keys.tickets_enabled() && !state.keys.is_protected(&stream_name) => {
-                stream.render_playlist(Some(&format!("token={}", viewer.token)))
-            }
-            viewer => match stream.render_playlist(None) {
-                Some(text) => match personal_playlist(&state.keys, &stream_name, text, viewer.as_ref()) {
-                    Ok(text) => Some(text),
-                    Err(no_tickets) => return no_tickets.into_response(),
-                },
-                None => None,
+        let text = match stream.playlist_text() {
+            Some(text) => match personal_playlist(&state.keys, &stream_name, &text, viewer.as_ref()) {
+                Ok(text) => Some(text),
+                Err(no_tickets) => return no_tickets.into_response(),
             },
+            None => None,
         };
         return playlist_response(text, logged);
     }
@@ -463,15 +457,15 @@ impl IntoResponse for NoTickets {
 pub(crate) fn personal_playlist(
     keys: &KeyService,
     stream: &StreamName,
-    canonical: String,
+    canonical: &str,
     viewer: Option<&PlaylistViewer<'_>>,
 ) -> Result<String, NoTickets> {
     if keys.is_protected(stream) {
         return license::with_license_ticket(keys, stream, canonical, viewer);
     }
     match viewer {
-        Some(viewer) => personalize(keys, stream, &canonical, viewer),
-        None => Ok(canonical),
+        Some(viewer) => personalize(keys, stream, canonical, viewer),
+        None => Ok(canonical.to_owned()),
     }
 }
 

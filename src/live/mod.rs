@@ -27,6 +27,7 @@ mod recent;
 mod record;
 pub mod recordings;
 mod registry;
+mod served;
 mod stored;
 mod upload;
 mod writer;

@@ -346,7 +346,7 @@ impl Publish {
         let (text, expired) = {
             let mut state = self.stream.lock();
             let state = &mut *state;
-            let Some(playlist) = state.playlist.as_mut() else {
+            let Some(playlist) = state.playlist.edit() else {
                 return Ok(());
             };
             let listed = self.timeline.list(&segment, now_unix_ms, playlist);

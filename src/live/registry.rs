@@ -84,7 +84,7 @@ pub(super) struct StreamState {
     /// Counts publishes, so a grace timer can tell whether the publish it
     /// waits on is still the latest one.
     pub(super) generation: u64,
-    pub(super) playlist: Option<MediaPlaylist>,
+    pub(super) playlist: super::served::ServedPlaylist,
     pub(super) info: StreamInfo,
     /// The running publish's controls (while `live`).
     pub(super) control: Option<Arc<PublishControl>>,
@@ -335,7 +335,7 @@ impl Registry {
     fn resume_stream(&self, stream: &Arc<Stream>) {
         let (generation, open, listed, window_secs) = {
             let state = stream.lock();
-            let Some(playlist) = state.playlist.as_ref() else {
+            let Some(playlist) = state.playlist.get() else {
                 return;
             };
             let listed: Vec<String> = playlist.segments().map(|s| s.uri.clone()).collect();
@@ -433,7 +433,7 @@ impl Registry {
     /// its restored playlist does not list (cluster mode, a new lease holder
     /// cleaning up after a node that died).
     pub(super) fn delete_unlisted_later(&self, stream: &Arc<Stream>) {
-        let Some((listed, window_secs)) = stream.lock().playlist.as_ref().map(|p| {
+        let Some((listed, window_secs)) = stream.lock().playlist.get().map(|p| {
             (
                 p.segments().map(|s| s.uri.clone()).collect::<Vec<_>>(),
                 p.duration_secs(),
@@ -547,12 +547,12 @@ impl Registry {
         if let Some(stored) = stored
             && state
                 .playlist
-                .as_ref()
+                .get()
                 .is_none_or(|p| stored.next_sequence() > p.next_sequence())
         {
-            state.playlist = Some(stored);
+            state.playlist.set(Some(stored));
         }
-        if state.playlist.as_ref().is_some_and(|p| !p.is_ended()) {
+        if state.playlist.get().is_some_and(|p| !p.is_ended()) {
             info!(
                 stream = %stream.name,
                 "publisher returned within the reconnect grace period: the playlist continues after a discontinuity"
@@ -567,12 +567,12 @@ impl Registry {
             ..StreamInfo::default()
         };
         let (playlist, continuation) = continue_playlist(
-            state.playlist.as_ref(),
+            state.playlist.get(),
             self.settings.segment_duration_secs,
             self.settings.playlist_window,
             self.settings.dvr_window_secs,
         );
-        state.playlist = Some(playlist);
+        state.playlist.set(Some(playlist));
         let recordings = &self.settings.recordings;
         recordings.join_or_start(
             &mut state.recording,
@@ -678,7 +678,7 @@ impl Stream {
             storage: settings.storage.clone(),
             recordings: Arc::clone(&settings.recordings),
             state: Mutex::new(StreamState {
-                playlist,
+                playlist: super::served::ServedPlaylist::new(playlist),
                 ..StreamState::default()
             }),
             recent: super::RecentSegments::default(),
@@ -706,7 +706,7 @@ impl Stream {
         if state.live || state.generation != generation {
             return false;
         }
-        state.playlist = stored;
+        state.playlist.set(stored);
         true
     }
 
@@ -725,14 +725,10 @@ impl Stream {
         &self.dir
     }
 
-    /// The playlist rendered with `key_query` appended to every key URI, or
-    /// `None` before the first segment.
-    pub fn render_playlist(&self, key_query: Option<&str>) -> Option<String> {
-        self.lock()
-            .playlist
-            .as_ref()
-            .filter(|p| !p.is_empty())
-            .map(|p| p.render(key_query))
+    /// The canonical playlist (no credential in its key URIs), or `None`
+    /// before the first segment.
+    pub fn playlist_text(&self) -> Option<Arc<str>> {
+        self.lock().playlist.text()
     }
 
     pub fn info(&self) -> StreamInfo {
@@ -774,10 +770,10 @@ impl Stream {
                 return;
             }
             let state = &mut *state;
-            match state.playlist.as_mut() {
+            match state.playlist.edit() {
                 Some(playlist) if playlist.is_empty() => {
                     // A publish that produced no segment leaves nothing behind.
-                    state.playlist = None;
+                    state.playlist.set(None);
                     state.recording = None;
                     return;
                 }

@@ -264,7 +264,7 @@ impl UploadTask {
         let (text, expired) = {
             let mut state = self.stream.lock();
             let state = &mut *state;
-            let Some(playlist) = state.playlist.as_mut() else {
+            let Some(playlist) = state.playlist.edit() else {
                 return;
             };
             let now_unix_ms = crate::clock::now_unix_ms();

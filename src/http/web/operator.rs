@@ -334,9 +334,7 @@ struct Summary {
 
 async fn summarize(stream: &Stream, now: u64) -> Summary {
     let info = stream.info();
-    let parsed = stream
-        .render_playlist(None)
-        .and_then(|text| parse_media_playlist(&text).ok());
+    let parsed = stream.playlist_text().and_then(|text| parse_media_playlist(&text).ok());
     let status = match (&parsed, info.live) {
         (_, true) => Status::Live,
         (Some(p), false) if !p.ended => Status::Reconnecting,
