@@ -10,11 +10,13 @@
 # OUT/soak.csv: elapsed seconds, server RSS (kB), open descriptors, server
 # CPU (% of one core over the last 10 s), error and warning lines in the
 # server log so far, publishers failed and behind real time (from
-# bench-push's own report), and the load average. At the end it draws
-# OUT/soak.png (gnuplot) and prints RSS growth over the last half (first to
-# last sample, and the least-squares trend, which the segments kept in memory
-# for viewers, churning by tens of MB, do not swamp), the descriptor range and
-# bench-play's report.
+# bench-push's own report), the load average, and the segment ciphertext the
+# server keeps in memory for viewers (`sealcast_segment_memory_bytes`, scraped
+# from /metrics as Prometheus would). At the end it draws OUT/soak.png
+# (gnuplot) and prints RSS growth over the last half (first to last sample,
+# and the least-squares trend), the same for RSS without the segment memory
+# (which churns by tens of MB as segments come and go), the descriptor range
+# and bench-play's report.
 #
 # Environment: PUBLISHERS, VIEWERS, OUT (default docs/soak, where the PNG is
 # kept), WORK (default a fresh /dev/shm dir), SEALCAST_BIN (skip the build).
@@ -41,7 +43,7 @@ STARTED=()
 cleanup() { for pid in "${STARTED[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-RTMP_PORT=$(free_port); HTTP_PORT=$(free_port)
+RTMP_PORT=$(free_port); HTTP_PORT=$(free_port); METRICS_PORT=$(free_port)
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$WORK/token_secret"
 chmod 600 "$WORK/token_secret"
 RUN_ID=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
@@ -52,6 +54,7 @@ for ((i = 0; i < PUBLISHERS; i++)); do echo "sk_${RUN_ID}_$i"; done >"$WORK/keys
   printf '[http]\nlisten = "127.0.0.1:%s"\n' "$HTTP_PORT"
   # Every viewer comes from 127.0.0.1: lift the per-address cap (128).
   printf '[http.limits]\nmax_connections_per_ip = %d\n' $((VIEWERS + 256))
+  printf '[metrics]\nenabled = true\nlisten = "127.0.0.1:%s"\n' "$METRICS_PORT"
   printf '[storage]\ndata_dir = "%s"\n[hls]\nsegment_duration_secs = 2\n' "$WORK/data"
   printf '[encryption]\nsegments_per_key = 1\n'
   printf '[auth]\ntoken_secret_file = "%s"\none_time_key_tickets = true\n' "$WORK/token_secret"
@@ -84,7 +87,7 @@ PLAY=$!
 STARTED+=("$PLAY")
 
 CSV=$OUT/soak.csv
-echo "elapsed_s,rss_kb,fds,cpu_pct,log_errors,log_warnings,push_failed,push_behind,load1" >"$CSV"
+echo "elapsed_s,rss_kb,fds,cpu_pct,log_errors,log_warnings,push_failed,push_behind,load1,segment_memory_kb" >"$CSV"
 ticks() { local f; f=($(sed 's/.*) //' "/proc/$SERVER/stat")); echo $((f[11] + f[12])); }
 start=$(date +%s); last_ticks=$(ticks); last_t=$start
 while kill -0 "$PLAY" 2>/dev/null; do
@@ -98,7 +101,8 @@ while kill -0 "$PLAY" 2>/dev/null; do
   warnings=$(grep -c ' WARN ' "$WORK/server.log" || true)
   report=$(grep '^t=' "$WORK/push.log" | tail -n 1)
   failed=$(sed -n 's/.* failed=\([0-9]*\).*/\1/p' <<<"$report"); behind=$(sed -n 's/.* behind=\([0-9]*\).*/\1/p' <<<"$report")
-  echo "$((now - start)),$rss,$fds,$cpu,$errors,$warnings,${failed:-0},${behind:-0},$(cut -d' ' -f1 /proc/loadavg)" >>"$CSV"
+  segment_kb=$(curl -fs "http://127.0.0.1:$METRICS_PORT/metrics" | awk '$1 == "sealcast_segment_memory_bytes" {printf "%d", $2 / 1024}')
+  echo "$((now - start)),$rss,$fds,$cpu,$errors,$warnings,${failed:-0},${behind:-0},$(cut -d' ' -f1 /proc/loadavg),${segment_kb:-0}" >>"$CSV"
   last_ticks=$t; last_t=$now
 done
 wait "$PLAY" || true
@@ -110,7 +114,7 @@ set datafile separator ","
 set multiplot layout 3,1 title "sealcast soak: $PUBLISHERS publishers, $VIEWERS viewers, $MINUTES min (key per segment, tickets)"
 set key left top
 set ylabel "RSS (MB)"
-plot "$CSV" using (\$1/60):(\$2/1024) skip 1 with lines title "RSS"
+plot "$CSV" using (\$1/60):(\$2/1024) skip 1 with lines title "RSS", "$CSV" using (\$1/60):((\$2-\$10)/1024) skip 1 with lines title "RSS without the segment memory"
 set ylabel "descriptors"
 plot "$CSV" using (\$1/60):3 skip 1 with lines title "open fds"
 set ylabel "% of a core"
@@ -125,22 +129,26 @@ rows = [r for r in csv.DictReader(open(sys.argv[1]))]
 if not rows:
     sys.exit("no samples")
 half = [r for r in rows if int(r["elapsed_s"]) >= int(rows[-1]["elapsed_s"]) / 2]
-rss = [int(r["rss_kb"]) for r in half]
 fds = [int(r["fds"]) for r in rows]
-# Drift as the least-squares slope over the second half: first and last samples
-# alone move with whatever is in flight at that instant (segments held in memory
-# for viewers churn by several MB).
 t = [int(r["elapsed_s"]) for r in half]
-n, mt, mr = len(t), sum(t) / len(t), sum(rss) / len(rss)
-var = sum((x - mt) ** 2 for x in t)
-slope = sum((x - mt) * (y - mr) for x, y in zip(t, rss)) / var if var else 0.0
 span = t[-1] - t[0]
-window = max(1, min(30, n // 4))
-print(f"samples {len(rows)}; RSS last half: first {rss[0] / 1024:.1f} MB, last {rss[-1] / 1024:.1f} MB, "
-      f"growth {(rss[-1] - rss[0]) / 1024:+.2f} MB (min {min(rss) / 1024:.1f}, max {max(rss) / 1024:.1f})")
-print(f"RSS trend over the last half (least squares): {slope * span / 1024:+.2f} MB over {span / 60:.0f} min; "
-      f"mean of its first {window} samples {sum(rss[:window]) / window / 1024:.1f} MB, "
-      f"of its last {window} {sum(rss[-window:]) / window / 1024:.1f} MB")
+window = max(1, min(30, len(t) // 4))
+
+def report(name, kb):
+    # Drift as the least-squares slope over the second half: first and last
+    # samples alone move with whatever is in flight at that instant.
+    mt, mk = sum(t) / len(t), sum(kb) / len(kb)
+    var = sum((x - mt) ** 2 for x in t)
+    slope = sum((x - mt) * (y - mk) for x, y in zip(t, kb)) / var if var else 0.0
+    print(f"{name}, last half: first {kb[0] / 1024:.1f} MB, last {kb[-1] / 1024:.1f} MB, "
+          f"growth {(kb[-1] - kb[0]) / 1024:+.2f} MB (min {min(kb) / 1024:.1f}, max {max(kb) / 1024:.1f}); "
+          f"trend (least squares) {slope * span / 1024:+.2f} MB over {span / 60:.0f} min; mean of its first "
+          f"{window} samples {sum(kb[:window]) / window / 1024:.1f} MB, of its last {window} "
+          f"{sum(kb[-window:]) / window / 1024:.1f} MB")
+
+print(f"samples {len(rows)}")
+report("RSS", [int(r["rss_kb"]) for r in half])
+report("RSS without the segment memory", [int(r["rss_kb"]) - int(r["segment_memory_kb"]) for r in half])
 print(f"descriptors min {min(fds)} max {max(fds)} last {fds[-1]}; server CPU mean "
       f"{sum(float(r['cpu_pct']) for r in rows) / len(rows):.1f} %; log errors {rows[-1]['log_errors']}, "
       f"warnings {rows[-1]['log_warnings']}; publishers failed {rows[-1]['push_failed']}; "

@@ -512,6 +512,7 @@ fn live_settings(config: &Config, storage: Storage) -> LiveSettings {
         takeover_idle: (config.rtmp.takeover_idle_secs > 0)
             .then(|| Duration::from_secs(config.rtmp.takeover_idle_secs)),
         recordings,
+        segment_memory: crate::live::SegmentMemory::new(config.http.limits.segment_memory_bytes()),
     }
 }
 

@@ -25,6 +25,13 @@ pub struct HttpLimits {
     /// from it are closed at once.
     #[serde(default = "default_max_connections_per_ip")]
     pub max_connections_per_ip: u32,
+    /// MiB of segment ciphertext this node keeps in memory for viewers, all
+    /// streams together: the few segments of each stream that viewers asked
+    /// for lately (segments on disk), or the recent window (object storage).
+    /// A segment that does not fit is served from disk or storage instead.
+    /// 0: none kept.
+    #[serde(default = "default_segment_memory_mb")]
+    pub segment_memory_mb: u64,
 }
 
 impl Default for HttpLimits {
@@ -33,6 +40,7 @@ impl Default for HttpLimits {
             header_timeout_secs: default_header_timeout_secs(),
             max_connections: default_max_connections(),
             max_connections_per_ip: default_max_connections_per_ip(),
+            segment_memory_mb: default_segment_memory_mb(),
         }
     }
 }
@@ -49,6 +57,18 @@ fn default_max_connections() -> u32 {
 /// an office behind one address.
 fn default_max_connections_per_ip() -> u32 {
     128
+}
+
+/// About 3 MB per viewed 2.7 Mb/s stream on disk: room for some 300, or
+/// 130 in object storage (where the whole recent window is kept).
+fn default_segment_memory_mb() -> u64 {
+    1024
+}
+
+impl HttpLimits {
+    pub fn segment_memory_bytes(&self) -> u64 {
+        self.segment_memory_mb.saturating_mul(1024 * 1024)
+    }
 }
 
 /// Problems with `[http.limits]`, each naming its key.
@@ -79,9 +99,10 @@ mod tests {
             (
                 limits.header_timeout_secs,
                 limits.max_connections,
-                limits.max_connections_per_ip
+                limits.max_connections_per_ip,
+                limits.segment_memory_mb
             ),
-            (15, 20_000, 64)
+            (15, 20_000, 64, 2048)
         );
     }
 
@@ -91,6 +112,7 @@ mod tests {
         assert_eq!(config.http.limits.header_timeout_secs, 10);
         assert_eq!(config.http.limits.max_connections, 10_000);
         assert_eq!(config.http.limits.max_connections_per_ip, 128);
+        assert_eq!(config.http.limits.segment_memory_bytes(), 1 << 30);
         let text = "[http.limits]\nheader_timeout_secs = 0\nmax_connections = 0\nmax_connections_per_ip = 0\n";
         assert_eq!(
             Config::from_toml_str(text).unwrap_err().problems,

@@ -337,7 +337,8 @@ const HOT_SEGMENT_MAX_BYTES: u64 = 8 * 1024 * 1024;
 /// A segment on disk: read whole once into the stream's
 /// [`crate::live::RecentSegments`] and served from there, so a segment that
 /// many viewers fetch costs one read instead of one per viewer; streamed from
-/// the file when it is too large to keep.
+/// the file when it is too large to keep. When the node's segment memory
+/// (`[http.limits] segment_memory_mb`) is full it is read for this request only.
 async fn serve_local_segment(stream: &crate::live::Stream, file: &str, headers: &HeaderMap) -> Response {
     let path = stream.dir().join(file);
     // Open, size and read in one blocking-pool hop, not three.

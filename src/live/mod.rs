@@ -38,7 +38,7 @@ use std::time::Duration;
 
 pub use cluster::leases_from_config;
 pub use control::{PublishControl, Stop};
-pub use recent::{RecentSegments, slice_pieces};
+pub use recent::{RecentSegments, SegmentMemory, slice_pieces};
 pub use record::key_id_prefix;
 pub use recordings::{Manifest, RecordSettings, RecordingState, Recordings};
 pub use registry::{Registry, Stream};
@@ -67,6 +67,9 @@ pub struct LiveSettings {
     pub takeover_idle: Option<Duration>,
     /// Recordings (`[record]`): kept in `storage`, listed by the API.
     pub recordings: std::sync::Arc<Recordings>,
+    /// `[http.limits] segment_memory_mb`: what every stream's
+    /// [`RecentSegments`] draws on.
+    pub segment_memory: std::sync::Arc<SegmentMemory>,
 }
 
 /// A configured stream as the registry is given it.

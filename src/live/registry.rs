@@ -681,7 +681,7 @@ impl Stream {
                 playlist: super::served::ServedPlaylist::new(playlist),
                 ..StreamState::default()
             }),
-            recent: super::RecentSegments::default(),
+            recent: super::RecentSegments::new(Arc::clone(&settings.segment_memory)),
         }
     }
 
@@ -694,7 +694,7 @@ impl Stream {
             storage: settings.storage.clone(),
             recordings: Arc::clone(&settings.recordings),
             state: Mutex::new(StreamState::default()),
-            recent: super::RecentSegments::default(),
+            recent: super::RecentSegments::new(Arc::clone(&settings.segment_memory)),
         }
     }
 

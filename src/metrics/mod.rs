@@ -46,6 +46,8 @@ pub const INGEST_BYTES: &str = "sealcast_ingest_bytes_total";
 pub const SEGMENTS: &str = "sealcast_segments_total";
 /// From a segment's last frame to the playlist listing it (histogram).
 pub const SEGMENT_PUBLISH_SECONDS: &str = "sealcast_segment_publish_seconds";
+/// Segment ciphertext held in memory for viewers, all streams (gauge).
+pub const SEGMENT_MEMORY_BYTES: &str = "sealcast_segment_memory_bytes";
 /// Distinct authorized viewers in the last 30 s, per stream (gauge).
 pub const VIEWERS: &str = "sealcast_viewers";
 /// Key requests by answer (counter).
@@ -125,6 +127,11 @@ impl Metrics {
             KeyName::from(SEGMENT_PUBLISH_SECONDS),
             Some(Unit::Seconds),
             text("Time from a segment's last frame to the playlist listing it."),
+        );
+        r.describe_gauge(
+            KeyName::from(SEGMENT_MEMORY_BYTES),
+            Some(Unit::Bytes),
+            text("Segment ciphertext held in memory for viewers, all streams ([http.limits] segment_memory_mb)."),
         );
         r.describe_gauge(
             KeyName::from(VIEWERS),
@@ -287,6 +294,8 @@ impl Exporter {
                 }
             }
             m.gauge(STREAMS_LIVE, &[]).set(f64::from(live));
+            let memory = registry.settings().segment_memory.held();
+            m.gauge(SEGMENT_MEMORY_BYTES, &[]).set(memory as f64);
         }
         for (stream, count) in &viewers {
             m.gauge(VIEWERS, &[("stream", stream)]).set(*count as f64);

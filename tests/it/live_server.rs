@@ -382,10 +382,14 @@ async fn pushed_stream_plays_back_as_encrypted_hls() {
 }
 
 /// 2: two segments per key: the key changes exactly every second segment.
+/// With no segment memory, so every segment is read from disk per request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_rotate_every_second_segment() {
     with_safety_net(async {
-        let server = TestServer::start("[encryption]\nsegments_per_key = 2\n[hls]\nsegment_duration_secs = 2\n").await;
+        let server = TestServer::start(
+            "[encryption]\nsegments_per_key = 2\n[hls]\nsegment_duration_secs = 2\n[http.limits]\nsegment_memory_mb = 0\n",
+        )
+        .await;
         let scratch = tempfile::tempdir().unwrap();
         let token = server.token("live/demo", 3600);
         push(&server, DEMO_KEY, &Fixture::load(BASELINE)).await;

@@ -82,6 +82,7 @@ async fn metrics_count_viewers_keys_and_kms_calls() {
         promtool_check(&idle);
         assert_eq!(sample(&idle, "sealcast_viewers{stream=\"live/demo\"}"), 0.0);
         assert_eq!(sample(&idle, "sealcast_streams_live"), 0.0);
+        assert_eq!(sample(&idle, "sealcast_segment_memory_bytes"), 0.0);
 
         let fixture = Fixture::load(FIXTURE);
         let mut publisher = Publisher::publish(server.rtmp, DEMO_KEY).await;
@@ -109,6 +110,11 @@ async fn metrics_count_viewers_keys_and_kms_calls() {
                 keys_fetched += 1;
             }
         }
+        // A segment asked for is kept in the node's segment memory.
+        let segment = text.lines().find(|l| l.ends_with(".ts")).unwrap();
+        let segment = http::get(server.http, &format!("/live/demo/{segment}?token={first}")).await;
+        assert_eq!(segment.status, 200);
+
         // One key request without a token (401), one with a bad one (403).
         let uri = key_uris.iter().next().unwrap();
         assert_eq!(http::get(server.http, uri).await.status, 401);
@@ -123,6 +129,10 @@ async fn metrics_count_viewers_keys_and_kms_calls() {
         assert_eq!(sample(&live, "sealcast_viewers{stream=\"live/other\"}"), 0.0);
         assert_eq!(sample(&live, "sealcast_streams_live"), 1.0);
         assert_eq!(sample(&live, "sealcast_rtmp_connections"), 1.0);
+        assert_eq!(
+            sample(&live, "sealcast_segment_memory_bytes"),
+            segment.body.len() as f64
+        );
         assert_eq!(
             sample(&live, "sealcast_key_requests_total{result=\"ok\"}"),
             keys_fetched as f64
@@ -175,6 +185,8 @@ async fn metrics_count_viewers_keys_and_kms_calls() {
         assert_eq!(sample(&after, "sealcast_viewers{stream=\"live/demo\"}"), 0.0);
         assert_eq!(sample(&after, "sealcast_streams_live"), 0.0);
         assert_eq!(sample(&after, "sealcast_rtmp_connections"), 0.0);
+        // An ended playlist holds no segment memory.
+        assert_eq!(sample(&after, "sealcast_segment_memory_bytes"), 0.0);
         // Every audio and video byte the publisher sent.
         let sent: usize = fixture.tags.iter().map(|tag| tag.body.len()).sum();
         assert_eq!(
