@@ -337,14 +337,16 @@ const HOT_SEGMENT_MAX_BYTES: u64 = 8 * 1024 * 1024;
 /// A segment on disk: read whole once into the stream's
 /// [`crate::live::RecentSegments`] and served from there, so a segment that
 /// many viewers fetch costs one read instead of one per viewer; streamed from
-/// the file when it is too large to keep. When the node's segment memory
-/// (`[http.limits] segment_memory_mb`) is full it is read for this request only.
+/// the file when it is too large to keep, or when the node's segment memory
+/// (`[http.limits] segment_memory_mb`) has no room for it: a full memory must
+/// not turn into a whole-file read per request.
 async fn serve_local_segment(stream: &crate::live::Stream, file: &str, headers: &HeaderMap) -> Response {
     let path = stream.dir().join(file);
+    let limit = HOT_SEGMENT_MAX_BYTES.min(stream.recent().room());
     // Open, size and read in one blocking-pool hop, not three.
     let read = tokio::task::spawn_blocking({
         let path = path.clone();
-        move || read_if_small(&path)
+        move || read_if_small(&path, limit)
     });
     let bytes = match read.await {
         Ok(Ok(Some(bytes))) => bytes,
@@ -358,15 +360,15 @@ async fn serve_local_segment(stream: &crate::live::Stream, file: &str, headers: 
     stored::serve_pieces(&pieces, headers)
 }
 
-/// The whole file, or `None` when it is larger than [`HOT_SEGMENT_MAX_BYTES`].
+/// The whole file, or `None` when it is larger than `limit` bytes.
 /// Listed segments are complete and never rewritten (names are unique per
 /// publish), so what is read is the segment.
-fn read_if_small(path: &std::path::Path) -> io::Result<Option<Vec<u8>>> {
+fn read_if_small(path: &std::path::Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
     use std::io::Read as _;
 
     let mut file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
-    if len > HOT_SEGMENT_MAX_BYTES {
+    if len > limit {
         return Ok(None);
     }
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));

@@ -14,8 +14,8 @@
 //! segment that left the playlist must stay fetchable.
 //!
 //! Every stream's store draws on one node-wide [`SegmentMemory`]
-//! (`[http] segment_memory_mb`): a segment that would take it past its cap
-//! is not kept, and is served from disk or storage instead.
+//! (`[http.limits] segment_memory_mb`): a segment that would take it past
+//! its cap is not kept, and is served from disk or storage instead.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +46,11 @@ impl SegmentMemory {
     /// Bytes held now, by every stream (the `sealcast_segment_memory_bytes` gauge).
     pub fn held(&self) -> u64 {
         self.held.load(Ordering::Relaxed)
+    }
+
+    /// Bytes that can still be kept before the cap.
+    pub fn room(&self) -> u64 {
+        self.cap_bytes.saturating_sub(self.held())
     }
 
     fn reserve(&self, bytes: u64) -> bool {
@@ -108,6 +113,11 @@ impl RecentSegments {
         }
         entries.push_back((file, pieces));
         true
+    }
+
+    /// Bytes the node's segment memory can still take.
+    pub fn room(&self) -> u64 {
+        self.memory.room()
     }
 
     /// The ciphertext of `file` (`{publish_id}-{seq}.ts`), if it is kept.
@@ -190,6 +200,7 @@ mod tests {
         assert!(b.get("b-0.ts").is_none());
         assert!(b.insert("b-0.ts".into(), pieces(&[b"0123"]), 3));
         assert_eq!(memory.held(), 10);
+        assert_eq!(a.room(), 0);
         // Replacing an entry, evicting past capacity, clearing and dropping all give back.
         assert!(a.insert("a-0.ts".into(), pieces(&[b"01"]), 3));
         assert_eq!(memory.held(), 6);
