@@ -31,10 +31,15 @@ pub fn is_valid_component(s: &str) -> bool {
 }
 
 /// A public stream name, `app/name`, as in `/live/demo/index.m3u8`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Kept as its text, so logs, maps keyed by name and the key endpoint's
+/// checks read it without formatting it again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StreamName {
-    app: String,
-    name: String,
+    /// `app/name`; neither component holds a `/`.
+    text: String,
+    /// Where the `/` is.
+    slash: usize,
 }
 
 impl StreamName {
@@ -45,8 +50,8 @@ impl StreamName {
             }
         }
         Ok(Self {
-            app: app.to_owned(),
-            name: name.to_owned(),
+            text: format!("{app}/{name}"),
+            slash: app.len(),
         })
     }
 
@@ -59,22 +64,40 @@ impl StreamName {
     }
 
     pub fn app(&self) -> &str {
-        &self.app
+        &self.text[..self.slash]
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        &self.text[self.slash + 1..]
+    }
+
+    /// `app/name`, as [`fmt::Display`] writes it.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 
     /// URL path of the live playlist.
     pub fn playlist_path(&self) -> String {
-        format!("/{}/{}/index.m3u8", self.app, self.name)
+        format!("/{}/index.m3u8", self.text)
+    }
+}
+
+/// By app, then name (not by the text: `-` sorts before `/`).
+impl Ord for StreamName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.app(), self.name()).cmp(&(other.app(), other.name()))
+    }
+}
+
+impl PartialOrd for StreamName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
 impl fmt::Display for StreamName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.app, self.name)
+        f.write_str(&self.text)
     }
 }
 

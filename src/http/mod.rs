@@ -33,6 +33,7 @@ pub mod admin_gate;
 pub mod api;
 mod api_recordings;
 pub mod edge;
+mod keys;
 mod license;
 mod recordings;
 pub mod serve;
@@ -40,7 +41,7 @@ mod stored;
 pub mod web;
 
 use crate::auth::Secret;
-use crate::keyservice::{Credential, KeyError, KeyService};
+use crate::keyservice::KeyService;
 use crate::live::Registry;
 use crate::names::{self, StreamName};
 
@@ -108,7 +109,7 @@ fn key_routes(keys: Arc<KeyService>) -> Router {
     // which spends a one-time ticket (link checkers and prefetching proxies
     // send HEAD).
     Router::new()
-        .route("/keys/{app}/{name}/{key_id}", get(key).head(key_head))
+        .route("/keys/{app}/{name}/{key_id}", get(keys::key).head(keys::key_head))
         .with_state(Arc::clone(&keys))
         .merge(license::routes(keys))
 }
@@ -180,13 +181,6 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct KeyQuery {
-    edk: Option<String>,
-    token: Option<String>,
-    ticket: Option<String>,
-}
-
 fn status(code: StatusCode, body: &'static str) -> Response {
     (code, [(header::CACHE_CONTROL, "no-store")], body).into_response()
 }
@@ -208,79 +202,6 @@ fn presented_token<'a>(query: Option<&'a str>, headers: &'a HeaderMap) -> Option
             .and_then(|v| v.to_str().ok())
             .and_then(crate::auth::bearer_token)
     })
-}
-
-/// `GET /keys/{app}/{name}/{key_id}?edk=…&(ticket=…|token=…)`: the 16-byte
-/// data key. A `ticket` is used when present (and must be good: no fallback
-/// to a token); otherwise the token from the query or `Authorization: Bearer`.
-async fn key(
-    State(keys): State<Arc<KeyService>>,
-    Path((app, name, key_id)): Path<(String, String, String)>,
-    Query(query): Query<KeyQuery>,
-    logged: Option<axum::Extension<access_log::Logged>>,
-    headers: HeaderMap,
-) -> Response {
-    let Ok(stream) = StreamName::new(&app, &name) else {
-        return status(StatusCode::NOT_FOUND, "not found\n");
-    };
-    if keys.is_protected(&stream) {
-        return status(StatusCode::FORBIDDEN, license::PROTECTED_KEY_TEXT);
-    }
-    let credential = match query.ticket.as_deref().filter(|t| !t.is_empty()) {
-        Some(ticket) => Credential::Ticket(ticket),
-        None => match presented_token(query.token.as_deref(), &headers) {
-            Some(token) => Credential::Token(token),
-            None => {
-                keys.note_unauthorized();
-                return status(StatusCode::UNAUTHORIZED, "token required\n");
-            }
-        },
-    };
-    let edk = query.edk.as_deref().unwrap_or_default();
-    match keys.key(&stream, &key_id, edk, credential).await {
-        Ok(data_key) => {
-            let mut response = (
-                [
-                    (header::CONTENT_TYPE, "application/octet-stream"),
-                    (header::CACHE_CONTROL, "no-store"),
-                ],
-                data_key.as_bytes().to_vec(),
-            )
-                .into_response();
-            // For the access log, when it is on; the credential was accepted just now.
-            let viewer = match query.ticket.as_deref().filter(|t| !t.is_empty()) {
-                _ if logged.is_none() => None,
-                Some(ticket) => access_log::Viewer::of_ticket(ticket),
-                None => presented_token(query.token.as_deref(), &headers).and_then(|token| {
-                    let claims = keys.verify_token(token, &stream).ok()?;
-                    Some(access_log::Viewer::of_token(&claims, token))
-                }),
-            };
-            if let Some(viewer) = viewer {
-                response.extensions_mut().insert(viewer);
-            }
-            response
-        }
-        Err(KeyError::Forbidden) => status(StatusCode::FORBIDDEN, "forbidden\n"),
-        Err(KeyError::Unavailable) => unavailable("key service unavailable\n"),
-        Err(KeyError::TooMany) => (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, "10"), (header::CACHE_CONTROL, "no-store")],
-            "too many key requests\n",
-        )
-            .into_response(),
-    }
-}
-
-/// `HEAD /keys/...`: 405, and nothing checked or spent. A key is only
-/// worth fetching whole, and a HEAD that looked at the ticket could not say
-/// more than the GET will.
-async fn key_head() -> Response {
-    (
-        StatusCode::METHOD_NOT_ALLOWED,
-        [(header::ALLOW, "GET, OPTIONS"), (header::CACHE_CONTROL, "no-store")],
-    )
-        .into_response()
 }
 
 /// `GET /{app}/{name}/index.m3u8` and `GET /{app}/{name}/{publish_id}-{seq}.ts`.
@@ -425,7 +346,7 @@ fn scoped_playlist_viewer<'a>(
             Err(RefusedToken)
         }
         Ok(claims) => {
-            keys.saw_viewer(stream, &claims, token);
+            keys.saw_viewer(stream, &claims, crate::auth::ticket::viewer_tag(&claims, token));
             Ok(Some(PlaylistViewer { token, claims }))
         }
         Err(error) => {

@@ -35,10 +35,22 @@ pub const MAX_CONCURRENT_DECRYPTS: usize = 32;
 /// How long a decrypt waits for one of the [`MAX_CONCURRENT_DECRYPTS`] turns.
 pub const DECRYPT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The wrapped key (length-prefixed) and its context's canonical encoding
+/// ([`EncryptionContext::to_aad`]) in one byte string: one allocation per
+/// lookup, and cheap to hash and compare.
 #[derive(Clone, PartialEq, Eq, Hash)]
-struct CacheKey {
-    wrapped: WrappedKey,
-    context: EncryptionContext,
+struct CacheKey(Box<[u8]>);
+
+impl CacheKey {
+    fn new(wrapped: &WrappedKey, context: &EncryptionContext) -> Self {
+        let wrapped = wrapped.as_bytes();
+        let context = context.to_aad();
+        let mut bytes = Vec::with_capacity(8 + wrapped.len() + context.len());
+        bytes.extend_from_slice(&(wrapped.len() as u64).to_be_bytes());
+        bytes.extend_from_slice(wrapped);
+        bytes.extend_from_slice(&context);
+        Self(bytes.into_boxed_slice())
+    }
 }
 
 struct Slot {
@@ -112,15 +124,12 @@ impl KeyCache {
         context: &EncryptionContext,
         now_unix_secs: u64,
     ) -> Result<DataKey, KmsError> {
-        let cache_key = CacheKey {
-            wrapped: wrapped.clone(),
-            context: context.clone(),
-        };
+        let cache_key = CacheKey::new(wrapped, context);
         if self.refused_recently(&cache_key, now_unix_secs) {
             self.refused_hits.fetch_add(1, Ordering::Relaxed);
             return Err(KmsError::InvalidCiphertext);
         }
-        let slot = self.slot(cache_key.clone(), now_unix_secs);
+        let slot = self.slot(&cache_key, now_unix_secs);
         if let Some(key) = slot.key.get() {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(key.clone());
@@ -155,10 +164,7 @@ impl KeyCache {
     /// Whether [`KeyCache::get_or_unwrap`] would ask the KMS now: the key is
     /// neither cached nor being unwrapped, nor refused recently.
     pub fn would_call_kms(&self, wrapped: &WrappedKey, context: &EncryptionContext, now_unix_secs: u64) -> bool {
-        let cache_key = CacheKey {
-            wrapped: wrapped.clone(),
-            context: context.clone(),
-        };
+        let cache_key = CacheKey::new(wrapped, context);
         let present = self
             .map
             .get(&cache_key)
@@ -185,8 +191,8 @@ impl KeyCache {
 
     /// The slot for `cache_key`, a fresh one if absent or expired. The map's
     /// guard is dropped before returning, so no guard is held across an await.
-    fn slot(&self, cache_key: CacheKey, now_unix_secs: u64) -> Arc<Slot> {
-        if let Some(slot) = self.map.get(&cache_key)
+    fn slot(&self, cache_key: &CacheKey, now_unix_secs: u64) -> Arc<Slot> {
+        if let Some(slot) = self.map.get(cache_key)
             && !self.expired(&slot, now_unix_secs)
         {
             return Arc::clone(&slot);
@@ -200,7 +206,7 @@ impl KeyCache {
                 key: OnceCell::new(),
             })
         };
-        let mut entry = self.map.entry(cache_key).or_insert_with(fresh);
+        let mut entry = self.map.entry(cache_key.clone()).or_insert_with(fresh);
         if self.expired(&entry, now_unix_secs) {
             *entry = fresh();
         }

@@ -22,12 +22,11 @@ impl KeyService {
         credential: Credential<'_>,
     ) -> Result<DataKey, KeyError> {
         let now = self.now();
-        let stream_text = stream.to_string();
         let admitted = match credential {
             Credential::Token(token) => self.admit_token(stream, key_id, token)?,
             Credential::Ticket(text) => {
                 let binding = TicketBinding {
-                    stream: &stream_text,
+                    stream: stream.as_str(),
                     key_id,
                     edk,
                 };
@@ -37,7 +36,7 @@ impl KeyService {
         let (Ok(key_id), Ok(wrapped)) = (KeyId::new(key_id), WrappedKey::from_base64url(edk)) else {
             return Err(KeyError::Forbidden);
         };
-        let context = EncryptionContext::new(&stream_text, &key_id);
+        let context = EncryptionContext::new(stream.as_str(), &key_id);
         if let Admitted::Token { viewer } = admitted
             && self.cache.would_call_kms(&wrapped, &context, now)
             && !self.kms_misses.take(&viewer, now)
@@ -63,10 +62,9 @@ impl KeyService {
                 Err(KeyError::Forbidden)
             }
             Ok(claims) => {
-                self.saw_viewer(stream, &claims, token);
-                Ok(Admitted::Token {
-                    viewer: ticket::viewer_tag(&claims, token),
-                })
+                let viewer = ticket::viewer_tag(&claims, token);
+                self.saw_viewer(stream, &claims, viewer);
+                Ok(Admitted::Token { viewer })
             }
             Err(error) => {
                 debug!(stream = %stream, %error, route = "key", "token refused");

@@ -140,11 +140,12 @@ impl KeyService {
                     debug!(%stream, %error, route = "license", "token refused");
                     self.forbidden()
                 })?;
-                self.saw_viewer(stream, &claims, token);
+                let viewer = ticket::viewer_tag(&claims, token);
+                self.saw_viewer(stream, &claims, viewer);
                 Ok(Grant {
                     exp: claims.exp,
                     recording: recording::recording_claim(token),
-                    budget_viewer: Some(ticket::viewer_tag(&claims, token)),
+                    budget_viewer: Some(viewer),
                     ticket: None,
                 })
             }

@@ -35,11 +35,12 @@ pub use server::KeyServer;
 pub use viewers::Viewers;
 
 use crate::auth::ticket::{self, TicketBinding, TicketError, TicketKey};
-use crate::auth::{self, Claims, Expect, Secret, TokenError};
+use crate::auth::{self, Claims, Expect, Secret, TokenError, TokenKey};
 use crate::config::{AuthConfig, ConfigError, ReplayConfig};
 use crate::crypto::DataKey;
 use crate::kms::Kms;
 use crate::names::StreamName;
+use viewers::ViewerId;
 
 /// The clock the key service checks expiry with: the system's, or a test's.
 pub type Clock = Arc<dyn crate::clock::Clock>;
@@ -176,6 +177,8 @@ pub struct KeyService {
     kms: Arc<dyn Kms>,
     cache: KeyCache,
     token_secret: Secret,
+    /// The token secret as an HMAC key, made once.
+    token_key: TokenKey,
     audience: Option<String>,
     ticket_key: TicketKey,
     ticket_ttl_secs: Option<u64>,
@@ -202,6 +205,7 @@ impl KeyService {
             kms,
             cache: KeyCache::new(settings.cache_max_entries, settings.cache_ttl_secs),
             ticket_key: TicketKey::derive(&settings.token_secret),
+            token_key: TokenKey::new(&settings.token_secret),
             token_secret: settings.token_secret,
             audience: settings.audience,
             ticket_ttl_secs: settings.ticket_ttl_secs,
@@ -264,9 +268,11 @@ impl KeyService {
     }
 
     /// Records that the holder of a verified token asked for `stream` now.
-    pub fn saw_viewer(&self, stream: &StreamName, claims: &Claims, token: &str) {
-        let viewer = viewers::token_viewer(claims, token, self.tickets_enabled());
-        self.viewers.saw(&stream.to_string(), viewer, self.now());
+    /// `tag` is the token's [`ticket::viewer_tag`], which the caller needs
+    /// too: it is a hash of the whole token when there is no `jti`.
+    pub fn saw_viewer(&self, stream: &StreamName, claims: &Claims, tag: ViewerId) {
+        let viewer = viewers::token_viewer(claims, tag, self.tickets_enabled());
+        self.viewers.saw(stream.as_str(), viewer, self.now());
     }
 
     /// Distinct viewers per stream within the last
@@ -278,12 +284,11 @@ impl KeyService {
     /// Checks a playback token for `stream` now (signature, `exp`, `nbf`,
     /// `aud` when an audience is configured, `stream`).
     pub fn verify_token(&self, token: &str, stream: &StreamName) -> Result<Claims, TokenError> {
-        let stream = stream.to_string();
         let expect = Expect {
-            stream: &stream,
+            stream: stream.as_str(),
             audience: self.audience.as_deref(),
         };
-        auth::verify_with(&self.token_secret, token, &expect, self.now())
+        self.token_key.verify(token, &expect, self.now())
     }
 
     /// Mints a playback token this service accepts (with the configured `aud`).

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use ring::digest;
 
 use crate::auth::Claims;
-use crate::auth::ticket::{self, VIEWER_LEN};
+use crate::auth::ticket::VIEWER_LEN;
 
 /// How long a viewer counts after its last authorized request, in seconds.
 pub const VIEWER_WINDOW_SECS: u64 = 30;
@@ -29,8 +29,9 @@ const MAX_VIEWERS_PER_STREAM: usize = 1_000_000;
 /// A viewer's identity (see the module docs).
 pub type ViewerId = [u8; VIEWER_LEN];
 
-/// The identity of the holder of a verified token.
-pub fn token_viewer(claims: &Claims, token: &str, tickets_on: bool) -> ViewerId {
+/// The identity of the holder of a verified token whose
+/// [`crate::auth::ticket::viewer_tag`] is `tag`.
+pub fn token_viewer(claims: &Claims, tag: ViewerId, tickets_on: bool) -> ViewerId {
     match (&claims.sub, tickets_on) {
         (Some(sub), false) => {
             let mut ctx = digest::Context::new(&digest::SHA256);
@@ -40,7 +41,7 @@ pub fn token_viewer(claims: &Claims, token: &str, tickets_on: bool) -> ViewerId 
             id.copy_from_slice(&ctx.finish().as_ref()[..VIEWER_LEN]);
             id
         }
-        _ => ticket::viewer_tag(claims, token),
+        _ => tag,
     }
 }
 
@@ -96,6 +97,11 @@ fn expired(last_unix_secs: u64, now_unix_secs: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::ticket;
+
+    fn viewer_of(claims: &Claims, token: &str, tickets_on: bool) -> ViewerId {
+        token_viewer(claims, ticket::viewer_tag(claims, token), tickets_on)
+    }
 
     fn claims(sub: Option<&str>, jti: Option<&str>) -> Claims {
         Claims {
@@ -109,9 +115,9 @@ mod tests {
     #[test]
     fn distinct_viewers_within_the_window() {
         let viewers = Viewers::default();
-        let a = token_viewer(&claims(Some("alice"), None), "t1", false);
-        let a_again = token_viewer(&claims(Some("alice"), None), "t2", false);
-        let b = token_viewer(&claims(Some("bob"), None), "t3", false);
+        let a = viewer_of(&claims(Some("alice"), None), "t1", false);
+        let a_again = viewer_of(&claims(Some("alice"), None), "t2", false);
+        let b = viewer_of(&claims(Some("bob"), None), "t3", false);
         assert_eq!(a, a_again, "one subscriber with two tokens is one viewer");
         viewers.saw("live/demo", a, 1000);
         viewers.saw("live/demo", a_again, 1010);
@@ -140,18 +146,12 @@ mod tests {
     fn identities() {
         let with_jti = claims(Some("alice"), Some("j1"));
         // Tickets on: the ticket's tag, whatever the sub says.
-        assert_eq!(token_viewer(&with_jti, "t", true), ticket::viewer_tag(&with_jti, "t"));
+        assert_eq!(viewer_of(&with_jti, "t", true), ticket::viewer_tag(&with_jti, "t"));
         // Tickets off: the sub.
-        assert_ne!(token_viewer(&with_jti, "t", false), ticket::viewer_tag(&with_jti, "t"));
+        assert_ne!(viewer_of(&with_jti, "t", false), ticket::viewer_tag(&with_jti, "t"));
         // No sub: the tag either way.
         let anonymous = claims(None, None);
-        assert_eq!(
-            token_viewer(&anonymous, "t", false),
-            ticket::viewer_tag(&anonymous, "t")
-        );
-        assert_ne!(
-            token_viewer(&anonymous, "t", false),
-            token_viewer(&anonymous, "u", false)
-        );
+        assert_eq!(viewer_of(&anonymous, "t", false), ticket::viewer_tag(&anonymous, "t"));
+        assert_ne!(viewer_of(&anonymous, "t", false), viewer_of(&anonymous, "u", false));
     }
 }

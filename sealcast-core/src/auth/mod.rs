@@ -13,7 +13,7 @@ pub mod token;
 
 pub use ticket::{TicketBinding, TicketError, TicketKey, VerifiedTicket};
 pub use token::{
-    Claims, Expect, MAX_TOKEN_BYTES, TokenError, bearer_token, mint, mint_with_audience, stream_matches,
+    Claims, Expect, MAX_TOKEN_BYTES, TokenError, TokenKey, bearer_token, mint, mint_with_audience, stream_matches,
     valid_stream_pattern, verify, verify_with,
 };
 

@@ -26,7 +26,7 @@ const HEADER_B64: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
 
 /// The claims sealcast reads. Other claims (`iat`, `iss`, ...) are allowed
 /// and ignored, so tokens from any JWT library with extra fields still verify.
-/// `nbf` and `aud` are read separately by [`verify_with`].
+/// `nbf` and `aud` are checked by [`verify_with`] too.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// Expiry, seconds since the Unix epoch (RFC 7519 section 4.1.4). Required.
@@ -83,9 +83,17 @@ pub struct Expect<'a> {
     pub audience: Option<&'a str>,
 }
 
-/// The registered claims checked beyond [`Claims`] (RFC 7519 section 4.1).
+/// A claims set as [`verify_with`] reads it, in one parse: [`Claims`] and
+/// the registered claims checked beyond them (RFC 7519 section 4.1).
 #[derive(Deserialize)]
-struct TimeAndAudience {
+struct Payload {
+    #[serde(deserialize_with = "numeric_date_floor")]
+    exp: u64,
+    stream: String,
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    jti: Option<String>,
     /// Not before, seconds since the Unix epoch; a non-integer is rounded
     /// up, so a token is never valid early.
     #[serde(default, deserialize_with = "numeric_date_ceil")]
@@ -211,56 +219,78 @@ pub fn verify_with(
     expect: &Expect<'_>,
     now_unix_secs: u64,
 ) -> Result<Claims, TokenError> {
-    let payload = verified_payload(secret, token)?;
-    let claims: Claims = json_object(&payload)?;
-    let registered: TimeAndAudience = json_object(&payload)?;
-    if claims.exp <= now_unix_secs {
-        return Err(TokenError::Expired);
-    }
-    if registered.nbf.is_some_and(|nbf| nbf > now_unix_secs) {
-        return Err(TokenError::NotYetValid);
-    }
-    if let Some(audience) = expect.audience
-        && !registered.aud.as_ref().is_some_and(|aud| aud.names(audience))
-    {
-        return Err(TokenError::WrongAudience);
-    }
-    if !stream_matches(&claims.stream, expect.stream) {
-        return Err(TokenError::WrongStream);
-    }
-    Ok(claims)
+    TokenKey::new(secret).verify(token, expect, now_unix_secs)
 }
 
-/// Checks form, algorithm and signature; returns the decoded payload bytes.
-fn verified_payload(secret: &Secret, token: &str) -> Result<Vec<u8>, TokenError> {
-    if token.len() > MAX_TOKEN_BYTES {
-        return Err(TokenError::Malformed);
-    }
-    let mut parts = token.split('.');
-    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(TokenError::Malformed);
-    };
+/// A token secret as an HMAC key, made once: building one hashes the
+/// secret's inner and outer pads, two SHA-256 blocks that a server checking
+/// a token per key request would otherwise repeat every time.
+#[derive(Clone)]
+pub struct TokenKey(hmac::Key);
 
-    let header_json = decode_segment(header_b64)?;
-    let header: Header<'_> = json_object(&header_json)?;
-    if header.alg != "HS256" {
-        return Err(TokenError::UnsupportedAlg);
-    }
-    if header.crit.is_some() {
-        return Err(TokenError::Malformed);
+impl TokenKey {
+    pub fn new(secret: &Secret) -> Self {
+        Self(hmac::Key::new(hmac::HMAC_SHA256, secret.expose()))
     }
 
-    // Strict base64url (no padding, zero trailing bits) so one signature has
-    // exactly one encoding: a one-time token cannot be replayed re-encoded.
-    let signature = decode_segment(signature_b64)?;
-    // The signing input is the ASCII text `header.payload` (RFC 7515 5.2).
-    let signing_input = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.expose());
-    hmac::verify(&key, signing_input, &signature).map_err(|_| TokenError::BadSignature)?;
+    /// [`verify_with`] under this key.
+    pub fn verify(&self, token: &str, expect: &Expect<'_>, now_unix_secs: u64) -> Result<Claims, TokenError> {
+        let payload = self.verified_payload(token)?;
+        let Payload {
+            exp,
+            stream,
+            sub,
+            jti,
+            nbf,
+            aud,
+        } = json_object(&payload)?;
+        if exp <= now_unix_secs {
+            return Err(TokenError::Expired);
+        }
+        if nbf.is_some_and(|nbf| nbf > now_unix_secs) {
+            return Err(TokenError::NotYetValid);
+        }
+        if let Some(audience) = expect.audience
+            && !aud.as_ref().is_some_and(|aud| aud.names(audience))
+        {
+            return Err(TokenError::WrongAudience);
+        }
+        if !stream_matches(&stream, expect.stream) {
+            return Err(TokenError::WrongStream);
+        }
+        Ok(Claims { exp, stream, sub, jti })
+    }
 
-    decode_segment(payload_b64)
+    /// Checks form, algorithm and signature; returns the decoded payload bytes.
+    fn verified_payload(&self, token: &str) -> Result<Vec<u8>, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Malformed);
+        }
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+
+        let header_json = decode_segment(header_b64)?;
+        let header: Header<'_> = json_object(&header_json)?;
+        if header.alg != "HS256" {
+            return Err(TokenError::UnsupportedAlg);
+        }
+        if header.crit.is_some() {
+            return Err(TokenError::Malformed);
+        }
+
+        // Strict base64url (no padding, zero trailing bits) so one signature has
+        // exactly one encoding: a one-time token cannot be replayed re-encoded.
+        let signature = decode_segment(signature_b64)?;
+        // The signing input is the ASCII text `header.payload` (RFC 7515 5.2).
+        let signing_input = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
+        hmac::verify(&self.0, signing_input, &signature).map_err(|_| TokenError::BadSignature)?;
+
+        decode_segment(payload_b64)
+    }
 }
 
 /// Parses a JSON object into `T`. serde's derived structs also accept a JSON
@@ -401,7 +431,7 @@ mod tests {
             dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
         let secret = Secret::new(key);
         assert_eq!(
-            verified_payload(&secret, token).unwrap(),
+            TokenKey::new(&secret).verified_payload(token).unwrap(),
             b"{\"iss\":\"joe\",\r\n \"exp\":1300819380,\r\n \"http://example.com/is_root\":true}"
         );
         assert_eq!(verify(&secret, token, "live/demo", 0), Err(TokenError::Malformed));
@@ -415,11 +445,11 @@ mod tests {
             SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
         let secret = Secret::new(b"your-256-bit-secret".to_vec());
         assert_eq!(
-            verified_payload(&secret, token).unwrap(),
+            TokenKey::new(&secret).verified_payload(token).unwrap(),
             br#"{"sub":"1234567890","name":"John Doe","iat":1516239022}"#
         );
         let wrong = Secret::new(b"your-256-bit-secreT".to_vec());
-        assert_eq!(verified_payload(&wrong, token), Err(TokenError::BadSignature));
+        assert_eq!(TokenKey::new(&wrong).verified_payload(token), Err(TokenError::BadSignature));
     }
 
     #[test]
