@@ -100,6 +100,7 @@ fn main() {
     };
     let token = auth::mint(&Secret::new(SECRET.to_vec()), &claims);
     let query = format!("token={token}");
+    let viewer = auth::ticket::viewer_tag(&claims, &token);
     println!(
         "2 h DVR window | segments | key URIs | canonical: bytes, time (once per change) | token: bytes, time | tickets: bytes, time"
     );
@@ -116,7 +117,7 @@ fn main() {
             playlist.render(Some(&query))
         );
         let (ticket_time, ticket_bytes) = measure(runs, || {
-            keys.ticket_playlist(&canonical, &claims, &token).unwrap().len()
+            keys.ticket_playlist(&canonical, &claims, viewer).unwrap().len()
         });
         let key_uris = canonical.matches("#EXT-X-KEY").count();
         // DVR_PLAYLIST_DUMP=DIR keeps one of each, to see how they compress.
@@ -128,7 +129,7 @@ fn main() {
                 keyservice::with_key_query(&canonical, &query),
             )
             .unwrap();
-            let tickets = keys.ticket_playlist(&canonical, &claims, &token).unwrap();
+            let tickets = keys.ticket_playlist(&canonical, &claims, viewer).unwrap();
             std::fs::write(dir.join(format!("{name}-tickets.m3u8")), tickets).unwrap();
         }
         println!(

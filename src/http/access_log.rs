@@ -31,8 +31,13 @@ pub struct Viewer {
 impl Viewer {
     /// The viewer of a verified token.
     pub fn of_token(claims: &Claims, token: &str) -> Self {
+        Self::of_tagged_token(claims, ticket::viewer_tag(claims, token))
+    }
+
+    /// The viewer of a verified token whose viewer tag is `tag`.
+    pub fn of_tagged_token(claims: &Claims, tag: [u8; ticket::VIEWER_LEN]) -> Self {
         Self {
-            tag: ticket::viewer_tag(claims, token),
+            tag,
             sub: claims.sub.clone(),
         }
     }

@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use dashmap::DashMap;
 use tracing::warn;
 
-use super::{TokenQuery, playlist_response, playlist_viewer, status, stored, unavailable};
+use super::{playlist_response, playlist_viewer, query, status, stored, unavailable};
 use crate::keyservice::KeyService;
 use crate::names::{self, StreamName};
 use crate::storage::Storage;
@@ -147,14 +147,17 @@ pub fn routes(state: Arc<EdgeState>) -> Router {
 async fn media_file(
     State(state): State<Arc<EdgeState>>,
     Path((app, name, file)): Path<(String, String, String)>,
-    Query(query): Query<TokenQuery>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Response {
+    let Some([token]) = query::params(request.uri().query(), ["token"]) else {
+        return query::given_twice();
+    };
+    let headers = request.headers();
     let Ok(stream) = StreamName::new(&app, &name) else {
         return status(StatusCode::NOT_FOUND, "not found\n");
     };
     if file == "index.m3u8" {
-        let viewer = match playlist_viewer(&state.keys, &stream, query.token.as_deref(), &headers) {
+        let viewer = match playlist_viewer(&state.keys, &stream, token.as_deref(), headers) {
             Ok(viewer) => viewer,
             Err(refused) => return refused.into_response(),
         };
@@ -178,5 +181,5 @@ async fn media_file(
         return status(StatusCode::NOT_FOUND, "not found\n");
     }
     let key = crate::storage::segment_key(stream.app(), stream.name(), &file);
-    stored::serve_segment(&state.storage, &key, &headers).await
+    stored::serve_segment(&state.storage, &key, headers).await
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -35,6 +35,7 @@ mod api_recordings;
 pub mod edge;
 mod keys;
 mod license;
+mod query;
 mod recordings;
 pub mod serve;
 mod stored;
@@ -42,6 +43,7 @@ pub mod web;
 
 use crate::auth::Secret;
 use crate::keyservice::KeyService;
+use crate::keyservice::viewers::ViewerId;
 use crate::live::Registry;
 use crate::names::{self, StreamName};
 
@@ -208,9 +210,12 @@ fn presented_token<'a>(query: Option<&'a str>, headers: &'a HeaderMap) -> Option
 async fn media_file(
     State(state): State<Arc<HttpState>>,
     Path((app, name, file)): Path<(String, String, String)>,
-    Query(query): Query<TokenQuery>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Response {
+    let Some([token]) = query::params(request.uri().query(), ["token"]) else {
+        return query::given_twice();
+    };
+    let headers = request.headers();
     let Ok(stream_name) = StreamName::new(&app, &name) else {
         return status(StatusCode::NOT_FOUND, "not found\n");
     };
@@ -218,7 +223,7 @@ async fn media_file(
         return status(StatusCode::NOT_FOUND, "not found\n");
     };
     if file == "index.m3u8" {
-        let viewer = match playlist_viewer(&state.keys, &stream_name, query.token.as_deref(), &headers) {
+        let viewer = match playlist_viewer(&state.keys, &stream_name, token.as_deref(), headers) {
             Ok(viewer) => viewer,
             Err(refused) => return refused.into_response(),
         };
@@ -239,14 +244,14 @@ async fn media_file(
     // trip, and no 503 while storage is down). On disk: what viewers asked
     // for lately (one read of the file for all of a stream's viewers).
     if let Some(pieces) = stream.recent().get(&file) {
-        return stored::serve_pieces(&pieces, &headers);
+        return stored::serve_pieces(&pieces, headers);
     }
     let storage = state.registry.storage();
     if storage.local_dir().is_none() {
         let key = crate::storage::segment_key(stream_name.app(), stream_name.name(), &file);
-        return stored::serve_segment(storage, &key, &headers).await;
+        return stored::serve_segment(storage, &key, headers).await;
     }
-    serve_local_segment(&stream, &file, &headers).await
+    serve_local_segment(&stream, &file, headers).await
 }
 
 /// Segments on disk kept in memory per stream after a viewer asked for them:
@@ -301,12 +306,14 @@ fn read_if_small(path: &std::path::Path, limit: u64) -> io::Result<Option<Vec<u8
 pub(crate) struct PlaylistViewer<'a> {
     token: &'a str,
     claims: crate::auth::Claims,
+    /// [`crate::auth::ticket::viewer_tag`], hashed once per request.
+    tag: ViewerId,
 }
 
 impl PlaylistViewer<'_> {
     /// Who the access log says the playlist was for.
     fn for_log(&self) -> access_log::Viewer {
-        access_log::Viewer::of_token(&self.claims, self.token)
+        access_log::Viewer::of_tagged_token(&self.claims, self.tag)
     }
 }
 
@@ -346,8 +353,9 @@ fn scoped_playlist_viewer<'a>(
             Err(RefusedToken)
         }
         Ok(claims) => {
-            keys.saw_viewer(stream, &claims, crate::auth::ticket::viewer_tag(&claims, token));
-            Ok(Some(PlaylistViewer { token, claims }))
+            let tag = crate::auth::ticket::viewer_tag(&claims, token);
+            keys.saw_viewer(stream, &claims, tag);
+            Ok(Some(PlaylistViewer { token, claims, tag }))
         }
         Err(error) => {
             debug!(%stream, %error, "token refused");
@@ -407,11 +415,10 @@ fn personalize(
             &format!("token={}", viewer.token),
         ));
     }
-    keys.ticket_playlist(text, &viewer.claims, viewer.token)
-        .map_err(|error| {
-            error!(%stream, %error, "cannot issue key tickets");
-            NoTickets
-        })
+    keys.ticket_playlist(text, &viewer.claims, viewer.tag).map_err(|error| {
+        error!(%stream, %error, "cannot issue key tickets");
+        NoTickets
+    })
 }
 
 /// A playlist answer: personal ones (a credential inside, given to `viewer`)

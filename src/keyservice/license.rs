@@ -410,7 +410,13 @@ mod tests {
             "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"/keys/live/demo/p-0?edk={}\",IV=0x00000000000000000000000000000001\n#EXTINF:2.0,\np-0.ts\n",
             edk()
         );
-        let ticketed = service.ticket_playlist(&playlist, &claims(NOW + 3600), &token).unwrap();
+        let ticketed = service
+            .ticket_playlist(
+                &playlist,
+                &claims(NOW + 3600),
+                ticket::viewer_tag(&claims(NOW + 3600), &token),
+            )
+            .unwrap();
         let key_ticket = ticketed.split("ticket=").nth(1).unwrap().split('"').next().unwrap();
         let refused = service
             .license(&stream(), Credential::Ticket(key_ticket), &body(&["p-0"], false))

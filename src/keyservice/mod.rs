@@ -297,14 +297,13 @@ impl KeyService {
     }
 
     /// Rewrites a rendered playlist so every key URI carries a fresh ticket
-    /// (`&ticket=...`) for the viewer whose verified token is `claims` /
-    /// `token`. Repeats of one key URI get the same ticket, so a player
+    /// (`&ticket=...`) for the viewer whose verified token is `claims`, with
+    /// viewer tag `viewer` ([`ticket::viewer_tag`]). Repeats of one key URI get the same ticket, so a player
     /// fetches each key once per playlist. A ticket expires after the
     /// configured TTL, or with the token if that is sooner.
-    pub fn ticket_playlist(&self, playlist: &str, claims: &Claims, token: &str) -> Result<String, TicketError> {
+    pub fn ticket_playlist(&self, playlist: &str, claims: &Claims, viewer: ViewerId) -> Result<String, TicketError> {
         let ttl = self.ticket_ttl_secs.unwrap_or(0);
         let exp = self.now().saturating_add(ttl).min(claims.exp);
-        let viewer = ticket::viewer_tag(claims, token);
         // By URI: one ticket per key, however many key tags name it (a key
         // over several segments gets a tag per segment for its IV). A map, as
         // a DVR window lists thousands of keys.
@@ -438,6 +437,11 @@ mod tests {
         }
     }
 
+    /// The viewer tag of [`claims`]: its `jti`'s, whatever the token.
+    fn viewer_1() -> ViewerId {
+        ticket::viewer_tag(&claims(0), "tok")
+    }
+
     struct Fixture {
         service: KeyService,
         now: Arc<ManualClock>,
@@ -514,7 +518,7 @@ mod tests {
         let now = f.now.now_unix_secs();
         let text = f
             .service
-            .ticket_playlist(&playlist(), &claims(now + 3600), "tok")
+            .ticket_playlist(&playlist(), &claims(now + 3600), viewer_1())
             .unwrap();
         let t = tickets(&text);
         assert_eq!(t.len(), 3);
@@ -542,7 +546,7 @@ mod tests {
         // A new playlist fetch hands out new tickets.
         let t2 = tickets(
             &f.service
-                .ticket_playlist(&playlist(), &claims(now + 3600), "tok")
+                .ticket_playlist(&playlist(), &claims(now + 3600), viewer_1())
                 .unwrap(),
         );
         assert_ne!(t2[0].2, t[0].2);
@@ -561,7 +565,7 @@ mod tests {
         let now = f.now.now_unix_secs();
         let t = tickets(
             &f.service
-                .ticket_playlist(&playlist(), &claims(now + 3600), "tok")
+                .ticket_playlist(&playlist(), &claims(now + 3600), viewer_1())
                 .unwrap(),
         );
         let (key_id, edk, ticket) = &t[0];
@@ -595,7 +599,7 @@ mod tests {
         let now = f.now.now_unix_secs();
         let t = tickets(
             &f.service
-                .ticket_playlist(&playlist(), &claims(now + 10), "tok")
+                .ticket_playlist(&playlist(), &claims(now + 10), viewer_1())
                 .unwrap(),
         );
         let (key_id, edk, ticket) = &t[0];
@@ -656,7 +660,7 @@ mod tests {
         let now = service.now();
         let t = tickets(
             &service
-                .ticket_playlist(&playlist(), &claims(now + 3600), "tok")
+                .ticket_playlist(&playlist(), &claims(now + 3600), viewer_1())
                 .unwrap(),
         );
         let (key_id, edk, ticket) = &t[0];
@@ -766,7 +770,7 @@ mod tests {
         while answers.len() < budget + 4 {
             let text = f
                 .service
-                .ticket_playlist(&playlist(), &claims(now + 3600), "tok")
+                .ticket_playlist(&playlist(), &claims(now + 3600), viewer_1())
                 .unwrap();
             let t = tickets(&text);
             for (key_id, edk, ticket) in [&t[0], &t[2]] {
@@ -784,7 +788,11 @@ mod tests {
 
         let mut other = claims(now + 3600);
         other.jti = Some("viewer-2".into());
-        let t = tickets(&f.service.ticket_playlist(&playlist(), &other, "tok2").unwrap());
+        let t = tickets(
+            &f.service
+                .ticket_playlist(&playlist(), &other, ticket::viewer_tag(&other, "tok2"))
+                .unwrap(),
+        );
         let (key_id, edk, ticket) = &t[0];
         assert!(
             f.service

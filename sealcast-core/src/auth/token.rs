@@ -449,7 +449,10 @@ mod tests {
             br#"{"sub":"1234567890","name":"John Doe","iat":1516239022}"#
         );
         let wrong = Secret::new(b"your-256-bit-secreT".to_vec());
-        assert_eq!(TokenKey::new(&wrong).verified_payload(token), Err(TokenError::BadSignature));
+        assert_eq!(
+            TokenKey::new(&wrong).verified_payload(token),
+            Err(TokenError::BadSignature)
+        );
     }
 
     #[test]
