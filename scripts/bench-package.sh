@@ -49,6 +49,9 @@ BYTES=$(stat -c %s "$INPUT")
 printf '0123456789abcdef' >"$WORK/key.bin"
 "$BIN" kms init --keyring "$WORK/keyring.json" >/dev/null
 echo "==> input: $BYTES bytes; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
+# ffmpeg writes the key file its -hls_enc_key_url names into the current
+# directory: run from the work directory, so it goes away with it.
+cd "$WORK"
 
 hyperfine --runs "$RUNS" --warmup 2 --export-json "$WORK/hyperfine.json" \
   --prepare "rm -rf $WORK/out-s $WORK/out-f && mkdir -p $WORK/out-f" \
@@ -66,6 +69,6 @@ jq -r --arg bytes "$BYTES" --arg ossl "$OPENSSL_KBS" '
   "$WORK/hyperfine.json"
 echo "==> load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "==> CPU time (user+sys), medians of $RUNS runs"
-python3 scripts/cpu-median.py "$RUNS" "$WORK/out-s" "$BIN" package "$INPUT" "$WORK/out-s" --keyring "$WORK/keyring.json" --segment-duration-secs 2
-python3 scripts/cpu-median.py "$RUNS" "$WORK/out-f" ffmpeg -nostdin -v error -i "$INPUT" -c copy -f hls -hls_time 2 -hls_enc 1 \
+python3 "$ROOT/scripts/cpu-median.py" "$RUNS" "$WORK/out-s" "$BIN" package "$INPUT" "$WORK/out-s" --keyring "$WORK/keyring.json" --segment-duration-secs 2
+python3 "$ROOT/scripts/cpu-median.py" "$RUNS" "$WORK/out-f" ffmpeg -nostdin -v error -i "$INPUT" -c copy -f hls -hls_time 2 -hls_enc 1 \
   -hls_enc_key "$WORK/key.bin" -hls_enc_key_url key.bin -hls_list_size 0 "$WORK/out-f/out.m3u8"
