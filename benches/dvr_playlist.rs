@@ -97,6 +97,7 @@ fn main() {
         stream: STREAM.to_owned(),
         sub: Some("viewer-1".to_owned()),
         jti: Some("c0ffee".to_owned()),
+        recording: None,
     };
     let token = auth::mint(&Secret::new(SECRET.to_vec()), &claims);
     let query = format!("token={token}");

@@ -343,6 +343,7 @@ fn claims() -> Claims {
         stream: STREAM.to_owned(),
         sub: Some("viewer-1".to_owned()),
         jti: Some("c0ffee".to_owned()),
+        recording: None,
     }
 }
 

@@ -471,6 +471,7 @@ fn run(cli: Cli, log: &Arc<LogControl>) -> anyhow::Result<()> {
                 stream,
                 sub,
                 jti: None,
+                recording: None,
             };
             println!(
                 "{}",
@@ -740,6 +741,7 @@ fn print_banner(
                 stream: stream.path(),
                 sub: None,
                 jti: None,
+                recording: None,
             });
             println!("  watch in a browser (token valid {} min):", ttl / 60);
             println!("       {watch}?token={token}");

@@ -207,6 +207,7 @@ pub(super) fn playback_claims(
         stream,
         sub,
         jti: Some(URL_SAFE_NO_PAD.encode(jti)),
+        recording: None,
     };
     Ok((claims, base))
 }

@@ -343,12 +343,7 @@ fn scoped_playlist_viewer<'a>(
         return Ok(None);
     };
     match keys.verify_token(token, stream) {
-        Ok(_)
-            if !crate::auth::recording::allows_playlist(
-                crate::auth::recording::recording_claim(token).as_deref(),
-                recording,
-            ) =>
-        {
+        Ok(claims) if !crate::auth::recording::allows_playlist(claims.recording.as_deref(), recording) => {
             debug!(%stream, "token scoped to another recording");
             Err(RefusedToken)
         }

@@ -57,7 +57,7 @@ impl KeyService {
     fn admit_token(&self, stream: &StreamName, key_id: &str, token: &str) -> Result<Admitted, KeyError> {
         bump(&self.counters.token_key_requests);
         match self.verify_token(token, stream) {
-            Ok(_) if !auth::recording::allows_key(auth::recording::recording_claim(token).as_deref(), key_id) => {
+            Ok(claims) if !auth::recording::allows_key(claims.recording.as_deref(), key_id) => {
                 debug!(stream = %stream, route = "key", "token scoped to another recording");
                 Err(KeyError::Forbidden)
             }

@@ -144,7 +144,7 @@ impl KeyService {
                 self.saw_viewer(stream, &claims, viewer);
                 Ok(Grant {
                     exp: claims.exp,
-                    recording: recording::recording_claim(token),
+                    recording: claims.recording.clone(),
                     budget_viewer: Some(viewer),
                     ticket: None,
                 })
@@ -336,6 +336,7 @@ mod tests {
             stream: "live/demo".into(),
             sub: None,
             jti: None,
+            recording: None,
         }
     }
 

@@ -489,6 +489,7 @@ mod tests {
             stream: "live/demo".into(),
             sub: None,
             jti: Some("viewer-1".into()),
+            recording: None,
         }
     }
 

@@ -304,6 +304,7 @@ mod tests {
             stream: "*".into(),
             sub: None,
             jti: None,
+            recording: None,
         };
         let token = server.keys().mint_token(&claims);
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();

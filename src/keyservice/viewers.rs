@@ -109,6 +109,7 @@ mod tests {
             stream: "live/demo".to_owned(),
             sub: sub.map(str::to_owned),
             jti: jti.map(str::to_owned),
+            recording: None,
         }
     }
 

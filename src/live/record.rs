@@ -90,7 +90,7 @@ impl Manifest {
 /// The key id prefix of `publish_id`'s data keys in recording `recording_id`:
 /// `{recording_id}_{publish_id}`, so that a key endpoint can tell, without
 /// any state, whether a key belongs to a recording (see
-/// [`crate::auth::recording_claim_allows`]). Publish ids never hold `_`.
+/// [`crate::auth::recording::allows_key`]). Publish ids never hold `_`.
 pub fn key_id_prefix(recording_id: &str, publish_id: &str) -> String {
     format!("{recording_id}_{publish_id}")
 }

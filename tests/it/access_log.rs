@@ -84,6 +84,7 @@ async fn playlist_and_key_lines_name_the_viewer() {
             stream: "live/demo".to_owned(),
             sub: Some("viewer-7".to_owned()),
             jti: Some("j-1".to_owned()),
+            recording: None,
         };
         token = server.keys.mint_token(&claims);
         tag = ticket::viewer_tag(&claims, &token)

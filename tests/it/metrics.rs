@@ -66,6 +66,7 @@ fn token_for(server: &TestServer, sub: &str, now: u64) -> String {
         stream: "live/demo".to_owned(),
         sub: Some(sub.to_owned()),
         jti: None,
+        recording: None,
     };
     auth::mint(&server.secret, &claims)
 }

@@ -171,6 +171,7 @@ async fn hostile_offline_requests(server: &TestServer, id: &str, keys: &[crate::
         stream: stream.into(),
         sub: None,
         jti: None,
+        recording: None,
     };
     let scoped_other = recording::mint_for_recording(&server.secret, &claims("live/demo"), "another", None);
     let scoped_this = recording::mint_for_recording(&server.secret, &claims("live/demo"), id, None);

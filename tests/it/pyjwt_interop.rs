@@ -224,6 +224,7 @@ async fn pyjwt_tokens_on_the_key_endpoint() {
             stream: "live/demo".into(),
             sub: Some("viewer-7".into()),
             jti: Some("j-7".into()),
+            recording: None,
         };
         let minted = server.keys.mint_token(&claims);
         let decoded: Value = serde_json::from_str(&python(DECODE, &[&minted, &secret, AUDIENCE])).unwrap();

@@ -385,6 +385,7 @@ async fn record_restart_play_delete(backend: Backend<'_>) {
         stream: "live/demo".into(),
         sub: None,
         jti: None,
+        recording: None,
     };
     let other = sealcast::auth::recording::mint_for_recording(&secret, &claims, "0badf00d", None);
     assert_eq!(http::get(addr, &format!("{path}?token={other}")).await.status, 403);

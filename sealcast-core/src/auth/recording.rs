@@ -7,29 +7,7 @@
 //! `{recording_id}_{publish_id}-{n}` (publish ids never contain `_`), so a
 //! key server checks the claim against the key id alone.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::hmac;
-use serde::Deserialize;
-
 use super::{Claims, Secret};
-
-/// The `recording` claim of `token`, whose signature the caller already
-/// verified; `None` when it has none (or it is not a string).
-pub fn recording_claim(token: &str) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Scope {
-        recording: Option<serde_json::Value>,
-    }
-    let payload = token.split('.').nth(1)?;
-    let json = URL_SAFE_NO_PAD.decode(payload).ok()?;
-    let scope: Scope = serde_json::from_slice(&json).ok()?;
-    match scope.recording? {
-        serde_json::Value::String(id) => Some(id),
-        // A claim that is there but unusable scopes to nothing.
-        _ => Some(String::new()),
-    }
-}
 
 /// Whether a token with `recording` claim `claim` may have key `key_id`.
 pub fn allows_key(claim: Option<&str>, key_id: &str) -> bool {
@@ -52,22 +30,11 @@ pub fn allows_playlist(claim: Option<&str>, recording_id: Option<&str>) -> bool 
 /// Mints a token for `claims` limited to recording `recording_id`, with
 /// `aud` when `audience` is set.
 pub fn mint_for_recording(secret: &Secret, claims: &Claims, recording_id: &str, audience: Option<&str>) -> String {
-    let mut payload = serde_json::to_value(claims).unwrap_or_default();
-    if let serde_json::Value::Object(map) = &mut payload {
-        map.insert("recording".into(), recording_id.into());
-        if let Some(audience) = audience {
-            map.insert("aud".into(), audience.into());
-        }
-    }
-    let payload = serde_json::to_vec(&payload).unwrap_or_default();
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.expose());
-    // {"alg":"HS256","typ":"JWT"}
-    let mut token = String::from("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.");
-    URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
-    let tag = hmac::sign(&key, token.as_bytes());
-    token.push('.');
-    URL_SAFE_NO_PAD.encode_string(tag.as_ref(), &mut token);
-    token
+    let scoped = Claims {
+        recording: Some(recording_id.to_owned()),
+        ..claims.clone()
+    };
+    super::mint_with_audience(secret, &scoped, audience)
 }
 
 #[cfg(test)]
@@ -82,14 +49,23 @@ mod tests {
             stream: "live/cam".into(),
             sub: None,
             jti: None,
+            recording: None,
         };
         let scoped = mint_for_recording(&secret, &claims, "aaaa0001", None);
         let verified = super::super::verify(&secret, &scoped, "live/cam", 1).unwrap();
-        assert_eq!(verified, claims);
-        let claim = recording_claim(&scoped);
-        assert_eq!(claim.as_deref(), Some("aaaa0001"));
+        assert_eq!(verified.recording.as_deref(), Some("aaaa0001"));
+        assert_eq!(
+            Claims {
+                recording: None,
+                ..verified.clone()
+            },
+            claims
+        );
         let plain = super::super::mint(&secret, &claims);
-        assert_eq!(recording_claim(&plain), None);
+        assert_eq!(
+            super::super::verify(&secret, &plain, "live/cam", 1).unwrap().recording,
+            None
+        );
         // (claim, key id, allowed)
         for (claim, key_id, allowed) in [
             (None, "aaaa0001-3", true),
@@ -102,9 +78,9 @@ mod tests {
         ] {
             assert_eq!(allows_key(claim, key_id), allowed, "{claim:?} {key_id}");
         }
-        assert!(allows_playlist(claim.as_deref(), Some("aaaa0001")));
-        assert!(!allows_playlist(claim.as_deref(), Some("cccc0003")));
-        assert!(!allows_playlist(claim.as_deref(), None));
+        assert!(allows_playlist(verified.recording.as_deref(), Some("aaaa0001")));
+        assert!(!allows_playlist(verified.recording.as_deref(), Some("cccc0003")));
+        assert!(!allows_playlist(verified.recording.as_deref(), None));
         assert!(allows_playlist(None, None));
     }
 }

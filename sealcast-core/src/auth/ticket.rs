@@ -375,6 +375,7 @@ mod tests {
             stream: "*".into(),
             sub: None,
             jti: jti.map(str::to_owned),
+            recording: None,
         };
         let sha = |text: &str| {
             let d = digest::digest(&digest::SHA256, text.as_bytes());

@@ -43,6 +43,15 @@ pub struct Claims {
     /// Token id, for one-time tickets and revocation lists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
+    /// The one recording the token is limited to ([`super::recording`]);
+    /// `None`: not limited. A `recording` that is not a string limits it
+    /// to nothing (`Some("")`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "recording_scope"
+    )]
+    pub recording: Option<String>,
 }
 
 /// Why a token was refused. Messages are terse on purpose: the HTTP layer
@@ -94,12 +103,23 @@ struct Payload {
     sub: Option<String>,
     #[serde(default)]
     jti: Option<String>,
+    #[serde(default, deserialize_with = "recording_scope")]
+    recording: Option<String>,
     /// Not before, seconds since the Unix epoch; a non-integer is rounded
     /// up, so a token is never valid early.
     #[serde(default, deserialize_with = "numeric_date_ceil")]
     nbf: Option<u64>,
     #[serde(default)]
     aud: Option<Audience>,
+}
+
+/// `recording`: a string, or anything else, which scopes to nothing.
+fn recording_scope<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<serde_json::Value>::deserialize(d)? {
+        None => None,
+        Some(serde_json::Value::String(id)) => Some(id),
+        Some(_) => Some(String::new()),
+    })
 }
 
 /// A NumericDate (RFC 7519 section 2): a non-negative JSON number of
@@ -241,6 +261,7 @@ impl TokenKey {
             stream,
             sub,
             jti,
+            recording,
             nbf,
             aud,
         } = json_object(&payload)?;
@@ -258,7 +279,13 @@ impl TokenKey {
         if !stream_matches(&stream, expect.stream) {
             return Err(TokenError::WrongStream);
         }
-        Ok(Claims { exp, stream, sub, jti })
+        Ok(Claims {
+            exp,
+            stream,
+            sub,
+            jti,
+            recording,
+        })
     }
 
     /// Checks form, algorithm and signature; returns the decoded payload bytes.
@@ -386,6 +413,7 @@ mod tests {
             stream: "live/demo".into(),
             sub: Some("viewer-42".into()),
             jti: Some("n-1".into()),
+            recording: None,
         }
     }
 
@@ -413,7 +441,8 @@ mod tests {
                 exp: EXP,
                 stream: "live/*".into(),
                 sub: None,
-                jti: None
+                jti: None,
+                recording: None,
             }
         );
     }
@@ -462,6 +491,7 @@ mod tests {
             stream: "*".into(),
             sub: None,
             jti: None,
+            recording: None,
         };
         let token = mint(&secret(), &c);
         let payload = token.split('.').nth(1).unwrap();
@@ -586,6 +616,7 @@ mod tests {
                 stream: "live/demo".into(),
                 sub: Some("x".repeat(MAX_TOKEN_BYTES)),
                 jti: None,
+                recording: None,
             },
         );
         let cases: Vec<(&str, String)> = vec![
@@ -638,6 +669,29 @@ mod tests {
                 Err(TokenError::Malformed),
                 "{what}"
             );
+        }
+    }
+
+    /// `recording` is read with the other claims: a string scopes the token
+    /// to that recording, anything else to nothing, null or absent not at all.
+    #[test]
+    fn the_recording_claim() {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, SECRET);
+        let sign = |payload: &str| {
+            let input = format!("{HEADER_B64}.{}", b64(payload.as_bytes()));
+            format!("{input}.{}", b64(hmac::sign(&key, input.as_bytes()).as_ref()))
+        };
+        let base = r#""exp":2000,"stream":"live/demo""#;
+        for (extra, scope) in [
+            (r#","recording":"aaaa0001""#, Some("aaaa0001")),
+            (r#","recording":7"#, Some("")),
+            (r#","recording":{"id":"aaaa0001"}"#, Some("")),
+            (r#","recording":null"#, None),
+            ("", None),
+        ] {
+            let token = sign(&format!("{{{base}{extra}}}"));
+            let claims = verify(&secret(), &token, "live/demo", 1000).unwrap();
+            assert_eq!(claims.recording.as_deref(), scope, "{extra}");
         }
     }
 
@@ -745,6 +799,7 @@ mod tests {
             stream: "live/demo".into(),
             sub: None,
             jti: None,
+            recording: None,
         };
         let token = mint_with_audience(&secret(), &c, Some("sealcast"));
         let payload = token.split('.').nth(1).unwrap();

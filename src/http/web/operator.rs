@@ -288,6 +288,7 @@ fn watch_link(secret: &Secret, audience: Option<&str>, stream: &str, now: u64) -
         stream: stream.to_owned(),
         sub: Some("operator".to_owned()),
         jti: None,
+        recording: None,
     };
     format!(
         "watch/{stream}?token={}",

@@ -194,6 +194,7 @@ pub fn mint_token(secret: &Secret, stream: &str, ttl_secs: i64) -> String {
         stream: stream.to_owned(),
         sub: None,
         jti: None,
+        recording: None,
     };
     auth::mint(secret, &claims)
 }
