@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::clock::{Clock as _, ManualClock};
 use crate::crypto::{EncryptionContext, WrappedKey};

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::registry::Stream;
+use super::stream::Stream;
 use super::{LiveSettings, PublishControl};
 use crate::cluster::lease::{Holder, Policy};
 use crate::cluster::redis::{Redis, RedisTarget};

@@ -29,6 +29,7 @@ pub mod recordings;
 mod registry;
 mod served;
 mod stored;
+mod stream;
 mod upload;
 mod writer;
 
@@ -41,7 +42,8 @@ pub use control::{PublishControl, Stop};
 pub use recent::{RecentSegments, SegmentMemory, slice_pieces};
 pub use record::key_id_prefix;
 pub use recordings::{Manifest, RecordSettings, RecordingState, Recordings};
-pub use registry::{Registry, Stream};
+pub use registry::Registry;
+pub use stream::Stream;
 
 use crate::auth::Secret;
 use crate::media::Tracks;

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use super::registry::{Registry, Stream};
+use super::registry::Registry;
+use super::stream::Stream;
 use super::upload::Uploader;
 use super::writer::SegmentWriter;
 use super::{PublishControl, Stop};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tracing::{debug, warn};
 
 use super::LiveSettings;
-use super::registry::Stream;
+use super::stream::Stream;
 use crate::hls::{MediaPlaylist, parse_media_playlist};
 use crate::names;
 use crate::storage;

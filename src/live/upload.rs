@@ -24,7 +24,8 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument as _, debug, error, warn};
 
 use super::control::PublishControl;
-use super::registry::{Registry, Stream};
+use super::registry::Registry;
+use super::stream::Stream;
 use crate::pipeline::ClosedSegment;
 use crate::storage::{self, Storage};
 use crate::timeline::Timeline;

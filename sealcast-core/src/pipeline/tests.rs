@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::crypto::{decrypt_segment, segment_iv};
 

@@ -1,4 +1,3 @@
-
 use super::*;
 
 const SECRET: &[u8] = b"sealcast-test-secret-0123456789abcdef";
