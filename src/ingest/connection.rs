@@ -10,9 +10,9 @@ use tokio::time::{Instant, timeout_at};
 use tracing::{debug, info, warn};
 
 use super::read_batching::{self, ReadBatching, RecvLowWatermark};
-use super::{Error, IngestLimits, PublishAuthorizer, RefusalLog};
+use super::{Error, IngestLimits, PublishAuthorizer, PublishGrant, RefusalLog};
 use crate::rtmp::handshake::Step;
-use crate::rtmp::{Event, Flow, Handshake, MediaMessage, PublishRefused, Session, printable};
+use crate::rtmp::{Event, Flow, Handshake, MediaMessage, PublishRefused, PublishRequest, Session, printable};
 
 /// Size of the per-connection read buffer, reused for every read: twice the
 /// largest receive low-water mark; 1000 connections cost 32 MiB.
@@ -43,8 +43,7 @@ where
         .await
         .map_err(|_| Error::HandshakeTimeout)??;
 
-    let mut out = Vec::with_capacity(1024);
-    let mut events: Vec<Event> = Vec::with_capacity(64);
+    let (mut out, mut events) = (Vec::with_capacity(1024), Vec::with_capacity(64));
     let mut session = Session::new(&limits.session());
     // The accepted publish's channel to its pipeline; dropping it ends the publish.
     let mut media: Option<mpsc::Sender<MediaMessage>> = None;
@@ -60,15 +59,8 @@ where
         while let Some(request) = forward(&mut events, &mut media).await? {
             // Awaited here, outside any read: while the answer is pending the
             // socket is not read, and the start deadline still runs.
-            let answer = authorizer.authorize(&request.app, &request.stream_key, request.query.as_deref(), peer);
-            let answer = if published {
-                answer.await
-            } else {
-                timeout_at(start_deadline, answer)
-                    .await
-                    .map_err(|_| Error::PublishTimeout(limits.handshake_timeout))?
-            };
-            step = match answer {
+            let before_start = (!published).then_some(start_deadline);
+            step = match authorize(&*authorizer, &request, peer, before_start, &limits).await? {
                 Ok(grant) => {
                     tracing::Span::current().record("stream", grant.stream.as_str());
                     media = Some(grant.media);
@@ -84,23 +76,12 @@ where
         if media.is_none() {
             set_mark(&socket, batching.stop());
         }
-        // Before the publish starts, the start deadline bounds every wait;
-        // once one has started (even if it has finished since), only idleness.
         published |= session.is_publishing();
-        let idle = Instant::now() + limits.idle_timeout;
-        let starting = !published && start_deadline <= idle;
-        let deadline = if starting { start_deadline } else { idle };
-        let timed_out = |otherwise: Error| {
-            if starting {
-                Error::PublishTimeout(limits.handshake_timeout)
-            } else {
-                otherwise
-            }
-        };
+        let wait = Wait::next(published, start_deadline, &limits);
         if !out.is_empty() {
-            timeout_at(deadline, socket.write_all(&out))
+            timeout_at(wait.deadline, socket.write_all(&out))
                 .await
-                .map_err(|_| timed_out(Error::WriteStalled(limits.idle_timeout)))??;
+                .map_err(|_| wait.timed_out(Error::WriteStalled(limits.idle_timeout)))??;
             out.clear();
         }
         if step? == Flow::Close {
@@ -110,10 +91,10 @@ where
         // A publish the server ended (taken over by a new publish of the
         // same stream, or its cluster lease lost) closes its channel: the
         // connection ends then, even when the peer has gone quiet.
-        let read = match read_some(&mut socket, &mut buf, &mut batching, deadline, media.as_ref()).await {
+        let read = match read_some(&mut socket, &mut buf, &mut batching, wait.deadline, media.as_ref()).await {
             Ok(Some(read)) => read,
             Ok(None) => {
-                let idle = timed_out(Error::IdleTimeout(limits.idle_timeout));
+                let idle = wait.timed_out(Error::IdleTimeout(limits.idle_timeout));
                 return Err(dropped(media.is_some(), idle));
             }
             Err(Error::MediaClosed) => return Err(Error::MediaClosed),
@@ -121,14 +102,71 @@ where
         };
         // `read` returns at most `buf.len()`, so the slice below is in bounds.
         let Some(input) = buf.get(..read).filter(|input| !input.is_empty()) else {
-            if media.is_some() {
-                warn!("publisher dropped: the connection closed without an unpublish");
-            } else {
-                debug!("peer disconnected");
-            }
+            closed_by_peer(media.is_some());
             return Ok(());
         };
         step = session.handle_input(input, &mut out, &mut events);
+    }
+}
+
+/// Logs the peer closing the connection: while publishing, an encoder gone
+/// without an unpublish.
+fn closed_by_peer(publishing: bool) {
+    if publishing {
+        warn!("publisher dropped: the connection closed without an unpublish");
+    } else {
+        debug!("peer disconnected");
+    }
+}
+
+/// How long the next write or read may wait. Before a publish starts, the
+/// start deadline bounds every wait; once one has started (even if it has
+/// finished since), only idleness does.
+#[derive(Clone, Copy)]
+struct Wait {
+    deadline: Instant,
+    /// The start deadline is the one that applies.
+    starting: bool,
+    handshake_timeout: std::time::Duration,
+}
+
+impl Wait {
+    fn next(published: bool, start_deadline: Instant, limits: &IngestLimits) -> Self {
+        let idle = Instant::now() + limits.idle_timeout;
+        let starting = !published && start_deadline <= idle;
+        Self {
+            deadline: if starting { start_deadline } else { idle },
+            starting,
+            handshake_timeout: limits.handshake_timeout,
+        }
+    }
+
+    /// The error for a wait that reached its deadline: the publish did not
+    /// start in time, or else `otherwise`.
+    fn timed_out(self, otherwise: Error) -> Error {
+        if self.starting {
+            Error::PublishTimeout(self.handshake_timeout)
+        } else {
+            otherwise
+        }
+    }
+}
+
+/// Asks the authorizer about a publish request: `before_start` (no publish
+/// has started on this connection yet), within the start deadline.
+async fn authorize(
+    authorizer: &dyn PublishAuthorizer,
+    request: &PublishRequest,
+    peer: SocketAddr,
+    before_start: Option<Instant>,
+    limits: &IngestLimits,
+) -> Result<Result<PublishGrant, PublishRefused>, Error> {
+    let answer = authorizer.authorize(&request.app, &request.stream_key, request.query.as_deref(), peer);
+    match before_start {
+        None => Ok(answer.await),
+        Some(deadline) => timeout_at(deadline, answer)
+            .await
+            .map_err(|_| Error::PublishTimeout(limits.handshake_timeout)),
     }
 }
 
@@ -219,7 +257,7 @@ fn log_refusal(refusals: &RefusalLog, peer: SocketAddr, app: &str, refused: Publ
 async fn forward(
     events: &mut Vec<Event>,
     media: &mut Option<mpsc::Sender<MediaMessage>>,
-) -> Result<Option<crate::rtmp::PublishRequest>, Error> {
+) -> Result<Option<PublishRequest>, Error> {
     let mut request = None;
     for event in events.drain(..) {
         match event {
