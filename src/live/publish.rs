@@ -351,7 +351,6 @@ impl Publish {
                 return Ok(());
             };
             let listed = self.timeline.list(&segment, now_unix_ms, playlist);
-            let text = playlist.render(None);
             // The entry just listed (an ended playlist lists nothing more).
             let file = crate::names::segment_file_name(&self.publish_id, sequence);
             recorded = (state.recording.as_mut())
@@ -369,6 +368,11 @@ impl Publish {
             info.key_waits = stats.key_waits;
             info.kms_failures = keys.failures();
             info.max_media_gap_us = max_media_gap_us;
+            // Rendered once, for the file and for every viewer until the
+            // next change; it lists the segment just added, so it is there.
+            let Some(text) = state.playlist.text() else {
+                return Ok(());
+            };
             (text, listed.expired)
         };
         self.stream.write_playlist(text).await;

@@ -1,7 +1,9 @@
 //! A stream's live playlist with its canonical text (no credential in its
 //! key URIs), rendered once per change rather than once per viewer request:
-//! every playlist request of every viewer starts from that text, and only
-//! an `Arc` is cloned under the stream's lock.
+//! the publish task asks for it right after each change, to write the
+//! playlist file (or object), and every playlist request of every viewer
+//! starts from that same text; only an `Arc` is cloned under the stream's
+//! lock.
 
 use std::sync::Arc;
 

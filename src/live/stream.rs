@@ -122,10 +122,16 @@ impl Stream {
     /// Writes the playlist file. It doubles as the stream's persisted state:
     /// after a restart, [`restore_playlist`] reads it back, so media and
     /// discontinuity sequence numbers continue where they were.
-    pub(super) async fn write_playlist(&self, text: String) {
+    /// `text` is the canonical text viewers are served too
+    /// ([`super::served::ServedPlaylist::text`]).
+    pub(super) async fn write_playlist(&self, text: Arc<str>) {
         if self.storage.local_dir().is_none() {
             let key = storage::playlist_key(self.name.app(), self.name.name());
-            if let Err(error) = self.storage.put(&key, &[bytes::Bytes::from(text)]).await {
+            if let Err(error) = self
+                .storage
+                .put(&key, &[bytes::Bytes::copy_from_slice(text.as_bytes())])
+                .await
+            {
                 error!(stream = %self.name, %error, "writing the playlist failed");
             }
             return;
@@ -161,12 +167,14 @@ impl Stream {
                     state.recording = None;
                     return;
                 }
-                Some(playlist) if !playlist.is_ended() => {
-                    playlist.end();
-                    (playlist.render(None), state.recording.take())
-                }
+                Some(playlist) if !playlist.is_ended() => playlist.end(),
                 _ => return,
             }
+            // Rendered once, for storage and for every viewer after.
+            let Some(text) = state.playlist.text() else {
+                return;
+            };
+            (text, state.recording.take())
         };
         info!(stream = %self.name, "playlist ended");
         // An ended stream holds no segment memory.
@@ -184,9 +192,9 @@ impl Stream {
     /// Object storage: PUTs the ended playlist, retrying with backoff for
     /// up to [`FINAL_PLAYLIST_RETRY`] while no newer publish started (whose
     /// own playlist must not be overwritten with this one).
-    async fn put_final_playlist(&self, text: String, generation: u64) {
+    async fn put_final_playlist(&self, text: Arc<str>, generation: u64) {
         let key = storage::playlist_key(self.name.app(), self.name.name());
-        let body = bytes::Bytes::from(text);
+        let body = bytes::Bytes::copy_from_slice(text.as_bytes());
         let until = tokio::time::Instant::now() + FINAL_PLAYLIST_RETRY;
         let mut backoff = Duration::from_millis(200);
         loop {

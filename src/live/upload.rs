@@ -170,7 +170,7 @@ struct UploadTask {
     /// A segment was dropped here: the next one listed follows a gap.
     gap: bool,
     /// A playlist whose PUT failed, written again with the next one (or at the end).
-    playlist_pending: Option<String>,
+    playlist_pending: Option<Arc<str>>,
     dropped: Arc<AtomicU64>,
     meters: crate::metrics::StreamMeters,
     control: Arc<OnceLock<Arc<PublishControl>>>,
@@ -190,7 +190,10 @@ impl UploadTask {
         }
         if let Some(text) = self.playlist_pending.take() {
             let until = Instant::now() + self.deadline;
-            if !self.put_until(&self.playlist_key(), &[Bytes::from(text)], until).await {
+            if !self
+                .put_until(&self.playlist_key(), &[Bytes::copy_from_slice(text.as_bytes())], until)
+                .await
+            {
                 error!("the playlist could not be written before the publish ended");
             }
         }
@@ -270,7 +273,6 @@ impl UploadTask {
             };
             let now_unix_ms = crate::clock::now_unix_ms();
             let listed = self.timeline.list(&segment, now_unix_ms, playlist);
-            let text = playlist.render(None);
             // The entry just listed (an ended playlist lists nothing more).
             recorded = (state.recording.as_mut())
                 .zip(playlist.segments().last().filter(|entry| entry.uri == file))
@@ -278,6 +280,11 @@ impl UploadTask {
             state.info.media_sequence = playlist.media_sequence();
             state.info.stored_bytes += stored_bytes;
             state.info.stored_media_ms += (segment.duration_secs * 1000.0).round() as u64;
+            // Rendered once, for storage and for every viewer until the
+            // next change; it lists the segment just added, so it is there.
+            let Some(text) = state.playlist.text() else {
+                return;
+            };
             (text, listed.expired)
         };
         // Stored and listed: from now on this node serves it from memory.
@@ -290,7 +297,7 @@ impl UploadTask {
         // next segment's playlist (a superset) replaces it.
         let until = Instant::now() + Duration::from_secs_f64(segment.duration_secs.max(1.0));
         if !self
-            .put_until(&self.playlist_key(), &[Bytes::from(text.clone())], until)
+            .put_until(&self.playlist_key(), &[Bytes::copy_from_slice(text.as_bytes())], until)
             .await
         {
             error!(stream = %self.stream.name, seq = sequence, "writing the playlist failed; it is written again with the next segment");
