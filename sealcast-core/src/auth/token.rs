@@ -244,7 +244,9 @@ pub fn verify_with(
 
 /// A token secret as an HMAC key, made once: building one hashes the
 /// secret's inner and outer pads, two SHA-256 blocks that a server checking
-/// a token per key request would otherwise repeat every time.
+/// a token per key request would otherwise repeat every time. Like
+/// [`super::TicketKey`], it holds *ring*'s hash states of those pads, which
+/// *ring* does not zeroize on drop; it lives as long as its key service.
 #[derive(Clone)]
 pub struct TokenKey(hmac::Key);
 
