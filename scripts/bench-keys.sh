@@ -38,53 +38,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-HTTP_PORT=$(free_port)
-RTMP_PORT=$(free_port)
-SECRET="bench-secret-0123456789-0123456789-abcdef"
-PUBLISH_KEY="sk_bench_0123456789abcdef"
-printf '%s\n' "$SECRET" >"$WORK/token_secret"
-chmod 600 "$WORK/token_secret"
-cat >"$WORK/sealcast.toml" <<EOF
-[rtmp]
-listen = "127.0.0.1:$RTMP_PORT"
-[http]
-listen = "127.0.0.1:$HTTP_PORT"
-[storage]
-data_dir = "$WORK/data"
-[metrics]
-enabled = $METRICS
-listen = "127.0.0.1:0"
-[hls]
-segment_duration_secs = 2
-reconnect_grace_secs = 0
-[auth]
-token_secret_file = "$WORK/token_secret"
-one_time_key_tickets = true
-[auth.replay]
-max_entries = 4000000
-[[streams]]
-app = "live"
-name = "bench"
-key = "$PUBLISH_KEY"
-EOF
-
-echo "==> starting sealcast serve on 127.0.0.1:$HTTP_PORT"
-RUST_LOG=warn "$BIN" serve --config "$WORK/sealcast.toml" >"$WORK/server.out" 2>"$WORK/server.log" &
-SERVER_PID=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null && break; sleep 0.1; done
-
-echo "==> pushing fixtures/high-bframes-aac48k.flv"
-ffmpeg -nostdin -v error -i fixtures/high-bframes-aac48k.flv -c copy -f flv "rtmp://127.0.0.1:$RTMP_PORT/live/$PUBLISH_KEY"
-TOKEN=$("$BIN" token --stream live/bench --ttl-secs 3600 --config "$WORK/sealcast.toml" 2>/dev/null)
-PLAYLIST_URL="http://127.0.0.1:$HTTP_PORT/live/bench/index.m3u8?token=$TOKEN"
-for _ in $(seq 100); do curl -fs "$PLAYLIST_URL" | grep -q ENDLIST && break; sleep 0.1; done
-KEY_URI=$(curl -fs "$PLAYLIST_URL" | grep -m1 -o 'URI="[^"]*"' | sed 's/^URI="//; s/"$//')
-KEY_PATH=${KEY_URI%%\?*}
-EDK=$(printf '%s' "$KEY_URI" | grep -o 'edk=[^&]*' | cut -d= -f2)
-KEY_ID=${KEY_PATH##*/}
-[ -n "$EDK" ] && [ -n "$KEY_ID" ] || { echo "no key URI in the playlist"; exit 1; }
-TOKEN_URL="http://127.0.0.1:$HTTP_PORT$KEY_PATH?edk=$EDK&token=$TOKEN"
-[ "$(curl -fs "$TOKEN_URL" | wc -c)" -eq 16 ] || { echo "the key endpoint did not return a key"; exit 1; }
+ticketed_server
 
 echo "==> minting $TICKETS one-time tickets for $KEY_PATH"
 python3 - "$SECRET" "live/bench" "$KEY_ID" "$EDK" "$TICKETS" >"$WORK/tickets.txt" <<'PY'

@@ -269,14 +269,17 @@ const HOT_SEGMENT_MAX_BYTES: u64 = 8 * 1024 * 1024;
 async fn serve_local_segment(stream: &crate::live::Stream, file: &str, headers: &HeaderMap) -> Response {
     let path = stream.dir().join(file);
     let limit = HOT_SEGMENT_MAX_BYTES.min(stream.recent().room());
-    // Open, size and read in one blocking-pool hop, not three.
+    // Open, size and read in one blocking-pool hop; a segment too large to
+    // keep is streamed from the file already open.
     let read = tokio::task::spawn_blocking({
         let path = path.clone();
         move || read_if_small(&path, limit)
     });
     let bytes = match read.await {
-        Ok(Ok(Some(bytes))) => bytes,
-        Ok(Ok(None)) => return serve_segment(&path, headers).await,
+        Ok(Ok(SegmentFile::Read(bytes))) => bytes,
+        Ok(Ok(SegmentFile::Open { file, len })) => {
+            return serve_segment(tokio::fs::File::from_std(file), len, path, headers).await;
+        }
         Ok(Err(_)) | Err(_) => return status(StatusCode::NOT_FOUND, "not found\n"),
     };
     let pieces: std::sync::Arc<[bytes::Bytes]> = std::sync::Arc::from([bytes::Bytes::from(bytes)]);
@@ -286,20 +289,28 @@ async fn serve_local_segment(stream: &crate::live::Stream, file: &str, headers: 
     stored::serve_pieces(&pieces, headers)
 }
 
-/// The whole file, or `None` when it is larger than `limit` bytes.
+/// A segment file as [`read_if_small`] leaves it.
+enum SegmentFile {
+    /// All of it.
+    Read(Vec<u8>),
+    /// Larger than the limit: open, `len` bytes, not read.
+    Open { file: std::fs::File, len: u64 },
+}
+
+/// The whole file when it is at most `limit` bytes, else the open file.
 /// Listed segments are complete and never rewritten (names are unique per
 /// publish), so what is read is the segment.
-fn read_if_small(path: &std::path::Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
+fn read_if_small(path: &std::path::Path, limit: u64) -> io::Result<SegmentFile> {
     use std::io::Read as _;
 
     let mut file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
     if len > limit {
-        return Ok(None);
+        return Ok(SegmentFile::Open { file, len });
     }
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     file.read_to_end(&mut bytes)?;
-    Ok(Some(bytes))
+    Ok(SegmentFile::Read(bytes))
 }
 
 /// A viewer who presented a valid token for a playlist.
@@ -348,8 +359,7 @@ fn scoped_playlist_viewer<'a>(
             Err(RefusedToken)
         }
         Ok(claims) => {
-            let tag = crate::auth::ticket::viewer_tag(&claims, token);
-            keys.saw_viewer(stream, &claims, tag);
+            let tag = keys.saw_viewer(stream, &claims, token);
             Ok(Some(PlaylistViewer { token, claims, tag }))
         }
         Err(error) => {
@@ -445,15 +455,10 @@ fn playlist_response(text: Option<String>, viewer: Option<access_log::Viewer>) -
 /// (RFC 9110 14.2); ffmpeg sends them. The body is read and sent in
 /// `SEGMENT_CHUNK_BYTES` chunks: what a request holds does not grow with the
 /// segment (hyper may still queue a few chunks for a slow client).
-async fn serve_segment(path: &std::path::Path, headers: &HeaderMap) -> Response {
-    // Opened before any answer: a missing (expired) segment is a 404. Once
-    // open, an unlink does not stop the read (Unix).
-    let Ok(mut file) = tokio::fs::File::open(path).await else {
-        return status(StatusCode::NOT_FOUND, "not found\n");
-    };
-    let Ok(len) = file.metadata().await.map(|m| m.len()) else {
-        return status(StatusCode::NOT_FOUND, "not found\n");
-    };
+///
+/// `file` is opened before any answer, so a missing (expired) segment is a
+/// 404; once open, an unlink does not stop the read (Unix).
+async fn serve_segment(mut file: tokio::fs::File, len: u64, path: PathBuf, headers: &HeaderMap) -> Response {
     let range = match SegmentRange::requested(headers, len) {
         Ok(range) => range,
         Err(unsatisfiable) => return unsatisfiable.into_response(),
@@ -464,7 +469,7 @@ async fn serve_segment(path: &std::path::Path, headers: &HeaderMap) -> Response 
     }
     let body = SegmentBody {
         file: file.take(end - start),
-        path: path.to_owned(),
+        path,
     };
     let mut response = (
         [

@@ -44,11 +44,10 @@ struct CacheKey(Box<[u8]>);
 impl CacheKey {
     fn new(wrapped: &WrappedKey, context: &EncryptionContext) -> Self {
         let wrapped = wrapped.as_bytes();
-        let context = context.to_aad();
-        let mut bytes = Vec::with_capacity(8 + wrapped.len() + context.len());
+        let mut bytes = Vec::with_capacity(8 + wrapped.len() + context.aad_len());
         bytes.extend_from_slice(&(wrapped.len() as u64).to_be_bytes());
         bytes.extend_from_slice(wrapped);
-        bytes.extend_from_slice(&context);
+        context.extend_aad(&mut bytes);
         Self(bytes.into_boxed_slice())
     }
 }

@@ -62,8 +62,7 @@ impl KeyService {
                 Err(KeyError::Forbidden)
             }
             Ok(claims) => {
-                let viewer = ticket::viewer_tag(&claims, token);
-                self.saw_viewer(stream, &claims, viewer);
+                let viewer = self.saw_viewer(stream, &claims, token);
                 Ok(Admitted::Token { viewer })
             }
             Err(error) => {

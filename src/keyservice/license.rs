@@ -140,8 +140,7 @@ impl KeyService {
                     debug!(%stream, %error, route = "license", "token refused");
                     self.forbidden()
                 })?;
-                let viewer = ticket::viewer_tag(&claims, token);
-                self.saw_viewer(stream, &claims, viewer);
+                let viewer = self.saw_viewer(stream, &claims, token);
                 Ok(Grant {
                     exp: claims.exp,
                     recording: claims.recording.clone(),

@@ -267,12 +267,14 @@ impl KeyService {
         bump(&self.counters.key_unauthorized);
     }
 
-    /// Records that the holder of a verified token asked for `stream` now.
-    /// `tag` is the token's [`ticket::viewer_tag`], which the caller needs
-    /// too: it is a hash of the whole token when there is no `jti`.
-    pub fn saw_viewer(&self, stream: &StreamName, claims: &Claims, tag: ViewerId) {
+    /// Records that the holder of a verified token asked for `stream` now,
+    /// and returns the token's [`ticket::viewer_tag`]: callers need it too,
+    /// and it hashes the whole token when there is no `jti`.
+    pub fn saw_viewer(&self, stream: &StreamName, claims: &Claims, token: &str) -> ViewerId {
+        let tag = ticket::viewer_tag(claims, token);
         let viewer = viewers::token_viewer(claims, tag, self.tickets_enabled());
         self.viewers.saw(stream.as_str(), viewer, self.now());
+        tag
     }
 
     /// Distinct viewers per stream within the last

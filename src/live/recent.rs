@@ -38,11 +38,6 @@ impl SegmentMemory {
         })
     }
 
-    /// No cap: for tests and tools.
-    pub fn unlimited() -> Arc<Self> {
-        Self::new(u64::MAX)
-    }
-
     /// Bytes held now, by every stream (the `sealcast_segment_memory_bytes` gauge).
     pub fn held(&self) -> u64 {
         self.held.load(Ordering::Relaxed)
@@ -70,12 +65,6 @@ impl SegmentMemory {
 pub struct RecentSegments {
     entries: Mutex<VecDeque<(String, Arc<[Bytes]>)>>,
     memory: Arc<SegmentMemory>,
-}
-
-impl Default for RecentSegments {
-    fn default() -> Self {
-        Self::new(SegmentMemory::unlimited())
-    }
 }
 
 impl RecentSegments {
@@ -178,7 +167,7 @@ mod tests {
 
     #[test]
     fn keeps_the_newest_up_to_capacity() {
-        let recent = RecentSegments::default();
+        let recent = RecentSegments::new(SegmentMemory::new(u64::MAX));
         for seq in 0..5 {
             recent.insert(format!("p-{seq}.ts"), pieces(&[b"x"]), 3);
         }

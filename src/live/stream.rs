@@ -127,11 +127,7 @@ impl Stream {
     pub(super) async fn write_playlist(&self, text: Arc<str>) {
         if self.storage.local_dir().is_none() {
             let key = storage::playlist_key(self.name.app(), self.name.name());
-            if let Err(error) = self
-                .storage
-                .put(&key, &[bytes::Bytes::copy_from_slice(text.as_bytes())])
-                .await
-            {
+            if let Err(error) = self.storage.put(&key, &[playlist_body(&text)]).await {
                 error!(stream = %self.name, %error, "writing the playlist failed");
             }
             return;
@@ -194,7 +190,7 @@ impl Stream {
     /// own playlist must not be overwritten with this one).
     async fn put_final_playlist(&self, text: Arc<str>, generation: u64) {
         let key = storage::playlist_key(self.name.app(), self.name.name());
-        let body = bytes::Bytes::copy_from_slice(text.as_bytes());
+        let body = playlist_body(&text);
         let until = tokio::time::Instant::now() + FINAL_PLAYLIST_RETRY;
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -216,6 +212,31 @@ impl Stream {
     }
 }
 
+/// The playlist text as a body for storage, not copied: the `Bytes` holds
+/// on to the `Arc` viewers are served from.
+pub(super) fn playlist_body(text: &Arc<str>) -> bytes::Bytes {
+    struct Text(Arc<str>);
+    impl AsRef<[u8]> for Text {
+        fn as_ref(&self) -> &[u8] {
+            self.0.as_bytes()
+        }
+    }
+    bytes::Bytes::from_owner(Text(Arc::clone(text)))
+}
+
 /// How long the ended playlist is retried when object storage is down:
 /// bounded, since a shutdown waits for it.
 const FINAL_PLAYLIST_RETRY: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_storage_body_is_the_served_text_not_a_copy() {
+        let text: Arc<str> = Arc::from("#EXTM3U\n#EXT-X-VERSION:3\n");
+        let body = playlist_body(&text);
+        assert_eq!(&body[..], text.as_bytes());
+        assert_eq!(body.as_ptr(), text.as_ptr());
+    }
+}

@@ -25,7 +25,7 @@ use tracing::{Instrument as _, debug, error, warn};
 
 use super::control::PublishControl;
 use super::registry::Registry;
-use super::stream::Stream;
+use super::stream::{Stream, playlist_body};
 use crate::pipeline::ClosedSegment;
 use crate::storage::{self, Storage};
 use crate::timeline::Timeline;
@@ -191,7 +191,7 @@ impl UploadTask {
         if let Some(text) = self.playlist_pending.take() {
             let until = Instant::now() + self.deadline;
             if !self
-                .put_until(&self.playlist_key(), &[Bytes::copy_from_slice(text.as_bytes())], until)
+                .put_until(&self.playlist_key(), &[playlist_body(&text)], until)
                 .await
             {
                 error!("the playlist could not be written before the publish ended");
@@ -297,7 +297,7 @@ impl UploadTask {
         // next segment's playlist (a superset) replaces it.
         let until = Instant::now() + Duration::from_secs_f64(segment.duration_secs.max(1.0));
         if !self
-            .put_until(&self.playlist_key(), &[Bytes::copy_from_slice(text.as_bytes())], until)
+            .put_until(&self.playlist_key(), &[playlist_body(&text)], until)
             .await
         {
             error!(stream = %self.stream.name, seq = sequence, "writing the playlist failed; it is written again with the next segment");

@@ -289,15 +289,25 @@ impl EncryptionContext {
     /// make it unambiguous (`{"ab": "c"}` and `{"a": "bc"}` differ), and the map's
     /// order makes it independent of insertion order.
     pub fn to_aad(&self) -> Vec<u8> {
-        let len: usize = self.0.iter().map(|(k, v)| 16 + k.len() + v.len()).sum();
-        let mut out = Vec::with_capacity(len);
+        let mut out = Vec::with_capacity(self.aad_len());
+        self.extend_aad(&mut out);
+        out
+    }
+
+    /// Length of [`EncryptionContext::to_aad`].
+    pub fn aad_len(&self) -> usize {
+        self.0.iter().map(|(k, v)| 16 + k.len() + v.len()).sum()
+    }
+
+    /// Appends [`EncryptionContext::to_aad`] to `out`, for callers that
+    /// build a larger byte string around it.
+    pub fn extend_aad(&self, out: &mut Vec<u8>) {
         for (k, v) in &self.0 {
             for part in [k, v] {
                 out.extend_from_slice(&(part.len() as u64).to_be_bytes());
                 out.extend_from_slice(part.as_bytes());
             }
         }
-        out
     }
 }
 
